@@ -1,0 +1,47 @@
+# credit-risk: `make run` (quick start), `make test` (the whole suite), `make help`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+EXTRAS := serving,pipeline,dev
+export GX_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export SCARF_ANALYTICS := false
+
+.PHONY: help install run test lint typecheck unit constraints clean
+
+help:
+	@echo "make run        install, generate data, start Airflow, train, serve"
+	@echo "make test       install and run lint, type checks and the whole test suite"
+	@echo "make install    create $(VENV) with the pinned dependencies"
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/run.sh
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -m "not e2e"
+
+test: lint typecheck
+	$(BIN)/pytest
+
+# Re-pin after changing dependencies in pyproject.toml.
+constraints: install
+	$(BIN)/pip freeze --exclude-editable | grep -v '^credit-risk' > constraints.txt.new
+	{ head -2 constraints.txt; cat constraints.txt.new; } > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt; rm constraints.txt.new
+
+clean:
+	rm -rf var airflow_home .pytest_cache .mypy_cache .ruff_cache

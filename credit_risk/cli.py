@@ -1,0 +1,181 @@
+"""The `credit-risk` console script: the same functions the DAGs call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from credit_risk.config import Settings
+
+log = logging.getLogger("credit_risk")
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    body = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "" if v is None else str(v)
+
+
+def comparison_rows(comparison: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = ("roc_auc", "gini", "ks", "pr_auc", "brier", "ece", "threshold", "precision",
+            "recall", "f1")
+    return [{"model": r["model"], "cv_roc_auc": r["cv_roc_auc"], **{k: r["test"][k] for k in keys}}
+            for r in comparison]
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from credit_risk.datasets import synthetic
+    from credit_risk.datasets.spec import load_spec
+
+    spec = load_spec(args.spec or settings.dataset_spec)
+    if spec.generator != "lauki_synthetic":
+        print(f"dataset {spec.name} has no generator", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else settings.data_dir / spec.name
+    tables = synthetic.generate(args.customers or settings.n_customers, args.seed, args.shift)
+    for name, path in synthetic.write(tables, out, args.format).items():
+        print(f"{name}: {len(tables[name])} rows -> {path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from credit_risk import pipeline
+    from credit_risk.registry import Registry
+
+    if args.models:
+        settings = settings.model_copy(update={"models": tuple(args.models.split(","))})
+    run_id = args.run_id or datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%SZ")
+    version = pipeline.run_all(settings, run_id, args.spec)
+    manifest = Registry(settings.registry_url).manifest(version)
+    cols = ["model", "cv_roc_auc", "roc_auc", "gini", "ks", "pr_auc", "brier", "ece",
+            "threshold", "precision", "recall", "f1"]
+    print(f"Test set: {manifest['metrics']['n']} rows, the same for every candidate.")
+    print(_table(comparison_rows(manifest["comparison"]), cols))
+    champion = manifest["champion_at_training"]
+    if champion:
+        print(f"champion before this run: {champion['version']} roc_auc={champion['roc_auc']:.4f}")
+    status = "promoted to champion" if manifest["approved"] else (
+        "NOT promoted: " + "; ".join(manifest["rejection_reasons"]))
+    print(f"published {version} ({manifest['model']}): {status}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from credit_risk.registry import Registry
+
+    registry = Registry(settings.registry_url)
+    if args.models_cmd == "list":
+        champion = registry.alias_version("champion")
+        previous = registry.alias_version("previous")
+        rows = []
+        for v in registry.versions():
+            m = registry.manifest(v)
+            alias = "champion" if v == champion else "previous" if v == previous else ""
+            rows.append({"version": v, "dataset": m["dataset"], "model": m["model"],
+                         "roc_auc": m["metrics"]["roc_auc"], "approved": m["approved"],
+                         "alias": alias})
+        if not rows:
+            print(f"no models in {settings.registry_url}")
+            return 0
+        print(_table(rows, ["version", "dataset", "model", "roc_auc", "approved", "alias"]))
+    elif args.models_cmd == "show":
+        manifest = registry.manifest(args.version)
+        print(json.dumps({k: v for k, v in manifest.items() if k != "spec"}, indent=2))
+    elif args.models_cmd == "promote":
+        registry.manifest(args.version)
+        registry.promote(args.version, args.reason, by=args.by)
+        print(f"champion is now {args.version}")
+    elif args.models_cmd == "rollback":
+        version = registry.rollback(args.reason, by=args.by)
+        print(f"rolled back: champion is now {version}")
+    elif args.models_cmd == "history":
+        for rec in registry.history():
+            print(f"{rec['set_at']}  {rec['alias']:<8} -> {rec['version']}  by {rec['by']}: "
+                  f"{rec['reason']}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
+    import pandas as pd
+
+    from credit_risk.pipeline import load_scorer
+
+    scorer = load_scorer(settings, args.version)
+    df = pd.read_csv(args.input)
+    out = pd.concat([df, scorer.score_frame(df)], axis=1)
+    if args.output == "-":
+        out.to_csv(sys.stdout, index=False)
+    else:
+        out.to_csv(args.output, index=False)
+        print(f"scored {len(out)} rows with {scorer.version} -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="credit-risk", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    g = sub.add_parser("generate-data", help="write the synthetic source tables")
+    g.add_argument("--customers", type=int, default=None)
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--shift", action="store_true", help="a drifted batch")
+    g.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    g.add_argument("--spec", default=None)
+    g.add_argument("--out", default=None, help="folder (default: DATA_DIR/<dataset>)")
+    g.set_defaults(fn=cmd_generate)
+
+    t = sub.add_parser("train", help="run the whole pipeline and print the comparison")
+    t.add_argument("--spec", default=None, help="built-in spec name or YAML path")
+    t.add_argument("--models", default=None, help="comma-separated subset of models")
+    t.add_argument("--run-id", default=None)
+    t.set_defaults(fn=cmd_train)
+
+    m = sub.add_parser("models", help="the model registry")
+    msub = m.add_subparsers(dest="models_cmd", required=True)
+    msub.add_parser("list")
+    show = msub.add_parser("show")
+    show.add_argument("version")
+    promote = msub.add_parser("promote")
+    promote.add_argument("version")
+    rollback = msub.add_parser("rollback")
+    for cmd in (promote, rollback):
+        cmd.add_argument("--reason", required=True)
+        cmd.add_argument("--by", default=None, help="who (default: the OS user)")
+    msub.add_parser("history")
+    m.set_defaults(fn=cmd_models)
+
+    pr = sub.add_parser("predict", help="score a CSV of applications")
+    pr.add_argument("input")
+    pr.add_argument("-o", "--output", default="-")
+    pr.add_argument("--version", default=None, help="default: the champion")
+    pr.set_defaults(fn=cmd_predict)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.fn(args, Settings())
+    except (ValueError, RuntimeError, FileNotFoundError, KeyError) as exc:
+        print(f"credit-risk: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Dataset spec: tables, joins, target, column roles, derived features, cleaning rules."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from credit_risk.expressions import parse_expression
+
+SPECS_DIR = Path(__file__).parent / "specs"
+
+
+class SpecError(ValueError):
+    """A dataset spec file is missing, malformed or inconsistent."""
+
+
+class Role(StrEnum):
+    ID = "id"
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    DATE = "date"
+    TARGET = "target"
+    IGNORED = "ignored"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Table(Strict):
+    source: str  # path relative to the data dir, absolute path, or fsspec URL (s3://...)
+    format: Literal["csv", "parquet"] | None = None  # default: from the file extension
+    key: str | None = None  # unique key of the table, if any
+
+    def file_format(self) -> str:
+        if self.format:
+            return self.format
+        suffix = Path(self.source).suffix.lower()
+        if suffix in (".csv", ".parquet"):
+            return suffix[1:]
+        raise SpecError(f"cannot tell the format of {self.source!r}: set `format`")
+
+
+class Join(Strict):
+    table: str
+    key: str  # the column both tables share
+
+
+class Column(Strict):
+    role: Role
+    table: str | None = None  # which table holds it (default: the first that has it)
+    label: str | None = None
+    unit: str | None = None
+    description: str | None = None
+    protected: bool = False  # kept out of the features, kept for fairness checks
+    feature: bool | None = None  # default: numeric/categorical and not protected
+    min: float | None = None
+    max: float | None = None
+    integer: bool = False
+    categories: list[str] | None = None
+    default: Any = None  # the web form's starting value
+    replace: dict[str, str] = Field(default_factory=dict)  # cleaning: raw value -> value
+    missing_values: list[Any] = Field(default_factory=list)  # cleaning: treated as missing
+    max_null_rate: float = Field(0.0, ge=0, le=1)
+    monotone: Literal["increasing", "decreasing"] | None = None
+
+    @property
+    def is_feature(self) -> bool:
+        if self.feature is not None:
+            return self.feature
+        return self.role in (Role.NUMERIC, Role.CATEGORICAL) and not self.protected
+
+
+class Derived(Strict):
+    expr: str
+    label: str | None = None
+    description: str | None = None
+    monotone: Literal["increasing", "decreasing"] | None = None
+
+
+class Target(Strict):
+    column: str
+    positive: Any  # the value that means default
+    label: str = "default"
+
+
+class DatasetSpec(Strict):
+    name: str
+    description: str = ""
+    generator: str | None = None  # built-in generator that can write the source tables
+    tables: dict[str, Table]
+    base: str  # one row per application
+    joins: list[Join] = Field(default_factory=list)
+    target: Target
+    columns: dict[str, Column]
+    derived: dict[str, Derived] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetSpec:
+        if self.base not in self.tables:
+            raise ValueError(f"base table {self.base!r} is not among the tables")
+        for join in self.joins:
+            if join.table not in self.tables:
+                raise ValueError(f"join table {join.table!r} is not among the tables")
+        if self.target.column not in self.columns:
+            raise ValueError(f"target column {self.target.column!r} has no entry in columns")
+        for name, col in self.columns.items():
+            if col.table is not None and col.table not in self.tables:
+                raise ValueError(f"column {name!r}: unknown table {col.table!r}")
+            if col.role == Role.CATEGORICAL and col.min is not None:
+                raise ValueError(f"column {name!r}: a categorical column has no min")
+        for name, d in self.derived.items():
+            if name in self.columns:
+                raise ValueError(f"derived feature {name!r} clashes with a column")
+            try:
+                names = parse_expression(d.expr).names
+            except ValueError as exc:
+                raise ValueError(f"derived feature {name!r}: {exc}") from exc
+            for ref in names:
+                ref_col = self.columns.get(ref)
+                if ref_col is None or ref_col.role != Role.NUMERIC:
+                    raise ValueError(f"derived feature {name!r} uses {ref!r}, not a numeric column")
+        return self
+
+    # Views used by features, validation, serving and monitoring.
+    def numeric_features(self) -> list[str]:
+        return [n for n, c in self.columns.items() if c.role == Role.NUMERIC and c.is_feature]
+
+    def categorical_features(self) -> list[str]:
+        return [n for n, c in self.columns.items() if c.role == Role.CATEGORICAL and c.is_feature]
+
+    def input_columns(self) -> list[str]:
+        """Columns an application must carry: features and what derived features use."""
+        used = {ref for d in self.derived.values() for ref in parse_expression(d.expr).names}
+        return [
+            n
+            for n, c in self.columns.items()
+            if c.role in (Role.NUMERIC, Role.CATEGORICAL) and (c.is_feature or n in used)
+        ]
+
+    def protected_columns(self) -> list[str]:
+        return [n for n, c in self.columns.items() if c.protected]
+
+    def is_default(self, values: Any) -> Any:
+        """Boolean mask (or bool) of the target values that mean default."""
+        positive = self.target.positive
+        if hasattr(values, "astype") and isinstance(positive, str):
+            return values.astype(str) == positive
+        return values == positive
+
+
+def load_spec(name_or_path: str | Path) -> DatasetSpec:
+    """Load a built-in spec by name or a spec YAML file by path, with clear errors."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SPECS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        builtin = ", ".join(sorted(p.stem for p in SPECS_DIR.glob("*.yaml")))
+        raise SpecError(f"no dataset spec at {path} (built-in specs: {builtin})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a spec is a YAML mapping")
+    try:
+        return DatasetSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(f"{path}: invalid dataset spec:\n{exc}") from exc

@@ -1,0 +1,39 @@
+"""The decision log: one JSON line per scored application (inputs, PD, score, model version)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+class DecisionLog:
+    """Appends whole lines with O_APPEND, so several workers can share one file."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def write(self, request_id: str, inputs: Sequence[dict[str, Any]],
+              results: Sequence[dict[str, Any]]) -> None:
+        now = datetime.now(UTC).isoformat()
+        lines = "".join(
+            json.dumps({"at": now, "request_id": request_id, "inputs": i, **r}) + "\n"
+            for i, r in zip(inputs, results, strict=True)
+        ).encode()
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, lines)
+            finally:
+                os.close(fd)
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]

@@ -1,0 +1,74 @@
+"""Evaluation metrics for probability-of-default models, and the decision threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Mean |observed rate - mean PD| over equal-width PD bins, weighted by bin size."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    err = 0.0
+    for b in range(bins):
+        mask = idx == b
+        if mask.any():
+            err += mask.mean() * abs(y[mask].mean() - p[mask].mean())
+    return float(err)
+
+
+def ks_statistic(y: np.ndarray, p: np.ndarray) -> float:
+    """Kolmogorov-Smirnov: the largest gap between the score CDFs of defaults and non-defaults."""
+    fpr, tpr, _ = roc_curve(y, p)
+    return float(np.max(tpr - fpr))
+
+
+def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """Every reported metric of one model on one labelled sample."""
+    y = np.asarray(y).astype(int)
+    pred = (np.asarray(p) >= threshold).astype(int)
+    auc = roc_auc_score(y, p)
+    return {
+        "roc_auc": float(auc),
+        "gini": float(2 * auc - 1),
+        "ks": ks_statistic(y, p),
+        "pr_auc": float(average_precision_score(y, p)),
+        "brier": float(brier_score_loss(y, p)),
+        "ece": expected_calibration_error(y, p),
+        "threshold": float(threshold),
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "default_rate": float(y.mean()),
+        "flagged_rate": float(pred.mean()),
+        "n": int(len(y)),
+    }
+
+
+def cost_minimising_threshold(
+    y: np.ndarray, p: np.ndarray, cost_missed_default: float, cost_rejected_good: float
+) -> float:
+    """The threshold with the lowest total cost of missed defaults and rejected good applicants."""
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, dtype=float)
+    order = np.argsort(-p)
+    p_sorted, y_sorted = p[order], y[order]
+    # Flag the top k: false positives = goods among them, false negatives = defaults below.
+    fp = np.concatenate([[0], np.cumsum(1 - y_sorted)])
+    fn = y.sum() - np.concatenate([[0], np.cumsum(y_sorted)])
+    cost = cost_missed_default * fn + cost_rejected_good * fp
+    # Only cut between distinct PDs, so that the threshold reproduces the chosen split.
+    valid = np.concatenate([[True], p_sorted[:-1] > p_sorted[1:], [True]])
+    k = int(np.argmin(np.where(valid, cost, np.inf)))
+    if k == 0:
+        return float(min(1.0, p_sorted[0] + 1e-9))
+    return float(p_sorted[k - 1])

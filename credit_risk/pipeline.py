@@ -1,0 +1,210 @@
+"""The pipeline steps, each taking and returning paths or ids (the DAG and the CLI call these)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from credit_risk.config import Settings
+from credit_risk.datasets import synthetic
+from credit_risk.datasets.spec import DatasetSpec, load_spec
+from credit_risk.evaluate import classification_metrics
+from credit_risk.ingest import assemble, frame_fingerprint, ingest, load_snapshot
+from credit_risk.registry import MODEL_FILE, Registry, RegistryError
+from credit_risk.schema import input_fields
+from credit_risk.scoring import Scorer, ScoreScaling
+from credit_risk.train import Candidate, split, train_candidate
+from credit_risk.versions import code_version, library_versions
+
+log = logging.getLogger(__name__)
+TARGET = "__target__"
+
+
+def run_dir(settings: Settings, run_id: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    return settings.runs_dir / safe
+
+
+def ingest_step(settings: Settings, run_id: str, spec_name: str | None = None) -> str:
+    """Snapshot the source tables for this run; return the snapshot manifest path."""
+    spec = load_spec(spec_name or settings.dataset_spec)
+    if spec.generator:
+        synthetic.ensure(spec, settings.data_dir, settings.n_customers, settings.data_seed)
+    out = run_dir(settings, run_id) / "raw"
+    return str(ingest(spec, settings.data_dir, out))
+
+
+def prepare_step(settings: Settings, snapshot: str, spec_name: str | None = None) -> str:
+    """Join the tables, split once into train and test; return the folder holding both."""
+    spec = load_spec(spec_name or settings.dataset_spec)
+    manifest, frames = load_snapshot(Path(snapshot))
+    df = assemble(spec, frames)
+    y = np.asarray(spec.is_default(df[spec.target.column]), dtype=int)
+    df = df.drop(columns=[spec.target.column])
+    X_train, X_test, y_train, y_test = split(df, y, settings.test_size, settings.seed)
+    out = Path(snapshot).parent.parent / "split"
+    out.mkdir(parents=True, exist_ok=True)
+    X_train.assign(**{TARGET: y_train}).to_parquet(out / "train.parquet", index=False)
+    X_test.assign(**{TARGET: y_test}).to_parquet(out / "test.parquet", index=False)
+    info = {"dataset": spec.name, "spec": spec.model_dump(mode="json"),
+            "data_fingerprint": manifest["fingerprint"],
+            "train_rows": len(y_train), "test_rows": len(y_test),
+            "train_default_rate": float(y_train.mean()), "test_default_rate": float(y_test.mean()),
+            "test_fingerprint": frame_fingerprint(X_test)}
+    (out / "split.json").write_text(json.dumps(info, indent=2))
+    return str(out)
+
+
+def _load_part(split_dir: str, part: str) -> tuple[pd.DataFrame, np.ndarray]:
+    df = pd.read_parquet(Path(split_dir) / f"{part}.parquet")
+    return df.drop(columns=[TARGET]), df[TARGET].to_numpy(dtype=int)
+
+
+def _split_spec(split_dir: str) -> tuple[DatasetSpec, dict[str, Any]]:
+    info = json.loads((Path(split_dir) / "split.json").read_text())
+    return DatasetSpec.model_validate(info["spec"]), info
+
+
+def train_step(settings: Settings, split_dir: str, model_name: str) -> str:
+    """Tune, fit and calibrate one candidate on the training part; return its file."""
+    spec, _ = _split_spec(split_dir)
+    X, y = _load_part(split_dir, "train")
+    candidate = train_candidate(model_name, X, y, spec, settings)
+    path = Path(split_dir).parent / "candidates" / f"{model_name}.joblib"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(candidate, path)
+    return str(path)
+
+
+def _champion_on(settings: Settings, spec: DatasetSpec, X: pd.DataFrame, y: np.ndarray):
+    """The current champion's metrics on this test set, if it scores this dataset."""
+    registry = Registry(settings.registry_url)
+    version = registry.alias_version("champion")
+    if version is None:
+        return None
+    try:
+        model, manifest = registry.load_model(version)
+    except RegistryError as exc:
+        log.warning("champion %s cannot be loaded: %s", version, exc)
+        return None
+    if manifest.get("dataset") != spec.name:
+        return None
+    pd_ = model.predict_pd(X)
+    return {"version": version, **classification_metrics(y, pd_, manifest["threshold"])}
+
+
+def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]) -> str:
+    """Every candidate and the champion on the same untouched test set; the gate's decision."""
+    spec, info = _split_spec(split_dir)
+    X, y = _load_part(split_dir, "test")
+    rows: list[dict[str, Any]] = []
+    for path in candidate_paths:
+        c: Candidate = joblib.load(path)
+        metrics = classification_metrics(y, c.model.predict_pd(X), c.threshold)
+        raw = classification_metrics(y, c.model.predict_raw(X), c.threshold)
+        metrics.update(ece_uncalibrated=raw["ece"], brier_uncalibrated=raw["brier"])
+        rows.append({"model": c.name, "path": path, "cv_roc_auc": c.cv_roc_auc,
+                     "params": c.params, "validation": c.validation,
+                     "fit_seconds": c.fit_seconds, "test": metrics})
+    best = max(rows, key=lambda r: r["cv_roc_auc"])
+    champion = _champion_on(settings, spec, X, y)
+    reasons = []
+    if best["test"]["roc_auc"] < settings.min_roc_auc:
+        reasons.append(f"test ROC-AUC {best['test']['roc_auc']:.4f} < minimum "
+                       f"{settings.min_roc_auc:.4f}")
+    if champion and best["test"]["roc_auc"] < champion["roc_auc"] + settings.champion_margin:
+        reasons.append(f"test ROC-AUC {best['test']['roc_auc']:.4f} does not beat the champion "
+                       f"{champion['version']} ({champion['roc_auc']:.4f}) by "
+                       f"{settings.champion_margin:+.4f}")
+    comparison = {"dataset": spec.name, "data_fingerprint": info["data_fingerprint"],
+                  "test_rows": info["test_rows"], "candidates": rows, "selected": best["model"],
+                  "champion": champion, "approved": not reasons, "rejection_reasons": reasons}
+    out = Path(split_dir).parent / "comparison.json"
+    out.write_text(json.dumps(comparison, indent=2))
+    return str(out)
+
+
+def publish_step(settings: Settings, comparison_path: str) -> str:
+    """Publish the selected candidate as a new version; promote it if the gate approved it."""
+    comparison = json.loads(Path(comparison_path).read_text())
+    selected = next(r for r in comparison["candidates"] if r["model"] == comparison["selected"])
+    candidate: Candidate = joblib.load(selected["path"])
+    split_dir = str(Path(selected["path"]).parent.parent / "split")
+    spec, info = _split_spec(split_dir)
+    buf = io.BytesIO()
+    joblib.dump(candidate.model, buf)
+    scaling = ScoreScaling(settings.score_base, settings.score_base_odds, settings.score_pdo,
+                           settings.score_min, settings.score_max)
+    manifest = {
+        "dataset": spec.name,
+        "spec": info["spec"],
+        "data_fingerprint": comparison["data_fingerprint"],
+        "model": candidate.name,
+        "params": candidate.params,
+        "threshold": candidate.threshold,
+        "threshold_policy": {"policy": "minimum expected cost on out-of-fold PDs",
+                             "cost_missed_default": settings.cost_missed_default,
+                             "cost_rejected_good": settings.cost_rejected_good},
+        "score_scaling": scaling.__dict__,
+        "metrics": selected["test"],
+        "cv_roc_auc": candidate.cv_roc_auc,
+        "comparison": [{k: r[k] for k in ("model", "cv_roc_auc", "test")}
+                       for r in comparison["candidates"]],
+        "champion_at_training": comparison["champion"],
+        "approved": comparison["approved"],
+        "rejection_reasons": comparison["rejection_reasons"],
+        "inputs": input_fields(spec, candidate.model.features),
+        "features": list(candidate.model.features.feature_names_out_),
+        "code_version": code_version(),
+        "libraries": library_versions(),
+    }
+    files = {MODEL_FILE: buf.getvalue(), "comparison.json": Path(comparison_path).read_bytes()}
+    registry = Registry(settings.registry_url)
+    version = registry.publish(files, manifest)
+    if comparison["approved"]:
+        registry.promote(version, "approved by the training gate", by="credit-risk pipeline")
+    else:
+        log.warning("version %s published but not promoted: %s", version,
+                    "; ".join(comparison["rejection_reasons"]))
+    return version
+
+
+def run_all(settings: Settings, run_id: str, spec_name: str | None = None) -> str:
+    """The whole pipeline in-process (what `credit-risk train` runs); return the version."""
+    snapshot = ingest_step(settings, run_id, spec_name)
+    split_dir = prepare_step(settings, snapshot, spec_name)
+    paths = [train_step(settings, split_dir, m) for m in settings.models]
+    return publish_step(settings, evaluate_step(settings, split_dir, paths))
+
+
+def load_scorer(settings: Settings, version: str | None = None) -> Scorer:
+    registry = Registry(settings.registry_url)
+    version = version or registry.alias_version("champion")
+    if version is None:
+        raise RegistryError(f"no champion model in {settings.registry_url}: train one first")
+    model, manifest = registry.load_model(version)
+    return Scorer(model, manifest)
+
+
+
+
+
+def data_changed_since_champion(settings: Settings, snapshot: str) -> bool:
+    """False when the champion was trained on exactly this data (nothing new to learn)."""
+    fingerprint = json.loads(Path(snapshot).read_text())["fingerprint"]
+    registry = Registry(settings.registry_url)
+    version = registry.alias_version("champion")
+    if version is None:
+        return True
+    same = registry.manifest(version).get("data_fingerprint") == fingerprint
+    if same:
+        log.info("champion %s was trained on this exact data; skipping (use force)", version)
+    return not same

@@ -1,0 +1,97 @@
+"""Scoring: PD, High/Low risk, credit score and rating for applications, from a published model."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from credit_risk.schema import validate_application
+from credit_risk.train import CalibratedModel
+
+RATING_BANDS = ((750, "Excellent"), (650, "Good"), (500, "Average"), (-math.inf, "Poor"))
+
+
+@dataclass(frozen=True)
+class ScoreScaling:
+    """score = offset + factor * ln(odds_good), clipped; factor = pdo / ln 2."""
+
+    base_score: float = 600.0
+    base_odds: float = 30.0
+    pdo: float = 40.0
+    min_score: int = 300
+    max_score: int = 900
+
+    @property
+    def factor(self) -> float:
+        return self.pdo / math.log(2)
+
+    @property
+    def offset(self) -> float:
+        return self.base_score - self.factor * math.log(self.base_odds)
+
+    def score(self, pd_: np.ndarray) -> np.ndarray:
+        p = np.clip(np.asarray(pd_, dtype=float), 1e-9, 1 - 1e-9)
+        raw = self.offset + self.factor * np.log((1 - p) / p)
+        return np.clip(np.rint(raw), self.min_score, self.max_score).astype(int)
+
+
+def rating(score: int) -> str:
+    """Poor < 500 <= Average < 650 <= Good < 750 <= Excellent."""
+    return next(name for floor, name in RATING_BANDS if score >= floor)
+
+
+class Scorer:
+    """Everything needed to answer a scoring request for one model version."""
+
+    def __init__(self, model: CalibratedModel, manifest: Mapping[str, Any]):
+        self.model = model
+        self.manifest = manifest
+        self.version: str = manifest["version"]
+        self.threshold = float(manifest["threshold"])
+        self.scaling = ScoreScaling(**manifest["score_scaling"])
+        self.fields: list[dict[str, Any]] = manifest["inputs"]
+        self._head = model.pipeline[2:]  # after features and SMOTE (which never runs at predict)
+
+    def _pd_rows(self, rows: np.ndarray) -> np.ndarray:
+        return self.model.calibrate(self._head.predict_proba(rows)[:, 1])
+
+    def score_records(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Score validated applications (dicts of field values)."""
+        if not records:
+            return []
+        rows = np.vstack([self.model.features.transform_record(r) for r in records])
+        return self._results(self._pd_rows(rows))
+
+    def score_frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Validate and score a frame of applications; a row that fails gets `error`, no PD."""
+        names = [f["name"] for f in self.fields]
+        missing = [n for n in names if n not in df.columns]
+        if missing:
+            raise ValueError(f"columns missing from the input: {', '.join(missing)}")
+        records = df[names].astype(object).where(df[names].notna(), None).to_dict("records")
+        checked = [validate_application(self.fields, r) for r in records]
+        good = [i for i, (_, errors) in enumerate(checked) if not errors]
+        out: list[dict[str, Any]] = [
+            {"error": "; ".join(f"{k} {v}" for k, v in errors.items())} for _, errors in checked
+        ]
+        for i, result in zip(good, self.score_records([checked[i][0] for i in good]), strict=True):
+            out[i] = result
+        return pd.DataFrame(out, index=df.index)
+
+    def _results(self, pd_: np.ndarray) -> list[dict[str, Any]]:
+        scores = self.scaling.score(pd_)
+        return [
+            {
+                "probability_of_default": float(p),
+                "risk": "High" if p >= self.threshold else "Low",
+                "credit_score": int(s),
+                "rating": rating(int(s)),
+                "model_version": self.version,
+            }
+            for p, s in zip(pd_, scores, strict=True)
+        ]

@@ -1,0 +1,85 @@
+"""Weekly retraining of the credit-risk model: orchestration only, logic in `credit_risk`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+MODELS = ["logistic_regression", "random_forest", "xgboost"]
+
+
+def _settings():
+    from credit_risk.config import Settings
+
+    return Settings()
+
+
+@dag(
+    dag_id="credit_risk_training",
+    schedule="@weekly",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["credit-risk", "training"],
+    default_args={"owner": "ml-engineering", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    params={
+        "dataset_spec": Param(None, type=["null", "string"],
+                              description="built-in spec name or YAML path (default: settings)"),
+        "models": Param(MODELS, type="array", description="subset of candidate models"),
+        "force": Param(False, type="boolean",
+                       description="retrain even if the data did not change since the champion"),
+    },
+    doc_md=__doc__,
+)
+def credit_risk_training():
+    @task
+    def ingest() -> str:
+        from credit_risk.pipeline import ingest_step
+
+        ctx = get_current_context()
+        return ingest_step(_settings(), ctx["run_id"], ctx["params"]["dataset_spec"])
+
+    @task.short_circuit
+    def data_changed(snapshot: str) -> bool:
+        from credit_risk.pipeline import data_changed_since_champion
+
+        return bool(get_current_context()["params"]["force"]) or data_changed_since_champion(
+            _settings(), snapshot)
+
+    @task
+    def prepare(snapshot: str) -> str:
+        from credit_risk.pipeline import prepare_step
+
+        return prepare_step(_settings(), snapshot, get_current_context()["params"]["dataset_spec"])
+
+    @task
+    def candidates() -> list[str]:
+        return list(get_current_context()["params"]["models"])
+
+    @task
+    def train(split_dir: str, model_name: str) -> str:
+        from credit_risk.pipeline import train_step
+
+        return train_step(_settings(), split_dir, model_name)
+
+    @task
+    def compare(split_dir: str, paths: list[str]) -> str:
+        from credit_risk.pipeline import evaluate_step
+
+        return evaluate_step(_settings(), split_dir, list(paths))
+
+    @task
+    def publish(comparison: str) -> str:
+        from credit_risk.pipeline import publish_step
+
+        return publish_step(_settings(), comparison)
+
+    snapshot = ingest()
+    split_dir = prepare(snapshot)
+    data_changed(snapshot) >> split_dir
+    trained = train.partial(split_dir=split_dir).expand(model_name=candidates())
+    publish(compare(split_dir, trained))
+
+
+credit_risk_training()

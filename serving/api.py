@@ -1,0 +1,107 @@
+"""JSON API: /api/v1/predict, /api/v1/predict/batch, /api/v1/model, /health, /ready."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from credit_risk.schema import validate_application
+from serving.context import record_decisions, request_id, settings, store
+
+api = Blueprint("api", __name__)
+
+
+def error(status: int, message: str, fields: dict[str, Any] | None = None):
+    body: dict[str, Any] = {"error": message}
+    if fields:
+        body["fields"] = fields
+    return jsonify(body), status
+
+
+@api.app_errorhandler(HTTPException)
+def http_error(exc: HTTPException):
+    if request.path.startswith("/api/") or request.is_json:
+        return error(exc.code or 500, exc.description or exc.name)
+    return exc
+
+
+def _json_body() -> tuple[Any, Any]:
+    if not request.is_json:
+        return None, error(415, "Content-Type must be application/json")
+    body = request.get_json(silent=True)
+    if body is None:
+        return None, error(400, "malformed JSON body")
+    return body, None
+
+
+def _scorer_or_503():
+    scorer = store().scorer
+    if scorer is None:
+        return None, error(503, "no model loaded yet")
+    return scorer, None
+
+
+@api.get("/health")
+def health():
+    return jsonify(status="ok")
+
+
+@api.get("/ready")
+def ready():
+    summary = store().summary()
+    if not summary["loaded"]:
+        return jsonify(ready=False, last_error=summary["last_error"]), 503
+    return jsonify(ready=True, model_version=summary["model_version"])
+
+
+@api.get("/api/v1/model")
+def model():
+    summary = store().summary()
+    return (jsonify(summary), 200) if summary["loaded"] else (jsonify(summary), 503)
+
+
+@api.post("/api/v1/predict")
+def predict():
+    body, err = _json_body()
+    if err:
+        return err
+    scorer, err = _scorer_or_503()
+    if err:
+        return err
+    clean, errors = validate_application(scorer.fields, body)
+    if errors:
+        return error(422, "invalid application", errors)
+    rid = request_id()
+    result = scorer.score_records([clean])[0]
+    record_decisions(rid, [clean], [result])
+    return jsonify({**result, "request_id": rid})
+
+
+@api.post("/api/v1/predict/batch")
+def predict_batch():
+    body, err = _json_body()
+    if err:
+        return err
+    scorer, err = _scorer_or_503()
+    if err:
+        return err
+    apps = body.get("applications") if isinstance(body, dict) else None
+    if not isinstance(apps, list) or not apps:
+        return error(422, "body must be {\"applications\": [ ... ]} with at least one")
+    limit = settings().max_batch_rows
+    if len(apps) > limit:
+        return error(413, f"at most {limit} applications per call, got {len(apps)}")
+    clean_rows, bad = [], {}
+    for i, app_data in enumerate(apps):
+        clean, errors = validate_application(scorer.fields, app_data)
+        if errors:
+            bad[str(i)] = errors
+        clean_rows.append(clean)
+    if bad:
+        return error(422, "invalid applications (by index)", bad)
+    rid = request_id()
+    results = scorer.score_records(clean_rows)
+    record_decisions(rid, clean_rows, results)
+    return jsonify(request_id=rid, model_version=scorer.version, results=results)

@@ -1,0 +1,11 @@
+"""WSGI entry point: `gunicorn -c serving/gunicorn.conf.py serving.wsgi:app`."""
+
+import os
+
+# One math thread per worker: the workers are the parallelism. Set before NumPy loads.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from serving import create_app  # noqa: E402
+
+app = create_app()

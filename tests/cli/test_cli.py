@@ -1,0 +1,71 @@
+import csv
+
+import pytest
+
+from credit_risk.cli import main
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    for key, value in {"DATA_DIR": tmp_path / "data", "RUNS_DIR": tmp_path / "runs",
+                       "REGISTRY_URL": tmp_path / "reg", "N_CUSTOMERS": 2500,
+                       "SEARCH_ITERATIONS": 1}.items():
+        monkeypatch.setenv(f"CREDIT_RISK_{key}", str(value))
+    return tmp_path
+
+
+def test_generate_train_list_show_predict(env, capsys):
+    assert main(["generate-data", "--customers", "2500"]) == 0
+    assert (env / "data" / "lauki_synthetic" / "loans.csv").exists()
+    assert main(["train", "--models", "logistic_regression,xgboost"]) == 0
+    out = capsys.readouterr().out
+    assert "logistic_regression" in out and "xgboost" in out and "promoted to champion" in out
+
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    version = listing.splitlines()[2].split()[0]
+    assert "champion" in listing
+
+    assert main(["models", "show", version]) == 0
+    assert f'"version": "{version}"' in capsys.readouterr().out
+
+    # predict: the joined application columns in, PD columns out; a bad row gets an error.
+    import pandas as pd
+
+    from credit_risk.datasets import synthetic
+    from credit_risk.datasets.spec import load_spec
+    from credit_risk.ingest import assemble
+
+    apps = assemble(load_spec("lauki_synthetic"), synthetic.generate(20, seed=9))
+    apps.loc[3, "credit_utilization_ratio"] = 250
+    apps.to_csv(env / "apps.csv", index=False)
+    assert main(["predict", str(env / "apps.csv"), "-o", str(env / "out.csv")]) == 0
+    rows = list(csv.DictReader(open(env / "out.csv")))
+    assert len(rows) == 20
+    assert rows[0]["model_version"] == version and float(rows[0]["probability_of_default"]) > 0
+    assert "credit_utilization_ratio" in rows[3]["error"]
+    assert rows[3]["probability_of_default"] == ""
+    assert pd.read_csv(env / "out.csv")["rating"].notna().sum() == 19
+
+
+def test_promote_rollback_history(env, capsys):
+    assert main(["generate-data", "--customers", "2500"]) == 0
+    assert main(["train", "--models", "logistic_regression"]) == 0
+    assert main(["train", "--models", "logistic_regression", "--run-id", "second"]) == 0
+    capsys.readouterr()
+    main(["models", "list"])
+    versions = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert len(versions) == 2
+    assert main(["models", "promote", versions[0], "--reason", "manual", "--by", "dana"]) == 0
+    assert main(["models", "rollback", "--reason", "oops"]) == 0
+    capsys.readouterr()
+    main(["models", "history"])
+    history = capsys.readouterr().out
+    assert "by dana: manual" in history and "rollback: oops" in history
+
+
+def test_errors_are_clear_and_nonzero(env, capsys):
+    assert main(["models", "show", "nope"]) == 1
+    assert "no model version 'nope'" in capsys.readouterr().err
+    assert main(["train", "--spec", "missing_spec"]) == 1
+    assert "no dataset spec" in capsys.readouterr().err

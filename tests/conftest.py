@@ -1,0 +1,60 @@
+"""Shared fixtures: a small generated dataset and a small trained model in a temp registry."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before anything imports Airflow: a private AIRFLOW_HOME, no examples, no telemetry.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="credit-risk-airflow-"))
+os.environ.update(
+    AIRFLOW_HOME=str(_AIRFLOW_HOME),
+    AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    AIRFLOW__CORE__DAGS_FOLDER=str(Path(__file__).parent.parent / "dags"),
+    AIRFLOW__CORE__UNIT_TEST_MODE="False",
+    GX_ANALYTICS_ENABLED="false",
+    DO_NOT_TRACK="1",
+    SCARF_ANALYTICS="false",
+    OMP_NUM_THREADS="1",
+)
+
+import pytest  # noqa: E402
+
+from credit_risk.config import Settings  # noqa: E402
+from credit_risk.datasets import synthetic  # noqa: E402
+from credit_risk.datasets.spec import load_spec  # noqa: E402
+
+ROOT = Path(__file__).parent.parent
+
+
+def small_settings(base: Path, **overrides) -> Settings:
+    """Settings for fast runs on a few thousand rows, everything under `base`."""
+    values = dict(
+        data_dir=base / "data", runs_dir=base / "runs", registry_url=str(base / "registry"),
+        decision_log=base / "decisions.jsonl", n_customers=3000, cv_folds=3,
+        search_iterations=1, models=("logistic_regression", "xgboost"), reload_interval_s=0,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def spec():
+    return load_spec("lauki_synthetic")
+
+
+@pytest.fixture(scope="session")
+def tables():
+    return synthetic.generate(3000, seed=7)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A registry with one champion trained by the real pipeline on 3,000 customers."""
+    from credit_risk import pipeline
+
+    base = tmp_path_factory.mktemp("trained")
+    settings = small_settings(base)
+    version = pipeline.run_all(settings, "fixture-run")
+    return settings, version

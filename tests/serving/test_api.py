@@ -1,0 +1,118 @@
+import pytest
+
+
+def test_health_and_ready(client, trained):
+    assert client.get("/health").json == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json["model_version"] == trained[1]
+
+
+def test_valid_application(client, application, trained):
+    r = client.post("/api/v1/predict", json=application, headers={"X-Request-ID": "abc-1"})
+    assert r.status_code == 200
+    body = r.json
+    assert 0 < body["probability_of_default"] < 1
+    assert body["risk"] in ("High", "Low")
+    assert 300 <= body["credit_score"] <= 900
+    assert body["rating"] in ("Poor", "Average", "Good", "Excellent")
+    assert body["model_version"] == trained[1]
+    assert body["request_id"] == "abc-1"
+
+
+def test_request_id_is_generated_and_decision_logged(client, application, trained):
+    from credit_risk.decisions import DecisionLog
+
+    r = client.post("/api/v1/predict", json=application)
+    rid = r.json["request_id"]
+    assert len(rid) == 32
+    logged = [d for d in DecisionLog(trained[0].decision_log).read() if d["request_id"] == rid]
+    assert logged and logged[0]["inputs"]["age"] == application["age"]
+    assert logged[0]["probability_of_default"] == r.json["probability_of_default"]
+
+
+@pytest.mark.parametrize("change,field,why", [
+    ({"age": "forty"}, "age", "must be a number"),
+    ({"age": 12}, "age", "at least 18"),
+    ({"age": 35.5}, "age", "whole number"),
+    ({"income": -5}, "income", "at least 0"),
+    ({"credit_utilization_ratio": 150}, "credit_utilization_ratio", "at most 100"),
+    ({"loan_purpose": "Boat"}, "loan_purpose", "must be one of"),
+    ({"loan_purpose": 3}, "loan_purpose", "must be a string"),
+    ({"employment_status": None}, "employment_status", "must not be null"),
+    ({"age": True}, "age", "must be a number"),
+    ({"colour": "red"}, "colour", "unknown field"),
+])
+def test_invalid_fields_are_named(client, application, change, field, why):
+    r = client.post("/api/v1/predict", json={**application, **change})
+    assert r.status_code == 422
+    assert why in r.json["fields"][field]
+    assert list(r.json["fields"]) == [field]
+
+
+def test_missing_fields_are_all_named(client, application):
+    partial = {k: v for k, v in application.items() if k not in ("age", "loan_amount")}
+    r = client.post("/api/v1/predict", json=partial)
+    assert r.status_code == 422
+    assert r.json["fields"] == {"age": "is required", "loan_amount": "is required"}
+
+
+def test_nullable_field_accepts_null(client, application):
+    r = client.post("/api/v1/predict", json={**application, "residence_type": None})
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize("body", ["{not json", "", "[1, 2", "nan"])
+def test_malformed_json_is_400(client, body):
+    r = client.post("/api/v1/predict", data=body, content_type="application/json")
+    assert r.status_code == 400
+    assert r.json["error"] == "malformed JSON body"
+
+
+@pytest.mark.parametrize("body", ["[]", "42", "\"text\"", "null"])
+def test_json_that_is_not_an_object_is_422(client, body):
+    r = client.post("/api/v1/predict", data=body, content_type="application/json")
+    assert r.status_code in (400, 422)
+    assert "error" in r.json
+
+
+def test_wrong_content_type_is_415(client, application):
+    r = client.post("/api/v1/predict", data="age=30", content_type="text/plain")
+    assert r.status_code == 415
+
+
+def test_unknown_route_and_method_are_json_4xx(client):
+    assert client.get("/api/v1/nothing").status_code == 404
+    assert client.get("/api/v1/predict").status_code == 405
+
+
+def test_batch(client, application):
+    apps = [application, {**application, "credit_utilization_ratio": 95, "delinquent_months": 20,
+                          "total_dpd": 600}]
+    r = client.post("/api/v1/predict/batch", json={"applications": apps})
+    assert r.status_code == 200
+    results = r.json["results"]
+    assert len(results) == 2
+    assert results[1]["probability_of_default"] > results[0]["probability_of_default"]
+
+
+def test_batch_errors_are_indexed(client, application):
+    r = client.post("/api/v1/predict/batch",
+                    json={"applications": [application, {**application, "age": -1}]})
+    assert r.status_code == 422
+    assert list(r.json["fields"]) == ["1"] and "age" in r.json["fields"]["1"]
+
+
+def test_batch_limit(trained, application):
+    from serving import create_app
+
+    app = create_app(trained[0].model_copy(update={"max_batch_rows": 2}), watch=False)
+    r = app.test_client().post("/api/v1/predict/batch", json={"applications": [application] * 3})
+    assert r.status_code == 413
+
+
+def test_model_summary(client, trained):
+    body = client.get("/api/v1/model").json
+    assert body["model_version"] == trained[1]
+    assert body["dataset"] == "lauki_synthetic"
+    assert {f["name"] for f in body["inputs"]} >= {"credit_utilization_ratio", "income"}
+    assert "gender" not in {f["name"] for f in body["inputs"]}

@@ -1,0 +1,24 @@
+import numpy as np
+import pytest
+
+from credit_risk.expressions import parse_expression
+
+
+def test_division_by_zero_gives_zero_on_scalars_and_arrays():
+    e = parse_expression("total_dpd / delinquent_months")
+    assert e.names == ("total_dpd", "delinquent_months")
+    assert e.evaluate({"total_dpd": 30.0, "delinquent_months": 0.0}) == 0.0
+    out = e.evaluate({"total_dpd": np.array([30.0, 30.0]), "delinquent_months": np.array([0, 3])})
+    assert out.tolist() == [0.0, 10.0]
+
+
+def test_arithmetic_and_functions():
+    e = parse_expression("log1p(a) + max(b, 2) * -c - 1")
+    assert e.evaluate({"a": 0.0, "b": 1.0, "c": 3.0}) == pytest.approx(-7.0)
+
+
+@pytest.mark.parametrize("source", ["__import__('os')", "a.b", "a ** 2", "a if b else c", "[a]",
+                                    "open(a)", "a +"])
+def test_anything_else_is_refused(source):
+    with pytest.raises(ValueError):
+        parse_expression(source)

@@ -1,0 +1,94 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from credit_risk.features import FeatureTransformer
+from credit_risk.ingest import assemble
+
+
+@pytest.fixture(scope="module")
+def frame(tables, spec):
+    return assemble(spec, tables)
+
+
+@pytest.fixture(scope="module")
+def fitted(frame, spec):
+    return FeatureTransformer(spec).fit(frame)
+
+
+def _row(fitted, frame, **changes):
+    record = {**frame.iloc[0].to_dict(), **changes}
+    return dict(zip(fitted.feature_names_out_, fitted.transform_record(record), strict=True))
+
+
+def test_follows_the_sklearn_contract(spec, frame):
+    ft = FeatureTransformer(spec)
+    assert not hasattr(ft, "medians_")
+    assert ft.fit(frame) is ft
+    assert ft.get_params()["spec"] is spec
+
+
+def test_protected_and_ignored_columns_are_not_features(fitted):
+    names = set(fitted.feature_names_out_)
+    assert not any(n.startswith(("gender", "marital_status", "city", "cust_id")) for n in names)
+    assert {"loan_to_income", "delinquency_ratio", "avg_dpd_per_delinquency",
+            "credit_utilization_ratio"} <= names
+
+
+def test_zero_income_is_imputed_not_a_crash(fitted, frame):
+    row = _row(fitted, frame, income=0, loan_amount=1_000_000)
+    assert np.isfinite(list(row.values())).all()
+    assert row["income"] == fitted.medians_["income"]
+    assert row["loan_to_income"] == pytest.approx(1_000_000 / fitted.medians_["income"])
+
+
+def test_no_delinquency_gives_zero_ratios(fitted, frame):
+    row = _row(fitted, frame, delinquent_months=0, total_dpd=0, total_loan_months=0)
+    assert row["avg_dpd_per_delinquency"] == 0.0
+    assert row["delinquency_ratio"] == 0.0
+
+
+def test_derived_ratios(fitted, frame):
+    row = _row(fitted, frame, delinquent_months=4, total_dpd=60, total_loan_months=40)
+    assert row["avg_dpd_per_delinquency"] == 15.0
+    assert row["delinquency_ratio"] == 0.1
+
+
+def test_unknown_category_encodes_as_no_known_category(fitted, frame):
+    row = _row(fitted, frame, loan_purpose="Boat")
+    assert [v for k, v in row.items() if k.startswith("loan_purpose=")] == [0, 0, 0, 0]
+
+
+def test_typo_is_cleaned_and_missing_category_takes_the_mode(fitted, frame):
+    row = _row(fitted, frame, loan_purpose="Personaal", residence_type=None)
+    assert row["loan_purpose=Personal"] == 1.0
+    assert row[f"residence_type={fitted.modes_['residence_type']}"] == 1.0
+
+
+def test_record_path_equals_frame_path(fitted, frame):
+    sample = frame.sample(300, random_state=0)
+    sample.loc[sample.index[:5], "income"] = 0
+    sample.loc[sample.index[5:8], "residence_type"] = None
+    by_frame = fitted.transform(sample)
+    by_record = np.vstack([fitted.transform_record(r) for r in sample.to_dict("records")])
+    np.testing.assert_allclose(by_record, by_frame)
+
+
+def test_missing_required_column_is_named(spec, frame):
+    with pytest.raises(KeyError, match="credit_utilization_ratio"):
+        FeatureTransformer(spec).fit(frame.drop(columns=["credit_utilization_ratio"]))
+
+
+def test_monotone_constraints_follow_the_spec(fitted):
+    signs = dict(zip(fitted.feature_names_out_, fitted.monotone_constraints(), strict=True))
+    assert signs["credit_utilization_ratio"] == 1
+    assert signs["delinquency_ratio"] == 1
+    assert signs["age"] == 0
+
+
+def test_text_in_numeric_column_becomes_missing(fitted, frame):
+    bad = frame.head(3).copy()
+    bad["age"] = bad["age"].astype(object)
+    bad.loc[bad.index[0], "age"] = "forty"
+    out = pd.DataFrame(fitted.transform(bad), columns=fitted.feature_names_out_)
+    assert out.loc[0, "age"] == fitted.medians_["age"]
