@@ -66,7 +66,7 @@ class Registry:
             raise RegistryError("the manifest is written by the registry")
         checksums = {name: sha256_bytes(data) for name, data in sorted(files.items())}
         created = _now()
-        version = f"{created:%Y%m%dT%H%M%S}Z-{uuid.uuid4().hex[:8]}"
+        version = f"{created:%Y%m%dT%H%M%S.%f}Z-{uuid.uuid4().hex[:6]}"  # sorts by time
         if self.fs.exists(self._path("models", version)):
             raise RegistryError(f"version {version} exists already")
         manifest = {**manifest, "version": version, "created_at": created.isoformat(),

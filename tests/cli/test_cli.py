@@ -54,9 +54,10 @@ def test_promote_rollback_history(env, capsys):
     assert main(["train", "--models", "logistic_regression", "--run-id", "second"]) == 0
     capsys.readouterr()
     main(["models", "list"])
-    versions = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]]
-    assert len(versions) == 2
-    assert main(["models", "promote", versions[0], "--reason", "manual", "--by", "dana"]) == 0
+    lines = capsys.readouterr().out.splitlines()[2:]
+    assert len(lines) == 2
+    other = next(line.split()[0] for line in lines if "champion" not in line)
+    assert main(["models", "promote", other, "--reason", "manual", "--by", "dana"]) == 0
     assert main(["models", "rollback", "--reason", "oops"]) == 0
     capsys.readouterr()
     main(["models", "history"])

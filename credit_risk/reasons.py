@@ -1,0 +1,110 @@
+"""Reasons: the features pushing an applicant's PD up, in plain words.
+
+Per-row contributions on the model's own scale, relative to a typical applicant:
+XGBoost's `pred_contribs` (SHAP values of the trees), the linear model's
+coefficient x standardised value, and for other models the drop in PD when a
+feature is set to its typical value (occlusion). One-hot columns are summed back
+into the field they encode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+from sklearn.linear_model import LogisticRegression
+
+from credit_risk.train import CalibratedModel
+
+
+class ReasonExplainer:
+    """Built once per model version; explains rows of the model's feature matrix."""
+
+    def __init__(self, model: CalibratedModel, labels: Mapping[str, str],
+                 units: Mapping[str, str | None]):
+        self.model = model
+        features = model.features
+        names = list(features.feature_names_out_)
+        self.groups = [n.split("=", 1)[0] for n in names]
+        self.group_names = list(dict.fromkeys(self.groups))
+        index = {g: i for i, g in enumerate(self.group_names)}
+        self._to_group = np.zeros((len(names), len(self.group_names)))
+        for j, g in enumerate(self.groups):
+            self._to_group[j, index[g]] = 1.0
+        self.labels = {g: labels.get(g, g.replace("_", " ").capitalize()) for g in self.group_names}
+        self.units = units
+        self.reference = features.transform_record({})  # medians and modes
+        self._estimator = model.pipeline.steps[-1][1]
+        self._scaler = model.pipeline.named_steps.get("scale")
+
+    def contributions(self, rows: np.ndarray) -> np.ndarray:
+        """(n_rows, n_groups) contributions; positive raises the PD."""
+        est = self._estimator
+        if isinstance(est, xgb.XGBClassifier):
+            dm = xgb.DMatrix(rows.astype(np.float32))
+            per_feature = est.get_booster().predict(dm, pred_contribs=True)[:, :-1]
+        elif isinstance(est, LogisticRegression):
+            scaled = self._scaler.transform(rows) if self._scaler is not None else rows
+            ref = self._scaler.transform(self.reference[None, :]) if self._scaler is not None \
+                else self.reference[None, :]
+            per_feature = (scaled - ref) * est.coef_[0]
+        else:
+            return self._occlusion(rows)
+        return per_feature @ self._to_group
+
+    def _occlusion(self, rows: np.ndarray) -> np.ndarray:
+        head = self.model.pipeline[2:]
+        base = head.predict_proba(rows)[:, 1]
+        out = np.zeros((len(rows), len(self.group_names)))
+        for k, g in enumerate(self.group_names):
+            cols = [j for j, name in enumerate(self.groups) if name == g]
+            changed = rows.copy()
+            changed[:, cols] = self.reference[cols]
+            out[:, k] = base - head.predict_proba(changed)[:, 1]
+        return out
+
+    def explain(self, rows: np.ndarray, records: Sequence[Mapping[str, Any]],
+                top: int) -> list[list[dict[str, Any]]]:
+        """The top features raising each row's PD, most important first."""
+        if top <= 0:
+            return [[] for _ in records]
+        contrib = self.contributions(rows)
+        derived_values = self._derived_values(rows)
+        out = []
+        for i, record in enumerate(records):
+            order = np.argsort(-contrib[i])[:top]
+            reasons = []
+            for k in order:
+                if contrib[i, k] <= 0:
+                    break
+                g = self.group_names[k]
+                value = record.get(g, derived_values.get(g, [None] * len(records))[i])
+                reasons.append({"feature": g, "label": self.labels[g],
+                                "value": _plain(value), "impact": round(float(contrib[i, k]), 4),
+                                "text": self._text(g, value)})
+            out.append(reasons)
+        return out
+
+    def _derived_values(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        names = list(self.model.features.feature_names_out_)
+        return {d: rows[:, names.index(d)] for d in self.model.features.derived_}
+
+    def _text(self, group: str, value: Any) -> str:
+        label = self.labels[group]
+        if value is None:
+            return f"{label} raises the risk"
+        unit = self.units.get(group)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            shown = str(value)
+        elif float(value).is_integer():
+            shown = f"{int(value):,}"
+        else:
+            shown = f"{value:,.2f}"
+        suffix = "%" if unit == "%" else f" {unit}" if unit else ""
+        return f"{label} ({shown}{suffix}) raises the risk"
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

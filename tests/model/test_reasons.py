@@ -1,0 +1,70 @@
+"""Reasons: the features pushing the PD up, for each kind of model."""
+
+import joblib
+import numpy as np
+import pytest
+
+from credit_risk.registry import Registry
+from credit_risk.scoring import Scorer
+from credit_risk.train import train_candidate
+
+
+@pytest.fixture(scope="module")
+def scorers(trained, spec):
+    """A Scorer per candidate model of the fixture run, plus a small random forest."""
+    settings, version = trained
+    manifest = Registry(settings.registry_url).manifest(version)
+    run = next(settings.runs_dir.iterdir())
+    out = {}
+    for path in (run / "candidates").glob("*.joblib"):
+        candidate = joblib.load(path)
+        out[candidate.name] = Scorer(candidate.model, manifest)
+    import pandas as pd
+
+    train = pd.read_parquet(run / "split" / "train.parquet")
+    rf = train_candidate("random_forest", train.drop(columns=["__target__"]),
+                         train["__target__"].to_numpy(), spec, settings)
+    out["random_forest"] = Scorer(rf.model, manifest)
+    return out
+
+
+def _risky(scorer):
+    app = {f["name"]: f["default"] for f in scorer.fields}
+    return {**app, "credit_utilization_ratio": 95, "delinquent_months": 12, "total_dpd": 480}
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "xgboost", "random_forest"])
+def test_risky_applicant_gets_the_real_drivers(scorers, name):
+    scorer = scorers[name]
+    reasons = scorer.score_records([_risky(scorer)])[0]["reasons"]
+    assert 1 <= len(reasons) <= 3
+    impacts = [r["impact"] for r in reasons]
+    assert all(i > 0 for i in impacts) and impacts == sorted(impacts, reverse=True)
+    drivers = {"credit_utilization_ratio", "delinquency_ratio", "avg_dpd_per_delinquency"}
+    assert reasons[0]["feature"] in drivers, reasons
+    util = next((r for r in reasons if r["feature"] == "credit_utilization_ratio"), None)
+    if util:
+        assert util["text"] == "Credit utilisation (95%) raises the risk"
+
+
+def test_linear_contributions_add_up_to_the_log_odds_difference(scorers):
+    scorer = scorers["logistic_regression"]
+    explainer = scorer.explainer
+    row = scorer.model.features.transform_record(_risky(scorer))[None, :]
+    head = scorer.model.pipeline[2:]
+    logit = head.decision_function(row)[0] - head.decision_function(explainer.reference[None])[0]
+    assert explainer.contributions(row).sum() == pytest.approx(logit)
+
+
+def test_one_hot_columns_are_grouped_into_their_field(scorers):
+    explainer = scorers["xgboost"].explainer
+    assert "loan_purpose" in explainer.group_names
+    assert not any("=" in g for g in explainer.group_names)
+    rows = np.vstack([explainer.reference, explainer.reference])
+    assert explainer.contributions(rows).shape == (2, len(explainer.group_names))
+
+
+def test_typical_applicant_has_few_or_no_reasons(scorers):
+    scorer = scorers["logistic_regression"]
+    reasons = scorer.explainer.explain(scorer.explainer.reference[None], [{}], top=3)[0]
+    assert reasons == []
