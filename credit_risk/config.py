@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODELS = ("logistic_regression", "random_forest", "xgboost")
 
@@ -30,13 +31,18 @@ class Settings(BaseSettings):
     test_size: float = Field(0.2, gt=0.0, lt=0.5)
     cv_folds: int = Field(3, ge=2, le=10)
     search_iterations: int = Field(4, ge=1, le=100)
+    search_time_budget_s: float | None = Field(None, gt=0)  # stop a model's search after this
     models: tuple[str, ...] = DEFAULT_MODELS
     calibration: str = Field("isotonic", pattern="^(isotonic|sigmoid)$")
     pd_floor: float = Field(0.0003, ge=0, lt=0.5)  # no PD below this (the Basel floor, 0.03%)
 
-    # Threshold policy: minimise expected cost of decisions on validation data.
+    # Threshold policy, applied to out-of-fold (validation) PDs: "cost" minimises the expected
+    # cost of missed defaults and rejected good applicants; "recall" catches target_recall of
+    # the defaults with the highest threshold that does.
+    threshold_policy: str = Field("cost", pattern="^(cost|recall)$")
     cost_missed_default: float = Field(5.0, gt=0)
     cost_rejected_good: float = Field(1.0, gt=0)
+    target_recall: float = Field(0.8, gt=0, le=1)
 
     # Credit score scaling: score = offset + factor * ln(odds_good).
     score_base: float = 600.0
@@ -45,8 +51,11 @@ class Settings(BaseSettings):
     score_min: int = 300
     score_max: int = 900
 
-    # Approval gate.
+    # Approval gate (a dataset spec's `gate` section overrides the first three).
     min_roc_auc: float = Field(0.70, ge=0.5, le=1.0)
+    max_ece: float = Field(0.05, gt=0, le=1)
+    min_approval_ratio: float = Field(0.8, ge=0, le=1)  # lowest/highest group approval rate
+    fairness_min_group_size: int = Field(30, ge=1)  # smaller groups are reported, not judged
     champion_margin: float = Field(0.0, ge=-0.1, le=0.1)
 
     # Serving.
@@ -55,3 +64,14 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     decision_log: Path | None = Path("var/decisions/decisions.jsonl")  # None: do not log
     n_reasons: int = Field(3, ge=0, le=10)
+    # API keys (comma-separated in CREDIT_RISK_API_KEYS); none: the API is open.
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    # The web form: "open", "api_key" (log in with an API key) or "disabled".
+    form_auth: Literal["open", "api_key", "disabled"] = "open"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value

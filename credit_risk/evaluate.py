@@ -72,3 +72,13 @@ def cost_minimising_threshold(
     if k == 0:
         return float(min(1.0, p_sorted[0] + 1e-9))
     return float(p_sorted[k - 1])
+
+
+def recall_threshold(y: np.ndarray, p: np.ndarray, target_recall: float) -> float:
+    """The highest threshold whose recall (share of defaults flagged) reaches target_recall."""
+    y = np.asarray(y).astype(int)
+    scores = np.sort(np.asarray(p, dtype=float)[y == 1])[::-1]
+    if not len(scores):
+        raise ValueError("no defaults to reach a recall on")
+    k = int(np.ceil(target_recall * len(scores)))
+    return float(scores[max(k, 1) - 1])

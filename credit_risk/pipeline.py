@@ -17,8 +17,12 @@ from credit_risk.config import Settings
 from credit_risk.datasets import synthetic
 from credit_risk.datasets.spec import DatasetSpec, load_spec
 from credit_risk.evaluate import classification_metrics
+from credit_risk.fairness import fairness_report
+from credit_risk.gate import gate_thresholds, rejection_reasons
 from credit_risk.ingest import assemble, frame_fingerprint, ingest, load_snapshot
+from credit_risk.model_card import markdown_to_html, model_card_markdown
 from credit_risk.registry import MODEL_FILE, Registry, RegistryError
+from credit_risk.reports import reliability_png, reliability_table
 from credit_risk.schema import input_fields
 from credit_risk.scoring import Scorer, ScoreScaling
 from credit_risk.train import Candidate, split, train_candidate
@@ -105,29 +109,38 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
     """Every candidate and the champion on the same untouched test set; the gate's decision."""
     spec, info = _split_spec(split_dir)
     X, y = _load_part(split_dir, "test")
+    run = Path(split_dir).parent
     rows: list[dict[str, Any]] = []
+    pds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for path in candidate_paths:
         c: Candidate = joblib.load(path)
-        metrics = classification_metrics(y, c.model.predict_pd(X), c.threshold)
-        raw = classification_metrics(y, c.model.predict_raw(X), c.threshold)
+        pd_, raw_pd = c.model.predict_pd(X), c.model.predict_raw(X)
+        metrics = classification_metrics(y, pd_, c.threshold)
+        raw = classification_metrics(y, raw_pd, c.threshold)
         metrics.update(ece_uncalibrated=raw["ece"], brier_uncalibrated=raw["brier"])
+        pds[c.name] = (pd_, raw_pd)
         rows.append({"model": c.name, "path": path, "cv_roc_auc": c.cv_roc_auc,
-                     "params": c.params, "validation": c.validation,
-                     "fit_seconds": c.fit_seconds, "test": metrics})
+                     "params": c.params, "validation": c.validation, "search": c.search,
+                     "fit_seconds": c.fit_seconds, "threshold": c.threshold, "test": metrics})
     best = max(rows, key=lambda r: r["cv_roc_auc"])
     champion = _champion_on(settings, spec, X, y)
-    reasons = []
-    if best["test"]["roc_auc"] < settings.min_roc_auc:
-        reasons.append(f"test ROC-AUC {best['test']['roc_auc']:.4f} < minimum "
-                       f"{settings.min_roc_auc:.4f}")
-    if champion and best["test"]["roc_auc"] < champion["roc_auc"] + settings.champion_margin:
-        reasons.append(f"test ROC-AUC {best['test']['roc_auc']:.4f} does not beat the champion "
-                       f"{champion['version']} ({champion['roc_auc']:.4f}) by "
-                       f"{settings.champion_margin:+.4f}")
+    limits = gate_thresholds(settings, spec)
+    pd_, raw_pd = pds[best["model"]]
+    fairness = fairness_report(X, pd_, best["threshold"], spec, limits["min_approval_ratio"],
+                               settings.fairness_min_group_size)
+    reasons = rejection_reasons(best["test"], champion, fairness, limits)
+    (run / "reliability.png").write_bytes(reliability_png(
+        y, {f"{best['model']} calibrated": pd_, f"{best['model']} uncalibrated": raw_pd},
+        f"Reliability on the test set ({len(y)} rows)"))
     comparison = {"dataset": spec.name, "data_fingerprint": info["data_fingerprint"],
-                  "test_rows": info["test_rows"], "candidates": rows, "selected": best["model"],
-                  "champion": champion, "approved": not reasons, "rejection_reasons": reasons}
-    out = Path(split_dir).parent / "comparison.json"
+                  "test_rows": info["test_rows"], "split": {k: v for k, v in info.items()
+                                                             if k != "spec"},
+                  "candidates": rows, "selected": best["model"], "champion": champion,
+                  "fairness": fairness, "gate": limits,
+                  "reliability": {"calibrated": reliability_table(y, pd_),
+                                  "uncalibrated": reliability_table(y, raw_pd)},
+                  "approved": not reasons, "rejection_reasons": reasons}
+    out = run / "comparison.json"
     out.write_text(json.dumps(comparison, indent=2))
     return str(out)
 
@@ -143,16 +156,17 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     joblib.dump(candidate.model, buf)
     scaling = ScoreScaling(settings.score_base, settings.score_base_odds, settings.score_pdo,
                            settings.score_min, settings.score_max)
+    registry = Registry(settings.registry_url)
+    version = registry.new_version_id()
     manifest = {
+        "version": version,
         "dataset": spec.name,
         "spec": info["spec"],
         "data_fingerprint": comparison["data_fingerprint"],
         "model": candidate.name,
         "params": candidate.params,
         "threshold": candidate.threshold,
-        "threshold_policy": {"policy": "minimum expected cost on out-of-fold PDs",
-                             "cost_missed_default": settings.cost_missed_default,
-                             "cost_rejected_good": settings.cost_rejected_good},
+        "threshold_policy": threshold_policy(settings),
         "score_scaling": scaling.__dict__,
         "metrics": selected["test"],
         "cv_roc_auc": candidate.cv_roc_auc,
@@ -161,20 +175,35 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
         "champion_at_training": comparison["champion"],
         "approved": comparison["approved"],
         "rejection_reasons": comparison["rejection_reasons"],
+        "status": "approved" if comparison["approved"] else "rejected",
+        "fairness": comparison["fairness"],
+        "gate": comparison["gate"],
         "inputs": input_fields(spec, candidate.model.features),
         "features": list(candidate.model.features.feature_names_out_),
         "code_version": code_version(),
         "libraries": library_versions(),
     }
-    files = {MODEL_FILE: buf.getvalue(), "comparison.json": Path(comparison_path).read_bytes()}
-    registry = Registry(settings.registry_url)
-    version = registry.publish(files, manifest)
+    run = Path(comparison_path).parent
+    card = model_card_markdown(manifest, comparison)
+    files = {MODEL_FILE: buf.getvalue(), "comparison.json": Path(comparison_path).read_bytes(),
+             "reliability.png": (run / "reliability.png").read_bytes(),
+             "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode()}
+    registry.publish(files, manifest, version)
     if comparison["approved"]:
         registry.promote(version, "approved by the training gate", by="credit-risk pipeline")
     else:
         log.warning("version %s published but not promoted: %s", version,
                     "; ".join(comparison["rejection_reasons"]))
     return version
+
+
+def threshold_policy(settings: Settings) -> dict[str, Any]:
+    if settings.threshold_policy == "recall":
+        return {"policy": "highest threshold reaching the target recall on out-of-fold PDs",
+                "target_recall": settings.target_recall}
+    return {"policy": "minimum expected cost on out-of-fold PDs",
+            "cost_missed_default": settings.cost_missed_default,
+            "cost_rejected_good": settings.cost_rejected_good}
 
 
 def run_all(settings: Settings, run_id: str, spec_name: str | None = None) -> str:

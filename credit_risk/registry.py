@@ -60,13 +60,19 @@ class Registry:
         self.fs.mv(tmp, path)
 
     # -- versions ---------------------------------------------------------------------
-    def publish(self, files: dict[str, bytes], manifest: dict[str, Any]) -> str:
+    @staticmethod
+    def new_version_id() -> str:
+        """A fresh, time-ordered version id."""
+        return f"{_now():%Y%m%dT%H%M%S.%f}Z-{uuid.uuid4().hex[:6]}"
+
+    def publish(self, files: dict[str, bytes], manifest: dict[str, Any],
+                version: str | None = None) -> str:
         """Store a new immutable version; return its id."""
         if MANIFEST in files:
             raise RegistryError("the manifest is written by the registry")
         checksums = {name: sha256_bytes(data) for name, data in sorted(files.items())}
         created = _now()
-        version = f"{created:%Y%m%dT%H%M%S.%f}Z-{uuid.uuid4().hex[:6]}"  # sorts by time
+        version = version or self.new_version_id()
         if self.fs.exists(self._path("models", version)):
             raise RegistryError(f"version {version} exists already")
         manifest = {**manifest, "version": version, "created_at": created.isoformat(),

@@ -23,7 +23,11 @@ from xgboost import XGBClassifier
 
 from credit_risk.config import Settings
 from credit_risk.datasets.spec import DatasetSpec
-from credit_risk.evaluate import cost_minimising_threshold, expected_calibration_error
+from credit_risk.evaluate import (
+    cost_minimising_threshold,
+    expected_calibration_error,
+    recall_threshold,
+)
 from credit_risk.features import FeatureTransformer
 
 log = logging.getLogger(__name__)
@@ -162,8 +166,12 @@ def train_candidate(
     folds = StratifiedKFold(settings.cv_folds, shuffle=True, random_state=settings.seed)
     sampler = ParameterSampler(space, settings.search_iterations, random_state=settings.seed)
     best: tuple[float, dict, np.ndarray] | None = None
-    trials = []
+    trials: list[dict[str, Any]] = []
     for params in sampler:
+        budget = settings.search_time_budget_s
+        if best is not None and budget and time.perf_counter() - start > budget:
+            log.info("%s: search stopped by the time budget after %d trials", name, len(trials))
+            break
         oof, auc = _oof_predictions(clone(pipe).set_params(**params), X, y, folds)
         trials.append({"params": _plain(params), "cv_roc_auc": auc})
         log.info("%s %s cv_roc_auc=%.4f", name, _plain(params), auc)
@@ -175,15 +183,21 @@ def train_candidate(
     calibrator = _fit_calibrator(oof, y, settings.calibration, settings.pd_floor)
     model = CalibratedModel(final, calibrator)
     calibrated_oof = model.calibrate(oof)
-    threshold = cost_minimising_threshold(
-        y, calibrated_oof, settings.cost_missed_default, settings.cost_rejected_good
-    )
+    threshold = choose_threshold(y, calibrated_oof, settings)
     validation = {
         "ece_uncalibrated": expected_calibration_error(y, oof),
         "ece_calibrated": expected_calibration_error(y, calibrated_oof),
     }
     return Candidate(name, _plain(params), auc, model, threshold, validation, trials,
                      time.perf_counter() - start)
+
+
+def choose_threshold(y: np.ndarray, pd_: np.ndarray, settings: Settings) -> float:
+    """The High/Low threshold by the configured policy, on validation PDs."""
+    if settings.threshold_policy == "recall":
+        return recall_threshold(y, pd_, settings.target_recall)
+    return cost_minimising_threshold(y, pd_, settings.cost_missed_default,
+                                     settings.cost_rejected_good)
 
 
 def _fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str, floor: float):

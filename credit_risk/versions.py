@@ -24,7 +24,7 @@ def code_version() -> str:
     """The git commit of the code, or the package version outside a checkout."""
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=Path(__file__).parent,
             capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()
         return sha or "unknown"

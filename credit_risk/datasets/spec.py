@@ -88,6 +88,14 @@ class Target(Strict):
     label: str = "default"
 
 
+class Gate(Strict):
+    """Dataset-specific approval thresholds (default: the settings)."""
+
+    min_roc_auc: float | None = Field(None, ge=0.5, le=1.0)
+    max_ece: float | None = Field(None, gt=0, le=1)
+    min_approval_ratio: float | None = Field(None, ge=0, le=1)
+
+
 class DatasetSpec(Strict):
     name: str
     description: str = ""
@@ -98,6 +106,7 @@ class DatasetSpec(Strict):
     target: Target
     columns: dict[str, Column]
     derived: dict[str, Derived] = Field(default_factory=dict)
+    gate: Gate = Field(default_factory=Gate)
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:

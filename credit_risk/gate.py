@@ -1,0 +1,40 @@
+"""The approval gate: may a newly trained model become the champion?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from credit_risk.config import Settings
+from credit_risk.datasets.spec import DatasetSpec
+
+
+def gate_thresholds(settings: Settings, spec: DatasetSpec) -> dict[str, float]:
+    """The settings' thresholds, overridden by the dataset spec's `gate` section."""
+    g = spec.gate
+    return {
+        "min_roc_auc": g.min_roc_auc if g.min_roc_auc is not None else settings.min_roc_auc,
+        "max_ece": g.max_ece if g.max_ece is not None else settings.max_ece,
+        "min_approval_ratio": g.min_approval_ratio if g.min_approval_ratio is not None
+        else settings.min_approval_ratio,
+        "champion_margin": settings.champion_margin,
+    }
+
+
+def rejection_reasons(metrics: dict[str, Any], champion: dict[str, Any] | None,
+                      fairness: dict[str, Any], limits: dict[str, float]) -> list[str]:
+    """Why the model may not be promoted; empty when it may."""
+    reasons = []
+    auc, ece = metrics["roc_auc"], metrics["ece"]
+    if auc < limits["min_roc_auc"]:
+        reasons.append(f"test ROC-AUC {auc:.4f} is below the minimum {limits['min_roc_auc']:.4f}")
+    if ece > limits["max_ece"]:
+        reasons.append(f"test ECE {ece:.4f} is above the maximum {limits['max_ece']:.4f}")
+    if champion and auc < champion["roc_auc"] + limits["champion_margin"]:
+        reasons.append(f"test ROC-AUC {auc:.4f} does not beat the champion {champion['version']} "
+                       f"({champion['roc_auc']:.4f}) by {limits['champion_margin']:+.4f} "
+                       "on the same test set")
+    for name, attr in fairness["attributes"].items():
+        if not attr["passed"]:
+            reasons.append(f"approval-rate ratio across {name} groups {attr['ratio']:.3f} is "
+                           f"below {fairness['min_ratio']:.2f}")
+    return reasons

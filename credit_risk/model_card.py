@@ -1,0 +1,101 @@
+"""The model card of a version, in Markdown and HTML."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from markdown_it import MarkdownIt
+
+METRICS = ("roc_auc", "gini", "ks", "pr_auc", "brier", "brier_uncalibrated", "ece",
+           "ece_uncalibrated", "precision", "recall", "f1")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def model_card_markdown(manifest: dict[str, Any], comparison: dict[str, Any]) -> str:
+    spec, split = manifest["spec"], comparison["split"]
+    m = manifest["metrics"]
+    status = "**approved** (promoted to champion)" if manifest["approved"] else (
+        "**rejected** (published, not promoted): " + "; ".join(manifest["rejection_reasons"]))
+    protected = [n for n, c in spec["columns"].items() if c.get("protected")]
+    derived = [f"`{n} = {d['expr']}`" for n, d in spec.get("derived", {}).items()]
+    out = [
+        f"# Model card: {manifest['dataset']} / {manifest['model']}",
+        f"Version `{manifest['version']}`, trained from code `{manifest['code_version']}`. "
+        f"Status: {status}.",
+        "## Intended use and limits",
+        "Estimates the probability that a loan application defaults, to support (not replace) "
+        "a credit decision, for applications like those in the training data "
+        f"({spec.get('description') or spec['name']}). It is not valid for other populations, "
+        "products or periods without re-validation; PDs are floored at the configured minimum; "
+        "drift in the inputs should trigger retraining. Protected attributes "
+        f"({', '.join(protected) or 'none declared'}) are not model inputs; they are used only "
+        "for the fairness check below.",
+        "## Data",
+        f"Dataset `{manifest['dataset']}`, fingerprint `{manifest['data_fingerprint'][:16]}…`. "
+        f"One stratified split: {split['train_rows']} training rows (default rate "
+        f"{split['train_default_rate']:.2%}), {split['test_rows']} test rows (default rate "
+        f"{split['test_default_rate']:.2%}). The test rows are used only for the figures below.",
+        "## Features",
+        ", ".join(f"`{f}`" for f in manifest["features"]) + ".",
+        ("Derived: " + "; ".join(derived) + "." if derived else ""),
+        "## Candidates on the same test set",
+        _table(["model", "cv_roc_auc", *METRICS, "threshold"],
+               [[r["model"], r["cv_roc_auc"], *(r["test"][k] for k in METRICS),
+                 r["test"]["threshold"]] for r in manifest["comparison"]]),
+        f"Selected by cross-validated ROC-AUC: **{manifest['model']}** with "
+        f"`{manifest['params']}`.",
+    ]
+    champion = manifest.get("champion_at_training")
+    if champion:
+        out.append(f"Champion at training time, `{champion['version']}`, on the same test set: "
+                   f"ROC-AUC {champion['roc_auc']:.4f}, ECE {champion['ece']:.4f}.")
+    out += [
+        "## Calibration",
+        "SMOTE distorts probabilities; PDs are calibrated on out-of-fold predictions (data the "
+        f"fold models did not train on). Test ECE {m['ece_uncalibrated']:.4f} before and "
+        f"{m['ece']:.4f} after calibration; Brier score {m['brier_uncalibrated']:.4f} before, "
+        f"{m['brier']:.4f} after.",
+        "![reliability diagram](reliability.png)",
+        _table(["PD bin", "n", "mean PD", "observed default rate"],
+               [[r["bin"], r["n"], r["mean_pd"], r["default_rate"]]
+                for r in comparison["reliability"]["calibrated"]]),
+        "## Decision threshold",
+        f"High risk when PD >= {manifest['threshold']:.4f}. Policy: "
+        + ", ".join(f"{k} = {v}" for k, v in manifest["threshold_policy"].items())
+        + f". On the test set: precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
+        f"F1 {m['f1']:.3f}, {m['flagged_rate']:.1%} of applications flagged.",
+        "## Credit score",
+        "score = offset + factor x ln(good:bad odds), "
+        + ", ".join(f"{k} = {v}" for k, v in manifest["score_scaling"].items())
+        + ". Bands: Poor < 500 <= Average < 650 <= Good < 750 <= Excellent.",
+        "## Fairness",
+        f"Approval (Low risk) rate per group on the test set; the gate requires the lowest/highest "
+        f"ratio to be at least {manifest['fairness']['min_ratio']:.2f} for groups of at least "
+        f"{manifest['fairness']['min_group_size']} applications.",
+    ]
+    for name, attr in manifest["fairness"]["attributes"].items():
+        ratio = "n/a" if attr["ratio"] is None else f"{attr['ratio']:.3f}"
+        out.append(f"**{name}**: ratio {ratio}, {'passed' if attr['passed'] else 'FAILED'}.")
+        out.append(_table(["group", "n", "approval rate", "judged"],
+                          [[g["group"], g["n"], g["approval_rate"], "yes" if g["counted"] else
+                            "no (small)"] for g in attr["groups"]]))
+    out += ["## Provenance",
+            ", ".join(f"{k} {v}" for k, v in manifest["libraries"].items()) + "."]
+    return "\n\n".join(part for part in out if part) + "\n"
+
+
+def markdown_to_html(markdown: str) -> str:
+    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Model card</title>"
+            "<style>body{font-family:system-ui,sans-serif;max-width:960px;margin:2rem auto;"
+            "padding:0 1rem}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+            "padding:.2rem .5rem;text-align:right}img{max-width:480px}</style></head><body>"
+            f"{body}</body></html>\n")

@@ -1,0 +1,117 @@
+"""The approval gate, fairness report, threshold policies and the model card."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from credit_risk.config import Settings
+from credit_risk.datasets.spec import load_spec
+from credit_risk.evaluate import recall_threshold
+from credit_risk.fairness import fairness_report
+from credit_risk.gate import gate_thresholds, rejection_reasons
+from credit_risk.registry import Registry
+
+LIMITS = {"min_roc_auc": 0.7, "max_ece": 0.05, "min_approval_ratio": 0.8, "champion_margin": 0.0}
+FAIR = {"attributes": {}, "min_ratio": 0.8, "passed": True}
+
+
+def test_a_good_model_with_no_champion_is_approved():
+    assert rejection_reasons({"roc_auc": 0.9, "ece": 0.01}, None, FAIR, LIMITS) == []
+
+
+@pytest.mark.parametrize("metrics,champion,why", [
+    ({"roc_auc": 0.65, "ece": 0.01}, None, "below the minimum 0.7000"),
+    ({"roc_auc": 0.90, "ece": 0.08}, None, "ECE 0.0800 is above the maximum"),
+    ({"roc_auc": 0.90, "ece": 0.01}, {"version": "v1", "roc_auc": 0.91},
+     "does not beat the champion v1"),
+])
+def test_each_gate_rule_rejects_with_its_reason(metrics, champion, why):
+    reasons = rejection_reasons(metrics, champion, FAIR, LIMITS)
+    assert len(reasons) == 1 and why in reasons[0]
+
+
+def test_margin_over_the_champion_is_required():
+    limits = {**LIMITS, "champion_margin": 0.01}
+    champion = {"version": "v1", "roc_auc": 0.90}
+    assert rejection_reasons({"roc_auc": 0.905, "ece": 0.01}, champion, FAIR, limits)
+    assert not rejection_reasons({"roc_auc": 0.911, "ece": 0.01}, champion, FAIR, limits)
+
+
+def test_fairness_ratio_per_group(spec):
+    rng = np.random.default_rng(0)
+    n = 2000
+    X = pd.DataFrame({"gender": rng.choice(["M", "F"], n), "marital_status": "Single"})
+    pd_ = np.where(X["gender"] == "F", 0.6, 0.1) * rng.uniform(0.5, 1.5, n)  # F rejected more
+    report = fairness_report(X, pd_, 0.5, spec, min_ratio=0.8, min_group_size=30)
+    gender = report["attributes"]["gender"]
+    rates = {g["group"]: g["approval_rate"] for g in gender["groups"]}
+    assert rates["M"] == 1.0 and rates["F"] < 0.5
+    assert gender["ratio"] == pytest.approx(rates["F"] / rates["M"])
+    assert not gender["passed"] and not report["passed"]
+    assert report["attributes"]["marital_status"]["ratio"] is None  # one group: nothing to judge
+    reasons = rejection_reasons({"roc_auc": 0.9, "ece": 0.01}, None, report, LIMITS)
+    assert reasons and "gender" in reasons[0]
+
+
+def test_numeric_protected_attribute_is_banded_and_small_groups_not_judged():
+    spec = load_spec("german_credit")
+    X = pd.DataFrame({"age_in_years": np.arange(20, 70).repeat(10),
+                      "foreign_worker": ["no"] * 10 + ["yes"] * 490,
+                      "personal_status_and_sex": "x"})
+    pd_ = np.where(X["age_in_years"] < 30, 0.9, 0.1)
+    report = fairness_report(X, pd_, 0.5, spec, min_ratio=0.8, min_group_size=30)
+    age = report["attributes"]["age_in_years"]
+    assert len(age["groups"]) == 4 and not age["passed"]
+    assert age["ratio"] == pytest.approx(30 / 130)  # (19.999, 32]: only ages 30-32 approved
+    foreign = report["attributes"]["foreign_worker"]
+    assert [g["counted"] for g in foreign["groups"]] == [False, True] and foreign["passed"]
+
+
+def test_spec_gate_overrides_settings(spec):
+    assert gate_thresholds(Settings(), spec)["max_ece"] == Settings().max_ece
+    spec2 = spec.model_copy(update={"gate": spec.gate.model_copy(update={"max_ece": 0.2})})
+    assert gate_thresholds(Settings(), spec2)["max_ece"] == 0.2
+
+
+def test_recall_policy_reaches_the_target():
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0, 1, 3000)
+    y = (rng.random(3000) < p).astype(int)
+    t = recall_threshold(y, p, 0.8)
+    recall = ((p >= t) & (y == 1)).sum() / y.sum()
+    assert 0.8 <= recall < 0.8 + 2 / y.sum()
+
+
+def test_published_version_carries_card_plot_and_gate(trained):
+    settings, version = trained
+    registry = Registry(settings.registry_url)
+    manifest = registry.verify(version)
+    assert {"model_card.md", "model_card.html", "reliability.png", "model.joblib"} <= set(
+        manifest["files"])
+    assert manifest["status"] == "approved" and manifest["fairness"]["passed"]
+    assert manifest["metrics"]["ece"] < manifest["metrics"]["ece_uncalibrated"]
+    card = registry.read_file(version, "model_card.md").decode()
+    for section in ("Intended use", "Candidates on the same test set", "Calibration",
+                    "Decision threshold", "Fairness", "gender", version):
+        assert section in card
+    for model in settings.models:
+        assert f"| {model} |" in card
+    assert registry.read_file(version, "reliability.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<table>" in registry.read_file(version, "model_card.html").decode()
+
+
+def test_a_worse_model_is_published_but_not_promoted(trained, tmp_path):
+    import shutil
+
+    from credit_risk import pipeline
+
+    settings, version = trained
+    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    s = settings.model_copy(update={"registry_url": str(tmp_path / "reg"),
+                                    "runs_dir": tmp_path / "runs", "min_roc_auc": 0.999})
+    new = pipeline.run_all(s, "stricter")
+    registry = Registry(s.registry_url)
+    manifest = registry.manifest(new)
+    assert manifest["status"] == "rejected"
+    assert any("below the minimum 0.9990" in r for r in manifest["rejection_reasons"])
+    assert registry.alias_version("champion") == version
