@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from credit_risk.fast_predict import FastPredictor
+from credit_risk.reasons import ReasonExplainer
 from credit_risk.schema import validate_application
 from credit_risk.train import CalibratedModel
 
@@ -49,7 +50,7 @@ def rating(score: int) -> str:
 class Scorer:
     """Everything needed to answer a scoring request for one model version."""
 
-    def __init__(self, model: CalibratedModel, manifest: Mapping[str, Any]):
+    def __init__(self, model: CalibratedModel, manifest: Mapping[str, Any], n_reasons: int = 3):
         self.model = model
         self.manifest = manifest
         self.version: str = manifest["version"]
@@ -58,6 +59,14 @@ class Scorer:
         self.fields: list[dict[str, Any]] = manifest["inputs"]
         self._head = model.pipeline[2:]  # after features and SMOTE (which never runs at predict)
         self.fast = FastPredictor(model)  # compiled once: no DataFrame, one thread, NumPy only
+        self.n_reasons = n_reasons
+        spec = manifest["spec"]
+        described = {**spec["columns"], **spec.get("derived", {})}
+        self.explainer = ReasonExplainer(
+            model,
+            labels={k: v["label"] for k, v in described.items() if v.get("label")},
+            units={k: v.get("unit") for k, v in spec["columns"].items()},
+        )
 
     def _pd_rows(self, rows: np.ndarray) -> np.ndarray:
         return self.fast.predict(rows)
@@ -67,7 +76,8 @@ class Scorer:
         if not records:
             return []
         rows = self.fast.rows(records)
-        return self._results(self._pd_rows(rows))
+        reasons = self.explainer.explain(rows, records, self.n_reasons)
+        return self._results(self._pd_rows(rows), reasons)
 
     def score_frame(self, df: pd.DataFrame) -> pd.DataFrame:
         """Validate and score a frame of applications; a row that fails gets `error`, no PD."""
@@ -85,7 +95,8 @@ class Scorer:
             out[i] = result
         return pd.DataFrame(out, index=df.index)
 
-    def _results(self, pd_: np.ndarray) -> list[dict[str, Any]]:
+    def _results(self, pd_: np.ndarray, reasons: list[list[dict[str, Any]]]
+                 ) -> list[dict[str, Any]]:
         scores = self.scaling.score(pd_)
         return [
             {
@@ -93,7 +104,8 @@ class Scorer:
                 "risk": "High" if p >= self.threshold else "Low",
                 "credit_score": int(s),
                 "rating": rating(int(s)),
+                "reasons": why,
                 "model_version": self.version,
             }
-            for p, s in zip(pd_, scores, strict=True)
+            for p, s, why in zip(pd_, scores, reasons, strict=True)
         ]
