@@ -7,7 +7,7 @@ export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export SCARF_ANALYTICS := false
 
-.PHONY: help install run test lint typecheck unit constraints clean
+.PHONY: help install run test lint typecheck unit constraints clean bench-german
 
 help:
 	@echo "make run        install, generate data, start Airflow, train, serve"
@@ -36,6 +36,10 @@ unit: install
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# German credit: the champion's test ROC-AUC over split seeds (a few minutes).
+bench-german: install
+	$(BIN)/python benchmarks/bench_german_credit.py
 
 # Re-pin after changing dependencies in pyproject.toml.
 constraints: install
