@@ -8,32 +8,11 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from credit_risk.config import Settings
+from credit_risk.reports import comparison_table, text_table
 
 log = logging.getLogger("credit_risk")
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
-    body = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return "" if v is None else str(v)
-
-
-def comparison_rows(comparison: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    keys = ("roc_auc", "gini", "ks", "pr_auc", "brier", "ece", "threshold", "precision",
-            "recall", "f1")
-    return [{"model": r["model"], "cv_roc_auc": r["cv_roc_auc"], **{k: r["test"][k] for k in keys}}
-            for r in comparison]
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
@@ -60,10 +39,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     run_id = args.run_id or datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%SZ")
     version = pipeline.run_all(settings, run_id, args.spec)
     manifest = Registry(settings.registry_url).manifest(version)
-    cols = ["model", "cv_roc_auc", "roc_auc", "gini", "ks", "pr_auc", "brier", "ece",
-            "threshold", "precision", "recall", "f1"]
     print(f"Test set: {manifest['metrics']['n']} rows, the same for every candidate.")
-    print(_table(comparison_rows(manifest["comparison"]), cols))
+    print(comparison_table(manifest["comparison"]))
     champion = manifest["champion_at_training"]
     if champion:
         print(f"champion before this run: {champion['version']} roc_auc={champion['roc_auc']:.4f}")
@@ -85,12 +62,12 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
             m = registry.manifest(v)
             alias = "champion" if v == champion else "previous" if v == previous else ""
             rows.append({"version": v, "dataset": m["dataset"], "model": m["model"],
-                         "roc_auc": m["metrics"]["roc_auc"], "approved": m["approved"],
+                         "roc_auc": m["metrics"]["roc_auc"], "status": m.get("status"),
                          "alias": alias})
         if not rows:
             print(f"no models in {settings.registry_url}")
             return 0
-        print(_table(rows, ["version", "dataset", "model", "roc_auc", "approved", "alias"]))
+        print(text_table(rows, ["version", "dataset", "model", "roc_auc", "status", "alias"]))
     elif args.models_cmd == "show":
         manifest = registry.manifest(args.version)
         print(json.dumps({k: v for k, v in manifest.items() if k != "spec"}, indent=2))

@@ -22,7 +22,7 @@ from credit_risk.gate import gate_thresholds, rejection_reasons
 from credit_risk.ingest import assemble, frame_fingerprint, ingest, load_snapshot
 from credit_risk.model_card import markdown_to_html, model_card_markdown
 from credit_risk.registry import MODEL_FILE, Registry, RegistryError
-from credit_risk.reports import reliability_png, reliability_table
+from credit_risk.reports import comparison_table, reliability_png, reliability_table
 from credit_risk.schema import input_fields
 from credit_risk.scoring import Scorer, ScoreScaling
 from credit_risk.train import Candidate, split, train_candidate
@@ -142,6 +142,11 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
                   "approved": not reasons, "rejection_reasons": reasons}
     out = run / "comparison.json"
     out.write_text(json.dumps(comparison, indent=2))
+    log.info("candidates on the same %d-row test set:\n%s", len(y), comparison_table(rows))
+    if champion:
+        log.info("champion %s on this test set: roc_auc=%.4f ece=%.4f", champion["version"],
+                 champion["roc_auc"], champion["ece"])
+    log.info("gate: %s", "approved" if not reasons else "rejected: " + "; ".join(reasons))
     return str(out)
 
 
