@@ -37,7 +37,11 @@ def input_fields(spec: DatasetSpec, features: FeatureTransformer) -> list[dict[s
 def _check_number(field: Mapping[str, Any], value: Any) -> tuple[Any, str | None]:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None, "must be a number"
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
         return None, "must be a finite number"
     if field["type"] == "integer" and value != int(value):
         return None, "must be a whole number"

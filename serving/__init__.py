@@ -1,33 +1,60 @@
-"""Flask serving app: web form, JSON API, health. Thin: all logic lives in credit_risk."""
+"""Flask serving app: web form, JSON API, docs, metrics. Thin: all logic lives in credit_risk."""
 
 from __future__ import annotations
 
 import logging
 import os
 
-from flask import Flask
+from flask import Flask, jsonify, request
 
 from credit_risk.config import Settings
 from credit_risk.decisions import DecisionLog
-from credit_risk.model_store import ModelStore
+from credit_risk.model_store import ModelStore, StoreEvents
 from credit_risk.registry import Registry
+from credit_risk.scoring import Scorer
+from serving import jsonio, metrics
+from serving.auth import KeyChecker, request_key
 
 
 def create_app(settings: Settings | None = None, watch: bool | None = None) -> Flask:
     """Build the app; load the champion now and, if `watch`, poll for a new one."""
     settings = settings or Settings()
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    store = ModelStore(Registry(settings.registry_url))
+    jsonio.install(app)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_request_bytes,
+                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    keys = KeyChecker(settings.api_keys)
+    app.secret_key = keys.secret()
+
+    def prepare(scorer: Scorer) -> None:
+        if hasattr(scorer, "n_reasons"):
+            scorer.n_reasons = settings.n_reasons
+
+    store = ModelStore(Registry(settings.registry_url), prepare=prepare,
+                       events=StoreEvents(on_swap=metrics.model_swapped,
+                                          on_failure=metrics.reload_failed))
     store.refresh()
     if watch if watch is not None else settings.reload_interval_s > 0:
         store.watch(settings.reload_interval_s)
     app.extensions["credit_risk"] = {
         "settings": settings,
         "store": store,
+        "keys": keys,
         "decisions": DecisionLog(settings.decision_log) if settings.decision_log else None,
+        "openapi": {},
+        "plain": {},
     }
+    metrics.install(app)
+
+    @app.before_request
+    def require_api_key():
+        if keys.enabled and request.path.startswith("/api/") \
+                and not keys.valid(request_key(request)):
+            response = jsonify(error="missing or invalid API key (X-API-Key or Bearer)")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="credit-risk"'
+            return response, 401
+        return None
+
     from serving.api import api
     from serving.web import web
 

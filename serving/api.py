@@ -1,16 +1,19 @@
-"""JSON API: /api/v1/predict, /api/v1/predict/batch, /api/v1/model, /health, /ready."""
+"""JSON API: /api/v1/predict, /api/v1/predict/batch, /api/v1/model, /health, /ready,
+/openapi.json and /docs. Thin: validation, scoring and schemas live in credit_risk."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from credit_risk.api_schema import validate_many
 from credit_risk.schema import validate_application
-from serving.context import record_decisions, request_id, settings, store
+from serving import metrics
+from serving.context import openapi, record_decisions, request_id, scorer_for, settings, store
 
-api = Blueprint("api", __name__)
+api = Blueprint("api", __name__, template_folder="templates")
 
 
 def error(status: int, message: str, fields: dict[str, Any] | None = None):
@@ -22,7 +25,7 @@ def error(status: int, message: str, fields: dict[str, Any] | None = None):
 
 @api.app_errorhandler(HTTPException)
 def http_error(exc: HTTPException):
-    if request.path.startswith("/api/") or request.is_json:
+    if request.path.startswith("/api/") or request.is_json or exc.code == 413:
         return error(exc.code or 500, exc.description or exc.name)
     return exc
 
@@ -30,14 +33,14 @@ def http_error(exc: HTTPException):
 def _json_body() -> tuple[Any, Any]:
     if not request.is_json:
         return None, error(415, "Content-Type must be application/json")
-    body = request.get_json(silent=True)
+    body = request.get_json(silent=True)  # a body over the size limit raises 413 here
     if body is None:
         return None, error(400, "malformed JSON body")
     return body, None
 
 
 def _scorer_or_503():
-    scorer = store().scorer
+    scorer = scorer_for(request.args.get("reasons", "true").lower() not in ("false", "0", "no"))
     if scorer is None:
         return None, error(503, "no model loaded yet")
     return scorer, None
@@ -53,13 +56,25 @@ def ready():
     summary = store().summary()
     if not summary["loaded"]:
         return jsonify(ready=False, last_error=summary["last_error"]), 503
-    return jsonify(ready=True, model_version=summary["model_version"])
+    return jsonify(ready=True, model_version=summary["model_version"],
+                   loaded_at=summary["loaded_at"], reload_failures=summary["reload_failures"],
+                   last_error=summary["last_error"])
 
 
 @api.get("/api/v1/model")
 def model():
     summary = store().summary()
     return (jsonify(summary), 200) if summary["loaded"] else (jsonify(summary), 503)
+
+
+@api.get("/openapi.json")
+def openapi_json():
+    return jsonify(openapi())
+
+
+@api.get("/docs")
+def docs():
+    return render_template("docs.html", doc=openapi(), auth=bool(settings().api_keys))
 
 
 @api.post("/api/v1/predict")
@@ -76,6 +91,7 @@ def predict():
     rid = request_id()
     result = scorer.score_records([clean])[0]
     record_decisions(rid, [clean], [result])
+    metrics.count_predictions([result])
     return jsonify({**result, "request_id": rid})
 
 
@@ -93,15 +109,11 @@ def predict_batch():
     limit = settings().max_batch_rows
     if len(apps) > limit:
         return error(413, f"at most {limit} applications per call, got {len(apps)}")
-    clean_rows, bad = [], {}
-    for i, app_data in enumerate(apps):
-        clean, errors = validate_application(scorer.fields, app_data)
-        if errors:
-            bad[str(i)] = errors
-        clean_rows.append(clean)
+    clean_rows, bad = validate_many(scorer.fields, apps)
     if bad:
         return error(422, "invalid applications (by index)", bad)
     rid = request_id()
     results = scorer.score_records(clean_rows)
     record_decisions(rid, clean_rows, results)
+    metrics.count_predictions(results)
     return jsonify(request_id=rid, model_version=scorer.version, results=results)

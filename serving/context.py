@@ -1,28 +1,66 @@
-"""Access to the app's store, settings and decision log from a request."""
+"""Access to the app's store, settings, decision log and schema cache from a request."""
 
 from __future__ import annotations
 
+import copy
 import uuid
 from typing import Any
 
 from flask import current_app, request
 
+from credit_risk.api_schema import openapi_document
 from credit_risk.config import Settings
 from credit_risk.decisions import DecisionLog
 from credit_risk.model_store import ModelStore
+from credit_risk.scoring import Scorer
+
+
+def _state() -> dict[str, Any]:
+    return current_app.extensions["credit_risk"]
 
 
 def store() -> ModelStore:
-    return current_app.extensions["credit_risk"]["store"]
+    return _state()["store"]
 
 
 def settings() -> Settings:
-    return current_app.extensions["credit_risk"]["settings"]
+    return _state()["settings"]
+
+
+def scorer_for(reasons: bool = True) -> Scorer | None:
+    """The serving scorer; without reasons, a view of the same model that skips them."""
+    scorer = store().scorer
+    if scorer is None or reasons or not getattr(scorer, "n_reasons", 0):
+        return scorer
+    cache = _state()["plain"]
+    plain = cache.get(scorer.version)
+    if plain is None:
+        plain = copy.copy(scorer)  # shares the model; only n_reasons differs
+        plain.n_reasons = 0  # type: ignore[attr-defined]
+        cache.clear()
+        cache[scorer.version] = plain
+    return plain
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI document of the loaded model (built once per version)."""
+    scorer = store().scorer
+    version = scorer.version if scorer else None
+    cache = _state()["openapi"]
+    doc = cache.get(version)
+    if doc is None:
+        s = settings()
+        doc = openapi_document(scorer.fields if scorer else [], model_version=version,
+                               max_batch_rows=s.max_batch_rows, auth=bool(s.api_keys),
+                               max_request_bytes=s.max_request_bytes)
+        cache.clear()
+        cache[version] = doc
+    return doc
 
 
 def record_decisions(request_id: str, inputs: list[dict[str, Any]],
                      results: list[dict[str, Any]]) -> None:
-    log: DecisionLog | None = current_app.extensions["credit_risk"]["decisions"]
+    log: DecisionLog | None = _state()["decisions"]
     if log is not None:
         log.write(request_id, inputs, results)
 

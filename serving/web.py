@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from credit_risk.schema import validate_application
-from serving.context import record_decisions, request_id, store
+from serving import metrics
+from serving.auth import KeyChecker
+from serving.context import record_decisions, request_id, settings, store
 
 web = Blueprint("web", __name__, template_folder="templates")
+
+BANDS = ((300, 500, "Poor", "#c62828"), (500, 650, "Average", "#ef8f00"),
+         (650, 750, "Good", "#7cb342"), (750, 900, "Excellent", "#2e7d32"))
 
 
 def _from_form(fields: list[dict[str, Any]], form: Any) -> dict[str, Any]:
@@ -24,19 +39,82 @@ def _from_form(fields: list[dict[str, Any]], form: Any) -> dict[str, Any]:
             data[f["name"]] = raw
         else:
             try:
-                data[f["name"]] = int(raw) if f["type"] == "integer" and raw.lstrip("-").isdigit() \
-                    else float(raw)
+                value = int(raw) if f["type"] == "integer" and raw.lstrip("-").isdigit() \
+                    and len(raw) < 20 else float(raw)
+                data[f["name"]] = value
             except ValueError:
                 data[f["name"]] = raw
     return data
 
 
+def _point(score: float, radius: float = 80.0) -> tuple[float, float]:
+    t = (min(max(score, 300), 900) - 300) / 600
+    return (round(100 - radius * math.cos(math.pi * t), 2),
+            round(100 - radius * math.sin(math.pi * t), 2))
+
+
+def gauge(score: int) -> dict[str, Any]:
+    """SVG pieces of a half-circle gauge from 300 to 900 with the rating bands."""
+    arcs = []
+    for lo, hi, name, colour in BANDS:
+        (x1, y1), (x2, y2) = _point(lo), _point(hi)
+        arcs.append({"d": f"M {x1} {y1} A 80 80 0 0 1 {x2} {y2}", "colour": colour,
+                     "name": name})
+    x, y = _point(score, 62)
+    return {"arcs": arcs, "needle": {"x": x, "y": y}}
+
+
+@web.app_template_filter("num")
+def num(value: float) -> str:
+    """1200000 -> 1,200,000; 0.5 -> 0.5."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,g}"
+
+
+def _keys() -> KeyChecker:
+    return current_app.extensions["credit_risk"]["keys"]
+
+
+def _gate():
+    """Apply the form's policy: open, behind an API-key login, or disabled."""
+    policy = settings().form_auth
+    if policy == "disabled":
+        abort(404)
+    if policy == "api_key" and not _keys().valid_session(session.get("form")):
+        return redirect(url_for("web.login"))
+    return None
+
+
+@web.route("/login", methods=["GET", "POST"])
+def login():
+    if settings().form_auth != "api_key":
+        return redirect(url_for("web.form"))
+    error = None
+    if request.method == "POST":
+        key = request.form.get("api_key", "")
+        if _keys().valid(key):
+            session.clear()
+            session["form"] = _keys().session_token(key)
+            return redirect(url_for("web.form"))
+        error = "That API key is not valid."
+    return render_template("login.html", error=error), 401 if error else 200
+
+
+@web.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("web.login" if settings().form_auth == "api_key" else "web.form"))
+
+
 @web.route("/", methods=["GET", "POST"])
 def form():
+    gate = _gate()
+    if gate is not None:
+        return gate
     scorer = store().scorer
+    logged_in = settings().form_auth == "api_key"
     if scorer is None:
         return render_template("form.html", fields=[], values={}, errors={}, result=None,
-                               unavailable=True), 503
+                               unavailable=True, logged_in=logged_in), 503
     values: dict[str, Any] = {f["name"]: f["default"] for f in scorer.fields}
     errors: dict[str, str] = {}
     result = None
@@ -51,5 +129,8 @@ def form():
             rid = request_id()
             result = {**scorer.score_records([clean])[0], "request_id": rid}
             record_decisions(rid, [clean], [result])
+            metrics.count_predictions([result])
     return render_template("form.html", fields=scorer.fields, values=values, errors=errors,
-                           result=result, unavailable=False, version=scorer.version), status
+                           result=result, unavailable=False, version=scorer.version,
+                           gauge=gauge(result["credit_score"]) if result else None,
+                           bands=BANDS, logged_in=logged_in), status

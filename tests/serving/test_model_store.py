@@ -55,3 +55,82 @@ def test_new_champion_and_rollback_are_picked_up(tmp_path, trained):
     registry.rollback("bad")
     store.refresh()
     assert client.get("/ready").json["model_version"] == version
+
+
+def _republish(registry, version, model_bytes=None):
+    manifest = registry.manifest(version)
+    files = {n: registry.read_file(version, n) for n in manifest["files"]}
+    if model_bytes is not None:
+        files["model.joblib"] = model_bytes
+    meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
+    return registry.publish(files, meta)
+
+
+def test_artifact_with_good_checksums_that_cannot_score_is_refused(tmp_path, trained):
+    import io
+
+    import joblib
+
+    settings, version = _copy_registry(trained, tmp_path)
+    registry = Registry(settings.registry_url)
+    app = create_app(settings, watch=False)
+    store = app.extensions["credit_risk"]["store"]
+    client = app.test_client()
+
+    def failures():
+        text = client.get("/metrics").get_data(as_text=True)
+        line = next(x for x in text.splitlines()
+                    if x.startswith("credit_risk_model_reload_failures_total "))
+        return float(line.split()[1])
+
+    before = failures()
+    buf = io.BytesIO()
+    joblib.dump({"not": "a model"}, buf)  # checksummed by publish, but not a CalibratedModel
+    bad = _republish(registry, version, buf.getvalue())
+    registry.promote(bad, "broken")
+    assert not store.refresh()
+    assert store.scorer.version == version and "refused version" in store.last_error
+    assert failures() == before + 1
+    assert not store.refresh() and store.reload_failures == 1  # not retried until re-promoted
+    ready = client.get("/ready").json
+    assert ready["model_version"] == version and ready["reload_failures"] == 1
+    assert client.get("/api/v1/model").json["last_error"].startswith("refused version")
+
+
+def test_background_watcher_swaps_without_failing_requests(tmp_path, trained):
+    import threading
+    import time
+
+    settings, version = _copy_registry(trained, tmp_path)
+    registry = Registry(settings.registry_url)
+    newer = _republish(registry, version)
+    app = create_app(settings.model_copy(update={"reload_interval_s": 0.05}), watch=True)
+    store = app.extensions["credit_risk"]["store"]
+    application = {f["name"]: f["default"] for f in store.scorer.fields}
+    seen, statuses, stop = set(), [], threading.Event()
+
+    def hammer():
+        client = app.test_client()
+        while not stop.is_set():
+            r = client.post("/api/v1/predict", json=application)
+            statuses.append(r.status_code)
+            seen.add(r.json.get("model_version"))
+
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for target in (newer, version, newer):
+            registry.promote(target, "swap") if target == newer else registry.rollback("back")
+            deadline = time.time() + 10
+            while store.scorer.version != target and time.time() < deadline:
+                time.sleep(0.02)
+            assert store.scorer.version == target
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        store.stop()
+    assert statuses and set(statuses) == {200}
+    assert seen == {version, newer}

@@ -1,0 +1,244 @@
+"""The serving API's schemas: request models generated from a model's input fields, response
+models, the OpenAPI document, and a fast validator for batches.
+
+The input fields come from the dataset spec (`credit_risk.schema.input_fields`), so a new spec
+gives a new request schema with nothing else to write. Validation messages stay those of
+`credit_risk.schema.validate_application`; the pydantic models describe the same rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.json_schema import models_json_schema
+
+from credit_risk.schema import validate_application
+
+REF = "#/components/schemas/{model}"
+
+
+# -- request ---------------------------------------------------------------------------
+def _field_type(field: Mapping[str, Any]) -> Any:
+    if field["type"] == "category":
+        base: Any = Literal[tuple(field["categories"])]
+    else:
+        base = int if field["type"] == "integer" else float
+        bounds = {k: field[b] for k, b in (("ge", "min"), ("le", "max"))
+                  if field.get(b) is not None}
+        base = Annotated[base, Field(allow_inf_nan=False, **bounds)] if bounds \
+            else Annotated[base, Field(allow_inf_nan=False)]
+    return base | None if field["nullable"] else base
+
+
+def _description(field: Mapping[str, Any]) -> str:
+    parts = [(field.get("description") or field["label"]).rstrip(".") + "."]
+    if field.get("unit"):
+        parts.append(f"Unit: {field['unit']}.")
+    if field["nullable"]:
+        parts.append("May be null (unknown).")
+    return " ".join(p for p in parts if p)
+
+
+def application_model(fields: Sequence[Mapping[str, Any]]) -> type[BaseModel]:
+    """A pydantic model of one application: every field required, nothing else allowed."""
+    definitions: dict[str, Any] = {}
+    for i, f in enumerate(fields):
+        example = f.get("default")
+        definitions[f"f{i}"] = (_field_type(f), Field(
+            ..., alias=f["name"], title=f["label"], description=_description(f),
+            examples=[example] if example is not None else None))
+    return create_model(
+        "Application", __config__=ConfigDict(extra="forbid", populate_by_name=False),
+        **definitions)
+
+
+# -- responses ---------------------------------------------------------------------------
+class Reason(BaseModel):
+    """A feature pushing this applicant's PD up."""
+
+    model_config = ConfigDict(extra="allow")
+    feature: str
+    label: str | None = None
+    value: Any = None
+    impact: float | None = None
+    text: str | None = None
+
+
+class Prediction(BaseModel):
+    probability_of_default: float = Field(ge=0, le=1)
+    risk: Literal["High", "Low"]
+    credit_score: int
+    rating: Literal["Poor", "Average", "Good", "Excellent"]
+    reasons: list[Reason | str] | None = Field(
+        None, description="The main features raising the PD, most important first.")
+    model_version: str
+
+
+class PredictionResponse(Prediction):
+    request_id: str
+
+
+class BatchResponse(BaseModel):
+    request_id: str
+    model_version: str
+    results: list[Prediction]
+
+
+class Error(BaseModel):
+    error: str
+    fields: dict[str, str | dict[str, str]] | None = Field(
+        None, description="Each bad field and why (for a batch: by application index).")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    ready: bool
+    model_version: str | None = None
+    last_error: str | None = None
+
+
+class ModelSummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    loaded: bool
+    model_version: str | None = None
+    inputs: list[dict[str, Any]] | None = None
+    reload_failures: int
+    last_error: str | None = None
+
+
+def _batch_model(app: type[BaseModel], max_rows: int) -> type[BaseModel]:
+    return create_model(
+        "BatchRequest", __config__=ConfigDict(extra="forbid"),
+        applications=(list[app], Field(..., min_length=1, max_length=max_rows)))  # type: ignore[valid-type]
+
+
+# -- the OpenAPI document -----------------------------------------------------------------
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": REF.format(model=ref)}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    why = {400: "Malformed JSON", 401: "Missing or wrong API key", 413: "Body or batch too large",
+           415: "Content-Type is not application/json", 422: "Invalid fields, each named",
+           503: "No model loaded yet"}
+    return {str(c): {"description": why[c], "content": _json("Error")} for c in codes}
+
+
+def openapi_document(fields: Sequence[Mapping[str, Any]], *, model_version: str | None,
+                     max_batch_rows: int, auth: bool, max_request_bytes: int) -> dict[str, Any]:
+    """OpenAPI 3.1 document for the current model's input fields."""
+    app = application_model(fields)
+    batch = _batch_model(app, max_batch_rows)
+    models: list[type[BaseModel]] = [app, batch, PredictionResponse, BatchResponse, Error,
+                                     Health, Ready, ModelSummary]
+    _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=REF)
+    security: list[dict[str, list[str]]] = [{"ApiKey": []}, {"Bearer": []}] if auth else []
+    explain = {"name": "reasons", "in": "query", "required": False,
+               "description": "Include the reasons (default true); false is faster.",
+               "schema": {"type": "boolean", "default": True}}
+    predict_errors = _errors(400, 413, 415, 422, 503, *((401,) if auth else ()))
+
+    def op(summary: str, body: str | None, ok: str, errors: dict[str, Any],
+           secured: bool = False, **extra: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"summary": summary, "responses": {
+            "200": {"description": "OK", "content": _json(ok)}, **errors}}
+        if body:
+            out["requestBody"] = {"required": True, "content": _json(body)}
+        if secured and auth:
+            out["security"] = security
+        out.update(extra)
+        return out
+
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "credit-risk scoring API", "version": model_version or "no model",
+                 "description": (
+                     "Probability of default, High/Low risk, credit score, rating and reasons "
+                     "for loan applications. The application fields follow the loaded model's "
+                     f"dataset spec. Bodies over {max_request_bytes:,} bytes get 413.")},
+        "paths": {
+            "/api/v1/predict": {"post": op(
+                "Score one application", "Application", "PredictionResponse", predict_errors,
+                secured=True, parameters=[explain], operationId="predict")},
+            "/api/v1/predict/batch": {"post": op(
+                f"Score up to {max_batch_rows:,} applications", "BatchRequest", "BatchResponse",
+                predict_errors, secured=True, parameters=[explain], operationId="predict_batch")},
+            "/api/v1/model": {"get": op(
+                "The loaded model: version, metrics, threshold, input fields", None,
+                "ModelSummary", {"503": {"description": "No model loaded yet",
+                                         "content": _json("ModelSummary")},
+                                 **(_errors(401) if auth else {})},
+                secured=True, operationId="model")},
+            "/health": {"get": op("Alive", None, "Health", {}, operationId="health")},
+            "/ready": {"get": op("A model is loaded", None, "Ready",
+                                 {"503": {"description": "No model loaded yet",
+                                          "content": _json("Ready")}}, operationId="ready")},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
+                                 "responses": {"200": {"description": "OK", "content": {
+                                     "text/plain": {"schema": {"type": "string"}}}}}}},
+        },
+        "components": {"schemas": schemas.get("$defs", {})},
+    }
+    if auth:
+        doc["components"]["securitySchemes"] = {
+            "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "Bearer": {"type": "http", "scheme": "bearer"},
+        }
+    return doc
+
+
+# -- fast validation of many applications --------------------------------------------------
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def _column_ok(field: Mapping[str, Any], column: list[Any]) -> bool:
+    types = set(map(type, column))
+    nulls = field["nullable"] and type(None) in types
+    if nulls:
+        types.discard(type(None))
+        column = [v for v in column if v is not None]
+    if field["type"] == "category":
+        allowed = set(field["categories"])
+        return types <= {str} and {v for v in column if v is not None} <= allowed
+    if not types <= _NUMBER_TYPES:
+        return False
+    try:
+        x = np.array(column, dtype=float)
+    except (OverflowError, ValueError, TypeError):
+        return False
+    if not np.isfinite(x).all():
+        return False
+    if field["type"] == "integer" and float in types and not (x == np.floor(x)).all():
+        return False
+    lo, hi = field.get("min"), field.get("max")
+    return (lo is None or bool((x >= lo).all())) and (hi is None or bool((x <= hi).all()))
+
+
+def validate_many(fields: Sequence[Mapping[str, Any]], items: Sequence[Any]
+                  ) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
+    """Validate applications: (clean values, {index: {field: why}}).
+
+    Column by column with NumPy when every application is valid (the common case); any doubt
+    falls back to `validate_application` per application, which names each bad field.
+    """
+    names = [f["name"] for f in fields]
+    known = set(names)
+    if all(type(item) is dict and item.keys() == known for item in items) and all(
+            _column_ok(f, [item[f["name"]] for item in items]) for f in fields):
+        return list(items), {}
+    clean, bad = [], {}
+    plain = [dict(f) for f in fields]
+    for i, item in enumerate(items):
+        values, errors = validate_application(plain, item)
+        if errors:
+            bad[str(i)] = errors
+        clean.append(values)
+    return clean, bad
+

@@ -1,0 +1,94 @@
+"""Prometheus metrics: requests and latency by endpoint and status, predictions by band,
+the loaded model version, reload failures. Multi-process safe under gunicorn
+(PROMETHEUS_MULTIPROC_DIR, set by serving/gunicorn.conf.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter as Tally
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from credit_risk.scoring import Scorer
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+REQUESTS = Counter("credit_risk_http_requests_total", "HTTP requests",
+                   ["endpoint", "method", "status"])
+LATENCY = Histogram("credit_risk_http_request_duration_seconds", "HTTP request latency",
+                    ["endpoint", "method", "status"], buckets=LATENCY_BUCKETS)
+PREDICTIONS = Counter("credit_risk_predictions_total", "Scored applications by rating band",
+                      ["rating", "risk"])
+MODEL_INFO = Gauge("credit_risk_model_info", "The loaded model version (1 = serving)",
+                   ["version", "model", "dataset"], multiprocess_mode="liveall")
+MODEL_LOADED_AT = Gauge("credit_risk_model_loaded_timestamp_seconds",
+                        "When the serving model was loaded", multiprocess_mode="livemax")
+RELOAD_FAILURES = Counter("credit_risk_model_reload_failures_total",
+                          "Model reloads refused or failed (the last good model kept serving)")
+
+
+def _labels(scorer: Scorer) -> tuple[str, str, str]:
+    m = scorer.manifest
+    return scorer.version, str(m.get("model", "")), str(m.get("dataset", ""))
+
+
+def model_swapped(old: Scorer | None, new: Scorer) -> None:
+    if old is not None:
+        MODEL_INFO.labels(*_labels(old)).set(0)
+    MODEL_INFO.labels(*_labels(new)).set(1)
+    MODEL_LOADED_AT.set(time.time())
+
+
+def reload_failed(message: str) -> None:
+    RELOAD_FAILURES.inc()
+
+
+def count_predictions(results: Iterable[dict[str, Any]]) -> None:
+    for (band, risk), n in Tally((r["rating"], r["risk"]) for r in results).items():
+        PREDICTIONS.labels(band, risk).inc(n)
+
+
+def _start() -> None:
+    g.started = time.perf_counter()
+
+
+def _finish(response: Response) -> Response:
+    started = g.pop("started", None)
+    if started is not None:
+        rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+        status = str(response.status_code)
+        REQUESTS.labels(rule, request.method, status).inc()
+        LATENCY.labels(rule, request.method, status).observe(time.perf_counter() - started)
+    return response
+
+
+def exposition() -> Response:
+    """The metrics of every worker (multi-process) or of this process."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        data = generate_latest(registry)
+    else:
+        from prometheus_client import REGISTRY
+
+        data = generate_latest(REGISTRY)
+    return Response(data, mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+                    headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def install(app: Flask) -> None:
+    app.before_request(_start)
+    app.after_request(_finish)
+    app.add_url_rule("/metrics", "metrics", exposition, methods=["GET"])
