@@ -51,12 +51,25 @@ class Settings(BaseSettings):
     score_min: int = 300
     score_max: int = 900
 
+    # Data validation (Great Expectations): see README "Data validation".
+    gx_dir: Path = Path("great_expectations")  # GX context; overrides/<dataset>.yaml tightens
+    validation_min_rows: int = Field(100, ge=0)  # per raw table, unless the overrides say
+    validation_max_rows: int | None = Field(None, ge=1)
+    validation_null_warning: float = Field(0.5, ge=0, le=1)  # warn at this share of the limit
+    validation_severity: dict[str, Literal["blocking", "warning"]] = Field(default_factory=dict)
+    validation_strict: bool = False  # warnings block too
+
     # Approval gate (a dataset spec's `gate` section overrides the first three).
     min_roc_auc: float = Field(0.70, ge=0.5, le=1.0)
     max_ece: float = Field(0.05, gt=0, le=1)
     min_approval_ratio: float = Field(0.8, ge=0, le=1)  # lowest/highest group approval rate
     fairness_min_group_size: int = Field(30, ge=1)  # smaller groups are reported, not judged
     champion_margin: float = Field(0.0, ge=-0.1, le=0.1)
+
+    # Monitoring: PSI of each application field, recent traffic vs the champion's training data.
+    drift_psi_threshold: float = Field(0.25, gt=0)
+    drift_window_days: float = Field(7.0, gt=0)
+    drift_min_rows: int = Field(200, ge=1)
 
     # Serving.
     reload_interval_s: float = Field(10.0, ge=0)

@@ -7,9 +7,10 @@ from credit_risk.cli import main
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    for key, value in {"DATA_DIR": tmp_path / "data", "RUNS_DIR": tmp_path / "runs",
-                       "REGISTRY_URL": tmp_path / "reg", "N_CUSTOMERS": 2500,
-                       "SEARCH_ITERATIONS": 1}.items():
+    values = {"DATA_DIR": tmp_path / "data", "RUNS_DIR": tmp_path / "runs",
+              "REGISTRY_URL": tmp_path / "reg", "N_CUSTOMERS": 2500, "SEARCH_ITERATIONS": 1,
+              "DECISION_LOG": tmp_path / "decisions.jsonl"}
+    for key, value in values.items():
         monkeypatch.setenv(f"CREDIT_RISK_{key}", str(value))
     return tmp_path
 
@@ -46,6 +47,21 @@ def test_generate_train_list_show_predict(env, capsys):
     assert "credit_utilization_ratio" in rows[3]["error"]
     assert rows[3]["probability_of_default"] == ""
     assert pd.read_csv(env / "out.csv")["rating"].notna().sum() == 19
+    assert "raises the risk" in " ".join(r["reasons"] for r in rows)
+    # Every scored row is a logged decision (the monitoring DAG reads them).
+    from credit_risk.decisions import DecisionLog
+
+    logged = DecisionLog(env / "decisions.jsonl").read()
+    assert len(logged) == 19 and logged[0]["model_version"] == version
+
+
+def test_generate_applications_for_predict(env, capsys):
+    out = env / "apps.csv"
+    assert main(["generate-data", "--customers", "300", "--shift", "--applications", str(out)]) == 0
+    import pandas as pd
+
+    apps = pd.read_csv(out)
+    assert len(apps) == 300 and "default" not in apps and "credit_utilization_ratio" in apps
 
 
 def test_promote_rollback_history(env, capsys):

@@ -1,0 +1,141 @@
+"""Monitoring: the champion's reference (training) inputs vs recent scored traffic.
+
+Population stability index (PSI) per application field, plus an Evidently data-drift
+report (HTML). Drift is declared when any field's PSI reaches the threshold (0.25 is
+the usual "significant shift"); the monitoring DAG then emits the drift Asset.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from credit_risk.config import Settings
+from credit_risk.decisions import DecisionLog
+from credit_risk.registry import Registry, RegistryError
+
+log = logging.getLogger(__name__)
+REFERENCE_FILE = "reference.parquet"
+_EPS = 1e-4
+
+
+def psi_numeric(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+    """PSI over the reference's quantile bins (missing values are a bin of their own)."""
+    ref, cur = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)
+    edges = np.unique(np.nanquantile(ref, np.linspace(0, 1, bins + 1))[1:-1])
+
+    def shares(x: np.ndarray) -> np.ndarray:
+        idx = np.where(np.isnan(x), len(edges) + 1, np.searchsorted(edges, x, side="right"))
+        return np.bincount(idx.astype(int), minlength=len(edges) + 2) / len(x)
+
+    return _psi(shares(ref), shares(cur))
+
+
+def psi_categorical(reference: pd.Series, current: pd.Series) -> float:
+    """PSI over the categories of both samples (missing values are a category)."""
+    ref = reference.astype(object).fillna("<missing>")
+    cur = current.astype(object).fillna("<missing>")
+    cats = sorted(set(ref) | set(cur), key=str)
+    return _psi(ref.value_counts(normalize=True).reindex(cats, fill_value=0).to_numpy(),
+                cur.value_counts(normalize=True).reindex(cats, fill_value=0).to_numpy())
+
+
+def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    e, a = np.clip(expected, _EPS, None), np.clip(actual, _EPS, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def reference_sample(X_train: pd.DataFrame, fields: list[dict[str, Any]], n: int = 5000,
+                     seed: int = 0) -> bytes:
+    """The training inputs to compare traffic with (a sample of the application fields)."""
+    names = [f["name"] for f in fields]
+    sample = X_train[names].sample(min(n, len(X_train)), random_state=seed)
+    buf = io.BytesIO()
+    sample.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def recent_traffic(log_path: Path, since: datetime, dataset_versions: set[str]) -> pd.DataFrame:
+    """Inputs of the decisions logged since `since` by versions of the champion's dataset."""
+    rows = [d["inputs"] for d in DecisionLog(log_path).read()
+            if d.get("model_version") in dataset_versions
+            and datetime.fromisoformat(d["at"]) >= since]
+    return pd.DataFrame(rows)
+
+
+def drift_table(reference: pd.DataFrame, current: pd.DataFrame,
+                fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for f in fields:
+        name = f["name"]
+        if f["type"] == "category":
+            value = psi_categorical(reference[name], current[name])
+        else:
+            value = psi_numeric(pd.to_numeric(reference[name], errors="coerce").to_numpy(),
+                                pd.to_numeric(current[name], errors="coerce").to_numpy())
+        out.append({"field": name, "psi": value})
+    return sorted(out, key=lambda r: -r["psi"])
+
+
+def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, path: Path) -> dict[str, Any]:
+    """Evidently's data-drift preset: write the HTML report, return its metric values."""
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    snapshot = Report([DataDriftPreset()]).run(current_data=current, reference_data=reference)
+    snapshot.save_html(str(path))
+    return snapshot.dict()
+
+
+def drift_step(settings: Settings, run_id: str) -> str:
+    """Compare recent traffic with the champion's training inputs; return the result path."""
+    out = settings.runs_dir / "monitoring" / run_id
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"run_id": run_id, "at": datetime.now(UTC).isoformat(),
+                              "psi_threshold": settings.drift_psi_threshold, "drift": False}
+    registry = Registry(settings.registry_url)
+    champion = registry.alias_version("champion")
+    if champion is None:
+        result["status"] = "no champion"
+        return _write(out, result)
+    manifest = registry.manifest(champion)
+    try:
+        reference = pd.read_parquet(io.BytesIO(registry.read_file(champion, REFERENCE_FILE)))
+    except RegistryError as exc:
+        result["status"] = f"no reference data: {exc}"
+        return _write(out, result)
+    same_dataset = {v for v in registry.versions()
+                    if registry.manifest(v).get("dataset") == manifest["dataset"]}
+    since = datetime.now(UTC) - timedelta(days=settings.drift_window_days)
+    current = recent_traffic(settings.decision_log, since, same_dataset) \
+        if settings.decision_log else pd.DataFrame()
+    result.update(champion=champion, dataset=manifest["dataset"], reference_rows=len(reference),
+                  current_rows=len(current), window_days=settings.drift_window_days)
+    if len(current) < settings.drift_min_rows:
+        result["status"] = (f"too little traffic: {len(current)} decisions in "
+                            f"{settings.drift_window_days} days (< {settings.drift_min_rows})")
+        return _write(out, result)
+    fields = manifest["inputs"]
+    names = [f["name"] for f in fields]
+    current = current.reindex(columns=names)
+    table = drift_table(reference, current, fields)
+    evidently = evidently_report(reference[names], current, out / "drift_report.html")
+    drifted = [r["field"] for r in table if r["psi"] >= settings.drift_psi_threshold]
+    result.update(status="ok", drift=bool(drifted), drifted_fields=drifted, psi=table,
+                  evidently=evidently["metrics"][0]["value"], report="drift_report.html")
+    return _write(out, result)
+
+
+def _write(out: Path, result: dict[str, Any]) -> str:
+    path = out / "drift.json"
+    path.write_text(json.dumps(result, indent=2, default=str))
+    log.info("drift check: %s; drift=%s %s", result["status"], result["drift"],
+             result.get("drifted_fields", ""))
+    return str(path)

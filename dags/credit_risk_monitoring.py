@@ -1,0 +1,50 @@
+"""Daily drift check: recent scored traffic vs the champion's training data (PSI + Evidently).
+
+When any application field drifts past the PSI threshold, the `credit_risk_drift` Asset is
+emitted, which triggers the training DAG.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, dag, get_current_context, task
+
+DRIFT = Asset("credit_risk_drift")
+
+
+@dag(
+    dag_id="credit_risk_monitoring",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["credit-risk", "monitoring"],
+    default_args={"owner": "ml-engineering", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    doc_md=__doc__,
+)
+def credit_risk_monitoring():
+    @task
+    def drift_report() -> str:
+        from credit_risk.config import Settings
+        from credit_risk.monitoring import drift_step
+
+        return drift_step(Settings(), get_current_context()["run_id"])
+
+    @task.short_circuit
+    def drifted(result: str) -> bool:
+        import json
+        from pathlib import Path
+
+        return bool(json.loads(Path(result).read_text())["drift"])
+
+    @task(outlets=[DRIFT])
+    def emit_drift(result: str) -> str:
+        """Reaching this task emits the drift Asset event (the training DAG listens)."""
+        return result
+
+    result = drift_report()
+    drifted(result) >> emit_drift(result)
+
+
+credit_risk_monitoring()
