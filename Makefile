@@ -13,6 +13,7 @@ help:
 	@echo "make run        install, generate data, start Airflow, train, serve"
 	@echo "make test       install and run lint, type checks and the whole test suite"
 	@echo "make install    create $(VENV) with the pinned dependencies"
+	@echo "make bench-serving  serving latency and throughput (writes benchmarks/RESULTS.md)"
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,11 +32,26 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+unit: install browser
 	$(BIN)/pytest -m "not e2e"
 
-test: lint typecheck
+test: lint typecheck browser
 	$(BIN)/pytest
+
+# Debian's Chromium for the browser tests of the form (Playwright drives it; its own browser
+# download is not used), and wrk for the serving benchmark. Installed only when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+.PHONY: browser wrk bench-serving
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk; }
+
+# Serving: in-process latency, HTTP throughput and latency under gunicorn against a seed-style
+# baseline and the HTTP floor (trains a model on the default 50k data first; ~10 minutes).
+bench-serving: install wrk
+	$(BIN)/python benchmarks/bench_serving.py
 
 # German credit: the champion's test ROC-AUC over split seeds (a few minutes).
 bench-german: install

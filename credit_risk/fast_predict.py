@@ -24,10 +24,18 @@ from credit_risk.features import FeatureTransformer
 from credit_risk.train import CalibratedModel, _logit
 
 Predict = Callable[[np.ndarray], np.ndarray]
+LARGEST = float(np.finfo(np.float32).max)  # finite as float32 too (XGBoost's input type)
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    """A derived ratio can overflow (a loan over a tiny income): keep every value finite."""
+    return np.nan_to_num(x, copy=False, nan=0.0, posinf=LARGEST, neginf=-LARGEST).clip(
+        -LARGEST, LARGEST, out=x)
 
 
 def _expit(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 class FeatureRows:
@@ -80,7 +88,7 @@ class FeatureRows:
             if pos >= 0:
                 hot[pos] = 1.0
             out += hot
-        return np.array([out], dtype=float)
+        return _finite(np.array([out], dtype=float))
 
     def matrix(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Many applications to an (n, width) float matrix, column by column with NumPy."""
@@ -97,16 +105,17 @@ class FeatureRows:
         for name in self._features:
             out[:, j] = env[name]
             j += 1
-        for ev in self._derived:
-            out[:, j] = ev(env)
-            j += 1
+        with np.errstate(over="ignore", invalid="ignore"):
+            for ev in self._derived:
+                out[:, j] = ev(env)
+                j += 1
         rows = np.arange(n)
         for name, width, locate in self._categorical:
             pos = np.fromiter((locate(r.get(name)) for r in records), dtype=np.intp, count=n)
             hit = pos >= 0
             out[rows[hit], j + pos[hit]] = 1.0
             j += width
-        return out
+        return _finite(out)
 
     def rows(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         return self.row(records[0]) if len(records) == 1 else self.matrix(records)

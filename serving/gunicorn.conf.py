@@ -1,15 +1,69 @@
-"""gunicorn settings for the serving app (the container's command uses this file)."""
+"""gunicorn settings for the serving app: `gunicorn -c serving/gunicorn.conf.py serving.wsgi:app`.
 
-import multiprocessing
+One process per CPU, one thread per process (scoring is CPU-bound: the workers are the
+parallelism, and each worker's NumPy/XGBoost use one thread). `kill -HUP <master>` reloads
+gracefully: new workers start, old ones finish their requests first. Environment:
+CREDIT_RISK_BIND, CREDIT_RISK_WORKERS, CREDIT_RISK_TIMEOUT_S, CREDIT_RISK_ACCESS_LOG
+("-" for stdout), PROMETHEUS_MULTIPROC_DIR (default: a fresh temporary folder).
+"""
+
 import os
+import shutil
+import tempfile
+
+# One math thread per worker, before any worker imports NumPy or XGBoost.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
 
 bind = os.environ.get("CREDIT_RISK_BIND", "0.0.0.0:8000")
-workers = int(os.environ.get("CREDIT_RISK_WORKERS", multiprocessing.cpu_count()))
+workers = int(os.environ.get("CREDIT_RISK_WORKERS") or _cpus())
 threads = 1
 worker_class = "sync"
-timeout = 30
-graceful_timeout = 30
+timeout = int(os.environ.get("CREDIT_RISK_TIMEOUT_S", "30"))  # a stuck worker is restarted
+graceful_timeout = 30  # on HUP or TERM, time for in-flight requests to finish
 keepalive = 5
-max_requests = 10000
-max_requests_jitter = 500
-accesslog = "-"
+backlog = 2048
+max_requests = 50_000  # recycle workers now and then, staggered
+max_requests_jitter = 5_000
+preload_app = False  # each worker loads the model and runs its own registry watcher
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+accesslog = os.environ.get("CREDIT_RISK_ACCESS_LOG") or None  # metrics count every request
+errorlog = "-"
+loglevel = os.environ.get("CREDIT_RISK_LOG_LEVEL", "info")
+proc_name = "credit-risk-serving"
+
+_created_metrics_dir = None
+
+
+def on_starting(server):
+    """Prometheus multi-process mode: one folder of metric files shared by the workers."""
+    global _created_metrics_dir
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):  # stale files of an earlier run would add up
+            if name.endswith(".db"):
+                os.remove(os.path.join(path, name))
+    else:
+        path = _created_metrics_dir = tempfile.mkdtemp(prefix="credit-risk-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    server.log.info("Prometheus multi-process metrics in %s", path)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _created_metrics_dir:
+        shutil.rmtree(_created_metrics_dir, ignore_errors=True)

@@ -82,3 +82,15 @@ def test_xgboost_booster_runs_on_one_thread(candidates):
     config = json.loads(fast.booster.save_config())
     assert config["learner"]["generic_param"]["nthread"] == "1"
     assert fast.booster is not model.pipeline[-1].get_booster()  # a private copy
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "xgboost"])
+def test_overflowing_features_stay_finite(candidates, name):
+    model = candidates[name]
+    fast = FastPredictor(model)
+    record = {c: model.features.medians_.get(c) for c in model.features.numeric_inputs_}
+    record.update(income=1e-300, loan_amount=1e10)
+    for rows in (fast.rows([record]), fast.rows([record, record])):
+        assert np.isfinite(rows).all()
+        pd_ = fast.predict(rows)
+        assert np.isfinite(pd_).all() and ((pd_ >= 0) & (pd_ <= 1)).all()

@@ -233,3 +233,11 @@ def test_metrics_count_requests_latency_predictions_and_model(client, applicatio
     text = client.get("/metrics").get_data(as_text=True)
     assert "credit_risk_model_reload_failures_total" in text
     assert 'le="0.005"' in text
+
+
+def test_overflowing_ratio_is_scored_not_a_crash(client, application):
+    """Found by the fuzzer: a loan over a tiny income overflows loan_to_income to infinity."""
+    for income in (1e-300, 5e-324):
+        r = client.post("/api/v1/predict", json={**application, "income": income})
+        assert r.status_code == 200, r.json
+        assert 0 <= r.json["probability_of_default"] <= 1

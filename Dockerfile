@@ -1,0 +1,32 @@
+# The serving image: gunicorn + Flask app, loads the champion from CREDIT_RISK_REGISTRY_URL.
+#   docker build -t credit-risk-serving .
+#   docker run -p 8000:8000 -v "$PWD/var/registry:/registry:ro" \
+#     -e CREDIT_RISK_REGISTRY_URL=/registry credit-risk-serving
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    OMP_NUM_THREADS=1 \
+    CREDIT_RISK_BIND=0.0.0.0:8000 \
+    CREDIT_RISK_REGISTRY_URL=/registry \
+    CREDIT_RISK_DECISION_LOG=/var/lib/credit-risk/decisions.jsonl \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/credit-risk-metrics
+
+WORKDIR /app
+
+# Dependencies first (cached while only the code changes); versions come from constraints.txt.
+COPY pyproject.toml constraints.txt README.md ./
+COPY credit_risk ./credit_risk
+COPY serving ./serving
+RUN pip install --no-cache-dir -c constraints.txt ".[serving]" \
+    && useradd --create-home --uid 10001 --shell /usr/sbin/nologin app \
+    && mkdir -p /var/lib/credit-risk /registry \
+    && chown 10001:10001 /var/lib/credit-risk
+
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+CMD ["gunicorn", "-c", "serving/gunicorn.conf.py", "serving.wsgi:app"]

