@@ -1,0 +1,178 @@
+"""Pages for the Airflow UI (mounted by plugins/credit_risk_plugin.py): models, runs, reports.
+
+Every page needs a logged-in Airflow user; promote and rollback record that user's name.
+"""
+# No `from __future__ import annotations`: FastAPI must resolve the local Annotated types.
+
+import html
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from credit_risk.config import Settings
+from credit_risk.pipeline import run_dir
+from credit_risk.registry import Registry, RegistryError
+
+STYLE = ("body{font-family:system-ui,sans-serif;margin:1rem;color:#1d2330}table{border-collapse:"
+         "collapse;margin:.5rem 0}td,th{border:1px solid #ccd;padding:.25rem .5rem;text-align:left}"
+         "th{background:#eef}.approved{color:#2e7d32}.rejected{color:#b00020}form{display:inline}")
+
+
+def _page(title: str, body: str) -> HTMLResponse:
+    return HTMLResponse(f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+                        f"<style>{STYLE}</style></head><body><h2>{title}</h2>{body}</body></html>")
+
+
+def _e(v: Any) -> str:
+    return html.escape(f"{v:.4f}" if isinstance(v, float) else str(v))
+
+
+def _safe_child(base: Path, *parts: str) -> Path:
+    """base/parts, refusing anything that escapes base."""
+    path = base.joinpath(*parts).resolve()
+    if not path.is_relative_to(base.resolve()):
+        raise HTTPException(404)
+    return path
+
+
+def create_ui(settings: Settings, user_dependency: Callable[..., Any]) -> FastAPI:
+    app = FastAPI(title="credit-risk", dependencies=[Depends(user_dependency)])
+    User = Annotated[Any, Depends(user_dependency)]
+    Reason = Annotated[str, Form(min_length=1)]
+    registry = Registry(settings.registry_url)
+
+    @app.get("/", response_class=HTMLResponse)
+    def models() -> HTMLResponse:
+        champion, previous = registry.alias_version("champion"), registry.alias_version("previous")
+        rows = []
+        for v in reversed(registry.versions()):
+            m = registry.manifest(v)
+            alias = "champion" if v == champion else "previous" if v == previous else ""
+            rows.append(
+                f"<tr><td><a href='models/{_e(v)}'>{_e(v)}</a></td><td>{_e(m['dataset'])}</td>"
+                f"<td>{_e(m['model'])}</td><td>{_e(m['metrics']['roc_auc'])}</td>"
+                f"<td>{_e(m['metrics']['ece'])}</td><td class='{_e(m.get('status'))}'>"
+                f"{_e(m.get('status'))}</td><td>{alias}</td></tr>")
+        history = "".join(f"<li>{_e(h['set_at'])}: {_e(h['alias'])} &rarr; {_e(h['version'])} "
+                          f"by {_e(h['by'])}: {_e(h['reason'])}</li>"
+                          for h in reversed(registry.history()[-20:]))
+        body = ("<p><a href='runs'>Training runs</a> &middot; <a href='monitoring'>Drift reports"
+                "</a></p><table><tr><th>version</th><th>dataset</th><th>model</th><th>ROC-AUC</th>"
+                "<th>ECE</th><th>status</th><th>alias</th></tr>" + "".join(rows) + "</table>"
+                + _rollback_form(previous) + f"<h3>Alias history</h3><ul>{history}</ul>")
+        return _page("Credit-risk models", body)
+
+    @app.get("/models/{version}", response_class=HTMLResponse)
+    def model(version: str) -> HTMLResponse:
+        try:
+            m = registry.manifest(version)
+        except RegistryError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        promote = "" if registry.alias_version("champion") == version else (
+            f"<form method='post' action='{_e(version)}/promote'><input name='reason' required "
+            "placeholder='reason'> <button>Promote to champion</button></form>")
+        body = (f"<p><a href='../'>All models</a> &middot; {promote}</p>"
+                f"<iframe src='{_e(version)}/files/model_card.html' style='width:100%;height:80vh;"
+                "border:0'></iframe>")
+        return _page(f"{_e(m['dataset'])} / {_e(m['model'])} {_e(version)}", body)
+
+    @app.get("/models/{version}/files/{name}")
+    def model_file(version: str, name: str) -> Response:
+        try:
+            data = registry.read_file(version, name)  # checksum-verified
+        except (RegistryError, FileNotFoundError) as exc:
+            raise HTTPException(404, str(exc)) from exc
+        kinds = {".html": "text/html", ".png": "image/png", ".json": "application/json",
+                 ".md": "text/markdown"}
+        return Response(data, media_type=kinds.get(Path(name).suffix, "application/octet-stream"))
+
+    @app.post("/models/{version}/promote")
+    def promote(version: str, request: Request, reason: Reason, user: User) -> RedirectResponse:
+        _same_origin(request)
+        try:
+            registry.promote(version, reason, by=_name(user))
+        except RegistryError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        return RedirectResponse("../..", status_code=303)
+
+    @app.post("/rollback")
+    def rollback(request: Request, reason: Reason, user: User) -> RedirectResponse:
+        _same_origin(request)
+        try:
+            registry.rollback(reason, by=_name(user))
+        except RegistryError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        return RedirectResponse(".", status_code=303)
+
+    @app.get("/runs", response_class=HTMLResponse)
+    def runs() -> HTMLResponse:
+        found = [p for p in settings.runs_dir.glob("*/") if p.name != "monitoring"]
+        rows = [f"<tr><td>{_e(run.name)}</td><td>{_run_links(run, 'runs/')}</td></tr>"
+                for run in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:50]]
+        return _page("Training runs", "<p><a href='.'>Models</a></p><table><tr><th>run</th>"
+                     "<th>outputs</th></tr>" + "".join(rows) + "</table>")
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    def one_run(run_id: str) -> HTMLResponse:
+        """One DAG run's outputs (linked from the DAG run view of the Airflow UI)."""
+        run = run_dir(settings, run_id)
+        if not run.is_dir():
+            raise HTTPException(404, f"no outputs for run {run_id}")
+        return _page(f"Run {_e(run_id)}", _run_links(run, ""))
+
+    @app.get("/runs/{run}/{path:path}")
+    def run_file(run: str, path: str) -> FileResponse:
+        target = _safe_child(settings.runs_dir, run, path)
+        if not target.is_file():
+            raise HTTPException(404)
+        return FileResponse(target)
+
+    @app.get("/monitoring", response_class=HTMLResponse)
+    def monitoring() -> HTMLResponse:
+        rows = []
+        base = settings.runs_dir / "monitoring"
+        for run in sorted(base.glob("*/drift.json"), key=lambda p: p.stat().st_mtime,
+                          reverse=True)[:50]:
+            r = json.loads(run.read_text())
+            report = (f"<a href='runs/monitoring/{_e(run.parent.name)}/drift_report.html'>"
+                      "Evidently report</a>" if r.get("report") else "")
+            rows.append(f"<tr><td>{_e(run.parent.name)}</td><td>{_e(r['status'])}</td>"
+                        f"<td>{_e(r['drift'])}</td><td>{_e(', '.join(r.get('drifted_fields', [])))}"
+                        f"</td><td>{report}</td></tr>")
+        return _page("Drift reports", "<p><a href='.'>Models</a></p><table><tr><th>run</th>"
+                     "<th>status</th><th>drift</th><th>drifted fields</th><th>report</th></tr>"
+                     + "".join(rows) + "</table>")
+
+    return app
+
+
+def _run_links(run: Path, prefix: str) -> str:
+    """Links to a run's comparison, reliability plot, validation result and Data Docs."""
+    names = [f for f in ("comparison.json", "reliability.png") if (run / f).exists()]
+    names += [str(p.relative_to(run)) for p in sorted(run.glob("validation/*.json"))[:1]]
+    names += [str(p.relative_to(run)) for p in sorted(run.glob("validation/**/index.html"))[:1]]
+    return " &middot; ".join(f"<a href='{prefix}{_e(run.name)}/{_e(n)}'>{_e(n)}</a>"
+                             for n in names) or "no outputs yet"
+
+
+def _rollback_form(previous: str | None) -> str:
+    if not previous:
+        return ""
+    return (f"<p><form method='post' action='rollback'><input name='reason' required "
+            f"placeholder='reason'> <button>Roll back to {_e(previous)}</button></form></p>")
+
+
+def _name(user: Any) -> str:
+    get_name = getattr(user, "get_name", None)
+    return str(get_name() if callable(get_name) else user)
+
+
+def _same_origin(request: Request) -> None:
+    """Refuse cross-site form posts (the session cookie would otherwise authorise them)."""
+    origin = request.headers.get("origin")
+    if origin and origin.split("://", 1)[-1] != request.headers.get("host"):
+        raise HTTPException(403, "cross-origin request refused")

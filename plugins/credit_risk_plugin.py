@@ -1,0 +1,27 @@
+"""Airflow UI pages for credit-risk: models (approve, roll back), run outputs, drift reports."""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+
+def _app():
+    from airflow.api_fastapi.core_api.security import get_user
+
+    from credit_risk.config import Settings
+    from credit_risk.ui import create_ui
+
+    return create_ui(Settings(), get_user)
+
+
+class CreditRiskPlugin(AirflowPlugin):
+    name = "credit_risk"
+    fastapi_apps = [{"app": _app(), "url_prefix": "/credit-risk", "name": "credit-risk"}]
+    external_views = [
+        {"name": "Credit-risk models", "href": "credit-risk/", "destination": "nav",
+         "url_route": "credit-risk-models", "category": "browse"},
+        {"name": "Drift reports", "href": "credit-risk/monitoring", "destination": "nav",
+         "url_route": "credit-risk-drift", "category": "browse"},
+        {"name": "Run outputs", "href": "credit-risk/runs/{RUN_ID}", "destination": "dag_run",
+         "url_route": "credit-risk-run"},
+    ]

@@ -1,0 +1,101 @@
+"""The Airflow UI plugin's pages: models, model card, promote/rollback by the logged-in user."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi import HTTPException, Request
+from fastapi.testclient import TestClient
+
+from credit_risk.registry import Registry
+from credit_risk.ui import create_ui
+
+ROOT = Path(__file__).parents[2]
+
+
+class User:
+    def get_name(self):
+        return "ml-engineer"
+
+
+def logged_in() -> User:
+    return User()
+
+
+def logged_out(request: Request) -> None:
+    raise HTTPException(401, "not authenticated")
+
+
+@pytest.fixture
+def env(trained, tmp_path):
+    settings, version = trained
+    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    shutil.copytree(settings.runs_dir, tmp_path / "runs")
+    settings = settings.model_copy(update={"registry_url": str(tmp_path / "reg"),
+                                           "runs_dir": tmp_path / "runs"})
+    return settings, version
+
+
+def test_pages_need_an_airflow_login(env):
+    client = TestClient(create_ui(env[0], logged_out))
+    assert client.get("/").status_code == 401
+    assert client.get(f"/models/{env[1]}/files/model_card.html").status_code == 401
+
+
+def test_models_page_card_and_run_outputs(env):
+    settings, version = env
+    client = TestClient(create_ui(settings, logged_in))
+    page = client.get("/").text
+    assert version in page and "champion" in page and "approved" in page
+    card = client.get(f"/models/{version}/files/model_card.html")
+    assert card.status_code == 200 and "Model card" in card.text
+    assert client.get(f"/models/{version}/files/reliability.png").content[:4] == b"\x89PNG"
+    runs = client.get("/runs").text
+    assert "fixture-run" in runs and "comparison.json" in runs
+    comparison = client.get("/runs/fixture-run/comparison.json")
+    assert comparison.status_code == 200 and json.loads(comparison.text)["selected"]
+    assert "comparison.json" in client.get("/runs/fixture-run").text
+    assert client.get("/runs/nope").status_code == 404
+    assert client.get("/runs/fixture-run/..%2F..%2Fetc%2Fpasswd").status_code == 404
+
+
+def test_tampered_file_is_not_served(env, tmp_path):
+    settings, version = env
+    (tmp_path / "reg" / "models" / version / "model_card.html").write_text("<p>forged</p>")
+    client = TestClient(create_ui(settings, logged_in))
+    assert client.get(f"/models/{version}/files/model_card.html").status_code == 404
+
+
+def test_promote_and_rollback_record_the_user(env):
+    settings, version = env
+    registry = Registry(settings.registry_url)
+    manifest = registry.manifest(version)
+    files = {n: registry.read_file(version, n) for n in manifest["files"]}
+    meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
+    other = registry.publish(files, meta)
+    client = TestClient(create_ui(settings, logged_in))
+    r = client.post(f"/models/{other}/promote", data={"reason": "looks better"},
+                    follow_redirects=False)
+    assert r.status_code == 303 and registry.alias_version("champion") == other
+    assert registry.history()[-1]["by"] == "ml-engineer"
+    assert client.post("/rollback", data={"reason": "oops"}).status_code == 200
+    assert registry.alias_version("champion") == version
+    assert registry.history()[-1]["reason"] == "rollback: oops"
+    forged = client.post("/rollback", data={"reason": "x"},
+                         headers={"origin": "http://evil.example"})
+    assert forged.status_code == 403
+    assert client.post(f"/models/{other}/promote", data={"reason": ""}).status_code == 422
+
+
+def test_airflow_loads_the_plugin():
+    out = subprocess.run([sys.executable, "-m", "airflow", "plugins", "-o", "json"],
+                         capture_output=True, text=True, cwd=ROOT,
+                         env={**__import__("os").environ,
+                              "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins")})
+    assert out.returncode == 0, out.stderr[-2000:]
+    listing = out.stdout[out.stdout.index("["):]
+    plugins = {p["name"]: p for p in json.loads(listing)}
+    assert "credit_risk" in plugins, plugins.keys()
