@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -88,3 +89,7 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(k.strip() for k in value.split(",") if k.strip())
         return value
+
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of one pipeline run (its id made safe as a folder name)."""
+        return self.runs_dir / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)

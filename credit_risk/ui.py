@@ -14,7 +14,6 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from credit_risk.config import Settings
-from credit_risk.pipeline import run_dir
 from credit_risk.registry import Registry, RegistryError
 
 STYLE = ("body{font-family:system-ui,sans-serif;margin:1rem;color:#1d2330}table{border-collapse:"
@@ -119,7 +118,7 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any]) -> FastAP
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
     def one_run(run_id: str) -> HTMLResponse:
         """One DAG run's outputs (linked from the DAG run view of the Airflow UI)."""
-        run = run_dir(settings, run_id)
+        run = settings.run_dir(run_id)
         if not run.is_dir():
             raise HTTPException(404, f"no outputs for run {run_id}")
         return _page(f"Run {_e(run_id)}", _run_links(run, ""))
