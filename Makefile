@@ -57,6 +57,17 @@ bench-serving: install wrk
 bench-german: install
 	$(BIN)/python benchmarks/bench_german_credit.py
 
+# Data validation: the validate step's time on the default 50k dataset (about a minute).
+.PHONY: bench-validation gx-suites
+bench-validation: install
+	$(BIN)/python benchmarks/bench_validation.py
+
+# Re-write the committed GX suites and checkpoints (great_expectations/) from the built-in
+# specs and great_expectations/overrides/; a test fails while they are out of date.
+gx-suites: install
+	$(BIN)/credit-risk validate --export-suites --spec lauki_synthetic
+	$(BIN)/credit-risk validate --export-suites --spec german_credit
+
 # Re-pin after changing dependencies in pyproject.toml.
 constraints: install
 	$(BIN)/pip freeze --exclude-editable | grep -v '^credit-risk' > constraints.txt.new

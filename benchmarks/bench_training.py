@@ -36,6 +36,9 @@ def main() -> None:
         snapshot = pipeline.ingest_step(s, "bench")  # includes generating the data
         timings["generate + ingest"] = time.perf_counter() - start
         t = time.perf_counter()
+        pipeline.validate_step(s, snapshot)
+        timings["validate"] = time.perf_counter() - t
+        t = time.perf_counter()
         split_dir = pipeline.prepare_step(s, snapshot)
         timings["prepare"] = time.perf_counter() - t
         paths = []

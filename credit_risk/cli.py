@@ -101,6 +101,25 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from credit_risk.datasets.spec import load_spec
+    from credit_risk.validation import export_suites, read_tables, validate_frames
+
+    spec = load_spec(args.spec or settings.dataset_spec)
+    if args.export_suites:
+        root, names = export_suites(spec, settings)
+        print(f"wrote {len(names)} suites and checkpoints of {spec.name} to {root}")
+        return 0
+    data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
+    out = Path(args.out) if args.out else (
+        settings.runs_dir / datetime.now(UTC).strftime("validate-%Y%m%dT%H%M%SZ") / "validation")
+    report = validate_frames(spec, read_tables(spec, data_dir), out, settings,
+                             {"data_dir": str(data_dir)})
+    print(report.message(), file=sys.stdout if report.success else sys.stderr)
+    print(report.summary())
+    return 0 if report.success else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="credit-risk", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -140,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("-o", "--output", default="-")
     pr.add_argument("--version", default=None, help="default: the champion")
     pr.set_defaults(fn=cmd_predict)
+    v = sub.add_parser("validate", help="run the data validation gate on a dataset")
+    v.add_argument("--spec", default=None, help="built-in spec name or YAML path")
+    v.add_argument("--data-dir", default=None,
+                   help="DATA_DIR (tables in DIR/<dataset>/) or the dataset's own folder")
+    v.add_argument("--out", default=None, help="result folder (default: RUNS_DIR/validate-<time>)")
+    v.add_argument("--export-suites", action="store_true",
+                   help="write the spec's suites and checkpoints into the GX folder, then exit")
+    v.set_defaults(fn=cmd_validate)
     return p
 
 

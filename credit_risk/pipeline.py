@@ -46,6 +46,22 @@ def ingest_step(settings: Settings, run_id: str, spec_name: str | None = None) -
     return str(ingest(spec, settings.data_dir, out))
 
 
+def validate_step(settings: Settings, snapshot: str, spec_name: str | None = None) -> str:
+    """Great Expectations on the snapshot; return the path of the validation result.
+
+    Writes <run>/validation/ (validation.json, Data Docs); raises DataValidationError, naming
+    the failed expectations, columns and example values, when a blocking expectation fails.
+    """
+    from credit_risk.validation import validate_snapshot
+
+    spec = load_spec(spec_name or settings.dataset_spec)
+    report = validate_snapshot(spec, Path(snapshot), settings)
+    if not report.success:
+        log.error("%s", report.message())
+    report.raise_for_failures()
+    return str(report.path)
+
+
 def prepare_step(settings: Settings, snapshot: str, spec_name: str | None = None) -> str:
     """Join the tables, split once into train and test; return the folder holding both."""
     spec = load_spec(spec_name or settings.dataset_spec)
@@ -193,6 +209,10 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     files = {MODEL_FILE: buf.getvalue(), "comparison.json": Path(comparison_path).read_bytes(),
              "reliability.png": (run / "reliability.png").read_bytes(),
              "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode()}
+    from credit_risk.validation import published_files
+
+    validation_files, manifest["validation"] = published_files(run)
+    files.update(validation_files)
     registry.publish(files, manifest, version)
     if comparison["approved"]:
         registry.promote(version, "approved by the training gate", by="credit-risk pipeline")
@@ -214,6 +234,7 @@ def threshold_policy(settings: Settings) -> dict[str, Any]:
 def run_all(settings: Settings, run_id: str, spec_name: str | None = None) -> str:
     """The whole pipeline in-process (what `credit-risk train` runs); return the version."""
     snapshot = ingest_step(settings, run_id, spec_name)
+    validate_step(settings, snapshot, spec_name)
     split_dir = prepare_step(settings, snapshot, spec_name)
     paths = [train_step(settings, split_dir, m) for m in settings.models]
     return publish_step(settings, evaluate_step(settings, split_dir, paths))

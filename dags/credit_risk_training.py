@@ -40,6 +40,13 @@ def credit_risk_training():
         ctx = get_current_context()
         return ingest_step(_settings(), ctx["run_id"], ctx["params"]["dataset_spec"])
 
+    @task(retries=0)  # bad data does not fix itself on a retry
+    def validate(snapshot: str) -> str:
+        """Great Expectations gate: a blocking failure fails this task and stops the run."""
+        from credit_risk.pipeline import validate_step
+
+        return validate_step(_settings(), snapshot, get_current_context()["params"]["dataset_spec"])
+
     @task.short_circuit
     def data_changed(snapshot: str) -> bool:
         from credit_risk.pipeline import data_changed_since_champion
@@ -77,7 +84,7 @@ def credit_risk_training():
 
     snapshot = ingest()
     split_dir = prepare(snapshot)
-    data_changed(snapshot) >> split_dir
+    validate(snapshot) >> data_changed(snapshot) >> split_dir
     trained = train.partial(split_dir=split_dir).expand(model_name=candidates())
     publish(compare(split_dir, trained))
 
