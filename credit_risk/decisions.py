@@ -10,6 +10,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+try:  # orjson (in the serving extra) is several times faster on batches
+    import orjson
+
+    def _line(record: dict[str, Any]) -> bytes:
+        return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE
+                            | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+except ImportError:  # pragma: no cover - the library works without it
+    def _line(record: dict[str, Any]) -> bytes:
+        return (json.dumps(record, default=str) + "\n").encode()
+
 
 class DecisionLog:
     """Appends whole lines with O_APPEND, so several workers can share one file."""
@@ -22,10 +32,10 @@ class DecisionLog:
     def write(self, request_id: str, inputs: Sequence[dict[str, Any]],
               results: Sequence[dict[str, Any]]) -> None:
         now = datetime.now(UTC).isoformat()
-        lines = "".join(
-            json.dumps({"at": now, "request_id": request_id, "inputs": i, **r}) + "\n"
+        lines = b"".join(
+            _line({"at": now, "request_id": request_id, "inputs": i, **r})
             for i, r in zip(inputs, results, strict=True)
-        ).encode()
+        )
         with self._lock:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:

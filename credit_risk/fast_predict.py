@@ -67,7 +67,7 @@ class FeatureRows:
                 hit = known.get(v)
                 return hit if hit is not None else position.get(features._clean_value(c, v), -1)
 
-            self._categorical.append((c, len(cats), locate))
+            self._categorical.append((c, len(cats), known, locate))
         self.width = len(self.names)
 
     def row(self, record: Mapping[str, Any]) -> np.ndarray:
@@ -82,7 +82,7 @@ class FeatureRows:
                 env[name] = median if x in missing else x
         out = [env[n] for n in self._features]
         out += [float(ev(env)) for ev in self._derived]
-        for name, width, locate in self._categorical:
+        for name, width, _, locate in self._categorical:
             hot = [0.0] * width
             pos = locate(record.get(name))
             if pos >= 0:
@@ -110,8 +110,12 @@ class FeatureRows:
                 out[:, j] = ev(env)
                 j += 1
         rows = np.arange(n)
-        for name, width, locate in self._categorical:
-            pos = np.fromiter((locate(r.get(name)) for r in records), dtype=np.intp, count=n)
+        for name, width, known, locate in self._categorical:
+            hits = [known.get(r.get(name), -2) for r in records]  # -2: not a known value
+            if -2 in hits:
+                hits = [locate(r.get(name)) if h == -2 else h
+                        for h, r in zip(hits, records, strict=True)]
+            pos = np.array(hits, dtype=np.intp)
             hit = pos >= 0
             out[rows[hit], j + pos[hit]] = 1.0
             j += width

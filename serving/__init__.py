@@ -24,7 +24,8 @@ def create_app(settings: Settings | None = None, watch: bool | None = None) -> F
     app.config.update(MAX_CONTENT_LENGTH=settings.max_request_bytes,
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     keys = KeyChecker(settings.api_keys)
-    app.secret_key = keys.secret()
+    if settings.form_auth == "api_key":  # sessions only for the form's login: no cost otherwise
+        app.secret_key = keys.secret()
 
     def prepare(scorer: Scorer) -> None:
         if hasattr(scorer, "n_reasons"):
