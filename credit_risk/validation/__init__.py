@@ -25,6 +25,7 @@ from credit_risk.validation.report import (
     Report,
     json_safe,
     outcomes,
+    summary_html,
 )
 from credit_risk.validation.suites import (
     FEATURES,
@@ -155,6 +156,8 @@ def validate_frames(spec: DatasetSpec, frames: dict[str, pd.DataFrame], out_dir:
             statistics={b: _statistics(r) for b, r in results.items()},
             path=out_dir / RESULT_FILE, docs=out_dir / DOCS_DIR / docs.name,
         )
+        gx_run.add_summary(work / DOCS_DIR, summary_html(
+            report, gx_run.pages(work / DOCS_DIR, spec.name, list(results))))
         _write(work, report, results, suites, info or {}, time.perf_counter() - started)
         if out_dir.exists():
             shutil.rmtree(out_dir)

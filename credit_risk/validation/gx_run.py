@@ -120,6 +120,30 @@ def build_docs(context: Any, docs_dir: Path) -> Path:
     return docs_dir / "index.html"
 
 
+def pages(docs_dir: Path, dataset: str, batches: list[str]) -> dict[str, tuple[str | None,
+                                                                               str | None]]:
+    """Each batch's validation result page and suite page, relative to docs_dir."""
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for batch in batches:
+        parts = suite_name(dataset, batch).replace(".", "/")
+        result = next(iter(sorted((docs_dir / "validations" / parts).glob("**/*.html"))), None)
+        suite = docs_dir / "expectations" / f"{parts}.html"
+        out[batch] = (str(result.relative_to(docs_dir)) if result else None,
+                      str(suite.relative_to(docs_dir)) if suite.exists() else None)
+    return out
+
+
+def add_summary(docs_dir: Path, summary: str) -> None:
+    """summary.html next to GX's index (whose list needs scripts from CDNs), linked from it."""
+    (docs_dir / "summary.html").write_text(summary)
+    index = docs_dir / "index.html"
+    link = ('<p style="margin:1em"><a href="summary.html">Summary of this validation run '
+            "(plain HTML)</a></p>")
+    text = index.read_text()
+    if "<body>" in text:
+        index.write_text(text.replace("<body>", "<body>" + link, 1))
+
+
 def zip_dir(folder: Path, target: Path) -> Path:
     """The folder as one zip file (how Data Docs are stored with a model version)."""
     archive = shutil.make_archive(str(target.with_suffix("")), "zip", root_dir=folder)

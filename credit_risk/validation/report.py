@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,3 +186,48 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+def summary_html(report: Report, pages: dict[str, tuple[str | None, str | None]]) -> str:
+    """A plain HTML summary (no scripts, readable offline) linking each batch's GX pages."""
+    e = html.escape
+
+    def rows(items: list[Outcome]) -> str:
+        return "".join(
+            f"<tr><td><code>{e(o.id)}</code></td><td>{e(o.expected)}</td>"
+            f"<td>{e(o.observed)}</td><td>{e(', '.join(_show(v) for v in o.examples))}</td></tr>"
+            for o in items) or '<tr><td colspan="4">none</td></tr>'
+
+    head = "<tr><th>Check</th><th>Expected</th><th>Observed</th><th>Examples</th></tr>"
+    failed = {o.batch for o in report.failures}
+    warned = {o.batch for o in report.warnings}
+
+    def batch_status(batch: str) -> str:
+        return "FAILED" if batch in failed else "warnings" if batch in warned else "passed"
+
+    batches = "".join(
+        f"<tr><td>{e(b)}</td><td>{batch_status(b)}</td>"
+        f"<td>{s['successful_expectations']} of {s['evaluated_expectations']}</td>"
+        f"<td>{_link(pages.get(b, (None, None))[0], 'result')} "
+        f"{_link(pages.get(b, (None, None))[1], 'suite')}</td></tr>"
+        for b, s in report.statistics.items())
+    skipped = "".join(f"<li>{e(b)}: {e(why)}</li>" for b, why in report.skipped.items())
+    status = "PASSED" if report.success else "FAILED"
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Data validation: {e(report.dataset)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}</style>
+</head><body>
+<h1>Data validation of {e(report.dataset)}: {status}</h1>
+<p>{e(report.summary())}. <a href="index.html">Great Expectations Data Docs</a></p>
+<h2>Blocking failures</h2><table>{head}{rows(report.failures)}</table>
+<h2>Warnings (recorded, not blocking)</h2><table>{head}{rows(report.warnings)}</table>
+<h2>Batches</h2><table><tr><th>Batch</th><th>Status</th><th>Expectations met</th>
+<th>Pages</th></tr>{batches}</table>
+{f"<h2>Not run</h2><ul>{skipped}</ul>" if skipped else ""}
+</body></html>
+"""
+
+
+def _link(href: str | None, text: str) -> str:
+    return f'<a href="{html.escape(href)}">{text}</a>' if href else ""

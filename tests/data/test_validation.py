@@ -4,6 +4,7 @@ publishes nothing; a good batch passes and its validation result is published wi
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -156,6 +157,11 @@ def test_good_batch_passes_and_writes_result_and_data_docs(tables, base):
     docs = path.parent / "data_docs"
     pages = [p.name for p in docs.rglob("*.html")]
     assert "index.html" in pages and any("features" in p for p in pages)
+    summary = (docs / "summary.html").read_text()  # plain HTML: readable without the CDNs
+    assert "lauki_synthetic: PASSED" in summary and 'href="summary.html"' in (
+        docs / "index.html").read_text()
+    linked = re.findall(r'href="([^"]+)"', summary)
+    assert len(linked) == 13 and all((docs / href).is_file() for href in linked)
     assert result["data_fingerprint"] == json.loads(Path(snapshot).read_text())["fingerprint"]
 
 
