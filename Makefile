@@ -7,7 +7,7 @@ export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export SCARF_ANALYTICS := false
 
-.PHONY: help install run test lint typecheck unit constraints clean bench-german
+.PHONY: help install run test lint typecheck unit constraints clean bench-german bench-training
 
 help:
 	@echo "make run        install, generate data, start Airflow, train, serve"
@@ -56,6 +56,10 @@ bench-serving: install wrk
 # German credit: the champion's test ROC-AUC over split seeds (a few minutes).
 bench-german: install
 	$(BIN)/python benchmarks/bench_german_credit.py
+
+# Default dataset: a full training run's time and metrics (a couple of minutes).
+bench-training: install
+	$(BIN)/python benchmarks/bench_training.py
 
 # Data validation: the validate step's time on the default 50k dataset (about a minute).
 .PHONY: bench-validation gx-suites

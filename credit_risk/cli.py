@@ -23,8 +23,15 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     if spec.generator != "lauki_synthetic":
         print(f"dataset {spec.name} has no generator", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else settings.data_dir / spec.name
     tables = synthetic.generate(args.customers or settings.n_customers, args.seed, args.shift)
+    if args.applications:
+        from credit_risk.ingest import assemble
+
+        apps = assemble(spec, tables).drop(columns=[spec.target.column])
+        apps.to_csv(args.applications, index=False)
+        print(f"applications: {len(apps)} rows -> {args.applications}")
+        return 0
+    out = Path(args.out) if args.out else settings.data_dir / spec.name
     for name, path in synthetic.write(tables, out, args.format).items():
         print(f"{name}: {len(tables[name])} rows -> {path}")
     return 0
@@ -42,7 +49,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     print(f"Test set: {manifest['metrics']['n']} rows, the same for every candidate.")
     print(comparison_table(manifest["comparison"]))
     champion = manifest["champion_at_training"]
-    if champion:
+    if champion and champion["comparable"]:
         print(f"champion before this run: {champion['version']} roc_auc={champion['roc_auc']:.4f}")
     status = "promoted to champion" if manifest["approved"] else (
         "NOT promoted: " + "; ".join(manifest["rejection_reasons"]))
@@ -92,7 +99,21 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
 
     scorer = load_scorer(settings, args.version)
     df = pd.read_csv(args.input)
-    out = pd.concat([df, scorer.score_frame(df)], axis=1)
+    results = scorer.score_frame(df)
+    scored = results["error"].isna() if "error" in results else pd.Series(True, df.index)
+    if settings.decision_log and scored.any():
+        from credit_risk.decisions import DecisionLog
+
+        names = [f["name"] for f in scorer.fields]
+        inputs = df.loc[scored, names].astype(object)
+        DecisionLog(settings.decision_log).write(
+            f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}",
+            inputs.where(inputs.notna(), None).to_dict("records"),
+            results.loc[scored].drop(columns=["error"], errors="ignore").to_dict("records"))
+    if "reasons" in results:  # one readable column in the CSV
+        results["reasons"] = ["; ".join(r["text"] for r in rs) if isinstance(rs, list) else ""
+                              for rs in results["reasons"]]
+    out = pd.concat([df, results], axis=1)
     if args.output == "-":
         out.to_csv(sys.stdout, index=False)
     else:
@@ -120,6 +141,22 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.success else 1
 
 
+def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
+    from credit_risk.monitoring import drift_step
+
+    if args.window_days:
+        settings = settings.model_copy(update={"drift_window_days": args.window_days})
+    run_id = datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%SZ")
+    result = json.loads(Path(drift_step(settings, run_id)).read_text())
+    print(f"{result['status']}; drift: {result['drift']}")
+    for row in result.get("psi", []):
+        flag = "DRIFT" if row["psi"] >= result["psi_threshold"] else ""
+        print(f"  {row['field']:<40} PSI {row['psi']:.4f} {flag}")
+    if result.get("report"):
+        print(f"report: {settings.runs_dir / 'monitoring' / run_id / result['report']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="credit-risk", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -132,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=["csv", "parquet"], default="csv")
     g.add_argument("--spec", default=None)
     g.add_argument("--out", default=None, help="folder (default: DATA_DIR/<dataset>)")
+    g.add_argument("--applications", default=None, metavar="CSV",
+                   help="write one CSV of joined applications (no target), e.g. for predict")
     g.set_defaults(fn=cmd_generate)
 
     t = sub.add_parser("train", help="run the whole pipeline and print the comparison")
@@ -153,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--by", default=None, help="who (default: the OS user)")
     msub.add_parser("history")
     m.set_defaults(fn=cmd_models)
+
+    d = sub.add_parser("drift", help="recent traffic vs the champion's training data")
+    d.add_argument("--window-days", type=float, default=None)
+    d.set_defaults(fn=cmd_drift)
 
     pr = sub.add_parser("predict", help="score a CSV of applications")
     pr.add_argument("input")

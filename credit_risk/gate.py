@@ -29,7 +29,10 @@ def rejection_reasons(metrics: dict[str, Any], champion: dict[str, Any] | None,
         reasons.append(f"test ROC-AUC {auc:.4f} is below the minimum {limits['min_roc_auc']:.4f}")
     if ece > limits["max_ece"]:
         reasons.append(f"test ECE {ece:.4f} is above the maximum {limits['max_ece']:.4f}")
-    if champion and auc < champion["roc_auc"] + limits["champion_margin"]:
+    if champion and not champion["comparable"]:
+        reasons.append(f"cannot compare with the champion {champion['version']}: "
+                       f"{champion['note']} (promote by hand if intended)")
+    elif champion and auc < champion["roc_auc"] + limits["champion_margin"]:
         reasons.append(f"test ROC-AUC {auc:.4f} does not beat the champion {champion['version']} "
                        f"({champion['roc_auc']:.4f}) by {limits['champion_margin']:+.4f} "
                        "on the same test set")

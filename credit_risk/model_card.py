@@ -54,7 +54,7 @@ def model_card_markdown(manifest: dict[str, Any], comparison: dict[str, Any]) ->
         f"`{manifest['params']}`.",
     ]
     champion = manifest.get("champion_at_training")
-    if champion:
+    if champion and champion["comparable"]:
         out.append(f"Champion at training time, `{champion['version']}`, on the same test set: "
                    f"ROC-AUC {champion['roc_auc']:.4f}, ECE {champion['ece']:.4f}.")
     out += [

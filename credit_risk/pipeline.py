@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from credit_risk.fairness import fairness_report
 from credit_risk.gate import gate_thresholds, rejection_reasons
 from credit_risk.ingest import assemble, frame_fingerprint, ingest, load_snapshot
 from credit_risk.model_card import markdown_to_html, model_card_markdown
+from credit_risk.monitoring import REFERENCE_FILE, reference_sample
 from credit_risk.registry import MODEL_FILE, Registry, RegistryError
 from credit_risk.reports import comparison_table, reliability_png, reliability_table
 from credit_risk.schema import input_fields
@@ -32,17 +32,12 @@ log = logging.getLogger(__name__)
 TARGET = "__target__"
 
 
-def run_dir(settings: Settings, run_id: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
-    return settings.runs_dir / safe
-
-
 def ingest_step(settings: Settings, run_id: str, spec_name: str | None = None) -> str:
     """Snapshot the source tables for this run; return the snapshot manifest path."""
     spec = load_spec(spec_name or settings.dataset_spec)
     if spec.generator:
         synthetic.ensure(spec, settings.data_dir, settings.n_customers, settings.data_seed)
-    out = run_dir(settings, run_id) / "raw"
+    out = settings.run_dir(run_id) / "raw"
     return str(ingest(spec, settings.data_dir, out))
 
 
@@ -105,20 +100,21 @@ def train_step(settings: Settings, split_dir: str, model_name: str) -> str:
 
 
 def _champion_on(settings: Settings, spec: DatasetSpec, X: pd.DataFrame, y: np.ndarray):
-    """The current champion's metrics on this test set, if it scores this dataset."""
+    """The current champion's metrics on this test set, or why it cannot be compared."""
     registry = Registry(settings.registry_url)
     version = registry.alias_version("champion")
     if version is None:
         return None
     try:
         model, manifest = registry.load_model(version)
-    except RegistryError as exc:
-        log.warning("champion %s cannot be loaded: %s", version, exc)
-        return None
-    if manifest.get("dataset") != spec.name:
-        return None
-    pd_ = model.predict_pd(X)
-    return {"version": version, **classification_metrics(y, pd_, manifest["threshold"])}
+        if manifest.get("dataset") != spec.name:
+            raise ValueError(f"it serves another dataset, {manifest.get('dataset')!r}")
+        pd_ = model.predict_pd(X)
+    except (RegistryError, KeyError, ValueError) as exc:
+        log.warning("champion %s cannot be compared: %s", version, exc)
+        return {"version": version, "comparable": False, "note": str(exc)}
+    return {"version": version, "comparable": True,
+            **classification_metrics(y, pd_, manifest["threshold"])}
 
 
 def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]) -> str:
@@ -159,7 +155,7 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
     out = run / "comparison.json"
     out.write_text(json.dumps(comparison, indent=2))
     log.info("candidates on the same %d-row test set:\n%s", len(y), comparison_table(rows))
-    if champion:
+    if champion and champion["comparable"]:
         log.info("champion %s on this test set: roc_auc=%.4f ece=%.4f", champion["version"],
                  champion["roc_auc"], champion["ece"])
     log.info("gate: %s", "approved" if not reasons else "rejected: " + "; ".join(reasons))
@@ -206,9 +202,11 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     }
     run = Path(comparison_path).parent
     card = model_card_markdown(manifest, comparison)
+    X_train, _ = _load_part(split_dir, "train")
     files = {MODEL_FILE: buf.getvalue(), "comparison.json": Path(comparison_path).read_bytes(),
              "reliability.png": (run / "reliability.png").read_bytes(),
-             "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode()}
+             "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode(),
+             REFERENCE_FILE: reference_sample(X_train, manifest["inputs"], seed=settings.seed)}
     from credit_risk.validation import published_files
 
     validation_files, manifest["validation"] = published_files(run)

@@ -1,12 +1,14 @@
-"""Weekly retraining of the credit-risk model: orchestration only, logic in `credit_risk`."""
+"""Retraining of the credit-risk model, weekly and on drift (orchestration only)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, Param, dag, get_current_context, task
+from airflow.timetables.trigger import CronTriggerTimetable
 
 MODELS = ["logistic_regression", "random_forest", "xgboost"]
+DRIFT = Asset("credit_risk_drift")  # emitted by credit_risk_monitoring
 
 
 def _settings():
@@ -17,7 +19,9 @@ def _settings():
 
 @dag(
     dag_id="credit_risk_training",
-    schedule="@weekly",
+    # Weekly (Sunday 00:00 UTC), and whenever the monitoring DAG reports drift.
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 0 * * 0", timezone="UTC"), assets=[DRIFT]),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -22,8 +22,10 @@ def test_a_good_model_with_no_champion_is_approved():
 @pytest.mark.parametrize("metrics,champion,why", [
     ({"roc_auc": 0.65, "ece": 0.01}, None, "below the minimum 0.7000"),
     ({"roc_auc": 0.90, "ece": 0.08}, None, "ECE 0.0800 is above the maximum"),
-    ({"roc_auc": 0.90, "ece": 0.01}, {"version": "v1", "roc_auc": 0.91},
+    ({"roc_auc": 0.90, "ece": 0.01}, {"version": "v1", "comparable": True, "roc_auc": 0.91},
      "does not beat the champion v1"),
+    ({"roc_auc": 0.99, "ece": 0.01}, {"version": "v1", "comparable": False, "note": "other data"},
+     "cannot compare with the champion v1: other data"),
 ])
 def test_each_gate_rule_rejects_with_its_reason(metrics, champion, why):
     reasons = rejection_reasons(metrics, champion, FAIR, LIMITS)
@@ -32,7 +34,7 @@ def test_each_gate_rule_rejects_with_its_reason(metrics, champion, why):
 
 def test_margin_over_the_champion_is_required():
     limits = {**LIMITS, "champion_margin": 0.01}
-    champion = {"version": "v1", "roc_auc": 0.90}
+    champion = {"version": "v1", "comparable": True, "roc_auc": 0.90}
     assert rejection_reasons({"roc_auc": 0.905, "ece": 0.01}, champion, FAIR, limits)
     assert not rejection_reasons({"roc_auc": 0.911, "ece": 0.01}, champion, FAIR, limits)
 
@@ -115,3 +117,21 @@ def test_a_worse_model_is_published_but_not_promoted(trained, tmp_path):
     assert manifest["status"] == "rejected"
     assert any("below the minimum 0.9990" in r for r in manifest["rejection_reasons"])
     assert registry.alias_version("champion") == version
+
+
+def test_another_datasets_model_does_not_replace_the_champion(trained, tmp_path):
+    import shutil
+
+    from credit_risk import pipeline
+
+    settings, version = trained
+    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    s = settings.model_copy(update={"registry_url": str(tmp_path / "reg"),
+                                    "runs_dir": tmp_path / "runs", "dataset_spec": "german_credit",
+                                    "models": ("logistic_regression",)})
+    new = pipeline.run_all(s, "other-dataset")
+    manifest = Registry(s.registry_url).manifest(new)
+    assert manifest["status"] == "rejected"
+    assert any("serves another dataset, 'lauki_synthetic'" in r
+               for r in manifest["rejection_reasons"])
+    assert Registry(s.registry_url).alias_version("champion") == version
