@@ -43,6 +43,10 @@ def model_card_markdown(manifest: dict[str, Any], comparison: dict[str, Any]) ->
         f"One stratified split: {split['train_rows']} training rows (default rate "
         f"{split['train_default_rate']:.2%}), {split['test_rows']} test rows (default rate "
         f"{split['test_default_rate']:.2%}). The test rows are used only for the figures below.",
+        "## Data validation",
+        f"Great Expectations gate passed on the run's snapshot: {_validation(manifest)} "
+        "The result and the Data Docs are stored with this version (`validation.json`, "
+        "`data_docs.zip`).",
         "## Features",
         ", ".join(f"`{f}`" for f in manifest["features"]) + ".",
         ("Derived: " + "; ".join(derived) + "." if derived else ""),
@@ -90,6 +94,13 @@ def model_card_markdown(manifest: dict[str, Any], comparison: dict[str, Any]) ->
     out += ["## Provenance",
             ", ".join(f"{k} {v}" for k, v in manifest["libraries"].items()) + "."]
     return "\n\n".join(part for part in out if part) + "\n"
+
+
+def _validation(manifest: dict[str, Any]) -> str:
+    v = manifest.get("validation") or {}
+    warnings = v.get("warnings") or []
+    return f"{v.get('summary', 'n/a')}." + (
+        f" Warnings recorded: {', '.join(warnings)}." if warnings else " No warnings.")
 
 
 def markdown_to_html(markdown: str) -> str:

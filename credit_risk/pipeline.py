@@ -26,6 +26,7 @@ from credit_risk.reports import comparison_table, reliability_png, reliability_t
 from credit_risk.schema import input_fields
 from credit_risk.scoring import Scorer, ScoreScaling
 from credit_risk.train import Candidate, split, train_candidate
+from credit_risk.validation import published_files
 from credit_risk.versions import code_version, library_versions
 
 log = logging.getLogger(__name__)
@@ -201,16 +202,14 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
         "libraries": library_versions(),
     }
     run = Path(comparison_path).parent
+    validation_files, manifest["validation"] = published_files(run)  # refuses unvalidated data
     card = model_card_markdown(manifest, comparison)
     X_train, _ = _load_part(split_dir, "train")
     files = {MODEL_FILE: buf.getvalue(), "comparison.json": Path(comparison_path).read_bytes(),
              "reliability.png": (run / "reliability.png").read_bytes(),
              "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode(),
-             REFERENCE_FILE: reference_sample(X_train, manifest["inputs"], seed=settings.seed)}
-    from credit_risk.validation import published_files
-
-    validation_files, manifest["validation"] = published_files(run)
-    files.update(validation_files)
+             REFERENCE_FILE: reference_sample(X_train, manifest["inputs"], seed=settings.seed),
+             **validation_files}
     registry.publish(files, manifest, version)
     if comparison["approved"]:
         registry.promote(version, "approved by the training gate", by="credit-risk pipeline")

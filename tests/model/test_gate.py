@@ -93,7 +93,8 @@ def test_published_version_carries_card_plot_and_gate(trained):
     assert manifest["status"] == "approved" and manifest["fairness"]["passed"]
     assert manifest["metrics"]["ece"] < manifest["metrics"]["ece_uncalibrated"]
     card = registry.read_file(version, "model_card.md").decode()
-    for section in ("Intended use", "Candidates on the same test set", "Calibration",
+    for section in ("Intended use", "Data validation", "Candidates on the same test set",
+                    "Calibration",
                     "Decision threshold", "Fairness", "gender", version):
         assert section in card
     for model in settings.models:
