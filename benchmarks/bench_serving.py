@@ -79,7 +79,9 @@ def machine() -> dict:
         mem = f"{kb / 1024 / 1024:.0f} GiB"
     except (OSError, TypeError):
         pass
-    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    out = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
+    found = re.search(r"wrk\s+(\S+)", out)
+    wrk = f"wrk {found[1]}" if found else "wrk"
     import gunicorn
     import sklearn
     import xgboost
@@ -89,6 +91,32 @@ def machine() -> dict:
             "xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__,
             "flask": importlib.metadata.version("flask"),
             "gunicorn": gunicorn.__version__, "wrk": wrk.strip()}
+
+
+def cpu_busy(seconds: float = 2.0) -> float:
+    """Share of all CPUs busy over `seconds` (from /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    try:
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+    except OSError:
+        return 0.0
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_for_quiet(limit: float = 0.15, max_wait_s: float = 900) -> float:
+    """Wait until the machine is idle (other work would skew every number); return the load."""
+    deadline = time.time() + max_wait_s
+    busy = cpu_busy()
+    while busy > limit and time.time() < deadline:
+        print(f"  machine {busy:.0%} busy with other work; waiting...", flush=True)
+        time.sleep(10)
+        busy = cpu_busy()
+    return busy
 
 
 # -- the model and the baseline ----------------------------------------------------------------
@@ -256,6 +284,7 @@ def post(url: str, body: bytes) -> tuple[int, bytes]:
 
 def wrk(url: str, body_file: Path, seconds: float, connections: int,
         delay_ms: float = 0.0) -> dict:
+    wait_for_quiet()  # the server is idle now: any load is someone else's
     env = {**os.environ, "BODY_FILE": str(body_file), "DELAY_MS": f"{delay_ms:.3f}"}
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "10s",
            "-s", str(HERE / "post.lua"), url]
@@ -498,12 +527,16 @@ def main() -> None:
     assert scorer.fast.kind == "xgboost", scorer.fast.kind
     records = sample_records(settings, scorer, 5000)
     baseline = baseline_artifact(args.work, settings, scorer)
+    background = {"before_inprocess": wait_for_quiet()}
     print("in-process, one application per call:", flush=True)
     inproc = inprocess(scorer, records, baseline, args.calls)
+    background["before_http"] = wait_for_quiet()
     print("HTTP (gunicorn + wrk on loopback):", flush=True)
     web = http(settings, records, baseline, args.work, args.seconds, args.batch_rows,
                args.repeats)
+    background["after"] = cpu_busy()
     results = {"machine": m, "model_version": version, "targets": TARGETS,
+               "cpu_busy_before_and_after": background,
                "inprocess": inproc, "http": web,
                "verdicts": [{"target": n, "goal": g, "measured": v, "met": ok}
                             for n, g, v, ok in verdicts(inproc, web)]}
