@@ -39,8 +39,15 @@ def _json_body() -> tuple[Any, Any]:
     return body, None
 
 
-def _scorer_or_503():
-    scorer = scorer_for(request.args.get("reasons", "true").lower() not in ("false", "0", "no"))
+FLAGS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _scorer_or_error():
+    """The scorer for this request (with or without reasons), or the error response."""
+    flag = FLAGS.get(request.args.get("reasons", "true").lower())
+    if flag is None:
+        return None, error(422, "invalid query", {"reasons": "must be true or false"})
+    scorer = scorer_for(flag)
     if scorer is None:
         return None, error(503, "no model loaded yet")
     return scorer, None
@@ -82,7 +89,7 @@ def predict():
     body, err = _json_body()
     if err:
         return err
-    scorer, err = _scorer_or_503()
+    scorer, err = _scorer_or_error()
     if err:
         return err
     clean, errors = validate_application(scorer.fields, body)
@@ -100,7 +107,7 @@ def predict_batch():
     body, err = _json_body()
     if err:
         return err
-    scorer, err = _scorer_or_503()
+    scorer, err = _scorer_or_error()
     if err:
         return err
     apps = body.get("applications") if isinstance(body, dict) else None

@@ -241,3 +241,9 @@ def test_overflowing_ratio_is_scored_not_a_crash(client, application):
         r = client.post("/api/v1/predict", json={**application, "income": income})
         assert r.status_code == 200, r.json
         assert 0 <= r.json["probability_of_default"] <= 1
+
+
+def test_reasons_flag_must_be_a_boolean(client, application):
+    r = client.post("/api/v1/predict?reasons=maybe", json=application)
+    assert r.status_code == 422 and r.json["fields"] == {"reasons": "must be true or false"}
+    assert client.post("/api/v1/predict?reasons=TRUE", json=application).status_code == 200
