@@ -36,7 +36,8 @@ class ReasonExplainer:
         for j, g in enumerate(self.groups):
             self._to_group[j, index[g]] = 1.0
         self.labels = {g: labels.get(g, g.replace("_", " ").capitalize()) for g in self.group_names}
-        self.units = units
+        self._suffix = {g: "%" if units.get(g) == "%" else f" {units[g]}" if units.get(g) else ""
+                        for g in self.group_names}
         self.reference = features.transform_record({})  # medians and modes
         self._estimator = model.pipeline.steps[-1][1]
         self._scaler = model.pipeline.named_steps.get("scale")
@@ -78,18 +79,19 @@ class ReasonExplainer:
             return [[] for _ in records]
         contrib = self.contributions(rows)
         order = np.argsort(-contrib, axis=1)[:, :top]
+        impacts = np.round(np.take_along_axis(contrib, order, axis=1), 4).tolist()
+        derived = {g: rows[:, j].tolist() for g, j in self._derived_index.items()}
+        groups, labels = self.group_names, self.labels
         out = []
-        for i, record in enumerate(records):
+        for i, (record, ks) in enumerate(zip(records, order.tolist(), strict=True)):
             reasons = []
-            for k in order[i]:
-                impact = contrib[i, k]
+            for k, impact in zip(ks, impacts[i], strict=True):
                 if impact <= 0:
                     break
-                g = self.group_names[k]
-                j = self._derived_index.get(g)
-                value = _plain(rows[i, j]) if j is not None else record.get(g)
-                reasons.append({"feature": g, "label": self.labels[g], "value": value,
-                                "impact": round(float(impact), 4), "text": self._text(g, value)})
+                g = groups[k]
+                value = derived[g][i] if g in derived else record.get(g)
+                reasons.append({"feature": g, "label": labels[g], "value": value,
+                                "impact": impact, "text": self._text(g, value)})
             out.append(reasons)
         return out
 
@@ -97,16 +99,10 @@ class ReasonExplainer:
         label = self.labels[group]
         if value is None:
             return f"{label} raises the risk"
-        unit = self.units.get(group)
         if isinstance(value, bool) or not isinstance(value, int | float):
             shown = str(value)
         elif float(value).is_integer():
             shown = f"{int(value):,}"
         else:
             shown = f"{value:,.2f}"
-        suffix = "%" if unit == "%" else f" {unit}" if unit else ""
-        return f"{label} ({shown}{suffix}) raises the risk"
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
+        return f"{label} ({shown}{self._suffix[group]}) raises the risk"
