@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from markdown_it import MarkdownIt
@@ -12,7 +13,7 @@ METRICS = ("roc_auc", "gini", "ks", "pr_auc", "brier", "brier_uncalibrated", "ec
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     def cell(v: Any) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else str(v).replace("|", "\\|")
+        return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v)).replace("|", "\\|")
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
@@ -104,7 +105,7 @@ def _validation(manifest: dict[str, Any]) -> str:
 
 
 def markdown_to_html(markdown: str) -> str:
-    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Model card</title>"
             "<style>body{font-family:system-ui,sans-serif;max-width:960px;margin:2rem auto;"
             "padding:0 1rem}table{border-collapse:collapse}td,th{border:1px solid #ccc;"

@@ -21,6 +21,13 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:1rem;color:#1d2330}table{
          "th{background:#eef}.approved{color:#2e7d32}.rejected{color:#b00020}form{display:inline}")
 
 
+# What a training run folder may serve, and a monitoring run folder (monitoring/<run>/).
+RUN_REPORTS = {"comparison.json", "reliability.png", "validation"}
+DRIFT_REPORTS = {"drift.json", "drift_report.html"}
+# Stored HTML (model cards, Data Docs, drift reports) runs without scripts of its own origin.
+SANDBOX = {"Content-Security-Policy": "sandbox allow-scripts", "X-Content-Type-Options": "nosniff"}
+
+
 def _page(title: str, body: str) -> HTMLResponse:
     return HTMLResponse(f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
                         f"<style>{STYLE}</style></head><body><h2>{title}</h2>{body}</body></html>")
@@ -38,7 +45,9 @@ def _safe_child(base: Path, *parts: str) -> Path:
     return path
 
 
-def create_ui(settings: Settings, user_dependency: Callable[..., Any]) -> FastAPI:
+def create_ui(settings: Settings, user_dependency: Callable[..., Any],
+              may_change: Callable[[Any], bool] = lambda user: False) -> FastAPI:
+    """The pages; `may_change(user)` says whether a user may promote or roll back."""
     app = FastAPI(title="credit-risk", dependencies=[Depends(user_dependency)])
     User = Annotated[Any, Depends(user_dependency)]
     Reason = Annotated[str, Form(min_length=1)]
@@ -87,11 +96,12 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any]) -> FastAP
             raise HTTPException(404, str(exc)) from exc
         kinds = {".html": "text/html", ".png": "image/png", ".json": "application/json",
                  ".md": "text/markdown"}
-        return Response(data, media_type=kinds.get(Path(name).suffix, "application/octet-stream"))
+        return Response(data, media_type=kinds.get(Path(name).suffix, "application/octet-stream"),
+                        headers=SANDBOX)
 
     @app.post("/models/{version}/promote")
     def promote(version: str, request: Request, reason: Reason, user: User) -> RedirectResponse:
-        _same_origin(request)
+        _allowed(request, user, may_change)
         try:
             registry.promote(version, reason, by=_name(user))
         except RegistryError as exc:
@@ -100,7 +110,7 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any]) -> FastAP
 
     @app.post("/rollback")
     def rollback(request: Request, reason: Reason, user: User) -> RedirectResponse:
-        _same_origin(request)
+        _allowed(request, user, may_change)
         try:
             registry.rollback(reason, by=_name(user))
         except RegistryError as exc:
@@ -125,10 +135,11 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any]) -> FastAP
 
     @app.get("/runs/{run}/{path:path}")
     def run_file(run: str, path: str) -> FileResponse:
+        """Reports only: never the run's raw data, splits or fitted candidates."""
         target = _safe_child(settings.runs_dir, run, path)
-        if not target.is_file():
+        if not target.is_file() or not _is_report(run, path):
             raise HTTPException(404)
-        return FileResponse(target)
+        return FileResponse(target, headers=SANDBOX)
 
     @app.get("/monitoring", response_class=HTMLResponse)
     def monitoring() -> HTMLResponse:
@@ -170,8 +181,18 @@ def _name(user: Any) -> str:
     return str(get_name() if callable(get_name) else user)
 
 
-def _same_origin(request: Request) -> None:
-    """Refuse cross-site form posts (the session cookie would otherwise authorise them)."""
+def _is_report(run: str, path: str) -> bool:
+    parts = Path(path).parts
+    if run == "monitoring":
+        return len(parts) == 2 and parts[1] in DRIFT_REPORTS
+    return bool(parts) and parts[0] in RUN_REPORTS
+
+
+def _allowed(request: Request, user: Any, may_change: Callable[[Any], bool]) -> None:
+    """Only users allowed to change DAGs, and no cross-site form posts (the session cookie
+    would otherwise authorise them)."""
     origin = request.headers.get("origin")
     if origin and origin.split("://", 1)[-1] != request.headers.get("host"):
         raise HTTPException(403, "cross-origin request refused")
+    if not may_change(user):
+        raise HTTPException(403, f"{_name(user)} may not change the champion")

@@ -5,13 +5,20 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 
+def _may_change(user) -> bool:
+    """Promote and roll back: users allowed to edit DAGs (Op and Admin roles)."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return get_auth_manager().is_authorized_dag(method="PUT", user=user)
+
+
 def _app():
     from airflow.api_fastapi.core_api.security import get_user
 
     from credit_risk.config import Settings
     from credit_risk.ui import create_ui
 
-    return create_ui(Settings(), get_user)
+    return create_ui(Settings(), get_user, _may_change)
 
 
 class CreditRiskPlugin(AirflowPlugin):

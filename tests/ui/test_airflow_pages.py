@@ -60,6 +60,27 @@ def test_models_page_card_and_run_outputs(env):
     assert "comparison.json" in client.get("/runs/fixture-run").text
     assert client.get("/runs/nope").status_code == 404
     assert client.get("/runs/fixture-run/..%2F..%2Fetc%2Fpasswd").status_code == 404
+    # Reports only: never the raw data, the split or the fitted candidates.
+    for private in ("raw/loans.parquet", "split/train.parquet", "candidates/xgboost.joblib"):
+        assert (settings.runs_dir / "fixture-run" / private).exists()
+        assert client.get(f"/runs/fixture-run/{private}").status_code == 404
+    card = client.get(f"/models/{version}/files/model_card.html")
+    assert card.headers["content-security-policy"].startswith("sandbox")
+
+
+def test_drift_reports_are_listed_and_served(env, monkeypatch):
+    from credit_risk.monitoring import drift_step
+    from tests.model.test_monitoring import _log_traffic
+
+    settings, _ = env
+    settings = settings.model_copy(update={"decision_log": settings.runs_dir / "d.jsonl"})
+    _log_traffic(settings, shift=True)
+    drift_step(settings, "daily-1")
+    client = TestClient(create_ui(settings, logged_in))
+    page = client.get("/monitoring").text
+    assert "daily-1" in page and "credit_utilization_ratio" in page
+    assert client.get("/runs/monitoring/daily-1/drift_report.html").status_code == 200
+    assert client.get("/runs/monitoring/daily-1/drift.json").json()["drift"] is True
 
 
 def test_tampered_file_is_not_served(env, tmp_path):
@@ -76,7 +97,10 @@ def test_promote_and_rollback_record_the_user(env):
     files = {n: registry.read_file(version, n) for n in manifest["files"]}
     meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
     other = registry.publish(files, meta)
-    client = TestClient(create_ui(settings, logged_in))
+    viewer = TestClient(create_ui(settings, logged_in))
+    refused = viewer.post(f"/models/{other}/promote", data={"reason": "x"})
+    assert refused.status_code == 403 and registry.alias_version("champion") == version
+    client = TestClient(create_ui(settings, logged_in, may_change=lambda user: True))
     r = client.post(f"/models/{other}/promote", data={"reason": "looks better"},
                     follow_redirects=False)
     assert r.status_code == 303 and registry.alias_version("champion") == other
