@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     reload_interval_s: float = Field(10.0, ge=0)
     max_batch_rows: int = Field(10_000, ge=1)
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    decision_log: Path | None = Path("var/decisions/decisions.jsonl")  # None: do not log
+    # The decision log (JSON lines); empty or "none" in the environment: do not log.
+    decision_log: Path | None = Path("var/decisions/decisions.jsonl")
     n_reasons: int = Field(3, ge=0, le=10)
     # API keys (comma-separated in CREDIT_RISK_API_KEYS); none: the API is open.
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
@@ -88,6 +89,15 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @field_validator("decision_log", mode="before")
+    @classmethod
+    def _no_log(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        if value is not None and Path(str(value)).is_dir():
+            raise ValueError(f"{value} is a folder: the decision log is a file")
         return value
 
     def run_dir(self, run_id: str) -> Path:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 try:  # orjson (in the serving extra) is several times faster on batches
     import orjson
@@ -39,11 +42,26 @@ class DecisionLog:
         with self._lock:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, lines)
+                view = memoryview(lines)
+                while view:  # a short write must not leave half a line
+                    view = view[os.write(fd, view):]
             finally:
                 os.close(fd)
 
-    def read(self) -> list[dict[str, Any]]:
+    def read(self, since: datetime | None = None) -> list[dict[str, Any]]:
+        """The logged decisions (since a time, if given); lines that do not parse are skipped."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        out, bad = [], 0
+        with self.path.open("rb") as fh:
+            for line in fh:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    bad += 1
+                    continue
+                if since is None or datetime.fromisoformat(record["at"]) >= since:
+                    out.append(record)
+        if bad:
+            log.warning("%s: skipped %d unreadable lines", self.path, bad)
+        return out

@@ -64,9 +64,8 @@ def reference_sample(X_train: pd.DataFrame, fields: list[dict[str, Any]], n: int
 
 def recent_traffic(log_path: Path, since: datetime, dataset_versions: set[str]) -> pd.DataFrame:
     """Inputs of the decisions logged since `since` by versions of the champion's dataset."""
-    rows = [d["inputs"] for d in DecisionLog(log_path).read()
-            if d.get("model_version") in dataset_versions
-            and datetime.fromisoformat(d["at"]) >= since]
+    rows = [d["inputs"] for d in DecisionLog(log_path).read(since)
+            if d.get("model_version") in dataset_versions]
     return pd.DataFrame(rows)
 
 

@@ -80,3 +80,22 @@ def test_drift_command(monitored, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.startswith("ok; drift: True")
     assert "credit_utilization_ratio" in out and "DRIFT" in out and "drift_report.html" in out
+
+
+def test_decision_log_survives_a_broken_line(tmp_path):
+    log = DecisionLog(tmp_path / "d.jsonl")
+    log.write("a", [{"x": 1}], [{"model_version": "v"}])
+    with open(tmp_path / "d.jsonl", "ab") as fh:
+        fh.write(b'{"at": "2026-01-01T00:00:00+00:00", "trunc')  # a torn write
+        fh.write(b"\n")
+    log.write("b", [{"x": 2}], [{"model_version": "v"}])
+    assert [d["request_id"] for d in log.read()] == ["a", "b"]
+
+
+def test_empty_decision_log_setting_means_no_log(monkeypatch, tmp_path):
+    from credit_risk.config import Settings
+
+    monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", "")
+    assert Settings().decision_log is None
+    with pytest.raises(ValueError, match="is a folder"):
+        Settings(decision_log=tmp_path)
