@@ -158,7 +158,7 @@ def train_candidate(
 ) -> Candidate:
     """Bounded random search by CV ROC-AUC, then refit, calibrate on OOF PDs, pick threshold."""
     start = time.perf_counter()
-    monotone = FeatureTransformer(spec).fit(X).monotone_constraints()
+    spec, monotone = _fixed_vocabulary(spec, X)
     pipe, space = build_pipeline(name, spec, monotone, settings.seed)
     minority = int(min(y.sum(), len(y) - y.sum()))
     k = min(5, max(1, minority * (settings.cv_folds - 1) // settings.cv_folds - 1))
@@ -190,6 +190,16 @@ def train_candidate(
     }
     return Candidate(name, _plain(params), auc, model, threshold, validation, trials,
                      time.perf_counter() - start)
+
+
+def _fixed_vocabulary(spec: DatasetSpec, X: pd.DataFrame) -> tuple[DatasetSpec, list[int]]:
+    """The spec with every categorical column's categories fixed from the whole training part
+    (no target involved), so that every CV fold encodes the same columns, and the monotone
+    constraints for that encoding."""
+    fitted = FeatureTransformer(spec).fit(X)
+    columns = {n: c.model_copy(update={"categories": fitted.categories_[n]})
+               if n in fitted.categories_ else c for n, c in spec.columns.items()}
+    return spec.model_copy(update={"columns": columns}), fitted.monotone_constraints()
 
 
 def choose_threshold(y: np.ndarray, pd_: np.ndarray, settings: Settings) -> float:

@@ -90,3 +90,19 @@ def test_new_spec_serves_with_its_own_schema(microloans):
     assert set(bad.json["fields"]) == {"region", "income"}
     form = client.get("/").get_data(as_text=True)
     assert 'name="months_on_book"' in form and "Monthly income" in form
+
+
+def test_a_rare_category_in_one_fold_trains(tmp_path):
+    """A category seen in very few rows (absent from some CV folds) does not break training."""
+    _write_dataset(tmp_path / "micro.csv", n=800)
+    df = pd.read_csv(tmp_path / "micro.csv")
+    df.loc[:1, "region"] = "island"  # two rows only
+    df.to_csv(tmp_path / "micro.csv", index=False)
+    spec_path = tmp_path / "microloans.yaml"
+    spec_path.write_text(SPEC.format(csv=tmp_path / "micro.csv"))
+    settings = small_settings(tmp_path, dataset_spec=str(spec_path),
+                              models=("random_forest", "xgboost"), cv_folds=5)
+    version = pipeline.run_all(settings, "rare")
+    manifest = Registry(settings.registry_url).manifest(version)
+    region = next(f for f in manifest["inputs"] if f["name"] == "region")
+    assert "island" in region["categories"]
