@@ -30,11 +30,11 @@ def safe_divide(a: Value, b: Value) -> Value:
     return out
 
 
-_FUNCTIONS: dict[str, Callable[..., Value]] = {
-    "log1p": np.log1p,
-    "abs": np.abs,
-    "min": np.minimum,
-    "max": np.maximum,
+_FUNCTIONS: dict[str, tuple[Callable[..., Value], int]] = {  # function, number of arguments
+    "log1p": (np.log1p, 1),
+    "abs": (np.abs, 1),
+    "min": (np.minimum, 2),
+    "max": (np.maximum, 2),
 }
 _BINARY: dict[type, Callable[[Value, Value], Value]] = {
     ast.Add: lambda a, b: a + b,
@@ -72,7 +72,9 @@ def _compile(node: ast.AST, names: list[str]) -> Callable[[Env], Value]:
         and node.func.id in _FUNCTIONS
         and not node.keywords
     ):
-        fn = _FUNCTIONS[node.func.id]
+        fn, arity = _FUNCTIONS[node.func.id]
+        if len(node.args) != arity:
+            raise ValueError(f"{node.func.id}() takes {arity} argument(s): {ast.unparse(node)!r}")
         args = [_compile(a, names) for a in node.args]
         return lambda env: fn(*(a(env) for a in args))
     raise ValueError(f"unsupported syntax {ast.unparse(node)!r}")

@@ -111,7 +111,7 @@ def _champion_on(settings: Settings, spec: DatasetSpec, X: pd.DataFrame, y: np.n
         if manifest.get("dataset") != spec.name:
             raise ValueError(f"it serves another dataset, {manifest.get('dataset')!r}")
         pd_ = model.predict_pd(X)
-    except (RegistryError, KeyError, ValueError) as exc:
+    except Exception as exc:  # any failure means "not comparable", never a crash
         log.warning("champion %s cannot be compared: %s", version, exc)
         return {"version": version, "comparable": False, "note": str(exc)}
     return {"version": version, "comparable": True,
