@@ -41,7 +41,7 @@ def model_card_markdown(manifest: dict[str, Any], comparison: dict[str, Any]) ->
         "for the fairness check below.",
         "## Data",
         f"Dataset `{manifest['dataset']}`, fingerprint `{manifest['data_fingerprint'][:16]}…`. "
-        f"One stratified split: {split['train_rows']} training rows (default rate "
+        f"One split ({_split_rule(split)}): {split['train_rows']} training rows (default rate "
         f"{split['train_default_rate']:.2%}), {split['test_rows']} test rows (default rate "
         f"{split['test_default_rate']:.2%}). The test rows are used only for the figures below.",
         "## Data validation",
@@ -95,6 +95,14 @@ def model_card_markdown(manifest: dict[str, Any], comparison: dict[str, Any]) ->
     out += ["## Provenance",
             ", ".join(f"{k} {v}" for k, v in manifest["libraries"].items()) + "."]
     return "\n\n".join(part for part in out if part) + "\n"
+
+
+def _split_rule(split: dict[str, Any]) -> str:
+    rule = split["split_rule"]
+    if rule["key"]:
+        return (f"by a seeded hash of `{rule['key']}`, so a row keeps its side in later "
+                f"snapshots; test share {rule['test_size']}")
+    return f"stratified, random, seed {rule['seed']}, test share {rule['test_size']}"
 
 
 def _validation(manifest: dict[str, Any]) -> str:

@@ -65,7 +65,8 @@ def prepare_step(settings: Settings, snapshot: str, spec_name: str | None = None
     df = assemble(spec, frames)
     y = np.asarray(spec.is_default(df[spec.target.column]), dtype=int)
     df = df.drop(columns=[spec.target.column])
-    X_train, X_test, y_train, y_test = split(df, y, settings.test_size, settings.seed)
+    key = spec.split_column()
+    X_train, X_test, y_train, y_test = split(df, y, settings.test_size, settings.seed, key)
     out = Path(snapshot).parent.parent / "split"
     out.mkdir(parents=True, exist_ok=True)
     X_train.assign(**{TARGET: y_train}).to_parquet(out / "train.parquet", index=False)
@@ -74,6 +75,7 @@ def prepare_step(settings: Settings, snapshot: str, spec_name: str | None = None
             "data_fingerprint": manifest["fingerprint"],
             "train_rows": len(y_train), "test_rows": len(y_test),
             "train_default_rate": float(y_train.mean()), "test_default_rate": float(y_test.mean()),
+            "split_rule": {"key": key, "seed": settings.seed, "test_size": settings.test_size},
             "test_fingerprint": frame_fingerprint(X_test)}
     (out / "split.json").write_text(json.dumps(info, indent=2))
     return str(out)
@@ -100,8 +102,10 @@ def train_step(settings: Settings, split_dir: str, model_name: str) -> str:
     return str(path)
 
 
-def _champion_on(settings: Settings, spec: DatasetSpec, X: pd.DataFrame, y: np.ndarray):
-    """The current champion's metrics on this test set, or why it cannot be compared."""
+def _champion_on(settings: Settings, spec: DatasetSpec, info: dict[str, Any], X: pd.DataFrame,
+                 y: np.ndarray):
+    """The current champion's metrics on this test set, or why it cannot be compared: it must
+    never have trained on these test rows (same split rule; same data if the split is random)."""
     registry = Registry(settings.registry_url)
     version = registry.alias_version("champion")
     if version is None:
@@ -110,6 +114,13 @@ def _champion_on(settings: Settings, spec: DatasetSpec, X: pd.DataFrame, y: np.n
         model, manifest = registry.load_model(version)
         if manifest.get("dataset") != spec.name:
             raise ValueError(f"it serves another dataset, {manifest.get('dataset')!r}")
+        rule = info["split_rule"]
+        if manifest.get("split_rule") != rule:
+            raise ValueError(f"it was split by another rule, {manifest.get('split_rule')}, so "
+                             "it may have trained on this test set")
+        if rule["key"] is None and manifest["data_fingerprint"] != info["data_fingerprint"]:
+            raise ValueError("the data changed and the split is random, so it may have trained "
+                             "on this test set")
         pd_ = model.predict_pd(X)
     except Exception as exc:  # any failure means "not comparable", never a crash
         log.warning("champion %s cannot be compared: %s", version, exc)
@@ -136,7 +147,7 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
                      "params": c.params, "validation": c.validation, "search": c.search,
                      "fit_seconds": c.fit_seconds, "threshold": c.threshold, "test": metrics})
     best = max(rows, key=lambda r: r["cv_roc_auc"])
-    champion = _champion_on(settings, spec, X, y)
+    champion = _champion_on(settings, spec, info, X, y)
     limits = gate_thresholds(settings, spec)
     pd_, raw_pd = pds[best["model"]]
     fairness = fairness_report(X, pd_, best["threshold"], spec, limits["min_approval_ratio"],
@@ -181,6 +192,7 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
         "dataset": spec.name,
         "spec": info["spec"],
         "data_fingerprint": comparison["data_fingerprint"],
+        "split_rule": info["split_rule"],
         "model": candidate.name,
         "params": candidate.params,
         "threshold": candidate.threshold,

@@ -133,11 +133,24 @@ def build_pipeline(name: str, spec: DatasetSpec, monotone: list[int], seed: int)
 
 
 # -- splitting -------------------------------------------------------------------------
-def split(df: pd.DataFrame, y: np.ndarray, test_size: float, seed: int) -> tuple:
-    """The one train/test split: stratified, seeded. Nothing downstream sees the test part."""
+def split(df: pd.DataFrame, y: np.ndarray, test_size: float, seed: int,
+          key: str | None = None) -> tuple:
+    """The one train/test split. Nothing downstream sees the test part.
+
+    With a key column, a row's side follows from a seeded hash of its key, so the same
+    application (or customer) stays on the same side in every later snapshot, and a model
+    trained on an earlier snapshot never saw the later test rows. Without one: a stratified,
+    seeded random split.
+    """
     if len(np.unique(y)) < 2:
         raise TrainingError("the target has a single class: nothing to learn")
-    return train_test_split(df, y, test_size=test_size, random_state=seed, stratify=y)
+    if key is None:
+        return train_test_split(df, y, test_size=test_size, random_state=seed, stratify=y)
+    hashed = pd.util.hash_pandas_object(df[key].astype(str) + f"|{seed}", index=False)
+    test = (hashed.to_numpy() / 2.0**64) < test_size
+    if len(np.unique(y[test])) < 2 or len(np.unique(y[~test])) < 2:
+        raise TrainingError(f"splitting by {key!r} leaves one side with a single class")
+    return df[~test], df[test], y[~test], y[test]
 
 
 def _oof_predictions(pipe: Pipeline, X: pd.DataFrame, y: np.ndarray, folds: StratifiedKFold):

@@ -107,6 +107,9 @@ class DatasetSpec(Strict):
     columns: dict[str, Column]
     derived: dict[str, Derived] = Field(default_factory=dict)
     gate: Gate = Field(default_factory=Gate)
+    # The column whose values decide train/test membership (e.g. a customer id, to keep all of
+    # a customer's loans on one side); default: the base table's key; none: a random split.
+    split_key: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
@@ -117,6 +120,8 @@ class DatasetSpec(Strict):
                 raise ValueError(f"join table {join.table!r} is not among the tables")
         if self.target.column not in self.columns:
             raise ValueError(f"target column {self.target.column!r} has no entry in columns")
+        if self.split_key is not None and self.split_key not in self.columns:
+            raise ValueError(f"split_key {self.split_key!r} has no entry in columns")
         for name, col in self.columns.items():
             if col.table is not None and col.table not in self.tables:
                 raise ValueError(f"column {name!r}: unknown table {col.table!r}")
@@ -134,6 +139,9 @@ class DatasetSpec(Strict):
                 if ref_col is None or ref_col.role != Role.NUMERIC:
                     raise ValueError(f"derived feature {name!r} uses {ref!r}, not a numeric column")
         return self
+
+    def split_column(self) -> str | None:
+        return self.split_key or self.tables[self.base].key
 
     # Views used by features, validation, serving and monitoring.
     def numeric_features(self) -> list[str]:

@@ -91,6 +91,20 @@ def test_split_is_stratified_and_refuses_one_class(tables, spec):
     y = df["default"].to_numpy(dtype=int)
     _, _, y_train, y_test = split(df, y, 0.2, 0)
     assert abs(y_train.mean() - y_test.mean()) < 0.01
+
+
+def test_split_by_key_keeps_every_row_on_its_side_in_later_snapshots(tables):
+    df = tables["loans"]
+    y = df["default"].to_numpy(dtype=int)
+    _, test1, _, _ = split(df, y, 0.2, 0, "loan_id")
+    assert 0.17 < len(test1) / len(df) < 0.23
+    # A later snapshot: some loans gone, new ones arrived, rows reordered.
+    later = pd.concat([df.iloc[100:], df.iloc[:50].assign(loan_id=lambda d: "N" + d["loan_id"])])
+    later = later.sample(frac=1, random_state=1)
+    train2, test2, _, _ = split(later, later["default"].to_numpy(dtype=int), 0.2, 0, "loan_id")
+    assert not set(test2["loan_id"]) & set(df["loan_id"].iloc[100:]) - set(test1["loan_id"])
+    assert set(test1["loan_id"]) & set(later["loan_id"]) <= set(test2["loan_id"])
+    assert not set(train2["loan_id"]) & set(test1["loan_id"])
     from credit_risk.train import TrainingError
 
     with pytest.raises(TrainingError, match="single class"):
