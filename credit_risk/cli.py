@@ -23,7 +23,8 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     if spec.generator != "lauki_synthetic":
         print(f"dataset {spec.name} has no generator", file=sys.stderr)
         return 2
-    tables = synthetic.generate(args.customers or settings.n_customers, args.seed, args.shift)
+    seed = settings.data_seed if args.seed is None else args.seed
+    tables = synthetic.generate(args.customers or settings.n_customers, seed, args.shift)
     if args.applications:
         from credit_risk.ingest import assemble
 
@@ -32,7 +33,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"applications: {len(apps)} rows -> {args.applications}")
         return 0
     out = Path(args.out) if args.out else settings.data_dir / spec.name
-    for name, path in synthetic.write(tables, out, args.format).items():
+    for name, path in synthetic.write(tables, out).items():
         print(f"{name}: {len(tables[name])} rows -> {path}")
     return 0
 
@@ -164,9 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate-data", help="write the synthetic source tables")
     g.add_argument("--customers", type=int, default=None)
-    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--seed", type=int, default=None, help="default: CREDIT_RISK_DATA_SEED")
     g.add_argument("--shift", action="store_true", help="a drifted batch")
-    g.add_argument("--format", choices=["csv", "parquet"], default="csv")
     g.add_argument("--spec", default=None)
     g.add_argument("--out", default=None, help="folder (default: DATA_DIR/<dataset>)")
     g.add_argument("--applications", default=None, metavar="CSV",

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODELS = ("logistic_regression", "random_forest", "xgboost")
@@ -81,8 +81,15 @@ class Settings(BaseSettings):
     n_reasons: int = Field(3, ge=0, le=10)
     # API keys (comma-separated in CREDIT_RISK_API_KEYS); none: the API is open.
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
-    # The web form: "open", "api_key" (log in with an API key) or "disabled".
+    # The web form: "open", "api_key" (log in with an API key) or "disabled"; default: "api_key"
+    # when API keys are set (the form must not be an open side door to the API), else "open".
     form_auth: Literal["open", "api_key", "disabled"] = "open"
+
+    @model_validator(mode="after")
+    def _form_follows_api_keys(self) -> Settings:
+        if self.api_keys and "form_auth" not in self.model_fields_set:
+            self.form_auth = "api_key"
+        return self
 
     @field_validator("api_keys", mode="before")
     @classmethod

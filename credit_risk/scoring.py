@@ -57,7 +57,6 @@ class Scorer:
         self.threshold = float(manifest["threshold"])
         self.scaling = ScoreScaling(**manifest["score_scaling"])
         self.fields: list[dict[str, Any]] = manifest["inputs"]
-        self._head = model.pipeline[2:]  # after features and SMOTE (which never runs at predict)
         self.fast = FastPredictor(model)  # compiled once: no DataFrame, one thread, NumPy only
         self.n_reasons = n_reasons
         spec = manifest["spec"]
@@ -68,16 +67,13 @@ class Scorer:
             units={k: v.get("unit") for k, v in spec["columns"].items()},
         )
 
-    def _pd_rows(self, rows: np.ndarray) -> np.ndarray:
-        return self.fast.predict(rows)
-
     def score_records(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Score validated applications (dicts of field values)."""
         if not records:
             return []
         rows = self.fast.rows(records)
         reasons = self.explainer.explain(rows, records, self.n_reasons)
-        return self._results(self._pd_rows(rows), reasons)
+        return self._results(self.fast.predict(rows), reasons)
 
     def score_frame(self, df: pd.DataFrame) -> pd.DataFrame:
         """Validate and score a frame of applications; a row that fails gets `error`, no PD."""

@@ -7,7 +7,9 @@ from datetime import datetime, timedelta
 from airflow.sdk import Asset, AssetOrTimeSchedule, Param, dag, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
-MODELS = ["logistic_regression", "random_forest", "xgboost"]
+from credit_risk.config import DEFAULT_MODELS
+
+MODELS = list(DEFAULT_MODELS)
 DRIFT = Asset("credit_risk_drift")  # emitted by credit_risk_monitoring
 
 
@@ -30,7 +32,9 @@ def _settings():
     params={
         "dataset_spec": Param(None, type=["null", "string"],
                               description="built-in spec name or YAML path (default: settings)"),
-        "models": Param(MODELS, type="array", description="subset of candidate models"),
+        "models": Param(MODELS, type="array", minItems=1, uniqueItems=True,
+                        items={"type": "string", "enum": MODELS},
+                        description="subset of candidate models"),
         "force": Param(False, type="boolean",
                        description="retrain even if the data did not change since the champion"),
     },
@@ -53,6 +57,7 @@ def credit_risk_training():
 
     @task.short_circuit
     def data_changed(snapshot: str) -> bool:
+        """Skip training when the champion was trained on exactly this data (unless forced)."""
         from credit_risk.pipeline import data_changed_since_champion
 
         return bool(get_current_context()["params"]["force"]) or data_changed_since_champion(
