@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
+from credit_risk.expressions import parse_expression
 from credit_risk.schema import validate_application
 
 REF = "#/components/schemas/{model}"
@@ -221,7 +222,18 @@ def _column_ok(field: Mapping[str, Any], column: list[Any]) -> bool:
     return (lo is None or bool((x >= lo).all())) and (hi is None or bool((x <= hi).all()))
 
 
-def validate_many(fields: Sequence[Mapping[str, Any]], items: Sequence[Any]
+def _rule_ok(rule: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) -> bool:
+    """A cross-field rule on whole columns (None, i.e. missing, passes as in check_rules)."""
+    expr = parse_expression(rule["check"])
+    env = {n: np.array([item[n] for item in items], dtype=float) for n in expr.names}
+    missing = np.zeros(len(items), dtype=bool)
+    for x in env.values():
+        missing |= np.isnan(x)
+    return bool(np.all(expr.evaluate(env) | missing))
+
+
+def validate_many(fields: Sequence[Mapping[str, Any]], items: Sequence[Any],
+                  rules: Sequence[Mapping[str, Any]] = ()
                   ) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
     """Validate applications: (clean values, {index: {field: why}}).
 
@@ -231,12 +243,13 @@ def validate_many(fields: Sequence[Mapping[str, Any]], items: Sequence[Any]
     names = [f["name"] for f in fields]
     known = set(names)
     if all(type(item) is dict and item.keys() == known for item in items) and all(
-            _column_ok(f, [item[f["name"]] for item in items]) for f in fields):
+            _column_ok(f, [item[f["name"]] for item in items]) for f in fields) and all(
+            _rule_ok(rule, items) for rule in rules):
         return list(items), {}
     clean, bad = [], {}
     plain = [dict(f) for f in fields]
     for i, item in enumerate(items):
-        values, errors = validate_application(plain, item)
+        values, errors = validate_application(plain, item, rules)
         if errors:
             bad[str(i)] = errors
         clean.append(values)

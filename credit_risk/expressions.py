@@ -1,7 +1,8 @@
 """Derived-feature expressions: a tiny, safe arithmetic language over numeric columns.
 
-Allowed: column names, numbers, ``+ - * /``, unary minus, and the functions
-``log1p``, ``abs``, ``min``, ``max``. Division by zero gives 0 (for example
+Allowed: column names, numbers, ``+ - * /``, unary minus, the functions ``log1p``,
+``abs``, ``min``, ``max``, and for rules one comparison (``< <= > >= == !=``) joined by
+``and`` / ``or``. Division by zero gives 0 (for example
 ``total_dpd / delinquent_months`` is 0 when there was no delinquency). The same
 compiled expression works on floats (serving) and NumPy arrays (training).
 """
@@ -44,6 +45,14 @@ _BINARY: dict[type, Callable[[Value, Value], Value]] = {
 }
 
 
+_COMPARE: dict[type, Callable[[Value, Value], Value]] = {
+    ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal,
+    ast.Eq: np.equal, ast.NotEq: np.not_equal,
+}
+_BOOL: dict[type, Callable[[Value, Value], Value]] = {ast.And: np.logical_and,
+                                                      ast.Or: np.logical_or}
+
+
 @dataclass(frozen=True)
 class Expression:
     source: str
@@ -77,6 +86,22 @@ def _compile(node: ast.AST, names: list[str]) -> Callable[[Env], Value]:
             raise ValueError(f"{node.func.id}() takes {arity} argument(s): {ast.unparse(node)!r}")
         args = [_compile(a, names) for a in node.args]
         return lambda env: fn(*(a(env) for a in args))
+    if (isinstance(node, ast.Compare) and len(node.ops) == 1
+            and type(node.ops[0]) in _COMPARE):
+        cmp = _COMPARE[type(node.ops[0])]
+        left, right = _compile(node.left, names), _compile(node.comparators[0], names)
+        return lambda env: cmp(left(env), right(env))
+    if isinstance(node, ast.BoolOp) and type(node.op) in _BOOL:
+        join = _BOOL[type(node.op)]
+        parts = [_compile(v, names) for v in node.values]
+
+        def boolean(env: Env) -> Value:
+            out = parts[0](env)
+            for part in parts[1:]:
+                out = join(out, part(env))
+            return out
+
+        return boolean
     raise ValueError(f"unsupported syntax {ast.unparse(node)!r}")
 
 

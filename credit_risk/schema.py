@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from credit_risk.datasets.spec import DatasetSpec, Role
+from credit_risk.expressions import parse_expression
 from credit_risk.features import FeatureTransformer
 
 
@@ -52,10 +53,24 @@ def _check_number(field: Mapping[str, Any], value: Any) -> tuple[Any, str | None
     return value, None
 
 
+def check_rules(rules: Sequence[Mapping[str, Any]], values: Mapping[str, Any]) -> dict[str, str]:
+    """The spec's cross-field rules on one application's valid values: {field: why}."""
+    errors: dict[str, str] = {}
+    for rule in rules:
+        expr = parse_expression(rule["check"])
+        if any(values.get(n) is None for n in expr.names):
+            continue  # a missing value is imputed; there is nothing to contradict
+        if not bool(expr.evaluate(values)):
+            field = rule.get("field") or expr.names[0]
+            errors.setdefault(field, rule.get("message") or f"must satisfy {rule['check']}")
+    return errors
+
+
 def validate_application(
-    fields: list[dict[str, Any]], data: Any
+    fields: list[dict[str, Any]], data: Any, rules: Sequence[Mapping[str, Any]] = ()
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Check one application against the schema: (clean values, {field: why it is bad})."""
+    """Check one application against the schema and the spec's rules:
+    (clean values, {field: why it is bad})."""
     if not isinstance(data, Mapping):
         return {}, {"_": "an application must be a JSON object"}
     known = {f["name"] for f in fields}
@@ -86,4 +101,6 @@ def validate_application(
             errors[name] = error
         else:
             clean[name] = checked
+    if not errors:
+        errors = check_rules(rules, clean)
     return clean, errors

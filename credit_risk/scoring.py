@@ -57,6 +57,7 @@ class Scorer:
         self.threshold = float(manifest["threshold"])
         self.scaling = ScoreScaling(**manifest["score_scaling"])
         self.fields: list[dict[str, Any]] = manifest["inputs"]
+        self.rules: list[dict[str, Any]] = manifest["spec"].get("rules", [])
         self.fast = FastPredictor(model)  # compiled once: no DataFrame, one thread, NumPy only
         self.n_reasons = n_reasons
         spec = manifest["spec"]
@@ -82,7 +83,7 @@ class Scorer:
         if missing:
             raise ValueError(f"columns missing from the input: {', '.join(missing)}")
         records = df[names].astype(object).where(df[names].notna(), None).to_dict("records")
-        checked = [validate_application(self.fields, r) for r in records]
+        checked = [validate_application(self.fields, r, self.rules) for r in records]
         good = [i for i, (_, errors) in enumerate(checked) if not errors]
         out: list[dict[str, Any]] = [
             {"error": "; ".join(f"{k} {v}" for k, v in errors.items())} for _, errors in checked

@@ -92,7 +92,7 @@ def predict():
     scorer, err = _scorer_or_error()
     if err:
         return err
-    clean, errors = validate_application(scorer.fields, body)
+    clean, errors = validate_application(scorer.fields, body, scorer.rules)
     if errors:
         return error(422, "invalid application", errors)
     rid = request_id()
@@ -116,7 +116,7 @@ def predict_batch():
     limit = settings().max_batch_rows
     if len(apps) > limit:
         return error(413, f"at most {limit} applications per call, got {len(apps)}")
-    clean_rows, bad = validate_many(scorer.fields, apps)
+    clean_rows, bad = validate_many(scorer.fields, apps, scorer.rules)
     if bad:
         return error(422, "invalid applications (by index)", bad)
     rid = request_id()

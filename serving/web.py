@@ -122,7 +122,7 @@ def form():
     if request.method == "POST":
         data = _from_form(scorer.fields, request.form)
         values.update({k: request.form.get(k, "") for k in data})
-        clean, errors = validate_application(scorer.fields, data)
+        clean, errors = validate_application(scorer.fields, data, scorer.rules)
         if errors:
             status = 422
         else:

@@ -82,6 +82,14 @@ class Derived(Strict):
     monotone: Literal["increasing", "decreasing"] | None = None
 
 
+class Rule(Strict):
+    """A check across fields of one application, e.g. `delinquent_months <= total_loan_months`."""
+
+    check: str
+    field: str | None = None  # the field the error is reported on (default: the first named)
+    message: str | None = None
+
+
 class Target(Strict):
     column: str
     positive: Any  # the value that means default
@@ -107,6 +115,7 @@ class DatasetSpec(Strict):
     columns: dict[str, Column]
     derived: dict[str, Derived] = Field(default_factory=dict)
     gate: Gate = Field(default_factory=Gate)
+    rules: list[Rule] = Field(default_factory=list)  # refused in the API, the form and predict
     # The column whose values decide train/test membership (e.g. a customer id, to keep all of
     # a customer's loans on one side); default: the base table's key; none: a random split.
     split_key: str | None = None
@@ -120,6 +129,15 @@ class DatasetSpec(Strict):
                 raise ValueError(f"join table {join.table!r} is not among the tables")
         if self.target.column not in self.columns:
             raise ValueError(f"target column {self.target.column!r} has no entry in columns")
+        inputs = set(self.input_columns())
+        for rule in self.rules:
+            try:
+                names = parse_expression(rule.check).names
+            except ValueError as exc:
+                raise ValueError(f"rule {rule.check!r}: {exc}") from exc
+            for ref in (*names, *([rule.field] if rule.field else [])):
+                if ref not in inputs:
+                    raise ValueError(f"rule {rule.check!r} uses {ref!r}, not an application field")
         if self.split_key is not None and self.split_key not in self.columns:
             raise ValueError(f"split_key {self.split_key!r} has no entry in columns")
         for name, col in self.columns.items():

@@ -116,3 +116,18 @@ def test_model_summary(client, trained):
     assert body["dataset"] == "lauki_synthetic"
     assert {f["name"] for f in body["inputs"]} >= {"credit_utilization_ratio", "income"}
     assert "gender" not in {f["name"] for f in body["inputs"]}
+
+
+@pytest.mark.parametrize("change,field,why", [
+    ({"delinquent_months": 40, "total_loan_months": 0}, "delinquent_months",
+     "cannot exceed the total months of credit history"),
+    ({"total_dpd": 5000, "delinquent_months": 0}, "total_dpd",
+     "must be 0 when there are no delinquent months"),
+])
+def test_contradictory_applications_are_refused_not_scored(client, application, change, field,
+                                                           why):
+    r = client.post("/api/v1/predict", json={**application, **change})
+    assert r.status_code == 422 and r.json["fields"] == {field: why}
+    batch = client.post("/api/v1/predict/batch",
+                        json={"applications": [application, {**application, **change}]})
+    assert batch.status_code == 422 and batch.json["fields"] == {"1": {field: why}}

@@ -33,3 +33,13 @@ def test_bad_specs_get_specific_errors(tmp_path, body, message):
     path.write_text(body)
     with pytest.raises(SpecError, match=message):
         load_spec(path)
+
+
+def test_rules_must_name_application_fields(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: x\ntables: {t: {source: t.csv}}\nbase: t\n"
+                    "target: {column: y, positive: 1}\n"
+                    "columns: {y: {role: target}, a: {role: numeric}}\n"
+                    "rules: [{check: a <= b}]\n")
+    with pytest.raises(SpecError, match="uses 'b', not an application field"):
+        load_spec(path)
