@@ -38,7 +38,7 @@ def read_table(table: Table, spec: DatasetSpec, data_dir: Path) -> pd.DataFrame:
             return pd.read_parquet(fh)
     except FileNotFoundError as exc:
         raise IngestError(f"source table not found: {url}") from exc
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
+    except (ValueError, OSError, ImportError, pd.errors.ParserError) as exc:
         raise IngestError(f"cannot read {url}: {exc}") from exc
 
 

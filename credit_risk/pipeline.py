@@ -186,9 +186,17 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     scaling = ScoreScaling(settings.score_base, settings.score_base_odds, settings.score_pdo,
                            settings.score_min, settings.score_max)
     registry = Registry(settings.registry_url)
+    run = Path(comparison_path).parent
+    existing = registry.find("run", run.name)
+    if existing:  # a retried or cleared publish task: the run's version exists already
+        log.info("run %s already published %s", run.name, existing)
+        if comparison["approved"]:
+            registry.promote(existing, "approved by the training gate", by="credit-risk pipeline")
+        return existing
     version = registry.new_version_id()
     manifest = {
         "version": version,
+        "run": run.name,
         "dataset": spec.name,
         "spec": info["spec"],
         "data_fingerprint": comparison["data_fingerprint"],
@@ -213,7 +221,6 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
         "code_version": code_version(),
         "libraries": library_versions(),
     }
-    run = Path(comparison_path).parent
     validation_files, manifest["validation"] = published_files(run)  # refuses unvalidated data
     card = model_card_markdown(manifest, comparison)
     X_train, _ = _load_part(split_dir, "train")

@@ -11,16 +11,21 @@ Layout under the registry root::
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import hashlib
 import io
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import fsspec
 import joblib
+from fsspec.implementations.local import LocalFileSystem
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.joblib"
@@ -45,7 +50,28 @@ def _now() -> datetime:
 class Registry:
     def __init__(self, url: str):
         self.url = str(url)
-        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        except ImportError as exc:  # e.g. s3:// without s3fs
+            raise RegistryError(f"registry {self.url}: {exc}") from exc
+        except ValueError as exc:
+            raise RegistryError(f"registry {self.url}: not a usable URL: {exc}") from exc
+
+    @contextmanager
+    def _alias_lock(self) -> Iterator[None]:
+        """Serialise alias changes (promote, rollback) between processes on a local registry;
+        an object store has no locks, so changes there are last-writer-wins."""
+        if not isinstance(self.fs, LocalFileSystem):
+            yield
+            return
+        path = Path(self._path("aliases", ".lock"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
@@ -157,6 +183,10 @@ class Registry:
 
     def promote(self, version: str, reason: str, by: str | None = None) -> None:
         """Make a version the champion; the old champion becomes `previous`."""
+        with self._alias_lock():
+            self._promote(version, reason, by)
+
+    def _promote(self, version: str, reason: str, by: str | None) -> None:
         old = self.alias_version("champion")
         if old == version:
             return
@@ -166,11 +196,17 @@ class Registry:
 
     def rollback(self, reason: str, by: str | None = None) -> str:
         """Swap champion and previous; return the version now serving."""
-        previous = self.alias_version("previous")
-        if not previous:
-            raise RegistryError("no previous champion to roll back to")
-        self.promote(previous, f"rollback: {reason}", by)
-        return previous
+        with self._alias_lock():
+            previous = self.alias_version("previous")
+            if not previous:
+                raise RegistryError("no previous champion to roll back to")
+            self._promote(previous, f"rollback: {reason}", by)
+            return previous
+
+    def find(self, key: str, value: Any) -> str | None:
+        """The newest version whose manifest has `key == value` (e.g. the run that made it)."""
+        return next((v for v in reversed(self.versions())
+                     if self.manifest(v).get(key) == value), None)
 
     def history(self) -> list[dict[str, Any]]:
         base = self._path("history")

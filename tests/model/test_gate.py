@@ -136,3 +136,16 @@ def test_another_datasets_model_does_not_replace_the_champion(trained, tmp_path)
     assert any("serves another dataset, 'lauki_synthetic'" in r
                for r in manifest["rejection_reasons"])
     assert Registry(s.registry_url).alias_version("champion") == version
+
+
+def test_a_retried_publish_does_not_make_a_second_version(trained, tmp_path):
+    import shutil
+
+    from credit_risk import pipeline
+
+    settings, version = trained
+    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    s = settings.model_copy(update={"registry_url": str(tmp_path / "reg")})
+    comparison = next(settings.runs_dir.glob("fixture-run/comparison.json"))
+    assert pipeline.publish_step(s, str(comparison)) == version
+    assert Registry(s.registry_url).versions() == [version]

@@ -1,5 +1,6 @@
 import json
 import threading
+import time
 
 import pytest
 
@@ -79,3 +80,44 @@ def test_alias_is_replaced_atomically(registry, tmp_path):
     t.join()
     assert seen and set(seen) <= set(versions)
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_concurrent_promotes_and_rollbacks_keep_the_aliases_consistent(registry, monkeypatch):
+    versions = [_publish(registry, str(i).encode()) for i in range(3)]
+    registry.promote(versions[0], "start")
+    registry.promote(versions[1], "start")
+    slow = registry.set_alias
+
+    def set_alias_slowly(*args, **kwargs):  # widen the window between read and write
+        time.sleep(0.002)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "set_alias", set_alias_slowly)
+    errors = []
+
+    def churn(k):
+        try:
+            for i in range(15):
+                if i % 3 == 0:
+                    registry.rollback("churn")
+                else:
+                    registry.promote(versions[(i + k) % 3], "churn")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    # Every champion change replaced the champion of the change before it: no lost update.
+    changes = [h for h in registry.history() if h["alias"] == "champion"]
+    for before, after in zip(changes, changes[1:], strict=False):
+        assert after["replaced"] == before["version"], (before, after)
+    assert registry.alias_version("champion") == changes[-1]["version"]
+
+
+def test_object_store_without_its_library_is_a_clear_error():
+    with pytest.raises(RegistryError, match="registry s3://bucket/reg"):
+        Registry("s3://bucket/reg")
