@@ -68,3 +68,26 @@ def test_typical_applicant_has_few_or_no_reasons(scorers):
     scorer = scorers["logistic_regression"]
     reasons = scorer.explainer.explain(scorer.explainer.reference[None], [{}], top=3)[0]
     assert reasons == []
+
+
+def test_saabas_trees_equal_xgboosts_approx_contribs(scorers, tables, spec):
+    import xgboost as xgb
+
+    from credit_risk.ingest import assemble
+    from credit_risk.reasons import SaabasTrees
+
+    scorer = scorers["xgboost"]
+    booster = scorer.explainer._booster
+    frame = assemble(spec, tables).head(200)
+    rows = scorer.model.features.transform(frame)
+    rows[:20, 0] = np.nan  # missing values take each split's default branch
+    ours = SaabasTrees(booster).contributions(rows)
+    theirs = booster.predict(xgb.DMatrix(rows.astype(np.float32)), pred_contribs=True,
+                             approx_contribs=True)[:, :-1]
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    # The explainer gives the same reasons for one row and for a batch.
+    one = [scorer.explainer.explain(rows[i:i + 1], [{}], 3)[0] for i in range(40)]
+    batch = scorer.explainer.explain(rows[:40], [{}] * 40, 3)
+    assert [[r["feature"] for r in x] for x in one] == [[r["feature"] for r in x] for x in batch]
+    np.testing.assert_allclose([r["impact"] for x in one for r in x],
+                               [r["impact"] for x in batch for r in x], atol=2e-4)
