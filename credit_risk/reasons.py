@@ -4,9 +4,9 @@ Per-row contributions on the model's own scale, relative to a typical applicant:
 XGBoost's own `pred_contribs` (by default its fast path-based approximation,
 `approx_contribs`, about 15x faster than exact TreeSHAP on a batch, and for a few rows
 the same numbers from the trees held in NumPy, 5x faster than a DMatrix round trip;
-`exact=True` for TreeSHAP), the linear model's coefficient x standardised value, and for other models
-the drop in PD when a feature is set to its typical value (occlusion). One-hot columns
-are summed back into the field they encode.
+`exact=True` for TreeSHAP), the linear model's coefficient x standardised value, and
+for other models the drop in PD when a feature is set to its typical value (occlusion).
+One-hot columns are summed back into the field they encode.
 """
 
 from __future__ import annotations
