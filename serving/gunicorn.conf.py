@@ -31,8 +31,9 @@ timeout = int(os.environ.get("CREDIT_RISK_TIMEOUT_S", "30"))  # a stuck worker i
 graceful_timeout = 30  # on HUP or TERM, time for in-flight requests to finish
 keepalive = 5
 backlog = 2048
-max_requests = 50_000  # recycle workers now and then, staggered
-max_requests_jitter = 5_000
+# No periodic recycling: a new worker must import the stack and load the model (over a second),
+# which showed up as p99 > 1 s in the benchmark; `timeout` still restarts a stuck worker.
+max_requests = 0
 preload_app = False  # each worker loads the model and runs its own registry watcher
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = os.environ.get("CREDIT_RISK_ACCESS_LOG") or None  # metrics count every request
