@@ -84,30 +84,39 @@ def docs():
     return render_template("docs.html", doc=openapi(), auth=bool(settings().api_keys))
 
 
-@api.post("/api/v1/predict")
-def predict():
+def _body_and_scorer():
+    """The request's JSON body and the scorer for it, or the error response."""
     body, err = _json_body()
     if err:
-        return err
+        return None, None, err
     scorer, err = _scorer_or_error()
+    return body, scorer, err
+
+
+def _decide(scorer, rows):
+    """Score valid applications, log and count the decisions; (request id, results)."""
+    rid = request_id()
+    results = scorer.score_records(rows)
+    record_decisions(rid, rows, results)
+    metrics.count_predictions(results)
+    return rid, results
+
+
+@api.post("/api/v1/predict")
+def predict():
+    body, scorer, err = _body_and_scorer()
     if err:
         return err
     clean, errors = validate_application(scorer.fields, body, scorer.rules)
     if errors:
         return error(422, "invalid application", errors)
-    rid = request_id()
-    result = scorer.score_records([clean])[0]
-    record_decisions(rid, [clean], [result])
-    metrics.count_predictions([result])
-    return jsonify({**result, "request_id": rid})
+    rid, results = _decide(scorer, [clean])
+    return jsonify({**results[0], "request_id": rid})
 
 
 @api.post("/api/v1/predict/batch")
 def predict_batch():
-    body, err = _json_body()
-    if err:
-        return err
-    scorer, err = _scorer_or_error()
+    body, scorer, err = _body_and_scorer()
     if err:
         return err
     apps = body.get("applications") if isinstance(body, dict) else None
@@ -119,8 +128,5 @@ def predict_batch():
     clean_rows, bad = validate_many(scorer.fields, apps, scorer.rules)
     if bad:
         return error(422, "invalid applications (by index)", bad)
-    rid = request_id()
-    results = scorer.score_records(clean_rows)
-    record_decisions(rid, clean_rows, results)
-    metrics.count_predictions(results)
+    rid, results = _decide(scorer, clean_rows)
     return jsonify(request_id=rid, model_version=scorer.version, results=results)
