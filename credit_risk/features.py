@@ -1,12 +1,11 @@
 """Features: cleaning, imputation, derived ratios and one-hot encoding in one fitted object.
 
-The same fitted ``FeatureTransformer`` is used in training (on frames) and in
-serving (on one record at a time, without building a DataFrame).
+The same fitted ``FeatureTransformer`` is used in training (on frames) and, compiled
+by ``credit_risk.fast_predict.FeatureRows``, in serving (records, no DataFrame).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -15,10 +14,6 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from credit_risk.datasets.spec import DatasetSpec
 from credit_risk.expressions import parse_expression
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 class FeatureTransformer(TransformerMixin, BaseEstimator):
@@ -90,26 +85,6 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         if not blocks:
             return np.empty((n, 0))
         return np.column_stack(blocks).astype(float)
-
-    def transform_record(self, record: Mapping[str, Any]) -> np.ndarray:
-        """One application (already validated) to a feature row, without pandas."""
-        env: dict[str, float] = {}
-        for c in self.numeric_inputs_:
-            v = record.get(c)
-            x = np.nan if v is None or _is_missing(v) else float(v)
-            if x in self._missing_numbers(c):
-                x = np.nan
-            env[c] = self.medians_[c] if np.isnan(x) else x
-        row = [env[c] for c in self.numeric_features_]
-        row += [float(parse_expression(e).evaluate(env)) for e in self.derived_.values()]
-        for c in self.categorical_:
-            v = record.get(c)
-            cat = self.modes_[c] if _is_missing(v) else self._clean_value(c, v)
-            row += [1.0 if cat == known else 0.0 for known in self.categories_[c]]
-        return np.asarray(row, dtype=float)
-
-    def _missing_numbers(self, name: str) -> list[float]:
-        return [float(m) for m in self.spec.columns[name].missing_values]
 
     def _clean_value(self, name: str, value: Any) -> Any:
         col = self.spec.columns[name]

@@ -19,6 +19,7 @@ import numpy as np
 import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
 
+from credit_risk.fast_predict import FeatureRows
 from credit_risk.train import CalibratedModel
 
 
@@ -119,7 +120,7 @@ class ReasonExplainer:
         self.labels = {g: labels.get(g, g.replace("_", " ").capitalize()) for g in self.group_names}
         self._suffix = {g: "%" if units.get(g) == "%" else f" {units[g]}" if units.get(g) else ""
                         for g in self.group_names}
-        self.reference = features.transform_record({})  # medians and modes
+        self.reference = FeatureRows(features).row({})[0]  # medians and modes
         self._estimator = model.pipeline.steps[-1][1]
         self._scaler = model.pipeline.named_steps.get("scale")
         self._booster = (self._estimator.get_booster()

@@ -50,7 +50,7 @@ def test_risky_applicant_gets_the_real_drivers(scorers, name):
 def test_linear_contributions_add_up_to_the_log_odds_difference(scorers):
     scorer = scorers["logistic_regression"]
     explainer = scorer.explainer
-    row = scorer.model.features.transform_record(_risky(scorer))[None, :]
+    row = scorer.fast.rows([_risky(scorer)])
     head = scorer.model.pipeline[2:]
     logit = head.decision_function(row)[0] - head.decision_function(explainer.reference[None])[0]
     assert explainer.contributions(row).sum() == pytest.approx(logit)

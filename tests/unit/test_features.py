@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from credit_risk.fast_predict import FeatureRows
 from credit_risk.features import FeatureTransformer
 from credit_risk.ingest import assemble
 
@@ -18,7 +19,8 @@ def fitted(frame, spec):
 
 def _row(fitted, frame, **changes):
     record = {**frame.iloc[0].to_dict(), **changes}
-    return dict(zip(fitted.feature_names_out_, fitted.transform_record(record), strict=True))
+    row = FeatureRows(fitted).row(record)[0]
+    return dict(zip(fitted.feature_names_out_, row, strict=True))
 
 
 def test_follows_the_sklearn_contract(spec, frame):
@@ -70,7 +72,10 @@ def test_record_path_equals_frame_path(fitted, frame):
     sample.loc[sample.index[:5], "income"] = 0
     sample.loc[sample.index[5:8], "residence_type"] = None
     by_frame = fitted.transform(sample)
-    by_record = np.vstack([fitted.transform_record(r) for r in sample.to_dict("records")])
+    rows = FeatureRows(fitted)
+    records = sample.to_dict("records")
+    by_record = np.vstack([rows.row(r) for r in records])
+    np.testing.assert_allclose(rows.matrix(records), by_frame)
     np.testing.assert_allclose(by_record, by_frame)
 
 
