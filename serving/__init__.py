@@ -28,8 +28,7 @@ def create_app(settings: Settings | None = None, watch: bool | None = None) -> F
         app.secret_key = keys.secret()
 
     def prepare(scorer: Scorer) -> None:
-        if hasattr(scorer, "n_reasons"):
-            scorer.n_reasons = settings.n_reasons
+        scorer.n_reasons = settings.n_reasons
 
     store = ModelStore(Registry(settings.registry_url), prepare=prepare,
                        events=StoreEvents(on_swap=metrics.model_swapped,

@@ -30,13 +30,13 @@ def settings() -> Settings:
 def scorer_for(reasons: bool = True) -> Scorer | None:
     """The serving scorer; without reasons, a view of the same model that skips them."""
     scorer = store().scorer
-    if scorer is None or reasons or not getattr(scorer, "n_reasons", 0):
+    if scorer is None or reasons or not scorer.n_reasons:
         return scorer
     cache = _state()["plain"]
     plain = cache.get(scorer.version)
     if plain is None:
         plain = copy.copy(scorer)  # shares the model; only n_reasons differs
-        plain.n_reasons = 0  # type: ignore[attr-defined]
+        plain.n_reasons = 0
         cache.clear()
         cache[scorer.version] = plain
     return plain
