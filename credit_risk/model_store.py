@@ -77,8 +77,7 @@ class ModelStore:
             if self._refused == (version, record.get("set_at")):
                 return False  # this exact promotion was refused already; wait for a new one
             try:
-                model, manifest = self.registry.load_model(version)
-                scorer = Scorer(model, manifest)
+                scorer = Scorer.load(self.registry, version)
                 if self.prepare is not None:
                     self.prepare(scorer)
                 warm_up(scorer)

@@ -261,10 +261,7 @@ def load_scorer(settings: Settings, version: str | None = None) -> Scorer:
     version = version or registry.alias_version("champion")
     if version is None:
         raise RegistryError(f"no champion model in {settings.registry_url}: train one first")
-    model, manifest = registry.load_model(version)
-    return Scorer(model, manifest)
-
-
+    return Scorer.load(registry, version)
 
 
 

@@ -68,6 +68,12 @@ class Scorer:
             units={k: v.get("unit") for k, v in spec["columns"].items()},
         )
 
+    @classmethod
+    def load(cls, registry: Any, version: str) -> Scorer:
+        """The Scorer of a registry version, after the registry verified it."""
+        model, manifest = registry.load_model(version)
+        return cls(model, manifest)
+
     def score_records(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Score validated applications (dicts of field values)."""
         if not records:
