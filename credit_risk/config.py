@@ -84,6 +84,16 @@ class Settings(BaseSettings):
     # The web form: "open", "api_key" (log in with an API key) or "disabled"; default: "api_key"
     # when API keys are set (the form must not be an open side door to the API), else "open".
     form_auth: Literal["open", "api_key", "disabled"] = "open"
+    # The form's security: server-side session lifetime; failed logins allowed per window per
+    # client address and in all (the login has no user names, so "per account" is all of them);
+    # proxies in front whose X-Forwarded-For/-Proto are trusted (0: none); the session secret
+    # (default: derived from the API keys, else random per server start).
+    form_session_minutes: float = Field(30.0, gt=0)
+    login_failures_per_client: int = Field(5, ge=1)
+    login_failures_total: int = Field(50, ge=1)
+    login_window_s: float = Field(300.0, gt=0)
+    trusted_proxies: int = Field(0, ge=0, le=10)
+    secret_key: str | None = Field(None, repr=False)
 
     @model_validator(mode="after")
     def _form_follows_api_keys(self) -> Settings:
