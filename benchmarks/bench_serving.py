@@ -161,10 +161,10 @@ def baseline_artifact(work: Path, settings: Settings, scorer: Scorer) -> Path:
     from xgboost import XGBClassifier
 
     X, y = _part(settings, "train")
-    features = scorer.model.features
-    numeric = [c for c in features.numeric_features_]
-    categorical = list(features.categorical_)
-    X = X[[c for c in features.numeric_inputs_] + categorical]
+    features = scorer.plan.plan["features"]
+    numeric = list(features["features"])
+    categorical = [c["name"] for c in features["categorical"]]
+    X = X[[c["name"] for c in features["numeric"]] + categorical]
     pre = preprocessor(numeric, categorical).fit(X)
     params = dict(scorer.manifest.get("params", {}))
     model = XGBClassifier(n_estimators=300, tree_method="hist", n_jobs=os.cpu_count(),
@@ -191,7 +191,7 @@ def _latencies(fn, items: list, n: int, warmup: int = 300) -> np.ndarray:
 def inprocess(scorer: Scorer, records: list[dict], baseline: Path, n: int) -> dict:
     import seed_model  # noqa: F401
 
-    fast = scorer.fast
+    fast = scorer.plan
     booster = fast.booster
     rows32 = [fast.rows([r]).astype(np.float32) for r in records]
     plain = copy.copy(scorer)
@@ -522,9 +522,8 @@ def main() -> None:
     m = machine()
     settings, version = prepare_model(args.work, args.retrain)
     registry = Registry(settings.registry_url)
-    model, manifest = registry.load_model(version)
-    scorer = Scorer(model, manifest)
-    assert scorer.fast.kind == "xgboost", scorer.fast.kind
+    scorer = Scorer.load(registry, version)
+    assert scorer.plan.kind == "xgboost", scorer.plan.kind
     records = sample_records(settings, scorer, 5000)
     baseline = baseline_artifact(args.work, settings, scorer)
     background = {"before_inprocess": wait_for_quiet()}

@@ -1,7 +1,7 @@
-"""Features: cleaning, imputation, derived ratios and one-hot encoding in one fitted object.
+"""Features: cleaning, imputation, training-range caps, derived ratios and one-hot encoding.
 
-The same fitted ``FeatureTransformer`` is used in training (on frames) and, compiled
-by ``credit_risk.fast_predict.FeatureRows``, in serving (records, no DataFrame).
+``fit`` learns the feature plan (``plan_``, pure data); ``transform`` runs it through the
+same ``credit_risk.plan.FeaturePlan`` code that serving runs on records.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from credit_risk.datasets.spec import DatasetSpec
 from credit_risk.expressions import parse_expression
+from credit_risk.plan import FeaturePlan, cap
 
 
 class FeatureTransformer(TransformerMixin, BaseEstimator):
@@ -67,30 +68,49 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
             + list(self.derived_)
             + [f"{c}={v}" for c in self.categorical_ for v in self.categories_[c]]
         )
+        self.ranges_ = {c: _range(self._clean_numeric(c, X[c]), self.medians_[c])
+                        for c in self.numeric_inputs_}
+        env = {}
+        for c in self.numeric_inputs_:
+            x = self._clean_numeric(c, X[c])
+            env[c] = cap(np.where(np.isnan(x), self.medians_[c], x), *self.ranges_[c])
+        with np.errstate(all="ignore"):
+            self.derived_ranges_ = {
+                d: _range(np.broadcast_to(parse_expression(e).evaluate(env), (len(X),)), 0.0)
+                for d, e in self.derived_.items()}
+        self.plan_ = self._plan()
         return self
+
+    def _plan(self) -> dict[str, Any]:
+        """The fitted state as pure data (JSON): what serving runs."""
+        spec = self.spec
+        return {
+            "names": list(self.feature_names_out_),
+            "numeric": [{"name": c, "median": self.medians_[c],
+                         "missing": [float(m) for m in spec.columns[c].missing_values],
+                         "min": self.ranges_[c][0], "max": self.ranges_[c][1]}
+                        for c in self.numeric_inputs_],
+            "features": list(self.numeric_features_),
+            "derived": [{"name": d, "expr": e, "min": self.derived_ranges_[d][0],
+                         "max": self.derived_ranges_[d][1]} for d, e in self.derived_.items()],
+            "categorical": [{"name": c, "categories": list(self.categories_[c]),
+                             "mode": self.modes_[c], "replace": dict(spec.columns[c].replace),
+                             "missing": [str(m) for m in spec.columns[c].missing_values]}
+                            for c in self.categorical_],
+        }
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         n = len(X)
-        env = {}
-        for c in self.numeric_inputs_:
-            x = self._clean_numeric(c, X[c]) if c in X.columns else np.full(n, np.nan)
-            env[c] = np.where(np.isnan(x), self.medians_[c], x)
-        blocks = [env[c] for c in self.numeric_features_]
-        blocks += [np.broadcast_to(parse_expression(e).evaluate(env), (n,))
-                   for e in self.derived_.values()]
-        for c in self.categorical_:
+        plan = FeaturePlan(self.plan_)
+        numeric = {c: self._clean_numeric(c, X[c]) if c in X.columns else np.full(n, np.nan)
+                   for c in self.numeric_inputs_}
+        positions = []
+        for i, c in enumerate(self.categorical_):
             v = self._clean_categorical(c, X[c]) if c in X.columns else np.full(n, None)
-            v = np.where(pd.isna(v), self.modes_[c], v)
-            blocks += [(v == cat).astype(float) for cat in self.categories_[c]]
-        if not blocks:
-            return np.empty((n, 0))
-        return np.column_stack(blocks).astype(float)
-
-    def _clean_value(self, name: str, value: Any) -> Any:
-        col = self.spec.columns[name]
-        s = str(value).strip()
-        s = col.replace.get(s, s)
-        return self.modes_[name] if s in {str(m) for m in col.missing_values} else s
+            pos = pd.Categorical(v, categories=self.categories_[c]).codes.astype(np.intp)
+            pos[pd.isna(v)] = plan.position(i, None)  # missing: the mode
+            positions.append(pos)
+        return plan.assemble(numeric, positions, n)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(self.feature_names_out_, dtype=object)
@@ -101,3 +121,10 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         out = [signs[self.spec.columns[c].monotone] for c in self.numeric_features_]
         out += [signs[self.spec.derived[d].monotone] for d in self.derived_]
         return out + [0] * (len(self.feature_names_out_) - len(out))
+
+
+def _range(x: np.ndarray, default: float) -> tuple[float, float]:
+    """The finite values' [min, max] (both `default` when there are none)."""
+    finite = np.asarray(x, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return (float(finite.min()), float(finite.max())) if len(finite) else (default, default)

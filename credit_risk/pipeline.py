@@ -12,6 +12,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from credit_risk.bundle import check_plan, compile_bundle, frame_records
 from credit_risk.config import Settings
 from credit_risk.datasets import synthetic
 from credit_risk.datasets.spec import DatasetSpec, load_spec
@@ -111,7 +112,8 @@ def _champion_on(settings: Settings, spec: DatasetSpec, info: dict[str, Any], X:
     if version is None:
         return None
     try:
-        model, manifest = registry.load_model(version)
+        scorer = Scorer.load(registry, version)  # verified, pure data: never a pickle
+        manifest = scorer.manifest
         if manifest.get("dataset") != spec.name:
             raise ValueError(f"it serves another dataset, {manifest.get('dataset')!r}")
         rule = info["split_rule"]
@@ -121,7 +123,7 @@ def _champion_on(settings: Settings, spec: DatasetSpec, info: dict[str, Any], X:
         if rule["key"] is None and manifest["data_fingerprint"] != info["data_fingerprint"]:
             raise ValueError("the data changed and the split is random, so it may have trained "
                              "on this test set")
-        pd_ = model.predict_pd(X)
+        pd_ = scorer.plan.predict_records(frame_records(X))
     except Exception as exc:  # any failure means "not comparable", never a crash
         log.warning("champion %s cannot be compared: %s", version, exc)
         return {"version": version, "comparable": False, "note": str(exc)}
@@ -224,7 +226,10 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     validation_files, manifest["validation"] = published_files(run)  # refuses unvalidated data
     card = model_card_markdown(manifest, comparison)
     X_train, _ = _load_part(split_dir, "train")
-    files = {MODEL_FILE: buf.getvalue(), "comparison.json": Path(comparison_path).read_bytes(),
+    X_test, _ = _load_part(split_dir, "test")
+    check_plan(candidate.model, X_test)  # the pure-data plan must give the pipeline's PDs
+    files = {**compile_bundle(candidate.model), MODEL_FILE: buf.getvalue(),
+             "comparison.json": Path(comparison_path).read_bytes(),
              "reliability.png": (run / "reliability.png").read_bytes(),
              "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode(),
              REFERENCE_FILE: reference_sample(X_train, manifest["inputs"], seed=settings.seed),

@@ -4,8 +4,9 @@ Per-row contributions on the model's own scale, relative to a typical applicant:
 XGBoost's own `pred_contribs` (by default its fast path-based approximation,
 `approx_contribs`, about 15x faster than exact TreeSHAP on a batch, and for a few rows
 the same numbers from the trees held in NumPy, 5x faster than a DMatrix round trip;
-`exact=True` for TreeSHAP), the linear model's coefficient x standardised value, and
-for other models the drop in PD when a feature is set to its typical value (occlusion).
+`exact=True` for TreeSHAP), the linear model's weight x (value - typical value), and
+for the random forest the drop in PD when a feature is set to its typical value (occlusion).
+Everything comes from the pure-data scoring plan (`credit_risk.plan`).
 One-hot columns are summed back into the field they encode.
 """
 
@@ -17,10 +18,8 @@ from typing import Any
 
 import numpy as np
 import xgboost as xgb
-from sklearn.linear_model import LogisticRegression
 
-from credit_risk.fast_predict import FeatureRows
-from credit_risk.train import CalibratedModel
+from credit_risk.plan import ScoringPlan
 
 
 class SaabasTrees:
@@ -105,12 +104,11 @@ def _depth(left: np.ndarray, right: np.ndarray) -> int:
 class ReasonExplainer:
     """Built once per model version; explains rows of the model's feature matrix."""
 
-    def __init__(self, model: CalibratedModel, labels: Mapping[str, str],
+    def __init__(self, plan: ScoringPlan, labels: Mapping[str, str],
                  units: Mapping[str, str | None], exact: bool = False):
-        self.model = model
+        self.plan = plan
         self.exact = exact
-        features = model.features
-        names = list(features.feature_names_out_)
+        names = plan.features.names
         self.groups = [n.split("=", 1)[0] for n in names]
         self.group_names = list(dict.fromkeys(self.groups))
         index = {g: i for i, g in enumerate(self.group_names)}
@@ -120,41 +118,34 @@ class ReasonExplainer:
         self.labels = {g: labels.get(g, g.replace("_", " ").capitalize()) for g in self.group_names}
         self._suffix = {g: "%" if units.get(g) == "%" else f" {units[g]}" if units.get(g) else ""
                         for g in self.group_names}
-        self.reference = FeatureRows(features).row({})[0]  # medians and modes
-        self._estimator = model.pipeline.steps[-1][1]
-        self._scaler = model.pipeline.named_steps.get("scale")
-        self._booster = (self._estimator.get_booster()
-                         if isinstance(self._estimator, xgb.XGBClassifier) else None)
+        self.reference = plan.features.row({})[0]  # medians and modes
+        self._booster = plan.booster
         self._saabas = SaabasTrees(self._booster) if self._booster is not None else None
-        self._derived_index = {d: names.index(d) for d in features.derived_}
+        self._derived_index = {d: names.index(d) for d, *_ in plan.features.derived}
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         """(n_rows, n_groups) contributions; positive raises the PD."""
-        est = self._estimator
         if self._saabas is not None and not self.exact and len(rows) <= SaabasTrees.MAX_ROWS:
             per_feature = self._saabas.contributions(rows)
         elif self._booster is not None:
             dm = xgb.DMatrix(rows.astype(np.float32), nthread=1)
             per_feature = self._booster.predict(dm, pred_contribs=True,
                                                 approx_contribs=not self.exact)[:, :-1]
-        elif isinstance(est, LogisticRegression):
-            scaled = self._scaler.transform(rows) if self._scaler is not None else rows
-            ref = self._scaler.transform(self.reference[None, :]) if self._scaler is not None \
-                else self.reference[None, :]
-            per_feature = (scaled - ref) * est.coef_[0]
+        elif self.plan.linear_w is not None:
+            per_feature = (rows - self.reference[None, :]) * self.plan.linear_w
         else:
             return self._occlusion(rows)
         return per_feature @ self._to_group
 
     def _occlusion(self, rows: np.ndarray) -> np.ndarray:
-        head = self.model.pipeline[2:]
-        base = head.predict_proba(rows)[:, 1]
+        raw = self.plan.predict_raw
+        base = raw(rows)
         out = np.zeros((len(rows), len(self.group_names)))
         for k, g in enumerate(self.group_names):
             cols = [j for j, name in enumerate(self.groups) if name == g]
             changed = rows.copy()
             changed[:, cols] = self.reference[cols]
-            out[:, k] = base - head.predict_proba(changed)[:, 1]
+            out[:, k] = base - raw(changed)
         return out
 
     def explain(self, rows: np.ndarray, records: Sequence[Mapping[str, Any]],

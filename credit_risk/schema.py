@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from credit_risk.datasets.spec import DatasetSpec, Role
 from credit_risk.expressions import parse_expression
-from credit_risk.features import FeatureTransformer
+
+if TYPE_CHECKING:
+    from credit_risk.features import FeatureTransformer
 
 
 def input_fields(spec: DatasetSpec, features: FeatureTransformer) -> list[dict[str, Any]]:

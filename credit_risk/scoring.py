@@ -1,19 +1,25 @@
-"""Scoring: PD, High/Low risk, credit score and rating for applications, from a published model."""
+"""Scoring: PD, High/Low risk, credit score and rating for applications, from a published model.
+
+Serving side: a version's pure-data scoring plan, never a pickle; no pandas or scikit-learn.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from credit_risk.fast_predict import FastPredictor
+from credit_risk.plan import ARRAYS_FILE, BOOSTER_FILE, PLAN_FILE, PlanError, ScoringPlan
 from credit_risk.reasons import ReasonExplainer
 from credit_risk.schema import validate_application
-from credit_risk.train import CalibratedModel
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from credit_risk.registry import Registry
 
 RATING_BANDS = ((750, "Excellent"), (650, "Good"), (500, "Average"), (-math.inf, "Poor"))
 
@@ -50,37 +56,43 @@ def rating(score: int) -> str:
 class Scorer:
     """Everything needed to answer a scoring request for one model version."""
 
-    def __init__(self, model: CalibratedModel, manifest: Mapping[str, Any], n_reasons: int = 3):
-        self.model = model
+    def __init__(self, plan: ScoringPlan, manifest: Mapping[str, Any], n_reasons: int = 3):
+        self.plan = plan
         self.manifest = manifest
         self.version: str = manifest["version"]
         self.threshold = float(manifest["threshold"])
         self.scaling = ScoreScaling(**manifest["score_scaling"])
         self.fields: list[dict[str, Any]] = manifest["inputs"]
         self.rules: list[dict[str, Any]] = manifest["spec"].get("rules", [])
-        self.fast = FastPredictor(model)  # compiled once: no DataFrame, one thread, NumPy only
         self.n_reasons = n_reasons
         spec = manifest["spec"]
         described = {**spec["columns"], **spec.get("derived", {})}
         self.explainer = ReasonExplainer(
-            model,
+            plan,
             labels={k: v["label"] for k, v in described.items() if v.get("label")},
             units={k: v.get("unit") for k, v in spec["columns"].items()},
         )
 
     @classmethod
-    def load(cls, registry: Any, version: str) -> Scorer:
-        """The Scorer of a registry version, after the registry verified it."""
-        model, manifest = registry.load_model(version)
-        return cls(model, manifest)
+    def load(cls, registry: Registry, version: str) -> Scorer:
+        """The Scorer of a registry version: every file verified, the plan read as pure data."""
+        manifest = registry.verify(version)
+        names = [n for n in (PLAN_FILE, ARRAYS_FILE, BOOSTER_FILE) if n in manifest["files"]]
+        if PLAN_FILE not in names:
+            raise PlanError(f"version {version} has no pure-data scoring plan ({PLAN_FILE}): "
+                            "it was published by an older credit-risk that stored only a pickle, "
+                            "which serving never loads; train and publish a new version")
+        files = {n: registry.read_file(version, n, manifest) for n in names}
+        return cls(ScoringPlan.from_files(files), manifest)
 
     def score_records(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Score validated applications (dicts of field values)."""
         if not records:
             return []
-        rows = self.fast.rows(records)
+        rows = self.plan.rows(records)
         reasons = self.explainer.explain(rows, records, self.n_reasons)
-        return self._results(self.fast.predict(rows), reasons)
+        warnings = [self.plan.features.warnings(r) for r in records]
+        return self._results(self.plan.predict(rows), reasons, warnings)
 
     def score_frame(self, df: pd.DataFrame) -> pd.DataFrame:
         """Validate and score a frame of applications; a row that fails gets `error`, no PD."""
@@ -96,10 +108,12 @@ class Scorer:
         ]
         for i, result in zip(good, self.score_records([checked[i][0] for i in good]), strict=True):
             out[i] = result
+        import pandas as pd  # the CLI's path only: serving never imports pandas here
+
         return pd.DataFrame(out, index=df.index)
 
-    def _results(self, pd_: np.ndarray, reasons: list[list[dict[str, Any]]]
-                 ) -> list[dict[str, Any]]:
+    def _results(self, pd_: np.ndarray, reasons: list[list[dict[str, Any]]],
+                 warnings: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         scores = self.scaling.score(pd_)
         return [
             {
@@ -109,6 +123,7 @@ class Scorer:
                 "rating": rating(int(s)),
                 "reasons": why,
                 "model_version": self.version,
+                "warnings": capped,
             }
-            for p, s, why in zip(pd_, scores, reasons, strict=True)
+            for p, s, why, capped in zip(pd_, scores, reasons, warnings, strict=True)
         ]

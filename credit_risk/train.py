@@ -29,6 +29,7 @@ from credit_risk.evaluate import (
     recall_threshold,
 )
 from credit_risk.features import FeatureTransformer
+from credit_risk.plan import logit as _logit
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,6 @@ class Candidate:
     validation: dict[str, float] = field(default_factory=dict)
     search: list[dict[str, Any]] = field(default_factory=list)
     fit_seconds: float = 0.0
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 # -- candidates: estimator factory and bounded search space ----------------------------

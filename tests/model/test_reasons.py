@@ -4,28 +4,36 @@ import joblib
 import numpy as np
 import pytest
 
+from credit_risk.bundle import plan_of
 from credit_risk.registry import Registry
 from credit_risk.scoring import Scorer
 from credit_risk.train import train_candidate
 
 
 @pytest.fixture(scope="module")
-def scorers(trained, spec):
-    """A Scorer per candidate model of the fixture run, plus a small random forest."""
+def models(trained, spec):
+    """The fitted model of every candidate of the fixture run, plus a small random forest."""
     settings, version = trained
-    manifest = Registry(settings.registry_url).manifest(version)
     run = next(settings.runs_dir.iterdir())
     out = {}
     for path in (run / "candidates").glob("*.joblib"):
         candidate = joblib.load(path)
-        out[candidate.name] = Scorer(candidate.model, manifest)
+        out[candidate.name] = candidate.model
     import pandas as pd
 
     train = pd.read_parquet(run / "split" / "train.parquet")
     rf = train_candidate("random_forest", train.drop(columns=["__target__"]),
                          train["__target__"].to_numpy(), spec, settings)
-    out["random_forest"] = Scorer(rf.model, manifest)
+    out["random_forest"] = rf.model
     return out
+
+
+@pytest.fixture(scope="module")
+def scorers(trained, models):
+    """A Scorer per model, from its compiled pure-data plan."""
+    settings, version = trained
+    manifest = Registry(settings.registry_url).manifest(version)
+    return {name: Scorer(plan_of(model), manifest) for name, model in models.items()}
 
 
 def _risky(scorer):
@@ -47,11 +55,11 @@ def test_risky_applicant_gets_the_real_drivers(scorers, name):
         assert util["text"] == "Credit utilisation (95%) raises the risk"
 
 
-def test_linear_contributions_add_up_to_the_log_odds_difference(scorers):
+def test_linear_contributions_add_up_to_the_log_odds_difference(scorers, models):
     scorer = scorers["logistic_regression"]
     explainer = scorer.explainer
-    row = scorer.fast.rows([_risky(scorer)])
-    head = scorer.model.pipeline[2:]
+    row = scorer.plan.rows([_risky(scorer)])
+    head = models["logistic_regression"].pipeline[2:]
     logit = head.decision_function(row)[0] - head.decision_function(explainer.reference[None])[0]
     assert explainer.contributions(row).sum() == pytest.approx(logit)
 
@@ -70,7 +78,7 @@ def test_typical_applicant_has_few_or_no_reasons(scorers):
     assert reasons == []
 
 
-def test_saabas_trees_equal_xgboosts_approx_contribs(scorers, tables, spec):
+def test_saabas_trees_equal_xgboosts_approx_contribs(scorers, models, tables, spec):
     import xgboost as xgb
 
     from credit_risk.ingest import assemble
@@ -79,7 +87,7 @@ def test_saabas_trees_equal_xgboosts_approx_contribs(scorers, tables, spec):
     scorer = scorers["xgboost"]
     booster = scorer.explainer._booster
     frame = assemble(spec, tables).head(200)
-    rows = scorer.model.features.transform(frame)
+    rows = models["xgboost"].features.transform(frame)
     rows[:20, 0] = np.nan  # missing values take each split's default branch
     ours = SaabasTrees(booster).contributions(rows)
     theirs = booster.predict(xgb.DMatrix(rows.astype(np.float32)), pred_contribs=True,

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk.fast_predict import FeatureRows
 from credit_risk.features import FeatureTransformer
 from credit_risk.ingest import assemble
+from credit_risk.plan import FeaturePlan
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def fitted(frame, spec):
 
 def _row(fitted, frame, **changes):
     record = {**frame.iloc[0].to_dict(), **changes}
-    row = FeatureRows(fitted).row(record)[0]
+    row = FeaturePlan(fitted.plan_).row(record)[0]
     return dict(zip(fitted.feature_names_out_, row, strict=True))
 
 
@@ -72,7 +72,7 @@ def test_record_path_equals_frame_path(fitted, frame):
     sample.loc[sample.index[:5], "income"] = 0
     sample.loc[sample.index[5:8], "residence_type"] = None
     by_frame = fitted.transform(sample)
-    rows = FeatureRows(fitted)
+    rows = FeaturePlan(fitted.plan_)
     records = sample.to_dict("records")
     by_record = np.vstack([rows.row(r) for r in records])
     np.testing.assert_allclose(rows.matrix(records), by_frame)

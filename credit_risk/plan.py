@@ -1,0 +1,279 @@
+"""The scoring plan: a published model as pure data, and the NumPy code that scores with it.
+
+A plan is three kinds of file, none of them a pickle: ``plan.json`` (the fitted feature
+steps: imputation values, training-range caps, derived expressions, category encodings;
+the model head; the calibration), ``plan.npz`` (its arrays, read with
+``allow_pickle=False``) and, for XGBoost, ``booster.ubj`` (the booster in XGBoost's own
+format). The same ``FeaturePlan`` computes features for a training frame's columns
+(``credit_risk.features.FeatureTransformer.transform``) and for serving's records.
+No pandas, no scikit-learn, no joblib: this is the serving side.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from credit_risk.expressions import parse_expression
+
+PLAN_FILE = "plan.json"
+ARRAYS_FILE = "plan.npz"
+BOOSTER_FILE = "booster.ubj"
+FORMAT = 1
+LARGEST = float(np.finfo(np.float32).max)  # finite as float32 too (XGBoost's input type)
+UNKNOWN = -2  # a raw categorical value not seen at fit time, before cleaning
+
+
+class PlanError(ValueError):
+    """A scoring plan that cannot be loaded or used."""
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def expit(z: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def cap(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Values within the training range [lo, hi]; NaN (e.g. log1p of -2) becomes 0 first."""
+    return np.clip(np.nan_to_num(np.asarray(x, dtype=float), nan=0.0, posinf=hi, neginf=lo),
+                   lo, hi)
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+class FeaturePlan:
+    """Fitted feature steps as data: raw applications to the model's numeric matrix."""
+
+    def __init__(self, plan: Mapping[str, Any]):
+        self.names: list[str] = list(plan["names"])
+        self.width = len(self.names)
+        self.numeric = [(c["name"], float(c["median"]), frozenset(float(m) for m in c["missing"]),
+                         float(c["min"]), float(c["max"])) for c in plan["numeric"]]
+        self.features: list[str] = list(plan["features"])
+        self.derived = [(d["name"], parse_expression(d["expr"]).evaluate, float(d["min"]),
+                         float(d["max"])) for d in plan["derived"]]
+        self.categorical = []
+        for c in plan["categorical"]:
+            position = {cat: i for i, cat in enumerate(c["categories"])}
+            known = {raw: position.get(self._clean(c, raw), -1)
+                     for raw in {*c["categories"], *c["replace"]}}
+            self.categorical.append((c, position, known))
+
+    @staticmethod
+    def _clean(column: Mapping[str, Any], value: Any) -> Any:
+        """A raw category as the training data was cleaned: stripped, replaced, or the mode."""
+        if _is_missing(value):
+            return column["mode"]
+        s = str(value).strip()
+        s = column["replace"].get(s, s)
+        return column["mode"] if s in {str(m) for m in column["missing"]} else s
+
+    def position(self, index: int, value: Any) -> int:
+        """The one-hot position of a raw value of categorical column `index` (-1: none)."""
+        column, position, known = self.categorical[index]
+        hit = known.get(value) if not _is_missing(value) else None
+        return hit if hit is not None else position.get(self._clean(column, value), -1)
+
+    # -- the one implementation of imputation, caps, derived features and encoding ----------
+    def assemble(self, numeric: Mapping[str, np.ndarray], positions: Sequence[np.ndarray],
+                 n: int) -> np.ndarray:
+        """(n, width) features from raw numeric columns (NaN: missing) and one-hot positions."""
+        out = np.zeros((n, self.width), dtype=float)
+        env: dict[str, np.ndarray] = {}
+        for name, median, missing, lo, hi in self.numeric:
+            x = np.array(numeric[name], dtype=float)
+            if missing:
+                x[np.isin(x, list(missing))] = np.nan
+            x[np.isnan(x)] = median
+            env[name] = cap(x, lo, hi)
+        j = 0
+        for name in self.features:
+            out[:, j] = env[name]
+            j += 1
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for _, evaluate, lo, hi in self.derived:
+                out[:, j] = cap(np.broadcast_to(evaluate(env), (n,)), lo, hi)
+                j += 1
+        rows = np.arange(n)
+        for (column, _, _), pos in zip(self.categorical, positions, strict=True):
+            pos = np.asarray(pos, dtype=np.intp)
+            hit = pos >= 0
+            out[rows[hit], j + pos[hit]] = 1.0
+            j += len(column["categories"])
+        return out
+
+    def matrix(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Many applications (dicts of raw values) to an (n, width) matrix."""
+        numeric = {name: np.array([np.nan if _is_missing(v := r.get(name)) else v
+                                   for r in records], dtype=float)
+                   for name, *_ in self.numeric}
+        positions = []
+        for i, (column, _, known) in enumerate(self.categorical):
+            name = column["name"]
+            hits = [known.get(r.get(name), UNKNOWN) for r in records]
+            if UNKNOWN in hits:
+                hits = [self.position(i, r.get(name)) if h == UNKNOWN else h
+                        for h, r in zip(hits, records, strict=True)]
+            positions.append(np.array(hits, dtype=np.intp))
+        return self.assemble(numeric, positions, len(records))
+
+    def row(self, record: Mapping[str, Any]) -> np.ndarray:
+        """One application to a (1, width) row with plain Python arithmetic (the fast path);
+        the tests hold it equal to `matrix`."""
+        env: dict[str, float] = {}
+        for name, median, missing, lo, hi in self.numeric:
+            v: Any = record.get(name)
+            x = median if _is_missing(v) or float(v) in missing else float(v)
+            env[name] = lo if x < lo else hi if x > hi else x
+        out = [env[n] for n in self.features]
+        with np.errstate(all="ignore"):
+            for _, evaluate, lo, hi in self.derived:
+                d = float(evaluate(env))
+                d = 0.0 if d != d else d  # as `cap`: NaN to 0, then into [lo, hi]
+                out.append(lo if d < lo else hi if d > hi else d)
+        for i, (column, _, _) in enumerate(self.categorical):
+            hot = [0.0] * len(column["categories"])
+            pos = self.position(i, record.get(column["name"]))
+            if pos >= 0:
+                hot[pos] = 1.0
+            out += hot
+        return np.array([out], dtype=float)
+
+    def rows(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return self.row(records[0]) if len(records) == 1 else self.matrix(records)
+
+    def warnings(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The numeric inputs of one application that were capped to the training range."""
+        out = []
+        for name, _, missing, lo, hi in self.numeric:
+            v: Any = record.get(name)
+            if _is_missing(v) or isinstance(v, bool) or float(v) in missing:
+                continue
+            used = lo if v < lo else hi if v > hi else None
+            if used is not None:
+                out.append({"field": name, "value": v, "used": used,
+                            "message": f"outside the training range [{lo:g}, {hi:g}]: "
+                                       f"scored as {used:g}"})
+        return out
+
+
+# -- model heads: feature rows -> uncalibrated P(default) ------------------------------------
+Head = Callable[[np.ndarray], np.ndarray]
+
+
+def _linear_head(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Head:
+    w, w0 = arrays["linear_w"], float(spec["intercept"])
+    return lambda x: expit(x @ w + w0)
+
+
+def _forest_head(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Head:
+    """Trees as padded arrays (leaves point at themselves); scikit-learn's rule, float32 input:
+    left when x <= threshold; P(default) is the mean of the leaves' class shares."""
+    left, right = arrays["forest_left"], arrays["forest_right"]
+    feature, threshold = arrays["forest_feature"], arrays["forest_threshold"]
+    share, depth = arrays["forest_share"], int(spec["depth"])
+    trees = np.arange(left.shape[0])
+
+    def forest(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32).astype(np.float64)
+        node = np.zeros((len(x), len(trees)), dtype=np.intp)
+        rows = np.arange(len(x))[:, None]
+        for _ in range(depth):
+            f = feature[trees, node]
+            go_left = x[rows, f] <= threshold[trees, node]
+            node = np.where(go_left, left[trees, node], right[trees, node])
+        return share[trees, node].mean(axis=1)
+
+    return forest
+
+
+class ScoringPlan:
+    """Records or feature rows in, calibrated PDs out; loaded from a version's plan files."""
+
+    def __init__(self, plan: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                 booster_bytes: bytes | None = None):
+        if plan.get("format") != FORMAT:
+            raise PlanError(f"scoring plan format {plan.get('format')!r} is not {FORMAT}: "
+                            "re-publish the model with this version of credit-risk")
+        self.plan = plan
+        self.features = FeaturePlan(plan["features"])
+        head = plan["head"]
+        self.kind: str = head["kind"]
+        self.booster: Any = None
+        self.linear_w: np.ndarray | None = None
+        if self.kind == "linear":
+            self._raw = _linear_head(head, arrays)
+            self.linear_w = arrays["linear_w"]
+        elif self.kind == "forest":
+            self._raw = _forest_head(head, arrays)
+        elif self.kind == "xgboost":
+            self._raw, self.booster = _xgboost_head(head, booster_bytes)
+        else:
+            raise PlanError(f"unknown model head {self.kind!r}")
+        calibration = plan["calibration"]
+        if calibration["kind"] == "isotonic":
+            xs, ys = arrays["isotonic_x"], arrays["isotonic_y"]
+            self._calibrate: Head = lambda raw: np.interp(raw, xs, ys)
+        elif calibration["kind"] == "sigmoid":
+            slope, intercept = float(calibration["slope"]), float(calibration["intercept"])
+            self._calibrate = lambda raw: expit(logit(raw) * slope + intercept)
+        else:
+            raise PlanError(f"unknown calibration {calibration['kind']!r}")
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes]) -> ScoringPlan:
+        """The plan from its files' bytes (already verified against the manifest)."""
+        try:
+            plan = json.loads(files[PLAN_FILE])
+            with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except KeyError as exc:
+            raise PlanError(f"the scoring plan lacks {exc.args[0]}") from exc
+        except ValueError as exc:  # bad JSON, or an array that would need pickle
+            raise PlanError(f"unreadable scoring plan: {exc}") from exc
+        return cls(plan, arrays, files.get(BOOSTER_FILE))
+
+    def rows(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return self.features.rows(records)
+
+    def predict_raw(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self._raw(rows), dtype=float)
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """Calibrated PDs of feature rows."""
+        return np.asarray(self._calibrate(self.predict_raw(rows)), dtype=float)
+
+    def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return self.predict(self.rows(records)) if records else np.empty(0)
+
+
+def _xgboost_head(spec: Mapping[str, Any], data: bytes | None) -> tuple[Head, Any]:
+    import xgboost as xgb
+
+    if data is None:
+        raise PlanError(f"the scoring plan lacks {BOOSTER_FILE}")
+    booster = xgb.Booster()
+    try:
+        booster.load_model(bytearray(data))
+    except xgb.core.XGBoostError as exc:
+        raise PlanError(f"unreadable {BOOSTER_FILE}: {exc}") from exc
+    booster.set_param({"nthread": 1})  # one thread per worker: the workers are the parallelism
+    iterations = tuple(spec["iteration_range"])
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        raw = booster.inplace_predict(np.asarray(x, dtype=np.float32),
+                                      iteration_range=iterations, validate_features=False)
+        return np.asarray(raw, dtype=float).reshape(-1)
+
+    return predict, booster

@@ -1,0 +1,229 @@
+"""The pure-data scoring plan: the fitted pipeline's numbers, one row or 10,000, no pickle."""
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+from credit_risk.bundle import check_plan, compile_bundle, frame_records, plan_of
+from credit_risk.datasets import synthetic
+from credit_risk.ingest import assemble
+from credit_risk.pipeline import load_scorer
+from credit_risk.plan import ARRAYS_FILE, PLAN_FILE, PlanError, ScoringPlan
+from credit_risk.registry import Registry
+from credit_risk.schema import validate_application
+from credit_risk.scoring import Scorer
+from credit_risk.train import train_candidate
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="module")
+def frame(spec):
+    return assemble(spec, synthetic.generate(10_000, seed=11)).head(10_000)
+
+
+@pytest.fixture(scope="module")
+def models(trained, spec):
+    """Every candidate the fixture run trained (logistic regression, XGBoost), and a forest."""
+    import pandas as pd
+
+    settings, _ = trained
+    out = {p.stem: joblib.load(p).model for p in settings.runs_dir.glob("*/candidates/*.joblib")}
+    train = pd.read_parquet(next(settings.runs_dir.glob("*/split/train.parquet")))
+    out["random_forest"] = train_candidate(
+        "random_forest", train.drop(columns=["__target__"]), train["__target__"].to_numpy(),
+        spec, settings.model_copy(update={"search_iterations": 1})).model
+    return out
+
+
+def test_every_model_kind_compiles_to_pure_data(models):
+    kinds = {name: plan_of(m).kind for name, m in models.items()}
+    assert kinds == {"logistic_regression": "linear", "xgboost": "xgboost",
+                     "random_forest": "forest"}
+    for model in models.values():
+        files = compile_bundle(model)
+        assert b"\x80" not in files[PLAN_FILE]  # JSON text, not a pickle stream
+        np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False)  # plain arrays only
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "xgboost", "random_forest"])
+def test_rows_match_the_feature_transformer(models, frame, name):
+    model = models[name]
+    plan = plan_of(model)
+    records = frame_records(frame[model.features.numeric_inputs_ + model.features.categorical_])
+    expected = model.features.transform(frame)
+    batch = plan.rows(records)
+    assert batch.shape == expected.shape == (10_000, plan.features.width)
+    np.testing.assert_allclose(batch, expected, rtol=0, atol=1e-12)
+    single = np.vstack([plan.rows([r]) for r in records])
+    np.testing.assert_array_equal(single, batch)
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "xgboost", "random_forest"])
+def test_single_and_batch_pds_match_the_pipeline(models, frame, name):
+    model = models[name]
+    plan = plan_of(model)
+    records = frame_records(frame)
+    batch = plan.predict_records(records)
+    single = np.concatenate([plan.predict_records([r]) for r in records[:2000]])
+    np.testing.assert_allclose(single, batch[:2000], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(batch, model.predict_pd(frame), rtol=1e-9, atol=1e-12)
+    assert ((batch > 0) & (batch < 1)).all()
+    check_plan(model, frame.head(500))  # what publish runs
+
+
+def test_check_plan_refuses_a_plan_that_differs(models, frame):
+    model = models["logistic_regression"]
+    broken = joblib.load(io.BytesIO(_dump(model)))
+    derived = broken.features.plan_["derived"][0]
+    derived["max"] = derived["min"]  # a wrong cap
+    with pytest.raises(PlanError, match="differs from the fitted model"):
+        check_plan(_Mismatch(model, broken), frame.head(200))
+
+
+class _Mismatch:
+    """Reports the PDs of one model and compiles another: a compiler bug, simulated."""
+
+    def __init__(self, truth, compiled):
+        self._truth, self._compiled = truth, compiled
+
+    def predict_pd(self, X):
+        return self._truth.predict_pd(X)
+
+    def __getattr__(self, name):
+        return getattr(self._compiled, name)
+
+
+def _dump(obj) -> bytes:
+    buf = io.BytesIO()
+    joblib.dump(obj, buf)
+    return buf.getvalue()
+
+
+def test_scorer_single_and_batch_results_are_the_same(trained, frame):
+    settings, version = trained
+    scorer = load_scorer(settings, version)
+    names = [f["name"] for f in scorer.fields]
+    raw = frame_records(frame[names])
+    records = [clean for clean, errors in (validate_application(scorer.fields, r) for r in raw)
+               if not errors]
+    assert len(records) > 9_000
+    batch = scorer.score_records(records)
+    single = [scorer.score_records([r])[0] for r in records]
+    keys = ("risk", "credit_score", "rating", "model_version", "warnings")
+    assert [tuple(str(r[k]) for k in keys) for r in single] == [
+        tuple(str(r[k]) for k in keys) for r in batch]
+    np.testing.assert_allclose([r["probability_of_default"] for r in single],
+                               [r["probability_of_default"] for r in batch], rtol=1e-12)
+
+
+def test_xgboost_booster_runs_on_one_thread(models):
+    plan = plan_of(models["xgboost"])
+    config = json.loads(plan.booster.save_config())
+    assert config["learner"]["generic_param"]["nthread"] == "1"
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "xgboost", "random_forest"])
+def test_overflowing_features_stay_finite(models, name):
+    model = models[name]
+    plan = plan_of(model)
+    record = {c: model.features.medians_.get(c) for c in model.features.numeric_inputs_}
+    record.update(income=1e-300, loan_amount=1e10)
+    for rows in (plan.rows([record]), plan.rows([record, record])):
+        assert np.isfinite(rows).all()
+        pd_ = plan.predict(rows)
+        assert np.isfinite(pd_).all() and ((pd_ >= 0) & (pd_ <= 1)).all()
+
+
+# -- the attack of issue 8: registry write access must not be code execution ----------------
+class _Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Payload.marker}",))
+
+
+def _plant_pickle(registry: Registry, version: str, marker: Path) -> None:
+    """Replace model.joblib with a payload and rewrite its hash, as an attacker with write
+    access to an unsigned registry would."""
+    _Payload.marker = marker
+    data = pickle.dumps(_Payload())
+    folder = Path(registry.root) / "models" / version
+    (folder / "model.joblib").write_bytes(data)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["model.joblib"] = hashlib.sha256(data).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_serving_and_predict_never_unpickle(trained, tmp_path):
+    import shutil
+
+    settings, version = trained
+    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    registry = Registry(str(tmp_path / "reg"))
+    marker = tmp_path / "pwned"
+    _plant_pickle(registry, version, marker)
+    # Serving's own loading path, in a fresh interpreter with pickle and joblib booby-trapped.
+    code = f"""
+import pickle
+def trap(*a, **k):
+    raise SystemExit("unpickled")
+pickle.loads = pickle.load = trap
+pickle.Unpickler = trap
+from credit_risk.registry import Registry
+from credit_risk.scoring import Scorer
+s = Scorer.load(Registry({str(tmp_path / 'reg')!r}), {version!r})
+app = {{f["name"]: f["default"] for f in s.fields}}
+print(s.score_records([app])[0]["probability_of_default"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert 0 < float(out.stdout.split()[0]) < 1
+    assert not marker.exists()
+    # The CLI's predict too.
+    apps = tmp_path / "apps.csv"
+    scorer = Scorer.load(registry, version)
+    import pandas as pd
+
+    pd.DataFrame([{f["name"]: f["default"] for f in scorer.fields}]).to_csv(apps, index=False)
+    env = {**os.environ, "CREDIT_RISK_REGISTRY_URL": str(tmp_path / "reg"),
+           "CREDIT_RISK_DECISION_LOG": str(tmp_path / "d.jsonl")}
+    cli = str(Path(sys.executable).parent / "credit-risk")
+    out = subprocess.run([cli, "predict", str(apps), "-o",
+                          str(tmp_path / "out.csv")], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert not marker.exists()
+    assert "probability_of_default" in (tmp_path / "out.csv").read_text()
+
+
+def test_a_version_without_a_plan_is_refused_with_how_to_fix(trained, tmp_path):
+    import shutil
+
+    settings, version = trained
+    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    registry = Registry(str(tmp_path / "reg"))
+    manifest = registry.manifest(version)
+    files = {n: registry.read_file(version, n) for n in manifest["files"]
+             if not n.startswith(("plan.", "booster."))}
+    meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
+    old = registry.publish(files, meta)
+    with pytest.raises(PlanError, match="older credit-risk.*train and publish a new version"):
+        Scorer.load(registry, old)
+
+
+def test_an_array_file_needing_pickle_is_refused(models):
+    files = compile_bundle(models["logistic_regression"])
+    buf = io.BytesIO()
+    np.savez(buf, linear_w=np.array([object()], dtype=object))
+    files[ARRAYS_FILE] = buf.getvalue()
+    with pytest.raises(PlanError, match="unreadable scoring plan"):
+        ScoringPlan.from_files(files)
