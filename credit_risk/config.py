@@ -23,6 +23,13 @@ class Settings(BaseSettings):
     registry_url: str = "var/registry"
     dataset_spec: str = "lauki_synthetic"  # a built-in spec name or a path to a YAML spec
 
+    # Signed manifests (see README "Security"). The publisher signs with the private key
+    # (PEM, Ed25519); serving, promote, rollback and the champion comparison accept only
+    # versions signed by one of the trusted public keys (PEM; comma-separated in
+    # CREDIT_RISK_TRUSTED_KEYS, several during a key rotation). No trusted keys: not verified.
+    signing_key_file: Path | None = None
+    trusted_keys: Annotated[tuple[Path, ...], NoDecode] = ()
+
     # Synthetic data.
     n_customers: int = Field(50_000, ge=100)
     data_seed: int = 42
@@ -107,6 +114,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(k.strip() for k in value.split(",") if k.strip())
         return value
+
+    @field_validator("trusted_keys", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @field_validator("signing_key_file", mode="before")
+    @classmethod
+    def _no_key(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("decision_log", mode="before")
     @classmethod

@@ -42,6 +42,31 @@ def read_table(table: Table, spec: DatasetSpec, data_dir: Path) -> pd.DataFrame:
         raise IngestError(f"cannot read {url}: {exc}") from exc
 
 
+def missing_sources(spec: DatasetSpec, data_dir: Path) -> list[str]:
+    """The source tables of a spec that do not exist (an unreachable store is not "missing")."""
+    missing = []
+    for table in spec.tables.values():
+        url = source_url(table, spec, data_dir)
+        try:
+            fs, path = fsspec.core.url_to_fs(url)
+            exists = fs.exists(path)
+        except (ImportError, ValueError, OSError):
+            continue  # read_table says why it cannot be read
+        if not exists:
+            missing.append(url)
+    return missing
+
+
+def check_sources(spec: DatasetSpec, data_dir: Path) -> None:
+    """Raise IngestError naming every missing source file of the spec (nothing is generated)."""
+    missing = missing_sources(spec, data_dir)
+    if missing:
+        hint = (f"; write the synthetic tables with `credit-risk generate-data --spec {spec.name}`"
+                if spec.generator else "")
+        raise IngestError(f"dataset {spec.name}: source table not found: "
+                          f"{', '.join(missing)}{hint}")
+
+
 def frame_fingerprint(df: pd.DataFrame) -> str:
     """SHA-256 of a frame's columns, dtypes and values (independent of the file format)."""
     h = hashlib.sha256()
@@ -58,6 +83,7 @@ def ingest(spec: DatasetSpec, data_dir: Path, out_dir: Path) -> Path:
     manifest_path = out_dir / "snapshot.json"
     if manifest_path.exists():
         return manifest_path
+    check_sources(spec, data_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables: dict[str, Any] = {}
     for name, table in spec.tables.items():

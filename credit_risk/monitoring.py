@@ -99,7 +99,7 @@ def drift_step(settings: Settings, run_id: str) -> str:
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"run_id": run_id, "at": datetime.now(UTC).isoformat(),
                               "psi_threshold": settings.drift_psi_threshold, "drift": False}
-    registry = Registry(settings.registry_url)
+    registry = Registry.from_settings(settings)
     champion = registry.alias_version("champion")
     if champion is None:
         result["status"] = "no champion"

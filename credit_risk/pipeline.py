@@ -14,7 +14,6 @@ import pandas as pd
 
 from credit_risk.bundle import check_plan, compile_bundle, frame_records
 from credit_risk.config import Settings
-from credit_risk.datasets import synthetic
 from credit_risk.datasets.spec import DatasetSpec, load_spec
 from credit_risk.evaluate import classification_metrics
 from credit_risk.fairness import fairness_report
@@ -37,9 +36,7 @@ TARGET = "__target__"
 def ingest_step(settings: Settings, run_id: str, spec_name: str | None = None) -> str:
     """Snapshot the source tables for this run; return the snapshot manifest path."""
     spec = load_spec(spec_name or settings.dataset_spec)
-    if spec.generator:
-        synthetic.ensure(spec, settings.data_dir, settings.n_customers, settings.data_seed)
-    out = settings.run_dir(run_id) / "raw"
+    out = settings.run_dir(run_id) / "raw"  # a missing source is an error, never regenerated
     return str(ingest(spec, settings.data_dir, out))
 
 
@@ -107,7 +104,7 @@ def _champion_on(settings: Settings, spec: DatasetSpec, info: dict[str, Any], X:
                  y: np.ndarray):
     """The current champion's metrics on this test set, or why it cannot be compared: it must
     never have trained on these test rows (same split rule; same data if the split is random)."""
-    registry = Registry(settings.registry_url)
+    registry = Registry.from_settings(settings)
     version = registry.alias_version("champion")
     if version is None:
         return None
@@ -187,13 +184,15 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     joblib.dump(candidate.model, buf)
     scaling = ScoreScaling(settings.score_base, settings.score_base_odds, settings.score_pdo,
                            settings.score_min, settings.score_max)
-    registry = Registry(settings.registry_url)
+    registry = Registry.from_settings(settings)
     run = Path(comparison_path).parent
     existing = registry.find("run", run.name)
     if existing:  # a retried or cleared publish task: the run's version exists already
-        log.info("run %s already published %s", run.name, existing)
-        if comparison["approved"]:
-            registry.promote(existing, "approved by the training gate", by="credit-risk pipeline")
+        # Aliases are left alone: an operator may have rolled back since the first attempt.
+        log.info("run %s already published %s; aliases unchanged", run.name, existing)
+        if comparison["approved"] and existing not in {h["version"] for h in registry.history()}:
+            log.warning("approved version %s was never promoted (the first attempt stopped "
+                        "before it): promote it with `credit-risk models promote`", existing)
         return existing
     version = registry.new_version_id()
     manifest = {
@@ -262,7 +261,7 @@ def run_all(settings: Settings, run_id: str, spec_name: str | None = None) -> st
 
 
 def load_scorer(settings: Settings, version: str | None = None) -> Scorer:
-    registry = Registry(settings.registry_url)
+    registry = Registry.from_settings(settings)
     version = version or registry.alias_version("champion")
     if version is None:
         raise RegistryError(f"no champion model in {settings.registry_url}: train one first")
@@ -273,7 +272,7 @@ def load_scorer(settings: Settings, version: str | None = None) -> Scorer:
 def data_changed_since_champion(settings: Settings, snapshot: str) -> bool:
     """False when the champion was trained on exactly this data (nothing new to learn)."""
     fingerprint = json.loads(Path(snapshot).read_text())["fingerprint"]
-    registry = Registry(settings.registry_url)
+    registry = Registry.from_settings(settings)
     version = registry.alias_version("champion")
     if version is None:
         return True

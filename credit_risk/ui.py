@@ -51,7 +51,7 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
     app = FastAPI(title="credit-risk", dependencies=[Depends(user_dependency)])
     User = Annotated[Any, Depends(user_dependency)]
     Reason = Annotated[str, Form(min_length=1)]
-    registry = Registry(settings.registry_url)
+    registry = Registry.from_settings(settings)
 
     @app.get("/", response_class=HTMLResponse)
     def models() -> HTMLResponse:

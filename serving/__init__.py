@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None, watch: bool | None = None) -> F
     def prepare(scorer: Scorer) -> None:
         scorer.n_reasons = settings.n_reasons
 
-    store = ModelStore(Registry(settings.registry_url), prepare=prepare,
+    store = ModelStore(Registry.from_settings(settings), prepare=prepare,
                        events=StoreEvents(on_swap=metrics.model_swapped,
                                           on_failure=metrics.reload_failed))
     store.refresh()

@@ -39,6 +39,12 @@ def small_settings(base: Path, **overrides) -> Settings:
     return Settings(**values)
 
 
+def generate_data(settings: Settings) -> Settings:
+    """Write the synthetic source tables: an explicit step, ingest never generates data."""
+    synthetic.ensure_for(settings)
+    return settings
+
+
 @pytest.fixture(scope="session")
 def spec():
     return load_spec("lauki_synthetic")
@@ -55,6 +61,6 @@ def trained(tmp_path_factory):
     from credit_risk import pipeline
 
     base = tmp_path_factory.mktemp("trained")
-    settings = small_settings(base)
+    settings = generate_data(small_settings(base))
     version = pipeline.run_all(settings, "fixture-run")
     return settings, version

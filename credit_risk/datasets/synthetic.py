@@ -34,11 +34,15 @@ moves towards Personal and Education, and incomes fall by about 15%.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from credit_risk.datasets.spec import DatasetSpec
+from credit_risk.datasets.spec import DatasetSpec, load_spec
+
+if TYPE_CHECKING:
+    from credit_risk.config import Settings
 
 CITIES = [
     ("Mumbai", "Maharashtra", "400001"),
@@ -194,9 +198,19 @@ def write(tables: dict[str, pd.DataFrame], out_dir: Path, fmt: str = "csv") -> d
 
 
 def ensure(spec: DatasetSpec, data_dir: Path, n_customers: int, seed: int) -> Path:
-    """Generate the spec's source files under data_dir/<spec> unless they are all there."""
+    """Generate the spec's source files under data_dir/<spec> unless they are all there.
+
+    An explicit step (`credit-risk generate-data`, scripts/run.sh, tests): ingest never calls
+    it, so a missing source file is an error, not a silently regenerated dataset.
+    """
     out = data_dir / spec.name
     sources = [out / t.source for t in spec.tables.values()]
     if not all(p.exists() for p in sources):
         write(generate(n_customers, seed), out)
     return out
+
+
+def ensure_for(settings: Settings) -> Path:
+    """ensure() for the settings' dataset spec and size (explicit, as ensure)."""
+    spec = load_spec(settings.dataset_spec)
+    return ensure(spec, settings.data_dir, settings.n_customers, settings.data_seed)

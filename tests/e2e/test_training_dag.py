@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.conftest import small_settings
+from tests.conftest import generate_data, small_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ def _run_dag(conf):
 
 
 def test_training_dag_publishes_a_champion_that_serves(airflow_db, tmp_path, monkeypatch):
-    settings = small_settings(tmp_path)
+    settings = generate_data(small_settings(tmp_path))
     for key, value in {"DATA_DIR": settings.data_dir, "RUNS_DIR": settings.runs_dir,
                        "REGISTRY_URL": settings.registry_url, "N_CUSTOMERS": 3000,
                        "SEARCH_ITERATIONS": 1, "DECISION_LOG": tmp_path / "d.jsonl"}.items():

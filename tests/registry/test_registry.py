@@ -65,12 +65,12 @@ def test_alias_to_unknown_version_is_refused(registry):
 def test_alias_is_replaced_atomically(registry, tmp_path):
     versions = [_publish(registry, str(i).encode()) for i in range(3)]
     seen, stop = [], threading.Event()
-    path = tmp_path / "reg" / "aliases" / "champion.json"
+    path = tmp_path / "reg" / "aliases" / "state.json"
     registry.promote(versions[0], "start")
 
     def reader():
         while not stop.is_set():
-            seen.append(json.loads(path.read_text())["version"])  # never partial JSON
+            seen.append(json.loads(path.read_text())["aliases"]["champion"]["version"])
 
     t = threading.Thread(target=reader)
     t.start()
@@ -86,13 +86,13 @@ def test_concurrent_promotes_and_rollbacks_keep_the_aliases_consistent(registry,
     versions = [_publish(registry, str(i).encode()) for i in range(3)]
     registry.promote(versions[0], "start")
     registry.promote(versions[1], "start")
-    slow = registry.set_alias
+    slow = registry._change
 
-    def set_alias_slowly(*args, **kwargs):  # widen the window between read and write
+    def change_slowly(*args, **kwargs):  # widen the window between read and write
         time.sleep(0.002)
         return slow(*args, **kwargs)
 
-    monkeypatch.setattr(registry, "set_alias", set_alias_slowly)
+    monkeypatch.setattr(registry, "_change", change_slowly)
     errors = []
 
     def churn(k):
