@@ -27,6 +27,7 @@ RUN pip install --no-cache-dir -c constraints.txt ".[serving]" \
 
 USER 10001:10001
 EXPOSE 8000
+# Healthy = ready: a verified model serves and decisions can be logged (/health is only alive).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/ready', timeout=4)"]
 CMD ["gunicorn", "-c", "serving/gunicorn.conf.py", "serving.wsgi:app"]

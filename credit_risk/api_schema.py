@@ -68,6 +68,15 @@ class Reason(BaseModel):
     text: str | None = None
 
 
+class InputWarning(BaseModel):
+    """An input beyond the model's training range, scored at the range's edge."""
+
+    field: str
+    value: float = Field(description="The value sent.")
+    used: float = Field(description="The value scored (the training range's edge).")
+    message: str
+
+
 class Prediction(BaseModel):
     probability_of_default: float = Field(ge=0, le=1)
     risk: Literal["High", "Low"]
@@ -75,6 +84,8 @@ class Prediction(BaseModel):
     rating: Literal["Poor", "Average", "Good", "Excellent"]
     reasons: list[Reason | str] | None = Field(
         None, description="The main features raising the PD, most important first.")
+    warnings: list[InputWarning] | None = Field(
+        None, description="Inputs capped to the training range (possibly none).")
     model_version: str
 
 
@@ -98,11 +109,25 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class DecisionLogStatus(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    ok: bool
+    failures: int
+    last_error: str | None = None
+
+
 class Ready(BaseModel):
+    """Ready: a verified model is loaded and decisions can be logged."""
+
     model_config = ConfigDict(extra="allow")
     ready: bool
-    model_version: str | None = None
+    model_version: str | None = Field(None, description="The version serving.")
+    champion: str | None = Field(None, description="The champion alias's version.")
+    fallback: bool = Field(False, description=(
+        "Serving another version because the champion could not be loaded (retried)."))
+    fallback_reason: str | None = None
     last_error: str | None = None
+    decision_log: DecisionLogStatus | None = None
 
 
 class ModelSummary(BaseModel):
@@ -125,11 +150,20 @@ def _json(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": REF.format(model=ref)}}}
 
 
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again",
+                               "schema": {"type": "integer", "minimum": 0}}}
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     why = {400: "Malformed JSON", 401: "Missing or wrong API key", 413: "Body or batch too large",
            415: "Content-Type is not application/json", 422: "Invalid fields, each named",
-           503: "No model loaded yet"}
-    return {str(c): {"description": why[c], "content": _json("Error")} for c in codes}
+           503: "No model loaded yet, or the decision could not be recorded (nothing was "
+                "decided: fail closed)"}
+    out: dict[str, Any] = {str(c): {"description": why[c], "content": _json("Error")}
+                           for c in codes}
+    if 503 in codes:
+        out["503"]["headers"] = RETRY_AFTER
+    return out
 
 
 def openapi_document(fields: Sequence[Mapping[str, Any]], *, model_version: str | None,
@@ -178,9 +212,11 @@ def openapi_document(fields: Sequence[Mapping[str, Any]], *, model_version: str 
                                  **(_errors(401) if auth else {})},
                 secured=True, operationId="model")},
             "/health": {"get": op("Alive", None, "Health", {}, operationId="health")},
-            "/ready": {"get": op("A model is loaded", None, "Ready",
-                                 {"503": {"description": "No model loaded yet",
-                                          "content": _json("Ready")}}, operationId="ready")},
+            "/ready": {"get": op("A verified model is loaded and decisions can be logged", None,
+                                 "Ready", {"503": {
+                                     "description": "No model loaded, or the decision log "
+                                                    "cannot be written",
+                                     "content": _json("Ready")}}, operationId="ready")},
             "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
                                  "responses": {"200": {"description": "OK", "content": {
                                      "text/plain": {"schema": {"type": "string"}}}}}}},

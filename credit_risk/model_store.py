@@ -5,6 +5,12 @@ against its SHA-256, the model is compiled and must score a typical application;
 only then is the reference swapped, in one assignment, so a request sees the old
 model or the new one, whole. A version that fails any step is refused, logged and
 counted, and the last good model keeps serving.
+
+A process that starts while the champion cannot be loaded (a corrupt file, a bad
+signature) serves the newest version of the alias history that loads and verifies: a
+*fallback*, reported by `summary()`. The champion is retried with a bounded exponential
+backoff, and at once when the alias or the champion's files change, so repairing the
+files (or promoting another version) ends the fallback without a restart.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +31,22 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StoreEvents:
-    """Optional callbacks (for metrics): a model was swapped in, a reload failed."""
+    """Optional callbacks (for metrics): a model was swapped in, a reload failed, the
+    process started or stopped serving a version other than the champion."""
 
     on_swap: Callable[[Scorer | None, Scorer], None] | None = None
     on_failure: Callable[[str], None] | None = None
+    on_fallback: Callable[[bool], None] | None = None
+
+
+@dataclass
+class _Retry:
+    """A champion that failed to load: when to try it again, and what would make it worth it."""
+
+    key: tuple[str, Any]  # (version, alias set_at)
+    fingerprint: Any
+    delay_s: float
+    due: float
 
 
 def warm_up(scorer: Scorer) -> None:
@@ -40,59 +58,145 @@ def warm_up(scorer: Scorer) -> None:
         raise ValueError(f"the model gives PD {pd_!r} for a typical application")
 
 
+def history_versions(registry: Registry) -> Iterator[str]:
+    """Versions named in the alias history, newest record first, each once."""
+    seen: set[str] = set()
+    for record in reversed(registry.history()):
+        for key in ("version", "champion", "previous"):
+            value = record.get(key)
+            if isinstance(value, str) and value not in seen:
+                seen.add(value)
+                yield value
+
+
 class ModelStore:
     """Holds the current Scorer; `refresh()` swaps in a new champion after verifying it."""
 
     def __init__(self, registry: Registry, alias: str = "champion",
                  events: StoreEvents | None = None,
-                 prepare: Callable[[Scorer], None] | None = None):
+                 prepare: Callable[[Scorer], None] | None = None,
+                 retry_s: float = 5.0, max_retry_s: float = 300.0):
         self.registry = registry
         self.alias = alias
         self.events = events or StoreEvents()
         self.prepare = prepare
+        self.retry_s = retry_s
+        self.max_retry_s = max_retry_s
         self._scorer: Scorer | None = None
         self._lock = threading.Lock()
         self.reload_failures = 0
         self.last_error: str | None = None
         self.loaded_at: float | None = None
-        self._refused: tuple[str, Any] | None = None  # (version, alias set_at) refused for good
+        self.champion: str | None = None  # the alias's version at the last look
+        self.fallback_reason: str | None = None  # why the served version is not the champion
+        self._retry: _Retry | None = None
+        self._fallback_reported = False
         self._stop = threading.Event()
 
     @property
     def scorer(self) -> Scorer | None:
         return self._scorer  # one reference read: requests see the old or the new model, whole
 
+    @property
+    def fallback(self) -> bool:
+        """Serving a version other than the champion (the champion could not be loaded)."""
+        scorer = self._scorer
+        return scorer is not None and self.champion is not None \
+            and scorer.version != self.champion
+
     def refresh(self) -> bool:
         """Load the alias's version if it changed; return True when a new model was swapped in."""
         with self._lock:
-            try:
-                record = self.registry.alias(self.alias)
-            except Exception as exc:  # any storage error: retry on the next poll
-                return self._fail(f"cannot read alias {self.alias!r}: {exc}")
-            if not record:
-                return False
-            version = record["version"]
-            if self._scorer is not None and self._scorer.version == version:
-                return False
-            if self._refused == (version, record.get("set_at")):
-                return False  # this exact promotion was refused already; wait for a new one
-            try:
-                scorer = Scorer.load(self.registry, version)
-                if self.prepare is not None:
-                    self.prepare(scorer)
-                warm_up(scorer)
-            except OSError as exc:
-                return self._fail(f"cannot load version {version}: {exc}")
-            except Exception as exc:  # a bad artifact, whatever the way it fails
-                self._refused = (version, record.get("set_at"))
-                return self._fail(f"refused version {version}: {type(exc).__name__}: {exc}")
-            old, self._scorer = self._scorer, scorer
-            self.loaded_at = time.time()
+            swapped = self._refresh()
+            if self.fallback != self._fallback_reported:
+                self._fallback_reported = self.fallback
+                if self.events.on_fallback is not None:
+                    self.events.on_fallback(self.fallback)
+            return swapped
+
+    def _refresh(self) -> bool:
+        """One look at the alias (under the lock)."""
+        try:
+            record = self.registry.alias(self.alias)
+        except Exception as exc:  # any storage error: retry on the next poll
+            return self._fail(f"cannot read alias {self.alias!r}: {exc}")
+        if not record:
+            return False
+        version = record["version"]
+        self.champion = version
+        if self._scorer is not None and self._scorer.version == version:
+            self._retry = None
+            return False
+        key = (version, record.get("set_at"))
+        retry = self._retry
+        fingerprint = self._fingerprint(version) if retry and retry.key == key else None
+        if retry is not None and retry.key == key and time.monotonic() < retry.due \
+                and fingerprint == retry.fingerprint:
+            return False  # tried already: wait for the backoff, a new alias or new files
+        try:
+            scorer = self._load(version)
+        except Exception as exc:  # a bad artifact or storage, whatever the way it fails
+            kind = "cannot load" if isinstance(exc, OSError) else "refused"
+            self._schedule_retry(key, retry)
+            failed = self._fail(f"{kind} version {version}: {type(exc).__name__}: {exc}")
+            if self._scorer is None:
+                self._fall_back(version, self.last_error or "")
+            return failed
+        self._retry = None
+        self._swap(scorer)
+        return True
+
+    def _load(self, version: str) -> Scorer:
+        scorer = Scorer.load(self.registry, version)  # verifies every file (and signature)
+        if self.prepare is not None:
+            self.prepare(scorer)
+        warm_up(scorer)
+        return scorer
+
+    def _swap(self, scorer: Scorer, fallback_reason: str | None = None) -> None:
+        old, self._scorer = self._scorer, scorer
+        self.loaded_at = time.time()
+        self.fallback_reason = fallback_reason
+        if fallback_reason is None:
             self.last_error = None
-            log.info("serving model %s (was %s)", version, old.version if old else None)
-            if self.events.on_swap is not None:
-                self.events.on_swap(old, scorer)
-            return True
+        log.info("serving model %s (was %s)%s", scorer.version, old.version if old else None,
+                 f"; FALLBACK, champion {self.champion}: {fallback_reason}"
+                 if fallback_reason else "")
+        if self.events.on_swap is not None:
+            self.events.on_swap(old, scorer)
+
+    def _fall_back(self, champion: str, reason: str) -> None:
+        """Nothing serves yet: the newest version of the alias history that loads and verifies."""
+        try:
+            candidates = [v for v in history_versions(self.registry) if v != champion]
+        except Exception as exc:
+            log.error("cannot read the alias history for a fallback: %s", exc)
+            return
+        for version in candidates:
+            try:
+                scorer = self._load(version)
+            except Exception as exc:
+                log.error("fallback candidate %s refused: %s: %s", version,
+                          type(exc).__name__, exc)
+                continue
+            self._swap(scorer, fallback_reason=reason)
+            return
+        log.error("no version in the alias history can be loaded: not serving")
+
+    def _schedule_retry(self, key: tuple[str, Any], previous: _Retry | None) -> None:
+        delay = self.retry_s if previous is None or previous.key != key \
+            else min(previous.delay_s * 2, self.max_retry_s)
+        self._retry = _Retry(key, self._fingerprint(key[0]), delay, time.monotonic() + delay)
+
+    def _fingerprint(self, version: str) -> Any:
+        """Size and modification time of a version's files (cheap: no reads); None if unknown."""
+        try:
+            fs, base = self.registry.fs, f"{self.registry.root.rstrip('/')}/models/{version}"
+            entries = fs.ls(base, detail=True)
+            return tuple(sorted((e["name"], e.get("size"), e.get("mtime") or e.get("LastModified")
+                                 or e.get("ETag")) for e in entries))
+        except Exception:  # unknown layout or storage: the backoff alone decides
+            return None
 
     def _fail(self, message: str) -> bool:
         self.reload_failures += 1
@@ -120,7 +224,14 @@ class ModelStore:
 
     def summary(self) -> dict[str, Any]:
         scorer = self._scorer
-        status = {"reload_failures": self.reload_failures, "last_error": self.last_error}
+        retry = self._retry
+        status: dict[str, Any] = {
+            "reload_failures": self.reload_failures, "last_error": self.last_error,
+            "champion": self.champion, "fallback": self.fallback,
+            "fallback_reason": (self.fallback_reason or self.last_error) if self.fallback
+            else None,
+            "champion_retry_in_s": round(max(retry.due - time.monotonic(), 0.0), 1)
+            if retry else None}
         if scorer is None:
             return {"loaded": False, **status}
         m = scorer.manifest

@@ -8,12 +8,14 @@ import os
 from flask import Flask, jsonify, request
 
 from credit_risk.config import Settings
-from credit_risk.decisions import DecisionLog
+from credit_risk.decisions import DecisionLog, DecisionLogError
 from credit_risk.model_store import ModelStore, StoreEvents
 from credit_risk.registry import Registry
 from credit_risk.scoring import Scorer
-from serving import jsonio, metrics
+from serving import jsonio, metrics, security
 from serving.auth import KeyChecker, request_key
+
+RETRY_AFTER_S = 30  # what a client is told to wait on a 503
 
 
 def create_app(settings: Settings | None = None, watch: bool | None = None) -> Flask:
@@ -21,18 +23,18 @@ def create_app(settings: Settings | None = None, watch: bool | None = None) -> F
     settings = settings or Settings()
     app = Flask(__name__)
     jsonio.install(app)
-    app.config.update(MAX_CONTENT_LENGTH=settings.max_request_bytes,
-                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_request_bytes)
     keys = KeyChecker(settings.api_keys)
-    if settings.form_auth == "api_key":  # sessions only for the form's login: no cost otherwise
-        app.secret_key = keys.secret()
+    security.install(app, settings, keys)
 
     def prepare(scorer: Scorer) -> None:
         scorer.n_reasons = settings.n_reasons
 
     store = ModelStore(Registry.from_settings(settings), prepare=prepare,
                        events=StoreEvents(on_swap=metrics.model_swapped,
-                                          on_failure=metrics.reload_failed))
+                                          on_failure=metrics.reload_failed,
+                                          on_fallback=metrics.fallback_changed),
+                       retry_s=max(settings.reload_interval_s, 5.0))
     store.refresh()
     if watch if watch is not None else settings.reload_interval_s > 0:
         store.watch(settings.reload_interval_s)
@@ -40,6 +42,9 @@ def create_app(settings: Settings | None = None, watch: bool | None = None) -> F
         "settings": settings,
         "store": store,
         "keys": keys,
+        "throttle": security.LoginThrottle(settings.login_failures_per_client,
+                                           settings.login_failures_total,
+                                           settings.login_window_s),
         "decisions": DecisionLog(settings.decision_log) if settings.decision_log else None,
         "openapi": {},
         "plain": {},
@@ -55,9 +60,18 @@ def create_app(settings: Settings | None = None, watch: bool | None = None) -> F
             return response, 401
         return None
 
+    @app.errorhandler(DecisionLogError)
+    def decision_log_down(exc: DecisionLogError):
+        """Fail closed: no decision is returned that is not in the log."""
+        response = jsonify(error="the decision could not be recorded; nothing was decided, "
+                                 "try again later")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response, 503
+
     from serving.api import api
     from serving.web import web
 
+    security.csrf.exempt(api)  # the API takes no cookies: JSON with an API key, not a form
     app.register_blueprint(api)
     app.register_blueprint(web)
     if not app.debug and not os.environ.get("PYTEST_CURRENT_TEST"):

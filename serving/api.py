@@ -3,15 +3,24 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from flask import Blueprint, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, current_app, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from credit_risk.api_schema import validate_many
 from credit_risk.schema import validate_application
 from serving import metrics
-from serving.context import openapi, record_decisions, request_id, scorer_for, settings, store
+from serving.context import (
+    decision_log,
+    openapi,
+    record_decisions,
+    request_id,
+    scorer_for,
+    settings,
+    store,
+)
 
 api = Blueprint("api", __name__, template_folder="templates")
 
@@ -23,17 +32,45 @@ def error(status: int, message: str, fields: dict[str, Any] | None = None):
     return jsonify(body), status
 
 
+def unavailable(message: str, **extra: Any):
+    from serving import RETRY_AFTER_S
+
+    response = jsonify(error=message, **extra)
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response, 503
+
+
 @api.app_errorhandler(HTTPException)
 def http_error(exc: HTTPException):
     if request.path.startswith("/api/") or request.is_json or exc.code == 413:
-        return error(exc.code or 500, exc.description or exc.name)
+        response, status = error(exc.code or 500, exc.description or exc.name)
+        for name, value in exc.get_headers():  # e.g. Allow on a 405
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
     return exc
+
+
+def _parse(data: bytes) -> Any:
+    """JSON with orjson; what orjson refuses for being no finite number (NaN, Infinity, 1e400)
+    is read by the standard library, so the validator names the field ("finite number")."""
+    try:
+        return current_app.json.loads(data)
+    except ValueError:
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            return None
 
 
 def _json_body() -> tuple[Any, Any]:
     if not request.is_json:
         return None, error(415, "Content-Type must be application/json")
-    body = request.get_json(silent=True)  # a body over the size limit raises 413 here
+    data = request.get_data(cache=True)  # over the limit with a Content-Length: 413 here
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        raise RequestEntityTooLarge()  # a chunked body is cut at the limit: it was too large
+    body = _parse(data) if data else None
     if body is None:
         return None, error(400, "malformed JSON body")
     return body, None
@@ -49,7 +86,7 @@ def _scorer_or_error():
         return None, error(422, "invalid query", {"reasons": "must be true or false"})
     scorer = scorer_for(flag)
     if scorer is None:
-        return None, error(503, "no model loaded yet")
+        return None, unavailable("no model loaded yet")
     return scorer, None
 
 
@@ -60,12 +97,22 @@ def health():
 
 @api.get("/ready")
 def ready():
+    """Ready: a verified model is loaded and decisions can be logged. Says which version
+    serves, whether it is a fallback for a champion that cannot be loaded, and why."""
     summary = store().summary()
-    if not summary["loaded"]:
-        return jsonify(ready=False, last_error=summary["last_error"]), 503
-    return jsonify(ready=True, model_version=summary["model_version"],
-                   loaded_at=summary["loaded_at"], reload_failures=summary["reload_failures"],
-                   last_error=summary["last_error"])
+    log = decision_log()
+    log_ok = log is None or log.ok()
+    body: dict[str, Any] = {
+        "ready": summary["loaded"] and log_ok,
+        "model_version": summary.get("model_version"), "loaded_at": summary.get("loaded_at"),
+        "champion": summary["champion"], "fallback": summary["fallback"],
+        "fallback_reason": summary["fallback_reason"],
+        "champion_retry_in_s": summary["champion_retry_in_s"],
+        "reload_failures": summary["reload_failures"], "last_error": summary["last_error"],
+        "decision_log": None if log is None else {
+            "ok": log_ok, "failures": log.failures,
+            "last_error": None if log_ok else log.last_error}}
+    return jsonify(body), 200 if body["ready"] else 503
 
 
 @api.get("/api/v1/model")
@@ -119,6 +166,9 @@ def predict_batch():
     body, scorer, err = _body_and_scorer()
     if err:
         return err
+    extra = sorted(set(body) - {"applications"}) if isinstance(body, dict) else []
+    if extra:
+        return error(422, "invalid batch", {k: "unknown field" for k in extra})
     apps = body.get("applications") if isinstance(body, dict) else None
     if not isinstance(apps, list) or not apps:
         return error(422, "body must be {\"applications\": [ ... ]} with at least one")

@@ -10,9 +10,10 @@ from flask import current_app, request
 
 from credit_risk.api_schema import openapi_document
 from credit_risk.config import Settings
-from credit_risk.decisions import DecisionLog
+from credit_risk.decisions import DecisionLog, DecisionLogError
 from credit_risk.model_store import ModelStore
 from credit_risk.scoring import Scorer
+from serving import metrics
 
 
 def _state() -> dict[str, Any]:
@@ -60,9 +61,18 @@ def openapi() -> dict[str, Any]:
 
 def record_decisions(request_id: str, inputs: list[dict[str, Any]],
                      results: list[dict[str, Any]]) -> None:
-    log: DecisionLog | None = _state()["decisions"]
+    """Log decisions before they are returned; DecisionLogError (counted) if they cannot be."""
+    log = decision_log()
     if log is not None:
-        log.write(request_id, inputs, results)
+        try:
+            log.write(request_id, inputs, results)
+        except DecisionLogError:
+            metrics.decision_log_failed()
+            raise
+
+
+def decision_log() -> DecisionLog | None:
+    return _state()["decisions"]
 
 
 def request_id() -> str:

@@ -8,6 +8,7 @@ CREDIT_RISK_BIND, CREDIT_RISK_WORKERS, CREDIT_RISK_TIMEOUT_S, CREDIT_RISK_ACCESS
 """
 
 import os
+import secrets
 import shutil
 import tempfile
 
@@ -45,8 +46,10 @@ _created_metrics_dir = None
 
 
 def on_starting(server):
-    """Prometheus multi-process mode: one folder of metric files shared by the workers."""
+    """Prometheus multi-process mode: one folder of metric files shared by the workers; one
+    session secret for all workers (also those a HUP restarts) when none is configured."""
     global _created_metrics_dir
+    os.environ.setdefault("CREDIT_RISK_GENERATED_SECRET", secrets.token_hex(32))
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         os.makedirs(path, exist_ok=True)

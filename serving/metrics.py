@@ -1,6 +1,6 @@
 """Prometheus metrics: requests and latency by endpoint and status, predictions by band,
-the loaded model version, reload failures. Multi-process safe under gunicorn
-(PROMETHEUS_MULTIPROC_DIR, set by serving/gunicorn.conf.py)."""
+the loaded model version, reload failures, serving a fallback, decision-log failures.
+Multi-process safe under gunicorn (PROMETHEUS_MULTIPROC_DIR, set by serving/gunicorn.conf.py)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,13 @@ MODEL_LOADED_AT = Gauge("credit_risk_model_loaded_timestamp_seconds",
 RELOAD_FAILURES = Counter("credit_risk_model_reload_failures_total",
                           "Model reloads refused or failed (the last good model kept serving)")
 
+MODEL_FALLBACK = Gauge("credit_risk_model_fallback",
+                       "1 while this worker serves a version other than the champion (the "
+                       "champion could not be loaded)", multiprocess_mode="liveall")
+DECISION_LOG_FAILURES = Counter("credit_risk_decision_log_failures_total",
+                                "Decision-log writes that failed (the decisions were not "
+                                "returned: 503)")
+
 
 def _labels(scorer: Scorer) -> tuple[str, str, str]:
     m = scorer.manifest
@@ -53,6 +60,14 @@ def model_swapped(old: Scorer | None, new: Scorer) -> None:
 
 def reload_failed(message: str) -> None:
     RELOAD_FAILURES.inc()
+
+
+def fallback_changed(active: bool) -> None:
+    MODEL_FALLBACK.set(1 if active else 0)
+
+
+def decision_log_failed() -> None:
+    DECISION_LOG_FAILURES.inc()
 
 
 def count_predictions(results: Iterable[dict[str, Any]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from flask import (
@@ -15,11 +16,14 @@ from flask import (
     session,
     url_for,
 )
+from flask_wtf.csrf import CSRFError
 
+from credit_risk.decisions import DecisionLogError
 from credit_risk.schema import validate_application
 from serving import metrics
 from serving.auth import KeyChecker
 from serving.context import record_decisions, request_id, settings, store
+from serving.security import LoginThrottle
 
 web = Blueprint("web", __name__, template_folder="templates")
 
@@ -74,14 +78,46 @@ def _keys() -> KeyChecker:
     return current_app.extensions["credit_risk"]["keys"]
 
 
+def _throttle() -> LoginThrottle:
+    return current_app.extensions["credit_risk"]["throttle"]
+
+
+def _session_valid() -> bool:
+    """A login of a still-configured key, younger than the session lifetime (checked here,
+    on the server: a kept cookie does not outlive it)."""
+    started = session.get("since")
+    if not isinstance(started, (int, float)):
+        return False
+    age = time.time() - started
+    return 0 <= age < settings().form_session_minutes * 60 \
+        and _keys().valid_session(session.get("form"))
+
+
 def _gate():
     """Apply the form's policy: open, behind an API-key login, or disabled."""
     policy = settings().form_auth
     if policy == "disabled":
         abort(404)
-    if policy == "api_key" and not _keys().valid_session(session.get("form")):
+    if policy == "api_key" and not _session_valid():
+        session.pop("form", None)
+        session.pop("since", None)
         return redirect(url_for("web.login"))
     return None
+
+
+def _page(status: int, title: str, message: str, retry_after: int | None = None):
+    response = current_app.make_response((render_template(
+        "error.html", title=title, message=message), status))
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+@web.app_errorhandler(CSRFError)
+def csrf_failed(exc: CSRFError):
+    return _page(400, "The form has expired",
+                 "This page was open too long or was not sent from this site "
+                 f"({exc.description}). Go back, reload the page and submit again.")
 
 
 @web.route("/login", methods=["GET", "POST"])
@@ -90,11 +126,21 @@ def login():
         return redirect(url_for("web.form"))
     error = None
     if request.method == "POST":
+        client = request.remote_addr or "unknown"
+        wait = _throttle().wait(client)
+        if wait > 0:
+            return _page(429, "Too many failed logins",
+                         f"Too many failed logins. Try again in {math.ceil(wait)} seconds.",
+                         retry_after=math.ceil(wait))
         key = request.form.get("api_key", "")
         if _keys().valid(key):
+            _throttle().succeeded(client)
             session.clear()
+            session.permanent = True  # the cookie expires with the server-side lifetime
             session["form"] = _keys().session_token(key)
+            session["since"] = time.time()
             return redirect(url_for("web.form"))
+        _throttle().failed(client)
         error = "That API key is not valid."
     return render_template("login.html", error=error), 401 if error else 200
 
@@ -127,8 +173,17 @@ def form():
             status = 422
         else:
             rid = request_id()
-            result = {**scorer.score_records([clean])[0], "request_id": rid}
-            record_decisions(rid, [clean], [result])
+            scored = {**scorer.score_records([clean])[0], "request_id": rid}
+            try:
+                record_decisions(rid, [clean], [scored])
+            except DecisionLogError:  # fail closed: an unrecorded decision is not shown
+                from serving import RETRY_AFTER_S
+
+                return _page(503, "Not available right now",
+                             "The decision could not be recorded, so none was made. Nothing "
+                             "was lost on your side: go back and submit again in a minute.",
+                             retry_after=RETRY_AFTER_S)
+            result = scored
             metrics.count_predictions([result])
     return render_template("form.html", fields=scorer.fields, values=values, errors=errors,
                            result=result, unavailable=False, version=scorer.version,

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from serving import create_app
@@ -17,3 +19,16 @@ def client(app):
 @pytest.fixture
 def application(client):
     return {f["name"]: f["default"] for f in client.get("/api/v1/model").json["inputs"]}
+
+
+def _token(client, path="/"):
+    """The CSRF token of a form page (the session cookie that goes with it is in the client)."""
+    html = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, html[:500]
+    return match[1]
+
+
+@pytest.fixture
+def csrf():
+    return _token

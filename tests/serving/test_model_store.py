@@ -31,8 +31,8 @@ def test_tampered_champion_is_refused_and_last_good_keeps_serving(tmp_path, trai
     files = {n: registry.read_file(version, n) for n in manifest["files"]}
     meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
     bad = registry.publish(files, meta)
+    registry.promote(bad, "test")  # promote verifies: the file goes bad after it
     (tmp_path / "registry" / "models" / bad / "model.joblib").write_bytes(b"garbage")
-    registry.promote(bad, "test")
     assert not store.refresh()
     assert store.scorer.version == version
     assert store.reload_failures == 1 and "SHA-256" in store.last_error
@@ -57,20 +57,17 @@ def test_new_champion_and_rollback_are_picked_up(tmp_path, trained):
     assert client.get("/ready").json["model_version"] == version
 
 
-def _republish(registry, version, model_bytes=None):
+def _republish(registry, version, broken=False):
     manifest = registry.manifest(version)
     files = {n: registry.read_file(version, n) for n in manifest["files"]}
-    if model_bytes is not None:
-        files["model.joblib"] = model_bytes
+    if broken:  # checksummed by publish, but no usable scoring plan (whatever JSON it reads)
+        files = {n: b'{"not": "a plan"}' if n.endswith(".json") else data
+                 for n, data in files.items()}
     meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
     return registry.publish(files, meta)
 
 
 def test_artifact_with_good_checksums_that_cannot_score_is_refused(tmp_path, trained):
-    import io
-
-    import joblib
-
     settings, version = _copy_registry(trained, tmp_path)
     registry = Registry(settings.registry_url)
     app = create_app(settings, watch=False)
@@ -84,14 +81,12 @@ def test_artifact_with_good_checksums_that_cannot_score_is_refused(tmp_path, tra
         return float(line.split()[1])
 
     before = failures()
-    buf = io.BytesIO()
-    joblib.dump({"not": "a model"}, buf)  # checksummed by publish, but not a CalibratedModel
-    bad = _republish(registry, version, buf.getvalue())
+    bad = _republish(registry, version, broken=True)
     registry.promote(bad, "broken")
     assert not store.refresh()
     assert store.scorer.version == version and "refused version" in store.last_error
     assert failures() == before + 1
-    assert not store.refresh() and store.reload_failures == 1  # not retried until re-promoted
+    assert not store.refresh() and store.reload_failures == 1  # not retried before the backoff
     ready = client.get("/ready").json
     assert ready["model_version"] == version and ready["reload_failures"] == 1
     assert client.get("/api/v1/model").json["last_error"].startswith("refused version")

@@ -172,22 +172,23 @@ def test_api_keys_from_the_environment(monkeypatch):
     assert s.api_keys == ("alpha", "beta") and s.form_auth == "api_key"
 
 
-def test_form_behind_a_login(trained, application):
+def test_form_behind_a_login(trained, application, csrf):
     app = create_app(_settings(trained, api_keys=("k-one",), form_auth="api_key"), watch=False)
     client = app.test_client()
     r = client.get("/")
     assert r.status_code == 302 and r.headers["Location"].endswith("/login")
-    r = client.post("/login", data={"api_key": "nope"})
+    r = client.post("/login", data={"api_key": "nope", "csrf_token": csrf(client, "/login")})
     assert r.status_code == 401 and "not valid" in r.get_data(as_text=True)
-    r = client.post("/login", data={"api_key": "k-one"})
+    r = client.post("/login", data={"api_key": "k-one", "csrf_token": csrf(client, "/login")})
     assert r.status_code == 302
     assert "k-one" not in r.headers.get("Set-Cookie", "")
-    r = client.post("/", data={k: "" if v is None else str(v) for k, v in application.items()})
+    r = client.post("/", data={**{k: "" if v is None else str(v) for k, v in application.items()},
+                               "csrf_token": csrf(client)})
     assert r.status_code == 200 and 'id="pd"' in r.get_data(as_text=True)
-    client.post("/logout")
+    client.post("/logout", data={"csrf_token": csrf(client)})
     assert client.get("/").status_code == 302
     # a session of a key that is no longer configured is refused
-    client.post("/login", data={"api_key": "k-one"})
+    client.post("/login", data={"api_key": "k-one", "csrf_token": csrf(client, "/login")})
     rotated = create_app(_settings(trained, api_keys=("k-new",), form_auth="api_key"),
                          watch=False)
     rotated.secret_key = app.secret_key

@@ -1,0 +1,199 @@
+"""Item 4 of issue 8: a corrupt champion plus a worker restart is not an outage. A starting
+worker that cannot load the champion serves the newest verified version of the alias history
+(reported in /ready and a metric), retries the champion with a backoff and at once when its
+files change, so restoring the file recovers without a restart."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from credit_risk.model_store import ModelStore
+from credit_risk.registry import Registry
+from serving import create_app
+from tests.serving.test_gunicorn import ROOT, _free_port, _get
+
+
+def _two_versions(trained, tmp_path):
+    """A registry copy whose champion is a republished twin of the trained version."""
+    settings, version = trained
+    target = tmp_path / "registry"
+    shutil.copytree(settings.registry_url, target)
+    registry = Registry(str(target))
+    manifest = registry.manifest(version)
+    files = {n: registry.read_file(version, n) for n in manifest["files"]}
+    meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
+    champion = registry.publish(files, meta)
+    registry.promote(champion, "twin")
+    return settings.model_copy(update={"registry_url": str(target),
+                                       "decision_log": tmp_path / "d.jsonl"}), version, champion
+
+
+def _flip_a_byte(registry_dir: Path, version: str) -> tuple[Path, bytes]:
+    """Flip one byte in the middle of the version's largest file; return (path, original)."""
+    manifest = json.loads((registry_dir / "models" / version / "manifest.json").read_text())
+    path = max((registry_dir / "models" / version / n for n in manifest["files"]),
+               key=lambda p: p.stat().st_size)
+    original = path.read_bytes()
+    data = bytearray(original)
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return path, original
+
+
+def _restore(path: Path, original: bytes) -> None:
+    path.write_bytes(original)
+    later = time.time() + 2  # a new mtime even on a coarse clock
+    os.utime(path, (later, later))
+
+
+def _metric(client, name):
+    text = client.get("/metrics").get_data(as_text=True)
+    return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines()
+               if x.startswith(name + " ") or x.startswith(name + "{"))
+
+
+def test_starting_with_a_corrupt_champion_serves_the_fallback_and_recovers(tmp_path, trained):
+    settings, older, champion = _two_versions(trained, tmp_path)
+    path, original = _flip_a_byte(Path(settings.registry_url), champion)
+    app = create_app(settings, watch=False)
+    client = app.test_client()
+    store = app.extensions["credit_risk"]["store"]
+    ready = client.get("/ready")
+    assert ready.status_code == 200, ready.json
+    body = ready.json
+    assert body["ready"] and body["fallback"] is True
+    assert body["model_version"] == older and body["champion"] == champion
+    assert "SHA-256" in body["fallback_reason"] and champion in body["fallback_reason"]
+    assert _metric(client, "credit_risk_model_fallback") == 1
+    application = {f["name"]: f["default"] for f in store.scorer.fields}
+    r = client.post("/api/v1/predict", json=application)
+    assert r.status_code == 200 and r.json["model_version"] == older
+
+    # No hammering: without a change the champion is not tried again before the backoff.
+    failures = store.reload_failures
+    for _ in range(5):
+        assert not store.refresh()
+    assert store.reload_failures == failures
+    assert client.get("/ready").json["champion_retry_in_s"] > 0
+
+    _restore(path, original)  # the files changed: tried at once, no restart
+    assert store.refresh()
+    body = client.get("/ready").json
+    assert body["model_version"] == champion and body["fallback"] is False
+    assert body["fallback_reason"] is None
+    assert _metric(client, "credit_risk_model_fallback") == 0
+    assert client.post("/api/v1/predict", json=application).json["model_version"] == champion
+
+
+def test_champion_is_retried_with_a_growing_bounded_backoff(tmp_path, trained):
+    settings, older, champion = _two_versions(trained, tmp_path)
+    _flip_a_byte(Path(settings.registry_url), champion)
+    store = ModelStore(Registry(settings.registry_url), retry_s=0.05, max_retry_s=0.2)
+    assert not store.refresh() and store.scorer.version == older and store.fallback
+    delays = []
+    for _ in range(4):
+        delays.append(store._retry.delay_s)
+        time.sleep(store._retry.delay_s + 0.01)
+        assert not store.refresh()
+    assert delays == [0.05, 0.1, 0.2, 0.2]
+    assert store.reload_failures == 5
+
+
+def test_without_a_fallback_restoring_the_file_recovers_without_a_restart(tmp_path, trained):
+    settings, version = trained
+    target = tmp_path / "registry"
+    shutil.copytree(settings.registry_url, target)
+    settings = settings.model_copy(update={"registry_url": str(target)})
+    path, original = _flip_a_byte(target, version)
+    app = create_app(settings, watch=False)
+    client = app.test_client()
+    store = app.extensions["credit_risk"]["store"]
+    assert client.get("/ready").status_code == 503
+    assert client.get("/health").status_code == 200
+    r = client.post("/api/v1/predict", json={})
+    assert r.status_code == 503 and r.headers["Retry-After"]
+    _restore(path, original)
+    assert store.refresh()
+    assert client.get("/ready").status_code == 200
+
+
+def test_a_new_promotion_ends_the_fallback_at_once(tmp_path, trained):
+    settings, older, champion = _two_versions(trained, tmp_path)
+    _flip_a_byte(Path(settings.registry_url), champion)
+    app = create_app(settings, watch=False)
+    store = app.extensions["credit_risk"]["store"]
+    assert store.fallback and store.scorer.version == older
+    Registry(settings.registry_url).rollback("the champion is corrupt")
+    assert not store.refresh()  # already serving the version rolled back to
+    assert not store.fallback and store.summary()["fallback"] is False
+
+
+# -- the real server ----------------------------------------------------------------------
+@pytest.fixture
+def gunicorn(tmp_path, trained):
+    settings, older, champion = _two_versions(trained, tmp_path)
+    port = _free_port()
+    env = {**os.environ, "CREDIT_RISK_REGISTRY_URL": settings.registry_url,
+           "CREDIT_RISK_BIND": f"127.0.0.1:{port}", "CREDIT_RISK_WORKERS": "2",
+           "CREDIT_RISK_DECISION_LOG": str(tmp_path / "decisions.jsonl"),
+           "CREDIT_RISK_RELOAD_INTERVAL_S": "0.5",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "serving/gunicorn.conf.py", "serving.wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    _wait_until(proc, lambda: _get(base + "/ready")[0] == 200)
+    yield base, proc, Path(settings.registry_url), older, champion
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=40)
+
+
+def _wait_until(proc, condition, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        assert proc.poll() is None, "gunicorn exited"
+        time.sleep(0.2)
+    pytest.fail("timed out")
+
+
+def _ready_everywhere(base, check, n=12):
+    """`check` holds for /ready on every worker (n looks spread over the workers)."""
+    return all(check(json.loads(_get(base + "/ready")[1])) for _ in range(n))
+
+
+def test_gunicorn_hup_with_a_corrupt_champion_serves_the_fallback_then_recovers(gunicorn):
+    base, proc, registry_dir, older, champion = gunicorn
+    _, body = _get(base + "/api/v1/model")
+    application = {f["name"]: f["default"] for f in json.loads(body)["inputs"]}
+    path, original = _flip_a_byte(registry_dir, champion)
+    proc.send_signal(signal.SIGHUP)  # new workers start with the corrupt champion
+    _wait_until(proc, lambda: _ready_everywhere(
+        base, lambda b: b["fallback"] and b["model_version"] == older))
+    answers = [_get(base + "/api/v1/predict", application) for _ in range(20)]
+    assert [status for status, _ in answers] == [200] * 20
+    assert {json.loads(b)["model_version"] for _, b in answers} == {older}
+    ready = json.loads(_get(base + "/ready")[1])
+    assert ready["champion"] == champion and "SHA-256" in ready["fallback_reason"]
+    _, text = _get(base + "/metrics")
+    assert any(x.startswith("credit_risk_model_fallback{") and x.endswith(" 1.0")
+               for x in text.decode().splitlines())
+
+    _restore(path, original)  # repaired on disk: the workers go back to the champion
+    _wait_until(proc, lambda: _ready_everywhere(
+        base, lambda b: not b["fallback"] and b["model_version"] == champion), timeout=20)
+    assert all(json.loads(_get(base + "/api/v1/predict", application)[1])["model_version"]
+               == champion for _ in range(10))
