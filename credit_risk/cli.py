@@ -46,7 +46,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"models": tuple(args.models.split(","))})
     run_id = args.run_id or datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%SZ")
     version = pipeline.run_all(settings, run_id, args.spec)
-    manifest = Registry(settings.registry_url).manifest(version)
+    manifest = Registry.from_settings(settings).manifest(version)
     print(f"Test set: {manifest['metrics']['n']} rows, the same for every candidate.")
     print(comparison_table(manifest["comparison"]))
     champion = manifest["champion_at_training"]
@@ -61,7 +61,9 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     from credit_risk.registry import Registry
 
-    registry = Registry(settings.registry_url)
+    if args.models_cmd == "verify":
+        return _verify(args, settings)
+    registry = Registry.from_settings(settings)
     if args.models_cmd == "list":
         champion = registry.alias_version("champion")
         previous = registry.alias_version("previous")
@@ -79,8 +81,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     elif args.models_cmd == "show":
         manifest = registry.manifest(args.version)
         print(json.dumps({k: v for k, v in manifest.items() if k != "spec"}, indent=2))
-    elif args.models_cmd == "promote":
-        registry.manifest(args.version)
+    elif args.models_cmd == "promote":  # verifies checksums and signature first
         registry.promote(args.version, args.reason, by=args.by)
         print(f"champion is now {args.version}")
     elif args.models_cmd == "rollback":
@@ -90,6 +91,41 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         for rec in registry.history():
             print(f"{rec['set_at']}  {rec['alias']:<8} -> {rec['version']}  by {rec['by']}: "
                   f"{rec['reason']}")
+    return 0
+
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Every file's SHA-256 and the manifest's signature; 0 when both hold, else 1."""
+    from credit_risk.registry import Registry, RegistryError
+
+    if args.trusted_key:
+        settings = settings.model_copy(update={"trusted_keys": tuple(args.trusted_key)})
+    registry = Registry.from_settings(settings)
+    try:
+        manifest = registry.verify(args.version)
+        signer = registry.check_signature(args.version, manifest)
+    except RegistryError as exc:
+        print(f"FAILED {args.version}: {exc}", file=sys.stderr)
+        return 1
+    n = len(manifest["files"])
+    if signer is None:
+        sig = manifest.get("signature")
+        print(f"OK {args.version}: {n} files match their SHA-256; signature NOT checked (no "
+              f"trusted keys: set CREDIT_RISK_TRUSTED_KEYS or pass --trusted-key; the manifest "
+              f"is {'signed by key ' + str(sig.get('key_id')) if sig else 'unsigned'})")
+    else:
+        print(f"OK {args.version}: {n} files match their SHA-256; manifest signed by trusted "
+              f"key {signer}")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from credit_risk.signing import generate
+
+    private, public, kid = generate(Path(args.out))
+    print(f"key {kid}\n  private (mode 0600, for the publisher only): {private}\n"
+          f"  public (for every verifier): {public}\n"
+          f"CREDIT_RISK_SIGNING_KEY_FILE={private}\nCREDIT_RISK_TRUSTED_KEYS={public}")
     return 0
 
 
@@ -191,7 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--reason", required=True)
         cmd.add_argument("--by", default=None, help="who (default: the OS user)")
     msub.add_parser("history")
+    verify = msub.add_parser("verify", help="check every file's SHA-256 and the signature; "
+                             "exit 1 with the reason when either fails")
+    verify.add_argument("version")
+    verify.add_argument("--trusted-key", action="append", default=None, metavar="PEM",
+                        help="a trusted public key (repeatable; default: "
+                             "CREDIT_RISK_TRUSTED_KEYS)")
     m.set_defaults(fn=cmd_models)
+
+    k = sub.add_parser("keys", help="manifest signing keys")
+    ksub = k.add_subparsers(dest="keys_cmd", required=True)
+    kgen = ksub.add_parser("generate", help="write a new Ed25519 keypair")
+    kgen.add_argument("--out", required=True, help="folder for signing_key.pem (mode 0600) "
+                      "and signing_key.pub.pem")
+    k.set_defaults(fn=cmd_keys)
 
     d = sub.add_parser("drift", help="recent traffic vs the champion's training data")
     d.add_argument("--window-days", type=float, default=None)

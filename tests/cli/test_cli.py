@@ -86,3 +86,54 @@ def test_errors_are_clear_and_nonzero(env, capsys):
     assert "no model version 'nope'" in capsys.readouterr().err
     assert main(["train", "--spec", "missing_spec"]) == 1
     assert "no dataset spec" in capsys.readouterr().err
+
+
+def test_keys_generate_and_models_verify_exit_codes(env, capsys, monkeypatch):
+    import json
+    import stat
+
+    from credit_risk.config import Settings
+    from credit_risk.registry import Registry, sha256_bytes
+
+    assert main(["keys", "generate", "--out", str(env / "keys")]) == 0
+    out = capsys.readouterr().out
+    private, public = env / "keys" / "signing_key.pem", env / "keys" / "signing_key.pub.pem"
+    assert f"CREDIT_RISK_TRUSTED_KEYS={public}" in out
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert main(["keys", "generate", "--out", str(env / "keys")]) == 1  # never overwrites
+    assert "exists already" in capsys.readouterr().err
+
+    unsigned = Registry.from_settings(Settings()).publish({"m.bin": b"0"}, {"dataset": "d"})
+    monkeypatch.setenv("CREDIT_RISK_SIGNING_KEY_FILE", str(private))
+    monkeypatch.setenv("CREDIT_RISK_TRUSTED_KEYS", str(public))
+    registry = Registry.from_settings(Settings())
+    good = registry.publish({"m.bin": b"1"}, {"dataset": "d"})
+    bad = registry.publish({"m.bin": b"2"}, {"dataset": "d"})
+    folder = env / "reg" / "models" / bad
+    (folder / "m.bin").write_bytes(b"evil")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["m.bin"] = sha256_bytes(b"evil")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    assert main(["models", "verify", good]) == 0
+    assert "signed by trusted key" in capsys.readouterr().out
+    assert main(["models", "verify", bad]) == 1
+    assert "signature does not match" in capsys.readouterr().err
+    assert main(["models", "verify", unsigned]) == 1
+    assert "not signed" in capsys.readouterr().err
+    assert main(["models", "verify", "20990101T000000.000000Z-abcdef"]) == 1
+    assert "no model version" in capsys.readouterr().err
+
+    assert main(["models", "promote", good, "--reason", "ok"]) == 0
+    assert main(["models", "promote", bad, "--reason", "attack"]) == 1
+    assert "signature does not match" in capsys.readouterr().err
+    assert Registry(str(env / "reg")).alias_version("champion") == good
+
+    (env / "reg" / "models" / good / "m.bin").write_bytes(b"flipped")  # corruption
+    assert main(["models", "verify", good]) == 1
+    assert "SHA-256 does not match" in capsys.readouterr().err
+
+    monkeypatch.delenv("CREDIT_RISK_TRUSTED_KEYS")  # no keys: files only, and it says so
+    assert main(["models", "verify", bad]) == 0
+    assert "signature NOT checked" in capsys.readouterr().out
+    assert main(["models", "verify", bad, "--trusted-key", str(public)]) == 1

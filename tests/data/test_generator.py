@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 
 from credit_risk.datasets import synthetic
 
@@ -32,3 +33,51 @@ def test_shifted_batch_moves_utilisation_and_purpose_mix():
             > ref["bureau"]["credit_utilization_ratio"].mean() + 5)
     share = lambda t: (t["loans"]["loan_purpose"] == "Education").mean()  # noqa: E731
     assert share(shifted) > share(ref) + 0.05
+
+
+def _settings(tmp_path):
+    from credit_risk.config import Settings
+
+    return Settings(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
+                    registry_url=str(tmp_path / "reg"), decision_log=None, n_customers=500,
+                    models=("logistic_regression",), search_iterations=1)
+
+
+@pytest.mark.parametrize("missing", ["customers", "loans", "bureau"])
+def test_a_missing_source_file_is_an_error_naming_it(tmp_path, missing):
+    from credit_risk import pipeline
+    from credit_risk.ingest import IngestError
+    from credit_risk.registry import Registry
+
+    settings = _settings(tmp_path)
+    folder = settings.data_dir / "lauki_synthetic"
+    synthetic.write(synthetic.generate(500, seed=3), folder)
+    (folder / f"{missing}.csv").unlink()
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+    with pytest.raises(IngestError, match=rf"source table not found: .*{missing}\.csv"):
+        pipeline.ingest_step(settings, "run-1")
+    with pytest.raises(IngestError, match="credit-risk generate-data"):
+        pipeline.run_all(settings, "run-2")
+    # Nothing regenerated, nothing snapshotted, nothing published.
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+    assert not list(settings.runs_dir.glob("*/raw/snapshot.json"))
+    assert Registry(settings.registry_url).versions() == []
+
+
+def test_every_missing_source_of_any_spec_is_named(tmp_path):
+    from credit_risk.datasets.spec import load_spec
+    from credit_risk.ingest import IngestError, ingest
+
+    spec = load_spec("lauki_synthetic")
+    with pytest.raises(IngestError) as info:
+        ingest(spec, tmp_path / "empty", tmp_path / "out")
+    for name in ("customers.csv", "loans.csv", "bureau.csv"):
+        assert name in str(info.value)
+    german = load_spec("german_credit")
+    name, table = next(iter(german.tables.items()))
+    german = german.model_copy(update={"tables": {  # read from DATA_DIR, without a generator
+        name: table.model_copy(update={"source": "applications.csv"})}})
+    with pytest.raises(IngestError, match=r"german_credit/applications\.csv") as info:
+        ingest(german, tmp_path / "empty", tmp_path / "out2")
+    assert "generate-data" not in str(info.value)

@@ -121,3 +121,61 @@ def test_concurrent_promotes_and_rollbacks_keep_the_aliases_consistent(registry,
 def test_object_store_without_its_library_is_a_clear_error():
     with pytest.raises(RegistryError, match="registry s3://bucket/reg"):
         Registry("s3://bucket/reg")
+
+
+def test_an_older_registry_is_read_and_migrated_on_the_first_change(tmp_path):
+    registry = Registry(str(tmp_path / "reg"))
+    v1, v2, v3 = (_publish(registry, str(i).encode()) for i in range(3))
+    aliases, history = tmp_path / "reg" / "aliases", tmp_path / "reg" / "history"
+    aliases.mkdir()
+    history.mkdir()
+    for name, version in (("champion", v2), ("previous", v1)):  # what older releases wrote
+        record = {"alias": name, "version": version, "set_at": "2025-01-01T00:00:00+00:00",
+                  "by": "old", "reason": "before", "replaced": None}
+        (aliases / f"{name}.json").write_text(json.dumps(record))
+        (history / f"20250101T000000000000Z-{name}.json").write_text(json.dumps(record))
+    registry = Registry(str(tmp_path / "reg"))
+    assert registry.alias("champion")["version"] == v2
+    assert registry.alias("champion")["set_at"] == "2025-01-01T00:00:00+00:00"
+    assert registry.alias_version("previous") == v1
+    assert registry.rollback("old registry") == v1
+    assert (registry.alias_version("champion"), registry.alias_version("previous")) == (v1, v2)
+    assert not (aliases / "champion.json").exists() and (aliases / "state.json").exists()
+    registry.promote(v3, "new")
+    assert (registry.alias_version("champion"), registry.alias_version("previous")) == (v3, v1)
+    assert [h["version"] for h in registry.history()] == [v2, v1, v2, v1, v1, v3]
+
+
+def test_a_change_interrupted_after_its_history_record_is_completed_on_open(tmp_path):
+    registry = Registry(str(tmp_path / "reg"))
+    v1, v2 = _publish(registry, b"1"), _publish(registry, b"2")
+    registry.promote(v1, "one")
+    state = tmp_path / "reg" / "aliases" / "state.json"
+    before = state.read_bytes()
+    registry.promote(v2, "two")
+    state.write_bytes(before)  # as if killed between the history record and state.json
+    assert Registry(str(tmp_path / "reg")).alias_version("champion") == v2
+    assert json.loads(state.read_text())["aliases"]["previous"]["version"] == v1
+
+
+def test_only_stale_leftovers_are_cleaned(tmp_path):
+    import os
+
+    registry = Registry(str(tmp_path / "reg"))
+    registry.promote(_publish(registry), "x")
+    old = time.time() - 2 * 3600
+    paths = {"old_staging": tmp_path / "reg" / "models" / ".staging-old",
+             "new_staging": tmp_path / "reg" / "models" / ".staging-new",
+             "old_tmp": tmp_path / "reg" / "aliases" / ".tmp-old",
+             "new_tmp": tmp_path / "reg" / "history" / ".tmp-new",
+             "old_hist_tmp": tmp_path / "reg" / "history" / ".tmp-old"}
+    for name, path in paths.items():
+        if "staging" in name:
+            path.mkdir()
+            (path / "model.joblib").write_bytes(b"half")
+        else:
+            path.write_bytes(b"{")
+        if name.startswith("old"):
+            os.utime(path, (old, old))
+    Registry(str(tmp_path / "reg"))
+    assert {n for n, p in paths.items() if p.exists()} == {"new_staging", "new_tmp"}

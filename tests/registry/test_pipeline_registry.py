@@ -1,0 +1,132 @@
+"""The registry as the pipeline, serving and `predict` use it, on the model of `trained`."""
+
+import io
+import json
+import shutil
+
+import joblib
+import pytest
+
+from credit_risk import pipeline, signing
+from credit_risk.registry import Registry, RegistryError, SignatureError, sha256_bytes
+
+
+class Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _signed_copy(trained, tmp_path):
+    """The trained version re-published, signed, into a registry that trusts the key."""
+    settings, version = trained
+    source = Registry(settings.registry_url)
+    manifest = source.verify(version)
+    files = {n: source.read_file(version, n, manifest) for n in manifest["files"]}
+    private, public, _ = signing.generate(tmp_path / "keys")
+    signed = settings.model_copy(update={
+        "registry_url": str(tmp_path / "reg"), "runs_dir": tmp_path / "runs",
+        "decision_log": tmp_path / "d.jsonl", "signing_key_file": private,
+        "trusted_keys": (public,)})
+    registry = Registry.from_settings(signed)
+    body = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
+    new = registry.publish(files, body)
+    return signed, registry, new
+
+
+def _tamper(tmp_path, version, marker):
+    """The attack of issue 8: a __reduce__ pickle and an edited plan, hashes rewritten."""
+    folder = tmp_path / "reg" / "models" / version
+    manifest = json.loads((folder / "manifest.json").read_text())
+    buf = io.BytesIO()
+    joblib.dump(Payload(marker), buf)
+    replaced = {"model.joblib": buf.getvalue()}
+    for name in manifest["files"]:
+        if name.endswith(".json") and name != "comparison.json":
+            replaced[name] = (folder / name).read_bytes() + b" "
+    for name, data in replaced.items():
+        (folder / name).write_bytes(data)
+        manifest["files"][name] = sha256_bytes(data)
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def test_signed_model_serves_and_a_tampered_one_is_refused_everywhere(trained, tmp_path):
+    settings, registry, good = _signed_copy(trained, tmp_path)
+    registry.promote(good, "signed copy")
+    assert pipeline.load_scorer(settings).version == good  # `credit-risk predict`'s path
+
+    bad = registry.publish(*_files_and_body(registry, good))
+    marker = tmp_path / "pwned"
+    _tamper(tmp_path, bad, marker)
+    with pytest.raises(SignatureError):
+        registry.promote(bad, "attack")
+    with pytest.raises(SignatureError):
+        pipeline.load_scorer(settings, bad)
+    with pytest.raises(SignatureError):
+        registry.load_model(bad)
+
+    # The attacker also moves the alias by hand (write access to the registry).
+    state = tmp_path / "reg" / "aliases" / "state.json"
+    record = json.loads(state.read_text())
+    record["aliases"]["champion"]["version"] = bad
+    state.write_text(json.dumps(record))
+    with pytest.raises(SignatureError):
+        pipeline.load_scorer(settings)
+
+    from serving import create_app
+
+    client = create_app(settings, watch=False).test_client()
+    r = client.get("/api/v1/model")
+    assert r.json.get("model_version") in (None, good)  # refused; at most the last good one
+    assert "signature does not match" in json.dumps(r.json)
+    assert not marker.exists()
+
+
+def _files_and_body(registry, version):
+    manifest = registry.verify(version)
+    files = {n: registry.read_file(version, n, manifest) for n in manifest["files"]}
+    body = {k: v for k, v in manifest.items()
+            if k not in ("version", "created_at", "files", "signature")}
+    return files, body
+
+
+def test_the_champion_comparison_refuses_a_tampered_champion(trained, tmp_path):
+    settings, registry, good = _signed_copy(trained, tmp_path)
+    registry.promote(good, "signed copy")
+    split_dir = next(trained[0].runs_dir.glob("fixture-run/split"))
+    spec, info = pipeline._split_spec(str(split_dir))
+    X, y = pipeline._load_part(str(split_dir), "test")
+    ok = pipeline._champion_on(settings, spec, info, X, y)
+    assert ok["comparable"] is True and ok["version"] == good
+
+    marker = tmp_path / "pwned"
+    _tamper(tmp_path, good, marker)
+    refused = pipeline._champion_on(settings, spec, info, X, y)
+    assert refused["comparable"] is False and "signature" in refused["note"]
+    assert not marker.exists()
+
+
+def test_a_retried_publish_leaves_an_operators_rollback_alone(trained, tmp_path):
+    settings, version = trained
+    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    s = settings.model_copy(update={"registry_url": str(tmp_path / "reg")})
+    registry = Registry(s.registry_url)
+    other = registry.publish({"model.joblib": b"older"}, {"dataset": "lauki_synthetic"})
+    registry.promote(other, "an earlier champion")
+    registry.promote(version, "approved by the training gate")  # what the first attempt did
+    assert registry.rollback("operator: the new model misbehaves", by="ops") == other
+    changes = len(registry.history())
+
+    comparison = next(settings.runs_dir.glob("fixture-run/comparison.json"))
+    assert pipeline.publish_step(s, str(comparison)) == version  # the retry
+    assert registry.alias_version("champion") == other
+    assert registry.alias_version("previous") == version
+    assert len(registry.history()) == changes
+    assert registry.versions() == sorted([version, other])
+
+
+def test_a_missing_version_is_a_clear_error(tmp_path):
+    with pytest.raises(RegistryError, match="no model version"):
+        Registry(str(tmp_path / "reg")).verify("20990101T000000.000000Z-abcdef")
