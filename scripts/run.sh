@@ -19,8 +19,11 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-if [ ! -f "$CREDIT_RISK_DATA_DIR/lauki_synthetic/loans.csv" ]; then
-  echo "generating the default dataset..."
+# Generating data is an explicit step (ingest never does it): only on a first run, when none of
+# the default tables exists; a table missing from an existing dataset fails the run, naming it.
+data="$CREDIT_RISK_DATA_DIR/lauki_synthetic"
+if [ ! -e "$data/customers.csv" ] && [ ! -e "$data/loans.csv" ] && [ ! -e "$data/bureau.csv" ]; then
+  echo "first run: generating the default synthetic dataset (credit-risk generate-data)..."
   credit-risk generate-data
 fi
 
