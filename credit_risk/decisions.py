@@ -42,6 +42,7 @@ class DecisionLog:
     one file; remembers whether the last write failed (`failing`, `last_error`)."""
 
     PROBE_BYTES = 4096
+    probe_interval_s = 1.0  # while failing, `ok()` probes the disk at most this often
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -103,14 +104,15 @@ class DecisionLog:
         self.last_error = _why(exc)
         log.error("decision log %s cannot be written: %s", self.path, self.last_error)
 
-    def ok(self, min_interval_s: float = 1.0) -> bool:
+    def ok(self, min_interval_s: float | None = None) -> bool:
         """Whether decisions can be logged. While failing, at most once per `min_interval_s`
         probe: the log opens for appending and a few KB fit beside it (nothing is added to it)."""
         if not self.failing:
             return True
+        interval = self.probe_interval_s if min_interval_s is None else min_interval_s
         with self._lock:
             now = time.monotonic()
-            if now - self._last_probe < min_interval_s:
+            if now - self._last_probe < interval:
                 return not self.failing
             self._last_probe = now
             try:
