@@ -6,9 +6,11 @@ Every page needs a logged-in Airflow user; promote and rollback record that user
 
 import html
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -21,9 +23,21 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:1rem;color:#1d2330}table{
          "th{background:#eef}.approved{color:#2e7d32}.rejected{color:#b00020}form{display:inline}")
 
 
-# What a training run folder may serve, and a monitoring run folder (monitoring/<run>/).
-RUN_REPORTS = {"comparison.json", "reliability.png", "validation"}
+# What the pages serve: an allow-list of report files, nothing else. Never a run's raw tables,
+# splits or fitted candidates, never a version's pickles or its reference sample of training
+# data. Paths are relative to a training run folder (<runs>/<run>/), a monitoring run folder
+# (<runs>/monitoring/<run>/) or a registry version.
+RUN_REPORTS = {"comparison.json", "reliability.png", "validation/validation.json"}
+GX_RESULTS = "validation/gx_results"  # one JSON result per suite: <GX_RESULTS>/<suite>.json
+DATA_DOCS = "validation/data_docs"  # Great Expectations' static site, any depth
+DATA_DOCS_SUFFIXES = {".html", ".css", ".js", ".png", ".jpg", ".gif", ".svg", ".ico", ".otf",
+                      ".ttf", ".woff", ".woff2"}
 DRIFT_REPORTS = {"drift.json", "drift_report.html"}
+MODEL_REPORTS = {"model_card.html", "model_card.md", "reliability.png", "comparison.json",
+                 "validation.json", "data_docs.zip"}
+# One path segment: the characters of Airflow run ids, version ids and report names; never
+# empty, ".", "..", a hidden name, a separator or an escape.
+SEGMENT = re.compile(r"(?!\.)[A-Za-z0-9_.~:+@=-]+\Z")
 # Stored HTML (model cards, Data Docs, drift reports) runs without scripts of its own origin.
 SANDBOX = {"Content-Security-Policy": "sandbox allow-scripts", "X-Content-Type-Options": "nosniff"}
 
@@ -37,12 +51,48 @@ def _e(v: Any) -> str:
     return html.escape(f"{v:.4f}" if isinstance(v, float) else str(v))
 
 
-def _safe_child(base: Path, *parts: str) -> Path:
-    """base/parts, refusing anything that escapes base."""
-    path = base.joinpath(*parts).resolve()
-    if not path.is_relative_to(base.resolve()):
+def _real(base: Path, *parts: str, folder: bool = False) -> Path:
+    """base/parts when every part is a plain name and the path is a regular file (or folder)
+    reached without a symlink anywhere below base; otherwise a 404."""
+    if not parts or not all(SEGMENT.match(p) for p in parts):
         raise HTTPException(404)
-    return path
+    root = base.resolve()
+    path = root.joinpath(*parts)
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise HTTPException(404) from None
+    if real != path or not (real.is_dir() if folder else real.is_file()):
+        raise HTTPException(404)
+    return real
+
+
+def is_report(run: str, path: str) -> bool:
+    """Whether `path` of a run folder (or of monitoring/<run>/ when `run` is "monitoring")
+    is a report the pages may serve."""
+    parts = path.split("/")
+    if not all(SEGMENT.match(p) for p in [run, *parts]):
+        return False
+    if run == "monitoring":
+        return len(parts) == 2 and parts[1] in DRIFT_REPORTS
+    folder, name = "/".join(parts[:-1]), parts[-1]
+    return (path in RUN_REPORTS
+            or (folder == GX_RESULTS and name.endswith(".json"))
+            or ((folder == DATA_DOCS or folder.startswith(DATA_DOCS + "/"))
+                and Path(name).suffix.lower() in DATA_DOCS_SUFFIXES))
+
+
+def report_file(runs_dir: Path, run: str, path: str) -> Path:
+    """The report file `path` of a run folder, or a 404 (see `is_report`)."""
+    if not is_report(run, path):
+        raise HTTPException(404)
+    return _real(runs_dir, run, *path.split("/"))
+
+
+def _version(version: str) -> str:
+    if not SEGMENT.match(version):
+        raise HTTPException(404, f"no model version {version!r}")
+    return version
 
 
 def create_ui(settings: Settings, user_dependency: Callable[..., Any],
@@ -77,7 +127,7 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
     @app.get("/models/{version}", response_class=HTMLResponse)
     def model(version: str) -> HTMLResponse:
         try:
-            m = registry.manifest(version)
+            m = registry.manifest(_version(version))
         except RegistryError as exc:
             raise HTTPException(404, str(exc)) from exc
         promote = "" if registry.alias_version("champion") == version else (
@@ -90,8 +140,11 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
 
     @app.get("/models/{version}/files/{name}")
     def model_file(version: str, name: str) -> Response:
+        """Reports only: never the model's pickle or its reference sample of training data."""
+        if name not in MODEL_REPORTS:
+            raise HTTPException(404)
         try:
-            data = registry.read_file(version, name)  # checksum-verified
+            data = registry.read_file(_version(version), name)  # checksum-verified
         except (RegistryError, FileNotFoundError) as exc:
             raise HTTPException(404, str(exc)) from exc
         kinds = {".html": "text/html", ".png": "image/png", ".json": "application/json",
@@ -103,7 +156,7 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
     def promote(version: str, request: Request, reason: Reason, user: User) -> RedirectResponse:
         _allowed(request, user, may_change)
         try:
-            registry.promote(version, reason, by=_name(user))
+            registry.promote(_version(version), reason, by=_name(user))
         except RegistryError as exc:
             raise HTTPException(404, str(exc)) from exc
         return RedirectResponse("../..", status_code=303)
@@ -119,7 +172,8 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
 
     @app.get("/runs", response_class=HTMLResponse)
     def runs() -> HTMLResponse:
-        found = [p for p in settings.runs_dir.glob("*/") if p.name != "monitoring"]
+        found = [p for p in settings.runs_dir.glob("*/") if p.name != "monitoring"
+                 and SEGMENT.match(p.name) and not p.is_symlink()]
         rows = [f"<tr><td>{_e(run.name)}</td><td>{_run_links(run, 'runs/')}</td></tr>"
                 for run in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:50]]
         return _page("Training runs", "<p><a href='.'>Models</a></p><table><tr><th>run</th>"
@@ -128,18 +182,19 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
     def one_run(run_id: str) -> HTMLResponse:
         """One DAG run's outputs (linked from the DAG run view of the Airflow UI)."""
-        run = settings.run_dir(run_id)
-        if not run.is_dir():
-            raise HTTPException(404, f"no outputs for run {run_id}")
+        name = settings.run_dir(run_id).name
+        if name == "monitoring":
+            raise HTTPException(404)
+        try:
+            run = _real(settings.runs_dir, name, folder=True)
+        except HTTPException:
+            raise HTTPException(404, f"no outputs for run {run_id}") from None
         return _page(f"Run {_e(run_id)}", _run_links(run, ""))
 
     @app.get("/runs/{run}/{path:path}")
     def run_file(run: str, path: str) -> FileResponse:
         """Reports only: never the run's raw data, splits or fitted candidates."""
-        target = _safe_child(settings.runs_dir, run, path)
-        if not target.is_file() or not _is_report(run, path):
-            raise HTTPException(404)
-        return FileResponse(target, headers=SANDBOX)
+        return FileResponse(report_file(settings.runs_dir, run, path), headers=SANDBOX)
 
     @app.get("/monitoring", response_class=HTMLResponse)
     def monitoring() -> HTMLResponse:
@@ -147,11 +202,16 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
         base = settings.runs_dir / "monitoring"
         for run in sorted(base.glob("*/drift.json"), key=lambda p: p.stat().st_mtime,
                           reverse=True)[:50]:
-            r = json.loads(run.read_text())
-            report = (f"<a href='runs/monitoring/{_e(run.parent.name)}/drift_report.html'>"
-                      "Evidently report</a>" if r.get("report") else "")
-            rows.append(f"<tr><td>{_e(run.parent.name)}</td><td>{_e(r['status'])}</td>"
-                        f"<td>{_e(r['drift'])}</td><td>{_e(', '.join(r.get('drifted_fields', [])))}"
+            try:
+                r = json.loads(report_file(settings.runs_dir, "monitoring",
+                                           f"{run.parent.name}/drift.json").read_text())
+                status, drift = r["status"], r["drift"]
+            except (HTTPException, ValueError, KeyError, TypeError, OSError):
+                continue  # not a drift report this page may show
+            link = f"runs/monitoring/{quote(run.parent.name)}/drift_report.html"
+            report = (f"<a href='{_e(link)}'>Evidently report</a>" if r.get("report") else "")
+            rows.append(f"<tr><td>{_e(run.parent.name)}</td><td>{_e(status)}</td>"
+                        f"<td>{_e(drift)}</td><td>{_e(', '.join(r.get('drifted_fields', [])))}"
                         f"</td><td>{report}</td></tr>")
         return _page("Drift reports", "<p><a href='.'>Models</a></p><table><tr><th>run</th>"
                      "<th>status</th><th>drift</th><th>drifted fields</th><th>report</th></tr>"
@@ -162,10 +222,10 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
 
 def _run_links(run: Path, prefix: str) -> str:
     """Links to a run's comparison, reliability plot, validation result and Data Docs."""
-    names = [f for f in ("comparison.json", "reliability.png") if (run / f).exists()]
-    names += [str(p.relative_to(run)) for p in sorted(run.glob("validation/*.json"))[:1]]
-    names += [str(p.relative_to(run)) for p in sorted(run.glob("validation/**/index.html"))[:1]]
-    return " &middot; ".join(f"<a href='{prefix}{_e(run.name)}/{_e(n)}'>{_e(n)}</a>"
+    names = [f for f in ("comparison.json", "reliability.png", "validation/validation.json",
+                         f"{DATA_DOCS}/index.html") if (run / f).is_file()]
+    names = [n for n in names if is_report(run.name, n)]
+    return " &middot; ".join(f"<a href='{_e(prefix + quote(run.name))}/{_e(n)}'>{_e(n)}</a>"
                              for n in names) or "no outputs yet"
 
 
@@ -179,13 +239,6 @@ def _rollback_form(previous: str | None) -> str:
 def _name(user: Any) -> str:
     get_name = getattr(user, "get_name", None)
     return str(get_name() if callable(get_name) else user)
-
-
-def _is_report(run: str, path: str) -> bool:
-    parts = Path(path).parts
-    if run == "monitoring":
-        return len(parts) == 2 and parts[1] in DRIFT_REPORTS
-    return bool(parts) and parts[0] in RUN_REPORTS
 
 
 def _allowed(request: Request, user: Any, may_change: Callable[[Any], bool]) -> None:

@@ -6,10 +6,14 @@ from airflow.plugins_manager import AirflowPlugin
 
 
 def _may_change(user) -> bool:
-    """Promote and roll back: users allowed to edit DAGs (Op and Admin roles)."""
+    """Promote and roll back: Op and Admin only. Editing DAGs is not enough (the User role may
+    do that); also required is editing Variables, which Airflow gives to Op and Admin, in the
+    simple auth manager and in FAB's default roles alike."""
     from airflow.api_fastapi.app import get_auth_manager
 
-    return get_auth_manager().is_authorized_dag(method="PUT", user=user)
+    auth = get_auth_manager()
+    return bool(auth.is_authorized_dag(method="PUT", user=user)
+                and auth.is_authorized_variable(method="PUT", user=user))
 
 
 def _app():
