@@ -11,7 +11,7 @@ from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 
 from credit_risk.registry import Registry
-from credit_risk.ui import create_ui
+from credit_risk.ui import create_ui, is_report
 
 ROOT = Path(__file__).parents[2]
 
@@ -123,3 +123,55 @@ def test_airflow_loads_the_plugin():
     listing = out.stdout[out.stdout.index("["):]
     plugins = {p["name"]: p for p in json.loads(listing)}
     assert "credit_risk" in plugins, plugins.keys()
+
+
+@pytest.mark.parametrize(("run", "path", "served"), [
+    ("fixture-run", "comparison.json", True),
+    ("fixture-run", "reliability.png", True),
+    ("fixture-run", "validation/validation.json", True),
+    ("fixture-run", "validation/gx_results/lauki_synthetic.loans.json", True),
+    ("fixture-run", "validation/data_docs/index.html", True),
+    ("fixture-run", "validation/data_docs/static/fonts/HKGrotesk/HKGrotesk-Bold.otf", True),
+    ("monitoring", "scheduled__2026-11-30T00:00:00+00:00/drift_report.html", True),
+    ("monitoring", "daily-1/drift.json", True),
+    ("fixture-run", "raw/customers.parquet", False),
+    ("fixture-run", "split/train.parquet", False),
+    ("fixture-run", "candidates/xgboost.joblib", False),
+    ("fixture-run", "validation/../raw/customers.parquet", False),
+    ("fixture-run", "validation/./validation.json", False),
+    ("fixture-run", "validation//validation.json", False),
+    ("fixture-run", "validation/data_docs/../../raw/customers.parquet", False),
+    ("fixture-run", "validation/data_docs/x/../../../raw/loans.html", False),
+    ("fixture-run", "validation/data_docs/customers.parquet", False),
+    ("fixture-run", "validation/gx_results/sub/x.json", False),
+    ("fixture-run", "validation/..\\raw\\customers.parquet", False),
+    ("fixture-run", "validation/%2e%2e/raw/customers.parquet", False),
+    ("fixture-run", "/etc/passwd", False),
+    ("fixture-run", "validation/.hidden.json", False),
+    ("fixture-run", "validation/validation.json\x00", False),
+    ("..", "fixture-run/comparison.json", False),
+    (".", "comparison.json", False),
+    ("monitoring", "../drift.json", False),
+    ("monitoring", "daily-1/recent.parquet", False),
+    ("monitoring", "daily-1/sub/drift.json", False),
+])
+def test_only_report_files_are_served(run, path, served):
+    assert is_report(run, path) is served
+
+
+def test_private_files_and_symlinks_are_404(env, tmp_path):
+    settings, version = env
+    run = settings.runs_dir / "fixture-run"
+    (run / "validation" / "copy.json").symlink_to(run / "raw" / "loans.parquet")
+    (settings.runs_dir / "elsewhere").symlink_to(run, target_is_directory=True)
+    client = TestClient(create_ui(settings, logged_in))
+    for path in ("/runs/fixture-run/validation%2F..%2Fraw%2Floans.parquet",
+                 "/runs/fixture-run/validation/%2e%2e/raw/loans.parquet",
+                 "/runs/fixture-run/validation/copy.json",
+                 "/runs/elsewhere/comparison.json", "/runs/elsewhere",
+                 f"/models/{version}/files/model.joblib",
+                 f"/models/{version}/files/reference.parquet",
+                 "/models/%2e%2e/files/model_card.html"):
+        assert client.get(path).status_code == 404, path
+    assert client.get("/runs/fixture-run/validation/validation.json").status_code == 200
+    assert "elsewhere" not in client.get("/runs").text

@@ -28,6 +28,7 @@ from credit_risk.registry import Registry
 ROOT = Path(__file__).parents[2]
 ROLES = ("viewer", "user", "op", "admin")
 RUN = "fixture-run"
+SCHEDULED = "scheduled__2026-11-30T00:00:00+00:00"
 SECRET = "customer-table-secret-7f3a"  # planted in every file no page may serve
 
 
@@ -89,6 +90,10 @@ def _plant(runs: Path, outside: Path) -> None:
         {"status": "ok", "drift": True, "drifted_fields": ["income"], "report": True}))
     (daily / "drift_report.html").write_text("<html><body>Evidently drift report</body></html>")
     (daily / "recent.parquet").write_bytes(b"PAR1" + SECRET.encode())
+    scheduled = runs / "monitoring" / SCHEDULED  # named by the monitoring DAG's run id
+    scheduled.mkdir()
+    for name in ("drift.json", "drift_report.html"):
+        shutil.copy(daily / name, scheduled / name)
     leaky = runs / "monitoring" / "daily-2"
     leaky.mkdir()
     (leaky / "drift.json").symlink_to(run / "raw" / "customers.parquet")
@@ -209,6 +214,14 @@ def test_every_link_on_the_pages_is_served(server):
     assert any("data_docs/index.html" in link for link in links)
     for link in links:
         assert server.get(f"/credit-risk/runs/{link}")[0] == 200, link
+    # Drift reports, also of a run named by Airflow (":" and "+" in the name); the listing
+    # leaves out what it may not serve (daily-2's symlinks).
+    page = server.get("/credit-risk/monitoring")[1].decode()
+    links = re.findall(r"href='(runs/monitoring/[^']+)'", page)
+    assert len(links) == 2 and any(quote(SCHEDULED) in link for link in links), links
+    assert "daily-2" not in page
+    for link in links:
+        assert server.get(f"/credit-risk/{link}")[0] == 200, link
     # Data Docs pages link each other and their static files relatively (as a browser
     # resolves them); every link to a file that exists is served.
     docs = server.runs / RUN / "validation" / "data_docs"
