@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 
@@ -131,3 +133,31 @@ def test_contradictory_applications_are_refused_not_scored(client, application, 
     batch = client.post("/api/v1/predict/batch",
                         json={"applications": [application, {**application, **change}]})
     assert batch.status_code == 422 and batch.json["fields"] == {"1": {field: why}}
+
+
+# -- conformance (issue 8, item 10) -------------------------------------------------------------
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "TRACE"])
+def test_405_names_the_allowed_methods(client, method):
+    r = client.open("/api/v1/predict", method=method)
+    assert r.status_code == 405 and "error" in r.json
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"POST"}
+    r = client.open("/api/v1/model", method="POST" if method == "GET" else method)
+    assert r.status_code == 405 and "GET" in r.headers["Allow"]
+
+
+def test_batch_refuses_top_level_keys_the_schema_forbids(client, application):
+    r = client.post("/api/v1/predict/batch",
+                    json={"applications": [application], "priority": "high", "x": 1})
+    assert r.status_code == 422
+    assert r.json["fields"] == {"priority": "unknown field", "x": "unknown field"}
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
+def test_non_finite_numbers_name_the_field(client, application, literal):
+    body = json.dumps({**application, "income": "SENTINEL"}).replace('"SENTINEL"', literal)
+    r = client.post("/api/v1/predict", data=body, content_type="application/json")
+    assert r.status_code == 422 and r.json["fields"] == {"income": "must be a finite number"}
+    batch = '{"applications": [' + json.dumps(application) + ", " + body + "]}"
+    r = client.post("/api/v1/predict/batch", data=batch, content_type="application/json")
+    assert r.status_code == 422
+    assert r.json["fields"] == {"1": {"income": "must be a finite number"}}

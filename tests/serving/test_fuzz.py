@@ -2,13 +2,18 @@
 at least 1,000 cases, not one 5xx, and every response as documented (status code, content
 type, schema); valid applications accepted, invalid ones rejected."""
 
+import subprocess
+import sys
+import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
+from werkzeug.serving import make_server
 
 from serving import create_app
 
@@ -59,3 +64,36 @@ def test_no_server_errors_on_generated_requests(schema):
     print(f"{len(seen)} generated requests; statuses {sorted(Counter(seen).items())}")
     assert len(seen) >= 1_000, len(seen)
     assert 200 in seen and 422 in seen  # both valid and invalid applications got through
+
+
+CLI_CONFIG = """
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428",
+                     "429"]
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "422"]  # the documented cross-field rules: 422, by design
+"""
+
+
+def test_every_schemathesis_check_passes_over_http(trained, tmp_path):
+    """`schemathesis run --checks all` (examples, coverage and fuzzing phases: undeclared
+    methods, Allow headers, forbidden keys, edge numbers...) against a live server: any failure,
+    not only a 5xx, fails the test."""
+    settings_ = trained[0].model_copy(update={"max_batch_rows": 5,
+                                              "decision_log": tmp_path / "d.jsonl"})
+    server = make_server("127.0.0.1", 0, create_app(settings_, watch=False), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    (tmp_path / "schemathesis.toml").write_text(CLI_CONFIG)
+    try:
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "schemathesis"), "--config-file",
+             str(tmp_path / "schemathesis.toml"), "run",
+             f"http://127.0.0.1:{server.server_port}/openapi.json", "--checks", "all",
+             "--phases", "examples,coverage,fuzzing", "--max-examples", "40", "--seed", "8",
+             "--workers", "1", "--suppress-health-check", "all", "--no-color"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=480)
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "Coverage" in result.stdout and "failed" not in result.stdout.split("SUMMARY")[-1]

@@ -91,3 +91,21 @@ def test_graceful_reload_keeps_serving(server):
     assert codes and set(codes) == {200}
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=40) == 0
+
+
+def test_chunked_body_over_the_limit_is_413(server):
+    """No Content-Length: the body is cut at the limit, and that must be a 413, not a 400."""
+    import http.client
+
+    base, _, _ = server
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    chunk = b'{"applications": [' + b" " * (1 << 20)
+    body = iter([chunk] * 17)  # 17 MiB, over the 16 MiB default, sent chunked
+    conn.request("POST", "/api/v1/predict/batch", body=body,
+                 headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+                 encode_chunked=True)
+    response = conn.getresponse()
+    assert response.status == 413, response.read()[:300]
+    assert "error" in json.loads(response.read())
+    conn.close()
