@@ -65,8 +65,8 @@ class Server:
     def get(self, path: str, role: str | None = "viewer", **kw) -> tuple[int, bytes]:
         return self.request("GET", path, role, **kw)
 
-    def post(self, path: str, role: str, reason: str) -> int:
-        return self.request("POST", path, role, body=f"reason={quote(reason)}")[0]
+    def post(self, path: str, role: str, reason: str, **kw) -> int:
+        return self.request("POST", path, role, body=f"reason={quote(reason)}", **kw)[0]
 
 
 def _plant(runs: Path, outside: Path) -> None:
@@ -333,7 +333,13 @@ def test_op_and_admin_promote_and_roll_back(server, role):
     assert server.post(f"/credit-risk/models/{other}/promote", role, f"{role} likes it") == 303
     assert registry.alias_version("champion") == other
     assert registry.history()[-1]["by"] == role
-    assert server.post("/credit-risk/rollback", role, "back") == 303
+    # The browser's way: the session cookie, a same-origin form post. A cross-site post riding
+    # on the cookie is refused.
+    own = {"Origin": f"http://127.0.0.1:{server.port}"}
+    evil = {"Origin": "http://evil.example"}
+    assert server.post("/credit-risk/rollback", role, "x", cookie=True, headers=evil) == 403
+    assert registry.alias_version("champion") == other
+    assert server.post("/credit-risk/rollback", role, "back", cookie=True, headers=own) == 303
     assert registry.alias_version("champion") == champion
     assert registry.alias_version("previous") == other
     assert registry.history()[-1]["by"] == role
