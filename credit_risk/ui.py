@@ -1,6 +1,8 @@
 """Pages for the Airflow UI (mounted by plugins/credit_risk_plugin.py): models, runs, reports.
 
 Every page needs a logged-in Airflow user; promote and rollback record that user's name.
+Files are served from an allow-list of reports only (see `is_report`, `MODEL_REPORTS`), each
+reached without a symlink; anything else, however the path is spelled, is a 404.
 """
 # No `from __future__ import annotations`: FastAPI must resolve the local Annotated types.
 
