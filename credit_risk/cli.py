@@ -147,9 +147,12 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
             f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}",
             inputs.where(inputs.notna(), None).to_dict("records"),
             results.loc[scored].drop(columns=["error"], errors="ignore").to_dict("records"))
-    if "reasons" in results:  # one readable column in the CSV
-        results["reasons"] = ["; ".join(r["text"] for r in rs) if isinstance(rs, list) else ""
-                              for rs in results["reasons"]]
+    readable = {"reasons": lambda r: r["text"],
+                "warnings": lambda w: f"{w['field']} {w['message']}"}
+    for column, text in readable.items():  # one readable CSV column each
+        if column in results:
+            results[column] = ["; ".join(map(text, xs)) if isinstance(xs, list) else ""
+                               for xs in results[column]]
     out = pd.concat([df, results], axis=1)
     if args.output == "-":
         out.to_csv(sys.stdout, index=False)

@@ -39,6 +39,7 @@ def test_generate_train_list_show_predict(env, capsys):
 
     apps = assemble(load_spec("lauki_synthetic"), synthetic.generate(20, seed=9))
     apps.loc[3, "credit_utilization_ratio"] = 250
+    apps.loc[5, "bank_balance_at_application"] = 1e10  # beyond the training range: capped
     apps.to_csv(env / "apps.csv", index=False)
     assert main(["predict", str(env / "apps.csv"), "-o", str(env / "out.csv")]) == 0
     rows = list(csv.DictReader(open(env / "out.csv")))
@@ -48,11 +49,13 @@ def test_generate_train_list_show_predict(env, capsys):
     assert rows[3]["probability_of_default"] == ""
     assert pd.read_csv(env / "out.csv")["rating"].notna().sum() == 19
     assert "raises the risk" in " ".join(r["reasons"] for r in rows)
+    assert rows[5]["warnings"].startswith("bank_balance_at_application outside the training")
     # Every scored row is a logged decision (the monitoring DAG reads them).
     from credit_risk.decisions import DecisionLog
 
     logged = DecisionLog(env / "decisions.jsonl").read()
     assert len(logged) == 19 and logged[0]["model_version"] == version
+    assert [w["field"] for w in logged[4]["warnings"]] == ["bank_balance_at_application"]
 
 
 def test_generate_applications_for_predict(env, capsys):
