@@ -15,9 +15,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from credit_risk import pipeline
 from credit_risk.config import Settings
-from credit_risk.registry import Registry
+from credit_risk.pipeline import steps as pipeline
+from credit_risk.registry.store import Registry
 
 OUT = Path(__file__).parent
 SEEDS = [int(s) for s in sys.argv[1:]] or [1, 2, 3, 4, 5, 6, 7, 8]

@@ -28,7 +28,7 @@ STEP = """
 import sys, time
 t0 = time.perf_counter()
 from credit_risk.config import Settings
-from credit_risk.pipeline import validate_step
+from credit_risk.pipeline.steps import validate_step
 s = Settings(data_dir=sys.argv[1], runs_dir=sys.argv[2])
 validate_step(s, sys.argv[3])
 print(time.perf_counter() - t0)
@@ -43,8 +43,8 @@ def machine() -> str:
 
 def breakdown(snapshot: Path, settings) -> dict[str, float]:  # noqa: ANN001
     """The parts of one validation, in this (warm) process."""
-    from credit_risk.datasets.spec import load_spec
-    from credit_risk.ingest import load_snapshot
+    from credit_risk.pipeline.ingest import load_snapshot
+    from credit_risk.spec.dataset import load_spec
     from credit_risk.validation import feature_frame, gx_run, reference_frame, suites_for
 
     spec = load_spec(settings.dataset_spec)
@@ -84,9 +84,9 @@ def breakdown(snapshot: Path, settings) -> dict[str, float]:  # noqa: ANN001
 def main() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    from credit_risk import pipeline
     from credit_risk.config import Settings
-    from credit_risk.datasets import synthetic
+    from credit_risk.pipeline import steps as pipeline
+    from credit_risk.pipeline import synthetic
 
     with tempfile.TemporaryDirectory() as tmp:
         s = Settings(data_dir=Path(tmp) / "data", runs_dir=Path(tmp) / "runs")

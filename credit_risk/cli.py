@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from credit_risk.config import Settings
-from credit_risk.reports import comparison_table, text_table
+from credit_risk.pipeline.reports import comparison_table, text_table
 
 log = logging.getLogger("credit_risk")
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
-    from credit_risk.datasets import synthetic
-    from credit_risk.datasets.spec import load_spec
+    from credit_risk.pipeline import synthetic
+    from credit_risk.spec.dataset import load_spec
 
     spec = load_spec(args.spec or settings.dataset_spec)
     if spec.generator != "lauki_synthetic":
@@ -26,7 +26,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     seed = settings.data_seed if args.seed is None else args.seed
     tables = synthetic.generate(args.customers or settings.n_customers, seed, args.shift)
     if args.applications:
-        from credit_risk.ingest import assemble
+        from credit_risk.pipeline.ingest import assemble
 
         apps = assemble(spec, tables).drop(columns=[spec.target.column])
         apps.to_csv(args.applications, index=False)
@@ -39,8 +39,8 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from credit_risk import pipeline
-    from credit_risk.registry import Registry
+    from credit_risk.pipeline import steps as pipeline
+    from credit_risk.registry.store import Registry
 
     if args.models:
         settings = settings.model_copy(update={"models": tuple(args.models.split(","))})
@@ -59,7 +59,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    from credit_risk.registry import Registry
+    from credit_risk.registry.store import Registry
 
     if args.models_cmd == "verify":
         return _verify(args, settings)
@@ -96,7 +96,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
     """Every file's SHA-256 and the manifest's signature; 0 when both hold, else 1."""
-    from credit_risk.registry import Registry, RegistryError
+    from credit_risk.registry.store import Registry, RegistryError
 
     if args.trusted_key:
         settings = settings.model_copy(update={"trusted_keys": tuple(args.trusted_key)})
@@ -120,7 +120,7 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    from credit_risk.signing import generate
+    from credit_risk.registry.signing import generate
 
     private, public, kid = generate(Path(args.out))
     print(f"key {kid}\n  private (mode 0600, for the publisher only): {private}\n"
@@ -132,14 +132,14 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     import pandas as pd
 
-    from credit_risk.pipeline import load_scorer
+    from credit_risk.pipeline.steps import load_scorer
 
     scorer = load_scorer(settings, args.version)
     df = pd.read_csv(args.input)
     results = scorer.score_frame(df)
     scored = results["error"].isna() if "error" in results else pd.Series(True, df.index)
     if settings.decision_log and scored.any():
-        from credit_risk.decisions import DecisionLog
+        from credit_risk.registry.decisions import DecisionLog
 
         names = [f["name"] for f in scorer.fields]
         inputs = df.loc[scored, names].astype(object)
@@ -163,7 +163,7 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    from credit_risk.datasets.spec import load_spec
+    from credit_risk.spec.dataset import load_spec
     from credit_risk.validation import export_suites, read_tables, validate_frames
 
     spec = load_spec(args.spec or settings.dataset_spec)
@@ -182,7 +182,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
-    from credit_risk.monitoring import drift_step
+    from credit_risk.pipeline.monitoring import drift_step
 
     if args.window_days:
         settings = settings.model_copy(update={"drift_window_days": args.window_days})

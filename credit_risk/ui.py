@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from credit_risk.config import Settings
-from credit_risk.registry import Registry, RegistryError
+from credit_risk.registry.store import Registry, RegistryError
 
 STYLE = ("body{font-family:system-ui,sans-serif;margin:1rem;color:#1d2330}table{border-collapse:"
          "collapse;margin:.5rem 0}td,th{border:1px solid #ccd;padding:.25rem .5rem;text-align:left}"

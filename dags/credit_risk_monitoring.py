@@ -27,7 +27,7 @@ def credit_risk_monitoring():
     @task
     def drift_report() -> str:
         from credit_risk.config import Settings
-        from credit_risk.monitoring import drift_step
+        from credit_risk.pipeline.monitoring import drift_step
 
         return drift_step(Settings(), get_current_context()["run_id"])
 

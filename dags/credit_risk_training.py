@@ -43,7 +43,7 @@ def _settings():
 def credit_risk_training():
     @task
     def ingest() -> str:
-        from credit_risk.pipeline import ingest_step
+        from credit_risk.pipeline.steps import ingest_step
 
         ctx = get_current_context()
         return ingest_step(_settings(), ctx["run_id"], ctx["params"]["dataset_spec"])
@@ -51,21 +51,21 @@ def credit_risk_training():
     @task(retries=0)  # bad data does not fix itself on a retry
     def validate(snapshot: str) -> str:
         """Great Expectations gate: a blocking failure fails this task and stops the run."""
-        from credit_risk.pipeline import validate_step
+        from credit_risk.pipeline.steps import validate_step
 
         return validate_step(_settings(), snapshot, get_current_context()["params"]["dataset_spec"])
 
     @task.short_circuit
     def data_changed(snapshot: str) -> bool:
         """Skip training when the champion was trained on exactly this data (unless forced)."""
-        from credit_risk.pipeline import data_changed_since_champion
+        from credit_risk.pipeline.steps import data_changed_since_champion
 
         return bool(get_current_context()["params"]["force"]) or data_changed_since_champion(
             _settings(), snapshot)
 
     @task
     def prepare(snapshot: str) -> str:
-        from credit_risk.pipeline import prepare_step
+        from credit_risk.pipeline.steps import prepare_step
 
         return prepare_step(_settings(), snapshot, get_current_context()["params"]["dataset_spec"])
 
@@ -75,19 +75,19 @@ def credit_risk_training():
 
     @task
     def train(split_dir: str, model_name: str) -> str:
-        from credit_risk.pipeline import train_step
+        from credit_risk.pipeline.steps import train_step
 
         return train_step(_settings(), split_dir, model_name)
 
     @task
     def compare(split_dir: str, paths: list[str]) -> str:
-        from credit_risk.pipeline import evaluate_step
+        from credit_risk.pipeline.steps import evaluate_step
 
         return evaluate_step(_settings(), split_dir, list(paths))
 
     @task
     def publish(comparison: str) -> str:
-        from credit_risk.pipeline import publish_step
+        from credit_risk.pipeline.steps import publish_step
 
         return publish_step(_settings(), comparison)
 

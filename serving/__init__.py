@@ -8,10 +8,10 @@ import os
 from flask import Flask, jsonify, request
 
 from credit_risk.config import Settings
-from credit_risk.decisions import DecisionLog, DecisionLogError
-from credit_risk.model_store import ModelStore, StoreEvents
-from credit_risk.registry import Registry
-from credit_risk.scoring import Scorer
+from credit_risk.registry.decisions import DecisionLog, DecisionLogError
+from credit_risk.registry.store import Registry
+from credit_risk.scoring.champion import ModelStore, StoreEvents
+from credit_risk.scoring.scorer import Scorer
 from serving import jsonio, metrics, security
 from serving.auth import KeyChecker, request_key
 

@@ -9,8 +9,8 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from credit_risk.api_schema import validate_many
-from credit_risk.schema import validate_application
+from credit_risk.scoring.request import validate_many
+from credit_risk.spec.fields import validate_application
 from serving import metrics
 from serving.context import (
     decision_log,

@@ -8,11 +8,11 @@ from typing import Any
 
 from flask import current_app, request
 
-from credit_risk.api_schema import openapi_document
 from credit_risk.config import Settings
-from credit_risk.decisions import DecisionLog, DecisionLogError
-from credit_risk.model_store import ModelStore
-from credit_risk.scoring import Scorer
+from credit_risk.registry.decisions import DecisionLog, DecisionLogError
+from credit_risk.scoring.champion import ModelStore
+from credit_risk.scoring.request import openapi_document
+from credit_risk.scoring.scorer import Scorer
 from serving import metrics
 
 

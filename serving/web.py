@@ -18,8 +18,8 @@ from flask import (
 )
 from flask_wtf.csrf import CSRFError
 
-from credit_risk.decisions import DecisionLogError
-from credit_risk.schema import validate_application
+from credit_risk.registry.decisions import DecisionLogError
+from credit_risk.spec.fields import validate_application
 from serving import metrics
 from serving.auth import KeyChecker
 from serving.context import record_decisions, request_id, settings, store

@@ -22,8 +22,8 @@ os.environ.update(
 import pytest  # noqa: E402
 
 from credit_risk.config import Settings  # noqa: E402
-from credit_risk.datasets import synthetic  # noqa: E402
-from credit_risk.datasets.spec import load_spec  # noqa: E402
+from credit_risk.pipeline import synthetic  # noqa: E402
+from credit_risk.spec.dataset import load_spec  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 
@@ -58,7 +58,7 @@ def tables():
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A registry with one champion trained by the real pipeline on 3,000 customers."""
-    from credit_risk import pipeline
+    from credit_risk.pipeline import steps as pipeline
 
     base = tmp_path_factory.mktemp("trained")
     settings = generate_data(small_settings(base))

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from credit_risk.config import Settings
-from credit_risk.datasets.spec import DatasetSpec
+from credit_risk.spec.dataset import DatasetSpec
 from credit_risk.validation.report import (
     DataValidationError,
     Outcome,
@@ -78,8 +78,8 @@ def reference_frame(ref: Reference, frames: dict[str, pd.DataFrame]) -> pd.DataF
 
 def feature_frame(spec: DatasetSpec, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The model's input matrix (one fitted FeatureTransformer), as a named frame."""
-    from credit_risk.features import FeatureTransformer
-    from credit_risk.ingest import assemble
+    from credit_risk.pipeline.features import FeatureTransformer
+    from credit_risk.pipeline.ingest import assemble
 
     X = assemble(spec, frames).drop(columns=[spec.target.column], errors="ignore")
     transformer = FeatureTransformer(spec).fit(X)
@@ -212,7 +212,7 @@ def _gx_version() -> str:
 def validate_snapshot(spec: DatasetSpec, snapshot: Path, settings: Settings,
                       out_dir: Path | None = None) -> Report:
     """Validate a run's snapshot; the result goes to <run>/validation/ unless out_dir says."""
-    from credit_risk.ingest import load_snapshot
+    from credit_risk.pipeline.ingest import load_snapshot
 
     manifest, frames = load_snapshot(snapshot)
     out = out_dir or snapshot.parent.parent / "validation"
@@ -245,7 +245,7 @@ def published_files(run: Path) -> tuple[dict[str, bytes], dict[str, Any]]:
 
 def read_tables(spec: DatasetSpec, data_dir: Path) -> dict[str, pd.DataFrame]:
     """The spec's source tables from DATA_DIR/<dataset>/ or, failing that, from data_dir."""
-    from credit_risk.ingest import read_table, source_url
+    from credit_risk.pipeline.ingest import read_table, source_url
 
     first = next(iter(spec.tables.values()))
     if not Path(source_url(first, spec, data_dir)).exists() and (data_dir / first.source).exists():

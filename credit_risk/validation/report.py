@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from credit_risk.errors import CreditRiskError
+
 MAX_EXAMPLES = 5
 
 
-class DataValidationError(ValueError):
+class DataValidationError(CreditRiskError, ValueError):
     """Blocking data expectations failed: the run stops before training."""
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from credit_risk.datasets.spec import Column, DatasetSpec, Role, SpecError
+from credit_risk.spec.dataset import Column, DatasetSpec, Role, SpecError
 
 Severity = Literal["blocking", "warning"]
 FEATURES = "features"

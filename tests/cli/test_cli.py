@@ -33,9 +33,9 @@ def test_generate_train_list_show_predict(env, capsys):
     # predict: the joined application columns in, PD columns out; a bad row gets an error.
     import pandas as pd
 
-    from credit_risk.datasets import synthetic
-    from credit_risk.datasets.spec import load_spec
-    from credit_risk.ingest import assemble
+    from credit_risk.pipeline import synthetic
+    from credit_risk.pipeline.ingest import assemble
+    from credit_risk.spec.dataset import load_spec
 
     apps = assemble(load_spec("lauki_synthetic"), synthetic.generate(20, seed=9))
     apps.loc[3, "credit_utilization_ratio"] = 250
@@ -51,7 +51,7 @@ def test_generate_train_list_show_predict(env, capsys):
     assert "raises the risk" in " ".join(r["reasons"] for r in rows)
     assert rows[5]["warnings"].startswith("bank_balance_at_application outside the training")
     # Every scored row is a logged decision (the monitoring DAG reads them).
-    from credit_risk.decisions import DecisionLog
+    from credit_risk.registry.decisions import DecisionLog
 
     logged = DecisionLog(env / "decisions.jsonl").read()
     assert len(logged) == 19 and logged[0]["model_version"] == version
@@ -96,7 +96,7 @@ def test_keys_generate_and_models_verify_exit_codes(env, capsys, monkeypatch):
     import stat
 
     from credit_risk.config import Settings
-    from credit_risk.registry import Registry, sha256_bytes
+    from credit_risk.registry.store import Registry, sha256_bytes
 
     assert main(["keys", "generate", "--out", str(env / "keys")]) == 0
     out = capsys.readouterr().out

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from credit_risk.datasets import synthetic
+from credit_risk.pipeline import synthetic
 
 
 def test_seeded_and_reproducible():
@@ -45,9 +45,9 @@ def _settings(tmp_path):
 
 @pytest.mark.parametrize("missing", ["customers", "loans", "bureau"])
 def test_a_missing_source_file_is_an_error_naming_it(tmp_path, missing):
-    from credit_risk import pipeline
-    from credit_risk.ingest import IngestError
-    from credit_risk.registry import Registry
+    from credit_risk.pipeline import steps as pipeline
+    from credit_risk.pipeline.ingest import IngestError
+    from credit_risk.registry.store import Registry
 
     settings = _settings(tmp_path)
     folder = settings.data_dir / "lauki_synthetic"
@@ -66,8 +66,8 @@ def test_a_missing_source_file_is_an_error_naming_it(tmp_path, missing):
 
 
 def test_every_missing_source_of_any_spec_is_named(tmp_path):
-    from credit_risk.datasets.spec import load_spec
-    from credit_risk.ingest import IngestError, ingest
+    from credit_risk.pipeline.ingest import IngestError, ingest
+    from credit_risk.spec.dataset import load_spec
 
     spec = load_spec("lauki_synthetic")
     with pytest.raises(IngestError) as info:

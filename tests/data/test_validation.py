@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from credit_risk import pipeline
-from credit_risk.datasets import synthetic
-from credit_risk.datasets.spec import load_spec
-from credit_risk.registry import Registry
+from credit_risk.pipeline import steps as pipeline
+from credit_risk.pipeline import synthetic
+from credit_risk.registry.store import Registry
+from credit_risk.spec.dataset import load_spec
 from credit_risk.validation import (
     DataValidationError,
     build_suites,

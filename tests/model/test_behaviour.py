@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from imblearn.over_sampling import SMOTE
 
-from credit_risk.pipeline import load_scorer
-from credit_risk.train import CANDIDATES, build_pipeline, split
+from credit_risk.pipeline.steps import load_scorer
+from credit_risk.pipeline.train import CANDIDATES, build_pipeline, split
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_pd_is_a_probability_and_risk_follows_threshold(scorer):
 
 def test_candidates_learn_well_above_chance(trained):
     settings, version = trained
-    from credit_risk.registry import Registry
+    from credit_risk.registry.store import Registry
 
     manifest = Registry(settings.registry_url).manifest(version)
     assert {r["model"] for r in manifest["comparison"]} == set(settings.models)
@@ -105,7 +105,7 @@ def test_split_by_key_keeps_every_row_on_its_side_in_later_snapshots(tables):
     assert not set(test2["loan_id"]) & set(df["loan_id"].iloc[100:]) - set(test1["loan_id"])
     assert set(test1["loan_id"]) & set(later["loan_id"]) <= set(test2["loan_id"])
     assert not set(train2["loan_id"]) & set(test1["loan_id"])
-    from credit_risk.train import TrainingError
+    from credit_risk.pipeline.train import TrainingError
 
     with pytest.raises(TrainingError, match="single class"):
         split(df, np.zeros(len(df), dtype=int), 0.2, 0)

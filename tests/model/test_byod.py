@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import pipeline
-from credit_risk.registry import Registry
+from credit_risk.pipeline import steps as pipeline
+from credit_risk.registry.store import Registry
 from serving import create_app
 from tests.conftest import small_settings
 

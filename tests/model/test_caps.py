@@ -3,9 +3,9 @@
 import joblib
 import pytest
 
-from credit_risk.bundle import plan_of
-from credit_risk.registry import Registry
-from credit_risk.scoring import Scorer
+from credit_risk.pipeline.bundle import plan_of
+from credit_risk.registry.store import Registry
+from credit_risk.scoring.scorer import Scorer
 
 
 @pytest.fixture(scope="module")

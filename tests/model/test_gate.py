@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 
 from credit_risk.config import Settings
-from credit_risk.datasets.spec import load_spec
-from credit_risk.evaluate import recall_threshold
-from credit_risk.fairness import fairness_report
-from credit_risk.gate import gate_thresholds, rejection_reasons
-from credit_risk.registry import Registry
+from credit_risk.pipeline.evaluate import recall_threshold
+from credit_risk.pipeline.fairness import fairness_report
+from credit_risk.pipeline.gate import gate_thresholds, rejection_reasons
+from credit_risk.registry.store import Registry
+from credit_risk.spec.dataset import load_spec
 
 LIMITS = {"min_roc_auc": 0.7, "max_ece": 0.05, "min_approval_ratio": 0.8, "champion_margin": 0.0}
 FAIR = {"attributes": {}, "min_ratio": 0.8, "passed": True}
@@ -106,7 +106,7 @@ def test_published_version_carries_card_plot_and_gate(trained):
 def test_a_worse_model_is_published_but_not_promoted(trained, tmp_path):
     import shutil
 
-    from credit_risk import pipeline
+    from credit_risk.pipeline import steps as pipeline
 
     settings, version = trained
     shutil.copytree(settings.registry_url, tmp_path / "reg")
@@ -123,7 +123,7 @@ def test_a_worse_model_is_published_but_not_promoted(trained, tmp_path):
 def test_another_datasets_model_does_not_replace_the_champion(trained, tmp_path):
     import shutil
 
-    from credit_risk import pipeline
+    from credit_risk.pipeline import steps as pipeline
 
     settings, version = trained
     shutil.copytree(settings.registry_url, tmp_path / "reg")
@@ -141,7 +141,7 @@ def test_another_datasets_model_does_not_replace_the_champion(trained, tmp_path)
 def test_a_retried_publish_does_not_make_a_second_version(trained, tmp_path):
     import shutil
 
-    from credit_risk import pipeline
+    from credit_risk.pipeline import steps as pipeline
 
     settings, version = trained
     shutil.copytree(settings.registry_url, tmp_path / "reg")

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk.datasets import synthetic
-from credit_risk.datasets.spec import load_spec
-from credit_risk.decisions import DecisionLog
-from credit_risk.ingest import assemble
-from credit_risk.monitoring import drift_step, psi_categorical, psi_numeric
-from credit_risk.pipeline import load_scorer
+from credit_risk.pipeline import synthetic
+from credit_risk.pipeline.ingest import assemble
+from credit_risk.pipeline.monitoring import drift_step, psi_categorical, psi_numeric
+from credit_risk.pipeline.steps import load_scorer
+from credit_risk.registry.decisions import DecisionLog
+from credit_risk.spec.dataset import load_spec
 
 
 def test_psi_is_zero_for_the_same_distribution_and_grows_with_shift():

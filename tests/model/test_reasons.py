@@ -4,10 +4,10 @@ import joblib
 import numpy as np
 import pytest
 
-from credit_risk.bundle import plan_of
-from credit_risk.registry import Registry
-from credit_risk.scoring import Scorer
-from credit_risk.train import train_candidate
+from credit_risk.pipeline.bundle import plan_of
+from credit_risk.pipeline.train import train_candidate
+from credit_risk.registry.store import Registry
+from credit_risk.scoring.scorer import Scorer
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +81,8 @@ def test_typical_applicant_has_few_or_no_reasons(scorers):
 def test_saabas_trees_equal_xgboosts_approx_contribs(scorers, models, tables, spec):
     import xgboost as xgb
 
-    from credit_risk.ingest import assemble
-    from credit_risk.reasons import SaabasTrees
+    from credit_risk.pipeline.ingest import assemble
+    from credit_risk.scoring.reasons import SaabasTrees
 
     scorer = scorers["xgboost"]
     booster = scorer.explainer._booster

@@ -7,8 +7,14 @@ import shutil
 import joblib
 import pytest
 
-from credit_risk import pipeline, signing
-from credit_risk.registry import Registry, RegistryError, SignatureError, sha256_bytes
+from credit_risk.pipeline import steps as pipeline
+from credit_risk.registry.store import (
+    Registry,
+    RegistryError,
+    SignatureError,
+    sha256_bytes,
+    signing,
+)
 
 
 class Payload:

@@ -11,9 +11,14 @@ import stat
 import joblib
 import pytest
 
-from credit_risk import signing
 from credit_risk.config import Settings
-from credit_risk.registry import ChecksumError, Registry, SignatureError, sha256_bytes
+from credit_risk.registry.store import (
+    ChecksumError,
+    Registry,
+    SignatureError,
+    sha256_bytes,
+    signing,
+)
 
 
 class Payload:
@@ -173,7 +178,7 @@ def test_publishing_needs_a_trusted_signing_key_when_keys_are_trusted(tmp_path, 
 
 
 def test_without_keys_it_works_as_before_and_says_so_once(tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="credit_risk.registry")
+    caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
     settings = _settings(tmp_path)
     registry = Registry.from_settings(settings)
     Registry.from_settings(settings)

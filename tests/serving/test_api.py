@@ -22,7 +22,7 @@ def test_valid_application(client, application, trained):
 
 
 def test_request_id_is_generated_and_decision_logged(client, application, trained):
-    from credit_risk.decisions import DecisionLog
+    from credit_risk.registry.decisions import DecisionLog
 
     r = client.post("/api/v1/predict", json=application)
     rid = r.json["request_id"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from credit_risk.decisions import DecisionLog, DecisionLogError
+from credit_risk.registry.decisions import DecisionLog, DecisionLogError
 from serving import create_app
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from credit_risk.model_store import ModelStore
-from credit_risk.registry import Registry
+from credit_risk.registry.store import Registry
+from credit_risk.scoring.champion import ModelStore
 from serving import create_app
 from tests.serving.test_gunicorn import ROOT, _free_port, _get
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from credit_risk.api_schema import PredictionResponse, openapi_document
+from credit_risk.scoring.request import PredictionResponse, openapi_document
 from serving import create_app
 
 KEYS = {"api_keys": ("k-one",), "form_auth": "api_key"}

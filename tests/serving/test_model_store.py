@@ -1,7 +1,7 @@
 import shutil
 
-from credit_risk.model_store import ModelStore
-from credit_risk.registry import Registry
+from credit_risk.registry.store import Registry
+from credit_risk.scoring.champion import ModelStore
 from serving import create_app
 
 

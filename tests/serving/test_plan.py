@@ -13,15 +13,15 @@ import joblib
 import numpy as np
 import pytest
 
-from credit_risk.bundle import check_plan, compile_bundle, frame_records, plan_of
-from credit_risk.datasets import synthetic
-from credit_risk.ingest import assemble
-from credit_risk.pipeline import load_scorer
-from credit_risk.plan import ARRAYS_FILE, PLAN_FILE, PlanError, ScoringPlan
-from credit_risk.registry import Registry
-from credit_risk.schema import validate_application
-from credit_risk.scoring import Scorer
-from credit_risk.train import train_candidate
+from credit_risk.pipeline import synthetic
+from credit_risk.pipeline.bundle import check_plan, compile_bundle, frame_records, plan_of
+from credit_risk.pipeline.ingest import assemble
+from credit_risk.pipeline.steps import load_scorer
+from credit_risk.pipeline.train import train_candidate
+from credit_risk.registry.store import Registry
+from credit_risk.scoring.plan import ARRAYS_FILE, PLAN_FILE, PlanError, ScoringPlan
+from credit_risk.scoring.scorer import Scorer
+from credit_risk.spec.fields import validate_application
 
 ROOT = Path(__file__).parents[2]
 
@@ -177,8 +177,8 @@ def trap(*a, **k):
     raise SystemExit("unpickled")
 pickle.loads = pickle.load = trap
 pickle.Unpickler = trap
-from credit_risk.registry import Registry
-from credit_risk.scoring import Scorer
+from credit_risk.registry.store import Registry
+from credit_risk.scoring.scorer import Scorer
 s = Scorer.load(Registry({str(tmp_path / 'reg')!r}), {version!r})
 app = {{f["name"]: f["default"] for f in s.fields}}
 print(s.score_records([app])[0]["probability_of_default"])

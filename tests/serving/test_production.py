@@ -6,8 +6,8 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from credit_risk.api_schema import application_model, validate_many
-from credit_risk.schema import validate_application
+from credit_risk.scoring.request import application_model, validate_many
+from credit_risk.spec.fields import validate_application
 from serving import create_app
 
 

@@ -10,7 +10,7 @@ import pytest
 from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 
-from credit_risk.registry import Registry
+from credit_risk.registry.store import Registry
 from credit_risk.ui import create_ui, is_report
 
 ROOT = Path(__file__).parents[2]
@@ -69,7 +69,7 @@ def test_models_page_card_and_run_outputs(env):
 
 
 def test_drift_reports_are_listed_and_served(env, monkeypatch):
-    from credit_risk.monitoring import drift_step
+    from credit_risk.pipeline.monitoring import drift_step
     from tests.model.test_monitoring import _log_traffic
 
     settings, _ = env

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import pytest
 
-from credit_risk.registry import Registry
+from credit_risk.registry.store import Registry
 
 ROOT = Path(__file__).parents[2]
 ROLES = ("viewer", "user", "op", "admin")

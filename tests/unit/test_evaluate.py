@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from credit_risk.evaluate import (
+from credit_risk.pipeline.evaluate import (
     classification_metrics,
     cost_minimising_threshold,
     expected_calibration_error,

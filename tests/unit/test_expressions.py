@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from credit_risk.expressions import parse_expression
+from credit_risk.spec.expressions import parse_expression
 
 
 def test_division_by_zero_gives_zero_on_scalars_and_arrays():

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk.features import FeatureTransformer
-from credit_risk.ingest import assemble
-from credit_risk.plan import FeaturePlan
+from credit_risk.pipeline.features import FeatureTransformer
+from credit_risk.pipeline.ingest import assemble
+from credit_risk.scoring.plan import FeaturePlan
 
 
 @pytest.fixture(scope="module")

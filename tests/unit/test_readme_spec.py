@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from credit_risk.datasets.spec import load_spec
+from credit_risk.spec.dataset import load_spec
 
 
 def test_readme_spec_example_loads(tmp_path):

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from credit_risk.scoring import ScoreScaling, rating
+from credit_risk.scoring.scorer import ScoreScaling, rating
 
 
 def test_base_odds_give_base_score_and_pdo_doubles_odds():

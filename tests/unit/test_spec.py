@@ -1,6 +1,6 @@
 import pytest
 
-from credit_risk.datasets.spec import SpecError, load_spec
+from credit_risk.spec.dataset import SpecError, load_spec
 
 
 def test_builtin_specs_load():

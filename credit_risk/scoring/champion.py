@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from credit_risk.registry import Registry
-from credit_risk.scoring import Scorer
+from credit_risk.registry.store import Registry
+from credit_risk.scoring.scorer import Scorer
 
 log = logging.getLogger(__name__)
 

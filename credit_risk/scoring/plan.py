@@ -5,7 +5,7 @@ steps: imputation values, training-range caps, derived expressions, category enc
 the model head; the calibration), ``plan.npz`` (its arrays, read with
 ``allow_pickle=False``) and, for XGBoost, ``booster.ubj`` (the booster in XGBoost's own
 format). The same ``FeaturePlan`` computes features for a training frame's columns
-(``credit_risk.features.FeatureTransformer.transform``) and for serving's records.
+(``credit_risk.pipeline.features.FeatureTransformer.transform``) and for serving's records.
 No pandas, no scikit-learn, no joblib: this is the serving side.
 """
 
@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from credit_risk.expressions import parse_expression
+from credit_risk.errors import CreditRiskError
+from credit_risk.spec.expressions import parse_expression
 
 PLAN_FILE = "plan.json"
 ARRAYS_FILE = "plan.npz"
@@ -28,7 +29,7 @@ LARGEST = float(np.finfo(np.float32).max)  # finite as float32 too (XGBoost's in
 UNKNOWN = -2  # a raw categorical value not seen at fit time, before cleaning
 
 
-class PlanError(ValueError):
+class PlanError(CreditRiskError, ValueError):
     """A scoring plan that cannot be loaded or used."""
 
 

@@ -12,22 +12,22 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from credit_risk.bundle import check_plan, compile_bundle, frame_records
 from credit_risk.config import Settings
-from credit_risk.datasets.spec import DatasetSpec, load_spec
-from credit_risk.evaluate import classification_metrics
-from credit_risk.fairness import fairness_report
-from credit_risk.gate import gate_thresholds, rejection_reasons
-from credit_risk.ingest import assemble, frame_fingerprint, ingest, load_snapshot
-from credit_risk.model_card import markdown_to_html, model_card_markdown
-from credit_risk.monitoring import REFERENCE_FILE, reference_sample
-from credit_risk.registry import MODEL_FILE, Registry, RegistryError
-from credit_risk.reports import comparison_table, reliability_png, reliability_table
-from credit_risk.schema import input_fields
-from credit_risk.scoring import Scorer, ScoreScaling
-from credit_risk.train import Candidate, split, train_candidate
+from credit_risk.pipeline.bundle import check_plan, compile_bundle, frame_records
+from credit_risk.pipeline.evaluate import classification_metrics
+from credit_risk.pipeline.fairness import fairness_report
+from credit_risk.pipeline.gate import gate_thresholds, rejection_reasons
+from credit_risk.pipeline.ingest import assemble, frame_fingerprint, ingest, load_snapshot
+from credit_risk.pipeline.model_card import markdown_to_html, model_card_markdown
+from credit_risk.pipeline.monitoring import REFERENCE_FILE, reference_sample
+from credit_risk.pipeline.reports import comparison_table, reliability_png, reliability_table
+from credit_risk.pipeline.train import Candidate, split, train_candidate
+from credit_risk.pipeline.versions import code_version, library_versions
+from credit_risk.registry.store import MODEL_FILE, Registry, RegistryError
+from credit_risk.scoring.scorer import Scorer, ScoreScaling
+from credit_risk.spec.dataset import DatasetSpec, load_spec
+from credit_risk.spec.fields import input_fields
 from credit_risk.validation import published_files
-from credit_risk.versions import code_version, library_versions
 
 log = logging.getLogger(__name__)
 TARGET = "__target__"

@@ -18,8 +18,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
-from credit_risk.plan import ARRAYS_FILE, BOOSTER_FILE, FORMAT, PLAN_FILE, PlanError, ScoringPlan
-from credit_risk.train import CalibratedModel
+from credit_risk.pipeline.train import CalibratedModel
+from credit_risk.scoring.plan import (
+    ARRAYS_FILE,
+    BOOSTER_FILE,
+    FORMAT,
+    PLAN_FILE,
+    PlanError,
+    ScoringPlan,
+)
 
 
 def _positive_column(estimator: Any) -> int:

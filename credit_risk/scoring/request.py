@@ -1,9 +1,9 @@
 """The serving API's schemas: request models generated from a model's input fields, response
 models, the OpenAPI document, and a fast validator for batches.
 
-The input fields come from the dataset spec (`credit_risk.schema.input_fields`), so a new spec
+The input fields come from the dataset spec (`credit_risk.spec.fields.input_fields`), so a new spec
 gives a new request schema with nothing else to write. Validation messages stay those of
-`credit_risk.schema.validate_application`; the pydantic models describe the same rules.
+`credit_risk.spec.fields.validate_application`; the pydantic models describe the same rules.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
-from credit_risk.expressions import parse_expression
-from credit_risk.schema import validate_application
+from credit_risk.spec.expressions import parse_expression
+from credit_risk.spec.fields import validate_application
 
 REF = "#/components/schemas/{model}"
 

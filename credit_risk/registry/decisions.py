@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from credit_risk.errors import CreditRiskError
+
 log = logging.getLogger(__name__)
 
 try:  # orjson (in the serving extra) is several times faster on batches
@@ -33,7 +35,7 @@ except ImportError:  # pragma: no cover - the library works without it
         return (json.dumps(record, default=str) + "\n").encode()
 
 
-class DecisionLogError(RuntimeError):
+class DecisionLogError(CreditRiskError, RuntimeError):
     """The decisions could not be logged (nothing of them was kept): do not return them."""
 
 

@@ -9,12 +9,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from credit_risk.expressions import parse_expression
+from credit_risk.errors import CreditRiskError
+from credit_risk.spec.expressions import parse_expression
 
-SPECS_DIR = Path(__file__).parent / "specs"
+SPECS_DIR = Path(__file__).parents[1] / "datasets" / "specs"
 
 
-class SpecError(ValueError):
+class SpecError(CreditRiskError, ValueError):
     """A dataset spec file is missing, malformed or inconsistent."""
 
 

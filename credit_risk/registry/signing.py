@@ -24,6 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from credit_risk.errors import CreditRiskError
+
 ALGORITHM = "Ed25519"
 FORMAT = "credit-risk-manifest-v1"
 MESSAGE_PREFIX = b"credit-risk-manifest-v1\n"
@@ -32,7 +34,7 @@ PRIVATE_FILE = "signing_key.pem"
 PUBLIC_FILE = "signing_key.pub.pem"
 
 
-class SigningError(RuntimeError):
+class SigningError(CreditRiskError, RuntimeError):
     """A key cannot be read, or a manifest is unsigned or wrongly signed."""
 
 

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from credit_risk.config import Settings
-from credit_risk.decisions import DecisionLog
-from credit_risk.registry import Registry, RegistryError
+from credit_risk.registry.decisions import DecisionLog
+from credit_risk.registry.store import Registry, RegistryError
 
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference.parquet"

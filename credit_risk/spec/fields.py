@@ -6,11 +6,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from credit_risk.datasets.spec import DatasetSpec, Role
-from credit_risk.expressions import parse_expression
+from credit_risk.spec.dataset import DatasetSpec, Role
+from credit_risk.spec.expressions import parse_expression
 
 if TYPE_CHECKING:
-    from credit_risk.features import FeatureTransformer
+    from credit_risk.pipeline.features import FeatureTransformer
 
 
 def input_fields(spec: DatasetSpec, features: FeatureTransformer) -> list[dict[str, Any]]:

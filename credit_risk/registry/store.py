@@ -4,7 +4,7 @@ Layout under the registry root::
 
     models/<version>/manifest.json   written last; a version without it does not exist; lists
                                      the SHA-256 of every file and carries the Ed25519
-                                     signature over all of that (credit_risk.signing)
+                                     signature over all of that (credit_risk.registry.signing)
     models/<version>/...             the model files, reports, model card
     aliases/state.json               every alias in one record, replaced atomically:
                                      {"format": 1, "change": <id>, "aliases": {name: {...}}}
@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from credit_risk import signing
+from credit_risk.errors import CreditRiskError
+from credit_risk.registry import signing
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -57,7 +58,7 @@ STALE_AFTER_S = 3600.0  # leftovers of a writer that died; a live writer's are y
 _warned: set[str] = set()
 
 
-class RegistryError(RuntimeError):
+class RegistryError(CreditRiskError, RuntimeError):
     """A version or alias is missing or inconsistent."""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from credit_risk.config import Settings
-from credit_risk.datasets.spec import DatasetSpec
+from credit_risk.spec.dataset import DatasetSpec
 
 
 def gate_thresholds(settings: Settings, spec: DatasetSpec) -> dict[str, float]:

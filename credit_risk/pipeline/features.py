@@ -1,7 +1,7 @@
 """Features: cleaning, imputation, training-range caps, derived ratios and one-hot encoding.
 
 ``fit`` learns the feature plan (``plan_``, pure data); ``transform`` runs it through the
-same ``credit_risk.plan.FeaturePlan`` code that serving runs on records.
+same ``credit_risk.scoring.plan.FeaturePlan`` code that serving runs on records.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from credit_risk.datasets.spec import DatasetSpec
-from credit_risk.expressions import parse_expression
-from credit_risk.plan import FeaturePlan, cap
+from credit_risk.scoring.plan import FeaturePlan, cap
+from credit_risk.spec.dataset import DatasetSpec
+from credit_risk.spec.expressions import parse_expression
 
 
 class FeatureTransformer(TransformerMixin, BaseEstimator):

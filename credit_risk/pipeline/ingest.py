@@ -10,12 +10,13 @@ from typing import Any
 import fsspec
 import pandas as pd
 
-from credit_risk.datasets.spec import SPECS_DIR, DatasetSpec, Table
+from credit_risk.errors import CreditRiskError
+from credit_risk.spec.dataset import SPECS_DIR, DatasetSpec, Table
 
 BUILTIN_DATA = SPECS_DIR.parent / "data"
 
 
-class IngestError(RuntimeError):
+class IngestError(CreditRiskError, RuntimeError):
     """A source table cannot be read."""
 
 

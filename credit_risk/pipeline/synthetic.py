@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from credit_risk.datasets.spec import DatasetSpec, load_spec
+from credit_risk.spec.dataset import DatasetSpec, load_spec
 
 if TYPE_CHECKING:
     from credit_risk.config import Settings

@@ -22,19 +22,20 @@ from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
 from credit_risk.config import Settings
-from credit_risk.datasets.spec import DatasetSpec
-from credit_risk.evaluate import (
+from credit_risk.errors import CreditRiskError
+from credit_risk.pipeline.evaluate import (
     cost_minimising_threshold,
     expected_calibration_error,
     recall_threshold,
 )
-from credit_risk.features import FeatureTransformer
-from credit_risk.plan import logit as _logit
+from credit_risk.pipeline.features import FeatureTransformer
+from credit_risk.scoring.plan import logit as _logit
+from credit_risk.spec.dataset import DatasetSpec
 
 log = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(CreditRiskError, RuntimeError):
     """The data cannot train a model (for example, a single class)."""
 
 

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from credit_risk.plan import ARRAYS_FILE, BOOSTER_FILE, PLAN_FILE, PlanError, ScoringPlan
-from credit_risk.reasons import ReasonExplainer
-from credit_risk.schema import validate_application
+from credit_risk.scoring.plan import ARRAYS_FILE, BOOSTER_FILE, PLAN_FILE, PlanError, ScoringPlan
+from credit_risk.scoring.reasons import ReasonExplainer
+from credit_risk.spec.fields import validate_application
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from credit_risk.registry import Registry
+    from credit_risk.registry.store import Registry
 
 RATING_BANDS = ((750, "Excellent"), (650, "Good"), (500, "Average"), (-math.inf, "Poor"))
 

@@ -6,7 +6,7 @@ XGBoost's own `pred_contribs` (by default its fast path-based approximation,
 the same numbers from the trees held in NumPy, 5x faster than a DMatrix round trip;
 `exact=True` for TreeSHAP), the linear model's weight x (value - typical value), and
 for the random forest the drop in PD when a feature is set to its typical value (occlusion).
-Everything comes from the pure-data scoring plan (`credit_risk.plan`).
+Everything comes from the pure-data scoring plan (`credit_risk.scoring.plan`).
 One-hot columns are summed back into the field they encode.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from credit_risk.plan import ScoringPlan
+from credit_risk.scoring.plan import ScoringPlan
 
 
 class SaabasTrees:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from credit_risk.datasets.spec import DatasetSpec, Role
+from credit_risk.spec.dataset import DatasetSpec, Role
 
 
 def protected_groups(values: pd.Series, numeric: bool, bins: int = 4) -> pd.Series:

@@ -1,0 +1,1 @@
+"""Model versions with signed manifests, crash-safe aliases, and the decision log."""

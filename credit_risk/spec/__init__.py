@@ -1,0 +1,1 @@
+"""Dataset specs, the safe expression language and the application fields derived from a spec."""
