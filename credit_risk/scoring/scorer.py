@@ -14,11 +14,8 @@ import numpy as np
 
 from credit_risk.scoring.plan import ARRAYS_FILE, BOOSTER_FILE, PLAN_FILE, PlanError, ScoringPlan
 from credit_risk.scoring.reasons import ReasonExplainer
-from credit_risk.spec.fields import validate_application
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from credit_risk.registry.store import Registry
 
 RATING_BANDS = ((750, "Excellent"), (650, "Good"), (500, "Average"), (-math.inf, "Poor"))
@@ -93,24 +90,6 @@ class Scorer:
         reasons = self.explainer.explain(rows, records, self.n_reasons)
         warnings = [self.plan.features.warnings(r) for r in records]
         return self._results(self.plan.predict(rows), reasons, warnings)
-
-    def score_frame(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Validate and score a frame of applications; a row that fails gets `error`, no PD."""
-        names = [f["name"] for f in self.fields]
-        missing = [n for n in names if n not in df.columns]
-        if missing:
-            raise ValueError(f"columns missing from the input: {', '.join(missing)}")
-        records = df[names].astype(object).where(df[names].notna(), None).to_dict("records")
-        checked = [validate_application(self.fields, r, self.rules) for r in records]
-        good = [i for i, (_, errors) in enumerate(checked) if not errors]
-        out: list[dict[str, Any]] = [
-            {"error": "; ".join(f"{k} {v}" for k, v in errors.items())} for _, errors in checked
-        ]
-        for i, result in zip(good, self.score_records([checked[i][0] for i in good]), strict=True):
-            out[i] = result
-        import pandas as pd  # the CLI's path only: serving never imports pandas here
-
-        return pd.DataFrame(out, index=df.index)
 
     def _results(self, pd_: np.ndarray, reasons: list[list[dict[str, Any]]],
                  warnings: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
