@@ -12,14 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from credit_risk.scoring.bands import rating
 from credit_risk.scoring.plan import ARRAYS_FILE, BOOSTER_FILE, PLAN_FILE, PlanError, ScoringPlan
 from credit_risk.scoring.reasons import ReasonExplainer
 
 if TYPE_CHECKING:
     from credit_risk.registry.store import Registry
-
-RATING_BANDS = ((750, "Excellent"), (650, "Good"), (500, "Average"), (-math.inf, "Poor"))
-
 
 @dataclass(frozen=True)
 class ScoreScaling:
@@ -43,11 +41,6 @@ class ScoreScaling:
         p = np.clip(np.asarray(pd_, dtype=float), 1e-9, 1 - 1e-9)
         raw = self.offset + self.factor * np.log((1 - p) / p)
         return np.clip(np.rint(raw), self.min_score, self.max_score).astype(int)
-
-
-def rating(score: int) -> str:
-    """Poor < 500 <= Average < 650 <= Good < 750 <= Excellent."""
-    return next(name for floor, name in RATING_BANDS if score >= floor)
 
 
 class Scorer:
