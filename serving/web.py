@@ -19,6 +19,7 @@ from flask import (
 from flask_wtf.csrf import CSRFError
 
 from credit_risk.registry.decisions import DecisionLogError
+from credit_risk.scoring import bands
 from credit_risk.spec.fields import validate_application
 from serving import metrics
 from serving.auth import KeyChecker
@@ -26,10 +27,6 @@ from serving.context import record_decisions, request_id, settings, store
 from serving.security import LoginThrottle
 
 web = Blueprint("web", __name__, template_folder="templates")
-
-BANDS = ((300, 500, "Poor", "#c62828"), (500, 650, "Average", "#ef8f00"),
-         (650, 750, "Good", "#7cb342"), (750, 900, "Excellent", "#2e7d32"))
-
 
 def _from_form(fields: list[dict[str, Any]], form: Any) -> dict[str, Any]:
     """Form strings to typed values; what does not parse stays a string and fails validation."""
@@ -51,21 +48,23 @@ def _from_form(fields: list[dict[str, Any]], form: Any) -> dict[str, Any]:
     return data
 
 
-def _point(score: float, radius: float = 80.0) -> tuple[float, float]:
-    t = (min(max(score, 300), 900) - 300) / 600
+def _point(score: float, low: float, high: float,
+           radius: float = 80.0) -> tuple[float, float]:
+    t = (min(max(score, low), high) - low) / (high - low)
     return (round(100 - radius * math.cos(math.pi * t), 2),
             round(100 - radius * math.sin(math.pi * t), 2))
 
 
-def gauge(score: int) -> dict[str, Any]:
-    """SVG pieces of a half-circle gauge from 300 to 900 with the rating bands."""
+def gauge(score: int, low: float, high: float) -> dict[str, Any]:
+    """SVG pieces of a half-circle gauge over the score scale [low, high] with the rating
+    bands of `credit_risk.scoring.bands`."""
     arcs = []
-    for lo, hi, name, colour in BANDS:
-        (x1, y1), (x2, y2) = _point(lo), _point(hi)
-        arcs.append({"d": f"M {x1} {y1} A 80 80 0 0 1 {x2} {y2}", "colour": colour,
-                     "name": name})
-    x, y = _point(score, 62)
-    return {"arcs": arcs, "needle": {"x": x, "y": y}}
+    for band in bands.on_scale(low, high):
+        (x1, y1), (x2, y2) = _point(band["low"], low, high), _point(band["high"], low, high)
+        arcs.append({"d": f"M {x1} {y1} A 80 80 0 0 1 {x2} {y2}", "colour": band["colour"],
+                     "name": band["name"]})
+    x, y = _point(score, low, high, 62)
+    return {"arcs": arcs, "needle": {"x": x, "y": y}, "low": low, "high": high}
 
 
 @web.app_template_filter("num")
@@ -187,5 +186,8 @@ def form():
             metrics.count_predictions([result])
     return render_template("form.html", fields=scorer.fields, values=values, errors=errors,
                            result=result, unavailable=False, version=scorer.version,
-                           gauge=gauge(result["credit_score"]) if result else None,
-                           bands=BANDS, logged_in=logged_in), status
+                           gauge=gauge(result["credit_score"], scorer.scaling.min_score,
+                                       scorer.scaling.max_score) if result else None,
+                           bands=bands.on_scale(scorer.scaling.min_score,
+                                                scorer.scaling.max_score),
+                           logged_in=logged_in), status

@@ -7,6 +7,8 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
+from credit_risk.scoring import bands
+
 METRICS = ("roc_auc", "gini", "ks", "pr_auc", "brier", "brier_uncalibrated", "ece",
            "ece_uncalibrated", "precision", "recall", "f1")
 
@@ -80,7 +82,7 @@ def model_card_markdown(manifest: dict[str, Any], comparison: dict[str, Any]) ->
         "## Credit score",
         "score = offset + factor x ln(good:bad odds), "
         + ", ".join(f"{k} = {v}" for k, v in manifest["score_scaling"].items())
-        + ". Bands: Poor < 500 <= Average < 650 <= Good < 750 <= Excellent.",
+        + f". Bands: {bands.describe()}.",
         "## Fairness",
         f"Approval (Low risk) rate per group on the test set; the gate requires the lowest/highest "
         f"ratio to be at least {manifest['fairness']['min_ratio']:.2f} for groups of at least "

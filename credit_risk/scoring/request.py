@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
+from credit_risk.scoring.bands import Rating
 from credit_risk.spec.expressions import parse_expression
 from credit_risk.spec.fields import validate_application
 
@@ -81,7 +82,7 @@ class Prediction(BaseModel):
     probability_of_default: float = Field(ge=0, le=1)
     risk: Literal["High", "Low"]
     credit_score: int
-    rating: Literal["Poor", "Average", "Good", "Excellent"]
+    rating: Rating
     reasons: list[Reason | str] | None = Field(
         None, description="The main features raising the PD, most important first.")
     warnings: list[InputWarning] | None = Field(

@@ -9,6 +9,7 @@ import pytest
 from playwright import sync_api as playwright_api
 from werkzeug.serving import make_server
 
+from credit_risk.scoring import bands
 from serving import create_app
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -53,9 +54,10 @@ def test_fill_in_submit_and_read_the_result(browser, base_url):
     assert re.fullmatch(r"\d{1,3}\.\d\d%", pd_text)
     score = int(page.inner_text("#score"))
     assert 300 <= score <= 900
-    assert page.inner_text("#rating") in ("Poor", "Average", "Good", "Excellent")
+    assert page.inner_text("#rating") in bands.NAMES
     assert page.inner_text("#risk") in ("High", "Low")
-    assert page.locator("#gauge svg path").count() == 4
+    assert page.locator("#gauge svg path").count() == len(bands.BANDS)
+    assert page.locator("#bands li.current").inner_text().startswith(page.inner_text("#rating"))
     assert page.locator("#reasons").is_visible()
     assert page.input_value("#credit_utilization_ratio") == "85"  # the values stay
     page.close()

@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from credit_risk.scoring.scorer import ScoreScaling, rating
+from credit_risk.scoring.bands import rating
+from credit_risk.scoring.scorer import ScoreScaling
 
 
 def test_base_odds_give_base_score_and_pdo_doubles_odds():
@@ -26,3 +27,15 @@ def test_scores_are_clipped_and_monotone():
                                         (750, "Excellent"), (900, "Excellent")])
 def test_bands(score, band):
     assert rating(score) == band
+
+
+def test_bands_are_contiguous_and_named_as_the_api_says():
+    from typing import get_args
+
+    from credit_risk.scoring import bands
+
+    assert bands.NAMES == get_args(bands.Rating)
+    assert bands.BANDS[0].low == -math.inf and bands.BANDS[-1].high == math.inf
+    assert all(a.high == b.low for a, b in zip(bands.BANDS, bands.BANDS[1:], strict=False))
+    assert bands.describe() == "Poor < 500 <= Average < 650 <= Good < 750 <= Excellent"
+    assert [b["low"] for b in bands.on_scale(300, 900)] == [300, 500, 650, 750]
