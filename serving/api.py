@@ -51,6 +51,9 @@ def http_error(exc: HTTPException):
     return exc
 
 
+MALFORMED = object()  # not JSON at all; a JSON `null` body parses to None and is a 422
+
+
 def _parse(data: bytes) -> Any:
     """JSON with orjson; what orjson refuses for being no finite number (NaN, Infinity, 1e400)
     is read by the standard library, so the validator names the field ("finite number")."""
@@ -60,7 +63,7 @@ def _parse(data: bytes) -> Any:
         try:
             return json.loads(data)
         except (ValueError, RecursionError):
-            return None
+            return MALFORMED
 
 
 def _json_body() -> tuple[Any, Any]:
@@ -70,8 +73,8 @@ def _json_body() -> tuple[Any, Any]:
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is None and limit is not None and len(data) >= limit:
         raise RequestEntityTooLarge()  # a chunked body is cut at the limit: it was too large
-    body = _parse(data) if data else None
-    if body is None:
+    body = _parse(data) if data else MALFORMED
+    if body is MALFORMED:
         return None, error(400, "malformed JSON body")
     return body, None
 

@@ -70,11 +70,16 @@ def test_malformed_json_is_400(client, body):
     assert r.json["error"] == "malformed JSON body"
 
 
-@pytest.mark.parametrize("body", ["[]", "42", "\"text\"", "null"])
+@pytest.mark.parametrize("body", ["[]", "42", "\"text\"", "null", "true"])
 def test_json_that_is_not_an_object_is_422(client, body):
+    """Valid JSON, but not an application: a 422 that says so, never "malformed"."""
     r = client.post("/api/v1/predict", data=body, content_type="application/json")
-    assert r.status_code in (400, 422)
-    assert "error" in r.json
+    assert r.status_code == 422
+    assert r.json == {"error": "invalid application",
+                      "fields": {"_": "an application must be a JSON object"}}
+    r = client.post("/api/v1/predict/batch", data=body, content_type="application/json")
+    assert r.status_code == 422
+    assert r.json == {"error": 'body must be {"applications": [ ... ]} with at least one'}
 
 
 def test_wrong_content_type_is_415(client, application):
