@@ -260,6 +260,14 @@ def run_all(settings: Settings, run_id: str, spec_name: str | None = None) -> st
     return publish_step(settings, evaluate_step(settings, split_dir, paths))
 
 
+def load_model(registry: Registry, version: str) -> tuple[Any, dict[str, Any]]:
+    """The training-side pipeline object of a version (a pickle: for analysis, never for
+    serving) and its manifest, loaded only after every file and the signature are verified."""
+    manifest = registry.verify(version)
+    data = registry.read_file(version, MODEL_FILE, manifest)
+    return joblib.load(io.BytesIO(data)), manifest
+
+
 def load_scorer(settings: Settings, version: str | None = None) -> Scorer:
     registry = Registry.from_settings(settings)
     version = version or registry.alias_version("champion")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import fcntl
 import getpass
 import hashlib
-import io
 import json
 import logging
 import os
@@ -297,15 +296,6 @@ class Registry:
             raise ChecksumError(f"version {version}: files not in the manifest: "
                                 f"{', '.join(extra)}")
         return manifest
-
-    def load_model(self, version: str) -> tuple[Any, dict[str, Any]]:
-        """The training-side pipeline object of a version (a pickle: for analysis, never for
-        serving) and its manifest, loaded only after verify."""
-        import joblib
-
-        manifest = self.verify(version)
-        data = self.read_file(version, MODEL_FILE, manifest)
-        return joblib.load(io.BytesIO(data)), manifest
 
     # -- aliases ----------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def test_signed_model_serves_and_a_tampered_one_is_refused_everywhere(trained, t
     with pytest.raises(SignatureError):
         pipeline.load_scorer(settings, bad)
     with pytest.raises(SignatureError):
-        registry.load_model(bad)
+        pipeline.load_model(registry, bad)
 
     # The attacker also moves the alias by hand (write access to the registry).
     state = tmp_path / "reg" / "aliases" / "state.json"

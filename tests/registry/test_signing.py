@@ -12,6 +12,7 @@ import joblib
 import pytest
 
 from credit_risk.config import Settings
+from credit_risk.pipeline.steps import load_model
 from credit_risk.registry.store import (
     ChecksumError,
     Registry,
@@ -83,7 +84,7 @@ def test_the_reduce_payload_with_a_rewritten_hash_is_refused(tmp_path, keys):
     _tamper(tmp_path, bad, marker)
     # Without trusted keys the rewritten hash passes: checksums only catch corruption.
     assert Registry(settings.registry_url).verify(bad)["version"] == bad
-    for attempt in (lambda: registry.verify(bad), lambda: registry.load_model(bad),
+    for attempt in (lambda: registry.verify(bad), lambda: load_model(registry, bad),
                     lambda: registry.promote(bad, "attack"),
                     lambda: registry.read_file(bad, "model.joblib")):
         with pytest.raises(SignatureError, match="signature does not match"):
