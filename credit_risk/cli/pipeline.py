@@ -1,0 +1,93 @@
+"""`credit-risk train`, `generate-data`, `validate` and `drift`: the pipeline's commands.
+
+The training side: these need the pipeline extra (pandas, scikit-learn, GX, Evidently).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from credit_risk.config import Settings
+from credit_risk.pipeline.reports import comparison_table
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from credit_risk.pipeline import synthetic
+    from credit_risk.spec.dataset import load_spec
+
+    spec = load_spec(args.spec or settings.dataset_spec)
+    if spec.generator != "lauki_synthetic":
+        print(f"dataset {spec.name} has no generator", file=sys.stderr)
+        return 2
+    seed = settings.data_seed if args.seed is None else args.seed
+    tables = synthetic.generate(args.customers or settings.n_customers, seed, args.shift)
+    if args.applications:
+        from credit_risk.pipeline.ingest import assemble
+
+        apps = assemble(spec, tables).drop(columns=[spec.target.column])
+        apps.to_csv(args.applications, index=False)
+        print(f"applications: {len(apps)} rows -> {args.applications}")
+        return 0
+    out = Path(args.out) if args.out else settings.data_dir / spec.name
+    for name, path in synthetic.write(tables, out).items():
+        print(f"{name}: {len(tables[name])} rows -> {path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from credit_risk.pipeline import steps as pipeline
+    from credit_risk.registry.store import Registry
+
+    if args.models:
+        settings = settings.model_copy(update={"models": tuple(args.models.split(","))})
+    run_id = args.run_id or datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%SZ")
+    version = pipeline.run_all(settings, run_id, args.spec)
+    manifest = Registry.from_settings(settings).manifest(version)
+    print(f"Test set: {manifest['metrics']['n']} rows, the same for every candidate.")
+    print(comparison_table(manifest["comparison"]))
+    champion = manifest["champion_at_training"]
+    if champion and champion["comparable"]:
+        print(f"champion before this run: {champion['version']} roc_auc={champion['roc_auc']:.4f}")
+    status = "promoted to champion" if manifest["approved"] else (
+        "NOT promoted: " + "; ".join(manifest["rejection_reasons"]))
+    print(f"published {version} ({manifest['model']}): {status}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from credit_risk.spec.dataset import load_spec
+    from credit_risk.validation import export_suites, read_tables, validate_frames
+
+    spec = load_spec(args.spec or settings.dataset_spec)
+    if args.export_suites:
+        root, names = export_suites(spec, settings)
+        print(f"wrote {len(names)} suites and checkpoints of {spec.name} to {root}")
+        return 0
+    data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
+    out = Path(args.out) if args.out else (
+        settings.runs_dir / datetime.now(UTC).strftime("validate-%Y%m%dT%H%M%SZ") / "validation")
+    report = validate_frames(spec, read_tables(spec, data_dir), out, settings,
+                             {"data_dir": str(data_dir)})
+    print(report.message(), file=sys.stdout if report.success else sys.stderr)
+    print(report.summary())
+    return 0 if report.success else 1
+
+
+def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
+    from credit_risk.pipeline.monitoring import drift_step
+
+    if args.window_days:
+        settings = settings.model_copy(update={"drift_window_days": args.window_days})
+    run_id = datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%SZ")
+    result = json.loads(Path(drift_step(settings, run_id)).read_text())
+    print(f"{result['status']}; drift: {result['drift']}")
+    for row in result.get("psi", []):
+        flag = "DRIFT" if row["psi"] >= result["psi_threshold"] else ""
+        print(f"  {row['field']:<40} PSI {row['psi']:.4f} {flag}")
+    if result.get("report"):
+        print(f"report: {settings.runs_dir / 'monitoring' / run_id / result['report']}")
+    return 0
