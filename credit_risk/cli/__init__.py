@@ -1,0 +1,121 @@
+"""The `credit-risk` console script: the same functions the DAGs call.
+
+`main` parses the arguments, then imports only the module of the command it runs:
+`predict` (`credit_risk.cli.predict`) and `models` / `keys` (`credit_risk.cli.registry`) need
+only the serving slice (config, errors, spec, scoring, registry) and so work in an install of
+the serving extra; `train`, `generate-data`, `validate` and `drift`
+(`credit_risk.cli.pipeline`) need the pipeline extra. The import-linter contracts in
+pyproject.toml keep it so.
+
+Errors: a `CreditRiskError` (bad input, data, configuration or artifact) prints its message
+and exits 1; anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from credit_risk.config import Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="credit-risk", description=__doc__.split("\n\n")[0])
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    g = sub.add_parser("generate-data", help="write the synthetic source tables")
+    g.add_argument("--customers", type=int, default=None)
+    g.add_argument("--seed", type=int, default=None, help="default: CREDIT_RISK_DATA_SEED")
+    g.add_argument("--shift", action="store_true", help="a drifted batch")
+    g.add_argument("--spec", default=None)
+    g.add_argument("--out", default=None, help="folder (default: DATA_DIR/<dataset>)")
+    g.add_argument("--applications", default=None, metavar="CSV",
+                   help="write one CSV of joined applications (no target), e.g. for predict")
+    g.set_defaults(command="pipeline:cmd_generate")
+
+    t = sub.add_parser("train", help="run the whole pipeline and print the comparison")
+    t.add_argument("--spec", default=None, help="built-in spec name or YAML path")
+    t.add_argument("--models", default=None, help="comma-separated subset of models")
+    t.add_argument("--run-id", default=None)
+    t.set_defaults(command="pipeline:cmd_train")
+
+    m = sub.add_parser("models", help="the model registry")
+    msub = m.add_subparsers(dest="models_cmd", required=True)
+    msub.add_parser("list")
+    show = msub.add_parser("show")
+    show.add_argument("version")
+    promote = msub.add_parser("promote")
+    promote.add_argument("version")
+    rollback = msub.add_parser("rollback")
+    for cmd in (promote, rollback):
+        cmd.add_argument("--reason", required=True)
+        cmd.add_argument("--by", default=None, help="who (default: the OS user)")
+    msub.add_parser("history")
+    verify = msub.add_parser("verify", help="check every file's SHA-256 and the signature; "
+                             "exit 1 with the reason when either fails")
+    verify.add_argument("version")
+    verify.add_argument("--trusted-key", action="append", default=None, metavar="PEM",
+                        help="a trusted public key (repeatable; default: "
+                             "CREDIT_RISK_TRUSTED_KEYS)")
+    m.set_defaults(command="registry:cmd_models")
+
+    k = sub.add_parser("keys", help="manifest signing keys")
+    ksub = k.add_subparsers(dest="keys_cmd", required=True)
+    kgen = ksub.add_parser("generate", help="write a new Ed25519 keypair")
+    kgen.add_argument("--out", required=True, help="folder for signing_key.pem (mode 0600) "
+                      "and signing_key.pub.pem")
+    k.set_defaults(command="registry:cmd_keys")
+
+    d = sub.add_parser("drift", help="recent traffic vs the champion's training data")
+    d.add_argument("--window-days", type=float, default=None)
+    d.set_defaults(command="pipeline:cmd_drift")
+
+    pr = sub.add_parser("predict", help="score a CSV of applications")
+    pr.add_argument("input")
+    pr.add_argument("-o", "--output", default="-")
+    pr.add_argument("--version", default=None, help="default: the champion")
+    pr.set_defaults(command="predict:cmd_predict")
+
+    v = sub.add_parser("validate", help="run the data validation gate on a dataset")
+    v.add_argument("--spec", default=None, help="built-in spec name or YAML path")
+    v.add_argument("--data-dir", default=None,
+                   help="DATA_DIR (tables in DIR/<dataset>/) or the dataset's own folder")
+    v.add_argument("--out", default=None, help="result folder (default: RUNS_DIR/validate-<time>)")
+    v.add_argument("--export-suites", action="store_true",
+                   help="write the spec's suites and checkpoints into the GX folder, then exit")
+    v.set_defaults(command="pipeline:cmd_validate")
+    return p
+
+
+def _settings() -> Settings:
+    """The settings from the environment; invalid values are a user error, not a bug."""
+    from pydantic import ValidationError
+
+    from credit_risk.config import Settings
+    from credit_risk.errors import CreditRiskError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise CreditRiskError(f"invalid configuration (CREDIT_RISK_* variables): {exc}") from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from credit_risk.errors import CreditRiskError
+
+    module, name = args.command.split(":")
+    try:
+        command = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        return int(command(args, _settings()))
+    except CreditRiskError as exc:
+        print(f"credit-risk: error: {exc}", file=sys.stderr)
+        return 1
+

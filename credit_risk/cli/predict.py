@@ -1,0 +1,148 @@
+"""`credit-risk predict`: score a CSV of applications with a published model.
+
+The serving slice only (config, errors, spec, scoring, registry; the `csv` module, no pandas),
+so it runs in an install of the serving extra. Every input column is kept as it was read and
+the result columns are appended: `probability_of_default`, `risk`, `credit_score`, `rating`,
+`reasons`, `warnings`, `model_version`, and `error` (which field is bad and why) for a row
+that fails validation, which gets no PD. The scored rows are appended to the decision log in
+one write before any output is written: when they cannot be logged, nothing is written and the
+command fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from credit_risk.config import Settings
+from credit_risk.errors import CreditRiskError
+from credit_risk.registry.decisions import DecisionLog
+from credit_risk.registry.store import Registry, RegistryError
+from credit_risk.scoring.scorer import Scorer
+from credit_risk.spec.fields import validate_application
+
+RESULT_COLUMNS = ("probability_of_default", "risk", "credit_score", "rating", "reasons",
+                  "warnings", "model_version", "error")
+# Cells that mean "no value" (pandas' defaults, which `predict` used to read CSVs with).
+MISSING = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+                     "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
+                     "nan", "null"})
+
+
+class PredictInputError(CreditRiskError, ValueError):
+    """The input CSV cannot be scored as a whole (unreadable, columns missing or clashing)."""
+
+
+def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
+    scorer = load_scorer(settings, args.version)
+    header, rows = read_csv(Path(args.input))
+    out_rows, inputs, decisions = score_rows(scorer, header, rows)
+    if settings.decision_log and decisions:  # whole or nothing, before any output
+        DecisionLog(settings.decision_log).write(
+            f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}", inputs, decisions)
+    columns = [*header, *RESULT_COLUMNS]
+    if args.output == "-":
+        write_csv(sys.stdout, columns, out_rows)
+    else:
+        try:
+            with open(args.output, "w", newline="", encoding="utf-8") as fh:
+                write_csv(fh, columns, out_rows)
+        except OSError as exc:
+            raise PredictInputError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+        print(f"scored {len(out_rows)} rows with {scorer.version} -> {args.output}",
+              file=sys.stderr)
+    return 0
+
+
+def load_scorer(settings: Settings, version: str | None) -> Scorer:
+    """The Scorer of a version (default: the champion), every file verified."""
+    registry = Registry.from_settings(settings)
+    version = version or registry.alias_version("champion")
+    if version is None:
+        raise RegistryError(f"no champion model in {settings.registry_url}: train one first")
+    return Scorer.load(registry, version)
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the rows (cells as read) of a CSV file with a header line."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if not header:
+                raise PredictInputError(f"{path}: no header line")
+            doubled = sorted({c for c in header if header.count(c) > 1})
+            if doubled:
+                raise PredictInputError(f"{path}: columns named twice: {', '.join(doubled)}")
+            rows = []
+            for cells in reader:
+                if not cells:
+                    continue  # a blank line
+                if len(cells) > len(header):
+                    raise PredictInputError(f"{path}, line {reader.line_num}: {len(cells)} "
+                                            f"values for {len(header)} columns")
+                rows.append(dict(zip(header, cells, strict=False)))
+    except OSError as exc:
+        raise PredictInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise PredictInputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    except csv.Error as exc:
+        raise PredictInputError(f"{path}: not a valid CSV file: {exc}") from exc
+    return header, rows
+
+
+def parse_cell(field: Mapping[str, Any], cell: str | None) -> Any:
+    """A cell as an application value: None when missing, a number for a numeric field
+    (the text as it was when it is not one: validation then says so), else the text."""
+    if cell is None or cell in MISSING or not cell.strip():
+        return None
+    if field["type"] == "category":
+        return cell
+    for number in (int, float):
+        try:
+            return number(cell)
+        except ValueError:
+            pass
+    return cell
+
+
+def score_rows(scorer: Scorer, header: Sequence[str], rows: Sequence[Mapping[str, str]]
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(output rows: the input cells and the result columns; the valid applications; their
+    decisions as the API gives them). A row that fails validation gets `error` and no PD."""
+    names = [f["name"] for f in scorer.fields]
+    missing = [n for n in names if n not in header]
+    if missing:
+        raise PredictInputError(f"columns missing from the input: {', '.join(missing)}")
+    clash = [c for c in RESULT_COLUMNS if c in header]
+    if clash:
+        raise PredictInputError(f"the input has result columns already: {', '.join(clash)}")
+    out: list[dict[str, Any]] = [dict(row) for row in rows]
+    valid: list[int] = []
+    inputs: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        record = {f["name"]: parse_cell(f, row.get(f["name"])) for f in scorer.fields}
+        clean, errors = validate_application(scorer.fields, record, scorer.rules)
+        if errors:
+            out[i]["error"] = "; ".join(f"{k} {v}" for k, v in errors.items())
+        else:
+            valid.append(i)
+            inputs.append(clean)
+    decisions = scorer.score_records(inputs)
+    for i, result in zip(valid, decisions, strict=True):
+        out[i].update({c: result[c] for c in RESULT_COLUMNS if c in result},
+                      reasons="; ".join(r["text"] for r in result["reasons"]),
+                      warnings="; ".join(f"{w['field']} {w['message']}"
+                                         for w in result["warnings"]))
+    return out, inputs, decisions
+
+
+def write_csv(fh: IO[str], columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    writer = csv.DictWriter(fh, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)

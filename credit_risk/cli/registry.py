@@ -1,0 +1,94 @@
+"""`credit-risk models ...` and `credit-risk keys generate`: the registry and its signing keys.
+
+Imports only registry, config and errors, so it works in a serving-only install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from credit_risk.config import Settings
+from credit_risk.registry.store import Registry, RegistryError
+
+
+def text_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A plain-text table: a header, a rule, one line per row."""
+    def fmt(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else "" if v is None else str(v)
+
+    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    body = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    if args.models_cmd == "verify":
+        return _verify(args, settings)
+    registry = Registry.from_settings(settings)
+    if args.models_cmd == "list":
+        champion = registry.alias_version("champion")
+        previous = registry.alias_version("previous")
+        rows = []
+        for v in registry.versions():
+            m = registry.manifest(v)
+            alias = "champion" if v == champion else "previous" if v == previous else ""
+            rows.append({"version": v, "dataset": m["dataset"], "model": m["model"],
+                         "roc_auc": m["metrics"]["roc_auc"], "status": m.get("status"),
+                         "alias": alias})
+        if not rows:
+            print(f"no models in {settings.registry_url}")
+            return 0
+        print(text_table(rows, ["version", "dataset", "model", "roc_auc", "status", "alias"]))
+    elif args.models_cmd == "show":
+        manifest = registry.manifest(args.version)
+        print(json.dumps({k: v for k, v in manifest.items() if k != "spec"}, indent=2))
+    elif args.models_cmd == "promote":  # verifies checksums and signature first
+        registry.promote(args.version, args.reason, by=args.by)
+        print(f"champion is now {args.version}")
+    elif args.models_cmd == "rollback":
+        version = registry.rollback(args.reason, by=args.by)
+        print(f"rolled back: champion is now {version}")
+    elif args.models_cmd == "history":
+        for rec in registry.history():
+            print(f"{rec['set_at']}  {rec['alias']:<8} -> {rec['version']}  by {rec['by']}: "
+                  f"{rec['reason']}")
+    return 0
+
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Every file's SHA-256 and the manifest's signature; 0 when both hold, else 1."""
+    if args.trusted_key:
+        settings = settings.model_copy(update={"trusted_keys": tuple(args.trusted_key)})
+    registry = Registry.from_settings(settings)
+    try:
+        manifest = registry.verify(args.version)
+        signer = registry.check_signature(args.version, manifest)
+    except RegistryError as exc:
+        print(f"FAILED {args.version}: {exc}", file=sys.stderr)
+        return 1
+    n = len(manifest["files"])
+    if signer is None:
+        sig = manifest.get("signature")
+        print(f"OK {args.version}: {n} files match their SHA-256; signature NOT checked (no "
+              f"trusted keys: set CREDIT_RISK_TRUSTED_KEYS or pass --trusted-key; the manifest "
+              f"is {'signed by key ' + str(sig.get('key_id')) if sig else 'unsigned'})")
+    else:
+        print(f"OK {args.version}: {n} files match their SHA-256; manifest signed by trusted "
+              f"key {signer}")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from credit_risk.registry.signing import generate
+
+    private, public, kid = generate(Path(args.out))
+    print(f"key {kid}\n  private (mode 0600, for the publisher only): {private}\n"
+          f"  public (for every verifier): {public}\n"
+          f"CREDIT_RISK_SIGNING_KEY_FILE={private}\nCREDIT_RISK_TRUSTED_KEYS={public}")
+    return 0
