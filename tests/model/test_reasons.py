@@ -50,9 +50,17 @@ def test_risky_applicant_gets_the_real_drivers(scorers, name):
     assert all(i > 0 for i in impacts) and impacts == sorted(impacts, reverse=True)
     drivers = {"credit_utilization_ratio", "delinquency_ratio", "avg_dpd_per_delinquency"}
     assert reasons[0]["feature"] in drivers, reasons
-    util = next((r for r in reasons if r["feature"] == "credit_utilization_ratio"), None)
-    if util:
-        assert util["text"] == "Credit utilisation (95%) raises the risk"
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "xgboost", "random_forest"])
+def test_a_single_driver_is_the_first_reason_in_plain_words(scorers, name):
+    """Only the utilisation differs from a typical applicant: it must be the first reason."""
+    scorer = scorers[name]
+    typical = {f["name"]: f["default"] for f in scorer.fields}
+    reasons = scorer.score_records([{**typical, "credit_utilization_ratio": 95}])[0]["reasons"]
+    assert reasons and reasons[0]["feature"] == "credit_utilization_ratio", reasons
+    assert reasons[0]["text"] == "Credit utilisation (95%) raises the risk"
+    assert reasons[0]["impact"] > 0
 
 
 def test_linear_contributions_add_up_to_the_log_odds_difference(scorers, models):
