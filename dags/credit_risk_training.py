@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, Param, dag, get_current_context, task
-from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
 
 from credit_risk.config import DEFAULT_MODELS
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from flask import Flask, Response
@@ -23,7 +23,8 @@ class OrjsonProvider(JSONProvider):
     def response(self, *args: Any, **kwargs: Any) -> Response:
         obj = self._prepare_response_obj(args, kwargs)
         body = orjson.dumps(obj, default=str, option=_OPTIONS)
-        return self._app.response_class(body, mimetype="application/json")
+        app = cast(Flask, self._app)  # typed as flask.sansio's App, whose Response has no body
+        return app.response_class(body, mimetype="application/json")
 
 
 def install(app: Flask) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Rating = Literal["Poor", "Average", "Good", "Excellent"]
 
@@ -46,7 +46,7 @@ def describe() -> str:
     return BANDS[0].name + "".join(f" < {b.low:g} <= {b.name}" for b in BANDS[1:])
 
 
-def on_scale(low: float, high: float) -> list[dict[str, object]]:
+def on_scale(low: float, high: float) -> list[dict[str, Any]]:
     """The bands clipped to a score scale [low, high] (e.g. 300 to 900), for drawing."""
     return [{"name": b.name, "low": max(b.low, low), "high": min(b.high, high),
              "colour": b.colour} for b in BANDS if b.high > low and b.low < high]
