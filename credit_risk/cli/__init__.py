@@ -22,6 +22,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from credit_risk.config import Settings
 
+# Top-level modules of the `pipeline` extra: a command that needs one in an install without
+# it is told so (not a traceback).
+PIPELINE_EXTRA = frozenset({"pandas", "pyarrow", "scipy", "sklearn", "imblearn", "joblib",
+                            "airflow", "great_expectations", "evidently", "matplotlib",
+                            "markdown_it"})
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="credit-risk", description=__doc__.split("\n\n")[0])
@@ -117,5 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(command(args, _settings()))
     except CreditRiskError as exc:
         print(f"credit-risk: error: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:  # e.g. `train` in an install of the serving extra
+        if (exc.name or "").partition(".")[0] not in PIPELINE_EXTRA:
+            raise
+        print(f"credit-risk: error: {args.cmd} needs the pipeline extra (no module named "
+              f"{exc.name!r}): pip install -c constraints.txt 'credit-risk[pipeline]'",
+              file=sys.stderr)
         return 1
 
