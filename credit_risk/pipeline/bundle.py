@@ -51,7 +51,8 @@ def _forest(est: RandomForestClassifier) -> tuple[dict[str, Any], dict[str, np.n
     trees = [e.tree_ for e in est.estimators_]
     width = max(t.node_count for t in trees)
     shape = (len(trees), width)
-    left, right = np.zeros(shape, np.intp), np.zeros(shape, np.intp)
+    padding = np.broadcast_to(np.arange(width), shape)  # unused nodes point at themselves
+    left, right = padding.astype(np.intp), padding.astype(np.intp)
     feature, threshold = np.zeros(shape, np.intp), np.zeros(shape, np.float64)
     share = np.zeros(shape, np.float64)
     col = _positive_column(est)

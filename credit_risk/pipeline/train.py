@@ -29,6 +29,7 @@ from credit_risk.pipeline.evaluate import (
     recall_threshold,
 )
 from credit_risk.pipeline.features import FeatureTransformer
+from credit_risk.scoring.plan import expit
 from credit_risk.scoring.plan import logit as _logit
 from credit_risk.spec.dataset import DatasetSpec
 
@@ -51,7 +52,7 @@ class CalibratedModel:
         return self.pipeline.named_steps["features"]
 
     def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
-        return self.pipeline.predict_proba(X)[:, 1]
+        return raw_pd(self.pipeline, X)
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         if isinstance(self.calibrator, IsotonicRegression):
@@ -60,6 +61,25 @@ class CalibratedModel:
 
     def predict_pd(self, X: pd.DataFrame) -> np.ndarray:
         return self.calibrate(self.predict_raw(X))
+
+
+def raw_pd(pipe: Pipeline, X: pd.DataFrame) -> np.ndarray:
+    """Uncalibrated P(default). For XGBoost: the logistic link in float64 on its float32
+    margin, exactly as the scoring plan computes it (XGBoost's own float32 sigmoid differs in
+    the last bits, which a steep part of the isotonic calibration turns into PD differences)."""
+    est = pipe.steps[-1][1]
+    if isinstance(est, XGBClassifier):
+        rows: Any = X
+        for _, step in pipe.steps[:-1]:
+            if not hasattr(step, "fit_resample"):  # samplers act in fit only
+                rows = step.transform(rows)
+        rows = np.asarray(rows, dtype=np.float32)
+        best = getattr(est, "best_iteration", None)
+        margin = est.get_booster().inplace_predict(
+            rows, predict_type="margin", validate_features=False,
+            iteration_range=(0, best + 1) if best is not None else (0, 0))
+        return expit(np.asarray(margin, dtype=np.float64).reshape(-1))
+    return pipe.predict_proba(X)[:, 1]
 
 
 @dataclass
@@ -158,7 +178,7 @@ def _oof_predictions(pipe: Pipeline, X: pd.DataFrame, y: np.ndarray, folds: Stra
     aucs = []
     for train_idx, val_idx in folds.split(X, y):
         fitted = clone(pipe).fit(X.iloc[train_idx], y[train_idx])
-        oof[val_idx] = fitted.predict_proba(X.iloc[val_idx])[:, 1]
+        oof[val_idx] = raw_pd(fitted, X.iloc[val_idx])
         aucs.append(roc_auc_score(y[val_idx], oof[val_idx]))
     return oof, float(np.mean(aucs))
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from credit_risk.errors import CreditRiskError
+from credit_risk.scoring.trees import TreeEnsemble
 from credit_risk.spec.expressions import parse_expression
 
 PLAN_FILE = "plan.json"
@@ -116,9 +117,25 @@ class FeaturePlan:
 
     def matrix(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Many applications (dicts of raw values) to an (n, width) matrix."""
-        numeric = {name: np.array([np.nan if _is_missing(v := r.get(name)) else v
-                                   for r in records], dtype=float)
+        return self.prepare(records)[0]
+
+    def prepare(self, records: Sequence[Mapping[str, Any]]
+                ) -> tuple[np.ndarray, list[list[dict[str, Any]]]]:
+        """Feature rows and, per application, the inputs capped to the training range."""
+        if len(records) == 1:
+            return self.row(records[0]), [self.warnings(records[0])]
+        n = len(records)
+        numeric = {name: np.array([r.get(name) for r in records], dtype=float)  # None: NaN
                    for name, *_ in self.numeric}
+        warnings: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+        for name, _, missing, lo, hi in self.numeric:
+            x = numeric[name]
+            outside = (x < lo) | (x > hi)
+            if missing:
+                outside &= ~np.isin(x, list(missing))
+            for i in np.flatnonzero(outside).tolist():
+                v = records[i][name]
+                warnings[i].append(_warning(name, v, lo if v < lo else hi, lo, hi))
         positions = []
         for i, (column, _, known) in enumerate(self.categorical):
             name = column["name"]
@@ -127,7 +144,7 @@ class FeaturePlan:
                 hits = [self.position(i, r.get(name)) if h == UNKNOWN else h
                         for h, r in zip(hits, records, strict=True)]
             positions.append(np.array(hits, dtype=np.intp))
-        return self.assemble(numeric, positions, len(records))
+        return self.assemble(numeric, positions, n), warnings
 
     def row(self, record: Mapping[str, Any]) -> np.ndarray:
         """One application to a (1, width) row with plain Python arithmetic (the fast path);
@@ -161,12 +178,14 @@ class FeaturePlan:
             v: Any = record.get(name)
             if _is_missing(v) or isinstance(v, bool) or float(v) in missing:
                 continue
-            used = lo if v < lo else hi if v > hi else None
-            if used is not None:
-                out.append({"field": name, "value": v, "used": used,
-                            "message": f"outside the training range [{lo:g}, {hi:g}]: "
-                                       f"scored as {used:g}"})
+            if v < lo or v > hi:
+                out.append(_warning(name, v, lo if v < lo else hi, lo, hi))
         return out
+
+
+def _warning(name: str, value: Any, used: float, lo: float, hi: float) -> dict[str, Any]:
+    return {"field": name, "value": value, "used": used,
+            "message": f"outside the training range [{lo:g}, {hi:g}]: scored as {used:g}"}
 
 
 # -- model heads: feature rows -> uncalibrated P(default) ------------------------------------
@@ -185,6 +204,12 @@ def _forest_head(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> H
     feature, threshold = arrays["forest_feature"], arrays["forest_threshold"]
     share, depth = arrays["forest_share"], int(spec["depth"])
     trees = np.arange(left.shape[0])
+    width = left.shape[1]
+    ids = np.arange(width)
+    if not (left.shape == right.shape == feature.shape == threshold.shape == share.shape) \
+            or ((left < ids) | (right < ids) | (left >= width) | (right >= width)).any() \
+            or (feature < 0).any() or not 0 <= depth <= width:
+        raise PlanError("the forest's arrays are not a set of trees")
 
     def forest(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32).astype(np.float64)
@@ -212,6 +237,8 @@ class ScoringPlan:
         head = plan["head"]
         self.kind: str = head["kind"]
         self.booster: Any = None
+        self.trees: TreeEnsemble | None = None  # XGBoost's trees in NumPy
+        self.walk_margin = False  # one row's PD from the walk: it equals XGBoost's own
         self.linear_w: np.ndarray | None = None
         if self.kind == "linear":
             self._raw = _linear_head(head, arrays)
@@ -219,7 +246,11 @@ class ScoringPlan:
         elif self.kind == "forest":
             self._raw = _forest_head(head, arrays)
         elif self.kind == "xgboost":
-            self._raw, self.booster = _xgboost_head(head, booster_bytes)
+            xgb_head = _XGBoostHead(head, booster_bytes)
+            self._raw, self.booster, self.trees = xgb_head, xgb_head.booster, xgb_head.trees
+            samples = self._sample_rows()
+            self.walk_margin = xgb_head.trees.matches(xgb_head.booster, samples,
+                                                      xgb_head.iterations)
         else:
             raise PlanError(f"unknown model head {self.kind!r}")
         calibration = plan["calibration"]
@@ -245,8 +276,26 @@ class ScoringPlan:
             raise PlanError(f"unreadable scoring plan: {exc}") from exc
         return cls(plan, arrays, files.get(BOOSTER_FILE))
 
+    def _sample_rows(self) -> np.ndarray:
+        """A typical application and each numeric input at both ends of its range."""
+        records: list[dict[str, Any]] = [{}]
+        for name, _, _, lo, hi in self.features.numeric:
+            records += [{name: lo}, {name: hi}]
+        return np.vstack([self.features.row(r) for r in records])
+
     def rows(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         return self.features.rows(records)
+
+    def raw_with_contributions(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Uncalibrated PDs and, when one walk of the trees gives them, the per-feature
+        contributions (one XGBoost row); else None and the reasons compute their own."""
+        if self.walk_margin and self.trees is not None and len(rows) == 1:
+            margin, contributions = self.trees.walk(rows[0])
+            return expit(np.array([margin], dtype=np.float64)), contributions[None, :]
+        return self.predict_raw(rows), None
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        return np.asarray(self._calibrate(raw), dtype=float)
 
     def predict_raw(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self._raw(rows), dtype=float)
@@ -259,22 +308,28 @@ class ScoringPlan:
         return self.predict(self.rows(records)) if records else np.empty(0)
 
 
-def _xgboost_head(spec: Mapping[str, Any], data: bytes | None) -> tuple[Head, Any]:
-    import xgboost as xgb
+class _XGBoostHead:
+    """The booster on one thread; for a single row, the same margin from its trees in NumPy."""
 
-    if data is None:
-        raise PlanError(f"the scoring plan lacks {BOOSTER_FILE}")
-    booster = xgb.Booster()
-    try:
-        booster.load_model(bytearray(data))
-    except xgb.core.XGBoostError as exc:
-        raise PlanError(f"unreadable {BOOSTER_FILE}: {exc}") from exc
-    booster.set_param({"nthread": 1})  # one thread per worker: the workers are the parallelism
-    iterations = tuple(spec["iteration_range"])
+    def __init__(self, spec: Mapping[str, Any], data: bytes | None):
+        import xgboost as xgb
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        raw = booster.inplace_predict(np.asarray(x, dtype=np.float32),
-                                      iteration_range=iterations, validate_features=False)
-        return np.asarray(raw, dtype=float).reshape(-1)
+        if data is None:
+            raise PlanError(f"the scoring plan lacks {BOOSTER_FILE}")
+        self.booster = xgb.Booster()
+        try:
+            self.booster.load_model(bytearray(data))
+        except xgb.core.XGBoostError as exc:
+            raise PlanError(f"unreadable {BOOSTER_FILE}: {exc}") from exc
+        self.booster.set_param({"nthread": 1})  # one thread per worker: workers are the parallelism
+        self.iterations = (int(spec["iteration_range"][0]), int(spec["iteration_range"][1]))
+        try:
+            self.trees = TreeEnsemble(self.booster, self.iterations)
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise PlanError(f"unreadable trees in {BOOSTER_FILE}: {exc}") from exc
 
-    return predict, booster
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        margin = self.booster.inplace_predict(
+            np.asarray(x, dtype=np.float32), predict_type="margin",
+            iteration_range=self.iterations, validate_features=False)
+        return expit(np.asarray(margin, dtype=np.float64).reshape(-1))

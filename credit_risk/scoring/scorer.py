@@ -79,10 +79,10 @@ class Scorer:
         """Score validated applications (dicts of field values)."""
         if not records:
             return []
-        rows = self.plan.rows(records)
-        reasons = self.explainer.explain(rows, records, self.n_reasons)
-        warnings = [self.plan.features.warnings(r) for r in records]
-        return self._results(self.plan.predict(rows), reasons, warnings)
+        rows, warnings = self.plan.features.prepare(records)
+        raw, per_feature = self.plan.raw_with_contributions(rows)
+        reasons = self.explainer.explain(rows, records, self.n_reasons, per_feature)
+        return self._results(self.plan.calibrate(raw), reasons, warnings)
 
     def _results(self, pd_: np.ndarray, reasons: list[list[dict[str, Any]]],
                  warnings: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

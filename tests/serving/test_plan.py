@@ -227,3 +227,63 @@ def test_an_array_file_needing_pickle_is_refused(models):
     files[ARRAYS_FILE] = buf.getvalue()
     with pytest.raises(PlanError, match="unreadable scoring plan"):
         ScoringPlan.from_files(files)
+
+
+# -- one XGBoost row without a call into XGBoost ------------------------------------------
+def test_the_walk_of_the_trees_gives_xgboosts_margin_bit_for_bit(models, frame):
+    plan = plan_of(models["xgboost"])
+    assert plan.walk_margin
+    rows = plan.rows(frame_records(frame.head(3000))).astype(np.float32)
+    theirs = plan.booster.inplace_predict(rows, predict_type="margin", validate_features=False)
+    ours = np.array([plan.trees.walk(r)[0] for r in rows], dtype=np.float32)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_one_xgboost_row_scores_as_in_a_batch(trained, models, frame):
+    settings, version = trained
+    manifest = Registry(settings.registry_url).manifest(version)
+    scorer = Scorer(plan_of(models["xgboost"]), manifest)
+    records = [r for r in frame_records(frame[[f["name"] for f in scorer.fields]].head(400))
+               if not validate_application(scorer.fields, r)[1]]
+    batch = scorer.score_records(records)  # XGBoost's inplace_predict, DMatrix contributions
+    single = [scorer.score_records([r])[0] for r in records]  # the NumPy walk
+    assert [r["probability_of_default"] for r in single] == \
+        [r["probability_of_default"] for r in batch]
+    assert [[x["feature"] for x in r["reasons"]] for r in single] == \
+        [[x["feature"] for x in r["reasons"]] for r in batch]
+
+
+class _FakeBooster:
+    def __init__(self, trees):
+        self.model = {"learner": {
+            "gradient_booster": {"name": "gbtree", "model": {"trees": trees}},
+            "objective": {"name": "binary:logistic"},
+            "learner_model_param": {"base_score": "5E-1"}}}
+
+    def save_raw(self, kind):
+        return json.dumps(self.model).encode()
+
+    def num_features(self):
+        return 2
+
+
+def test_trees_whose_children_loop_back_are_refused():
+    from credit_risk.scoring.trees import TreeEnsemble
+
+    tree = {"left_children": [1, 0, -1], "right_children": [2, 2, -1],  # node 1 -> node 0
+            "default_left": [True, True, True], "split_indices": [0, 1, 0],
+            "split_conditions": [0.5, 0.5, 0.1], "sum_hessian": [3.0, 2.0, 1.0]}
+    with pytest.raises(ValueError, match="children do not follow"):
+        TreeEnsemble(_FakeBooster([tree]))
+
+
+def test_forest_arrays_pointing_outside_are_refused(models):
+    files = compile_bundle(models["random_forest"])
+    with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["forest_left"][0, 0] = 10**9
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    files[ARRAYS_FILE] = buf.getvalue()
+    with pytest.raises(PlanError, match="not a set of trees"):
+        ScoringPlan.from_files(files)
