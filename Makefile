@@ -26,8 +26,10 @@ install: $(BIN)/.installed
 run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/run.sh
 
+# Also in .pre-commit-config.yaml (`$(BIN)/pre-commit install` runs them before each commit).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
