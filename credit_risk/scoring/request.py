@@ -3,13 +3,14 @@ models, the OpenAPI document, and a fast validator for batches.
 
 The input fields come from the dataset spec (`credit_risk.spec.fields.input_fields`), so a new spec
 gives a new request schema with nothing else to write. Validation messages stay those of
-`credit_risk.spec.fields.validate_application`; the pydantic models describe the same rules.
+`credit_risk.spec.fields.validate_application`; the pydantic models and the batch fast path
+derive from the same `credit_risk.spec.fields.Constraints`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -17,24 +18,12 @@ from pydantic.json_schema import models_json_schema
 
 from credit_risk.scoring.bands import Rating
 from credit_risk.spec.expressions import parse_expression
-from credit_risk.spec.fields import validate_application
+from credit_risk.spec.fields import Constraints, constraints_of, validate_application
 
 REF = "#/components/schemas/{model}"
 
 
 # -- request ---------------------------------------------------------------------------
-def _field_type(field: Mapping[str, Any]) -> Any:
-    if field["type"] == "category":
-        base: Any = Literal[tuple(field["categories"])]
-    else:
-        base = int if field["type"] == "integer" else float
-        bounds = {k: field[b] for k, b in (("ge", "min"), ("le", "max"))
-                  if field.get(b) is not None}
-        base = Annotated[base, Field(allow_inf_nan=False, **bounds)] if bounds \
-            else Annotated[base, Field(allow_inf_nan=False)]
-    return base | None if field["nullable"] else base
-
-
 def _description(field: Mapping[str, Any]) -> str:
     parts = [(field.get("description") or field["label"]).rstrip(".") + "."]
     if field.get("unit"):
@@ -49,7 +38,7 @@ def application_model(fields: Sequence[Mapping[str, Any]]) -> type[BaseModel]:
     definitions: dict[str, Any] = {}
     for i, f in enumerate(fields):
         example = f.get("default")
-        definitions[f"f{i}"] = (_field_type(f), Field(
+        definitions[f"f{i}"] = (Constraints.of_field(f).annotation(), Field(
             ..., alias=f["name"], title=f["label"], description=_description(f),
             examples=[example] if example is not None else None))
     return create_model(
@@ -233,32 +222,6 @@ def openapi_document(fields: Sequence[Mapping[str, Any]], *, model_version: str 
 
 
 # -- fast validation of many applications --------------------------------------------------
-_NUMBER_TYPES = frozenset({int, float})
-
-
-def _column_ok(field: Mapping[str, Any], column: list[Any]) -> bool:
-    types = set(map(type, column))
-    nulls = field["nullable"] and type(None) in types
-    if nulls:
-        types.discard(type(None))
-        column = [v for v in column if v is not None]
-    if field["type"] == "category":
-        allowed = set(field["categories"])
-        return types <= {str} and {v for v in column if v is not None} <= allowed
-    if not types <= _NUMBER_TYPES:
-        return False
-    try:
-        x = np.array(column, dtype=float)
-    except (OverflowError, ValueError, TypeError):
-        return False
-    if not np.isfinite(x).all():
-        return False
-    if field["type"] == "integer" and float in types and not (x == np.floor(x)).all():
-        return False
-    lo, hi = field.get("min"), field.get("max")
-    return (lo is None or bool((x >= lo).all())) and (hi is None or bool((x <= hi).all()))
-
-
 def _rule_ok(rule: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) -> bool:
     """A cross-field rule on whole columns (None, i.e. missing, passes as in check_rules)."""
     expr = parse_expression(rule["check"])
@@ -277,16 +240,15 @@ def validate_many(fields: Sequence[Mapping[str, Any]], items: Sequence[Any],
     Column by column with NumPy when every application is valid (the common case); any doubt
     falls back to `validate_application` per application, which names each bad field.
     """
-    names = [f["name"] for f in fields]
-    known = set(names)
+    known = {f["name"] for f in fields}
     if all(type(item) is dict and item.keys() == known for item in items) and all(
-            _column_ok(f, [item[f["name"]] for item in items]) for f in fields) and all(
+            c.all_valid([item[f["name"]] for item in items])
+            for f, c in zip(fields, constraints_of(fields), strict=True)) and all(
             _rule_ok(rule, items) for rule in rules):
         return list(items), {}
     clean, bad = [], {}
-    plain = [dict(f) for f in fields]
     for i, item in enumerate(items):
-        values, errors = validate_application(plain, item, rules)
+        values, errors = validate_application(fields, item, rules)
         if errors:
             bad[str(i)] = errors
         clean.append(values)

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from credit_risk.spec.dataset import Column, DatasetSpec, Role, SpecError
+from credit_risk.spec.fields import Constraints
 
 Severity = Literal["blocking", "warning"]
 FEATURES = "features"
@@ -180,23 +181,25 @@ def _column_checks(table: str, name: str, col: Column, settings_null_warning: fl
     sev: Severity = "warning" if ignored else "blocking"
     checks = [Check(table, "exists", "expect_column_to_exist", {"column": name},
                     "column present", sev)]
-    if col.role == Role.NUMERIC or (ignored and (col.min is not None or col.max is not None)):
+    c = Constraints.of_column(col)  # what the column accepts: the same as the API's field
+    if c is not None and c.numeric:
         checks += [
             Check(table, "type", "expect_column_values_to_be_in_type_list",
                   {"column": name, "type_list": NUMERIC_TYPES}, "a numeric type", sev),
             Check(table, "numbers", "expect_column_values_to_match_regex",
                   {"column": name, "regex": NUMBER_RE}, "finite numbers, not text", sev),
         ]
-        if col.integer:
+        if c.integer:
             checks.append(Check(table, "integer", "expect_column_values_to_be_in_type_list",
                                 {"column": name, "type_list": INTEGER_TYPES},
                                 "an integer type", "warning"))
-        if col.min is not None or col.max is not None:
+        if c.min is not None or c.max is not None:
             checks.append(Check(table, "range", "expect_column_values_to_be_between",
-                                {"column": name, "min_value": col.min, "max_value": col.max},
-                                _range_text(col.min, col.max), sev))
-    if col.role == Role.CATEGORICAL and col.categories:
-        allowed = list(dict.fromkeys([*col.categories, *col.replace,
+                                {"column": name, "min_value": c.min, "max_value": c.max},
+                                _range_text(c.min, c.max), sev))
+    if c is not None and c.categories:
+        # raw data also carries what cleaning maps onto a category or reads as missing
+        allowed = list(dict.fromkeys([*c.categories, *col.replace,
                                       *(str(v) for v in col.missing_values)]))
         checks.append(Check(table, "categories", "expect_column_values_to_be_in_set",
                             {"column": name, "value_set": allowed},

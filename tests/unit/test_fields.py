@@ -1,0 +1,83 @@
+"""One definition of what a field accepts: the validator, the batch fast path, the pydantic /
+OpenAPI schema and the GX suites all follow `credit_risk.spec.fields.Constraints`."""
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from credit_risk.scoring.request import application_model, validate_many
+from credit_risk.spec.dataset import Column, DatasetSpec, Role
+from credit_risk.spec.fields import Constraints, validate_application
+from credit_risk.validation.suites import build_suites
+
+VALUES = [None, 0, 1, 2, 5, 10, 11, -1, 2.0, 2.5, 1e300, float("inf"), float("nan"), 10**400,
+          True, "3", "a", "b", "z", [], {}]
+CONSTRAINTS = [
+    Constraints("integer", min=0, max=10),
+    Constraints("number", nullable=True, min=1),
+    Constraints("number", max=2.5),
+    Constraints("number"),
+    Constraints("category", categories=("a", "b")),
+    Constraints("category", nullable=True, categories=("a",)),
+]
+
+
+@pytest.mark.parametrize("c", CONSTRAINTS, ids=lambda c: f"{c.type}-{c.min}-{c.max}")
+def test_validator_fast_path_and_pydantic_agree_on_every_value(c):
+    adapter = TypeAdapter(c.annotation())
+    for value in VALUES:
+        ok = c.error(value) is None
+        assert c.all_valid([value]) == ok, value
+        assert c.all_valid([value, value]) == ok, value
+        try:
+            adapter.validate_python(value)
+            accepted = True
+        except ValidationError:
+            accepted = False
+        assert accepted == ok, (value, c.error(value))
+    assert c.all_valid([v for v in VALUES if c.error(v) is None])
+
+
+@pytest.mark.parametrize("c", CONSTRAINTS)
+def test_constraints_round_trip_through_an_input_field(c):
+    assert Constraints.of_field({"name": "x", **c.as_field()}) == c
+
+
+def _spec(**column) -> DatasetSpec:
+    return DatasetSpec.model_validate({
+        "name": "one", "tables": {"t": {"source": "t.csv", "key": "id"}}, "base": "t",
+        "target": {"column": "y", "positive": 1},
+        "columns": {"id": {"role": "id"}, "y": {"role": "target"}, "x": column}})
+
+
+def test_a_spec_column_drives_the_field_the_api_schema_and_the_suite():
+    spec = _spec(role="numeric", min=18, max=70, integer=True, max_null_rate=0.1)
+    c = Constraints.of_column(spec.columns["x"])
+    assert c == Constraints("integer", nullable=True, min=18, max=70)
+
+    field = {"name": "x", "label": "X", **c.as_field()}
+    schema = application_model([field]).model_json_schema()["properties"]["x"]
+    assert {"type": "integer", "minimum": 18, "maximum": 70} in schema["anyOf"]
+    assert {"type": "null"} in schema["anyOf"]
+    assert validate_application([field], {"x": 17})[1] == {"x": "must be at least 18"}
+    assert validate_many([field], [{"x": 18}, {"x": None}]) == ([{"x": 18}, {"x": None}], {})
+
+    checks = {ch.name: ch for ch in build_suites(spec).checks["t"] if ch.column == "x"}
+    assert checks["range"].kwargs == {"column": "x", "min_value": 18, "max_value": 70}
+    assert "integer" in checks and "type" in checks and "categories" not in checks
+
+
+def test_categories_in_the_suite_also_allow_raw_spellings_cleaning_maps():
+    spec = _spec(role="categorical", categories=["Home", "Auto"],
+                 replace={"Hom": "Home"}, missing_values=["?"])
+    assert Constraints.of_column(spec.columns["x"]) == Constraints(
+        "category", categories=("Home", "Auto"))
+    (check,) = [ch for ch in build_suites(spec).checks["t"] if ch.name == "categories"]
+    assert check.kwargs["value_set"] == ["Home", "Auto", "Hom", "?"]
+
+
+def test_fitted_categories_win_over_the_spec_and_ids_have_no_constraints():
+    col = Column(role=Role.CATEGORICAL, categories=["a", "b"])
+    assert Constraints.of_column(col, ["b"]).categories == ("b",)
+    assert Constraints.of_column(Column(role=Role.ID)) is None
+    assert Constraints.of_column(Column(role=Role.IGNORED)) is None
+    assert Constraints.of_column(Column(role=Role.IGNORED, max=3)).type == "number"
