@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from credit_risk.errors import CreditRiskError
+
 Value = Any  # float or np.ndarray
 Env = Mapping[str, Value]
 
@@ -53,6 +55,10 @@ _BOOL: dict[type, Callable[[Value, Value], Value]] = {ast.And: np.logical_and,
                                                       ast.Or: np.logical_or}
 
 
+class ExpressionError(CreditRiskError, ValueError):
+    """An expression (a derived feature or a rule of a spec) that is not allowed or not valid."""
+
+
 @dataclass(frozen=True)
 class Expression:
     source: str
@@ -83,7 +89,8 @@ def _compile(node: ast.AST, names: list[str]) -> Callable[[Env], Value]:
     ):
         fn, arity = _FUNCTIONS[node.func.id]
         if len(node.args) != arity:
-            raise ValueError(f"{node.func.id}() takes {arity} argument(s): {ast.unparse(node)!r}")
+            raise ExpressionError(
+                f"{node.func.id}() takes {arity} argument(s): {ast.unparse(node)!r}")
         args = [_compile(a, names) for a in node.args]
         return lambda env: fn(*(a(env) for a in args))
     if (isinstance(node, ast.Compare) and len(node.ops) == 1
@@ -102,16 +109,16 @@ def _compile(node: ast.AST, names: list[str]) -> Callable[[Env], Value]:
             return out
 
         return boolean
-    raise ValueError(f"unsupported syntax {ast.unparse(node)!r}")
+    raise ExpressionError(f"unsupported syntax {ast.unparse(node)!r}")
 
 
 @lru_cache(maxsize=256)
 def parse_expression(source: str) -> Expression:
-    """Compile an expression, or raise ValueError naming what is not allowed."""
+    """Compile an expression, or raise ExpressionError naming what is not allowed."""
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
-        raise ValueError(f"not a valid expression: {source!r}") from exc
+        raise ExpressionError(f"not a valid expression: {source!r}") from exc
     names: list[str] = []
     fn = _compile(tree.body, names)
     return Expression(source, tuple(dict.fromkeys(names)), fn)

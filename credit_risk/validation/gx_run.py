@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from credit_risk.spec.dataset import SpecError
 from credit_risk.validation.suites import Check, Suites
 
 DATASOURCE = "credit_risk"
@@ -53,7 +54,8 @@ def to_expectation_suite(name: str, checks: list[Check]) -> Any:
     ]
     suite = gx.ExpectationSuite(name=name, expectations=configs)
     if len(suite.expectations) != len(checks):
-        raise ValueError(f"suite {name}: some expectations are not valid GX expectations")
+        raise SpecError(f"suite {name}: some expectations are not valid GX expectations "
+                        "(check the expectation types in the validation overrides)")
     return suite
 
 
