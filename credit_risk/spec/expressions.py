@@ -4,14 +4,17 @@ Allowed: column names, numbers, ``+ - * /``, unary minus, the functions ``log1p`
 ``abs``, ``min``, ``max``, and for rules one comparison (``< <= > >= == !=``) joined by
 ``and`` / ``or``. Division by zero gives 0 (for example
 ``total_dpd / delinquent_months`` is 0 when there was no delinquency). The same
-compiled expression works on floats (serving) and NumPy arrays (training).
+compiled expression works on floats (serving) and NumPy arrays (training), and gives the
+range of its values from the ranges of its columns (the validation suites' derived checks).
+This is the project's only parser of expressions.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -21,6 +24,7 @@ from credit_risk.errors import CreditRiskError
 
 Value = Any  # float or np.ndarray
 Env = Mapping[str, Value]
+Interval = tuple[float, float, bool]  # low, high (may be infinite), whole numbers only
 
 
 def safe_divide(a: Value, b: Value) -> Value:
@@ -64,6 +68,13 @@ class Expression:
     source: str
     names: tuple[str, ...]
     evaluate: Callable[[Env], Value]
+    tree: ast.expr = field(repr=False, compare=False)
+
+    def bounds(self, ranges: Mapping[str, Interval]) -> tuple[float | None, float | None]:
+        """The range of the expression's values when each column is within its range
+        (low, high, integer); None where no finite bound follows."""
+        lo, hi, _ = _interval(self.tree, ranges)
+        return (None if math.isinf(lo) else lo), (None if math.isinf(hi) else hi)
 
 
 def _compile(node: ast.AST, names: list[str]) -> Callable[[Env], Value]:
@@ -121,4 +132,46 @@ def parse_expression(source: str) -> Expression:
         raise ExpressionError(f"not a valid expression: {source!r}") from exc
     names: list[str] = []
     fn = _compile(tree.body, names)
-    return Expression(source, tuple(dict.fromkeys(names)), fn)
+    return Expression(source, tuple(dict.fromkeys(names)), fn, tree.body)
+
+
+# -- ranges: interval arithmetic over the same (already checked) syntax ---------------------
+def _interval(node: ast.AST, ranges: Mapping[str, Interval]) -> Interval:
+    inf = math.inf
+    if isinstance(node, ast.Name):
+        return ranges.get(node.id, (-inf, inf, False))
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        v = float(node.value)
+        return v, v, v.is_integer()
+    if isinstance(node, ast.UnaryOp):
+        lo, hi, i = _interval(node.operand, ranges)
+        return -hi, -lo, i
+    if isinstance(node, ast.BinOp):
+        a, b = _interval(node.left, ranges), _interval(node.right, ranges)
+        if isinstance(node.op, ast.Add | ast.Sub):
+            sign = 1 if isinstance(node.op, ast.Add) else -1
+            return _hull([x + sign * y for x in a[:2] for y in b[:2]], a[2] and b[2])
+        if isinstance(node.op, ast.Mult):
+            return _hull([_mul(x, y) for x in a[:2] for y in b[:2]], a[2] and b[2])
+        lo, hi, integer = b  # division; x / 0 is 0
+        if lo <= 0 <= hi:  # a whole divisor is 0 or at least 1 away from 0
+            if not integer or (lo < 0 < hi):
+                return -inf, inf, False
+            lo, hi = (1, hi) if lo == 0 else (lo, -1)
+            return _hull([0.0] + [_div(x, y) for x in a[:2] for y in (lo, hi)], False)
+        return _hull([_div(x, y) for x in a[:2] for y in (lo, hi)], False)
+    return -inf, inf, False  # functions and comparisons: no bound derived
+
+
+def _mul(x: float, y: float) -> float:
+    return 0.0 if x == 0 or y == 0 else x * y
+
+
+def _div(x: float, y: float) -> float:
+    if math.isinf(y):
+        return 0.0 if not math.isinf(x) else math.copysign(math.inf, x * y)
+    return x / y
+
+
+def _hull(values: list[float], integer: bool) -> Interval:
+    return min(values), max(values), integer

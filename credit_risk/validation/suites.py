@@ -7,7 +7,6 @@ them into GX expectation suites.
 
 from __future__ import annotations
 
-import ast
 import fnmatch
 import math
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from credit_risk.spec.dataset import Column, DatasetSpec, Role, SpecError
+from credit_risk.spec.expressions import parse_expression
 from credit_risk.spec.fields import Constraints
 
 Severity = Literal["blocking", "warning"]
@@ -239,58 +239,12 @@ def _target_checks(spec: DatasetSpec, table: str) -> list[Check]:
     ]
 
 
-def _interval(node: ast.AST, spec: DatasetSpec) -> tuple[float, float, bool]:
-    """(low, high, integer) of an expression over cleaned columns (spec bounds)."""
-    inf = math.inf
-    if isinstance(node, ast.Name):
-        col = spec.columns[node.id]
-        lo = -inf if col.min is None else col.min
-        hi = inf if col.max is None else col.max
-        return lo, hi, col.integer
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-        v = float(node.value)
-        return v, v, v.is_integer()
-    if isinstance(node, ast.UnaryOp):
-        lo, hi, i = _interval(node.operand, spec)
-        return -hi, -lo, i
-    if isinstance(node, ast.BinOp):
-        a, b = _interval(node.left, spec), _interval(node.right, spec)
-        if isinstance(node.op, ast.Add | ast.Sub):
-            sign = 1 if isinstance(node.op, ast.Add) else -1
-            ends = [x + sign * y for x in a[:2] for y in b[:2]]
-            return _hull(ends, a[2] and b[2])
-        if isinstance(node.op, ast.Mult):
-            return _hull([_mul(x, y) for x in a[:2] for y in b[:2]], a[2] and b[2])
-        if isinstance(node.op, ast.Div):
-            lo, hi, integer = b
-            if lo <= 0 <= hi:  # x / 0 is 0; otherwise the divisor is at least 1 away from 0
-                if not integer or (lo < 0 < hi):
-                    return -inf, inf, False
-                lo, hi = (1, hi) if lo == 0 else (lo, -1)
-                ends = [0.0] + [_div(x, y) for x in a[:2] for y in (lo, hi)]
-            else:
-                ends = [_div(x, y) for x in a[:2] for y in (lo, hi)]
-            return _hull(ends, False)
-    return -inf, inf, False  # functions: no bound derived
-
-
-def _mul(x: float, y: float) -> float:
-    return 0.0 if x == 0 or y == 0 else x * y
-
-
-def _div(x: float, y: float) -> float:
-    if math.isinf(y):
-        return 0.0 if not math.isinf(x) else math.copysign(math.inf, x * y)
-    return x / y
-
-
-def _hull(values: list[float], integer: bool) -> tuple[float, float, bool]:
-    return min(values), max(values), integer
-
-
 def derived_range(spec: DatasetSpec, expr: str) -> tuple[float | None, float | None]:
-    lo, hi, _ = _interval(ast.parse(expr, mode="eval").body, spec)
-    return (None if math.isinf(lo) else lo), (None if math.isinf(hi) else hi)
+    """The range of a derived feature from the spec's column bounds (after cleaning)."""
+    inf = math.inf
+    ranges = {name: (-inf if c.min is None else c.min, inf if c.max is None else c.max,
+                     c.integer) for name, c in spec.columns.items()}
+    return parse_expression(expr).bounds(ranges)
 
 
 def _feature_checks(spec: DatasetSpec, overrides: Overrides) -> list[Check]:

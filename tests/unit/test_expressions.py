@@ -23,3 +23,19 @@ def test_arithmetic_and_functions():
 def test_anything_else_is_refused(source):
     with pytest.raises(ValueError):
         parse_expression(source)
+
+
+def test_bounds_follow_the_column_ranges():
+    inf = float("inf")
+    ranges = {"a": (0, 10, True), "b": (2, 4, False), "n": (0, 5, True), "u": (-inf, inf, False)}
+    assert parse_expression("a + b").bounds(ranges) == (2, 14)
+    assert parse_expression("-a * b").bounds(ranges) == (-40, 0)
+    assert parse_expression("a / b").bounds(ranges) == (0, 5)
+    assert parse_expression("a / n").bounds(ranges) == (0, 10)  # x / 0 is 0; else n >= 1
+    assert parse_expression("a / u").bounds(ranges) == (None, None)
+    assert parse_expression("log1p(a)").bounds(ranges) == (None, None)  # no bound derived
+
+
+def test_bounds_use_the_same_whitelisted_parser():
+    with pytest.raises(ValueError):
+        parse_expression("__import__('os').getcwd() + a").bounds({})
