@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.metrics import (
     average_precision_score,
@@ -14,16 +16,26 @@ from sklearn.metrics import (
 )
 
 
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """Mean |observed rate - mean PD| over equal-width PD bins, weighted by bin size."""
+def pd_bins(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
+    """The non-empty equal-width PD bins ([low, high), the last one includes 1): each with its
+    count, mean PD and observed default rate. The binning of the calibration error and of the
+    reliability table and diagram."""
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
     idx = np.minimum((p * bins).astype(int), bins - 1)
-    err = 0.0
+    rows = []
     for b in range(bins):
         mask = idx == b
         if mask.any():
-            err += mask.mean() * abs(y[mask].mean() - p[mask].mean())
-    return float(err)
+            rows.append({"low": b / bins, "high": (b + 1) / bins, "n": int(mask.sum()),
+                         "mean_pd": float(p[mask].mean()), "default_rate": float(y[mask].mean())})
+    return rows
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Mean |observed rate - mean PD| over equal-width PD bins, weighted by bin size."""
+    n = len(p)
+    return float(sum(r["n"] / n * abs(r["default_rate"] - r["mean_pd"])
+                     for r in pd_bins(y, p, bins)))
 
 
 def ks_statistic(y: np.ndarray, p: np.ndarray) -> float:

@@ -7,18 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from credit_risk.pipeline.evaluate import pd_bins
+
 
 def reliability_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
     """Per equal-width PD bin: count, mean PD, observed default rate."""
-    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
-    idx = np.minimum((p * bins).astype(int), bins - 1)
-    rows = []
-    for b in range(bins):
-        mask = idx == b
-        if mask.any():
-            rows.append({"bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}", "n": int(mask.sum()),
-                         "mean_pd": float(p[mask].mean()), "default_rate": float(y[mask].mean())})
-    return rows
+    return [{"bin": f"{r['low']:.1f}-{r['high']:.1f}", "n": r["n"], "mean_pd": r["mean_pd"],
+             "default_rate": r["default_rate"]} for r in pd_bins(y, p, bins)]
 
 
 def reliability_png(y: np.ndarray, curves: dict[str, np.ndarray], title: str) -> bytes:

@@ -43,3 +43,19 @@ def test_cost_threshold_minimises_the_stated_cost():
     assert all(cost(t) <= cost(th) for th in np.linspace(0, 1, 101))
     # With calibrated PDs the optimum is near the Bayes threshold 1 / (1 + 5).
     assert t == pytest.approx(1 / 6, abs=0.05)
+
+
+def test_ece_and_the_reliability_table_share_one_binning():
+    from credit_risk.pipeline.evaluate import pd_bins
+    from credit_risk.pipeline.reports import reliability_table
+
+    rng = np.random.default_rng(2)
+    p = np.concatenate([rng.uniform(0, 0.35, 900), [0.0, 0.1, 0.999, 1.0]])
+    y = (rng.random(p.size) < p).astype(int)
+    bins = pd_bins(y, p)
+    assert [b["low"] for b in bins] == [0.0, 0.1, 0.2, 0.3, 0.9]  # non-empty bins only
+    assert sum(b["n"] for b in bins) == p.size  # 1.0 falls in the last bin
+    table = reliability_table(y, p)
+    assert [r["bin"] for r in table] == ["0.0-0.1", "0.1-0.2", "0.2-0.3", "0.3-0.4", "0.9-1.0"]
+    assert expected_calibration_error(y, p) == pytest.approx(
+        sum(r["n"] * abs(r["default_rate"] - r["mean_pd"]) for r in table) / p.size)
