@@ -2,7 +2,13 @@
 #   docker build -t credit-risk-serving .
 #   docker run -p 8000:8000 -v "$PWD/var/registry:/registry:ro" \
 #     -e CREDIT_RISK_REGISTRY_URL=/registry credit-risk-serving
-FROM python:3.11-slim
+# Behind a corporate proxy / internal mirror (BuildKit; nothing of it lands in a layer):
+#   DOCKER_BUILDKIT=1 docker build --network host --build-arg BASE_IMAGE=mirror/python:3.11-slim \
+#     --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt \
+#     --secret id=pip_index_url,src=index-url.txt -t credit-risk-serving .
+# Where Docker Hub is out of reach: BASE_IMAGE="$(docker/base-image.sh)" (built from Debian).
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -20,7 +26,12 @@ WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY credit_risk ./credit_risk
 COPY serving ./serving
-RUN pip install --no-cache-dir -c constraints.txt ".[serving]" \
+# Optional build secrets: `ca` (extra CA bundle for pip), `pip_index_url` (a file holding the URL).
+RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && if [ -s /run/secrets/pip_index_url ]; then \
+        PIP_INDEX_URL="$(cat /run/secrets/pip_index_url)" && export PIP_INDEX_URL; fi \
+    && pip install --no-cache-dir -c constraints.txt ".[serving]" \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin app \
     && mkdir -p /var/lib/credit-risk /registry \
     && chown 10001:10001 /var/lib/credit-risk
