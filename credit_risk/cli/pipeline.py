@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from credit_risk.config import Settings
+from credit_risk.errors import CreditRiskError
 from credit_risk.pipeline.reports import comparison_table
 
 
@@ -40,10 +41,15 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from credit_risk.pipeline import steps as pipeline
+    from credit_risk.pipeline.train import CANDIDATES
     from credit_risk.registry.store import Registry
 
     if args.models:
         settings = settings.model_copy(update={"models": tuple(args.models.split(","))})
+    unknown = [m for m in settings.models if m not in CANDIDATES]
+    if unknown:  # before any work: a typo in --models or CREDIT_RISK_MODELS
+        raise CreditRiskError(f"unknown model {', '.join(map(repr, unknown))} (choose from "
+                              f"{', '.join(CANDIDATES)})")
     run_id = args.run_id or datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%SZ")
     version = pipeline.run_all(settings, run_id, args.spec)
     manifest = Registry.from_settings(settings).manifest(version)
