@@ -1,5 +1,6 @@
-"""The data validation gate: each injected fault stops the run with a specific message and
-publishes nothing; a good batch passes and its validation result is published with the model."""
+"""The data validation gate: each injected fault (validated in memory, no pipeline run) is a
+blocking failure naming the check, column and example values; a bad run stops at the gate and
+publishes nothing; a good batch passes and its result is published with the model."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from credit_risk.registry.store import Registry
 from credit_risk.spec.dataset import load_spec
 from credit_risk.validation import (
     DataValidationError,
+    Report,
     build_suites,
     load_overrides,
     suites_for,
@@ -76,38 +78,59 @@ def one_class_target(t):
     t["loans"]["default"] = False
 
 
+# fault -> (injection, {blocking check id: example values}, lines the message must hold)
 FAULTS = {
-    "missing column": (missing_column, [
+    "missing column": (missing_column, {
+        "bureau.credit_utilization_ratio.exists": [],
+        # the column's other checks cannot run: failed too (hidden in the message)
+        "bureau.credit_utilization_ratio.numbers": [], "bureau.credit_utilization_ratio.range": [],
+        "bureau.credit_utilization_ratio.nulls": [], "bureau.credit_utilization_ratio.type": []}, [
         "bureau.credit_utilization_ratio: expected column present; the column is missing"]),
-    "renamed column": (renamed_column, [
+    "renamed column": (renamed_column, {
+        "customers.income.exists": [], "customers.income.numbers": [],
+        "customers.income.range": [], "customers.income.nulls": [],
+        "customers.income.missing_values": [], "customers.income.type": []}, [
         "customers.income: expected column present; the column is missing",
         "unexpected columns ['annual_income']"]),
-    "wrong type": (text_in_numeric, [
+    "wrong type": (text_in_numeric, {
+        "customers.age.numbers": ["forty"], "customers.age.type": ["forty"],
+        "customers.age.range": []}, [
         "customers.age: expected finite numbers, not text; 1 of 3,000 values fail (0.03%), "
         "e.g. 'forty'", "customers.age: expected a numeric type"]),
-    "nulls in a key": (null_keys, [
+    "nulls in a key": (null_keys, {"loans.loan_id.nulls": [3, 30]}, [
         "loans.loan_id: expected no nulls; 2 of 3,000 values are null (0.07%), in rows 3, 30"]),
-    "duplicate keys": (duplicate_keys, [
+    "duplicate keys": (duplicate_keys, {
+        "customers.cust_id.unique": ["C00012"],
+        # C00011 is gone from customers: its loan and bureau rows are orphans now
+        "references_loans_customers.cust_id.references": ["C00011"],
+        "references_bureau_customers.cust_id.references": ["C00011"],
+        "features.table.rows": []}, [
         "customers.cust_id: expected unique (the table's key); 2 of 3,000 values fail (0.07%), "
-        "e.g. 'C00012'"]),
-    "negative income": (negative_income, [
+        "e.g. 'C00012'", "features: expected one row per loans row (the joins add no rows); "
+        "observed 3001"]),
+    "negative income": (negative_income, {"customers.income.range": [-50000]}, [
         "customers.income: expected values between 0 and 1,000,000,000; 1 of 3,000 values fail "
         "(0.03%), e.g. -50000"]),
-    "utilisation 150": (utilisation_150, [
+    "utilisation 150": (utilisation_150, {"bureau.credit_utilization_ratio.range": [150]}, [
         "bureau.credit_utilization_ratio: expected values between 0 and 100; 1 of 3,000 values "
         "fail (0.03%), e.g. 150"]),
-    "unknown category": (unknown_category, [
+    "unknown category": (unknown_category, {"loans.loan_purpose.categories": ["Crypto"]}, [
         "loans.loan_purpose: expected values in {Home, Personal, Auto, Education, Personaal}; "
         "1 of 3,000 values fail (0.03%), e.g. 'Crypto'"]),
-    "orphan loans": (orphan_loans, [
+    "orphan loans": (orphan_loans, {
+        "references_loans_customers.cust_id.references": ["C99998", "C99999"]}, [
         "references_loans_customers.cust_id: expected every loans.cust_id is a customers.cust_id;"
         " 2 of 3,000 values fail (0.07%), e.g. 'C99998', 'C99999'"]),
-    "empty table": (empty_table, [
+    "empty table": (empty_table, {"bureau.table.rows": []}, [
         "bureau: expected 1,000 to 10,000,000 rows; observed 0"]),
-    "one-class target": (one_class_target, [
+    "one-class target": (one_class_target, {
+        "loans.default.classes": [], "loans.default.positive_class": []}, [
         "loans.default: expected exactly two classes (default and no default); observed 1",
         "loans.default: expected the default class True is present; not found: True"]),
 }
+# Faults on different columns that cannot hide one another: validated together, once.
+TOGETHER = ("wrong type", "nulls in a key", "negative income", "utilisation 150",
+            "unknown category", "orphan loans")
 
 
 @pytest.fixture(scope="module")
@@ -119,27 +142,75 @@ def _settings(base: Path, name: str):
     return small_settings(base / name)
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
-def test_each_fault_stops_the_run_with_a_specific_message(fault, tables, base):
-    inject, expected = FAULTS[fault]
-    settings = _settings(base, fault.replace(" ", "_"))
+def _validate(tables, base: Path, faults) -> Report:
     bad = _copy(tables)
-    inject(bad)
+    for fault in faults:
+        FAULTS[fault][0](bad)
+    name = "_".join(faults).replace(" ", "_")
+    return validate_frames(load_spec("lauki_synthetic"), bad, base / name / "validation",
+                           _settings(base, name))
+
+
+@pytest.fixture(scope="module")
+def together(tables, base):
+    return _validate(tables, base, TOGETHER)
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_each_fault_is_a_blocking_failure_naming_check_column_and_examples(
+        fault, tables, base, request):
+    _, expected, lines = FAULTS[fault]
+    report = (request.getfixturevalue("together") if fault in TOGETHER
+              else _validate(tables, base, [fault]))
+    failures = {o.id: o for o in report.failures}
+    if fault not in TOGETHER:  # alone: exactly its failures, nothing else
+        assert set(failures) == set(expected), report.message()
+    for check, examples in expected.items():
+        assert check in failures, report.message()
+        outcome = failures[check]
+        batch, column, _ = check.split(".")
+        assert outcome.batch == batch and outcome.severity == "blocking"
+        assert outcome.column == (None if column == "table" else column)
+        assert outcome.examples == examples, outcome.line()
+    message = report.message()
+    assert message.startswith("data validation failed for dataset 'lauki_synthetic'")
+    for text in lines:
+        assert text in message, message
+    # The failing result is kept: the JSON (the same failures) and its Data Docs.
+    result = json.loads(report.path.read_text())
+    assert result["success"] is False
+    assert {f["id"] for f in result["blocking_failures"]} == set(failures)
+    assert report.docs.is_file() and report.docs.name == "index.html"
+
+
+def test_faults_validated_together_do_not_hide_one_another(together):
+    """The shared batch has exactly the failures of its faults, each of them one by one."""
+    expected = {check for fault in TOGETHER for check in FAULTS[fault][1]}
+    assert {o.id for o in together.failures} == expected, together.message()
+    assert not together.skipped
+
+
+def test_a_bad_batch_stops_the_run_at_the_gate(tables, base):
+    """End to end in-process (the DAG's own run is in tests/e2e): the run stops at validation,
+    prepares, trains and publishes nothing, and keeps the failing result with the run."""
+    settings = _settings(base, "run")
+    bad = _copy(tables)
+    utilisation_150(bad)
     synthetic.write(bad, settings.data_dir / "lauki_synthetic")
 
     with pytest.raises(DataValidationError) as info:
         pipeline.run_all(settings, "bad-run")
     message = str(info.value)
-    assert message.startswith("data validation failed for dataset 'lauki_synthetic'")
-    for text in expected:
-        assert text in message, message
-    # The run stopped at the gate: nothing prepared, nothing trained, nothing published.
+    assert message.startswith("data validation failed for dataset 'lauki_synthetic': "
+                              "1 blocking expectation failed")
+    assert FAULTS["utilisation 150"][2][0] in message
     run = settings.runs_dir / "bad-run"
     assert not (run / "split").exists() and not (run / "candidates").exists()
     assert Registry(settings.registry_url).versions() == []
-    # ... and the failing result and its Data Docs are kept with the run.
     result = json.loads((run / "validation" / "validation.json").read_text())
-    assert result["success"] is False and result["blocking_failures"]
+    assert result["success"] is False
+    assert [f["id"] for f in result["blocking_failures"]] == [
+        "bureau.credit_utilization_ratio.range"]
     assert (run / "validation" / "data_docs" / "index.html").is_file()
 
 
