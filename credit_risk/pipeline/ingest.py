@@ -11,6 +11,7 @@ import fsspec
 import pandas as pd
 
 from credit_risk.errors import CreditRiskError
+from credit_risk.pipeline.run_paths import SNAPSHOT_FILE
 from credit_risk.spec.dataset import SPECS_DIR, DatasetSpec, Table
 
 BUILTIN_DATA = SPECS_DIR.parent / "data"
@@ -81,7 +82,7 @@ def ingest(spec: DatasetSpec, data_dir: Path, out_dir: Path) -> Path:
 
     Idempotent: a complete snapshot already in out_dir is kept as it is.
     """
-    manifest_path = out_dir / "snapshot.json"
+    manifest_path = out_dir / SNAPSHOT_FILE
     if manifest_path.exists():
         return manifest_path
     check_sources(spec, data_dir)

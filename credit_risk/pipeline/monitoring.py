@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from credit_risk.config import Settings
+from credit_risk.pipeline.run_paths import monitoring_dir
 from credit_risk.registry.decisions import DecisionLog
 from credit_risk.registry.store import Registry, RegistryError
 
@@ -95,7 +96,7 @@ def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, path: Path)
 
 def drift_step(settings: Settings, run_id: str) -> str:
     """Compare recent traffic with the champion's training inputs; return the result path."""
-    out = settings.runs_dir / "monitoring" / run_id
+    out = monitoring_dir(settings, run_id)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"run_id": run_id, "at": datetime.now(UTC).isoformat(),
                               "psi_threshold": settings.drift_psi_threshold, "drift": False}

@@ -21,6 +21,7 @@ from credit_risk.pipeline.ingest import assemble, frame_fingerprint, ingest, loa
 from credit_risk.pipeline.model_card import markdown_to_html, model_card_markdown
 from credit_risk.pipeline.monitoring import REFERENCE_FILE, reference_sample
 from credit_risk.pipeline.reports import comparison_table, reliability_png, reliability_table
+from credit_risk.pipeline.run_paths import RunPaths
 from credit_risk.pipeline.train import Candidate, split, train_candidate
 from credit_risk.pipeline.versions import code_version, library_versions
 from credit_risk.registry.store import MODEL_FILE, Registry, RegistryError
@@ -36,7 +37,7 @@ TARGET = "__target__"
 def ingest_step(settings: Settings, run_id: str, spec_name: str | None = None) -> str:
     """Snapshot the source tables for this run; return the snapshot manifest path."""
     spec = load_spec(spec_name or settings.dataset_spec)
-    out = settings.run_dir(run_id) / "raw"  # a missing source is an error, never regenerated
+    out = RunPaths.for_run(settings, run_id).raw  # a missing source is an error, not generated
     return str(ingest(spec, settings.data_dir, out))
 
 
@@ -65,7 +66,7 @@ def prepare_step(settings: Settings, snapshot: str, spec_name: str | None = None
     df = df.drop(columns=[spec.target.column])
     key = spec.split_column()
     X_train, X_test, y_train, y_test = split(df, y, settings.test_size, settings.seed, key)
-    out = Path(snapshot).parent.parent / "split"
+    out = RunPaths.of(snapshot).split
     out.mkdir(parents=True, exist_ok=True)
     X_train.assign(**{TARGET: y_train}).to_parquet(out / "train.parquet", index=False)
     X_test.assign(**{TARGET: y_test}).to_parquet(out / "test.parquet", index=False)
@@ -94,7 +95,7 @@ def train_step(settings: Settings, split_dir: str, model_name: str) -> str:
     spec, _ = _split_spec(split_dir)
     X, y = _load_part(split_dir, "train")
     candidate = train_candidate(model_name, X, y, spec, settings)
-    path = Path(split_dir).parent / "candidates" / f"{model_name}.joblib"
+    path = RunPaths.of(split_dir).candidate(model_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(candidate, path)
     return str(path)
@@ -132,7 +133,7 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
     """Every candidate and the champion on the same untouched test set; the gate's decision."""
     spec, info = _split_spec(split_dir)
     X, y = _load_part(split_dir, "test")
-    run = Path(split_dir).parent
+    run = RunPaths.of(split_dir)
     rows: list[dict[str, Any]] = []
     pds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for path in candidate_paths:
@@ -152,7 +153,7 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
     fairness = fairness_report(X, pd_, best["threshold"], spec, limits["min_approval_ratio"],
                                settings.fairness_min_group_size)
     reasons = rejection_reasons(best["test"], champion, fairness, limits)
-    (run / "reliability.png").write_bytes(reliability_png(
+    run.reliability.write_bytes(reliability_png(
         y, {f"{best['model']} calibrated": pd_, f"{best['model']} uncalibrated": raw_pd},
         f"Reliability on the test set ({len(y)} rows)"))
     comparison = {"dataset": spec.name, "data_fingerprint": info["data_fingerprint"],
@@ -163,7 +164,7 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
                   "reliability": {"calibrated": reliability_table(y, pd_),
                                   "uncalibrated": reliability_table(y, raw_pd)},
                   "approved": not reasons, "rejection_reasons": reasons}
-    out = run / "comparison.json"
+    out = run.comparison
     out.write_text(json.dumps(comparison, indent=2))
     log.info("candidates on the same %d-row test set:\n%s", len(y), comparison_table(rows))
     if champion and champion["comparable"]:
@@ -178,14 +179,14 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     comparison = json.loads(Path(comparison_path).read_text())
     selected = next(r for r in comparison["candidates"] if r["model"] == comparison["selected"])
     candidate: Candidate = joblib.load(selected["path"])
-    split_dir = str(Path(selected["path"]).parent.parent / "split")
+    run = RunPaths.of(comparison_path)
+    split_dir = str(run.split)
     spec, info = _split_spec(split_dir)
     buf = io.BytesIO()
     joblib.dump(candidate.model, buf)
     scaling = ScoreScaling(settings.score_base, settings.score_base_odds, settings.score_pdo,
                            settings.score_min, settings.score_max)
     registry = Registry.from_settings(settings)
-    run = Path(comparison_path).parent
     existing = registry.find("run", run.name)
     if existing:  # a retried or cleared publish task: the run's version exists already
         # Aliases are left alone: an operator may have rolled back since the first attempt.
@@ -222,14 +223,14 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
         "code_version": code_version(),
         "libraries": library_versions(),
     }
-    validation_files, manifest["validation"] = published_files(run)  # refuses unvalidated data
+    validation_files, manifest["validation"] = published_files(run.root)  # refuses unvalidated
     card = model_card_markdown(manifest, comparison)
     X_train, _ = _load_part(split_dir, "train")
     X_test, _ = _load_part(split_dir, "test")
     check_plan(candidate.model, X_test)  # the pure-data plan must give the pipeline's PDs
     files = {**compile_bundle(candidate.model), MODEL_FILE: buf.getvalue(),
-             "comparison.json": Path(comparison_path).read_bytes(),
-             "reliability.png": (run / "reliability.png").read_bytes(),
+             "comparison.json": run.comparison.read_bytes(),
+             "reliability.png": run.reliability.read_bytes(),
              "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode(),
              REFERENCE_FILE: reference_sample(X_train, manifest["inputs"], seed=settings.seed),
              **validation_files}

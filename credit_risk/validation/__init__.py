@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from credit_risk.config import Settings
+from credit_risk.pipeline.run_paths import RunPaths
 from credit_risk.spec.dataset import DatasetSpec
 from credit_risk.validation.report import (
     DataValidationError,
@@ -215,7 +216,7 @@ def validate_snapshot(spec: DatasetSpec, snapshot: Path, settings: Settings,
     from credit_risk.pipeline.ingest import load_snapshot
 
     manifest, frames = load_snapshot(snapshot)
-    out = out_dir or snapshot.parent.parent / "validation"
+    out = out_dir or RunPaths.of(snapshot).validation
     info = {"snapshot": str(snapshot), "data_fingerprint": manifest["fingerprint"],
             "tables": {n: t["rows"] for n, t in manifest["tables"].items()}}
     return validate_frames(spec, frames, out, settings, info)
@@ -226,7 +227,7 @@ def published_files(run: Path) -> tuple[dict[str, bytes], dict[str, Any]]:
     and a summary for the manifest; refuse a run without a passing result."""
     from credit_risk.validation.gx_run import zip_dir
 
-    folder = run / "validation"
+    folder = RunPaths(run).validation
     path = folder / RESULT_FILE
     if not path.is_file():
         raise DataValidationError(f"run {run} has no validation result ({path}): validate first")
