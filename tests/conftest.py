@@ -64,3 +64,17 @@ def trained(tmp_path_factory):
     settings = generate_data(small_settings(base))
     version = pipeline.run_all(settings, "fixture-run")
     return settings, version
+
+
+@pytest.fixture
+def trained_copy(trained, tmp_path):
+    """The `trained` fixture's registry and runs, copied for a test that changes them (a new
+    version, an alias, a corrupted file): the settings pointing at the copy, and the version."""
+    import shutil
+
+    settings, version = trained
+    shutil.copytree(settings.registry_url, tmp_path / "registry")
+    shutil.copytree(settings.runs_dir, tmp_path / "runs")
+    return settings.model_copy(update={
+        "registry_url": str(tmp_path / "registry"), "runs_dir": tmp_path / "runs",
+        "decision_log": tmp_path / "decisions.jsonl"}), version

@@ -103,32 +103,35 @@ def test_published_version_carries_card_plot_and_gate(trained):
     assert "<table>" in registry.read_file(version, "model_card.html").decode()
 
 
-def test_a_worse_model_is_published_but_not_promoted(trained, tmp_path):
+def test_a_worse_model_is_published_but_not_promoted(trained_copy):
+    """The fixture's run compared and published again under stricter limits (no retraining):
+    the gate rejects it, it is published as a new version, the champion stays."""
     import shutil
 
     from credit_risk.pipeline import steps as pipeline
 
-    settings, version = trained
-    shutil.copytree(settings.registry_url, tmp_path / "reg")
-    s = settings.model_copy(update={"registry_url": str(tmp_path / "reg"),
-                                    "runs_dir": tmp_path / "runs", "min_roc_auc": 0.999})
-    new = pipeline.run_all(s, "stricter")
+    settings, version = trained_copy
+    s = settings.model_copy(update={"min_roc_auc": 0.999})
+    run = shutil.copytree(s.runs_dir / "fixture-run", s.runs_dir / "stricter")
+    candidates = sorted(str(p) for p in (run / "candidates").glob("*.joblib"))
+    assert len(candidates) == len(s.models)
+    new = pipeline.publish_step(s, pipeline.evaluate_step(s, str(run / "split"), candidates))
     registry = Registry(s.registry_url)
+    assert new != version and registry.versions() == sorted([version, new])
     manifest = registry.manifest(new)
-    assert manifest["status"] == "rejected"
+    assert manifest["status"] == "rejected" and manifest["run"] == "stricter"
     assert any("below the minimum 0.9990" in r for r in manifest["rejection_reasons"])
+    assert manifest["champion_at_training"]["version"] == version
     assert registry.alias_version("champion") == version
 
 
-def test_another_datasets_model_does_not_replace_the_champion(trained, tmp_path):
-    import shutil
-
+def test_another_datasets_model_does_not_replace_the_champion(trained_copy, tmp_path):
+    """Trains on german_credit (the one end-to-end run of the real-data spec)."""
     from credit_risk.pipeline import steps as pipeline
 
-    settings, version = trained
-    shutil.copytree(settings.registry_url, tmp_path / "reg")
-    s = settings.model_copy(update={"registry_url": str(tmp_path / "reg"),
-                                    "runs_dir": tmp_path / "runs", "dataset_spec": "german_credit",
+    settings, version = trained_copy
+    s = settings.model_copy(update={"runs_dir": tmp_path / "german-runs",
+                                    "dataset_spec": "german_credit",
                                     "models": ("logistic_regression",)})
     new = pipeline.run_all(s, "other-dataset")
     manifest = Registry(s.registry_url).manifest(new)
@@ -138,14 +141,10 @@ def test_another_datasets_model_does_not_replace_the_champion(trained, tmp_path)
     assert Registry(s.registry_url).alias_version("champion") == version
 
 
-def test_a_retried_publish_does_not_make_a_second_version(trained, tmp_path):
-    import shutil
-
+def test_a_retried_publish_does_not_make_a_second_version(trained_copy):
     from credit_risk.pipeline import steps as pipeline
 
-    settings, version = trained
-    shutil.copytree(settings.registry_url, tmp_path / "reg")
-    s = settings.model_copy(update={"registry_url": str(tmp_path / "reg")})
-    comparison = next(settings.runs_dir.glob("fixture-run/comparison.json"))
-    assert pipeline.publish_step(s, str(comparison)) == version
-    assert Registry(s.registry_url).versions() == [version]
+    settings, version = trained_copy
+    comparison = settings.runs_dir / "fixture-run" / "comparison.json"
+    assert pipeline.publish_step(settings, str(comparison)) == version
+    assert Registry(settings.registry_url).versions() == [version]
