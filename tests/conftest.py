@@ -78,3 +78,14 @@ def trained_copy(trained, tmp_path):
     return settings.model_copy(update={
         "registry_url": str(tmp_path / "registry"), "runs_dir": tmp_path / "runs",
         "decision_log": tmp_path / "decisions.jsonl"}), version
+
+
+def republish(registry, version: str, edit=None) -> str:
+    """A new version with the files and metadata of `version` (published, not promoted);
+    `edit(name, data)`, when given, returns what each file holds in the new version."""
+    manifest = registry.manifest(version)
+    files = {n: registry.read_file(version, n) for n in manifest["files"]}
+    if edit is not None:
+        files = {n: edit(n, data) for n, data in files.items()}
+    meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
+    return registry.publish(files, meta)

@@ -1,8 +1,10 @@
 import re
+from contextlib import ExitStack
 
 import pytest
 
 from serving import create_app
+from tests.serving import servers
 
 
 @pytest.fixture
@@ -32,3 +34,12 @@ def _token(client, path="/"):
 @pytest.fixture
 def csrf():
     return _token
+
+
+@pytest.fixture
+def start_gunicorn(tmp_path):
+    """`start_gunicorn(registry_url, **options)`: a ready gunicorn (servers.gunicorn) with its
+    files in the test's tmp_path, stopped after the test."""
+    with ExitStack() as stack:
+        yield lambda registry_url, **options: stack.enter_context(
+            servers.gunicorn(registry_url, tmp_path, **options))

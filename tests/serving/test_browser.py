@@ -3,14 +3,13 @@
 import os
 import re
 import shutil
-import threading
 
 import pytest
 from playwright import sync_api as playwright_api
-from werkzeug.serving import make_server
 
 from credit_risk.scoring import bands
 from serving import create_app
+from tests.serving.servers import in_thread
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -19,12 +18,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 @pytest.fixture(scope="module")
 def base_url(trained):
-    app = create_app(trained[0], watch=False)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with in_thread(create_app(trained[0], watch=False)) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,7 @@ files change, so restoring the file recovers without a restart."""
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,22 +14,16 @@ import pytest
 from credit_risk.registry.store import Registry
 from credit_risk.scoring.champion import ModelStore
 from serving import create_app
-from tests.serving.test_gunicorn import ROOT, _free_port, _get
+from tests.conftest import republish
 
 
-def _two_versions(trained, tmp_path):
-    """A registry copy whose champion is a republished twin of the trained version."""
-    settings, version = trained
-    target = tmp_path / "registry"
-    shutil.copytree(settings.registry_url, target)
-    registry = Registry(str(target))
-    manifest = registry.manifest(version)
-    files = {n: registry.read_file(version, n) for n in manifest["files"]}
-    meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
-    champion = registry.publish(files, meta)
+def _two_versions(trained_copy):
+    """The registry copy with a champion that is a republished twin of the trained version."""
+    settings, version = trained_copy
+    registry = Registry(settings.registry_url)
+    champion = republish(registry, version)
     registry.promote(champion, "twin")
-    return settings.model_copy(update={"registry_url": str(target),
-                                       "decision_log": tmp_path / "d.jsonl"}), version, champion
+    return settings, version, champion
 
 
 def _flip_a_byte(registry_dir: Path, version: str) -> tuple[Path, bytes]:
@@ -59,8 +50,8 @@ def _metric(client, name):
                if x.startswith(name + " ") or x.startswith(name + "{"))
 
 
-def test_starting_with_a_corrupt_champion_serves_the_fallback_and_recovers(tmp_path, trained):
-    settings, older, champion = _two_versions(trained, tmp_path)
+def test_starting_with_a_corrupt_champion_serves_the_fallback_and_recovers(trained_copy):
+    settings, older, champion = _two_versions(trained_copy)
     path, original = _flip_a_byte(Path(settings.registry_url), champion)
     app = create_app(settings, watch=False)
     client = app.test_client()
@@ -92,8 +83,8 @@ def test_starting_with_a_corrupt_champion_serves_the_fallback_and_recovers(tmp_p
     assert client.post("/api/v1/predict", json=application).json["model_version"] == champion
 
 
-def test_champion_is_retried_with_a_growing_bounded_backoff(tmp_path, trained):
-    settings, older, champion = _two_versions(trained, tmp_path)
+def test_champion_is_retried_with_a_growing_bounded_backoff(trained_copy):
+    settings, older, champion = _two_versions(trained_copy)
     _flip_a_byte(Path(settings.registry_url), champion)
     store = ModelStore(Registry(settings.registry_url), retry_s=0.05, max_retry_s=0.2)
     assert not store.refresh() and store.scorer.version == older and store.fallback
@@ -106,12 +97,9 @@ def test_champion_is_retried_with_a_growing_bounded_backoff(tmp_path, trained):
     assert store.reload_failures == 5
 
 
-def test_without_a_fallback_restoring_the_file_recovers_without_a_restart(tmp_path, trained):
-    settings, version = trained
-    target = tmp_path / "registry"
-    shutil.copytree(settings.registry_url, target)
-    settings = settings.model_copy(update={"registry_url": str(target)})
-    path, original = _flip_a_byte(target, version)
+def test_without_a_fallback_restoring_the_file_recovers_without_a_restart(trained_copy):
+    settings, version = trained_copy
+    path, original = _flip_a_byte(Path(settings.registry_url), version)
     app = create_app(settings, watch=False)
     client = app.test_client()
     store = app.extensions["credit_risk"]["store"]
@@ -124,8 +112,8 @@ def test_without_a_fallback_restoring_the_file_recovers_without_a_restart(tmp_pa
     assert client.get("/ready").status_code == 200
 
 
-def test_a_new_promotion_ends_the_fallback_at_once(tmp_path, trained):
-    settings, older, champion = _two_versions(trained, tmp_path)
+def test_a_new_promotion_ends_the_fallback_at_once(trained_copy):
+    settings, older, champion = _two_versions(trained_copy)
     _flip_a_byte(Path(settings.registry_url), champion)
     app = create_app(settings, watch=False)
     store = app.extensions["credit_risk"]["store"]
@@ -137,63 +125,35 @@ def test_a_new_promotion_ends_the_fallback_at_once(tmp_path, trained):
 
 # -- the real server ----------------------------------------------------------------------
 @pytest.fixture
-def gunicorn(tmp_path, trained):
-    settings, older, champion = _two_versions(trained, tmp_path)
-    port = _free_port()
-    env = {**os.environ, "CREDIT_RISK_REGISTRY_URL": settings.registry_url,
-           "CREDIT_RISK_BIND": f"127.0.0.1:{port}", "CREDIT_RISK_WORKERS": "2",
-           "CREDIT_RISK_DECISION_LOG": str(tmp_path / "decisions.jsonl"),
-           "CREDIT_RISK_RELOAD_INTERVAL_S": "0.5",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
-    env.pop("PYTEST_CURRENT_TEST", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "serving/gunicorn.conf.py", "serving.wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    _wait_until(proc, lambda: _get(base + "/ready")[0] == 200)
-    yield base, proc, Path(settings.registry_url), older, champion
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=40)
+def gunicorn(trained_copy, start_gunicorn):
+    settings, older, champion = _two_versions(trained_copy)
+    server = start_gunicorn(settings.registry_url, reload_interval_s=0.5)
+    return server, Path(settings.registry_url), older, champion
 
 
-def _wait_until(proc, condition, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if condition():
-                return
-        except OSError:
-            pass
-        assert proc.poll() is None, "gunicorn exited"
-        time.sleep(0.2)
-    pytest.fail("timed out")
-
-
-def _ready_everywhere(base, check, n=12):
+def _ready_everywhere(server, check, n=12):
     """`check` holds for /ready on every worker (n looks spread over the workers)."""
-    return all(check(json.loads(_get(base + "/ready")[1])) for _ in range(n))
+    return all(check(server.json("/ready")) for _ in range(n))
 
 
 def test_gunicorn_hup_with_a_corrupt_champion_serves_the_fallback_then_recovers(gunicorn):
-    base, proc, registry_dir, older, champion = gunicorn
-    _, body = _get(base + "/api/v1/model")
-    application = {f["name"]: f["default"] for f in json.loads(body)["inputs"]}
+    server, registry_dir, older, champion = gunicorn
+    application = server.application()
     path, original = _flip_a_byte(registry_dir, champion)
-    proc.send_signal(signal.SIGHUP)  # new workers start with the corrupt champion
-    _wait_until(proc, lambda: _ready_everywhere(
-        base, lambda b: b["fallback"] and b["model_version"] == older))
-    answers = [_get(base + "/api/v1/predict", application) for _ in range(20)]
+    server.proc.send_signal(signal.SIGHUP)  # new workers start with the corrupt champion
+    server.wait_until(lambda: _ready_everywhere(
+        server, lambda b: b["fallback"] and b["model_version"] == older))
+    answers = [server.get("/api/v1/predict", application) for _ in range(20)]
     assert [status for status, _ in answers] == [200] * 20
     assert {json.loads(b)["model_version"] for _, b in answers} == {older}
-    ready = json.loads(_get(base + "/ready")[1])
+    ready = server.json("/ready")
     assert ready["champion"] == champion and "SHA-256" in ready["fallback_reason"]
-    _, text = _get(base + "/metrics")
+    _, text = server.get("/metrics")
     assert any(x.startswith("credit_risk_model_fallback{") and x.endswith(" 1.0")
                for x in text.decode().splitlines())
 
     _restore(path, original)  # repaired on disk: the workers go back to the champion
-    _wait_until(proc, lambda: _ready_everywhere(
-        base, lambda b: not b["fallback"] and b["model_version"] == champion), timeout=20)
-    assert all(json.loads(_get(base + "/api/v1/predict", application)[1])["model_version"]
-               == champion for _ in range(10))
+    server.wait_until(lambda: _ready_everywhere(
+        server, lambda b: not b["fallback"] and b["model_version"] == champion), timeout=20)
+    assert all(server.json("/api/v1/predict", application)["model_version"] == champion
+               for _ in range(10))

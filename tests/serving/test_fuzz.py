@@ -4,7 +4,6 @@ type, schema); valid applications accepted, invalid ones rejected."""
 
 import subprocess
 import sys
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -13,9 +12,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
-from werkzeug.serving import make_server
 
 from serving import create_app
+from tests.serving.servers import in_thread
 
 # Too many rows in a batch is refused with 413 (Content Too Large), a rejection like 422.
 # Schema-valid applications may still break a cross-field rule of the spec (which OpenAPI
@@ -81,19 +80,13 @@ def test_every_schemathesis_check_passes_over_http(trained, tmp_path):
     not only a 5xx, fails the test."""
     settings_ = trained[0].model_copy(update={"max_batch_rows": 5,
                                               "decision_log": tmp_path / "d.jsonl"})
-    server = make_server("127.0.0.1", 0, create_app(settings_, watch=False), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     (tmp_path / "schemathesis.toml").write_text(CLI_CONFIG)
-    try:
+    with in_thread(create_app(settings_, watch=False)) as base:
         result = subprocess.run(
             [str(Path(sys.executable).parent / "schemathesis"), "--config-file",
-             str(tmp_path / "schemathesis.toml"), "run",
-             f"http://127.0.0.1:{server.server_port}/openapi.json", "--checks", "all",
-             "--phases", "examples,coverage,fuzzing", "--max-examples", "40", "--seed", "8",
-             "--workers", "1", "--suppress-health-check", "all", "--no-color"],
+             str(tmp_path / "schemathesis.toml"), "run", f"{base}/openapi.json",
+             "--checks", "all", "--phases", "examples,coverage,fuzzing", "--max-examples", "40",
+             "--seed", "8", "--workers", "1", "--suppress-health-check", "all", "--no-color"],
             cwd=tmp_path, capture_output=True, text=True, timeout=480)
-    finally:
-        server.shutdown()
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "Coverage" in result.stdout and "failed" not in result.stdout.split("SUMMARY")[-1]

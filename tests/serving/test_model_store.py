@@ -1,15 +1,9 @@
-import shutil
+from pathlib import Path
 
 from credit_risk.registry.store import Registry
 from credit_risk.scoring.champion import ModelStore
 from serving import create_app
-
-
-def _copy_registry(trained, tmp_path):
-    settings, version = trained
-    target = tmp_path / "registry"
-    shutil.copytree(settings.registry_url, target)
-    return settings.model_copy(update={"registry_url": str(target)}), version
+from tests.conftest import republish
 
 
 def test_no_champion_means_not_ready_and_503(tmp_path, trained):
@@ -21,30 +15,24 @@ def test_no_champion_means_not_ready_and_503(tmp_path, trained):
     assert r.status_code == 503 and r.json["error"] == "no model loaded yet"
 
 
-def test_tampered_champion_is_refused_and_last_good_keeps_serving(tmp_path, trained):
-    settings, version = _copy_registry(trained, tmp_path)
+def test_tampered_champion_is_refused_and_last_good_keeps_serving(trained_copy):
+    settings, version = trained_copy
     registry = Registry(settings.registry_url)
     store = ModelStore(registry)
     assert store.refresh() and store.scorer.version == version
     # A new version whose model file is corrupted after publishing.
-    manifest = registry.manifest(version)
-    files = {n: registry.read_file(version, n) for n in manifest["files"]}
-    meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
-    bad = registry.publish(files, meta)
+    bad = republish(registry, version)
     registry.promote(bad, "test")  # promote verifies: the file goes bad after it
-    (tmp_path / "registry" / "models" / bad / "model.joblib").write_bytes(b"garbage")
+    (Path(settings.registry_url) / "models" / bad / "model.joblib").write_bytes(b"garbage")
     assert not store.refresh()
     assert store.scorer.version == version
     assert store.reload_failures == 1 and "SHA-256" in store.last_error
 
 
-def test_new_champion_and_rollback_are_picked_up(tmp_path, trained):
-    settings, version = _copy_registry(trained, tmp_path)
+def test_new_champion_and_rollback_are_picked_up(trained_copy):
+    settings, version = trained_copy
     registry = Registry(settings.registry_url)
-    manifest = registry.manifest(version)
-    files = {n: registry.read_file(version, n) for n in manifest["files"]}
-    meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
-    newer = registry.publish(files, meta)
+    newer = republish(registry, version)
     app = create_app(settings, watch=False)
     store = app.extensions["credit_risk"]["store"]
     client = app.test_client()
@@ -57,18 +45,8 @@ def test_new_champion_and_rollback_are_picked_up(tmp_path, trained):
     assert client.get("/ready").json["model_version"] == version
 
 
-def _republish(registry, version, broken=False):
-    manifest = registry.manifest(version)
-    files = {n: registry.read_file(version, n) for n in manifest["files"]}
-    if broken:  # checksummed by publish, but no usable scoring plan (whatever JSON it reads)
-        files = {n: b'{"not": "a plan"}' if n.endswith(".json") else data
-                 for n, data in files.items()}
-    meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
-    return registry.publish(files, meta)
-
-
-def test_artifact_with_good_checksums_that_cannot_score_is_refused(tmp_path, trained):
-    settings, version = _copy_registry(trained, tmp_path)
+def test_artifact_with_good_checksums_that_cannot_score_is_refused(trained_copy):
+    settings, version = trained_copy
     registry = Registry(settings.registry_url)
     app = create_app(settings, watch=False)
     store = app.extensions["credit_risk"]["store"]
@@ -81,7 +59,10 @@ def test_artifact_with_good_checksums_that_cannot_score_is_refused(tmp_path, tra
         return float(line.split()[1])
 
     before = failures()
-    bad = _republish(registry, version, broken=True)
+    def no_plan(name, data):  # checksummed by publish, but no usable scoring plan
+        return b'{"not": "a plan"}' if name.endswith(".json") else data
+
+    bad = republish(registry, version, edit=no_plan)
     registry.promote(bad, "broken")
     assert not store.refresh()
     assert store.scorer.version == version and "refused version" in store.last_error
@@ -92,13 +73,13 @@ def test_artifact_with_good_checksums_that_cannot_score_is_refused(tmp_path, tra
     assert client.get("/api/v1/model").json["last_error"].startswith("refused version")
 
 
-def test_background_watcher_swaps_without_failing_requests(tmp_path, trained):
+def test_background_watcher_swaps_without_failing_requests(trained_copy):
     import threading
     import time
 
-    settings, version = _copy_registry(trained, tmp_path)
+    settings, version = trained_copy
     registry = Registry(settings.registry_url)
-    newer = _republish(registry, version)
+    newer = republish(registry, version)
     app = create_app(settings.model_copy(update={"reload_interval_s": 0.05}), watch=True)
     store = app.extensions["credit_risk"]["store"]
     application = {f["name"]: f["default"] for f in store.scorer.fields}
