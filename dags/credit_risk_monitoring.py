@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, dag, get_current_context, task
+from task_errors import fails_fast, settings
 
 DRIFT = Asset("credit_risk_drift")
 
@@ -20,18 +21,20 @@ DRIFT = Asset("credit_risk_drift")
     catchup=False,
     max_active_runs=1,
     tags=["credit-risk", "monitoring"],
+    # Retries for what may pass; errors that a retry cannot fix fail at once: `fails_fast`.
     default_args={"owner": "ml-engineering", "retries": 2, "retry_delay": timedelta(minutes=1)},
     doc_md=__doc__,
 )
 def credit_risk_monitoring():
     @task
+    @fails_fast
     def drift_report() -> str:
-        from credit_risk.config import Settings
         from credit_risk.pipeline.monitoring import drift_step
 
-        return drift_step(Settings(), get_current_context()["run_id"])
+        return drift_step(settings(), get_current_context()["run_id"])
 
     @task.short_circuit
+    @fails_fast
     def drifted(result: str) -> bool:
         import json
         from pathlib import Path
@@ -39,6 +42,7 @@ def credit_risk_monitoring():
         return bool(json.loads(Path(result).read_text())["drift"])
 
     @task(outlets=[DRIFT])
+    @fails_fast
     def emit_drift(result: str) -> str:
         """Reaching this task emits the drift Asset event (the training DAG listens)."""
         return result

@@ -13,17 +13,12 @@ from airflow.sdk import (
     get_current_context,
     task,
 )
+from task_errors import fails_fast, settings
 
 from credit_risk.config import DEFAULT_MODELS
 
 MODELS = list(DEFAULT_MODELS)
 DRIFT = Asset("credit_risk_drift")  # emitted by credit_risk_monitoring
-
-
-def _settings():
-    from credit_risk.config import Settings
-
-    return Settings()
 
 
 @dag(
@@ -35,6 +30,8 @@ def _settings():
     catchup=False,
     max_active_runs=1,
     tags=["credit-risk", "training"],
+    # Retries for what may pass (I/O, the network); errors that a retry cannot fix (bad data,
+    # spec or settings, a refused artifact) fail a task at once: `fails_fast`.
     default_args={"owner": "ml-engineering", "retries": 2, "retry_delay": timedelta(minutes=1)},
     params={
         "dataset_spec": Param(None, type=["null", "string"],
@@ -49,54 +46,62 @@ def _settings():
 )
 def credit_risk_training():
     @task
+    @fails_fast
     def ingest() -> str:
         from credit_risk.pipeline.steps import ingest_step
 
         ctx = get_current_context()
-        return ingest_step(_settings(), ctx["run_id"], ctx["params"]["dataset_spec"])
+        return ingest_step(settings(), ctx["run_id"], ctx["params"]["dataset_spec"])
 
-    @task(retries=0)  # bad data does not fix itself on a retry
+    @task
+    @fails_fast
     def validate(snapshot: str) -> str:
         """Great Expectations gate: a blocking failure fails this task and stops the run."""
         from credit_risk.pipeline.steps import validate_step
 
-        return validate_step(_settings(), snapshot, get_current_context()["params"]["dataset_spec"])
+        return validate_step(settings(), snapshot, get_current_context()["params"]["dataset_spec"])
 
     @task.short_circuit
+    @fails_fast
     def data_changed(snapshot: str) -> bool:
         """Skip training when the champion was trained on exactly this data (unless forced)."""
         from credit_risk.pipeline.steps import data_changed_since_champion
 
         return bool(get_current_context()["params"]["force"]) or data_changed_since_champion(
-            _settings(), snapshot)
+            settings(), snapshot)
 
     @task
+    @fails_fast
     def prepare(snapshot: str) -> str:
         from credit_risk.pipeline.steps import prepare_step
 
-        return prepare_step(_settings(), snapshot, get_current_context()["params"]["dataset_spec"])
+        return prepare_step(settings(), snapshot, get_current_context()["params"]["dataset_spec"])
 
     @task
+    @fails_fast
     def candidates() -> list[str]:
         return list(get_current_context()["params"]["models"])
 
     @task
+    @fails_fast
     def train(split_dir: str, model_name: str) -> str:
         from credit_risk.pipeline.steps import train_step
 
-        return train_step(_settings(), split_dir, model_name)
+        return train_step(settings(), split_dir, model_name)
 
     @task
+    @fails_fast
     def compare(split_dir: str, paths: list[str]) -> str:
         from credit_risk.pipeline.steps import evaluate_step
 
-        return evaluate_step(_settings(), split_dir, list(paths))
+        return evaluate_step(settings(), split_dir, list(paths))
 
     @task
+    @fails_fast
     def publish(comparison: str) -> str:
         from credit_risk.pipeline.steps import publish_step
 
-        return publish_step(_settings(), comparison)
+        return publish_step(settings(), comparison)
 
     snapshot = ingest()
     split_dir = prepare(snapshot)

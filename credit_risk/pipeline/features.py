@@ -12,9 +12,17 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from credit_risk.errors import CreditRiskError
 from credit_risk.scoring.plan import FeaturePlan, cap
 from credit_risk.spec.dataset import DatasetSpec
 from credit_risk.spec.expressions import parse_expression
+
+
+class MissingColumnsError(CreditRiskError, KeyError):
+    """The data lacks columns the spec's features need."""
+
+    def __str__(self) -> str:  # the message as it is, not KeyError's repr of it
+        return str(self.args[0]) if self.args else ""
 
 
 class FeatureTransformer(TransformerMixin, BaseEstimator):
@@ -51,7 +59,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         self.categorical_ = spec.categorical_features()
         missing = [c for c in self.numeric_inputs_ + self.categorical_ if c not in X.columns]
         if missing:
-            raise KeyError(f"columns missing from the data: {', '.join(missing)}")
+            raise MissingColumnsError(f"columns missing from the data: {', '.join(missing)}")
         self.medians_: dict[str, float] = {}
         for c in self.numeric_inputs_:
             med = np.nanmedian(self._clean_numeric(c, X[c])) if X[c].notna().any() else 0.0

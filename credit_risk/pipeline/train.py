@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 class TrainingError(CreditRiskError, RuntimeError):
-    """The data cannot train a model (for example, a single class)."""
+    """The data or the settings cannot train a model (a single class, an unknown model)."""
 
 
 @dataclass
@@ -142,7 +142,7 @@ CANDIDATES: dict[str, Callable[[list[int], int], tuple[list, dict]]] = {
 def build_pipeline(name: str, spec: DatasetSpec, monotone: list[int], seed: int) -> tuple:
     """features -> SMOTE (training folds only) -> model; and its search space."""
     if name not in CANDIDATES:
-        raise ValueError(f"unknown model {name!r} (choose from {', '.join(CANDIDATES)})")
+        raise TrainingError(f"unknown model {name!r} (choose from {', '.join(CANDIDATES)})")
     steps, space = CANDIDATES[name](monotone, seed)
     pipe = Pipeline([("features", FeatureTransformer(spec)), ("smote", SMOTE(random_state=seed)),
                      *steps])

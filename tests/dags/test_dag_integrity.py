@@ -2,18 +2,15 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-DAGS = Path(__file__).parents[2] / "dags"
+from tests.dags.bundle import DAGS, dag_bag
 
 
 @pytest.fixture(scope="module")
 def dagbag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(DAGS))
+    return dag_bag()
 
 
 def test_no_import_errors(dagbag):
@@ -25,11 +22,9 @@ def test_tags_retries_and_schedule(dagbag):
     for dag_id in dagbag.dag_ids:
         dag = dagbag.dags[dag_id]
         assert "credit-risk" in dag.tags
-        for task in dag.tasks:
-            if (dag_id, task.task_id) != ("credit_risk_training", "validate"):
-                assert task.retries >= 1, task.task_id
+        for task in dag.tasks:  # bad data fails at once all the same (test_task_errors)
+            assert task.retries >= 1, task.task_id
     training = dagbag.dags["credit_risk_training"]
-    assert training.get_task("validate").retries == 0  # bad data does not fix itself
     assert training.get_task("prepare").upstream_task_ids >= {"data_changed"}
     assert "validate" in training.get_task("data_changed").upstream_task_ids
     assert training.catchup is False
@@ -37,12 +32,12 @@ def test_tags_retries_and_schedule(dagbag):
 
 
 def test_dag_files_import_without_heavy_libraries():
-    code = ("import sys, runpy; runpy.run_path(sys.argv[1]); "
+    code = ("import sys, runpy; sys.path.append(sys.argv[2]); runpy.run_path(sys.argv[1]); "
             "heavy = {'pandas', 'sklearn', 'xgboost', 'great_expectations', 'evidently'} "
             "& set(sys.modules); print(sorted(heavy)); assert not heavy")
     for path in DAGS.glob("*.py"):
-        result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                                text=True)
+        result = subprocess.run([sys.executable, "-c", code, str(path), str(DAGS)],
+                                capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from tests.dags.bundle import get_dag
 from tests.model.test_monitoring import _log_traffic
 
 pytestmark = pytest.mark.e2e
@@ -41,9 +42,7 @@ def _drift_events() -> int:
 
 
 def _run():
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(dag_folder="dags").get_dag("credit_risk_monitoring")
+    dag = get_dag("credit_risk_monitoring")
     dr = dag.test()
     return dr, {ti.task_id: ti.state for ti in dr.get_task_instances()}
 

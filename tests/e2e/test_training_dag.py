@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from tests.conftest import generate_data, small_settings
+from tests.dags.bundle import get_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -17,9 +18,7 @@ def airflow_db():
 
 
 def _run_dag(conf):
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(dag_folder="dags").get_dag("credit_risk_training")
+    dag = get_dag("credit_risk_training")
     dr = dag.test(run_conf=conf)
     return dr, {(ti.task_id, ti.map_index): ti.state for ti in dr.get_task_instances()}
 

@@ -8,6 +8,7 @@ import pytest
 
 from credit_risk.pipeline import synthetic
 from tests.conftest import small_settings
+from tests.dags.bundle import get_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -29,13 +30,13 @@ def test_bad_batch_stops_the_dag_before_training(airflow_db, tables, tmp_path, m
     bad["bureau"].loc[8, "credit_utilization_ratio"] = 150
     synthetic.write(bad, settings.data_dir / "lauki_synthetic")
 
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(dag_folder="dags").get_dag("credit_risk_training")
+    dag = get_dag("credit_risk_training")
     dr = dag.test(run_conf={"models": ["logistic_regression"]})
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
     assert dr.state == "failed", states
     assert states["ingest"] == "success" and states["validate"] == "failed"
+    validate = next(ti for ti in dr.get_task_instances() if ti.task_id == "validate")
+    assert validate.try_number == 1  # bad data fails at once, the DAG's retries unused
     for task in ("prepare", "train", "compare", "publish"):
         assert states[task] != "success", states
 

@@ -2,8 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from credit_risk.errors import CreditRiskError
 from credit_risk.pipeline.features import FeatureTransformer
 from credit_risk.pipeline.ingest import assemble
+from credit_risk.pipeline.train import build_pipeline
 from credit_risk.scoring.plan import FeaturePlan
 
 
@@ -80,8 +82,15 @@ def test_record_path_equals_frame_path(fitted, frame):
 
 
 def test_missing_required_column_is_named(spec, frame):
-    with pytest.raises(KeyError, match="credit_utilization_ratio"):
+    with pytest.raises(KeyError, match="credit_utilization_ratio") as caught:
         FeatureTransformer(spec).fit(frame.drop(columns=["credit_utilization_ratio"]))
+    assert isinstance(caught.value, CreditRiskError)  # bad data: a user error, not retried
+    assert str(caught.value) == "columns missing from the data: credit_utilization_ratio"
+
+
+def test_an_unknown_model_is_a_user_error(spec):
+    with pytest.raises(CreditRiskError, match="unknown model 'gpt'"):
+        build_pipeline("gpt", spec, [], seed=0)
 
 
 def test_monotone_constraints_follow_the_spec(fitted):
