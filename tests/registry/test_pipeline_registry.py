@@ -1,10 +1,8 @@
 """The registry as the pipeline, serving and `predict` use it, on the model of `trained`."""
 
-import io
 import json
 import shutil
 
-import joblib
 import pytest
 
 from credit_risk.pipeline import steps as pipeline
@@ -12,17 +10,9 @@ from credit_risk.registry.store import (
     Registry,
     RegistryError,
     SignatureError,
-    sha256_bytes,
     signing,
 )
-
-
-class Payload:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
+from tests.registry.attack import malicious_pickle, replace_files
 
 
 def _signed_copy(trained, tmp_path):
@@ -46,16 +36,11 @@ def _tamper(tmp_path, version, marker):
     """The attack of issue 8: a __reduce__ pickle and an edited plan, hashes rewritten."""
     folder = tmp_path / "reg" / "models" / version
     manifest = json.loads((folder / "manifest.json").read_text())
-    buf = io.BytesIO()
-    joblib.dump(Payload(marker), buf)
-    replaced = {"model.joblib": buf.getvalue()}
+    replaced = {"model.joblib": malicious_pickle(marker)}
     for name in manifest["files"]:
         if name.endswith(".json") and name != "comparison.json":
             replaced[name] = (folder / name).read_bytes() + b" "
-    for name, data in replaced.items():
-        (folder / name).write_bytes(data)
-        manifest["files"][name] = sha256_bytes(data)
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    replace_files(folder, replaced)
 
 
 def test_signed_model_serves_and_a_tampered_one_is_refused_everywhere(trained, tmp_path):

@@ -17,19 +17,9 @@ from credit_risk.registry.store import (
     ChecksumError,
     Registry,
     SignatureError,
-    sha256_bytes,
     signing,
 )
-
-
-class Payload:
-    """What an attacker with write access to the registry stores: code run on unpickling."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
+from tests.registry.attack import malicious_pickle, replace_files
 
 
 @pytest.fixture
@@ -55,13 +45,7 @@ def _publish(registry, payload=b"model"):
 
 def _tamper(tmp_path, version, marker, reg="reg"):
     """Replace the model with a malicious pickle and rewrite its hash in the manifest."""
-    folder = tmp_path / reg / "models" / version
-    buf = io.BytesIO()
-    joblib.dump(Payload(marker), buf)
-    (folder / "model.joblib").write_bytes(buf.getvalue())
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["files"]["model.joblib"] = sha256_bytes(buf.getvalue())
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    replace_files(tmp_path / reg / "models" / version, {"model.joblib": malicious_pickle(marker)})
 
 
 def test_signed_version_verifies_and_names_its_key(tmp_path, keys):

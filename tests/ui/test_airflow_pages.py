@@ -1,7 +1,6 @@
 """The Airflow UI plugin's pages: models, model card, promote/rollback by the logged-in user."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from credit_risk.registry.store import Registry
 from credit_risk.ui import create_ui, is_report
+from tests.conftest import republish
 
 ROOT = Path(__file__).parents[2]
 
@@ -30,13 +30,9 @@ def logged_out(request: Request) -> None:
 
 
 @pytest.fixture
-def env(trained, tmp_path):
-    settings, version = trained
-    shutil.copytree(settings.registry_url, tmp_path / "reg")
-    shutil.copytree(settings.runs_dir, tmp_path / "runs")
-    settings = settings.model_copy(update={"registry_url": str(tmp_path / "reg"),
-                                           "runs_dir": tmp_path / "runs"})
-    return settings, version
+def env(trained_copy):
+    """The fixture's registry and runs, copied: the pages promote, roll back and tamper."""
+    return trained_copy
 
 
 def test_pages_need_an_airflow_login(env):
@@ -85,7 +81,8 @@ def test_drift_reports_are_listed_and_served(env, monkeypatch):
 
 def test_tampered_file_is_not_served(env, tmp_path):
     settings, version = env
-    (tmp_path / "reg" / "models" / version / "model_card.html").write_text("<p>forged</p>")
+    card = Path(settings.registry_url) / "models" / version / "model_card.html"
+    card.write_text("<p>forged</p>")
     client = TestClient(create_ui(settings, logged_in))
     assert client.get(f"/models/{version}/files/model_card.html").status_code == 404
 
@@ -93,10 +90,7 @@ def test_tampered_file_is_not_served(env, tmp_path):
 def test_promote_and_rollback_record_the_user(env):
     settings, version = env
     registry = Registry(settings.registry_url)
-    manifest = registry.manifest(version)
-    files = {n: registry.read_file(version, n) for n in manifest["files"]}
-    meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
-    other = registry.publish(files, meta)
+    other = republish(registry, version)
     viewer = TestClient(create_ui(settings, logged_in))
     refused = viewer.post(f"/models/{other}/promote", data={"reason": "x"})
     assert refused.status_code == 403 and registry.alias_version("champion") == version

@@ -24,6 +24,7 @@ from urllib.parse import quote
 import pytest
 
 from credit_risk.registry.store import Registry
+from tests.conftest import republish
 
 ROOT = Path(__file__).parents[2]
 ROLES = ("viewer", "user", "op", "admin")
@@ -109,10 +110,7 @@ def server(trained, tmp_path_factory):
     shutil.copytree(settings.runs_dir, base / "runs", symlinks=True)
     _plant(base / "runs", base / "outside")
     registry = Registry(str(base / "registry"))
-    manifest = registry.manifest(version)
-    files = {n: registry.read_file(version, n) for n in manifest["files"]}
-    meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
-    other = registry.publish(files, meta)
+    other = republish(registry, version)
     # champion = the trained version, previous = the other one: a rollback would change it.
     registry.promote(other, "fixture", by="fixture")
     registry.promote(version, "fixture", by="fixture")
