@@ -99,6 +99,7 @@ def test_fast_batch_validation_matches_per_record_validation(client, application
     fields = client.get("/api/v1/model").json["inputs"]
     rng = random.Random(5)
     bad_values = [None, "x", True, -1, 10 ** 12, 3.5, float("nan"), float("inf"), "Home", 12]
+    valid_batches = 0
     for _ in range(300):
         items = [dict(application) for _ in range(rng.randint(1, 5))]
         for item in items:
@@ -112,8 +113,10 @@ def test_fast_batch_validation_matches_per_record_validation(client, application
         expected = {str(i): e for i, (_, e) in
                     enumerate(validate_application(fields, it) for it in items) if e}
         assert bad == expected
-        if not bad:
+        if not bad:  # an all-valid batch: the same clean values
             assert clean == [validate_application(fields, it)[0] for it in items]
+            valid_batches += 1
+    assert valid_batches >= 50, valid_batches  # both branches were exercised, many times
 
 
 def test_batch_matches_single_predictions(client, application):
