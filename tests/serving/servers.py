@@ -1,6 +1,7 @@
 """Real servers for the serving tests, started one way: gunicorn with serving/gunicorn.conf.py
 (the production server, in its own process group of workers) or the app on a threaded werkzeug
-server in this process; and the small HTTP client the tests talk to them with."""
+server in this process; the small HTTP client the tests talk to them with, and the reading
+of a Prometheus metric (from a Flask test client or a /metrics text)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,17 @@ def http(url: str, body: dict | None = None) -> tuple[int, bytes]:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+def metric(source, name: str, **labels: str) -> float:
+    """The sum of metric `name` over the samples with these labels (0 when there is none)."""
+    text = source if isinstance(source, str) else source.get("/metrics").get_data(as_text=True)
+    total = 0.0
+    for line in text.splitlines():
+        if (line.startswith((name + "{", name + " "))
+                and all(f'{k}="{v}"' in line for k, v in labels.items())):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 @dataclass

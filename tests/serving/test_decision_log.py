@@ -14,6 +14,7 @@ import pytest
 
 from credit_risk.registry.decisions import DecisionLog, DecisionLogError
 from serving import create_app
+from tests.serving.servers import metric
 
 
 def _mount(path: Path, *options: str) -> None:
@@ -108,15 +109,9 @@ def app_on_small_disk(trained, small_disk):
     return app, app.test_client(), small_disk
 
 
-def _failures(client):
-    text = client.get("/metrics").get_data(as_text=True)
-    return sum(float(x.split()[1]) for x in text.splitlines()
-               if x.startswith("credit_risk_decision_log_failures_total "))
-
-
 def _check_fail_closed(client, application, csrf, log_path):
     logged = log_path.read_bytes() if log_path.exists() else b""
-    before = _failures(client)
+    before = metric(client, "credit_risk_decision_log_failures_total")
     r = client.post("/api/v1/predict", json=application)
     assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0
     assert "not be recorded" in r.json["error"] and "probability_of_default" not in r.json
@@ -128,7 +123,7 @@ def _check_fail_closed(client, application, csrf, log_path):
     html = r.get_data(as_text=True)
     assert r.status_code == 503 and r.headers["Retry-After"]
     assert "could not be recorded" in html and 'id="pd"' not in html
-    assert _failures(client) == before + 3
+    assert metric(client, "credit_risk_decision_log_failures_total") == before + 3
     ready = client.get("/ready")
     assert ready.status_code == 503 and ready.json["decision_log"]["ok"] is False
     assert client.get("/health").status_code == 200

@@ -15,6 +15,7 @@ from credit_risk.registry.store import Registry
 from credit_risk.scoring.champion import ModelStore
 from serving import create_app
 from tests.conftest import republish
+from tests.serving.servers import metric
 
 
 def _two_versions(trained_copy):
@@ -44,12 +45,6 @@ def _restore(path: Path, original: bytes) -> None:
     os.utime(path, (later, later))
 
 
-def _metric(client, name):
-    text = client.get("/metrics").get_data(as_text=True)
-    return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines()
-               if x.startswith(name + " ") or x.startswith(name + "{"))
-
-
 def test_starting_with_a_corrupt_champion_serves_the_fallback_and_recovers(trained_copy):
     settings, older, champion = _two_versions(trained_copy)
     path, original = _flip_a_byte(Path(settings.registry_url), champion)
@@ -62,7 +57,7 @@ def test_starting_with_a_corrupt_champion_serves_the_fallback_and_recovers(train
     assert body["ready"] and body["fallback"] is True
     assert body["model_version"] == older and body["champion"] == champion
     assert "SHA-256" in body["fallback_reason"] and champion in body["fallback_reason"]
-    assert _metric(client, "credit_risk_model_fallback") == 1
+    assert metric(client, "credit_risk_model_fallback") == 1
     application = {f["name"]: f["default"] for f in store.scorer.fields}
     r = client.post("/api/v1/predict", json=application)
     assert r.status_code == 200 and r.json["model_version"] == older
@@ -79,7 +74,7 @@ def test_starting_with_a_corrupt_champion_serves_the_fallback_and_recovers(train
     body = client.get("/ready").json
     assert body["model_version"] == champion and body["fallback"] is False
     assert body["fallback_reason"] is None
-    assert _metric(client, "credit_risk_model_fallback") == 0
+    assert metric(client, "credit_risk_model_fallback") == 0
     assert client.post("/api/v1/predict", json=application).json["model_version"] == champion
 
 

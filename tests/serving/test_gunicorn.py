@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.serving.servers import Gunicorn
+from tests.serving.servers import Gunicorn, metric
 
 
 @pytest.fixture
@@ -23,10 +23,8 @@ def test_gunicorn_serves_and_aggregates_metrics_over_workers(server, trained):
         status, body = server.get("/api/v1/predict", application)
         assert status == 200, body
     _, text = server.get("/metrics")
-    lines = [x for x in text.decode().splitlines()
-             if x.startswith("credit_risk_http_requests_total{")
-             and 'endpoint="/api/v1/predict"' in x and 'status="200"' in x]
-    assert sum(float(x.rsplit(" ", 1)[1]) for x in lines) == 40
+    assert metric(text.decode(), "credit_risk_http_requests_total",
+                  endpoint="/api/v1/predict", status="200") == 40
     info = [x for x in text.decode().splitlines() if x.startswith("credit_risk_model_info{")]
     assert info and all(version in x for x in info if x.endswith(" 1.0"))
 

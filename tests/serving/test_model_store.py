@@ -4,6 +4,7 @@ from credit_risk.registry.store import Registry
 from credit_risk.scoring.champion import ModelStore
 from serving import create_app
 from tests.conftest import republish
+from tests.serving.servers import metric
 
 
 def test_no_champion_means_not_ready_and_503(tmp_path, trained):
@@ -52,13 +53,7 @@ def test_artifact_with_good_checksums_that_cannot_score_is_refused(trained_copy)
     store = app.extensions["credit_risk"]["store"]
     client = app.test_client()
 
-    def failures():
-        text = client.get("/metrics").get_data(as_text=True)
-        line = next(x for x in text.splitlines()
-                    if x.startswith("credit_risk_model_reload_failures_total "))
-        return float(line.split()[1])
-
-    before = failures()
+    before = metric(client, "credit_risk_model_reload_failures_total")
     def no_plan(name, data):  # checksummed by publish, but no usable scoring plan
         return b'{"not": "a plan"}' if name.endswith(".json") else data
 
@@ -66,7 +61,7 @@ def test_artifact_with_good_checksums_that_cannot_score_is_refused(trained_copy)
     registry.promote(bad, "broken")
     assert not store.refresh()
     assert store.scorer.version == version and "refused version" in store.last_error
-    assert failures() == before + 1
+    assert metric(client, "credit_risk_model_reload_failures_total") == before + 1
     assert not store.refresh() and store.reload_failures == 1  # not retried before the backoff
     ready = client.get("/ready").json
     assert ready["model_version"] == version and ready["reload_failures"] == 1

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from credit_risk.scoring.request import application_model, validate_many
 from credit_risk.spec.fields import validate_application
 from serving import create_app
+from tests.serving.servers import metric
 
 
 def _settings(trained, **update):
@@ -208,32 +209,21 @@ def test_form_can_be_disabled(trained):
 
 
 # -- metrics -----------------------------------------------------------------------------------
-def _metric(client, name, **labels):
-    text = client.get("/metrics").get_data(as_text=True)
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def test_metrics_count_requests_latency_predictions_and_model(client, application, trained):
-    before = _metric(client, "credit_risk_http_requests_total", endpoint="/api/v1/predict",
+    before = metric(client, "credit_risk_http_requests_total", endpoint="/api/v1/predict",
                      status="200")
-    bands_before = _metric(client, "credit_risk_predictions_total")
+    bands_before = metric(client, "credit_risk_predictions_total")
     client.post("/api/v1/predict", json=application)
     client.post("/api/v1/predict", json={**application, "age": 1})
     client.post("/api/v1/predict/batch", json={"applications": [application] * 3})
-    assert _metric(client, "credit_risk_http_requests_total", endpoint="/api/v1/predict",
+    assert metric(client, "credit_risk_http_requests_total", endpoint="/api/v1/predict",
                    status="200") == before + 1
-    assert _metric(client, "credit_risk_http_requests_total", endpoint="/api/v1/predict",
+    assert metric(client, "credit_risk_http_requests_total", endpoint="/api/v1/predict",
                    status="422") >= 1
-    assert _metric(client, "credit_risk_http_request_duration_seconds_count",
+    assert metric(client, "credit_risk_http_request_duration_seconds_count",
                    endpoint="/api/v1/predict/batch", status="200") >= 1
-    assert _metric(client, "credit_risk_predictions_total") == bands_before + 4
-    assert _metric(client, "credit_risk_model_info", version=trained[1]) == 1
+    assert metric(client, "credit_risk_predictions_total") == bands_before + 4
+    assert metric(client, "credit_risk_model_info", version=trained[1]) == 1
     text = client.get("/metrics").get_data(as_text=True)
     assert "credit_risk_model_reload_failures_total" in text
     assert 'le="0.005"' in text
