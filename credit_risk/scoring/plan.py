@@ -11,8 +11,13 @@ No pandas, no scikit-learn, no joblib: this is the serving side.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import math
+import subprocess
+import sys
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -128,14 +133,17 @@ class FeaturePlan:
         numeric = {name: np.array([r.get(name) for r in records], dtype=float)  # None: NaN
                    for name, *_ in self.numeric}
         warnings: list[list[dict[str, Any]]] = [[] for _ in range(n)]
-        for name, _, missing, lo, hi in self.numeric:
+        for name, median, missing, lo, hi in self.numeric:
             x = numeric[name]
-            outside = (x < lo) | (x > hi)
-            if missing:
-                outside &= ~np.isin(x, list(missing))
-            for i in np.flatnonzero(outside).tolist():
-                v = records[i][name]
-                warnings[i].append(_warning(name, v, lo if v < lo else hi, lo, hi))
+            absent = np.isnan(x) | np.isin(x, list(missing)) if missing else np.isnan(x)
+            for i in np.flatnonzero(absent | (x < lo) | (x > hi)).tolist():
+                v: Any = records[i].get(name)
+                warnings[i].append(_imputed(name, v, median) if absent[i]
+                                   else _capped(name, v, lo if v < lo else hi, lo, hi))
+        for column, _, _ in self.categorical:
+            name = column["name"]
+            for i in [i for i, r in enumerate(records) if _is_missing(r.get(name))]:
+                warnings[i].append(_imputed(name, None, column["mode"]))
         positions = []
         for i, (column, _, known) in enumerate(self.categorical):
             name = column["name"]
@@ -172,20 +180,31 @@ class FeaturePlan:
         return self.row(records[0]) if len(records) == 1 else self.matrix(records)
 
     def warnings(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The numeric inputs of one application that were capped to the training range."""
+        """The inputs of one application that were not scored as given: missing (imputed) or
+        beyond the training range (capped)."""
         out = []
-        for name, _, missing, lo, hi in self.numeric:
+        for name, median, missing, lo, hi in self.numeric:
             v: Any = record.get(name)
-            if _is_missing(v) or isinstance(v, bool) or float(v) in missing:
-                continue
-            if v < lo or v > hi:
-                out.append(_warning(name, v, lo if v < lo else hi, lo, hi))
+            if _is_missing(v) or float(v) in missing:
+                out.append(_imputed(name, v, median))
+            elif v < lo or v > hi:
+                out.append(_capped(name, v, lo if v < lo else hi, lo, hi))
+        for column, _, _ in self.categorical:
+            if _is_missing(record.get(column["name"])):
+                out.append(_imputed(column["name"], None, column["mode"]))
         return out
 
 
-def _warning(name: str, value: Any, used: float, lo: float, hi: float) -> dict[str, Any]:
+def _capped(name: str, value: Any, used: float, lo: float, hi: float) -> dict[str, Any]:
     return {"field": name, "value": value, "used": used,
             "message": f"outside the training range [{lo:g}, {hi:g}]: scored as {used:g}"}
+
+
+def _imputed(name: str, value: Any, used: Any) -> dict[str, Any]:
+    said = "missing" if _is_missing(value) else f"{value:g} means missing in the training data"
+    shown = f"{used:g}" if isinstance(used, float) else repr(used)
+    return {"field": name, "value": None if _is_missing(value) else value, "used": used,
+            "message": f"{said}: scored as the typical value {shown}"}
 
 
 # -- model heads: feature rows -> uncalibrated P(default) ------------------------------------
@@ -233,6 +252,11 @@ class ScoringPlan:
             raise PlanError(f"scoring plan format {plan.get('format')!r} is not {FORMAT}: "
                             "re-publish the model with this version of credit-risk")
         self.plan = plan
+        bad = [k for k, a in arrays.items() if a.dtype.kind not in "biuf"
+               or (a.dtype.kind == "f" and not np.isfinite(a).all())]
+        if bad:
+            raise PlanError(f"the scoring plan's arrays {', '.join(sorted(bad))} are not all "
+                            "finite numbers")
         self.features = FeaturePlan(plan["features"])
         head = plan["head"]
         self.kind: str = head["kind"]
@@ -256,25 +280,43 @@ class ScoringPlan:
         calibration = plan["calibration"]
         if calibration["kind"] == "isotonic":
             xs, ys = arrays["isotonic_x"], arrays["isotonic_y"]
+            if xs.shape != ys.shape or xs.ndim != 1 or not len(xs) or (np.diff(xs) < 0).any() \
+                    or (ys < 0).any() or (ys > 1).any():
+                raise PlanError("the isotonic calibration is not an increasing map into [0, 1]")
             self._calibrate: Head = lambda raw: np.interp(raw, xs, ys)
         elif calibration["kind"] == "sigmoid":
             slope, intercept = float(calibration["slope"]), float(calibration["intercept"])
+            if not (math.isfinite(slope) and math.isfinite(intercept)):
+                raise PlanError("the sigmoid calibration's parameters are not finite")
             self._calibrate = lambda raw: expit(logit(raw) * slope + intercept)
         else:
             raise PlanError(f"unknown calibration {calibration['kind']!r}")
 
     @classmethod
-    def from_files(cls, files: Mapping[str, bytes]) -> ScoringPlan:
-        """The plan from its files' bytes (already verified against the manifest)."""
+    def from_files(cls, files: Mapping[str, bytes], signed: bool = True) -> ScoringPlan:
+        """The plan from its files' bytes (already verified against the manifest). Unless the
+        manifest's signature was verified (`signed`), the booster is first loaded in a
+        throwaway process: malformed bytes can crash XGBoost itself."""
         try:
             plan = json.loads(files[PLAN_FILE])
-            with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
+            arrays = _arrays(files[ARRAYS_FILE])
         except KeyError as exc:
             raise PlanError(f"the scoring plan lacks {exc.args[0]}") from exc
-        except ValueError as exc:  # bad JSON, or an array that would need pickle
+        except (ValueError, zipfile.BadZipFile) as exc:  # bad JSON, an array needing pickle
             raise PlanError(f"unreadable scoring plan: {exc}") from exc
-        return cls(plan, arrays, files.get(BOOSTER_FILE))
+        booster = files.get(BOOSTER_FILE)
+        if booster is not None and not signed:
+            _probe_booster(booster)
+        plan_ = cls(plan, arrays, booster)
+        plan_._check_sample()
+        return plan_
+
+    def _check_sample(self) -> None:
+        """Refuse a plan that gives anything but a PD in [0, 1] on the sample rows."""
+        pd_ = self.predict(self._sample_rows())
+        if not (np.isfinite(pd_).all() and (pd_ >= 0).all() and (pd_ <= 1).all()):
+            raise PlanError("the scoring plan gives PDs outside [0, 1] (or not numbers) for "
+                            "typical applications")
 
     def _sample_rows(self) -> np.ndarray:
         """A typical application and each numeric input at both ends of its range."""
@@ -333,3 +375,45 @@ class _XGBoostHead:
             np.asarray(x, dtype=np.float32), predict_type="margin",
             iteration_range=self.iterations, validate_features=False)
         return expit(np.asarray(margin, dtype=np.float64).reshape(-1))
+
+
+MAX_ARRAYS_BYTES = 2 * 1024**3  # the plan's arrays, unpacked
+
+
+def _arrays(data: bytes) -> dict[str, np.ndarray]:
+    """The .npz's arrays: stored members only (we never compress, so no zip bomb), no pickle."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = archive.infolist()
+        if any(m.compress_type != zipfile.ZIP_STORED for m in members) \
+                or sum(m.file_size for m in members) > MAX_ARRAYS_BYTES:
+            raise PlanError(f"{ARRAYS_FILE} holds compressed or oversized members")
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+PROBE = """
+import sys, numpy as np, xgboost as xgb
+b = xgb.Booster()
+b.load_model(bytearray(sys.stdin.buffer.read()))
+b.inplace_predict(np.zeros((1, b.num_features()), dtype=np.float32))
+"""
+
+
+_probed: set[str] = set()  # boosters that loaded in a probe, by SHA-256
+
+
+def _probe_booster(data: bytes, timeout_s: float = 60.0) -> None:
+    """Load and run an unsigned booster in a child process first: a crash there is a refusal."""
+    digest = hashlib.sha256(data).hexdigest()
+    if digest in _probed:
+        return
+    try:
+        done = subprocess.run([sys.executable, "-c", PROBE], input=data, capture_output=True,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise PlanError(f"{BOOSTER_FILE} did not load within {timeout_s:g} s") from exc
+    if done.returncode != 0:
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["killed"]
+        raise PlanError(f"{BOOSTER_FILE} cannot be loaded by XGBoost (exit {done.returncode}: "
+                        f"{tail[0][:200]})")
+    _probed.add(digest)

@@ -59,11 +59,12 @@ class Reason(BaseModel):
 
 
 class InputWarning(BaseModel):
-    """An input beyond the model's training range, scored at the range's edge."""
+    """An input not scored as sent: beyond the training range (scored at the range's edge) or
+    missing (scored as the typical value of the training data)."""
 
     field: str
-    value: float = Field(description="The value sent.")
-    used: float = Field(description="The value scored (the training range's edge).")
+    value: float | None = Field(description="The value sent (null: missing).")
+    used: float | str | None = Field(description="The value scored.")
     message: str
 
 

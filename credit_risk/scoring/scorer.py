@@ -73,7 +73,7 @@ class Scorer:
                             "it was published by an older credit-risk that stored only a pickle, "
                             "which serving never loads; train and publish a new version")
         files = {n: registry.read_file(version, n, manifest) for n in names}
-        return cls(ScoringPlan.from_files(files), manifest)
+        return cls(ScoringPlan.from_files(files, signed=bool(registry.trusted_keys)), manifest)
 
     def score_records(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Score validated applications (dicts of field values)."""

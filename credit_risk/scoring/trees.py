@@ -58,6 +58,8 @@ class TreeEnsemble:
             self.mean[nodes] = _node_means(left, right, conditions,
                                            np.asarray(tree["sum_hessian"], dtype=np.float64))
             self.depth = max(self.depth, _depth(left, right))
+        if not (np.isfinite(self.value).all() and np.isfinite(self.mean).all()):
+            raise ValueError("a tree with values that are not finite numbers")
         self.n_features = int(booster.num_features())
         base = np.float32(float(str(learner["learner_model_param"]["base_score"]).strip("[]")))
         with np.errstate(divide="ignore"):

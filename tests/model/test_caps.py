@@ -65,3 +65,21 @@ def test_inputs_within_the_range_carry_no_warning(scorers):
     app = {f["name"]: f["default"] for f in scorer.fields}
     results = scorer.score_records([app, app])
     assert [r["warnings"] for r in results] == [[], []]
+
+
+def test_missing_inputs_are_reported_with_the_value_used(scorers):
+    """Income 0 means "missing" in the training data (the spec's missing_values): it is scored
+    as the typical income, and the answer says so, as for null."""
+    scorer = scorers["logistic_regression"]
+    app = {f["name"]: f["default"] for f in scorer.fields}
+    median = next(c for c in scorer.plan.plan["features"]["numeric"]
+                  if c["name"] == "income")["median"]
+    for value, said in ((0, "0 means missing"), (None, "missing")):
+        results = scorer.score_records([{**app, "income": value}] * 2)  # batch
+        single = scorer.score_records([{**app, "income": value}])[0]
+        for r in (*results, single):
+            warning = next(w for w in r["warnings"] if w["field"] == "income")
+            assert warning["used"] == median and warning["message"].startswith(said)
+            assert r["probability_of_default"] == _pd(scorer, {**app, "income": median})
+    residence = scorer.score_records([{**app, "residence_type": None}])[0]["warnings"]
+    assert [w["field"] for w in residence] == ["residence_type"]

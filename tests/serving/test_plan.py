@@ -287,3 +287,50 @@ def test_forest_arrays_pointing_outside_are_refused(models):
     files[ARRAYS_FILE] = buf.getvalue()
     with pytest.raises(PlanError, match="not a set of trees"):
         ScoringPlan.from_files(files)
+
+
+# -- a plan that would answer with nonsense or crash the worker is refused at load ----------
+def _with_arrays(files, **changes):
+    with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays.update(changes)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return {**files, ARRAYS_FILE: buf.getvalue()}
+
+
+def test_a_calibration_giving_nan_is_refused(models):
+    files = compile_bundle(models["logistic_regression"])
+    with np.load(io.BytesIO(files[ARRAYS_FILE])) as npz:
+        ys = npz["isotonic_y"].copy()
+    ys[-1] = np.nan
+    with pytest.raises(PlanError, match="not all finite"):
+        ScoringPlan.from_files(_with_arrays(files, isotonic_y=ys))
+    ys[-1] = 2.0
+    with pytest.raises(PlanError, match="increasing map into"):
+        ScoringPlan.from_files(_with_arrays(files, isotonic_y=ys))
+
+
+def test_compressed_arrays_are_refused(models):
+    files = compile_bundle(models["logistic_regression"])
+    with np.load(io.BytesIO(files[ARRAYS_FILE])) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    with pytest.raises(PlanError, match="compressed or oversized"):
+        ScoringPlan.from_files({**files, ARRAYS_FILE: buf.getvalue()})
+
+
+def test_a_forest_deeper_than_its_nodes_is_refused(models):
+    files = compile_bundle(models["random_forest"])
+    plan = json.loads(files[PLAN_FILE])
+    plan["head"]["depth"] = 10**12
+    with pytest.raises(PlanError, match="not a set of trees"):
+        ScoringPlan.from_files({**files, PLAN_FILE: json.dumps(plan).encode()})
+
+
+@pytest.mark.parametrize("booster", [b"", b"{", bytes(range(256)) * 8])
+def test_an_unsigned_booster_that_crashes_xgboost_is_refused_not_fatal(models, booster):
+    files = {**compile_bundle(models["xgboost"]), "booster.ubj": booster}
+    with pytest.raises(PlanError, match="booster.ubj"):
+        ScoringPlan.from_files(files, signed=False)  # loaded in a probe process first
