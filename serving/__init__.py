@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify
 
 from credit_risk.config import Settings
 from credit_risk.registry.decisions import DecisionLog, DecisionLogError
@@ -13,7 +13,7 @@ from credit_risk.registry.store import Registry
 from credit_risk.scoring.champion import ModelStore, StoreEvents
 from credit_risk.scoring.scorer import Scorer
 from serving import jsonio, metrics, security
-from serving.auth import KeyChecker, request_key
+from serving.auth import KeyChecker
 
 RETRY_AFTER_S = 30  # what a client is told to wait on a 503
 
@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None, watch: bool | None = None) -> F
     jsonio.install(app)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_request_bytes)
     keys = KeyChecker(settings.api_keys)
-    security.install(app, settings, keys)
+    throttle = security.install(app, settings, keys)  # API keys, CSRF, sessions, limits
 
     def prepare(scorer: Scorer) -> None:
         scorer.n_reasons = settings.n_reasons
@@ -42,23 +42,12 @@ def create_app(settings: Settings | None = None, watch: bool | None = None) -> F
         "settings": settings,
         "store": store,
         "keys": keys,
-        "throttle": security.LoginThrottle(settings.login_failures_per_client,
-                                           settings.login_failures_total,
-                                           settings.login_window_s),
+        "throttle": throttle,
         "decisions": DecisionLog(settings.decision_log) if settings.decision_log else None,
         "openapi": {},
         "plain": {},
     }
     metrics.install(app)
-
-    @app.before_request
-    def require_api_key():
-        if keys.enabled and request.path.startswith("/api/") \
-                and not keys.valid(request_key(request)):
-            response = jsonify(error="missing or invalid API key (X-API-Key or Bearer)")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="credit-risk"'
-            return response, 401
-        return None
 
     @app.errorhandler(DecisionLogError)
     def decision_log_down(exc: DecisionLogError):

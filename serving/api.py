@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 from credit_risk.scoring.request import validate_many
 from credit_risk.spec.fields import validate_application
@@ -25,10 +25,47 @@ from serving.context import (
 api = Blueprint("api", __name__, template_folder="templates")
 
 
+ECHO_CHARS = 100  # an echoed field name or value is cut to this many characters (+ "…")
+MAX_FIELD_ERRORS = 100  # at most this many field errors in one error body (a batch's in all)
+
+
+def _echo(text: str) -> str:
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "…"
+
+
+def _bounded(fields: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The field errors with names and reasons cut to ECHO_CHARS, at most MAX_FIELD_ERRORS of
+    them (a batch's by application index, counted over all applications); and how many were
+    left out. A client may send a megabyte of key name, or a batch of thousands of bad rows:
+    the answer stays small."""
+    out: dict[str, Any] = {}
+    listed = omitted = 0
+    for name, why in fields.items():
+        if isinstance(why, dict):
+            inner, left = {}, 0
+            for k, v in why.items():
+                if listed < MAX_FIELD_ERRORS:
+                    inner[_echo(str(k))] = _echo(str(v))
+                    listed += 1
+                else:
+                    left += 1
+            omitted += left
+            if inner:
+                out[_echo(str(name))] = inner
+        elif listed < MAX_FIELD_ERRORS:
+            out[_echo(str(name))] = _echo(str(why))
+            listed += 1
+        else:
+            omitted += 1
+    return out, omitted
+
+
 def error(status: int, message: str, fields: dict[str, Any] | None = None):
     body: dict[str, Any] = {"error": message}
     if fields:
-        body["fields"] = fields
+        body["fields"], omitted = _bounded(fields)
+        if omitted:
+            body["fields_omitted"] = omitted
     return jsonify(body), status
 
 
@@ -54,14 +91,21 @@ def http_error(exc: HTTPException):
 MALFORMED = object()  # not JSON at all; a JSON `null` body parses to None and is a 422
 
 
+def _int(digits: str) -> int | float:
+    """An integer literal of the standard library's parser: beyond what a float can hold it
+    is infinite (the validator says "must be a finite number"), not an error of the parser
+    (Python refuses to convert over 4300 digits)."""
+    return int(digits) if len(digits) < 300 else float(digits)
+
+
 def _parse(data: bytes) -> Any:
-    """JSON with orjson; what orjson refuses for being no finite number (NaN, Infinity, 1e400)
-    is read by the standard library, so the validator names the field ("finite number")."""
+    """JSON with orjson; what orjson refuses but is still JSON the standard library reads (NaN,
+    Infinity, 1e400, integers beyond 64 bits), so the validator names the field."""
     try:
         return current_app.json.loads(data)
     except ValueError:
         try:
-            return json.loads(data)
+            return json.loads(data, parse_int=_int)
         except (ValueError, RecursionError):
             return MALFORMED
 
@@ -69,10 +113,9 @@ def _parse(data: bytes) -> Any:
 def _json_body() -> tuple[Any, Any]:
     if not request.is_json:
         return None, error(415, "Content-Type must be application/json")
-    data = request.get_data(cache=True)  # over the limit with a Content-Length: 413 here
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request.content_length is None and limit is not None and len(data) >= limit:
-        raise RequestEntityTooLarge()  # a chunked body is cut at the limit: it was too large
+    # Over the limit: 413 here with a Content-Length, before this for a chunked body
+    # (serving.security.install's limit_chunked_body).
+    data = request.get_data(cache=True)
     body = _parse(data) if data else MALFORMED
     if body is MALFORMED:
         return None, error(400, "malformed JSON body")

@@ -41,6 +41,11 @@ accesslog = os.environ.get("CREDIT_RISK_ACCESS_LOG") or None  # metrics count ev
 errorlog = "-"
 loglevel = os.environ.get("CREDIT_RISK_LOG_LEVEL", "info")
 proc_name = "credit-risk-serving"
+# Proxy trust has one switch, the app's CREDIT_RISK_TRUSTED_PROXIES (werkzeug's ProxyFix in
+# serving.security). gunicorn itself believes no forwarded header from any peer: its default
+# (FORWARDED_ALLOW_IPS=127.0.0.1,::1) would take X-Forwarded-Proto / -Ssl from any local
+# client as HTTPS even with CREDIT_RISK_TRUSTED_PROXIES=0.
+forwarded_allow_ips = ""
 
 _created_metrics_dir = None
 

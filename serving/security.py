@@ -1,9 +1,11 @@
-"""The web form's defences: CSRF tokens (Flask-WTF), the session secret and cookie (Secure
-when the request came over HTTPS, as seen directly or through trusted proxies), server-side
-session expiry, and login throttling (per client address and in all)."""
+"""The serving app's defences: the API-key check and the throttle of failed keys (API and form
+login alike), CSRF tokens (Flask-WTF), the session secret and cookie (Secure when the request
+came over HTTPS, as seen directly or through trusted proxies), server-side session expiry, and
+the body limit for chunked requests."""
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import threading
@@ -11,13 +13,14 @@ import time
 from collections import deque
 from datetime import timedelta
 
-from flask import Flask, request
+from flask import Flask, jsonify, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from credit_risk.config import Settings
-from serving.auth import KeyChecker
+from serving.auth import KeyChecker, request_key
 
 # gunicorn's master sets this once (serving/gunicorn.conf.py) so that every worker, also one
 # restarted by a HUP, signs sessions alike when no secret is configured.
@@ -42,7 +45,52 @@ def session_secret(settings: Settings, keys: KeyChecker) -> bytes:
     return bytes.fromhex(generated) if generated else secrets.token_bytes(32)
 
 
-def install(app: Flask, settings: Settings, keys: KeyChecker) -> None:
+def client_address() -> str:
+    """The client's address: the peer, or behind trusted proxies the forwarded one (ProxyFix)."""
+    return request.remote_addr or "unknown"
+
+
+def install(app: Flask, settings: Settings, keys: KeyChecker) -> LoginThrottle:
+    """Install the defences; the throttle of failed keys (shared by the API and the login)."""
+    throttle = LoginThrottle(settings.login_failures_per_client, settings.login_failures_total,
+                             settings.login_window_s)
+
+    # Registered before CSRFProtect's check: these run first.
+    @app.before_request
+    def require_api_key():
+        """The API needs a valid key when keys are configured. A client whose wrong keys
+        reached the limit gets 429, even with the right key, until the window has passed.
+        A client with no failed key in the window costs one dict lookup (no lock)."""
+        if not (keys.enabled and request.path.startswith("/api/")):
+            return None
+        client = client_address()
+        wait = throttle.wait(client, everyone=False)
+        if wait > 0:
+            seconds = math.ceil(wait)
+            response = jsonify(error=f"too many invalid API keys from this client; try again "
+                                     f"in {seconds} seconds")
+            response.headers["Retry-After"] = str(seconds)
+            return response, 429
+        key = request_key(request)
+        if keys.valid(key):
+            return None
+        if key:  # a wrong key is a guess; a missing one is not
+            throttle.failed(client)
+        response = jsonify(error="missing or invalid API key (X-API-Key or Bearer)")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="credit-risk"'
+        return response, 401
+
+    @app.before_request
+    def limit_chunked_body():
+        """A chunked body (no Content-Length) is cut at the limit when it is read; one that
+        reaches the limit was too large: 413, before CSRF or JSON parsing see a cut body."""
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        if (limit is not None and request.content_length is None
+                and "wsgi.input_terminated" in request.environ
+                and len(request.get_data(cache=True)) >= limit):
+            raise RequestEntityTooLarge()
+        return None
+
     lifetime = timedelta(minutes=settings.form_session_minutes)
     app.secret_key = session_secret(settings, keys)
     app.session_interface = SessionInterface()
@@ -53,11 +101,13 @@ def install(app: Flask, settings: Settings, keys: KeyChecker) -> None:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     csrf.init_app(app)
+    return throttle
 
 
 class LoginThrottle:
-    """Failed logins in a sliding window, per client and in all; `wait()` says how long a
-    client must wait (seconds) before trying again, 0 if it may try now. Per process."""
+    """Failed keys (form logins and API calls) in a sliding window, per client and in all;
+    `wait()` says how long a client must wait (seconds) before trying again, 0 if it may try
+    now. Per process: with N gunicorn workers a client may get up to N times the limits."""
 
     MAX_CLIENTS = 10_000
 
@@ -71,9 +121,21 @@ class LoginThrottle:
         while times and times[0] <= now - self.window_s:
             times.popleft()
 
-    def wait(self, client: str) -> float:
+    def wait(self, client: str, everyone: bool = True) -> float:
+        """The wait of `client`. With `everyone` False (the API) the total limit applies only
+        to a client that has failed itself in the window, so others' guesses do not lock out
+        a client with a valid key; such a client is answered without taking the lock."""
+        if not everyone and client not in self._clients:
+            return 0.0
         now = time.monotonic()
         with self._lock:
+            if not everyone:
+                own = self._clients.get(client)
+                if own is not None:
+                    self._prune(own, now)
+                if not own:
+                    self._clients.pop(client, None)
+                    return 0.0
             waits = [0.0]
             for times, limit in ((self._clients.get(client), self.per_client),
                                  (self._all, self.total)):

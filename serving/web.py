@@ -24,7 +24,7 @@ from credit_risk.spec.fields import validate_application
 from serving import metrics
 from serving.auth import KeyChecker
 from serving.context import record_decisions, request_id, settings, store
-from serving.security import LoginThrottle
+from serving.security import LoginThrottle, client_address
 
 web = Blueprint("web", __name__, template_folder="templates")
 
@@ -125,7 +125,7 @@ def login():
         return redirect(url_for("web.form"))
     error = None
     if request.method == "POST":
-        client = request.remote_addr or "unknown"
+        client = client_address()
         wait = _throttle().wait(client)
         if wait > 0:
             return _page(429, "Too many failed logins",
