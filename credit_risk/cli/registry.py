@@ -35,12 +35,12 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         champion = registry.alias_version("champion")
         previous = registry.alias_version("previous")
         rows = []
-        for v in registry.versions():
-            m = registry.manifest(v)
+        for v, m in registry.listing():  # parsed and, with trusted keys, signed manifests
             alias = "champion" if v == champion else "previous" if v == previous else ""
-            rows.append({"version": v, "dataset": m["dataset"], "model": m["model"],
-                         "roc_auc": m["metrics"]["roc_auc"], "status": m.get("status"),
-                         "alias": alias})
+            metrics = m.get("metrics")
+            rows.append({"version": v, "dataset": m.get("dataset"), "model": m.get("model"),
+                         "roc_auc": metrics.get("roc_auc") if isinstance(metrics, dict)
+                         else None, "status": m.get("status"), "alias": alias})
         if not rows:
             print(f"no models in {settings.registry_url}")
             return 0
@@ -55,9 +55,10 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         version = registry.rollback(args.reason, by=args.by)
         print(f"rolled back: champion is now {version}")
     elif args.models_cmd == "history":
-        for rec in registry.history():
+        for rec in registry.history():  # in the order of the chain of changes
+            mark = "  [NOT signed by a trusted key]" if rec.get("verified") is False else ""
             print(f"{rec['set_at']}  {rec['alias']:<8} -> {rec['version']}  by {rec['by']}: "
-                  f"{rec['reason']}")
+                  f"{rec['reason']}{mark}")
     return 0
 
 

@@ -187,7 +187,14 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     scaling = ScoreScaling(settings.score_base, settings.score_base_odds, settings.score_pdo,
                            settings.score_min, settings.score_max)
     registry = Registry.from_settings(settings)
-    existing = registry.find("run", run.name)
+    existing = registry.find("run", run.name)  # parsed and, with trusted keys, signed
+    if existing:
+        try:
+            registry.verify(existing)
+        except RegistryError as exc:
+            log.warning("run %s: version %s names it but does not verify (%s): publishing a "
+                        "new version", run.name, existing, exc)
+            existing = None
     if existing:  # a retried or cleared publish task: the run's version exists already
         # Aliases are left alone: an operator may have rolled back since the first attempt.
         log.info("run %s already published %s; aliases unchanged", run.name, existing)
@@ -282,10 +289,16 @@ def data_changed_since_champion(settings: Settings, snapshot: str) -> bool:
     """False when the champion was trained on exactly this data (nothing new to learn)."""
     fingerprint = json.loads(Path(snapshot).read_text())["fingerprint"]
     registry = Registry.from_settings(settings)
-    version = registry.alias_version("champion")
-    if version is None:
+    try:  # the champion's manifest as it is trusted: parsed and, with keys, signed
+        version = registry.alias_version("champion")
+        if version is None:
+            return True
+        manifest = registry.manifest(version)
+        registry.check_signature(version, manifest)
+    except RegistryError as exc:
+        log.warning("cannot read the champion's manifest (%s): treating the data as new", exc)
         return True
-    same = registry.manifest(version).get("data_fingerprint") == fingerprint
+    same = manifest.get("data_fingerprint") == fingerprint
     if same:
         log.info("champion %s was trained on this exact data; skipping (use force)", version)
     return not same

@@ -1,9 +1,14 @@
-"""Ed25519 signatures of registry manifests: key files, key ids, sign and verify.
+"""Ed25519 signatures of registry records: key files, key ids, sign and verify.
 
-What is signed: the bytes ``MESSAGE_PREFIX + canonical_json(manifest without "signature")``,
+Two kinds of record are signed, each with its own format string, so that one can never be
+replayed as the other: a version's manifest (``credit-risk-manifest-v1``) and an alias change
+record, the one in ``aliases/state.json`` and its copy in ``history/``
+(``credit-risk-aliases-v1``).
+
+What is signed: the bytes ``<format> + "\n" + canonical_json(record without "signature")``,
 where canonical JSON has sorted keys, no whitespace and UTF-8 text. The manifest lists the
-SHA-256 of every file of the version, so the signature covers every file. The signature is
-stored in the manifest itself::
+SHA-256 (and size) of every file of the version, so its signature covers every file. The
+signature is stored in the record itself::
 
     "signature": {"algorithm": "Ed25519", "format": "credit-risk-manifest-v1",
                   "key_id": "<first 16 hex digits of SHA-256 of the raw public key>",
@@ -27,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from credit_risk.errors import CreditRiskError
 
 ALGORITHM = "Ed25519"
-FORMAT = "credit-risk-manifest-v1"
+FORMAT = "credit-risk-manifest-v1"  # a version's manifest
+ALIASES_FORMAT = "credit-risk-aliases-v1"  # an alias change record (state and history)
 MESSAGE_PREFIX = b"credit-risk-manifest-v1\n"
 SIGNATURE_FIELD = "signature"
 PRIVATE_FILE = "signing_key.pem"
@@ -43,9 +49,9 @@ def canonical_json(value: Any) -> bytes:
                       default=str).encode("utf-8")
 
 
-def message(manifest: Mapping[str, Any]) -> bytes:
-    """The exact bytes a manifest's signature is over."""
-    return MESSAGE_PREFIX + canonical_json(
+def message(manifest: Mapping[str, Any], fmt: str = FORMAT) -> bytes:
+    """The exact bytes a record's signature is over (a manifest's by default)."""
+    return fmt.encode() + b"\n" + canonical_json(
         {k: v for k, v in manifest.items() if k != SIGNATURE_FIELD})
 
 
@@ -74,23 +80,28 @@ def load_public_key(path: Path | str) -> Ed25519PublicKey:
     return key
 
 
-def sign(manifest: Mapping[str, Any], private: Ed25519PrivateKey) -> dict[str, Any]:
-    """The manifest with its signature field."""
+def sign(manifest: Mapping[str, Any], private: Ed25519PrivateKey,
+         fmt: str = FORMAT) -> dict[str, Any]:
+    """The record (a manifest by default) with its signature field."""
     body = {k: v for k, v in manifest.items() if k != SIGNATURE_FIELD}
-    value = private.sign(message(body))
-    return {**body, SIGNATURE_FIELD: {"algorithm": ALGORITHM, "format": FORMAT,
+    value = private.sign(message(body, fmt))
+    return {**body, SIGNATURE_FIELD: {"algorithm": ALGORITHM, "format": fmt,
                                       "key_id": key_id(private.public_key()),
                                       "value": base64.b64encode(value).decode()}}
 
 
-def verify(manifest: Mapping[str, Any], trusted: Iterable[Ed25519PublicKey]) -> str:
-    """The id of the trusted key that signed the manifest; SigningError if none did."""
+def verify(manifest: Mapping[str, Any], trusted: Iterable[Ed25519PublicKey],
+           fmt: str = FORMAT) -> str:
+    """The id of the trusted key that signed the record as a `fmt` record (a manifest by
+    default); SigningError if none did."""
+    what = "the manifest" if fmt == FORMAT else "the alias record"
     sig = manifest.get(SIGNATURE_FIELD)
     if not sig:
-        raise SigningError("the manifest is not signed")
+        raise SigningError(f"{what} is not signed")
     if not isinstance(sig, dict) or sig.get("algorithm") != ALGORITHM or \
-            sig.get("format") != FORMAT:
-        raise SigningError(f"unknown signature format: {sig!r:.200}")
+            sig.get("format") != fmt:
+        raise SigningError(f"{what} has an unknown signature format (expected {fmt}): "
+                           f"{sig!r:.200}")
     keys = {key_id(k): k for k in trusted}
     kid = sig.get("key_id")
     if kid not in keys:
@@ -98,9 +109,9 @@ def verify(manifest: Mapping[str, Any], trusted: Iterable[Ed25519PublicKey]) -> 
                            f"(trusted: {', '.join(sorted(keys)) or 'none'})")
     try:
         keys[kid].verify(base64.b64decode(str(sig.get("value")), validate=True),
-                         message(manifest))
+                         message(manifest, fmt))
     except (InvalidSignature, ValueError) as exc:
-        raise SigningError(f"the signature does not match the manifest (key {kid})") from exc
+        raise SigningError(f"the signature does not match {what} (key {kid})") from exc
     return str(kid)
 
 

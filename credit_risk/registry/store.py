@@ -3,35 +3,48 @@
 Layout under the registry root::
 
     models/<version>/manifest.json   written last; a version without it does not exist; lists
-                                     the SHA-256 of every file and carries the Ed25519
+                                     the SHA-256 and size of every file and carries the Ed25519
                                      signature over all of that (credit_risk.registry.signing)
     models/<version>/...             the model files, reports, model card
-    aliases/state.json               every alias in one record, replaced atomically:
-                                     {"format": 1, "change": <id>, "aliases": {name: {...}}}
-    history/<time>-<action>.json     one file per change, written BEFORE state.json (a
-                                     write-ahead record): who, when, why, and the aliases after
+    aliases/state.json               every alias in one record, replaced atomically: a copy of
+                                     the newest alias change record (below)
+    history/<seq>-<time>-<id>-<action>.json
+                                     one alias change record per change, written BEFORE
+                                     state.json (a write-ahead record)
 
-A change is committed once its history record is written: a registry opened after a crash
-between the two writes applies the newest history record that state.json does not reflect
-yet. Registries of older releases (aliases/champion.json, aliases/previous.json) are read as
-they are and migrated to state.json on their first alias change.
+An alias change record is ``{"format": 2, "change": <id>, "seq": n, "parent": <id of the
+change it follows>, "action", "at", "by", "changes": [...], "aliases": {name: {...}}}``, signed
+(format ``credit-risk-aliases-v1``) when a signing key is set. Changes form a chain: a change
+has the sequence number of its parent plus one. A registry opened after a crash between the
+two writes completes the one record whose parent is the current state's change; any other
+record (a forged one, one of a host whose clock is wrong) is ignored and logged: the order is
+the chain's, never a clock's. With trusted keys, `alias()` refuses a state that is not signed
+by one, or whose sequence number is lower than one this object has already seen.
+
+Reading is bounded: a version's file is opened only if it is a regular file (a local symlink
+is not followed, a FIFO or device is refused) of the size its manifest records, and hashed in
+chunks. Registries of older releases (state.json without a sequence number, or
+aliases/champion.json and previous.json; manifests without sizes) are read as they are and
+continued on their first alias change.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import getpass
 import hashlib
 import json
 import logging
 import os
+import stat
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -54,6 +67,11 @@ MODEL_FILE = "model.joblib"
 STATE_FILE = "state.json"
 LEGACY_ALIASES = ("champion", "previous")
 STALE_AFTER_S = 3600.0  # leftovers of a writer that died; a live writer's are younger
+MAX_FILE_BYTES = 1 << 30  # a version file whose manifest records no size (older releases)
+MAX_MANIFEST_BYTES = 8 << 20  # a manifest (about 30 kB in practice)
+MAX_RECORD_BYTES = 1 << 20  # an alias change record, state.json, an old alias file
+CHUNK_BYTES = 1 << 20
+RECORD_FORMAT = 2
 _warned: set[str] = set()
 
 
@@ -69,6 +87,10 @@ class SignatureError(RegistryError):
     """A version is unsigned, or not signed by a trusted key, while trusted keys are set."""
 
 
+class AliasStateError(RegistryError):
+    """The alias record cannot be used: unreadable, or older than one already seen."""
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -77,12 +99,79 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _warn_once(key: str, message: str, *args: Any) -> None:
+    """Log a warning once per process (a poller would repeat it every few seconds)."""
+    if key in _warned:
+        return
+    if len(_warned) < 10_000:
+        _warned.add(key)
+    log.warning(message, *args)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _valid_name(name: Any) -> bool:
+    return isinstance(name, str) and bool(name) and "/" not in name and "\\" not in name \
+        and not name.startswith(".") and name != MANIFEST
+
+
+def _check_manifest(version: str, manifest: Any) -> dict[str, Any]:
+    """The manifest, if its shape is one a reader can rely on; RegistryError otherwise."""
+    if not isinstance(manifest, dict):
+        raise RegistryError(f"version {version}: the manifest is not a JSON object")
+    files, sizes = manifest.get("files"), manifest.get("sizes")
+    if not isinstance(files, dict) or not all(
+            _valid_name(n) and isinstance(h, str) for n, h in files.items()):
+        raise RegistryError(f"version {version}: the manifest's file list is malformed")
+    if sizes is not None and not (isinstance(sizes, dict) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in sizes.values())):
+        raise RegistryError(f"version {version}: the manifest's file sizes are malformed")
+    return manifest
+
+
+def _valid_aliases(aliases: Any) -> bool:
+    return isinstance(aliases, dict) and all(
+        isinstance(n, str) and isinstance(r, dict) and isinstance(r.get("version"), str)
+        for n, r in aliases.items())
+
+
+def _valid_change(entry: dict[str, Any]) -> bool:
+    """A record of this release: a link of the chain of alias changes."""
+    seq, parent, changes = entry.get("seq"), entry.get("parent"), entry.get("changes")
+    return isinstance(entry.get("change"), str) and isinstance(seq, int) \
+        and not isinstance(seq, bool) and seq >= 1 \
+        and (parent is None or isinstance(parent, str)) and _valid_aliases(entry.get("aliases")) \
+        and isinstance(changes, list) and all(
+            isinstance(c, dict) and isinstance(c.get("alias"), str)
+            and isinstance(c.get("version"), str) for c in changes)
+
+
+def _valid_old_change(entry: dict[str, Any]) -> bool:
+    """A record of an older release: one alias change, or several with "changes"."""
+    if "changes" in entry:
+        changes = entry["changes"]
+        return isinstance(changes, list) and all(
+            isinstance(c, dict) and isinstance(c.get("alias"), str)
+            and isinstance(c.get("version"), str) for c in changes)
+    return isinstance(entry.get("alias"), str) and isinstance(entry.get("version"), str)
+
+
 class Registry:
     def __init__(self, url: str, signing_key: Ed25519PrivateKey | None = None,
-                 trusted_keys: Iterable[Ed25519PublicKey] = ()):
+                 trusted_keys: Iterable[Ed25519PublicKey] = (),
+                 max_file_bytes: int = MAX_FILE_BYTES):
         self.url = str(url)
         self.signing_key = signing_key
         self.trusted_keys = tuple(trusted_keys)
+        self.max_file_bytes = max_file_bytes  # for manifests of older releases (no sizes)
+        self._seen_seq = 0  # the highest alias state sequence number this object accepted
         try:
             self.fs, self.root = fsspec.core.url_to_fs(self.url)
         except ImportError as exc:  # e.g. s3:// without s3fs
@@ -104,7 +193,7 @@ class Registry:
         registry = cls(settings.registry_url, signing_key=private, trusted_keys=trusted)
         if not trusted and registry.url not in _warned:
             _warned.add(registry.url)
-            log.warning("registry %s: manifests are not signed/verified (%s; set "
+            log.warning("registry %s: manifests are not signed/verified, nor aliases (%s; set "
                         "CREDIT_RISK_TRUSTED_KEYS): whoever can write the registry decides "
                         "what is served", registry.url,
                         "signed, but no trusted keys" if private else "no keys configured")
@@ -118,7 +207,8 @@ class Registry:
         return "/".join([self.root.rstrip("/"), *parts])
 
     def _open_local(self) -> None:
-        """Finish a change a crash interrupted and clean old leftovers (local registries)."""
+        """Finish a change a crash interrupted and clean old leftovers (local registries).
+        Never raises for what it finds: a bad record is logged and skipped."""
         if not self.fs.exists(self.root):
             return
         try:
@@ -175,9 +265,74 @@ class Registry:
             fh.write(data)
         self.fs.mv(tmp, path)
 
-    def _read_json(self, path: str) -> Any:
-        with self.fs.open(path, "rb") as fh:
-            return json.loads(fh.read())
+    # -- bounded reading ---------------------------------------------------------------
+    @contextmanager
+    def _open_regular(self, path: str, label: str, limit: int,
+                      size: int | None = None) -> Iterator[IO[bytes]]:
+        """Open a file for reading only if it is a regular file (on a local registry a
+        symlink is not followed, and a FIFO or device is never waited on) of `size` bytes
+        when given, and at most `limit`. FileNotFoundError when it does not exist."""
+        if self._local:
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+            try:
+                fd = os.open(path, flags)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise ChecksumError(f"{label}: a symbolic link, not a regular file: "
+                                        "refused") from exc
+                if exc.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):
+                    raise ChecksumError(f"{label}: not a regular file: refused") from exc
+                raise
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    raise ChecksumError(f"{label}: {_kind(info.st_mode)}, not a regular file: "
+                                        "refused")
+                actual = info.st_size
+                os.set_blocking(fd, True)
+            except BaseException:
+                os.close(fd)
+                raise
+            fh: IO[bytes] = os.fdopen(fd, "rb")
+        else:
+            entry = self.fs.info(path)
+            if entry.get("type") != "file":
+                raise ChecksumError(f"{label}: a {entry.get('type')}, not a file: refused")
+            actual = entry.get("size")
+            if not isinstance(actual, int):
+                actual = None
+            if actual is not None:
+                self._check_size(label, actual, size, limit)
+            fh = self.fs.open(path, "rb")
+        with fh:
+            if actual is not None:
+                self._check_size(label, actual, size, limit)
+            yield fh
+
+    @staticmethod
+    def _check_size(label: str, actual: int, size: int | None, limit: int) -> None:
+        if size is not None and actual != size:
+            raise ChecksumError(f"{label}: SHA-256 does not match the manifest: the file has "
+                                f"{actual} bytes, the manifest lists {size}")
+        if actual > limit:
+            raise ChecksumError(f"{label}: {actual} bytes, over the limit of {limit}: refused")
+
+    def _read_bounded(self, path: str, label: str, limit: int) -> bytes:
+        with self._open_regular(path, label, limit) as fh:
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise ChecksumError(f"{label}: over the limit of {limit} bytes: refused")
+        return data
+
+    def _read_json(self, path: str, limit: int = MAX_RECORD_BYTES) -> Any:
+        """JSON from a bounded regular file; FileNotFoundError when missing, RegistryError
+        when it cannot be read or parsed."""
+        label = path[len(self.root.rstrip("/")) + 1:] if path.startswith(self.root) else path
+        data = self._read_bounded(path, label, limit)
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise RegistryError(f"{label}: not valid JSON: {exc}") from exc
 
     # -- versions ---------------------------------------------------------------------
     @staticmethod
@@ -190,24 +345,32 @@ class Registry:
         """Store a new immutable version (signed when a signing key is set); return its id."""
         if MANIFEST in files:
             raise RegistryError("the manifest is written by the registry")
-        self._check_can_sign()
+        bad = sorted(n for n in files if not _valid_name(n))
+        if bad:
+            raise RegistryError(f"not a file name for a version: {', '.join(bad)}")
+        self._check_can_sign("its versions could never be promoted")
         checksums = {name: sha256_bytes(data) for name, data in sorted(files.items())}
+        sizes = {name: len(data) for name, data in sorted(files.items())}
         version = version or self.new_version_id()
         if self.fs.exists(self._path("models", version)):
             raise RegistryError(f"version {version} exists already")
         manifest = {k: v for k, v in manifest.items() if k != signing.SIGNATURE_FIELD}
         manifest = {**manifest, "version": version, "created_at": _now().isoformat(),
-                    "files": checksums}
+                    "files": checksums, "sizes": sizes}
         manifest = json.loads(json.dumps(manifest, default=str))  # what readers will see
         if self.signing_key is not None:
             manifest = signing.sign(manifest, self.signing_key)
+        data = json.dumps(manifest, indent=2).encode()
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise RegistryError(f"the manifest of {version} has {len(data)} bytes, over the "
+                                f"limit of {MAX_MANIFEST_BYTES}")
         staging = self._path("models", f".staging-{uuid.uuid4().hex}")
         self.fs.makedirs(staging, exist_ok=True)
-        for name, data in files.items():
+        for name, content in files.items():
             with self.fs.open(f"{staging}/{name}", "wb") as fh:
-                fh.write(data)
+                fh.write(content)
         with self.fs.open(f"{staging}/{MANIFEST}", "wb") as fh:
-            fh.write(json.dumps(manifest, indent=2).encode())
+            fh.write(data)
         target = self._path("models", version)
         if self._local:
             try:  # one rename: the version appears whole; never into an existing folder
@@ -219,36 +382,57 @@ class Registry:
             self.fs.mv(staging, target, recursive=True)
         return version
 
-    def _check_can_sign(self) -> None:
+    def _check_can_sign(self, consequence: str) -> None:
         if not self.trusted_keys:
             return
         if self.signing_key is None:
             raise SignatureError("trusted keys are configured but no signing key "
-                                 "(CREDIT_RISK_SIGNING_KEY_FILE): an unsigned version could "
-                                 "never be promoted")
+                                 f"(CREDIT_RISK_SIGNING_KEY_FILE) here: {consequence}")
         kid = signing.key_id(self.signing_key.public_key())
         if kid not in {signing.key_id(k) for k in self.trusted_keys}:
-            raise SignatureError(f"the signing key {kid} is not one of the trusted keys: its "
-                                 "versions could never be promoted")
+            raise SignatureError(f"the signing key {kid} is not one of the trusted keys: "
+                                 f"{consequence}")
 
-    def versions(self) -> list[str]:
-        """Published version ids, oldest first."""
+    def _candidates(self) -> list[str]:
         base = self._path("models")
         if not self.fs.exists(base):
             return []
+        names = (entry.rstrip("/").rsplit("/", 1)[-1] for entry in self.fs.ls(base, detail=False))
+        return sorted(n for n in names if not n.startswith("."))
+
+    def listing(self) -> list[tuple[str, dict[str, Any]]]:
+        """(version, manifest) of every published version, oldest first. Only manifests that
+        parse and (with trusted keys) are signed by one are listed; others are skipped with a
+        warning. The files are not checked here (see verify)."""
         out = []
-        for entry in self.fs.ls(base, detail=False):
-            name = entry.rstrip("/").rsplit("/", 1)[-1]
-            if not name.startswith(".") and self.fs.exists(f"{base}/{name}/{MANIFEST}"):
-                out.append(name)
-        return sorted(out)
+        for name in self._candidates():
+            try:
+                manifest = self._load_manifest(name)
+                self.check_signature(name, manifest)
+            except FileNotFoundError:  # no manifest: not (yet) a version
+                continue
+            except (RegistryError, OSError) as exc:
+                _warn_once(f"skip:{self.url}:{name}:{exc}",
+                           "registry %s: version %s not listed: %s", self.url, name, exc)
+                continue
+            out.append((name, manifest))
+        return out
+
+    def versions(self) -> list[str]:
+        """Published version ids, oldest first (see listing: only usable manifests)."""
+        return [v for v, _ in self.listing()]
+
+    def _load_manifest(self, version: str) -> dict[str, Any]:
+        if not version or not isinstance(version, str) or "/" in version \
+                or version.startswith("."):
+            raise RegistryError(f"not a version id: {version!r}")
+        path = self._path("models", version, MANIFEST)
+        return _check_manifest(version, self._read_json(path, MAX_MANIFEST_BYTES))
 
     def manifest(self, version: str) -> dict[str, Any]:
         """A version's manifest as stored, NOT verified (for listings; see verify)."""
-        if not version or "/" in version or version.startswith("."):
-            raise RegistryError(f"not a version id: {version!r}")
         try:
-            return self._read_json(self._path("models", version, MANIFEST))
+            return self._load_manifest(version)
         except FileNotFoundError as exc:
             raise RegistryError(f"no model version {version!r} in {self.url}") from exc
 
@@ -264,30 +448,52 @@ class Registry:
         except signing.SigningError as exc:
             raise SignatureError(f"version {version} refused: {exc}") from exc
 
+    def _digest(self, version: str, name: str, manifest: dict[str, Any],
+                keep: bool) -> bytes | None:
+        """Hash a file of a version in chunks against its manifest; its bytes when `keep`."""
+        expected = manifest["files"].get(name)
+        if expected is None:
+            raise RegistryError(f"version {version} has no file {name!r}")
+        if not _valid_name(name):
+            raise RegistryError(f"version {version}: not a file name: {name!r}")
+        sizes = manifest.get("sizes") or {}
+        size = sizes.get(name)
+        limit = size if size is not None else self.max_file_bytes
+        label = f"{version}/{name}"
+        digest, parts, total = hashlib.sha256(), [], 0
+        try:
+            with self._open_regular(self._path("models", version, name), label, limit,
+                                    size) as fh:
+                while chunk := fh.read(min(CHUNK_BYTES, limit + 1 - total)):
+                    total += len(chunk)
+                    if total > limit:
+                        raise ChecksumError(f"{label}: grew beyond {limit} bytes while read")
+                    digest.update(chunk)
+                    if keep:
+                        parts.append(chunk)
+        except FileNotFoundError as exc:
+            raise ChecksumError(f"{label}: listed in the manifest but missing") from exc
+        if (size is not None and total != size) or digest.hexdigest() != expected:
+            raise ChecksumError(f"{label}: SHA-256 does not match the manifest")
+        return b"".join(parts) if keep else None
+
     def read_file(self, version: str, name: str, manifest: dict[str, Any] | None = None) -> bytes:
         """A file of a version, checked against the SHA-256 of its manifest (a manifest passed
         in must come from verify; without one, the manifest's signature is checked here)."""
         if manifest is None:
             manifest = self.manifest(version)
             self.check_signature(version, manifest)
-        expected = manifest["files"].get(name)
-        if expected is None:
-            raise RegistryError(f"version {version} has no file {name!r}")
-        try:
-            with self.fs.open(self._path("models", version, name), "rb") as fh:
-                data = fh.read()
-        except FileNotFoundError as exc:
-            raise ChecksumError(f"{version}/{name}: listed in the manifest but missing") from exc
-        if sha256_bytes(data) != expected:
-            raise ChecksumError(f"{version}/{name}: SHA-256 does not match the manifest")
+        data = self._digest(version, name, manifest, keep=True)
+        assert data is not None
         return data
 
     def verify(self, version: str) -> dict[str, Any]:
-        """Check the signature (when trusted keys are set) and every file; return the manifest."""
+        """Check the signature (when trusted keys are set) and every file; return the manifest.
+        Files are hashed in chunks and never held in memory."""
         manifest = self.manifest(version)
         self.check_signature(version, manifest)
         for name in manifest["files"]:
-            self.read_file(version, name, manifest)
+            self._digest(version, name, manifest, keep=False)
         base = self._path("models", version)
         listed = {*manifest["files"], MANIFEST}
         extra = sorted(n for n in (p.rstrip("/").rsplit("/", 1)[-1]
@@ -297,32 +503,21 @@ class Registry:
                                 f"{', '.join(extra)}")
         return manifest
 
-    # -- aliases ----------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
-        """The alias record: state.json, or an older release's one file per alias."""
+    def find(self, key: str, value: Any) -> str | None:
+        """The newest listed version whose manifest has `key == value` (e.g. the run that made
+        it): only manifests that parse and, with trusted keys, are signed by one."""
+        return next((v for v, m in reversed(self.listing()) if m.get(key) == value), None)
+
+    # -- alias change records --------------------------------------------------------------
+    def _signed_by_trusted(self, record: dict[str, Any]) -> bool | None:
+        """Whether an alias change record is signed by a trusted key; None without keys."""
+        if not self.trusted_keys:
+            return None
         try:
-            state = self._read_json(self._path("aliases", STATE_FILE))
-        except FileNotFoundError:
-            pass
-        else:
-            return {"change": state.get("change"), "aliases": dict(state.get("aliases", {}))}
-        aliases = {}
-        for name in LEGACY_ALIASES:
-            try:
-                record = self._read_json(self._path("aliases", f"{name}.json"))
-            except FileNotFoundError:
-                continue
-            aliases[name] = {k: v for k, v in record.items() if k != "alias"}
-        return {"change": None, "aliases": aliases}
-
-    def alias(self, name: str) -> dict[str, Any] | None:
-        """{"alias", "version", "set_at", "by", "reason", "replaced"}, or None when unset."""
-        record = self._state()["aliases"].get(name)
-        return {**record, "alias": name} if record else None
-
-    def alias_version(self, name: str) -> str | None:
-        record = self.alias(name)
-        return record["version"] if record else None
+            signing.verify(record, self.trusted_keys, signing.ALIASES_FORMAT)
+        except signing.SigningError:
+            return False
+        return True
 
     def _history_paths(self) -> list[str]:
         base = self._path("history")
@@ -331,22 +526,171 @@ class Registry:
         return sorted(p for p in self.fs.ls(base, detail=False)
                       if not p.rsplit("/", 1)[-1].startswith("."))
 
-    def _reconcile(self) -> None:
-        """Apply the newest history record if state.json does not reflect it (under the lock)."""
-        paths = self._history_paths()
-        if not paths:
-            return
-        entry = self._read_json(paths[-1])
-        if "aliases" not in entry or "id" not in entry:  # an older release's record
-            return
-        if self._state()["change"] != entry["id"]:
-            log.warning("registry %s: completing alias change %s interrupted by a crash",
-                        self.url, entry["id"])
-            self._write_state(entry["id"], entry["aliases"])
+    def _history_records(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(records of older releases in file-name order, this release's chain records), every
+        record that can be read; a bad one is skipped with a warning."""
+        old: list[dict[str, Any]] = []
+        chained: list[dict[str, Any]] = []
+        for path in self._history_paths():
+            name = path.rsplit("/", 1)[-1]
+            try:
+                entry = self._read_json(path)
+            except FileNotFoundError:
+                continue
+            except (RegistryError, OSError) as exc:
+                _warn_once(f"history:{path}:{exc}", "registry %s: history record %s skipped: "
+                           "%s", self.url, name, exc)
+                continue
+            if isinstance(entry, dict) and entry.get("format") == RECORD_FORMAT \
+                    and _valid_change(entry):
+                chained.append(entry)
+            elif isinstance(entry, dict) and entry.get("format") != RECORD_FORMAT \
+                    and _valid_old_change(entry):
+                old.append(entry)
+            else:
+                _warn_once(f"history:{path}:shape", "registry %s: history record %s skipped: "
+                           "not an alias change record", self.url, name)
+        return old, chained
 
-    def _write_state(self, change: str, aliases: dict[str, Any]) -> None:
-        data = json.dumps({"format": 1, "change": change, "aliases": aliases}, indent=2)
-        self._write_atomic(self._path("aliases", STATE_FILE), data.encode())
+    def _state(self) -> dict[str, Any]:
+        """The alias state as stored, NOT verified: {"change", "seq", "aliases", "record"}
+        ("record": the signed change record of this release, None for older formats).
+        AliasStateError when state.json cannot be read or parsed."""
+        try:
+            state = self._read_json(self._path("aliases", STATE_FILE))
+        except FileNotFoundError:
+            pass
+        except (RegistryError, OSError) as exc:
+            raise AliasStateError(f"the alias record is unusable: {exc}") from exc
+        else:
+            if isinstance(state, dict) and state.get("format") == RECORD_FORMAT \
+                    and _valid_change(state):
+                return {"change": state["change"], "seq": state["seq"],
+                        "aliases": dict(state["aliases"]), "record": state, "file": True}
+            if isinstance(state, dict) and state.get("format") != RECORD_FORMAT \
+                    and _valid_aliases(state.get("aliases")) \
+                    and isinstance(state.get("change"), str | None):
+                return {"change": state.get("change"), "seq": 0,
+                        "aliases": dict(state["aliases"]), "record": None, "file": True}
+            raise AliasStateError(f"the alias record {STATE_FILE} is malformed")
+        aliases = {}
+        for name in LEGACY_ALIASES:
+            try:
+                record = self._read_json(self._path("aliases", f"{name}.json"))
+            except FileNotFoundError:
+                continue
+            except (RegistryError, OSError) as exc:
+                _warn_once(f"legacy:{self.url}:{name}:{exc}", "registry %s: alias file %s.json "
+                           "skipped: %s", self.url, name, exc)
+                continue
+            if not (isinstance(record, dict) and isinstance(record.get("version"), str)):
+                _warn_once(f"legacy:{self.url}:{name}", "registry %s: alias file %s.json "
+                           "skipped: malformed", self.url, name)
+                continue
+            aliases[name] = {k: v for k, v in record.items() if k != "alias"}
+        return {"change": None, "seq": 0, "aliases": aliases, "record": None, "file": False}
+
+    def _checked_state(self) -> dict[str, Any]:
+        """The alias state serving may act on: with trusted keys, signed by one and not older
+        than a state this object has already accepted."""
+        state = self._state()
+        if not self.trusted_keys or (not state["aliases"] and not state["file"]):
+            return state
+        if state["record"] is None:
+            raise SignatureError(f"the alias record of {self.url} is not signed (written by an "
+                                 "older release or without a signing key): refused; promote "
+                                 "with the signing key to sign it")
+        try:
+            signing.verify(state["record"], self.trusted_keys, signing.ALIASES_FORMAT)
+        except signing.SigningError as exc:
+            raise SignatureError(f"the alias record of {self.url} refused: {exc}") from exc
+        if state["seq"] < self._seen_seq:
+            raise AliasStateError(f"the alias record of {self.url} has sequence number "
+                                  f"{state['seq']}, older than {self._seen_seq} seen before: "
+                                  "a replayed older state, refused")
+        self._seen_seq = state["seq"]
+        return state
+
+    def alias(self, name: str) -> dict[str, Any] | None:
+        """{"alias", "version", "set_at", "by", "reason", "replaced"}, or None when unset. With
+        trusted keys, a state not signed by one, or older than one seen before, raises
+        (SignatureError, AliasStateError)."""
+        record = self._checked_state()["aliases"].get(name)
+        return {**record, "alias": name} if record else None
+
+    def alias_version(self, name: str) -> str | None:
+        record = self.alias(name)
+        return record["version"] if record else None
+
+    def _reconcile(self) -> None:
+        """Under the lock: complete the one change a crash interrupted (the record whose parent
+        is the current state's change), or rebuild an unusable state from the newest record of
+        the chain. Any other record is ignored and logged. Never raises for bad records."""
+        _, records = self._history_records()
+        if self.trusted_keys:  # only records signed by a trusted key may move an alias
+            records = [r for r in records if self._signed_by_trusted(r)]
+        try:
+            state: dict[str, Any] | None = self._state()
+            problem = None
+        except AliasStateError as exc:
+            state, problem = None, str(exc)
+        if state is not None and not state["file"] and records:
+            problem = f"{STATE_FILE} is missing"
+        elif state is not None and self.trusted_keys and state["file"] and records and (
+                state["record"] is None or not self._signed_by_trusted(state["record"])):
+            problem = f"{STATE_FILE} is not signed by a trusted key"
+        if problem is not None:
+            if not records:
+                _warn_once(f"state:{self.url}:{problem}", "registry %s: %s; no history record "
+                           "to rebuild it from", self.url, problem)
+                return
+            head = max(records, key=lambda r: (r["seq"], r["change"]))
+            log.warning("registry %s: %s; rebuilt from the newest history record %s (seq %s)",
+                        self.url, problem, head["change"], head["seq"])
+            self._write_state(head)
+            return
+        assert state is not None
+        path = self._forward(records, state["change"], state["seq"])
+        final_seq = path[-1]["seq"] if path else state["seq"]
+        on_path = {r["change"] for r in path}
+        for r in records:
+            if r["seq"] > state["seq"] and r["change"] not in on_path:
+                _warn_once(f"orphan:{self.url}:{r['change']}", "registry %s: history record %s "
+                           "(seq %s) ignored: it does not follow the alias state %s (seq %s)",
+                           self.url, r["change"], r["seq"], state["change"], final_seq)
+        if len(path) == 1:
+            log.warning("registry %s: completing alias change %s interrupted by a crash",
+                        self.url, path[0]["change"])
+        elif path:
+            log.warning("registry %s: the alias state %s (seq %s) is older than the history "
+                        "that follows it (a replayed state?): moved forward to %s (seq %s)",
+                        self.url, state["change"], state["seq"], path[-1]["change"],
+                        path[-1]["seq"])
+        if path:
+            self._write_state(path[-1])
+
+    def _forward(self, records: list[dict[str, Any]], change: str | None,
+                 seq: int) -> list[dict[str, Any]]:
+        """The records that follow the change `change` (sequence number `seq`) one after the
+        other, as long as each has exactly one successor: normally none, or the one record of
+        an interrupted change."""
+        path: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        while True:
+            nxt = [r for r in records if r.get("parent") == change and r["seq"] == seq + 1
+                   and r["change"] not in seen]
+            if len(nxt) > 1:
+                _warn_once(f"fork:{self.url}:{change}", "registry %s: %d history records "
+                           "follow the alias change %s: none applied", self.url, len(nxt), change)
+            if len(nxt) != 1:
+                return path
+            path.append(nxt[0])
+            seen.add(nxt[0]["change"])
+            change, seq = nxt[0]["change"], nxt[0]["seq"]
+
+    def _write_state(self, record: dict[str, Any]) -> None:
+        data = json.dumps(record, indent=2).encode()
+        self._write_atomic(self._path("aliases", STATE_FILE), data)
         for name in LEGACY_ALIASES:  # migrated: state.json is the one record now
             path = self._path("aliases", f"{name}.json")
             if self.fs.exists(path):
@@ -373,14 +717,26 @@ class Registry:
             changes.append({"alias": name, "version": version, "replaced": replaced,
                             "reason": reasons[name]})
         change = uuid.uuid4().hex
-        entry = {"format": 1, "id": change, "action": action, "at": now.isoformat(), "by": who,
-                 "changes": changes, "aliases": aliases}
-        stamp = f"{now:%Y%m%dT%H%M%S%f}Z-{change[:8]}-{action}.json"
-        self._write_atomic(self._path("history", stamp), json.dumps(entry, indent=2).encode())
-        self._write_state(change, aliases)
+        seq = state["seq"] + 1
+        record: dict[str, Any] = {
+            "format": RECORD_FORMAT, "change": change, "seq": seq, "parent": state["change"],
+            "action": action, "at": now.isoformat(), "by": who, "changes": changes,
+            "aliases": aliases}
+        record = json.loads(json.dumps(record, default=str))
+        if self.signing_key is not None:
+            record = signing.sign(record, self.signing_key, signing.ALIASES_FORMAT)
+        stamp = f"{seq:010d}-{now:%Y%m%dT%H%M%S%f}Z-{change[:8]}-{action}.json"
+        self._write_atomic(self._path("history", stamp), json.dumps(record, indent=2).encode())
+        self._write_state(record)
+        self._seen_seq = max(self._seen_seq, seq)
+
+    def _check_can_change_aliases(self) -> None:
+        self._check_can_sign("promote and rollback need the signing key where they run, since "
+                             "serving refuses an alias record not signed by a trusted key")
 
     def set_alias(self, name: str, version: str, reason: str, by: str | None = None) -> None:
         """Point one alias at a version (checked first); recorded in the history."""
+        self._check_can_change_aliases()
         self.verify(version)
         with self._alias_lock():
             self._change("set", {name: version}, {name: reason}, by)
@@ -388,13 +744,14 @@ class Registry:
     def promote(self, version: str, reason: str, by: str | None = None) -> None:
         """Make a version the champion, after verifying it; the old champion becomes
         `previous`. Both aliases change in one atomic record."""
+        self._check_can_change_aliases()
         self.verify(version)
         with self._alias_lock():
             self._promote(version, reason, by, "promote")
 
     def _promote(self, version: str, reason: str, by: str | None, action: str) -> None:
         self._reconcile()
-        old = self.alias_version("champion")
+        old = (self._state()["aliases"].get("champion") or {}).get("version")
         if old == version:
             return
         targets: dict[str, str] = {}
@@ -408,31 +765,76 @@ class Registry:
     def rollback(self, reason: str, by: str | None = None) -> str:
         """Swap champion and previous (after verifying previous); return the version now
         serving."""
+        self._check_can_change_aliases()
         with self._alias_lock():
             self._reconcile()
-            previous = self.alias_version("previous")
+            previous = (self._state()["aliases"].get("previous") or {}).get("version")
             if not previous:
                 raise RegistryError("no previous champion to roll back to")
             self.verify(previous)
             self._promote(previous, f"rollback: {reason}", by, "rollback")
             return previous
 
-    def find(self, key: str, value: Any) -> str | None:
-        """The newest version whose manifest has `key == value` (e.g. the run that made it)."""
-        return next((v for v in reversed(self.versions())
-                     if self.manifest(v).get(key) == value), None)
+    def _chain(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """This release's records on the chain that ends at the current state (plus the one
+        record that follows it, if any), oldest first; the others are left out and logged."""
+        by_id: dict[str, dict[str, Any]] = {}
+        for r in records:
+            by_id.setdefault(r["change"], r)
+        try:
+            state: dict[str, Any] | None = self._state()
+        except AliasStateError:
+            state = None
+        head: dict[str, Any] | None
+        if state is None or (not state["file"] and records):
+            usable = [r for r in records if self._signed_by_trusted(r) is not False]
+            head = max(usable, key=lambda r: (r["seq"], r["change"])) if usable else None
+        else:
+            head = state["record"]
+            if head is not None:
+                head = by_id.get(head["change"], head)
+            trusted = [r for r in records if self._signed_by_trusted(r) is not False]
+            ahead = self._forward(trusted, state["change"], state["seq"])
+            if ahead:
+                head = ahead[-1]
+        chain: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        while head is not None and head["change"] not in seen:
+            seen.add(head["change"])
+            chain.append(head)
+            parent = by_id.get(head.get("parent") or "")
+            head = parent if parent is not None and parent["seq"] == head["seq"] - 1 else None
+        for r in records:
+            if r["change"] not in seen:
+                _warn_once(f"offchain:{self.url}:{r['change']}", "registry %s: history record "
+                           "%s (seq %s) is not on the chain of alias changes: not listed",
+                           self.url, r["change"], r["seq"])
+        return chain[::-1]
 
     def history(self) -> list[dict[str, Any]]:
-        """Every alias change, oldest first: {"alias", "version", "set_at", "by", "reason",
-        "replaced"} (plus "action" and "change" for records of this release)."""
+        """Every alias change, oldest first, in the order of the chain of changes (never by a
+        clock): {"alias", "version", "set_at", "by", "reason", "replaced"}, plus "action",
+        "change", "seq" and "verified" (with trusted keys: whether a trusted key signed the
+        record; None without keys) for records of this release. Unreadable records are
+        skipped with a warning."""
+        old, records = self._history_records()
         out = []
-        for path in self._history_paths():
-            entry = self._read_json(path)
-            if "changes" not in entry:  # an older release: one record per alias change
-                out.append(entry)
+        for entry in old:
+            if "changes" not in entry:  # the oldest release: one record per alias change
+                out.append({**entry, "verified": False if self.trusted_keys else None})
                 continue
             for c in entry["changes"]:
+                out.append({"alias": c["alias"], "version": c["version"],
+                            "set_at": entry.get("at"), "by": entry.get("by"),
+                            "reason": c.get("reason"), "replaced": c.get("replaced"),
+                            "action": entry.get("action"), "change": entry.get("id"),
+                            "verified": False if self.trusted_keys else None})
+        for entry in self._chain(records):
+            verified = self._signed_by_trusted(entry)
+            for c in entry["changes"]:
                 out.append({"alias": c["alias"], "version": c["version"], "set_at": entry["at"],
-                            "by": entry["by"], "reason": c["reason"], "replaced": c["replaced"],
-                            "action": entry["action"], "change": entry["id"]})
+                            "by": entry["by"], "reason": c.get("reason"),
+                            "replaced": c.get("replaced"), "action": entry.get("action"),
+                            "change": entry["change"], "seq": entry["seq"],
+                            "verified": verified})
         return out

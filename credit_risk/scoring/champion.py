@@ -10,7 +10,10 @@ A process that starts while the champion cannot be loaded (a corrupt file, a bad
 signature) serves the newest version of the alias history that loads and verifies: a
 *fallback*, reported by `summary()`. The champion is retried with a bounded exponential
 backoff, and at once when the alias or the champion's files change, so repairing the
-files (or promoting another version) ends the fallback without a restart.
+files (or promoting another version) ends the fallback without a restart. The same holds
+when the alias record itself is refused (unreadable, not signed by a trusted key, a replayed
+older state): a running process keeps its model, a starting one falls back; with trusted
+keys only history records signed by one name fallback candidates.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ def history_versions(registry: Registry) -> Iterator[str]:
     """Versions named in the alias history, newest record first, each once."""
     seen: set[str] = set()
     for record in reversed(registry.history()):
+        if record.get("verified") is False:  # trusted keys set, and none signed this record
+            continue
         for key in ("version", "champion", "previous"):
             value = record.get(key)
             if isinstance(value, str) and value not in seen:
@@ -90,6 +95,7 @@ class ModelStore:
         self.champion: str | None = None  # the alias's version at the last look
         self.fallback_reason: str | None = None  # why the served version is not the champion
         self._retry: _Retry | None = None
+        self._alias_fallback_due = 0.0  # when to look for a fallback again (alias refused)
         self._fallback_reported = False
         self._stop = threading.Event()
 
@@ -99,10 +105,14 @@ class ModelStore:
 
     @property
     def fallback(self) -> bool:
-        """Serving a version other than the champion (the champion could not be loaded)."""
+        """Serving a version other than the champion (the champion could not be loaded), or
+        serving a fallback while the alias itself could not be read since the start."""
         scorer = self._scorer
-        return scorer is not None and self.champion is not None \
-            and scorer.version != self.champion
+        if scorer is None:
+            return False
+        if self.champion is None:
+            return self.fallback_reason is not None
+        return scorer.version != self.champion
 
     def refresh(self) -> bool:
         """Load the alias's version if it changed; return True when a new model was swapped in."""
@@ -118,8 +128,13 @@ class ModelStore:
         """One look at the alias (under the lock)."""
         try:
             record = self.registry.alias(self.alias)
-        except Exception as exc:  # any storage error: retry on the next poll
-            return self._fail(f"cannot read alias {self.alias!r}: {exc}")
+        except Exception as exc:  # storage, a refused alias record: retry on the next poll
+            failed = self._fail(f"cannot read alias {self.alias!r}: {type(exc).__name__}: "
+                                f"{exc}")
+            if self._scorer is None and time.monotonic() >= self._alias_fallback_due:
+                self._alias_fallback_due = time.monotonic() + self.retry_s
+                self._fall_back(None, self.last_error or "")
+            return failed
         if not record:
             return False
         version = record["version"]
@@ -165,7 +180,7 @@ class ModelStore:
         if self.events.on_swap is not None:
             self.events.on_swap(old, scorer)
 
-    def _fall_back(self, champion: str, reason: str) -> None:
+    def _fall_back(self, champion: str | None, reason: str) -> None:
         """Nothing serves yet: the newest version of the alias history that loads and verifies."""
         try:
             candidates = [v for v in history_versions(self.registry) if v != champion]

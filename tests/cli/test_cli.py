@@ -116,6 +116,7 @@ def test_keys_generate_and_models_verify_exit_codes(env, capsys, monkeypatch):
     (folder / "m.bin").write_bytes(b"evil")
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"]["m.bin"] = sha256_bytes(b"evil")
+    manifest["sizes"]["m.bin"] = len(b"evil")  # the attacker rewrites the size too
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
     assert main(["models", "verify", good]) == 0

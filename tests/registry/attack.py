@@ -30,9 +30,11 @@ def malicious_pickle(marker: Path) -> bytes:
 
 
 def replace_files(folder: Path, replaced: dict[str, bytes]) -> None:
-    """Write the files into a version's folder and their SHA-256 into its manifest."""
+    """Write the files into a version's folder and their SHA-256 (and size) into its
+    manifest."""
     manifest = json.loads((folder / "manifest.json").read_text())
     for name, data in replaced.items():
         (folder / name).write_bytes(data)
         manifest["files"][name] = sha256_bytes(data)
+        manifest.setdefault("sizes", {})[name] = len(data)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
