@@ -1,23 +1,25 @@
 """Pages for the Airflow UI (mounted by plugins/credit_risk_plugin.py): models, runs, reports.
 
-Every page needs a logged-in Airflow user; promote and rollback record that user's name.
-Files are served from an allow-list of reports only (see `is_report`, `MODEL_REPORTS`), each
-reached without a symlink; anything else, however the path is spelled, is a 404.
+Every page needs a logged-in Airflow user; promote and rollback record that user's name and
+are refused across sites (see `_allowed`). Files are served from an allow-list of reports
+only (see `is_report`, `MODEL_REPORTS`), each reached without a symlink; anything else,
+however the path is spelled, is a 404.
 """
 # No `from __future__ import annotations`: FastAPI must resolve the local Annotated types.
 
 import html
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from credit_risk.config import Settings
+from credit_risk.pipeline.run_paths import MONITORING, RunPaths
 from credit_risk.registry.store import Registry, RegistryError
 
 STYLE = ("body{font-family:system-ui,sans-serif;margin:1rem;color:#1d2330}table{border-collapse:"
@@ -29,9 +31,12 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:1rem;color:#1d2330}table{
 # splits or fitted candidates, never a version's pickles or its reference sample of training
 # data. Paths are relative to a training run folder (<runs>/<run>/), a monitoring run folder
 # (<runs>/monitoring/<run>/) or a registry version.
-RUN_REPORTS = {"comparison.json", "reliability.png", "validation/validation.json"}
-GX_RESULTS = "validation/gx_results"  # one JSON result per suite: <GX_RESULTS>/<suite>.json
-DATA_DOCS = "validation/data_docs"  # Great Expectations' static site, any depth
+_RUN = RunPaths(Path())  # a run folder's layout, relative to the folder
+VALIDATION_RESULT = (_RUN.validation / "validation.json").as_posix()
+RUN_REPORTS = {_RUN.comparison.as_posix(), _RUN.reliability.as_posix(), VALIDATION_RESULT}
+# one JSON result per suite: <GX_RESULTS>/<suite>.json
+GX_RESULTS = (_RUN.validation / "gx_results").as_posix()
+DATA_DOCS = (_RUN.validation / "data_docs").as_posix()  # Great Expectations' static site
 DATA_DOCS_SUFFIXES = {".html", ".css", ".js", ".png", ".jpg", ".gif", ".svg", ".ico", ".otf",
                       ".ttf", ".woff", ".woff2"}
 DRIFT_REPORTS = {"drift.json", "drift_report.html"}
@@ -70,12 +75,12 @@ def _real(base: Path, *parts: str, folder: bool = False) -> Path:
 
 
 def is_report(run: str, path: str) -> bool:
-    """Whether `path` of a run folder (or of monitoring/<run>/ when `run` is "monitoring")
+    """Whether `path` of a run folder (or of monitoring/<run>/ when `run` is MONITORING)
     is a report the pages may serve."""
     parts = path.split("/")
     if not all(SEGMENT.match(p) for p in [run, *parts]):
         return False
-    if run == "monitoring":
+    if run == MONITORING:
         return len(parts) == 2 and parts[1] in DRIFT_REPORTS
     folder, name = "/".join(parts[:-1]), parts[-1]
     return (path in RUN_REPORTS
@@ -98,8 +103,12 @@ def _version(version: str) -> str:
 
 
 def create_ui(settings: Settings, user_dependency: Callable[..., Any],
-              may_change: Callable[[Any], bool] = lambda user: False) -> FastAPI:
-    """The pages; `may_change(user)` says whether a user may promote or roll back."""
+              may_change: Callable[[Any], bool] = lambda user: False,
+              origins: Collection[str] = ()) -> FastAPI:
+    """The pages; `may_change(user)` says whether a user may promote or roll back. A change
+    must come from the pages' own origin or one of `origins` (e.g. Airflow's public base URL
+    behind a TLS-terminating proxy)."""
+    trusted = frozenset(filter(None, map(_origin, origins)))
     app = FastAPI(title="credit-risk", dependencies=[Depends(user_dependency)])
     User = Annotated[Any, Depends(user_dependency)]
     Reason = Annotated[str, Form(min_length=1)]
@@ -156,7 +165,7 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
 
     @app.post("/models/{version}/promote")
     def promote(version: str, request: Request, reason: Reason, user: User) -> RedirectResponse:
-        _allowed(request, user, may_change)
+        _allowed(request, user, may_change, trusted)
         try:
             registry.promote(_version(version), reason, by=_name(user))
         except RegistryError as exc:
@@ -165,7 +174,7 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
 
     @app.post("/rollback")
     def rollback(request: Request, reason: Reason, user: User) -> RedirectResponse:
-        _allowed(request, user, may_change)
+        _allowed(request, user, may_change, trusted)
         try:
             registry.rollback(reason, by=_name(user))
         except RegistryError as exc:
@@ -174,7 +183,7 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
 
     @app.get("/runs", response_class=HTMLResponse)
     def runs() -> HTMLResponse:
-        found = [p for p in settings.runs_dir.glob("*/") if p.name != "monitoring"
+        found = [p for p in settings.runs_dir.glob("*/") if p.name != MONITORING
                  and SEGMENT.match(p.name) and not p.is_symlink()]
         rows = [f"<tr><td>{_e(run.name)}</td><td>{_run_links(run, 'runs/')}</td></tr>"
                 for run in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:50]]
@@ -184,8 +193,8 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
     def one_run(run_id: str) -> HTMLResponse:
         """One DAG run's outputs (linked from the DAG run view of the Airflow UI)."""
-        name = settings.run_dir(run_id).name
-        if name == "monitoring":
+        name = RunPaths.for_run(settings, run_id).name
+        if name == MONITORING:
             raise HTTPException(404)
         try:
             run = _real(settings.runs_dir, name, folder=True)
@@ -201,16 +210,16 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
     @app.get("/monitoring", response_class=HTMLResponse)
     def monitoring() -> HTMLResponse:
         rows = []
-        base = settings.runs_dir / "monitoring"
+        base = settings.runs_dir / MONITORING
         for run in sorted(base.glob("*/drift.json"), key=lambda p: p.stat().st_mtime,
                           reverse=True)[:50]:
             try:
-                r = json.loads(report_file(settings.runs_dir, "monitoring",
+                r = json.loads(report_file(settings.runs_dir, MONITORING,
                                            f"{run.parent.name}/drift.json").read_text())
                 status, drift = r["status"], r["drift"]
             except (HTTPException, ValueError, KeyError, TypeError, OSError):
                 continue  # not a drift report this page may show
-            link = f"runs/monitoring/{quote(run.parent.name)}/drift_report.html"
+            link = f"runs/{MONITORING}/{quote(run.parent.name)}/drift_report.html"
             report = (f"<a href='{_e(link)}'>Evidently report</a>" if r.get("report") else "")
             rows.append(f"<tr><td>{_e(run.parent.name)}</td><td>{_e(status)}</td>"
                         f"<td>{_e(drift)}</td><td>{_e(', '.join(r.get('drifted_fields', [])))}"
@@ -224,8 +233,8 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
 
 def _run_links(run: Path, prefix: str) -> str:
     """Links to a run's comparison, reliability plot, validation result and Data Docs."""
-    names = [f for f in ("comparison.json", "reliability.png", "validation/validation.json",
-                         f"{DATA_DOCS}/index.html") if (run / f).is_file()]
+    names = [f for f in (_RUN.comparison.as_posix(), _RUN.reliability.as_posix(),
+                         VALIDATION_RESULT, f"{DATA_DOCS}/index.html") if (run / f).is_file()]
     names = [n for n in names if is_report(run.name, n)]
     return " &middot; ".join(f"<a href='{_e(prefix + quote(run.name))}/{_e(n)}'>{_e(n)}</a>"
                              for n in names) or "no outputs yet"
@@ -243,11 +252,44 @@ def _name(user: Any) -> str:
     return str(get_name() if callable(get_name) else user)
 
 
-def _allowed(request: Request, user: Any, may_change: Callable[[Any], bool]) -> None:
-    """Only users allowed to change DAGs, and no cross-site form posts (the session cookie
-    would otherwise authorise them)."""
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str | None) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an origin or URL, the default port filled in; None if it is no
+    http(s) URL with a host (e.g. "null", "evil://...")."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+    except ValueError:
+        return None
+    if scheme not in DEFAULT_PORTS or not host:
+        return None
+    return scheme, host.lower(), port or DEFAULT_PORTS[scheme]
+
+
+def _same_site(request: Request, trusted: frozenset[tuple[str, str, int]]) -> bool:
+    """Whether a browser sent this from the pages' own origin (scheme, host and port) or a
+    trusted one: by its Origin header, or without one by its Referer."""
+    own = _origin(f"{request.url.scheme}://{request.headers.get('host', '')}")
     origin = request.headers.get("origin")
-    if origin and origin.split("://", 1)[-1] != request.headers.get("host"):
-        raise HTTPException(403, "cross-origin request refused")
+    sender = _origin(origin if origin is not None else request.headers.get("referer"))
+    return sender is not None and (sender == own or sender in trusted)
+
+
+def _allowed(request: Request, user: Any, may_change: Callable[[Any], bool],
+             trusted: frozenset[tuple[str, str, int]] = frozenset()) -> None:
+    """Only users allowed to change DAGs, and no cross-site posts. A request authenticated
+    by the session cookie must show it came from the pages' origin (Origin, or a Referer
+    when there is no Origin); a request with a Bearer token (which Airflow then uses, and
+    which another site cannot make a browser send) needs none, but a foreign Origin is
+    still refused."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    bearer = scheme.lower() == "bearer" and bool(token.strip())
+    if "origin" in request.headers or not bearer:
+        if not _same_site(request, trusted):
+            raise HTTPException(403, "cross-origin request refused")
     if not may_change(user):
         raise HTTPException(403, f"{_name(user)} may not change the champion")

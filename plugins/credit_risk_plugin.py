@@ -18,11 +18,15 @@ def _may_change(user) -> bool:
 
 def _app():
     from airflow.api_fastapi.core_api.security import get_user
+    from airflow.configuration import conf
 
     from credit_risk.config import Settings
     from credit_risk.ui import create_ui
 
-    return create_ui(Settings(), get_user, _may_change)
+    # Airflow's public URL ([api] base_url): the origin browsers post from when a proxy in
+    # front terminates TLS or rewrites the host.
+    base_url = conf.get("api", "base_url", fallback=None)
+    return create_ui(Settings(), get_user, _may_change, origins=[base_url] if base_url else [])
 
 
 class CreditRiskPlugin(AirflowPlugin):

@@ -94,7 +94,8 @@ def test_promote_and_rollback_record_the_user(env):
     viewer = TestClient(create_ui(settings, logged_in))
     refused = viewer.post(f"/models/{other}/promote", data={"reason": "x"})
     assert refused.status_code == 403 and registry.alias_version("champion") == version
-    client = TestClient(create_ui(settings, logged_in, may_change=lambda user: True))
+    client = TestClient(create_ui(settings, logged_in, may_change=lambda user: True),
+                        headers=OWN)
     r = client.post(f"/models/{other}/promote", data={"reason": "looks better"},
                     follow_redirects=False)
     assert r.status_code == 303 and registry.alias_version("champion") == other
@@ -106,6 +107,40 @@ def test_promote_and_rollback_record_the_user(env):
                          headers={"origin": "http://evil.example"})
     assert forged.status_code == 403
     assert client.post(f"/models/{other}/promote", data={"reason": ""}).status_code == 422
+
+
+OWN = {"origin": "http://testserver"}  # the TestClient's own origin
+
+
+def test_changes_need_the_pages_own_origin(env):
+    """Scheme, host and port of Origin (or, without one, of Referer) must be the pages' own or
+    a configured one; a request without either is refused unless it carries a Bearer token."""
+    settings, version = env
+    registry = Registry(settings.registry_url)
+    other = republish(registry, version)
+    registry.promote(other, "fixture", by="fixture")
+    registry.promote(version, "fixture", by="fixture")  # a rollback has somewhere to go
+    client = TestClient(create_ui(settings, logged_in, may_change=lambda user: True,
+                                  origins=["https://airflow.example.com/"]))
+    refused = [{"origin": "evil://testserver"}, {"origin": "https://testserver"},
+               {"origin": "http://testserver:8080"}, {"origin": "http://evil.example"},
+               {"origin": "null"}, {"origin": ""}, {}, {"referer": "http://evil.example/"},
+               {"referer": "evil://testserver/credit-risk/"}, {"referer": "not a url"},
+               {"origin": "http://evil.example", "referer": "http://testserver/"},
+               {"origin": "http://evil.example", "authorization": "Bearer t"},
+               {"authorization": "Basic dTpw"}, {"authorization": "Bearer "}]
+    for headers in refused:
+        r = client.post("/rollback", data={"reason": "x"}, headers=headers)
+        assert r.status_code == 403, headers
+    assert registry.alias_version("champion") == version
+    accepted = [OWN, {"origin": "HTTP://TESTSERVER:80"}, {"referer": "http://testserver/x"},
+                {"authorization": "Bearer t"}, {"origin": "https://airflow.example.com"},
+                {"origin": "http://testserver", "authorization": "Bearer t"}]
+    for headers in accepted:
+        r = client.post("/rollback", data={"reason": "x"}, headers=headers,
+                        follow_redirects=False)
+        assert r.status_code == 303, headers
+    assert registry.alias_version("champion") == version  # six rollbacks: back and forth
 
 
 def test_airflow_loads_the_plugin():

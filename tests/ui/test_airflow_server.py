@@ -341,3 +341,33 @@ def test_op_and_admin_promote_and_roll_back(server, role):
     assert registry.alias_version("champion") == champion
     assert registry.alias_version("previous") == other
     assert registry.history()[-1]["by"] == role
+
+
+def test_cookie_posts_need_the_same_origin_bearer_posts_none(server):
+    """The attack: `Origin: evil://127.0.0.1:<port>` passed (only host and port were compared)
+    and a post without Origin passed. Now scheme, host and port count, and a cookie post needs
+    Origin or a same-origin Referer; a Bearer post (a script) needs neither."""
+    registry, champion, other, port = server.registry, server.champion, server.other, server.port
+    refused = [{"Origin": f"evil://127.0.0.1:{port}"}, {"Origin": f"https://127.0.0.1:{port}"},
+               {"Origin": f"http://127.0.0.1:{port + 1}"}, {"Origin": "http://127.0.0.1"},
+               {"Origin": f"http://localhost:{port}"}, {"Origin": "null"}, {},
+               {"Referer": "http://evil.example/credit-risk/"},
+               {"Referer": f"evil://127.0.0.1:{port}/credit-risk/"}]
+    history = len(registry.history())
+    for headers in refused:
+        assert server.post("/credit-risk/rollback", "admin", "x", cookie=True,
+                           headers=headers) == 403, headers
+        assert server.post(f"/credit-risk/models/{other}/promote", "admin", "x", cookie=True,
+                           headers=headers) == 403, headers
+    assert server.post("/credit-risk/rollback", "admin", "x",
+                       headers={"Origin": "http://evil.example"}) == 403  # Bearer, foreign
+    assert registry.alias_version("champion") == champion
+    assert len(registry.history()) == history
+    # A browser that sends no Origin but a same-origin Referer; a script with a token.
+    same = {"Referer": f"http://127.0.0.1:{port}/credit-risk/"}
+    assert server.post("/credit-risk/rollback", "admin", "referer", cookie=True,
+                       headers=same) == 303
+    assert registry.alias_version("champion") == other
+    assert server.post("/credit-risk/rollback", "admin", "script") == 303
+    assert registry.alias_version("champion") == champion
+    assert registry.alias_version("previous") == other
