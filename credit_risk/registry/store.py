@@ -293,7 +293,7 @@ class Registry:
             except BaseException:
                 os.close(fd)
                 raise
-            fh: IO[bytes] = os.fdopen(fd, "rb")
+            fh: IO[bytes] = os.fdopen(fd, "rb", buffering=0)  # no st_blksize-sized buffer
         else:
             entry = self.fs.info(path)
             if entry.get("type") != "file":
@@ -318,11 +318,14 @@ class Registry:
             raise ChecksumError(f"{label}: {actual} bytes, over the limit of {limit}: refused")
 
     def _read_bounded(self, path: str, label: str, limit: int) -> bytes:
+        parts, total = [], 0
         with self._open_regular(path, label, limit) as fh:
-            data = fh.read(limit + 1)
-        if len(data) > limit:
-            raise ChecksumError(f"{label}: over the limit of {limit} bytes: refused")
-        return data
+            while chunk := fh.read(min(CHUNK_BYTES, limit + 1 - total)):
+                total += len(chunk)
+                if total > limit:
+                    raise ChecksumError(f"{label}: over the limit of {limit} bytes: refused")
+                parts.append(chunk)
+        return b"".join(parts)
 
     def _read_json(self, path: str, limit: int = MAX_RECORD_BYTES) -> Any:
         """JSON from a bounded regular file; FileNotFoundError when missing, RegistryError
