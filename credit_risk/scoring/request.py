@@ -93,7 +93,10 @@ class BatchResponse(BaseModel):
 class Error(BaseModel):
     error: str
     fields: dict[str, str | dict[str, str]] | None = Field(
-        None, description="Each bad field and why (for a batch: by application index).")
+        None, description="Each bad field and why (for a batch: by application index); names "
+                          "and reasons cut to 100 characters, at most 100 listed.")
+    fields_omitted: int | None = Field(
+        None, description="How many more bad fields there were than are listed.")
 
 
 class Health(BaseModel):
@@ -147,13 +150,15 @@ RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying aga
 
 def _errors(*codes: int) -> dict[str, Any]:
     why = {400: "Malformed JSON", 401: "Missing or wrong API key", 413: "Body or batch too large",
+           429: "Too many wrong API keys from this client: wait for Retry-After",
            415: "Content-Type is not application/json", 422: "Invalid fields, each named",
            503: "No model loaded yet, or the decision could not be recorded (nothing was "
                 "decided: fail closed)"}
     out: dict[str, Any] = {str(c): {"description": why[c], "content": _json("Error")}
                            for c in codes}
-    if 503 in codes:
-        out["503"]["headers"] = RETRY_AFTER
+    for code in (429, 503):
+        if code in codes:
+            out[str(code)]["headers"] = RETRY_AFTER
     return out
 
 
@@ -169,7 +174,7 @@ def openapi_document(fields: Sequence[Mapping[str, Any]], *, model_version: str 
     explain = {"name": "reasons", "in": "query", "required": False,
                "description": "Include the reasons (default true); false is faster.",
                "schema": {"type": "boolean", "default": True}}
-    predict_errors = _errors(400, 413, 415, 422, 503, *((401,) if auth else ()))
+    predict_errors = _errors(400, 413, 415, 422, 503, *((401, 429) if auth else ()))
 
     def op(summary: str, body: str | None, ok: str, errors: dict[str, Any],
            secured: bool = False, **extra: Any) -> dict[str, Any]:
@@ -200,7 +205,7 @@ def openapi_document(fields: Sequence[Mapping[str, Any]], *, model_version: str 
                 "The loaded model: version, metrics, threshold, input fields", None,
                 "ModelSummary", {"503": {"description": "No model loaded yet",
                                          "content": _json("ModelSummary")},
-                                 **(_errors(401) if auth else {})},
+                                 **(_errors(401, 429) if auth else {})},
                 secured=True, operationId="model")},
             "/health": {"get": op("Alive", None, "Health", {}, operationId="health")},
             "/ready": {"get": op("A verified model is loaded and decisions can be logged", None,
