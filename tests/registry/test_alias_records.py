@@ -1,0 +1,249 @@
+"""Alias state and history records: a bad record never crashes the registry (item 2), alias
+changes are ordered by a chain, not by anyone's clock (item 3), and with trusted keys the
+alias record is signed, so a registry writer cannot move serving by editing it (item 4)."""
+
+import json
+import logging
+
+import pytest
+
+from credit_risk.cli import main
+from credit_risk.registry.store import (
+    AliasStateError,
+    Registry,
+    RegistryError,
+    SignatureError,
+    signing,
+)
+
+
+def _publish(registry, payload=b"model"):
+    return registry.publish({"model.bin": payload, "card.md": b"# card"}, {"dataset": "d"})
+
+
+def _three(registry):
+    v1, v2, v3 = (_publish(registry, str(i).encode()) for i in range(3))
+    registry.promote(v1, "one", by="alice")
+    registry.promote(v2, "two", by="alice")
+    return v1, v2, v3
+
+
+def _aliases(registry):
+    return registry.alias_version("champion"), registry.alias_version("previous")
+
+
+# -- item 2: a bad record is skipped, never a crash -------------------------------------------
+@pytest.mark.parametrize("content", ["{", "[]", '{"format": 2, "change": 5}', "null",
+                                     '{"changes": 3}', '{"format": 2, "change": "x", "seq": '
+                                     '"1", "aliases": {}, "changes": []}', "\udcff"])
+def test_an_unreadable_history_record_is_skipped_with_a_warning(tmp_path, caplog, content):
+    url = str(tmp_path / "reg")
+    v1, v2, v3 = _three(Registry(url))
+    bad = tmp_path / "reg" / "history" / "99999999T000000000000Z-deadbeef-promote.json"
+    bad.write_bytes(content.encode("utf-8", "surrogateescape"))
+    caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
+    registry = Registry(url)  # constructing it reconciles: no ValueError, no TypeError
+    assert _aliases(registry) == (v2, v1)
+    assert [h["version"] for h in registry.history()] == [v1, v1, v2]
+    registry.promote(v3, "three")
+    assert registry.rollback("back") == v2
+    assert "history record 99999999T000000000000Z-deadbeef-promote.json skipped" in caplog.text
+
+
+def test_the_cli_works_with_a_bad_history_record(tmp_path, monkeypatch, capsys):
+    url = str(tmp_path / "reg")
+    v1, v2, _ = _three(Registry(url))
+    (tmp_path / "reg" / "history" / "99999999T000000000000Z-deadbeef-promote.json").write_text("{")
+    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", url)
+    for command in (["models", "list"], ["models", "history"],
+                    ["models", "rollback", "--reason", "r"]):
+        assert main(command) == 0, capsys.readouterr()
+    assert v2 in capsys.readouterr().out
+    assert Registry(url).alias_version("champion") == v1
+
+
+def test_a_corrupt_state_is_rebuilt_from_the_chain_and_never_crashes(tmp_path, caplog):
+    url = str(tmp_path / "reg")
+    v1, v2, _ = _three(Registry(url))
+    state = tmp_path / "reg" / "aliases" / "state.json"
+    reader = Registry(url)
+    state.write_text("{")
+    with pytest.raises(AliasStateError, match="not valid JSON"):  # a RegistryError
+        reader.alias("champion")
+    caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
+    registry = Registry(url)  # a writer's open rebuilds it from the newest history record
+    assert "rebuilt from the newest history record" in caplog.text
+    assert _aliases(registry) == (v2, v1)
+    state.unlink()
+    assert _aliases(Registry(url)) == (v2, v1)
+
+
+def test_a_corrupt_state_without_history_is_a_registry_error(tmp_path):
+    url = str(tmp_path / "reg")
+    (tmp_path / "reg" / "aliases").mkdir(parents=True)
+    (tmp_path / "reg" / "aliases" / "state.json").write_text('["not", "a", "record"]')
+    registry = Registry(url)
+    with pytest.raises(RegistryError, match="malformed"):
+        registry.alias_version("champion")
+    assert registry.history() == []
+
+
+# -- item 3: the chain, not the clock --------------------------------------------------------
+def test_a_host_with_a_clock_a_day_ahead_does_not_pin_the_aliases(tmp_path):
+    url = str(tmp_path / "reg")
+    v1, v2, v3 = _three(Registry(url))
+    Registry(url).promote(v3, "host A", by="alice")
+    history = tmp_path / "reg" / "history"
+    newest = sorted(history.iterdir())[-1]  # host A's record, named by its clock...
+    newest.rename(history / ("99991231T235959000000Z-" + newest.name))  # ...far in the future
+    assert Registry(url).rollback("bad model", by="bob") == v2
+    registry = Registry(url)  # the next open does not undo the operator's rollback
+    assert _aliases(registry) == (v2, v3)
+    last = registry.history()[-1]
+    assert (last["by"], last["version"], last["alias"]) == ("bob", v2, "champion")
+    assert [h["version"] for h in registry.history()] == [v1, v1, v2, v2, v3, v3, v2]
+
+
+def test_a_forged_far_future_record_is_ignored_and_logged(tmp_path, caplog):
+    url = str(tmp_path / "reg")
+    v1, v2, v3 = _three(Registry(url))
+    forged_aliases = {"champion": {"version": v3}, "previous": {"version": v1}}
+    history = tmp_path / "reg" / "history"
+    for name, record in (
+            ("99999999T000000000000Z-deadbeef-promote.json",  # an older release's shape
+             {"format": 1, "id": "f" * 32, "action": "promote", "at": "9999-01-01", "by": "x",
+              "changes": [{"alias": "champion", "version": v3}], "aliases": forged_aliases}),
+            ("9999999999-forged-promote.json",  # this release's shape, not on the chain
+             {"format": 2, "change": "e" * 32, "seq": 999, "parent": "0" * 32,
+              "action": "promote", "at": "9999-01-01", "by": "x",
+              "changes": [{"alias": "champion", "version": v3}], "aliases": forged_aliases})):
+        (history / name).write_text(json.dumps(record))
+    caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
+    registry = Registry(url)
+    assert _aliases(registry) == (v2, v1)
+    assert "ignored: it does not follow the alias state" in caplog.text
+    assert [h["version"] for h in registry.history()][-3:] == [v1, v1, v2]
+    assert registry.rollback("still works") == v1
+
+
+def test_an_older_release_state_is_continued_by_the_chain(tmp_path):
+    url = str(tmp_path / "reg")
+    registry = Registry(url)
+    v1, v2 = _publish(registry, b"1"), _publish(registry, b"2")
+    (tmp_path / "reg" / "aliases").mkdir()
+    (tmp_path / "reg" / "history").mkdir()
+    aliases = {"champion": {"version": v2, "set_at": "t", "by": "o", "reason": "r",
+                            "replaced": v1},
+               "previous": {"version": v1, "set_at": "t", "by": "o", "reason": "r",
+                            "replaced": None}}
+    (tmp_path / "reg" / "aliases" / "state.json").write_text(json.dumps(
+        {"format": 1, "change": "c" * 32, "aliases": aliases}))  # what the last release wrote
+    (tmp_path / "reg" / "history" / "20250101T000000000000Z-cccccccc-promote.json").write_text(
+        json.dumps({"format": 1, "id": "c" * 32, "action": "promote", "at": "t", "by": "o",
+                    "changes": [{"alias": "champion", "version": v2, "replaced": v1,
+                                 "reason": "r"}], "aliases": aliases}))
+    registry = Registry(url)
+    assert _aliases(registry) == (v2, v1)
+    assert registry.rollback("r") == v1
+    state = json.loads((tmp_path / "reg" / "aliases" / "state.json").read_text())
+    assert (state["seq"], state["parent"]) == (1, "c" * 32)
+    assert [h["version"] for h in Registry(url).history()] == [v2, v2, v1]
+
+
+# -- item 4: signed alias records ------------------------------------------------------------
+@pytest.fixture
+def keys(tmp_path):
+    return signing.generate(tmp_path / "keys")
+
+
+def _signed(url, keys, sign=True):
+    private, public, _ = keys
+    return Registry(url, signing_key=signing.load_private_key(private) if sign else None,
+                    trusted_keys=[signing.load_public_key(public)])
+
+
+def test_alias_records_are_signed_with_their_own_format(tmp_path, keys):
+    url = str(tmp_path / "reg")
+    v1, v2, _ = _three(_signed(url, keys))
+    state = json.loads((tmp_path / "reg" / "aliases" / "state.json").read_text())
+    assert state["signature"]["format"] == "credit-risk-aliases-v1"
+    assert state["signature"]["key_id"] == keys[2]
+    public = [signing.load_public_key(keys[1])]
+    assert signing.verify(state, public, signing.ALIASES_FORMAT) == keys[2]
+    with pytest.raises(signing.SigningError, match="unknown signature format"):
+        signing.verify(state, public)  # not a manifest
+    manifest = _signed(url, keys).manifest(v1)
+    relabelled = {**manifest, "signature": {**manifest["signature"],
+                                            "format": signing.ALIASES_FORMAT}}
+    with pytest.raises(signing.SigningError, match="does not match"):
+        signing.verify(relabelled, public, signing.ALIASES_FORMAT)  # nor the reverse
+    assert all(h["verified"] for h in _signed(url, keys).history())
+
+
+def test_a_writer_who_edits_the_state_cannot_move_serving(tmp_path, keys):
+    url = str(tmp_path / "reg")
+    signer = _signed(url, keys)
+    v1, v2, v3 = _three(signer)  # v3: signed, but say the gate rejected it
+    serving = _signed(url, keys, sign=False)
+    assert serving.alias_version("champion") == v2
+    path = tmp_path / "reg" / "aliases" / "state.json"
+    state = json.loads(path.read_text())
+    state["aliases"]["champion"]["version"] = v3
+    path.write_text(json.dumps(state))
+    with pytest.raises(SignatureError, match="alias record .* refused: the signature does not"):
+        serving.alias_version("champion")
+    del state["signature"]
+    path.write_text(json.dumps(state))
+    with pytest.raises(SignatureError, match="not signed"):
+        serving.alias("champion")
+    # A forged unsigned history record that follows the state is not applied either.
+    record = {**state, "change": "f" * 32, "seq": state["seq"] + 1, "parent": state["change"]}
+    (tmp_path / "reg" / "history" / "9999999999-forged.json").write_text(json.dumps(record))
+    reopened = _signed(url, keys, sign=False)  # repairs the state from the signed chain
+    assert reopened.alias_version("champion") == v2
+    assert v3 not in {h["version"] for h in reopened.history() if h["verified"]}
+
+
+def test_a_replayed_older_state_is_refused_by_a_running_reader(tmp_path, keys):
+    url = str(tmp_path / "reg")
+    signer = _signed(url, keys)
+    v1, v2, v3 = _three(signer)
+    path = tmp_path / "reg" / "aliases" / "state.json"
+    older = path.read_bytes()  # champion v2, signed
+    serving = _signed(url, keys, sign=False)
+    signer.promote(v3, "three")
+    assert serving.alias_version("champion") == v3
+    path.write_bytes(older)  # the replay: a validly signed, older decision
+    with pytest.raises(AliasStateError, match="replayed older state"):
+        serving.alias_version("champion")
+    # A writer's next open moves the state forward along the signed chain again.
+    assert _signed(url, keys, sign=False).alias_version("champion") == v3
+    assert serving.alias_version("champion") == v3
+
+
+def test_promote_and_rollback_need_the_signing_key_where_they_run(tmp_path, keys):
+    url = str(tmp_path / "reg")
+    v1, v2, v3 = _three(_signed(url, keys))
+    verifier = _signed(url, keys, sign=False)
+    for attempt in (lambda: verifier.promote(v3, "x"), lambda: verifier.rollback("x"),
+                    lambda: verifier.set_alias("champion", v1, "x")):
+        with pytest.raises(SignatureError, match="need the signing key where they run"):
+            attempt()
+    assert verifier.alias_version("champion") == v2
+
+
+def test_an_unsigned_registry_is_refused_until_a_signed_promote(tmp_path, keys):
+    url = str(tmp_path / "reg")
+    old = Registry(url)
+    v1 = _publish(old)
+    old.promote(v1, "before keys")
+    signer = _signed(url, keys)
+    with pytest.raises(SignatureError, match="not signed"):
+        signer.alias_version("champion")
+    v2 = _publish(signer)
+    signer.promote(v2, "after keys")
+    assert _signed(url, keys, sign=False).alias_version("champion") == v2
+    history = _signed(url, keys, sign=False).history()
+    assert [(h["version"], h["verified"]) for h in history] == [
+        (v1, False), (v1, True), (v2, True)]
+
