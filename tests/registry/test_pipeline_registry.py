@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -63,15 +64,22 @@ def test_signed_model_serves_and_a_tampered_one_is_refused_everywhere(trained, t
     record = json.loads(state.read_text())
     record["aliases"]["champion"]["version"] = bad
     state.write_text(json.dumps(record))
-    with pytest.raises(SignatureError):
-        pipeline.load_scorer(settings)
+    with pytest.raises(SignatureError, match="alias record .* signature does not match"):
+        registry.alias_version("champion")  # the alias record is signed too
+    # The next open rebuilds the state from the newest signed history record.
+    assert pipeline.load_scorer(settings).version == good
+    assert registry.alias_version("champion") == good
 
-    from serving import create_app
+    # A starting worker that cannot repair it (as on a read-only registry: no reconcile)
+    # refuses the alias record and serves the newest version of the signed history.
+    from credit_risk.scoring.champion import ModelStore
 
-    client = create_app(settings, watch=False).test_client()
-    r = client.get("/api/v1/model")
-    assert r.json.get("model_version") in (None, good)  # refused; at most the last good one
-    assert "signature does not match" in json.dumps(r.json)
+    state.write_text(json.dumps(record))
+    store = ModelStore(registry)
+    assert not store.refresh()
+    summary = store.summary()
+    assert summary["model_version"] == good and summary["fallback"] is True, summary
+    assert "signature does not match" in summary["fallback_reason"]
     assert not marker.exists()
 
 
@@ -121,3 +129,49 @@ def test_a_retried_publish_leaves_an_operators_rollback_alone(trained, tmp_path)
 def test_a_missing_version_is_a_clear_error(tmp_path):
     with pytest.raises(RegistryError, match="no model version"):
         Registry(str(tmp_path / "reg")).verify("20990101T000000.000000Z-abcdef")
+
+
+def _plant(registry_dir, name, text):
+    (registry_dir / "models" / name).mkdir()
+    (registry_dir / "models" / name / "manifest.json").write_text(text)
+
+
+def test_planted_and_unparsable_manifests_do_not_fool_publish_or_listings(trained_copy,
+                                                                          capsys, monkeypatch):
+    settings, version = trained_copy
+    registry_dir = Path(settings.registry_url)
+    _plant(registry_dir, "zzzz-planted", json.dumps({"run": "fixture-run", "dataset": "x"}))
+    _plant(registry_dir, "zzzz-unparsable", "{")
+    _plant(registry_dir, "zzzz-renamed", json.dumps(
+        {**Registry(settings.registry_url).manifest(version), "version": "elsewhere"}))
+    registry = Registry(settings.registry_url)
+    assert registry.versions() == [version]
+    assert registry.find("run", "fixture-run") == version
+    comparison = next(settings.runs_dir.glob("fixture-run/comparison.json"))
+    assert pipeline.publish_step(settings, str(comparison)) == version  # the retry finds it
+    for key, value in {"CREDIT_RISK_REGISTRY_URL": settings.registry_url,
+                       "CREDIT_RISK_RUNS_DIR": str(settings.runs_dir)}.items():
+        monkeypatch.setenv(key, value)
+    from credit_risk.cli import main
+
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert version in listing and "zzzz" not in listing
+
+
+def test_a_signed_registry_lists_and_finds_only_signed_manifests(trained, tmp_path):
+    settings, registry, good = _signed_copy(trained, tmp_path)
+    unsigned = Registry(settings.registry_url).publish({"model.joblib": b"x"},
+                                                       {"run": "plantedrun", "dataset": "d"})
+    assert Registry(settings.registry_url).find("run", "plantedrun") == unsigned  # no keys
+    assert registry.find("run", "plantedrun") is None
+    assert registry.versions() == [good]
+
+
+def test_data_changed_since_champion_with_a_bad_champion_manifest(trained_copy, caplog):
+    settings, version = trained_copy
+    snapshot = settings.runs_dir / "fixture-run" / "raw" / "snapshot.json"
+    assert pipeline.data_changed_since_champion(settings, str(snapshot)) is False
+    (Path(settings.registry_url) / "models" / version / "manifest.json").write_text("{")
+    assert pipeline.data_changed_since_champion(settings, str(snapshot)) is True
+    assert "treating the data as new" in caplog.text
