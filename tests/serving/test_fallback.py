@@ -152,3 +152,41 @@ def test_gunicorn_hup_with_a_corrupt_champion_serves_the_fallback_then_recovers(
         server, lambda b: not b["fallback"] and b["model_version"] == champion), timeout=20)
     assert all(server.json("/api/v1/predict", application)["model_version"] == champion
                for _ in range(10))
+
+
+def _plant_fifo_and_bad_history(registry_dir: Path, champion: str) -> None:
+    """The attacks of the registry review: a FIFO as the champion's model card (opening it
+    would block forever) and an unparsable history record (it used to stop every worker)."""
+    card = registry_dir / "models" / champion / "model_card.md"
+    card.unlink()
+    os.mkfifo(card)
+    (registry_dir / "history" / "99999999T000000000000Z-deadbeef-promote.json").write_text("{")
+
+
+def test_a_fifo_in_the_champion_and_a_bad_history_record_do_not_freeze_a_start(trained_copy):
+    import threading
+
+    settings, older, champion = _two_versions(trained_copy)
+    _plant_fifo_and_bad_history(Path(settings.registry_url), champion)
+    started = {}
+    thread = threading.Thread(target=lambda: started.update(app=create_app(settings,
+                                                                           watch=False)),
+                              daemon=True)
+    thread.start()
+    thread.join(30)
+    assert "app" in started, "starting the app hung on the FIFO"
+    body = started["app"].test_client().get("/ready").json
+    assert body["ready"] and body["fallback"] is True and body["model_version"] == older
+    assert "a FIFO, not a regular file" in body["fallback_reason"]
+
+
+def test_gunicorn_hup_with_a_fifo_and_a_bad_history_record_keeps_serving(gunicorn):
+    server, registry_dir, older, champion = gunicorn
+    application = server.application()
+    _plant_fifo_and_bad_history(registry_dir, champion)
+    server.proc.send_signal(signal.SIGHUP)  # new workers open the registry and the champion
+    server.wait_until(lambda: _ready_everywhere(
+        server, lambda b: b["fallback"] and b["model_version"] == older), timeout=30)
+    answers = [server.get("/api/v1/predict", application) for _ in range(10)]
+    assert [status for status, _ in answers] == [200] * 10
+    assert server.proc.poll() is None

@@ -105,3 +105,38 @@ def test_background_watcher_swaps_without_failing_requests(trained_copy):
         store.stop()
     assert statuses and set(statuses) == {200}
     assert seen == {version, newer}
+
+
+def test_a_running_store_keeps_its_model_when_the_alias_record_is_replayed(trained, tmp_path):
+    """With trusted keys the alias record is signed: an older signed state put back (a
+    replay) or an edited one is refused, and the last good model keeps serving."""
+    import json
+
+    from credit_risk.registry.store import signing
+
+    settings, version = trained
+    source = Registry(settings.registry_url)
+    manifest = source.verify(version)
+    files = {n: source.read_file(version, n, manifest) for n in manifest["files"]}
+    body = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files",
+                                                           "sizes")}
+    private, public, _ = signing.generate(tmp_path / "keys")
+    url = str(tmp_path / "reg")
+    signer = Registry(url, signing_key=signing.load_private_key(private),
+                      trusted_keys=[signing.load_public_key(public)])
+    first, second = signer.publish(files, body), signer.publish(files, body)
+    signer.promote(first, "one")
+    state = Path(url) / "aliases" / "state.json"
+    older = state.read_bytes()
+    signer.promote(second, "two")
+    store = ModelStore(Registry(url, trusted_keys=[signing.load_public_key(public)]))
+    assert store.refresh() and store.scorer.version == second
+    state.write_bytes(older)  # champion `first`, validly signed, but an older decision
+    assert not store.refresh()
+    assert store.scorer.version == second and "replayed older state" in store.last_error
+    edited = json.loads(older)
+    edited["seq"] = 99
+    state.write_text(json.dumps(edited))
+    assert not store.refresh()
+    assert store.scorer.version == second and "signature does not match" in store.last_error
+    assert not store.summary()["fallback"]
