@@ -11,12 +11,10 @@ from werkzeug.exceptions import HTTPException
 
 from credit_risk.scoring.request import validate_many
 from credit_risk.spec.fields import validate_application
-from serving import metrics
 from serving.context import (
+    decide,
     decision_log,
     openapi,
-    record_decisions,
-    request_id,
     scorer_for,
     settings,
     store,
@@ -186,15 +184,6 @@ def _body_and_scorer():
     return body, scorer, err
 
 
-def _decide(scorer, rows):
-    """Score valid applications, log and count the decisions; (request id, results)."""
-    rid = request_id()
-    results = scorer.score_records(rows)
-    record_decisions(rid, rows, results)
-    metrics.count_predictions(results)
-    return rid, results
-
-
 @api.post("/api/v1/predict")
 def predict():
     body, scorer, err = _body_and_scorer()
@@ -203,7 +192,7 @@ def predict():
     clean, errors = validate_application(scorer.fields, body, scorer.rules)
     if errors:
         return error(422, "invalid application", errors)
-    rid, results = _decide(scorer, [clean])
+    rid, results = decide(scorer, [clean])
     return jsonify({**results[0], "request_id": rid})
 
 
@@ -224,5 +213,5 @@ def predict_batch():
     clean_rows, bad = validate_many(scorer.fields, apps, scorer.rules)
     if bad:
         return error(422, "invalid applications (by index)", bad)
-    rid, results = _decide(scorer, clean_rows)
+    rid, results = decide(scorer, clean_rows)
     return jsonify(request_id=rid, model_version=scorer.version, results=results)

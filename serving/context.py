@@ -11,6 +11,7 @@ from flask import current_app, request
 from credit_risk.config import Settings
 from credit_risk.registry.decisions import DecisionLog, DecisionLogError
 from credit_risk.scoring.champion import ModelStore
+from credit_risk.scoring.decide import decide as decide_and_record
 from credit_risk.scoring.request import openapi_document
 from credit_risk.scoring.scorer import Scorer
 from serving import metrics
@@ -59,16 +60,16 @@ def openapi() -> dict[str, Any]:
     return doc
 
 
-def record_decisions(request_id: str, inputs: list[dict[str, Any]],
-                     results: list[dict[str, Any]]) -> None:
-    """Log decisions before they are returned; DecisionLogError (counted) if they cannot be."""
-    log = decision_log()
-    if log is not None:
-        try:
-            log.write(request_id, inputs, results)
-        except DecisionLogError:
-            metrics.decision_log_failed()
-            raise
+def decide(scorer: Scorer, applications: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """(request id, results): scored, recorded, counted (credit_risk.scoring.decide); a
+    DecisionLogError (counted) when the decisions cannot be recorded: nothing is returned."""
+    rid = request_id()
+    try:
+        return rid, decide_and_record(scorer, applications, decision_log(), rid,
+                                      metrics.count_predictions)
+    except DecisionLogError:
+        metrics.decision_log_failed()
+        raise
 
 
 def decision_log() -> DecisionLog | None:

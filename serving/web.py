@@ -21,9 +21,8 @@ from flask_wtf.csrf import CSRFError
 from credit_risk.registry.decisions import DecisionLogError
 from credit_risk.scoring import bands
 from credit_risk.spec.fields import validate_application
-from serving import metrics
 from serving.auth import KeyChecker
-from serving.context import record_decisions, request_id, settings, store
+from serving.context import decide, settings, store
 from serving.security import LoginThrottle, client_address
 
 web = Blueprint("web", __name__, template_folder="templates")
@@ -171,10 +170,8 @@ def form():
         if errors:
             status = 422
         else:
-            rid = request_id()
-            scored = {**scorer.score_records([clean])[0], "request_id": rid}
             try:
-                record_decisions(rid, [clean], [scored])
+                rid, results = decide(scorer, [clean])
             except DecisionLogError:  # fail closed: an unrecorded decision is not shown
                 from serving import RETRY_AFTER_S
 
@@ -182,9 +179,9 @@ def form():
                              "The decision could not be recorded, so none was made. Nothing "
                              "was lost on your side: go back and submit again in a minute.",
                              retry_after=RETRY_AFTER_S)
-            result = scored
-            metrics.count_predictions([result])
+            result = {**results[0], "request_id": rid}
     return render_template("form.html", fields=scorer.fields, values=values, errors=errors,
+                           labels={f["name"]: f["label"] for f in scorer.fields},
                            result=result, unavailable=False, version=scorer.version,
                            gauge=gauge(result["credit_score"], scorer.scaling.min_score,
                                        scorer.scaling.max_score) if result else None,

@@ -23,6 +23,7 @@ from credit_risk.config import Settings
 from credit_risk.errors import CreditRiskError
 from credit_risk.registry.decisions import DecisionLog
 from credit_risk.registry.store import Registry, RegistryError
+from credit_risk.scoring.decide import decide
 from credit_risk.scoring.scorer import Scorer
 from credit_risk.spec.fields import validate_application
 
@@ -41,10 +42,8 @@ class PredictInputError(CreditRiskError, ValueError):
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     scorer = load_scorer(settings, args.version)
     header, rows = read_csv(Path(args.input))
-    out_rows, inputs, decisions = score_rows(scorer, header, rows)
-    if settings.decision_log and decisions:  # whole or nothing, before any output
-        DecisionLog(settings.decision_log).write(
-            f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}", inputs, decisions)
+    log = DecisionLog(settings.decision_log) if settings.decision_log else None
+    out_rows = score_rows(scorer, header, rows, log)  # logged whole before any output
     columns = [*header, *RESULT_COLUMNS]
     if args.output == "-":
         write_csv(sys.stdout, columns, out_rows)
@@ -111,10 +110,10 @@ def parse_cell(field: Mapping[str, Any], cell: str | None) -> Any:
     return cell
 
 
-def score_rows(scorer: Scorer, header: Sequence[str], rows: Sequence[Mapping[str, str]]
-               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(output rows: the input cells and the result columns; the valid applications; their
-    decisions as the API gives them). A row that fails validation gets `error` and no PD."""
+def score_rows(scorer: Scorer, header: Sequence[str], rows: Sequence[Mapping[str, str]],
+               log: DecisionLog | None = None) -> list[dict[str, Any]]:
+    """The output rows: the input cells and the result columns, the decisions recorded in
+    `log` first (credit_risk.scoring.decide). A row that fails validation gets `error`, no PD."""
     names = [f["name"] for f in scorer.fields]
     missing = [n for n in names if n not in header]
     if missing:
@@ -133,13 +132,13 @@ def score_rows(scorer: Scorer, header: Sequence[str], rows: Sequence[Mapping[str
         else:
             valid.append(i)
             inputs.append(clean)
-    decisions = scorer.score_records(inputs)
+    decisions = decide(scorer, inputs, log, f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
     for i, result in zip(valid, decisions, strict=True):
         out[i].update({c: result[c] for c in RESULT_COLUMNS if c in result},
                       reasons="; ".join(r["text"] for r in result["reasons"]),
                       warnings="; ".join(f"{w['field']} {w['message']}"
                                          for w in result["warnings"]))
-    return out, inputs, decisions
+    return out
 
 
 def write_csv(fh: IO[str], columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:

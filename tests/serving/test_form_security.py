@@ -158,15 +158,13 @@ def test_warnings_are_part_of_the_documented_response(client, application):
     assert set(warning["required"]) == {"field", "value", "used", "message"}
 
 
-def test_result_page_shows_warnings(app, client, application, csrf, monkeypatch):
-    scorer = app.extensions["credit_risk"]["store"].scorer
-    score = scorer.score_records
-    monkeypatch.setattr(scorer, "score_records",
-                        lambda rows: [{**r, "warnings": [WARNING]} for r in score(rows)])
-    html = client.post("/", data=_form(application, csrf(client))).get_data(as_text=True)
-    assert 'id="warnings"' in html and "above the training range" in html
-    assert "entered 10,000,000,000, scored as 14,000,000" in html
-    monkeypatch.setattr(scorer, "score_records",
-                        lambda rows: [{**r, "warnings": []} for r in score(rows)])
+def test_result_page_shows_warnings(app, client, application, csrf):
+    """A field beyond the training range and a missing one (income 0 means missing) are named
+    on the result page with what was scored instead; none when everything is as entered."""
+    sent = {**application, "bank_balance_at_application": 1e10, "income": 0}
+    html = client.post("/", data=_form(sent, csrf(client))).get_data(as_text=True)
+    assert 'id="warnings"' in html
+    assert "Bank balance" in html and "outside the training range" in html
+    assert "0 means missing in the training data: scored as the typical value" in html
     html = client.post("/", data=_form(application, csrf(client))).get_data(as_text=True)
     assert 'id="pd"' in html and 'id="warnings"' not in html

@@ -1,0 +1,26 @@
+"""A decision: score validated applications, record them, then count them; the one path the
+API, the web form and `credit-risk predict` take."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from credit_risk.registry.decisions import DecisionLog
+from credit_risk.scoring.scorer import Scorer
+
+Results = list[dict[str, Any]]
+
+
+def decide(scorer: Scorer, applications: Sequence[Mapping[str, Any]],
+           log: DecisionLog | None, request_id: str,
+           on_decided: Callable[[Results], None] | None = None) -> Results:
+    """The results of validated applications, each recorded in the decision log (whole, in
+    one write) before it is returned: when the log cannot be written, DecisionLogError and
+    no result (fail closed). `on_decided` (e.g. metrics) sees only recorded decisions."""
+    results = scorer.score_records(applications)
+    if log is not None and results:
+        log.write(request_id, [dict(a) for a in applications], results)
+    if on_decided is not None:
+        on_decided(results)
+    return results
