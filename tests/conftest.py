@@ -87,5 +87,6 @@ def republish(registry, version: str, edit=None) -> str:
     files = {n: registry.read_file(version, n) for n in manifest["files"]}
     if edit is not None:
         files = {n: edit(n, data) for n, data in files.items()}
-    meta = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files")}
+    written = ("version", "created_at", "files", "sizes", "signature")  # by the registry
+    meta = {k: v for k, v in manifest.items() if k not in written}
     return registry.publish(files, meta)
