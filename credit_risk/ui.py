@@ -114,9 +114,16 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
     Reason = Annotated[str, Form(min_length=1)]
     registry = Registry.from_settings(settings)
 
+    def aliases() -> tuple[str | None, str | None, str]:
+        """(champion, previous, a warning): a refused alias record shows as a warning."""
+        try:
+            return registry.alias_version("champion"), registry.alias_version("previous"), ""
+        except RegistryError as exc:
+            return None, None, f"<p class='rejected'>Alias record refused: {_e(exc)}</p>"
+
     @app.get("/", response_class=HTMLResponse)
     def models() -> HTMLResponse:
-        champion, previous = registry.alias_version("champion"), registry.alias_version("previous")
+        champion, previous, refused = aliases()
         rows = []
         for v in reversed(registry.versions()):
             m = registry.manifest(v)
@@ -129,8 +136,9 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
         history = "".join(f"<li>{_e(h['set_at'])}: {_e(h['alias'])} &rarr; {_e(h['version'])} "
                           f"by {_e(h['by'])}: {_e(h['reason'])}</li>"
                           for h in reversed(registry.history()[-20:]))
-        body = ("<p><a href='runs'>Training runs</a> &middot; <a href='monitoring'>Drift reports"
-                "</a></p><table><tr><th>version</th><th>dataset</th><th>model</th><th>ROC-AUC</th>"
+        body = (refused + "<p><a href='runs'>Training runs</a> &middot; <a href='monitoring'>"
+                "Drift reports</a></p><table><tr><th>version</th><th>dataset</th><th>model</th>"
+                "<th>ROC-AUC</th>"
                 "<th>ECE</th><th>status</th><th>alias</th></tr>" + "".join(rows) + "</table>"
                 + _rollback_form(previous) + f"<h3>Alias history</h3><ul>{history}</ul>")
         return _page("Credit-risk models", body)
@@ -141,7 +149,7 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
             m = registry.manifest(_version(version))
         except RegistryError as exc:
             raise HTTPException(404, str(exc)) from exc
-        promote = "" if registry.alias_version("champion") == version else (
+        promote = "" if aliases()[0] == version else (
             f"<form method='post' action='{_e(version)}/promote'><input name='reason' required "
             "placeholder='reason'> <button>Promote to champion</button></form>")
         body = (f"<p><a href='../'>All models</a> &middot; {promote}</p>"

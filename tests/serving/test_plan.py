@@ -159,6 +159,7 @@ def _plant_pickle(registry: Registry, version: str, marker: Path) -> None:
     (folder / "model.joblib").write_bytes(data)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"]["model.joblib"] = hashlib.sha256(data).hexdigest()
+    manifest["sizes"]["model.joblib"] = len(data)
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
