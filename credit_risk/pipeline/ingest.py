@@ -1,9 +1,16 @@
-"""Ingest: read a dataset's source tables and write an immutable snapshot for a run."""
+"""Ingest: read a dataset's source tables and write an immutable snapshot for a run.
+
+A table is a file (CSV or Parquet: local, builtin: or an fsspec URL) or a SQL query against a
+SQLAlchemy URL, fetched in chunks through a server-side cursor (SQLAlchemy is imported only
+when a spec has a SQL source). Either way the snapshot is the same Parquet file with the same
+content fingerprint for the same data.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +19,7 @@ import pandas as pd
 
 from credit_risk.errors import CreditRiskError
 from credit_risk.pipeline.run_paths import SNAPSHOT_FILE
-from credit_risk.spec.dataset import SPECS_DIR, DatasetSpec, Table
+from credit_risk.spec.dataset import SPECS_DIR, DatasetSpec, SqlSource, Table
 
 BUILTIN_DATA = SPECS_DIR.parent / "data"
 
@@ -22,8 +29,11 @@ class IngestError(CreditRiskError, RuntimeError):
 
 
 def source_url(table: Table, spec: DatasetSpec, data_dir: Path) -> str:
-    """Where a table is read from: builtin:, an absolute path or URL, or data_dir/<spec>/."""
+    """Where a table is read from: builtin:, an absolute path or URL, or data_dir/<spec>/;
+    for a SQL source, its description without credentials (sql:$VAR or sql:<url>)."""
     src = table.source
+    if isinstance(src, SqlSource):
+        return src.describe()
     if src.startswith("builtin:"):
         return str(BUILTIN_DATA / src.removeprefix("builtin:"))
     if "://" in src or Path(src).is_absolute():
@@ -31,7 +41,13 @@ def source_url(table: Table, spec: DatasetSpec, data_dir: Path) -> str:
     return str(data_dir / spec.name / src)
 
 
-def read_table(table: Table, spec: DatasetSpec, data_dir: Path) -> pd.DataFrame:
+def read_table(table: Table, spec: DatasetSpec, data_dir: Path,
+               name: str | None = None) -> pd.DataFrame:
+    if isinstance(table.source, SqlSource):
+        name = name or _name_of(table, spec)
+        df = read_sql_table(table.source, name)
+        check_columns(spec, name, df)
+        return df
     url = source_url(table, spec, data_dir)
     try:
         with fsspec.open(url, "rb") as fh:
@@ -44,10 +60,101 @@ def read_table(table: Table, spec: DatasetSpec, data_dir: Path) -> pd.DataFrame:
         raise IngestError(f"cannot read {url}: {exc}") from exc
 
 
+def _name_of(table: Table, spec: DatasetSpec) -> str:
+    return next((n for n, t in spec.tables.items() if t is table), "?")
+
+
+def sql_url(source: SqlSource, table: str) -> str:
+    """The SQLAlchemy URL of a SQL source (from its environment variable when it names one)."""
+    if source.url_env is None:
+        assert source.url is not None  # the spec validates exactly one of url / url_env
+        return source.url
+    url = os.environ.get(source.url_env, "").strip()
+    if not url:
+        raise IngestError(f"table {table}: the environment variable {source.url_env} "
+                          "(the SQL source's url_env) is not set")
+    return url
+
+
+def read_sql_table(source: SqlSource, table: str) -> pd.DataFrame:
+    """The rows of a SQL source, fetched `chunksize` at a time; errors name the table and
+    the database without its password."""
+    try:
+        import sqlalchemy as sa
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+    except ImportError as exc:
+        raise IngestError(f"table {table}: a SQL source needs SQLAlchemy (and a driver such "
+                          "as psycopg): install the `postgres` extra") from exc
+    raw = sql_url(source, table)
+    try:
+        url = sa.make_url(raw)
+    except ArgumentError:  # its message quotes the URL, password and all
+        raise IngestError(f"table {table}: {source.describe()} is not a SQLAlchemy URL "
+                          "(dialect+driver://user:password@host:port/database)") from None
+    where = url.render_as_string(hide_password=True)
+    try:
+        engine = sa.create_engine(url)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise IngestError(f"table {table}: cannot use the database {where}: "
+                          f"{_scrub(exc, url.password)}") from None
+    try:
+        with engine.connect() as conn:
+            conn = conn.execution_options(stream_results=True, max_row_buffer=source.chunksize)
+            chunks = list(pd.read_sql(sa.text(source.sql), conn, chunksize=source.chunksize))
+    except SQLAlchemyError as exc:
+        raise IngestError(f"table {table}: the query failed on {where}: "
+                          f"{_scrub(exc, url.password)}") from None
+    finally:
+        engine.dispose()
+    if not chunks:
+        raise IngestError(f"table {table}: the query returned no result set")
+    return _combine(chunks)
+
+
+def _scrub(exc: BaseException, password: str | None) -> str:
+    """The first line of a database error (the driver's own words), never the password."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    message = text[0] if text else type(exc).__name__
+    return message.replace(password, "***") if password else message
+
+
+def _combine(chunks: list[pd.DataFrame]) -> pd.DataFrame:
+    """One frame of the chunks, typed as if read at once: a column typed differently in some
+    chunk (e.g. all NULL there) is inferred over all of its values, as a CSV reader would."""
+    if len(chunks) == 1:
+        return chunks[0]
+    mixed = [c for c in chunks[0].columns if len({str(ch[c].dtype) for ch in chunks}) > 1]
+    if mixed:
+        chunks = [ch.astype(dict.fromkeys(mixed, object)) for ch in chunks]
+    df = pd.concat(chunks, ignore_index=True)
+    return df.infer_objects() if mixed else df
+
+
+def expected_columns(spec: DatasetSpec, name: str) -> list[str]:
+    """The columns the spec reads from a table: its key, join keys and the columns placed
+    in it (`table: <name>`)."""
+    table = spec.tables[name]
+    keys = [j.key for j in spec.joins if name in (j.table, spec.base)]
+    placed = [c for c, col in spec.columns.items() if col.table == name]
+    return list(dict.fromkeys([*([table.key] if table.key else []), *keys, *placed]))
+
+
+def check_columns(spec: DatasetSpec, name: str, df: pd.DataFrame) -> None:
+    """IngestError naming the table and every column of the spec its rows lack."""
+    missing = [c for c in expected_columns(spec, name) if c not in df.columns]
+    if missing:
+        raise IngestError(f"table {name}: the query returns no column {', '.join(missing)} "
+                          f"(it returns {', '.join(map(str, df.columns)) or 'no columns'})")
+
+
 def missing_sources(spec: DatasetSpec, data_dir: Path) -> list[str]:
-    """The source tables of a spec that do not exist (an unreachable store is not "missing")."""
+    """The source files of a spec that do not exist (an unreachable store is not "missing";
+    SQL sources are checked when read)."""
     missing = []
     for table in spec.tables.values():
+        if isinstance(table.source, SqlSource):
+            continue
         url = source_url(table, spec, data_dir)
         try:
             fs, path = fsspec.core.url_to_fs(url)
@@ -89,7 +196,7 @@ def ingest(spec: DatasetSpec, data_dir: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     tables: dict[str, Any] = {}
     for name, table in spec.tables.items():
-        df = read_table(table, spec, data_dir)
+        df = read_table(table, spec, data_dir, name)
         path = out_dir / f"{name}.parquet"
         df.to_parquet(path, index=False)
         tables[name] = {

@@ -204,7 +204,7 @@ def ensure(spec: DatasetSpec, data_dir: Path, n_customers: int, seed: int) -> Pa
     it, so a missing source file is an error, not a silently regenerated dataset.
     """
     out = data_dir / spec.name
-    sources = [out / t.source for t in spec.tables.values()]
+    sources = [out / t.source for t in spec.tables.values() if isinstance(t.source, str)]
     if not all(p.exists() for p in sources):
         write(generate(n_customers, seed), out)
     return out

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from credit_risk.errors import CreditRiskError
 from credit_risk.spec.expressions import parse_expression
@@ -32,12 +40,58 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SqlSource(Strict):
+    """A table read with a SQL query from a database named by a SQLAlchemy URL.
+
+    `url_env` names the environment variable holding the URL (credentials stay out of the spec
+    file and out of the manifests it is copied into); `url` is for URLs without a password.
+    """
+
+    sql: str = Field(min_length=1)
+    url: str | None = None  # e.g. postgresql+psycopg://reader@db.internal:5432/lending
+    url_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    chunksize: int = Field(50_000, ge=1)  # rows fetched per round trip (a server-side cursor)
+
+    @model_validator(mode="after")
+    def _one_url(self) -> SqlSource:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("a SQL source needs exactly one of `url` and `url_env`")
+        if self.url is not None and _has_password(self.url):
+            raise ValueError("the `url` of a SQL source holds a password: put the URL in an "
+                             "environment variable and name it in `url_env`")
+        return self
+
+    def describe(self) -> str:
+        """Where the rows come from, without credentials (for manifests and messages)."""
+        return f"sql:${self.url_env}" if self.url_env else f"sql:{self.url}"
+
+
+def _has_password(url: str) -> bool:
+    """Whether a URL's authority has `user:password@` (no SQLAlchemy needed to tell)."""
+    _, sep, rest = url.partition("://")
+    netloc = rest.split("/", 1)[0].split("?", 1)[0]
+    return bool(sep) and "@" in netloc and ":" in netloc.rpartition("@")[0]
+
+
 class Table(Strict):
-    source: str  # path relative to the data dir, absolute path, or fsspec URL (s3://...)
+    # A file: a path relative to the data dir, an absolute path, an fsspec URL (s3://...) or
+    # builtin:<file>; or a SQL query: {sql: "SELECT ...", url_env: VAR} (see SqlSource).
+    source: Annotated[
+        Annotated[str, Tag("file")] | Annotated[SqlSource, Tag("sql")],
+        Discriminator(lambda v: "file" if isinstance(v, str) else "sql"),
+    ]
     format: Literal["csv", "parquet"] | None = None  # default: from the file extension
     key: str | None = None  # unique key of the table, if any
 
+    @model_validator(mode="after")
+    def _format_of_files(self) -> Table:
+        if isinstance(self.source, SqlSource) and self.format is not None:
+            raise ValueError("`format` is for file sources, not a SQL query")
+        return self
+
     def file_format(self) -> str:
+        if isinstance(self.source, SqlSource):
+            raise SpecError("a SQL source has no file format")
         if self.format:
             return self.format
         suffix = Path(self.source).suffix.lower()
@@ -206,4 +260,16 @@ def load_spec(name_or_path: str | Path) -> DatasetSpec:
     try:
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(f"{path}: invalid dataset spec:\n{exc}") from exc
+        raise SpecError(f"{path}: invalid dataset spec:\n{describe_errors(exc)}") from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per error, quoting the value given, except under `tables` and for the whole
+    spec (a SQL source's URL may hold a password)."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in err["loc"])
+        quoted = bool(err["loc"]) and err["loc"][0] != "tables" and "input" in err
+        lines.append(f"  {loc or '(spec)'}: {err['msg']}"
+                     + (f" (given: {err['input']!r:.200})" if quoted else ""))
+    return "\n".join(lines)

@@ -249,9 +249,10 @@ def read_tables(spec: DatasetSpec, data_dir: Path) -> dict[str, pd.DataFrame]:
     from credit_risk.pipeline.ingest import read_table, source_url
 
     first = next(iter(spec.tables.values()))
-    if not Path(source_url(first, spec, data_dir)).exists() and (data_dir / first.source).exists():
+    if (isinstance(first.source, str) and not Path(source_url(first, spec, data_dir)).exists()
+            and (data_dir / first.source).exists()):
         tables = {n: t.model_copy(update={"source": str((data_dir / t.source).resolve())})
-                  for n, t in spec.tables.items()}
+                  if isinstance(t.source, str) else t for n, t in spec.tables.items()}
         spec = spec.model_copy(update={"tables": tables})
     return {name: read_table(table, spec, data_dir) for name, table in spec.tables.items()}
 
