@@ -9,22 +9,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from credit_risk.config import Settings
 from credit_risk.registry.store import Registry, RegistryError
-
-
-def text_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """A plain-text table: a header, a rule, one line per row."""
-    def fmt(v: Any) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else "" if v is None else str(v)
-
-    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
-    body = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
+from credit_risk.tables import text_table
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:

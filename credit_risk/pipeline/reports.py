@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from credit_risk.pipeline.evaluate import pd_bins
+from credit_risk.tables import text_table
 
 
 def reliability_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
@@ -41,18 +42,6 @@ def reliability_png(y: np.ndarray, curves: dict[str, np.ndarray], title: str) ->
 
 COMPARISON_COLUMNS = ["model", "cv_roc_auc", "roc_auc", "gini", "ks", "pr_auc", "brier", "ece",
                       "ece_uncalibrated", "threshold", "precision", "recall", "f1"]
-
-
-def text_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """A plain-text table (CLI output and task logs)."""
-    def fmt(v: Any) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else "" if v is None else str(v)
-
-    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
-    body = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
 
 
 def comparison_table(candidates: list[dict[str, Any]]) -> str:
