@@ -2,7 +2,7 @@
 -- a lower request rate; prints a JSON summary line (latency in microseconds).
 local body_file = os.getenv("BODY_FILE")
 local f = assert(io.open(body_file, "rb"))
-wrk.method = "POST"
+wrk.method = os.getenv("METHOD") or "POST"
 wrk.body = f:read("*all")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
