@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default=None, help="folder (default: DATA_DIR/<dataset>)")
     g.add_argument("--applications", default=None, metavar="CSV",
                    help="write one CSV of joined applications (no target), e.g. for predict")
+    g.add_argument("--outcomes", default=None, metavar="CSV",
+                   help="write the observed outcomes of the same loans (application_id, "
+                        "defaulted, observed_at), e.g. for performance monitoring")
     g.set_defaults(command="pipeline:cmd_generate")
 
     t = sub.add_parser("train", help="run the whole pipeline and print the comparison")

@@ -26,12 +26,18 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     seed = settings.data_seed if args.seed is None else args.seed
     tables = synthetic.generate(args.customers or settings.n_customers, seed, args.shift)
-    if args.applications:
-        from credit_risk.pipeline.ingest import assemble
+    if args.applications or args.outcomes:  # files for predict and monitoring, no tables
+        if args.applications:
+            from credit_risk.pipeline.ingest import assemble
 
-        apps = assemble(spec, tables).drop(columns=[spec.target.column])
-        apps.to_csv(args.applications, index=False)
-        print(f"applications: {len(apps)} rows -> {args.applications}")
+            apps = assemble(spec, tables).drop(columns=[spec.target.column])
+            apps.to_csv(args.applications, index=False)
+            print(f"applications: {len(apps)} rows -> {args.applications}")
+        if args.outcomes:
+            outcomes = synthetic.outcomes(tables, seed)
+            outcomes.to_csv(args.outcomes, index=False)
+            print(f"outcomes: {len(outcomes)} rows ({outcomes['defaulted'].mean():.1%} "
+                  f"defaulted) -> {args.outcomes}")
         return 0
     out = Path(args.out) if args.out else settings.data_dir / spec.name
     for name, path in synthetic.write(tables, out).items():

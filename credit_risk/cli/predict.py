@@ -6,7 +6,9 @@ the result columns are appended: `probability_of_default`, `risk`, `credit_score
 `reasons`, `warnings`, `model_version`, and `error` (which field is bad and why) for a row
 that fails validation, which gets no PD. The scored rows are appended to the decision log in
 one write before any output is written: when they cannot be logged, nothing is written and the
-command fails.
+command fails. The application id (the column named by the dataset's base table key, e.g.
+`loan_id`), when the input has it, is recorded with each decision as `inputs.application_id`,
+so that observed outcomes can be joined to decisions later; it is not a model input.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ def score_rows(scorer: Scorer, header: Sequence[str], rows: Sequence[Mapping[str
     out: list[dict[str, Any]] = [dict(row) for row in rows]
     valid: list[int] = []
     inputs: list[dict[str, Any]] = []
+    id_column = application_id_column(scorer, header)
     for i, row in enumerate(rows):
         record = {f["name"]: parse_cell(f, row.get(f["name"])) for f in scorer.fields}
         clean, errors = validate_application(scorer.fields, record, scorer.rules)
@@ -131,6 +134,8 @@ def score_rows(scorer: Scorer, header: Sequence[str], rows: Sequence[Mapping[str
             out[i]["error"] = "; ".join(f"{k} {v}" for k, v in errors.items())
         else:
             valid.append(i)
+            if id_column is not None and row.get(id_column):
+                clean = {**clean, "application_id": row[id_column]}  # recorded, not scored
             inputs.append(clean)
     decisions = decide(scorer, inputs, log, f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
     for i, result in zip(valid, decisions, strict=True):
@@ -139,6 +144,14 @@ def score_rows(scorer: Scorer, header: Sequence[str], rows: Sequence[Mapping[str
                       warnings="; ".join(f"{w['field']} {w['message']}"
                                          for w in result["warnings"]))
     return out
+
+
+def application_id_column(scorer: Scorer, header: Sequence[str]) -> str | None:
+    """The input column with the application id: the dataset's base table key, if present."""
+    spec = scorer.manifest.get("spec") or {}
+    key = (spec.get("tables") or {}).get(spec.get("base"), {}).get("key")
+    names = {f["name"] for f in scorer.fields}
+    return key if key in header and key not in names else None
 
 
 def write_csv(fh: IO[str], columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:

@@ -23,16 +23,31 @@ generating process, in order:
 4. Default: logit = b0 + 12 util + 20 delinquency_ratio + 1.2 min(loan_to_income, 6)
    + 0.09 avg_dpd_per_delinquency + purpose effect (Education +1.2, Personal +0.8,
    Home -0.6) + residence effect (Rented +0.9, Owned -0.4) + N(0, 0.6) noise, with
-   util in 0-1 and b0 = -14.88, which gives an 8.6% default rate (a shifted
-   batch keeps b0, so its default rate rises). The noise
+   util in 0-1 and b0 = -14.88, which gives an 8.6% default rate. The noise
    keeps the best achievable ROC-AUC near 0.98, well below 1.
 
 ``shift=True`` produces a drifted batch: utilisation is pushed up, the purpose mix
-moves towards Personal and Education, and incomes fall by about 15%.
+moves towards Personal and Education, and incomes fall by about 15% (feature drift);
+and its default mechanism changes too (concept drift, `SHIFTED`): an income shock hits
+the self-employed (+1.0), utilisation and delinquency weigh less (6 and 12 instead of
+12 and 20), more of the risk is unobserved (noise sd 1.5 instead of 0.6) and the intercept
+is b0 + 4.5. The shifted population then defaults at about 19% where the reference
+process's own PDs average about 14%, and those PDs rank it with a ROC-AUC near 0.87
+instead of 0.97: a model trained on unshifted data is worse calibrated and less
+discriminating on it. The unshifted tables are the same, draw for draw, as before.
+
+5. Outcomes (`outcomes()`, `credit-risk generate-data --outcomes FILE.csv`): one row per
+   loan, `application_id` (the loan_id, the id column of the applications CSV),
+   `defaulted` (the `default` drawn above: the truth, never a model's guess) and
+   `observed_at`: for a default, the disbursal date plus U(1, months_on_book) months (the
+   month it went bad); for a good loan, the disbursal date plus `months_on_book` (12)
+   months, when it is known to have survived the performance window. Drawn from their own
+   generator (seed, 1), so the tables do not change when outcomes are written.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,7 +74,24 @@ CITIES = [
 PURPOSES = ["Home", "Personal", "Auto", "Education"]
 PURPOSE_LOGIT = {"Home": -0.6, "Personal": 0.8, "Auto": 0.0, "Education": 1.2}
 RESIDENCE_LOGIT = {"Owned": -0.4, "Mortgage": 0.0, "Rented": 0.9}
+SHIFT_INTERCEPT = 4.5  # the shifted process's intercept on top of INTERCEPT
 INTERCEPT = -14.88  # gives an 8.6% default rate on the reference process
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """The default process's coefficients that the shifted batch changes."""
+
+    intercept: float
+    util: float  # per unit of utilisation (0-1)
+    delinquency: float  # per unit of delinquency ratio
+    self_employed: float
+    noise: float  # sd of the unobserved part of the logit
+
+
+REFERENCE = Mechanism(INTERCEPT, util=12.0, delinquency=20.0, self_employed=0.0, noise=0.6)
+SHIFTED = Mechanism(INTERCEPT + SHIFT_INTERCEPT, util=6.0, delinquency=12.0, self_employed=1.0,
+                    noise=1.5)
 
 
 def generate(
@@ -165,20 +197,37 @@ def generate(
     avg_dpd = np.where(delinquent > 0, total_dpd / np.maximum(delinquent, 1), 0.0)
     true_income = np.where(income > 0, income, np.median(income))
     loan_to_income = loan_amount / true_income
+    m = SHIFTED if shift else REFERENCE
     logit = (
-        12.0 * util / 100
-        + 20.0 * delinquency_ratio
+        m.intercept
+        + m.util * util / 100
+        + m.delinquency * delinquency_ratio
         + 1.2 * np.minimum(loan_to_income, 6)
         + 0.09 * avg_dpd
         + np.array([PURPOSE_LOGIT[p] for p in purpose])
         + np.array([RESIDENCE_LOGIT.get(r, 0.0) if r else 0.0 for r in residence])
-        + rng.normal(0, 0.6, n)
+        + m.self_employed * ~salaried
+        + rng.normal(0, m.noise, n)
     )
-    loans["default"] = rng.random(n) < 1 / (1 + np.exp(-(INTERCEPT + logit)))
+    loans["default"] = rng.random(n) < 1 / (1 + np.exp(-logit))
 
     typo = rng.random(n) < 0.0003
     loans.loc[typo & (loans["loan_purpose"] == "Personal"), "loan_purpose"] = "Personaal"
     return {"customers": customers, "loans": loans, "bureau": bureau}
+
+
+def outcomes(tables: dict[str, pd.DataFrame], seed: int = 42,
+             months_on_book: int = 12) -> pd.DataFrame:
+    """The observed outcome of each loan: application_id, defaulted, observed_at (a date)."""
+    loans = tables["loans"]
+    rng = np.random.default_rng([seed, 1])
+    disbursed = pd.to_datetime(loans["disbursal_date"])
+    defaulted = loans["default"].astype(bool).to_numpy()
+    months = np.where(defaulted, rng.integers(1, months_on_book + 1, len(loans)),
+                      months_on_book)
+    observed = [d + pd.DateOffset(months=int(k)) for d, k in zip(disbursed, months, strict=True)]
+    return pd.DataFrame({"application_id": loans["loan_id"].to_numpy(), "defaulted": defaulted,
+                         "observed_at": pd.DatetimeIndex(observed).date})
 
 
 def write(tables: dict[str, pd.DataFrame], out_dir: Path, fmt: str = "csv") -> dict[str, Path]:
