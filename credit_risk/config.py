@@ -78,6 +78,19 @@ class Settings(BaseSettings):
     drift_psi_threshold: float = Field(0.25, gt=0)
     drift_window_days: float = Field(7.0, gt=0)
     drift_min_rows: int = Field(200, ge=1)
+    # Performance on matured loans (credit_risk.pipeline.performance): a decision counts once
+    # it is this many months old, its outcome a default within that window. A model version or
+    # monthly vintage with at least min_loans matured loans and min_defaults defaults alerts
+    # when its ROC-AUC is more than max_roc_auc_drop (KS: max_ks_drop) below the training
+    # figures, or when mean PD and observed default rate differ by more than
+    # max_calibration_gap and by more than calibration_z binomial standard errors.
+    performance_months_on_book: int = Field(12, ge=1, le=120)
+    performance_min_loans: int = Field(500, ge=1)
+    performance_min_defaults: int = Field(30, ge=1)
+    performance_max_roc_auc_drop: float = Field(0.05, gt=0, le=1)
+    performance_max_ks_drop: float = Field(0.10, gt=0, le=1)
+    performance_max_calibration_gap: float = Field(0.02, gt=0, le=1)
+    performance_calibration_z: float = Field(3.0, ge=0)
 
     # Serving.
     reload_interval_s: float = Field(10.0, ge=0)
