@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS := serving,pipeline,postgres,celery,dev
+EXTRAS := serving,pipeline,postgres,celery,s3,dev
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export SCARF_ANALYTICS := false

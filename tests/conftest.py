@@ -45,6 +45,55 @@ def generate_data(settings: Settings) -> Settings:
     return settings
 
 
+S3_BUCKET = "credit-risk-test"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A local S3-compatible server (moto in server mode on a free loopback port) with one
+    bucket: yields (endpoint URL, bucket). The endpoint and dummy credentials are set in the
+    environment (AWS_ENDPOINT_URL_S3 etc.), as a deployment against MinIO would set them, so
+    s3fs, pandas and subprocesses started by the test (Airflow workers, gunicorn) all use it."""
+    import logging
+
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {"AWS_ENDPOINT_URL_S3": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in [*env, "AWS_SESSION_TOKEN", "AWS_PROFILE"]}
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.update(env)
+    s3fs.S3FileSystem.clear_instance_cache()  # none made before the endpoint was set
+    try:
+        s3fs.S3FileSystem().mkdir(S3_BUCKET)
+        yield endpoint, S3_BUCKET
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def s3_url(s3_server, request):
+    """A fresh prefix in the test bucket for one test: ``s3://<bucket>/<test>-<random>``."""
+    import uuid
+
+    _, bucket = s3_server
+    name = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60]
+    return f"s3://{bucket}/{name}-{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture(scope="session")
 def spec():
     return load_spec("lauki_synthetic")
