@@ -96,8 +96,22 @@ class Settings(BaseSettings):
     reload_interval_s: float = Field(10.0, ge=0)
     max_batch_rows: int = Field(10_000, ge=1)
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    # The decision log (JSON lines); empty or "none" in the environment: do not log.
-    decision_log: Path | None = Path("var/decisions/decisions.jsonl")
+    # The decision log: a file path (JSON lines, the embedded default) or a PostgreSQL URL
+    # (postgresql+psycopg://user@host/db, needs the postgres extra); empty or "none" in the
+    # environment: do not log. See README "Security" (the decision log fails closed).
+    decision_log: Path | str | None = Path("var/decisions/decisions.jsonl")
+    # PostgreSQL only: serving runs `credit-risk decisions migrate` itself at start (off: the
+    # schema is migrated once per release by a role that may change it, not by every worker).
+    decision_log_migrate_on_start: bool = False
+    # PostgreSQL only: the group-commit writer of each process. At most `queue_rows` decisions
+    # wait (a request beyond that is refused at once, 503), at most `batch_rows` go into one
+    # transaction, and a request waits at most `commit_timeout_s` for its commit (then 503).
+    decision_log_queue_rows: int = Field(20_000, ge=1)
+    decision_log_batch_rows: int = Field(2_000, ge=1)
+    decision_log_commit_timeout_s: float = Field(2.0, gt=0, le=60)
+    # Retention: decisions older than this many days are deleted by the monitoring DAG's
+    # `prune_decisions` task and `credit-risk decisions prune`; empty/none: keep everything.
+    decision_retention_days: float | None = Field(None, gt=0)
     n_reasons: int = Field(3, ge=0, le=10)
     # API keys (comma-separated in CREDIT_RISK_API_KEYS); none: the API is open.
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
@@ -145,9 +159,33 @@ class Settings(BaseSettings):
     def _no_log(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().lower() in ("", "none"):
             return None
+        if isinstance(value, str) and "://" in value:
+            scheme = value.split("://", 1)[0].lower()
+            if scheme in ("postgresql", "postgres"):  # the driver this project ships
+                return "postgresql+psycopg://" + value.split("://", 1)[1]
+            if scheme != "postgresql+psycopg":
+                raise ValueError(f"decision log URL scheme {scheme!r}: a file path or "
+                                 "postgresql+psycopg://... is supported")
+            return value
         if value is not None and Path(str(value)).is_dir():
             raise ValueError(f"{value} is a folder: the decision log is a file")
+        return None if value is None else Path(str(value))
+
+    @field_validator("decision_retention_days", mode="before")
+    @classmethod
+    def _keep(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "keep"):
+            return None
         return value
+
+    @model_validator(mode="after")
+    def _retention_covers_drift_window(self) -> Settings:
+        days = self.decision_retention_days
+        if days is not None and days < self.drift_window_days:
+            raise ValueError(f"decision_retention_days ({days}) is shorter than "
+                             f"drift_window_days ({self.drift_window_days}): monitoring "
+                             "would lose the traffic it compares")
+        return self
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of one pipeline run (its id made safe as a folder name)."""

@@ -1,7 +1,9 @@
 """Daily drift check: recent scored traffic vs the champion's training data (PSI + Evidently).
 
 When any application field drifts past the PSI threshold, the `credit_risk_drift` Asset is
-emitted, which triggers the training DAG.
+emitted, which triggers the training DAG. `prune_decisions` enforces the decision log's
+retention (CREDIT_RISK_DECISION_RETENTION_DAYS; none set: keeps everything), after the drift
+report has read the window.
 """
 
 from __future__ import annotations
@@ -47,8 +49,16 @@ def credit_risk_monitoring():
         """Reaching this task emits the drift Asset event (the training DAG listens)."""
         return result
 
+    @task(trigger_rule="all_done")  # retention holds even on a day the drift check fails
+    @fails_fast
+    def prune_decisions() -> dict:
+        from credit_risk.registry.decisions import prune_decisions
+
+        return prune_decisions(settings())
+
     result = drift_report()
     drifted(result) >> emit_drift(result)
+    result >> prune_decisions()
 
 
 credit_risk_monitoring()

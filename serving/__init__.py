@@ -8,7 +8,7 @@ import os
 from flask import Flask, jsonify
 
 from credit_risk.config import Settings
-from credit_risk.registry.decisions import DecisionLog, DecisionLogError
+from credit_risk.registry.decisions import DecisionLog, DecisionLogError, open_decision_log
 from credit_risk.registry.store import Registry
 from credit_risk.scoring.champion import ModelStore, StoreEvents
 from credit_risk.scoring.scorer import Scorer
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, watch: bool | None = None) -> F
         "store": store,
         "keys": keys,
         "throttle": throttle,
-        "decisions": DecisionLog(settings.decision_log) if settings.decision_log else None,
+        "decisions": _decision_log(settings),
         "openapi": {},
         "plain": {},
     }
@@ -66,3 +66,16 @@ def create_app(settings: Settings | None = None, watch: bool | None = None) -> F
     if not app.debug and not os.environ.get("PYTEST_CURRENT_TEST"):
         logging.basicConfig(level=logging.INFO)
     return app
+
+
+def _decision_log(settings: Settings) -> DecisionLog | None:
+    """The configured backend (the database code is imported only for a database URL). With
+    CREDIT_RISK_DECISION_LOG_MIGRATE_ON_START the schema is migrated first; a failure there
+    is logged and shows in /ready (not ready), it does not stop the worker."""
+    decisions = open_decision_log(settings)
+    if decisions is not None and settings.decision_log_migrate_on_start:
+        try:
+            decisions.migrate()
+        except DecisionLogError as exc:
+            logging.getLogger(__name__).error("decision log: %s", exc)
+    return decisions

@@ -1,9 +1,10 @@
 """The `credit-risk` console script: the same functions the DAGs call.
 
 `main` parses the arguments, then imports only the module of the command it runs:
-`predict` (`credit_risk.cli.predict`) and `models` / `keys` (`credit_risk.cli.registry`) need
-only the serving slice (config, errors, spec, scoring, registry) and so work in an install of
-the serving extra; `train`, `generate-data`, `validate` and `drift`
+`predict` (`credit_risk.cli.predict`), `models` / `keys` (`credit_risk.cli.registry`) and
+`decisions` (`credit_risk.cli.decisions`) need only the serving slice (config, errors, spec,
+scoring, registry) and so work in an install of the serving extra (`decisions` on PostgreSQL
+also needs the postgres extra); `train`, `generate-data`, `validate` and `drift`
 (`credit_risk.cli.pipeline`) need the pipeline extra. The import-linter contracts in
 pyproject.toml keep it so.
 
@@ -89,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("-o", "--output", default="-")
     pr.add_argument("--version", default=None, help="default: the champion")
     pr.set_defaults(command="predict:cmd_predict")
+
+    dl = sub.add_parser("decisions", help="the decision log: migrate, prune, status")
+    dsub = dl.add_subparsers(dest="decisions_cmd", required=True)
+    dsub.add_parser("migrate", help="create or upgrade the database schema (PostgreSQL)")
+    prune = dsub.add_parser("prune", help="delete decisions older than the retention")
+    prune.add_argument("--days", type=float, default=None,
+                       help="default: CREDIT_RISK_DECISION_RETENTION_DAYS")
+    dsub.add_parser("status", help="where decisions go, whether they can be written, how many")
+    dl.set_defaults(command="decisions:cmd_decisions")
 
     v = sub.add_parser("validate", help="run the data validation gate on a dataset")
     v.add_argument("--spec", default=None, help="built-in spec name or YAML path")

@@ -19,7 +19,7 @@ import pandas as pd
 
 from credit_risk.config import Settings
 from credit_risk.pipeline.run_paths import monitoring_dir
-from credit_risk.registry.decisions import DecisionLog
+from credit_risk.registry.decisions import CHUNK_ROWS, DecisionLog, open_decision_log
 from credit_risk.registry.store import Registry, RegistryError
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,24 @@ def reference_sample(X_train: pd.DataFrame, fields: list[dict[str, Any]], n: int
     return buf.getvalue()
 
 
-def recent_traffic(log_path: Path, since: datetime, dataset_versions: set[str]) -> pd.DataFrame:
-    """Inputs of the decisions logged since `since` by versions of the champion's dataset."""
-    rows = [d["inputs"] for d in DecisionLog(log_path).read(since)
-            if d.get("model_version") in dataset_versions]
-    return pd.DataFrame(rows)
+def recent_traffic(decision_log: DecisionLog | Path | str, since: datetime,
+                   dataset_versions: set[str], until: datetime | None = None,
+                   columns: list[str] | None = None,
+                   chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
+    """Inputs of the decisions logged in [since, until) by versions of the champion's
+    dataset: a windowed read in chunks of `chunk_rows` (file or database alike), each chunk
+    cut to `columns` (if given) before the next is read, so memory holds the window's
+    application fields, never the whole log."""
+    dlog = decision_log if isinstance(decision_log, DecisionLog) else DecisionLog(decision_log)
+    frames = [pd.DataFrame([d["inputs"] for d in chunk], columns=columns)
+              for chunk in dlog.iter_chunks(since, until, model_versions=dataset_versions,
+                                            chunk_rows=chunk_rows)]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    if len(frames) == 1:
+        return frames[0]
+    # A chunk whose column is all missing is of object type: infer again over the window.
+    return pd.concat([f.astype(object) for f in frames], ignore_index=True).infer_objects()
 
 
 def drift_table(reference: pd.DataFrame, current: pd.DataFrame,
@@ -113,17 +126,23 @@ def drift_step(settings: Settings, run_id: str) -> str:
         return _write(out, result)
     same_dataset = {v for v in registry.versions()
                     if registry.manifest(v).get("dataset") == manifest["dataset"]}
-    since = datetime.now(UTC) - timedelta(days=settings.drift_window_days)
-    current = recent_traffic(settings.decision_log, since, same_dataset) \
-        if settings.decision_log else pd.DataFrame()
+    until = datetime.now(UTC)
+    since = until - timedelta(days=settings.drift_window_days)
+    fields = manifest["inputs"]
+    names = [f["name"] for f in fields]
+    dlog = open_decision_log(settings)
+    try:
+        current = recent_traffic(dlog, since, same_dataset, until, columns=names) \
+            if dlog is not None else pd.DataFrame(columns=names)
+    finally:
+        if dlog is not None:
+            dlog.close()
     result.update(champion=champion, dataset=manifest["dataset"], reference_rows=len(reference),
                   current_rows=len(current), window_days=settings.drift_window_days)
     if len(current) < settings.drift_min_rows:
         result["status"] = (f"too little traffic: {len(current)} decisions in "
                             f"{settings.drift_window_days} days (< {settings.drift_min_rows})")
         return _write(out, result)
-    fields = manifest["inputs"]
-    names = [f["name"] for f in fields]
     current = current.reindex(columns=names)
     table = drift_table(reference, current, fields)
     evidently = evidently_report(reference[names], current, out / "drift_report.html")

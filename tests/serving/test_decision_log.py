@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from credit_risk.registry.decisions import DecisionLog, DecisionLogError
+from credit_risk.registry.decisions import DecisionLog, DecisionLogError, JsonlDecisionLog
 from serving import create_app
 from tests.serving.servers import metric
 
@@ -82,13 +82,13 @@ def test_a_short_write_on_a_full_disk_leaves_no_partial_batch(small_disk):
 
 
 def test_a_failure_after_some_bytes_is_cut_back(tmp_path):
-    class Failing(DecisionLog):
+    class Failing(JsonlDecisionLog):  # the file backend, its writes made to fail
         budget = 700  # bytes the "disk" takes before it is full
 
         def _write(self, fd, data):
             if self.budget <= 0:
                 raise OSError(errno.ENOSPC, "No space left on device")
-            n = DecisionLog._write(fd, data[:self.budget])
+            n = JsonlDecisionLog._write(fd, data[:self.budget])
             self.budget -= n
             return n
 
