@@ -21,6 +21,28 @@ record (a forged one, one of a host whose clock is wrong) is ignored and logged:
 the chain's, never a clock's. With trusted keys, `alias()` refuses a state that is not signed
 by one, or whose sequence number is lower than one this object has already seen.
 
+On an object store (``s3://``; s3fs, the `s3` extra) the same layout is used, with what S3
+offers instead of renames and locks:
+
+- Publishing writes the version's files straight to ``models/<version>/`` and the manifest
+  last, created with ``If-None-Match: *`` (it never replaces one): a PUT is atomic, readers
+  list only versions with a manifest, so a partial version is never seen. A publish that dies
+  leaves files without a manifest: invisible, and never a version.
+- Alias changes cannot take a lock, so two writers must not both build on the same state
+  (the second would silently undo the first: a lost update). Each change record is created
+  under a name derived from its place in the chain only, ``history/<seq>.json``, with
+  ``If-None-Match: *``: of two writers racing for the same next sequence number exactly one
+  succeeds; the other re-reads the state (completing the winner's change if its state.json
+  write is still on its way) and tries again on top of it, so both changes land in order and
+  the chain stays linear. state.json is then replaced with ``If-Match: <ETag of the state it
+  was read as>`` (``If-None-Match: *`` when there is none yet), so a delayed write of an older
+  state can never replace a newer one. Why conditional writes rather than a lock object:
+  S3 has no lock that expires safely when its holder dies, while a conditional PUT is one
+  atomic request that needs no cleanup; AWS S3 and MinIO support both conditions, and so
+  does moto, which the tests run against. On other object stores (no ETag preconditions)
+  the record is created with fsspec's ``mode="create"`` and state.json is last-writer-wins.
+- Listings are never cached (a registry is shared with other processes).
+
 Reading is bounded: a version's file is opened only if it is a regular file (a local symlink
 is not followed, a FIFO or device is refused) of the size its manifest records, and hashed in
 chunks. Registries of older releases (state.json without a sequence number, or
@@ -37,10 +59,11 @@ import hashlib
 import json
 import logging
 import os
+import random
 import stat
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +89,7 @@ MANIFEST = "manifest.json"
 MODEL_FILE = "model.joblib"
 STATE_FILE = "state.json"
 LEGACY_ALIASES = ("champion", "previous")
+ALIAS_ATTEMPTS = 50  # an alias change on an object store, against concurrent writers
 STALE_AFTER_S = 3600.0  # leftovers of a writer that died; a live writer's are younger
 MAX_FILE_BYTES = 1 << 30  # a version file whose manifest records no size (older releases)
 MAX_MANIFEST_BYTES = 8 << 20  # a manifest (about 30 kB in practice)
@@ -89,6 +113,23 @@ class SignatureError(RegistryError):
 
 class AliasStateError(RegistryError):
     """The alias record cannot be used: unreadable, or older than one already seen."""
+
+
+class _Conflict(Exception):
+    """A conditional write lost: the object exists already, or changed since it was read."""
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """Whether an object store refused a write for a failed precondition (HTTP 412, or 409
+    when two conditional writes of the same key overlap)."""
+    if isinstance(exc, FileExistsError):
+        return True
+    for cause in (exc, exc.__cause__, exc.__context__):
+        response = getattr(cause, "response", None)
+        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+        if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return True
+    return False
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -153,6 +194,28 @@ def _valid_change(entry: dict[str, Any]) -> bool:
             and isinstance(c.get("version"), str) for c in changes)
 
 
+_Plan = tuple[dict[str, str], dict[str, str], Any]  # alias targets, their reasons, a result
+
+
+def _promotion(current: dict[str, Any], version: str, reason: str) -> _Plan:
+    """The alias targets that make `version` the champion (the old one becomes previous)."""
+    old = (current.get("champion") or {}).get("version")
+    if old == version:
+        return {}, {}, version
+    targets: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    if old:
+        targets["previous"] = old
+        reasons["previous"] = f"replaced by {version}: {reason}"
+    targets["champion"], reasons["champion"] = version, reason
+    return targets, reasons, version
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = getattr(fs, "protocol", ())
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
 def _valid_old_change(entry: dict[str, Any]) -> bool:
     """A record of an older release: one alias change, or several with "changes"."""
     if "changes" in entry:
@@ -174,12 +237,15 @@ class Registry:
         self._seen_seq = 0  # the highest alias state sequence number this object accepted
         try:
             self.fs, self.root = fsspec.core.url_to_fs(self.url)
+            if not self._local:  # other processes write it too: no stale listings
+                self.fs, self.root = fsspec.core.url_to_fs(self.url, use_listings_cache=False)
         except ImportError as exc:  # e.g. s3:// without s3fs
             raise RegistryError(f"registry {self.url}: {exc}") from exc
         except ValueError as exc:
             raise RegistryError(f"registry {self.url}: not a usable URL: {exc}") from exc
-        if self._local:
-            self._open_local()
+        # S3 (and S3-compatible stores): If-None-Match / If-Match on PutObject.
+        self._s3 = not self._local and bool({"s3", "s3a"} & set(_protocols(self.fs)))
+        self._open()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
@@ -206,16 +272,17 @@ class Registry:
     def _path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
 
-    def _open_local(self) -> None:
+    def _open(self) -> None:
         """Finish a change a crash interrupted and clean old leftovers (local registries).
         Never raises for what it finds: a bad record is logged and skipped."""
-        if not self.fs.exists(self.root):
-            return
         try:
+            if not self.fs.exists(self.root):
+                return
             with self._alias_lock():
                 self._reconcile()
-            self._clean_leftovers()
-        except OSError as exc:  # e.g. a read-only mount: readers still work
+            if self._local:
+                self._clean_leftovers()
+        except OSError as exc:  # e.g. a read-only mount or bucket policy: readers still work
             log.debug("registry %s: not reconciled: %s", self.url, exc)
 
     def _clean_leftovers(self) -> None:
@@ -236,7 +303,7 @@ class Registry:
     @contextmanager
     def _alias_lock(self) -> Iterator[None]:
         """Serialise alias changes (promote, rollback) between processes on a local registry;
-        an object store has no locks, so changes there are last-writer-wins."""
+        an object store has no locks: conditional writes order changes there (_change)."""
         if not self._local:
             yield
             return
@@ -261,9 +328,27 @@ class Registry:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
             return
-        with self.fs.open(tmp, "wb") as fh:
-            fh.write(data)
-        self.fs.mv(tmp, path)
+        self._put(path, data)
+
+    def _put(self, path: str, data: bytes, create: bool = False,
+             etag: str | None = None) -> None:
+        """One PUT on an object store (atomic: readers see the old or the new object). `create`:
+        only if there is no such object yet; `etag`: only if the object is still the one with
+        that ETag. _Conflict when the condition does not hold."""
+        kwargs: dict[str, Any] = {}
+        if self._s3:
+            if create:
+                kwargs["IfNoneMatch"] = "*"
+            elif etag is not None:
+                kwargs["IfMatch"] = etag
+        elif create:
+            kwargs["mode"] = "create"
+        try:
+            self.fs.pipe_file(path, data, **kwargs)
+        except Exception as exc:
+            if _precondition_failed(exc):
+                raise _Conflict(f"{path}: {exc}") from exc
+            raise
 
     # -- bounded reading ---------------------------------------------------------------
     @contextmanager
@@ -317,9 +402,15 @@ class Registry:
         if actual > limit:
             raise ChecksumError(f"{label}: {actual} bytes, over the limit of {limit}: refused")
 
-    def _read_bounded(self, path: str, label: str, limit: int) -> bytes:
+    def _read_bounded(self, path: str, label: str, limit: int,
+                      meta: dict[str, Any] | None = None) -> bytes:
+        """The bytes of a bounded regular file; `meta["etag"]`, when `meta` is given, is the
+        object store's ETag of exactly what was read (s3fs pins its reads to it)."""
         parts, total = [], 0
         with self._open_regular(path, label, limit) as fh:
+            if meta is not None:
+                details = getattr(fh, "details", None)
+                meta["etag"] = details.get("ETag") if isinstance(details, dict) else None
             while chunk := fh.read(min(CHUNK_BYTES, limit + 1 - total)):
                 total += len(chunk)
                 if total > limit:
@@ -327,11 +418,12 @@ class Registry:
                 parts.append(chunk)
         return b"".join(parts)
 
-    def _read_json(self, path: str, limit: int = MAX_RECORD_BYTES) -> Any:
+    def _read_json(self, path: str, limit: int = MAX_RECORD_BYTES,
+                   meta: dict[str, Any] | None = None) -> Any:
         """JSON from a bounded regular file; FileNotFoundError when missing, RegistryError
         when it cannot be read or parsed."""
         label = path[len(self.root.rstrip("/")) + 1:] if path.startswith(self.root) else path
-        data = self._read_bounded(path, label, limit)
+        data = self._read_bounded(path, label, limit, meta)
         try:
             return json.loads(data)
         except (ValueError, RecursionError) as exc:
@@ -367,6 +459,17 @@ class Registry:
         if len(data) > MAX_MANIFEST_BYTES:
             raise RegistryError(f"the manifest of {version} has {len(data)} bytes, over the "
                                 f"limit of {MAX_MANIFEST_BYTES}")
+        target = self._path("models", version)
+        if not self._local:
+            # No rename on an object store: the files in place, then the manifest, created
+            # only if absent. Until it exists the version is not listed, nor readable.
+            for name, content in files.items():
+                self._put(f"{target}/{name}", content)
+            try:
+                self._put(f"{target}/{MANIFEST}", data, create=True)
+            except _Conflict as exc:
+                raise RegistryError(f"version {version} exists already") from exc
+            return version
         staging = self._path("models", f".staging-{uuid.uuid4().hex}")
         self.fs.makedirs(staging, exist_ok=True)
         for name, content in files.items():
@@ -374,15 +477,11 @@ class Registry:
                 fh.write(content)
         with self.fs.open(f"{staging}/{MANIFEST}", "wb") as fh:
             fh.write(data)
-        target = self._path("models", version)
-        if self._local:
-            try:  # one rename: the version appears whole; never into an existing folder
-                os.rename(staging, target)
-            except OSError as exc:
-                self.fs.rm(staging, recursive=True)
-                raise RegistryError(f"version {version} exists already") from exc
-        else:
-            self.fs.mv(staging, target, recursive=True)
+        try:  # one rename: the version appears whole; never into an existing folder
+            os.rename(staging, target)
+        except OSError as exc:
+            self.fs.rm(staging, recursive=True)
+            raise RegistryError(f"version {version} exists already") from exc
         return version
 
     def _check_can_sign(self, consequence: str) -> None:
@@ -555,26 +654,46 @@ class Registry:
                            "not an alias change record", self.url, name)
         return old, chained
 
+    def _read_state_file(self, meta: dict[str, Any]) -> Any:
+        """state.json's JSON (its ETag in meta on an object store); on an object store a read
+        that raced a replacement (the object changed between its HEAD and its GET) is
+        retried."""
+        path = self._path("aliases", STATE_FILE)
+        for attempt in range(3):
+            try:
+                return self._read_json(path, meta=meta)
+            except FileNotFoundError:
+                raise
+            except OSError:
+                if self._local or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     def _state(self) -> dict[str, Any]:
-        """The alias state as stored, NOT verified: {"change", "seq", "aliases", "record"}
-        ("record": the signed change record of this release, None for older formats).
+        """The alias state as stored, NOT verified: {"change", "seq", "aliases", "record",
+        "file", "etag"} ("record": the signed change record of this release, None for older
+        formats; "etag": state.json's ETag on an object store, for a conditional replace).
         AliasStateError when state.json cannot be read or parsed."""
+        meta: dict[str, Any] = {}
         try:
-            state = self._read_json(self._path("aliases", STATE_FILE))
+            state = self._read_state_file(meta)
         except FileNotFoundError:
             pass
         except (RegistryError, OSError) as exc:
             raise AliasStateError(f"the alias record is unusable: {exc}") from exc
         else:
+            etag = meta.get("etag")
             if isinstance(state, dict) and state.get("format") == RECORD_FORMAT \
                     and _valid_change(state):
                 return {"change": state["change"], "seq": state["seq"],
-                        "aliases": dict(state["aliases"]), "record": state, "file": True}
+                        "aliases": dict(state["aliases"]), "record": state, "file": True,
+                        "etag": etag}
             if isinstance(state, dict) and state.get("format") != RECORD_FORMAT \
                     and _valid_aliases(state.get("aliases")) \
                     and isinstance(state.get("change"), str | None):
                 return {"change": state.get("change"), "seq": 0,
-                        "aliases": dict(state["aliases"]), "record": None, "file": True}
+                        "aliases": dict(state["aliases"]), "record": None, "file": True,
+                        "etag": etag}
             raise AliasStateError(f"the alias record {STATE_FILE} is malformed")
         aliases = {}
         for name in LEGACY_ALIASES:
@@ -591,7 +710,8 @@ class Registry:
                            "skipped: malformed", self.url, name)
                 continue
             aliases[name] = {k: v for k, v in record.items() if k != "alias"}
-        return {"change": None, "seq": 0, "aliases": aliases, "record": None, "file": False}
+        return {"change": None, "seq": 0, "aliases": aliases, "record": None, "file": False,
+                "etag": None}
 
     def _checked_state(self) -> dict[str, Any]:
         """The alias state serving may act on: with trusted keys, signed by one and not older
@@ -650,7 +770,7 @@ class Registry:
             head = max(records, key=lambda r: (r["seq"], r["change"]))
             log.warning("registry %s: %s; rebuilt from the newest history record %s (seq %s)",
                         self.url, problem, head["change"], head["seq"])
-            self._write_state(head)
+            self._write_state(head, state, rebuild=True)
             return
         assert state is not None
         path = self._forward(records, state["change"], state["seq"])
@@ -670,7 +790,7 @@ class Registry:
                         self.url, state["change"], state["seq"], path[-1]["change"],
                         path[-1]["seq"])
         if path:
-            self._write_state(path[-1])
+            self._write_state(path[-1], state)
 
     def _forward(self, records: list[dict[str, Any]], change: str | None,
                  seq: int) -> list[dict[str, Any]]:
@@ -691,47 +811,89 @@ class Registry:
             seen.add(nxt[0]["change"])
             change, seq = nxt[0]["change"], nxt[0]["seq"]
 
-    def _write_state(self, record: dict[str, Any]) -> None:
+    def _write_state(self, record: dict[str, Any], read: dict[str, Any] | None,
+                     rebuild: bool = False) -> bool:
+        """Replace state.json by `record`. On an object store only if state.json is still the
+        one `read` was read from (created when there was none); when it is not, another writer
+        has moved it on and this write is dropped (the state only ever moves forward): False."""
         data = json.dumps(record, indent=2).encode()
-        self._write_atomic(self._path("aliases", STATE_FILE), data)
+        path = self._path("aliases", STATE_FILE)
+        if self._local:
+            self._write_atomic(path, data)
+        else:
+            exists = bool(read and read["file"])
+            etag = read.get("etag") if read else None
+            if rebuild and read is None:  # unreadable: replace what is there now
+                try:
+                    info = self.fs.info(path)
+                except FileNotFoundError:
+                    info = None
+                exists, etag = info is not None, (info or {}).get("ETag")
+            try:
+                self._put(path, data, create=not exists, etag=etag)
+            except _Conflict:
+                log.info("registry %s: alias state moved on by another writer; state.json "
+                         "not replaced by change %s", self.url, record.get("change"))
+                return False
         for name in LEGACY_ALIASES:  # migrated: state.json is the one record now
             path = self._path("aliases", f"{name}.json")
             if self.fs.exists(path):
                 self.fs.rm(path)
+        return True
 
-    def _change(self, action: str, targets: dict[str, str], reasons: dict[str, str],
-                by: str | None) -> None:
-        """Set several aliases in one record: history record first, then state.json."""
-        self._reconcile()
-        state = self._state()
-        current: dict[str, Any] = state["aliases"]
-        changed = {n: v for n, v in targets.items()
-                   if (current.get(n) or {}).get("version") != v}
-        if not changed:
-            return
-        now = _now()
-        who = by or getpass.getuser()
-        aliases = dict(current)
-        changes = []
-        for name, version in changed.items():
-            replaced = (current.get(name) or {}).get("version")
-            aliases[name] = {"version": version, "set_at": now.isoformat(), "by": who,
-                             "reason": reasons[name], "replaced": replaced}
-            changes.append({"alias": name, "version": version, "replaced": replaced,
-                            "reason": reasons[name]})
-        change = uuid.uuid4().hex
-        seq = state["seq"] + 1
-        record: dict[str, Any] = {
-            "format": RECORD_FORMAT, "change": change, "seq": seq, "parent": state["change"],
-            "action": action, "at": now.isoformat(), "by": who, "changes": changes,
-            "aliases": aliases}
-        record = json.loads(json.dumps(record, default=str))
-        if self.signing_key is not None:
-            record = signing.sign(record, self.signing_key, signing.ALIASES_FORMAT)
-        stamp = f"{seq:010d}-{now:%Y%m%dT%H%M%S%f}Z-{change[:8]}-{action}.json"
-        self._write_atomic(self._path("history", stamp), json.dumps(record, indent=2).encode())
-        self._write_state(record)
-        self._seen_seq = max(self._seen_seq, seq)
+    def _change(self, action: str, plan: Callable[[dict[str, Any]], _Plan],
+                by: str | None) -> Any:
+        """Set several aliases in one record: history record first, then state.json.
+        `plan(current aliases)` returns (targets, reasons, result); it runs again on the
+        state a concurrent writer left when that writer won the race (object stores)."""
+        for attempt in range(ALIAS_ATTEMPTS):
+            self._reconcile()
+            state = self._state()
+            targets, reasons, result = plan(state["aliases"])
+            current: dict[str, Any] = state["aliases"]
+            changed = {n: v for n, v in targets.items()
+                       if (current.get(n) or {}).get("version") != v}
+            if not changed:
+                return result
+            now = _now()
+            who = by or getpass.getuser()
+            aliases = dict(current)
+            changes = []
+            for name, version in changed.items():
+                replaced = (current.get(name) or {}).get("version")
+                aliases[name] = {"version": version, "set_at": now.isoformat(), "by": who,
+                                 "reason": reasons[name], "replaced": replaced}
+                changes.append({"alias": name, "version": version, "replaced": replaced,
+                                "reason": reasons[name]})
+            change = uuid.uuid4().hex
+            seq = state["seq"] + 1
+            record: dict[str, Any] = {
+                "format": RECORD_FORMAT, "change": change, "seq": seq,
+                "parent": state["change"], "action": action, "at": now.isoformat(), "by": who,
+                "changes": changes, "aliases": aliases}
+            record = json.loads(json.dumps(record, default=str))
+            if self.signing_key is not None:
+                record = signing.sign(record, self.signing_key, signing.ALIASES_FORMAT)
+            data = json.dumps(record, indent=2).encode()
+            if self._local:  # under the lock
+                stamp = f"{seq:010d}-{now:%Y%m%dT%H%M%S%f}Z-{change[:8]}-{action}.json"
+                self._write_atomic(self._path("history", stamp), data)
+                self._write_state(record, state)
+            else:
+                # The name is the sequence number only: one writer gets each link of the chain.
+                try:
+                    self._put(self._path("history", f"{seq:010d}.json"), data, create=True)
+                except _Conflict:
+                    log.info("registry %s: another writer took alias change %s first; "
+                             "retrying on top of it", self.url, seq)
+                    time.sleep(random.uniform(0.005, 0.02) * min(attempt + 1, 10))
+                    continue
+                if not self._write_state(record, state):
+                    self._reconcile()  # moved on by another writer: ours is applied by now
+            self._seen_seq = max(self._seen_seq, seq)
+            return result
+        raise RegistryError(f"registry {self.url}: alias change not made: other writers changed "
+                            f"the aliases {ALIAS_ATTEMPTS} times in a row; try again")
 
     def _check_can_change_aliases(self) -> None:
         self._check_can_sign("promote and rollback need the signing key where they run, since "
@@ -742,7 +904,7 @@ class Registry:
         self._check_can_change_aliases()
         self.verify(version)
         with self._alias_lock():
-            self._change("set", {name: version}, {name: reason}, by)
+            self._change("set", lambda _: ({name: version}, {name: reason}, None), by)
 
     def promote(self, version: str, reason: str, by: str | None = None) -> None:
         """Make a version the champion, after verifying it; the old champion becomes
@@ -750,33 +912,27 @@ class Registry:
         self._check_can_change_aliases()
         self.verify(version)
         with self._alias_lock():
-            self._promote(version, reason, by, "promote")
-
-    def _promote(self, version: str, reason: str, by: str | None, action: str) -> None:
-        self._reconcile()
-        old = (self._state()["aliases"].get("champion") or {}).get("version")
-        if old == version:
-            return
-        targets: dict[str, str] = {}
-        reasons: dict[str, str] = {}
-        if old:
-            targets["previous"] = old
-            reasons["previous"] = f"replaced by {version}: {reason}"
-        targets["champion"], reasons["champion"] = version, reason
-        self._change(action, targets, reasons, by)
+            self._change("promote", lambda current: _promotion(current, version, reason), by)
 
     def rollback(self, reason: str, by: str | None = None) -> str:
         """Swap champion and previous (after verifying previous); return the version now
         serving."""
         self._check_can_change_aliases()
-        with self._alias_lock():
-            self._reconcile()
-            previous = (self._state()["aliases"].get("previous") or {}).get("version")
+        verified: set[str] = set()
+
+        def plan(current: dict[str, Any]) -> _Plan:
+            previous = (current.get("previous") or {}).get("version")
             if not previous:
                 raise RegistryError("no previous champion to roll back to")
-            self.verify(previous)
-            self._promote(previous, f"rollback: {reason}", by, "rollback")
-            return previous
+            if previous not in verified:
+                self.verify(previous)
+                verified.add(previous)
+            targets, reasons, _ = _promotion(current, previous, f"rollback: {reason}")
+            return targets, reasons, previous
+
+        with self._alias_lock():
+            result: str = self._change("rollback", plan, by)
+            return result
 
     def _chain(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """This release's records on the chain that ends at the current state (plus the one

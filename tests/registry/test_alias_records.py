@@ -36,11 +36,10 @@ def _aliases(registry):
 @pytest.mark.parametrize("content", ["{", "[]", '{"format": 2, "change": 5}', "null",
                                      '{"changes": 3}', '{"format": 2, "change": "x", "seq": '
                                      '"1", "aliases": {}, "changes": []}', "\udcff"])
-def test_an_unreadable_history_record_is_skipped_with_a_warning(tmp_path, caplog, content):
-    url = str(tmp_path / "reg")
+def test_an_unreadable_history_record_is_skipped_with_a_warning(store, caplog, content):
+    url = store.url
     v1, v2, v3 = _three(Registry(url))
-    bad = tmp_path / "reg" / "history" / "99999999T000000000000Z-deadbeef-promote.json"
-    bad.write_bytes(content.encode("utf-8", "surrogateescape"))
+    store.write("history/99999999T000000000000Z-deadbeef-promote.json", content)
     caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
     registry = Registry(url)  # constructing it reconciles: no ValueError, no TypeError
     assert _aliases(registry) == (v2, v1)
@@ -50,10 +49,10 @@ def test_an_unreadable_history_record_is_skipped_with_a_warning(tmp_path, caplog
     assert "history record 99999999T000000000000Z-deadbeef-promote.json skipped" in caplog.text
 
 
-def test_the_cli_works_with_a_bad_history_record(tmp_path, monkeypatch, capsys):
-    url = str(tmp_path / "reg")
+def test_the_cli_works_with_a_bad_history_record(store, monkeypatch, capsys):
+    url = store.url
     v1, v2, _ = _three(Registry(url))
-    (tmp_path / "reg" / "history" / "99999999T000000000000Z-deadbeef-promote.json").write_text("{")
+    store.write("history/99999999T000000000000Z-deadbeef-promote.json", "{")
     monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", url)
     for command in (["models", "list"], ["models", "history"],
                     ["models", "rollback", "--reason", "r"]):
@@ -62,26 +61,24 @@ def test_the_cli_works_with_a_bad_history_record(tmp_path, monkeypatch, capsys):
     assert Registry(url).alias_version("champion") == v1
 
 
-def test_a_corrupt_state_is_rebuilt_from_the_chain_and_never_crashes(tmp_path, caplog):
-    url = str(tmp_path / "reg")
+def test_a_corrupt_state_is_rebuilt_from_the_chain_and_never_crashes(store, caplog):
+    url = store.url
     v1, v2, _ = _three(Registry(url))
-    state = tmp_path / "reg" / "aliases" / "state.json"
     reader = Registry(url)
-    state.write_text("{")
+    store.write("aliases/state.json", "{")
     with pytest.raises(AliasStateError, match="not valid JSON"):  # a RegistryError
         reader.alias("champion")
     caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
     registry = Registry(url)  # a writer's open rebuilds it from the newest history record
     assert "rebuilt from the newest history record" in caplog.text
     assert _aliases(registry) == (v2, v1)
-    state.unlink()
+    store.rm("aliases/state.json")
     assert _aliases(Registry(url)) == (v2, v1)
 
 
-def test_a_corrupt_state_without_history_is_a_registry_error(tmp_path):
-    url = str(tmp_path / "reg")
-    (tmp_path / "reg" / "aliases").mkdir(parents=True)
-    (tmp_path / "reg" / "aliases" / "state.json").write_text('["not", "a", "record"]')
+def test_a_corrupt_state_without_history_is_a_registry_error(store):
+    url = store.url
+    store.write("aliases/state.json", '["not", "a", "record"]')
     registry = Registry(url)
     with pytest.raises(RegistryError, match="malformed"):
         registry.alias_version("champion")
@@ -89,13 +86,12 @@ def test_a_corrupt_state_without_history_is_a_registry_error(tmp_path):
 
 
 # -- item 3: the chain, not the clock --------------------------------------------------------
-def test_a_host_with_a_clock_a_day_ahead_does_not_pin_the_aliases(tmp_path):
-    url = str(tmp_path / "reg")
+def test_a_host_with_a_clock_a_day_ahead_does_not_pin_the_aliases(store):
+    url = store.url
     v1, v2, v3 = _three(Registry(url))
     Registry(url).promote(v3, "host A", by="alice")
-    history = tmp_path / "reg" / "history"
-    newest = sorted(history.iterdir())[-1]  # host A's record, named by its clock...
-    newest.rename(history / ("99991231T235959000000Z-" + newest.name))  # ...far in the future
+    newest = store.names("history")[-1]  # host A's record, named by its clock...
+    store.rename(f"history/{newest}", f"history/99991231T235959000000Z-{newest}")  # far ahead
     assert Registry(url).rollback("bad model", by="bob") == v2
     registry = Registry(url)  # the next open does not undo the operator's rollback
     assert _aliases(registry) == (v2, v3)
@@ -104,11 +100,10 @@ def test_a_host_with_a_clock_a_day_ahead_does_not_pin_the_aliases(tmp_path):
     assert [h["version"] for h in registry.history()] == [v1, v1, v2, v2, v3, v3, v2]
 
 
-def test_a_forged_far_future_record_is_ignored_and_logged(tmp_path, caplog):
-    url = str(tmp_path / "reg")
+def test_a_forged_far_future_record_is_ignored_and_logged(store, caplog):
+    url = store.url
     v1, v2, v3 = _three(Registry(url))
     forged_aliases = {"champion": {"version": v3}, "previous": {"version": v1}}
-    history = tmp_path / "reg" / "history"
     for name, record in (
             ("99999999T000000000000Z-deadbeef-promote.json",  # an older release's shape
              {"format": 1, "id": "f" * 32, "action": "promote", "at": "9999-01-01", "by": "x",
@@ -117,7 +112,7 @@ def test_a_forged_far_future_record_is_ignored_and_logged(tmp_path, caplog):
              {"format": 2, "change": "e" * 32, "seq": 999, "parent": "0" * 32,
               "action": "promote", "at": "9999-01-01", "by": "x",
               "changes": [{"alias": "champion", "version": v3}], "aliases": forged_aliases})):
-        (history / name).write_text(json.dumps(record))
+        store.write(f"history/{name}", json.dumps(record))
     caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
     registry = Registry(url)
     assert _aliases(registry) == (v2, v1)
@@ -126,26 +121,24 @@ def test_a_forged_far_future_record_is_ignored_and_logged(tmp_path, caplog):
     assert registry.rollback("still works") == v1
 
 
-def test_an_older_release_state_is_continued_by_the_chain(tmp_path):
-    url = str(tmp_path / "reg")
+def test_an_older_release_state_is_continued_by_the_chain(store):
+    url = store.url
     registry = Registry(url)
     v1, v2 = _publish(registry, b"1"), _publish(registry, b"2")
-    (tmp_path / "reg" / "aliases").mkdir()
-    (tmp_path / "reg" / "history").mkdir()
     aliases = {"champion": {"version": v2, "set_at": "t", "by": "o", "reason": "r",
                             "replaced": v1},
                "previous": {"version": v1, "set_at": "t", "by": "o", "reason": "r",
                             "replaced": None}}
-    (tmp_path / "reg" / "aliases" / "state.json").write_text(json.dumps(
+    store.write("aliases/state.json", json.dumps(
         {"format": 1, "change": "c" * 32, "aliases": aliases}))  # what the last release wrote
-    (tmp_path / "reg" / "history" / "20250101T000000000000Z-cccccccc-promote.json").write_text(
-        json.dumps({"format": 1, "id": "c" * 32, "action": "promote", "at": "t", "by": "o",
-                    "changes": [{"alias": "champion", "version": v2, "replaced": v1,
-                                 "reason": "r"}], "aliases": aliases}))
+    store.write("history/20250101T000000000000Z-cccccccc-promote.json", json.dumps(
+        {"format": 1, "id": "c" * 32, "action": "promote", "at": "t", "by": "o",
+         "changes": [{"alias": "champion", "version": v2, "replaced": v1, "reason": "r"}],
+         "aliases": aliases}))
     registry = Registry(url)
     assert _aliases(registry) == (v2, v1)
     assert registry.rollback("r") == v1
-    state = json.loads((tmp_path / "reg" / "aliases" / "state.json").read_text())
+    state = json.loads(store.read("aliases/state.json"))
     assert (state["seq"], state["parent"]) == (1, "c" * 32)
     assert [h["version"] for h in Registry(url).history()] == [v2, v2, v1]
 
@@ -162,10 +155,10 @@ def _signed(url, keys, sign=True):
                     trusted_keys=[signing.load_public_key(public)])
 
 
-def test_alias_records_are_signed_with_their_own_format(tmp_path, keys):
-    url = str(tmp_path / "reg")
+def test_alias_records_are_signed_with_their_own_format(store, keys):
+    url = store.url
     v1, v2, _ = _three(_signed(url, keys))
-    state = json.loads((tmp_path / "reg" / "aliases" / "state.json").read_text())
+    state = json.loads(store.read("aliases/state.json"))
     assert state["signature"]["format"] == "credit-risk-aliases-v1"
     assert state["signature"]["key_id"] == keys[2]
     public = [signing.load_public_key(keys[1])]
@@ -180,40 +173,38 @@ def test_alias_records_are_signed_with_their_own_format(tmp_path, keys):
     assert all(h["verified"] for h in _signed(url, keys).history())
 
 
-def test_a_writer_who_edits_the_state_cannot_move_serving(tmp_path, keys):
-    url = str(tmp_path / "reg")
+def test_a_writer_who_edits_the_state_cannot_move_serving(store, keys):
+    url = store.url
     signer = _signed(url, keys)
     v1, v2, v3 = _three(signer)  # v3: signed, but say the gate rejected it
     serving = _signed(url, keys, sign=False)
     assert serving.alias_version("champion") == v2
-    path = tmp_path / "reg" / "aliases" / "state.json"
-    state = json.loads(path.read_text())
+    state = json.loads(store.read("aliases/state.json"))
     state["aliases"]["champion"]["version"] = v3
-    path.write_text(json.dumps(state))
+    store.write("aliases/state.json", json.dumps(state))
     with pytest.raises(SignatureError, match="alias record .* refused: the signature does not"):
         serving.alias_version("champion")
     del state["signature"]
-    path.write_text(json.dumps(state))
+    store.write("aliases/state.json", json.dumps(state))
     with pytest.raises(SignatureError, match="not signed"):
         serving.alias("champion")
     # A forged unsigned history record that follows the state is not applied either.
     record = {**state, "change": "f" * 32, "seq": state["seq"] + 1, "parent": state["change"]}
-    (tmp_path / "reg" / "history" / "9999999999-forged.json").write_text(json.dumps(record))
+    store.write("history/9999999999-forged.json", json.dumps(record))
     reopened = _signed(url, keys, sign=False)  # repairs the state from the signed chain
     assert reopened.alias_version("champion") == v2
     assert v3 not in {h["version"] for h in reopened.history() if h["verified"]}
 
 
-def test_a_replayed_older_state_is_refused_by_a_running_reader(tmp_path, keys):
-    url = str(tmp_path / "reg")
+def test_a_replayed_older_state_is_refused_by_a_running_reader(store, keys):
+    url = store.url
     signer = _signed(url, keys)
     v1, v2, v3 = _three(signer)
-    path = tmp_path / "reg" / "aliases" / "state.json"
-    older = path.read_bytes()  # champion v2, signed
+    older = store.read("aliases/state.json")  # champion v2, signed
     serving = _signed(url, keys, sign=False)
     signer.promote(v3, "three")
     assert serving.alias_version("champion") == v3
-    path.write_bytes(older)  # the replay: a validly signed, older decision
+    store.write("aliases/state.json", older)  # the replay: a validly signed, older decision
     with pytest.raises(AliasStateError, match="replayed older state"):
         serving.alias_version("champion")
     # A writer's next open moves the state forward along the signed chain again.
@@ -221,8 +212,8 @@ def test_a_replayed_older_state_is_refused_by_a_running_reader(tmp_path, keys):
     assert serving.alias_version("champion") == v3
 
 
-def test_promote_and_rollback_need_the_signing_key_where_they_run(tmp_path, keys):
-    url = str(tmp_path / "reg")
+def test_promote_and_rollback_need_the_signing_key_where_they_run(store, keys):
+    url = store.url
     v1, v2, v3 = _three(_signed(url, keys))
     verifier = _signed(url, keys, sign=False)
     for attempt in (lambda: verifier.promote(v3, "x"), lambda: verifier.rollback("x"),
@@ -232,8 +223,8 @@ def test_promote_and_rollback_need_the_signing_key_where_they_run(tmp_path, keys
     assert verifier.alias_version("champion") == v2
 
 
-def test_an_unsigned_registry_is_refused_until_a_signed_promote(tmp_path, keys):
-    url = str(tmp_path / "reg")
+def test_an_unsigned_registry_is_refused_until_a_signed_promote(store, keys):
+    url = store.url
     old = Registry(url)
     v1 = _publish(old)
     old.promote(v1, "before keys")
