@@ -254,6 +254,7 @@ class PostgresDecisionLog(DecisionLog):
                     p.error = error
                     p.state = "done"
                 failed = [e for e in errors if e is not None and not _data_error(e)]
+                self._checked = True
                 if failed:  # the database, not one request's data: not ready
                     self.failing = True
                     self.last_error = _why(failed[0])
@@ -261,7 +262,6 @@ class PostgresDecisionLog(DecisionLog):
                               len(failed), len(group), self.last_error)
                 else:
                     self.failing = False
-                    self._checked = True
                 for error in errors:
                     if error is not None and _data_error(error):
                         log.warning("decision log %s: a write was refused for its data: %s",
@@ -312,8 +312,9 @@ class PostgresDecisionLog(DecisionLog):
     # -- state -------------------------------------------------------------------------------
 
     def ok(self, min_interval_s: float | None = None) -> bool:
-        """Ready when the schema is at the shipped head revision (checked once, and again at
-        most once per interval while failing); a successful commit also clears `failing`."""
+        """Ready when the schema is at the shipped head revision and a row can be inserted
+        within the commit bound (a probe row, rolled back): checked once, and again at most
+        once per interval while failing. A successful commit also clears `failing`."""
         if self._checked and not self.failing:
             return True
         interval = self.probe_interval_s if min_interval_s is None else min_interval_s
@@ -327,6 +328,8 @@ class PostgresDecisionLog(DecisionLog):
                 problem = None if current == head else (
                     f"schema revision {current or 'none'}, the code needs {head}: run "
                     "`credit-risk decisions migrate`")
+                if problem is None:
+                    self._probe_insert()
             except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with why
                 problem = _why(exc)
             self._checked = True
@@ -335,6 +338,15 @@ class PostgresDecisionLog(DecisionLog):
                 self.last_error = problem
                 return False
             return True
+
+    def _probe_insert(self) -> None:
+        """Insert one row and roll it back, under the writer's time limit: nothing is kept."""
+        probe = _row(datetime.now(UTC), "probe", {}, {})
+        with self._engine("admin").connect() as conn:
+            timeout_ms = max(100, int(self.commit_timeout_s * 1000))
+            conn.execute(sa.text(f"SET LOCAL statement_timeout = {timeout_ms}"))
+            conn.execute(decisions.insert(), probe)
+            conn.rollback()
 
     def revision(self) -> str | None:
         """The schema revision of the database (None: not migrated)."""
