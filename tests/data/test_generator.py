@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -81,3 +82,56 @@ def test_every_missing_source_of_any_spec_is_named(tmp_path):
     with pytest.raises(IngestError, match=r"german_credit/applications\.csv") as info:
         ingest(german, tmp_path / "empty", tmp_path / "out2")
     assert "generate-data" not in str(info.value)
+
+
+def test_outcomes_are_the_drawn_defaults_with_their_dates():
+    tables = synthetic.generate(2000, seed=4)
+    out = synthetic.outcomes(tables, seed=4)
+    loans = tables["loans"]
+    assert list(out.columns) == ["application_id", "defaulted", "observed_at"]
+    assert (out["application_id"] == loans["loan_id"]).all()
+    assert (out["defaulted"] == loans["default"]).all()
+    months = ((pd.to_datetime(out["observed_at"]).dt.to_period("M")
+               - pd.to_datetime(loans["disbursal_date"]).dt.to_period("M")).apply(lambda d: d.n))
+    assert (months[~out["defaulted"]] == 12).all()
+    assert months[out["defaulted"]].between(1, 12).all() and months[out["defaulted"]].nunique() > 6
+    again = synthetic.generate(2000, seed=4)  # writing outcomes changes no table
+    for name in tables:
+        pd.testing.assert_frame_equal(tables[name], again[name])
+
+
+def test_the_shifted_default_mechanism_differs():
+    """A model of the reference process (its own logit, without noise) ranks and calibrates
+    the shifted batch worse: the truth the performance monitor must find."""
+    from sklearn.metrics import roc_auc_score
+
+    def reference_pd(t):
+        c, loans, b = t["customers"], t["loans"], t["bureau"]
+        income = c["income"].replace(0, c["income"].median())
+        avg_dpd = (b["total_dpd"] / b["delinquent_months"].clip(lower=1)).where(
+            b["delinquent_months"] > 0, 0.0)
+        logit = (synthetic.INTERCEPT + 0.12 * b["credit_utilization_ratio"]
+                 + 20 * b["delinquent_months"] / b["total_loan_months"]
+                 + 1.2 * (loans["loan_amount"] / income).clip(upper=6) + 0.09 * avg_dpd
+                 + loans["loan_purpose"].map(synthetic.PURPOSE_LOGIT).fillna(0.8)
+                 + c["residence_type"].map(synthetic.RESIDENCE_LOGIT).fillna(0.0))
+        return 1 / (1 + np.exp(-logit)), loans["default"]
+
+    p, y = reference_pd(synthetic.generate(20_000, seed=8))
+    ps, ys = reference_pd(synthetic.generate(20_000, seed=8, shift=True))
+    assert roc_auc_score(y, p) > 0.96 and abs(y.mean() - p.mean()) < 0.01
+    assert roc_auc_score(ys, ps) < roc_auc_score(y, p) - 0.07
+    assert ys.mean() > ps.mean() + 0.04
+
+
+def test_generate_data_writes_outcomes(tmp_path, monkeypatch, capsys):
+    from credit_risk.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    apps, outcomes = tmp_path / "apps.csv", tmp_path / "outcomes.csv"
+    assert main(["generate-data", "--customers", "300", "--shift", "--applications", str(apps),
+                 "--outcomes", str(outcomes)]) == 0
+    a, o = pd.read_csv(apps), pd.read_csv(outcomes)
+    assert (a["loan_id"] == o["application_id"]).all() and o["defaulted"].dtype == bool
+    assert "outcomes: 300 rows" in capsys.readouterr().out
+    assert not (tmp_path / "var").exists()  # no tables written beside them
