@@ -6,10 +6,18 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODELS = ("logistic_regression", "random_forest", "xgboost")
+
+
+def _path_or_url(value: object) -> object:
+    """A local folder as a Path; an fsspec URL (s3://bucket/runs) kept as the string it is
+    (a Path would fold its "//")."""
+    if isinstance(value, str):
+        return value.rstrip("/") if "://" in value else Path(value)
+    return value
 
 
 class Settings(BaseSettings):
@@ -19,7 +27,8 @@ class Settings(BaseSettings):
 
     # Where things live. Relative paths are relative to the working directory.
     data_dir: Path = Path("var/data")
-    runs_dir: Path = Path("var/runs")
+    # A local folder, or an object store URL (s3://bucket/runs; see README "Configuration").
+    runs_dir: Annotated[Path | str, BeforeValidator(_path_or_url)] = Path("var/runs")
     registry_url: str = "var/registry"
     dataset_spec: str = "lauki_synthetic"  # a built-in spec name or a path to a YAML spec
 
@@ -187,6 +196,19 @@ class Settings(BaseSettings):
                              "would lose the traffic it compares")
         return self
 
-    def run_dir(self, run_id: str) -> Path:
-        """The folder of one pipeline run (its id made safe as a folder name)."""
-        return self.runs_dir / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    @property
+    def local_runs_dir(self) -> Path:
+        """runs_dir as a local folder, for what reads run folders as files (the Airflow UI
+        pages); a clear error when it is an object store URL."""
+        if isinstance(self.runs_dir, str):
+            raise ValueError(f"runs_dir {self.runs_dir} is an object store URL; this needs a "
+                             "local runs folder")
+        return self.runs_dir
+
+    def run_dir(self, run_id: str) -> Path | str:
+        """The folder of one pipeline run (its id made safe as a folder name): a Path, or a
+        URL string when runs_dir is an object store URL."""
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+        if isinstance(self.runs_dir, str):
+            return f"{self.runs_dir}/{name}"
+        return self.runs_dir / name

@@ -191,7 +191,7 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
 
     @app.get("/runs", response_class=HTMLResponse)
     def runs() -> HTMLResponse:
-        found = [p for p in settings.runs_dir.glob("*/") if p.name != MONITORING
+        found = [p for p in settings.local_runs_dir.glob("*/") if p.name != MONITORING
                  and SEGMENT.match(p.name) and not p.is_symlink()]
         rows = [f"<tr><td>{_e(run.name)}</td><td>{_run_links(run, 'runs/')}</td></tr>"
                 for run in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:50]]
@@ -205,7 +205,7 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
         if name == MONITORING:
             raise HTTPException(404)
         try:
-            run = _real(settings.runs_dir, name, folder=True)
+            run = _real(settings.local_runs_dir, name, folder=True)
         except HTTPException:
             raise HTTPException(404, f"no outputs for run {run_id}") from None
         return _page(f"Run {_e(run_id)}", _run_links(run, ""))
@@ -213,16 +213,16 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
     @app.get("/runs/{run}/{path:path}")
     def run_file(run: str, path: str) -> FileResponse:
         """Reports only: never the run's raw data, splits or fitted candidates."""
-        return FileResponse(report_file(settings.runs_dir, run, path), headers=SANDBOX)
+        return FileResponse(report_file(settings.local_runs_dir, run, path), headers=SANDBOX)
 
     @app.get("/monitoring", response_class=HTMLResponse)
     def monitoring() -> HTMLResponse:
         rows = []
-        base = settings.runs_dir / MONITORING
+        base = settings.local_runs_dir / MONITORING
         for run in sorted(base.glob("*/drift.json"), key=lambda p: p.stat().st_mtime,
                           reverse=True)[:50]:
             try:
-                r = json.loads(report_file(settings.runs_dir, MONITORING,
+                r = json.loads(report_file(settings.local_runs_dir, MONITORING,
                                            f"{run.parent.name}/drift.json").read_text())
                 status, drift = r["status"], r["drift"]
             except (HTTPException, ValueError, KeyError, TypeError, OSError):

@@ -39,9 +39,10 @@ def credit_risk_monitoring():
     @fails_fast
     def drifted(result: str) -> bool:
         import json
-        from pathlib import Path
 
-        return bool(json.loads(Path(result).read_text())["drift"])
+        from credit_risk.pipeline.run_paths import read_text
+
+        return bool(json.loads(read_text(result))["drift"])
 
     @task(outlets=[DRIFT])
     @fails_fast

@@ -81,7 +81,8 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
     out = Path(args.out) if args.out else (
-        settings.runs_dir / datetime.now(UTC).strftime("validate-%Y%m%dT%H%M%SZ") / "validation")
+        settings.local_runs_dir / datetime.now(UTC).strftime("validate-%Y%m%dT%H%M%SZ")
+        / "validation")
     report = validate_frames(spec, read_tables(spec, data_dir), out, settings,
                              {"data_dir": str(data_dir)})
     print(report.message(), file=sys.stdout if report.success else sys.stderr)
@@ -95,11 +96,13 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     if args.window_days:
         settings = settings.model_copy(update={"drift_window_days": args.window_days})
     run_id = datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%SZ")
-    result = json.loads(Path(drift_step(settings, run_id)).read_text())
+    from credit_risk.pipeline.run_paths import read_text
+
+    result = json.loads(read_text(drift_step(settings, run_id)))
     print(f"{result['status']}; drift: {result['drift']}")
     for row in result.get("psi", []):
         flag = "DRIFT" if row["psi"] >= result["psi_threshold"] else ""
         print(f"  {row['field']:<40} PSI {row['psi']:.4f} {flag}")
     if result.get("report"):
-        print(f"report: {settings.runs_dir / 'monitoring' / run_id / result['report']}")
+        print(f"report: {settings.runs_dir}/monitoring/{run_id}/{result['report']}")
     return 0

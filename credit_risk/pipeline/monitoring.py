@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 
 from credit_risk.config import Settings
-from credit_risk.pipeline.run_paths import monitoring_dir
+from credit_risk.pipeline.run_paths import (
+    is_url,
+    join,
+    makedirs,
+    monitoring_dir,
+    write_bytes,
+    write_text,
+)
 from credit_risk.registry.decisions import CHUNK_ROWS, DecisionLog, open_decision_log
 from credit_risk.registry.store import Registry, RegistryError
 
@@ -97,20 +104,29 @@ def drift_table(reference: pd.DataFrame, current: pd.DataFrame,
     return sorted(out, key=lambda r: -r["psi"])
 
 
-def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, path: Path) -> dict[str, Any]:
-    """Evidently's data-drift preset: write the HTML report, return its metric values."""
+def evidently_report(reference: pd.DataFrame, current: pd.DataFrame,
+                     path: Path | str) -> dict[str, Any]:
+    """Evidently's data-drift preset: write the HTML report (a local path or a URL), return
+    its metric values."""
+    import tempfile
+
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
     snapshot = Report([DataDriftPreset()]).run(current_data=current, reference_data=reference)
-    snapshot.save_html(str(path))
+    if is_url(path):
+        with tempfile.TemporaryDirectory() as tmp:
+            snapshot.save_html(f"{tmp}/report.html")
+            write_bytes(path, Path(tmp, "report.html").read_bytes())
+    else:
+        snapshot.save_html(str(path))
     return snapshot.dict()
 
 
 def drift_step(settings: Settings, run_id: str) -> str:
     """Compare recent traffic with the champion's training inputs; return the result path."""
     out = monitoring_dir(settings, run_id)
-    out.mkdir(parents=True, exist_ok=True)
+    makedirs(out)
     result: dict[str, Any] = {"run_id": run_id, "at": datetime.now(UTC).isoformat(),
                               "psi_threshold": settings.drift_psi_threshold, "drift": False}
     registry = Registry.from_settings(settings)
@@ -145,16 +161,16 @@ def drift_step(settings: Settings, run_id: str) -> str:
         return _write(out, result)
     current = current.reindex(columns=names)
     table = drift_table(reference, current, fields)
-    evidently = evidently_report(reference[names], current, out / "drift_report.html")
+    evidently = evidently_report(reference[names], current, join(out, "drift_report.html"))
     drifted = [r["field"] for r in table if r["psi"] >= settings.drift_psi_threshold]
     result.update(status="ok", drift=bool(drifted), drifted_fields=drifted, psi=table,
                   evidently=evidently["metrics"][0]["value"], report="drift_report.html")
     return _write(out, result)
 
 
-def _write(out: Path, result: dict[str, Any]) -> str:
-    path = out / "drift.json"
-    path.write_text(json.dumps(result, indent=2, default=str))
+def _write(out: Path | str, result: dict[str, Any]) -> str:
+    path = join(out, "drift.json")
+    write_text(path, json.dumps(result, indent=2, default=str))
     log.info("drift check: %s; drift=%s %s", result["status"], result["drift"],
              result.get("drifted_fields", ""))
     return str(path)
