@@ -18,7 +18,15 @@ import fsspec
 import pandas as pd
 
 from credit_risk.errors import CreditRiskError
-from credit_risk.pipeline.run_paths import SNAPSHOT_FILE
+from credit_risk.pipeline.run_paths import (
+    SNAPSHOT_FILE,
+    exists,
+    local_or_url,
+    makedirs,
+    read_text,
+    write_text,
+)
+from credit_risk.pipeline.run_paths import join as join_path
 from credit_risk.spec.dataset import SPECS_DIR, DatasetSpec, SqlSource, Table
 
 BUILTIN_DATA = SPECS_DIR.parent / "data"
@@ -184,40 +192,49 @@ def frame_fingerprint(df: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def ingest(spec: DatasetSpec, data_dir: Path, out_dir: Path) -> Path:
+def ingest(spec: DatasetSpec, data_dir: Path, out_dir: Path | str) -> Path | str:
     """Snapshot every table of the spec into out_dir as Parquet; return the snapshot manifest.
+    out_dir is a local folder or an object store URL (see pipeline.run_paths).
 
     Idempotent: a complete snapshot already in out_dir is kept as it is.
     """
-    manifest_path = out_dir / SNAPSHOT_FILE
-    if manifest_path.exists():
+    manifest_path = join_path(out_dir, SNAPSHOT_FILE)
+    if exists(manifest_path):
         return manifest_path
     check_sources(spec, data_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    makedirs(out_dir)
     tables: dict[str, Any] = {}
     for name, table in spec.tables.items():
         df = read_table(table, spec, data_dir, name)
-        path = out_dir / f"{name}.parquet"
+        path = join_path(out_dir, f"{name}.parquet")
         df.to_parquet(path, index=False)
         tables[name] = {
             "source": source_url(table, spec, data_dir),
             "rows": len(df),
             "columns": list(map(str, df.columns)),
             "fingerprint": frame_fingerprint(df),
-            "path": path.name,
+            "path": f"{name}.parquet",
         }
     overall = hashlib.sha256("".join(t["fingerprint"] for t in tables.values()).encode())
     manifest = {"dataset": spec.name, "fingerprint": overall.hexdigest(), "tables": tables}
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(manifest_path)  # the manifest last: its presence means the snapshot is whole
+    # The manifest last: its presence means the snapshot is whole (a rename here, one PUT on
+    # an object store).
+    if isinstance(manifest_path, Path):
+        tmp = manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2))
+        tmp.replace(manifest_path)
+    else:
+        write_text(manifest_path, json.dumps(manifest, indent=2))
     return manifest_path
 
 
-def load_snapshot(manifest_path: Path) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    manifest = json.loads(manifest_path.read_text())
+def load_snapshot(manifest_path: Path | str) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    manifest_path = local_or_url(manifest_path)
+    manifest = json.loads(read_text(manifest_path))
+    folder = manifest_path.parent if isinstance(manifest_path, Path) \
+        else manifest_path.rsplit("/", 1)[0]
     frames = {
-        name: pd.read_parquet(manifest_path.parent / t["path"])
+        name: pd.read_parquet(join_path(folder, t["path"]))
         for name, t in manifest["tables"].items()
     }
     return manifest, frames
