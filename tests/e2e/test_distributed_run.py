@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+import fsspec
 import pytest
 
 from tests.conftest import small_settings
@@ -156,6 +157,15 @@ class Cluster:
                 child.kill()
         psutil.wait_procs(descendants, timeout=5)
 
+    def celery_results(self) -> dict[str, str]:
+        """Celery's result backend (a table in the metadata database): task id -> status."""
+        import psycopg
+
+        url = self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg",
+                                                                      "postgresql")
+        with psycopg.connect(url) as conn:
+            return dict(conn.execute("SELECT task_id, status FROM celery_taskmeta").fetchall())
+
     # REST API
     def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -195,8 +205,11 @@ class Cluster:
             folder = (self.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
                       / f"task_id={ti['task_id']}")
             for log in sorted(folder.rglob("*.log")):
-                lines.append(f"--- {log.relative_to(folder)} ---\n"
-                             f"{log.read_text(errors='replace')[-6000:]}")
+                text = log.read_text(errors="replace")
+                errors = [line for line in text.splitlines()
+                          if '"level":"error"' in line or '"level":"critical"' in line]
+                lines += [f"--- {log.relative_to(folder)}: errors ---", *errors,
+                          f"--- {log.relative_to(folder)}: last 3000 chars ---", text[-3000:]]
         return "\n".join(lines)
 
 
@@ -216,15 +229,28 @@ def _settings_env(settings, models: list[str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def cluster(metadata_db, broker, tmp_path):
+def store(s3_server, s3_url, tmp_path):
+    """Where the tasks write: the registry on the S3-compatible server (a fresh prefix); the
+    endpoint and credentials every process needs to reach it, as environment variables."""
+    endpoint, _ = s3_server
+    settings = small_settings(tmp_path, registry_url=f"{s3_url}/registry", cv_folds=2,
+                              search_iterations=1, models=tuple(MODELS))
+    env = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                      "AWS_DEFAULT_REGION")}
+    return settings, {**env, "AWS_ENDPOINT_URL_S3": endpoint}
+
+
+@pytest.fixture
+def cluster(metadata_db, broker, store, tmp_path):
     home = tmp_path / "airflow-home"
     home.mkdir()
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps({"admin": "admin-pw"}))
     port = _free_port()
-    settings = small_settings(tmp_path, cv_folds=2, search_iterations=1, models=tuple(MODELS))
+    settings, store_env = store
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CREDIT_RISK_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW", "CREDIT_RISK_", "AWS_"))}
     env.update(
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
@@ -250,7 +276,7 @@ def cluster(metadata_db, broker, tmp_path):
         AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
         GX_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1", SCARF_ANALYTICS="false",
         OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT),
-        **_settings_env(settings, MODELS),
+        **_settings_env(settings, MODELS), **store_env,
     )
 
     # The source tables first: ingest reads them, it never generates data.
@@ -315,8 +341,29 @@ def test_training_dag_runs_on_celery_workers_and_its_model_serves(cluster):
         ("data_changed", -1): "success", ("prepare", -1): "success",
         ("candidates", -1): "success", ("train", 0): "success", ("train", 1): "success",
         ("compare", -1): "success", ("publish", -1): "success"}
-    assert {ti["executor"] or "CeleryExecutor" for ti in tis.values()} == {"CeleryExecutor"}
-    assert all(ti["hostname"] and ti["queue"] == "default" for ti in tis.values()), tis
+    # ...each through Celery: its result is in the result backend (the metadata database),
+    # SUCCESS once the worker's supervisor is done with it, a moment after the task's state.
+    def celery_done():
+        results = cluster.celery_results()
+        return results if set(results.values()) == {"SUCCESS"} else None
+
+    assert len(cluster.wait_for("Celery's results", celery_done, 30, 0.5)) == len(tis)
+
+    # What the tasks handed each other (XCom): URLs in the object store, and a version id.
+    xcom = {}
+    for task_id, map_index in tis:
+        status, entry = cluster.request(
+            "GET", f"{run_path}/taskInstances/{task_id}/xcomEntries/return_value"
+                   f"?map_index={map_index}")
+        assert status == 200, (task_id, entry)
+        xcom[task_id, map_index] = entry["value"]
+    runs = f"{settings.run_dir(run_id)}/"
+    assert {k: v for k, v in xcom.items() if isinstance(v, str) and k[0] != "publish"} == {
+        ("ingest", -1): f"{runs}raw/snapshot.json",
+        ("validate", -1): f"{runs}validation/validation.json",
+        ("prepare", -1): f"{runs}split", ("compare", -1): f"{runs}comparison.json",
+        ("train", 0): f"{runs}candidates/logistic_regression.joblib",
+        ("train", 1): f"{runs}candidates/xgboost.joblib"}
 
     # The model was published to the registry, and serving pointed at it scores with it.
     from credit_risk.registry.store import Registry
@@ -324,7 +371,9 @@ def test_training_dag_runs_on_celery_workers_and_its_model_serves(cluster):
 
     registry = Registry(settings.registry_url)
     champion = registry.alias_version("champion")
-    assert champion and registry.versions() == [champion]
+    assert champion and registry.versions() == [champion] and xcom["publish", -1] == champion
+    fs, root = fsspec.core.url_to_fs(settings.registry_url)
+    assert fs.protocol[0] == "s3" and fs.isfile(f"{root}/models/{champion}/manifest.json")
     manifest = registry.verify(champion)
     assert {r["model"] for r in manifest["comparison"]} == set(MODELS)
     client = create_app(settings, watch=False).test_client()
