@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import joblib
@@ -21,7 +20,17 @@ from credit_risk.pipeline.ingest import assemble, frame_fingerprint, ingest, loa
 from credit_risk.pipeline.model_card import markdown_to_html, model_card_markdown
 from credit_risk.pipeline.monitoring import REFERENCE_FILE, reference_sample
 from credit_risk.pipeline.reports import comparison_table, reliability_png, reliability_table
-from credit_risk.pipeline.run_paths import RunPaths
+from credit_risk.pipeline.run_paths import (
+    RunPaths,
+    join,
+    local_or_url,
+    makedirs,
+    open_file,
+    read_bytes,
+    read_text,
+    write_bytes,
+    write_text,
+)
 from credit_risk.pipeline.train import Candidate, split, train_candidate
 from credit_risk.pipeline.versions import code_version, library_versions
 from credit_risk.registry.store import MODEL_FILE, Registry, RegistryError
@@ -50,7 +59,7 @@ def validate_step(settings: Settings, snapshot: str, spec_name: str | None = Non
     from credit_risk.validation import validate_snapshot
 
     spec = load_spec(spec_name or settings.dataset_spec)
-    report = validate_snapshot(spec, Path(snapshot), settings)
+    report = validate_snapshot(spec, local_or_url(snapshot), settings)
     if not report.success:
         log.error("%s", report.message())
     report.raise_for_failures()
@@ -60,33 +69,33 @@ def validate_step(settings: Settings, snapshot: str, spec_name: str | None = Non
 def prepare_step(settings: Settings, snapshot: str, spec_name: str | None = None) -> str:
     """Join the tables, split once into train and test; return the folder holding both."""
     spec = load_spec(spec_name or settings.dataset_spec)
-    manifest, frames = load_snapshot(Path(snapshot))
+    manifest, frames = load_snapshot(snapshot)
     df = assemble(spec, frames)
     y = np.asarray(spec.is_default(df[spec.target.column]), dtype=int)
     df = df.drop(columns=[spec.target.column])
     key = spec.split_column()
     X_train, X_test, y_train, y_test = split(df, y, settings.test_size, settings.seed, key)
     out = RunPaths.of(snapshot).split
-    out.mkdir(parents=True, exist_ok=True)
-    X_train.assign(**{TARGET: y_train}).to_parquet(out / "train.parquet", index=False)
-    X_test.assign(**{TARGET: y_test}).to_parquet(out / "test.parquet", index=False)
+    makedirs(out)
+    X_train.assign(**{TARGET: y_train}).to_parquet(join(out, "train.parquet"), index=False)
+    X_test.assign(**{TARGET: y_test}).to_parquet(join(out, "test.parquet"), index=False)
     info = {"dataset": spec.name, "spec": spec.model_dump(mode="json"),
             "data_fingerprint": manifest["fingerprint"],
             "train_rows": len(y_train), "test_rows": len(y_test),
             "train_default_rate": float(y_train.mean()), "test_default_rate": float(y_test.mean()),
             "split_rule": {"key": key, "seed": settings.seed, "test_size": settings.test_size},
             "test_fingerprint": frame_fingerprint(X_test)}
-    (out / "split.json").write_text(json.dumps(info, indent=2))
+    write_text(join(out, "split.json"), json.dumps(info, indent=2))
     return str(out)
 
 
 def _load_part(split_dir: str, part: str) -> tuple[pd.DataFrame, np.ndarray]:
-    df = pd.read_parquet(Path(split_dir) / f"{part}.parquet")
+    df = pd.read_parquet(join(local_or_url(split_dir), f"{part}.parquet"))
     return df.drop(columns=[TARGET]), df[TARGET].to_numpy(dtype=int)
 
 
 def _split_spec(split_dir: str) -> tuple[DatasetSpec, dict[str, Any]]:
-    info = json.loads((Path(split_dir) / "split.json").read_text())
+    info = json.loads(read_text(join(local_or_url(split_dir), "split.json")))
     return DatasetSpec.model_validate(info["spec"]), info
 
 
@@ -95,10 +104,19 @@ def train_step(settings: Settings, split_dir: str, model_name: str) -> str:
     spec, _ = _split_spec(split_dir)
     X, y = _load_part(split_dir, "train")
     candidate = train_candidate(model_name, X, y, spec, settings)
-    path = RunPaths.of(split_dir).candidate(model_name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(candidate, path)
+    run = RunPaths.of(split_dir)
+    path = run.candidate(model_name)
+    makedirs(run.candidates)
+    with open_file(path, "wb") as fh:
+        joblib.dump(candidate, fh)
     return str(path)
+
+
+def _load_candidate(path: str) -> Candidate:
+    """A fitted candidate of this run (a pickle the run itself wrote; never from a registry)."""
+    with open_file(local_or_url(path), "rb") as fh:
+        candidate: Candidate = joblib.load(fh)
+    return candidate
 
 
 def _champion_on(settings: Settings, spec: DatasetSpec, info: dict[str, Any], X: pd.DataFrame,
@@ -137,7 +155,7 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
     rows: list[dict[str, Any]] = []
     pds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for path in candidate_paths:
-        c: Candidate = joblib.load(path)
+        c: Candidate = _load_candidate(path)
         pd_, raw_pd = c.model.predict_pd(X), c.model.predict_raw(X)
         metrics = classification_metrics(y, pd_, c.threshold)
         raw = classification_metrics(y, raw_pd, c.threshold)
@@ -153,7 +171,7 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
     fairness = fairness_report(X, pd_, best["threshold"], spec, limits["min_approval_ratio"],
                                settings.fairness_min_group_size)
     reasons = rejection_reasons(best["test"], champion, fairness, limits)
-    run.reliability.write_bytes(reliability_png(
+    write_bytes(run.reliability, reliability_png(
         y, {f"{best['model']} calibrated": pd_, f"{best['model']} uncalibrated": raw_pd},
         f"Reliability on the test set ({len(y)} rows)"))
     comparison = {"dataset": spec.name, "data_fingerprint": info["data_fingerprint"],
@@ -165,7 +183,7 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
                                   "uncalibrated": reliability_table(y, raw_pd)},
                   "approved": not reasons, "rejection_reasons": reasons}
     out = run.comparison
-    out.write_text(json.dumps(comparison, indent=2))
+    write_text(out, json.dumps(comparison, indent=2))
     log.info("candidates on the same %d-row test set:\n%s", len(y), comparison_table(rows))
     if champion and champion["comparable"]:
         log.info("champion %s on this test set: roc_auc=%.4f ece=%.4f", champion["version"],
@@ -176,9 +194,9 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
 
 def publish_step(settings: Settings, comparison_path: str) -> str:
     """Publish the selected candidate as a new version; promote it if the gate approved it."""
-    comparison = json.loads(Path(comparison_path).read_text())
+    comparison = json.loads(read_text(comparison_path))
     selected = next(r for r in comparison["candidates"] if r["model"] == comparison["selected"])
-    candidate: Candidate = joblib.load(selected["path"])
+    candidate: Candidate = _load_candidate(selected["path"])
     run = RunPaths.of(comparison_path)
     split_dir = str(run.split)
     spec, info = _split_spec(split_dir)
@@ -236,8 +254,8 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     X_test, _ = _load_part(split_dir, "test")
     check_plan(candidate.model, X_test)  # the pure-data plan must give the pipeline's PDs
     files = {**compile_bundle(candidate.model), MODEL_FILE: buf.getvalue(),
-             "comparison.json": run.comparison.read_bytes(),
-             "reliability.png": run.reliability.read_bytes(),
+             "comparison.json": read_bytes(run.comparison),
+             "reliability.png": read_bytes(run.reliability),
              "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode(),
              REFERENCE_FILE: reference_sample(X_train, manifest["inputs"], seed=settings.seed),
              **validation_files}
@@ -287,7 +305,7 @@ def load_scorer(settings: Settings, version: str | None = None) -> Scorer:
 
 def data_changed_since_champion(settings: Settings, snapshot: str) -> bool:
     """False when the champion was trained on exactly this data (nothing new to learn)."""
-    fingerprint = json.loads(Path(snapshot).read_text())["fingerprint"]
+    fingerprint = json.loads(read_text(snapshot))["fingerprint"]
     registry = Registry.from_settings(settings)
     try:  # the champion's manifest as it is trusted: parsed and, with keys, signed
         version = registry.alias_version("champion")

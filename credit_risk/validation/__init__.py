@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from credit_risk.config import Settings
-from credit_risk.pipeline.run_paths import RunPaths
+from credit_risk.pipeline.run_paths import RunPaths, download_dir, is_url, upload_dir
 from credit_risk.spec.dataset import DatasetSpec
 from credit_risk.validation.report import (
     DataValidationError,
@@ -210,30 +210,52 @@ def _gx_version() -> str:
     return version("great-expectations")
 
 
-def validate_snapshot(spec: DatasetSpec, snapshot: Path, settings: Settings,
+def validate_snapshot(spec: DatasetSpec, snapshot: Path | str, settings: Settings,
                       out_dir: Path | None = None) -> Report:
-    """Validate a run's snapshot; the result goes to <run>/validation/ unless out_dir says."""
+    """Validate a run's snapshot; the result goes to <run>/validation/ unless out_dir says.
+    A run folder on an object store: GX writes into a local temporary folder, which is then
+    uploaded to <run>/validation/ (the report's path and docs are URLs then)."""
     from credit_risk.pipeline.ingest import load_snapshot
 
     manifest, frames = load_snapshot(snapshot)
-    out = out_dir or RunPaths.of(snapshot).validation
     info = {"snapshot": str(snapshot), "data_fingerprint": manifest["fingerprint"],
             "tables": {n: t["rows"] for n, t in manifest["tables"].items()}}
-    return validate_frames(spec, frames, out, settings, info)
+    target = out_dir or RunPaths.of(snapshot).validation
+    if not is_url(target):
+        return validate_frames(spec, frames, Path(target), settings, info)
+    url = str(target)
+    with tempfile.TemporaryDirectory(prefix="credit-risk-validation-") as tmp:
+        local = Path(tmp) / "validation"
+        report = validate_frames(spec, frames, local, settings, info)
+        upload_dir(local, url)
+    docs = f"{url}/{Path(report.docs).relative_to(local).as_posix()}" if report.docs else None
+    return dataclasses.replace(report, path=f"{url}/{RESULT_FILE}", docs=docs)
 
 
-def published_files(run: Path) -> tuple[dict[str, bytes], dict[str, Any]]:
+def published_files(run: Path | str) -> tuple[dict[str, bytes], dict[str, Any]]:
     """The run's passing validation result and its Data Docs (zipped) for the registry,
-    and a summary for the manifest; refuse a run without a passing result."""
+    and a summary for the manifest; refuse a run without a passing result. A run folder on
+    an object store: its validation folder is read from a local copy."""
+    if is_url(run):
+        with tempfile.TemporaryDirectory(prefix="credit-risk-validation-") as tmp:
+            download_dir(str(RunPaths(str(run)).validation), Path(tmp) / "run" / "validation")
+            files, summary = _published_files(Path(tmp) / "run", run)
+        return files, summary
+    return _published_files(Path(run), run)
+
+
+def _published_files(run: Path, name: Path | str) -> tuple[dict[str, bytes], dict[str, Any]]:
     from credit_risk.validation.gx_run import zip_dir
 
     folder = RunPaths(run).validation
     path = folder / RESULT_FILE
     if not path.is_file():
-        raise DataValidationError(f"run {run} has no validation result ({path}): validate first")
+        shown = path if isinstance(name, Path) else f"{name}/validation/{RESULT_FILE}"
+        raise DataValidationError(f"run {name} has no validation result ({shown}): validate "
+                                  "first")
     result = json.loads(path.read_text())
     if not result["success"]:
-        raise DataValidationError(f"run {run} failed data validation: {result['summary']}")
+        raise DataValidationError(f"run {name} failed data validation: {result['summary']}")
     files = {RESULT_FILE: path.read_bytes()}
     if (folder / DOCS_DIR).is_dir():
         with tempfile.TemporaryDirectory() as tmp:

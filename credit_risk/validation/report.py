@@ -135,8 +135,8 @@ class Report:
     warnings: list[Outcome]
     skipped: dict[str, str]
     statistics: dict[str, dict[str, Any]]
-    path: Path
-    docs: Path | None
+    path: Path | str  # a URL string when the run folder is on an object store
+    docs: Path | str | None
 
     @property
     def success(self) -> bool:
