@@ -230,10 +230,12 @@ def _settings_env(settings, models: list[str]) -> dict[str, str]:
 
 @pytest.fixture
 def store(s3_server, s3_url, tmp_path):
-    """Where the tasks write: the registry on the S3-compatible server (a fresh prefix); the
-    endpoint and credentials every process needs to reach it, as environment variables."""
+    """Where the tasks write: the run folders and the registry on the S3-compatible server (a
+    fresh prefix); the endpoint and credentials every process needs to reach it, as
+    environment variables."""
     endpoint, _ = s3_server
-    settings = small_settings(tmp_path, registry_url=f"{s3_url}/registry", cv_folds=2,
+    settings = small_settings(tmp_path, runs_dir=f"{s3_url}/runs",
+                              registry_url=f"{s3_url}/registry", cv_folds=2,
                               search_iterations=1, models=tuple(MODELS))
     env = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                       "AWS_DEFAULT_REGION")}
@@ -358,12 +360,15 @@ def test_training_dag_runs_on_celery_workers_and_its_model_serves(cluster):
         assert status == 200, (task_id, entry)
         xcom[task_id, map_index] = entry["value"]
     runs = f"{settings.run_dir(run_id)}/"
+    assert runs.startswith("s3://")
     assert {k: v for k, v in xcom.items() if isinstance(v, str) and k[0] != "publish"} == {
         ("ingest", -1): f"{runs}raw/snapshot.json",
         ("validate", -1): f"{runs}validation/validation.json",
         ("prepare", -1): f"{runs}split", ("compare", -1): f"{runs}comparison.json",
         ("train", 0): f"{runs}candidates/logistic_regression.joblib",
         ("train", 1): f"{runs}candidates/xgboost.joblib"}
+    # Nothing was written to local folders but the source tables and Airflow's own.
+    assert sorted(p.name for p in settings.data_dir.parent.iterdir()) == ["airflow-home", "data"]
 
     # The model was published to the registry, and serving pointed at it scores with it.
     from credit_risk.registry.store import Registry
