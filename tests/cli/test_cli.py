@@ -3,6 +3,8 @@ import csv
 import pytest
 
 from credit_risk.cli import main
+from credit_risk.registry.store import Registry
+from tests.conftest import republish
 
 
 @pytest.fixture
@@ -13,6 +15,15 @@ def env(tmp_path, monkeypatch):
     for key, value in values.items():
         monkeypatch.setenv(f"CREDIT_RISK_{key}", str(value))
     return tmp_path
+
+
+@pytest.fixture
+def two_versions(env, trained_copy, monkeypatch):
+    """The trained fixture's registry (a copy) with a second version, a republished twin:
+    what promote, rollback and history need, without training twice."""
+    settings, version = trained_copy
+    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", settings.registry_url)
+    return version, republish(Registry(settings.registry_url), version)
 
 
 def test_generate_train_list_show_predict(env, capsys):
@@ -67,11 +78,7 @@ def test_generate_applications_for_predict(env, capsys):
     assert len(apps) == 300 and "default" not in apps and "credit_utilization_ratio" in apps
 
 
-def test_promote_rollback_history(env, capsys):
-    assert main(["generate-data", "--customers", "2500"]) == 0
-    assert main(["train", "--models", "logistic_regression"]) == 0
-    assert main(["train", "--models", "logistic_regression", "--run-id", "second"]) == 0
-    capsys.readouterr()
+def test_promote_rollback_history(two_versions, capsys):
     main(["models", "list"])
     lines = capsys.readouterr().out.splitlines()[2:]
     assert len(lines) == 2
