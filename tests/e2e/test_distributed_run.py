@@ -4,7 +4,9 @@ A fresh PostgreSQL database holds Airflow's metadata (and Celery's results), a d
 DB is the Celery broker; the scheduler, the dag-processor, a Celery worker and the api-server
 run as separate processes with a fresh AIRFLOW_HOME. `credit_risk_training` is triggered through
 the REST API like an operator would, and the model it publishes is scored by the serving app
-pointed at the same registry.
+pointed at the same registry. Run folders and registry are on the local S3-compatible server
+(tests/conftest.py's `s3_server`): the tasks hand each other s3:// URLs only, so workers on
+other hosts would run them the same way.
 
 PostgreSQL (127.0.0.1:5432, trust auth) and Redis (127.0.0.1:6379) must answer: this machine
 and CI have both, so a missing server fails the test, it never skips.
