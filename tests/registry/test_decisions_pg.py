@@ -224,10 +224,12 @@ def test_a_group_waits_for_one_commit_and_is_released_together(pg_log, schema):
     threads = [threading.Thread(target=lambda i=i: (pg_log.write(f"g{i}", [{}], [result()]),
                                                     done.append(time.monotonic())))
                for i in range(10)]
-    for t in threads:
+    threads[0].start()
+    time.sleep(0.3)  # the writer has taken it: its insert waits for the lock
+    for t in threads[1:]:
         t.start()
     time.sleep(0.5)
-    assert done == []  # all wait: the first write's insert waits for the lock
+    assert done == []  # all wait
     released = time.monotonic()
     lock.rollback()
     lock.close()
