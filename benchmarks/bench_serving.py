@@ -337,7 +337,7 @@ def half_load(url: str, body_file: Path, max_rps: float, seconds: float, connect
 
 
 def http(settings: Settings, records: list[dict], baseline: Path, work: Path, seconds: float,
-         batch_rows: int, repeats: int) -> dict:
+         batch_rows: int, repeats: int, decision_log: str | None = None) -> dict:
     single = work / "single.json"
     single.write_bytes(json.dumps(records[0]).encode())
     batch = work / "batch.json"
@@ -346,8 +346,12 @@ def http(settings: Settings, records: list[dict], baseline: Path, work: Path, se
     # lines, which measures this VM's disk rather than the service.
     shm = Path("/dev/shm")
     decisions = (shm if shm.is_dir() else work) / f"credit-risk-bench-{os.getpid()}.jsonl"
+    if decision_log:  # e.g. PostgreSQL: the production configuration
+        subprocess.run([str(Path(sys.executable).parent / "credit-risk"), "decisions", "migrate"],
+                       env={**os.environ, "CREDIT_RISK_DECISION_LOG": decision_log}, check=True)
     ours_env = {"CREDIT_RISK_REGISTRY_URL": settings.registry_url,
-                "CREDIT_RISK_DECISION_LOG": str(decisions), "CREDIT_RISK_RELOAD_INTERVAL_S": "10",
+                "CREDIT_RISK_DECISION_LOG": decision_log or str(decisions),
+                "CREDIT_RISK_RELOAD_INTERVAL_S": "10",
                 "CREDIT_RISK_MAX_BATCH_ROWS": str(max(10_000, batch_rows))}
     results: dict = {}
     c = 8
@@ -542,11 +546,11 @@ def markdown(m: dict, version: str, inproc: dict, web: dict, seconds: float,
     return "\n".join(lines)
 
 
-def write_section(text: str) -> Path:
-    """Replace only the "## Serving" section of benchmarks/RESULTS.md (others own the rest)."""
+def write_section(text: str, key: str = "serving") -> Path:
+    """Replace only this benchmark's section of benchmarks/RESULTS.md (others own the rest)."""
     path = ROOT / "benchmarks" / "RESULTS.md"
     current = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    start, end = "<!-- serving:start -->", "<!-- serving:end -->"
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
     block = f"{start}\n{text.rstrip()}\n{end}"
     if start in current and end in current:
         before, rest = current.split(start, 1)
@@ -567,6 +571,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5000, help="per in-process path")
     parser.add_argument("--batch-rows", type=int, default=1000)
     parser.add_argument("--no-write", action="store_true", help="print, do not write results")
+    parser.add_argument("--decision-log", default=None,
+                        help="the serving app's decision log (default: a JSONL file on tmpfs), "
+                             "e.g. postgresql+psycopg://root@127.0.0.1/test")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: run `make wrk` (apt-get install wrk)")
@@ -584,7 +591,7 @@ def main() -> None:
     background["before_http"] = wait_for_quiet()
     print("HTTP (gunicorn + wrk on loopback):", flush=True)
     web = http(settings, records, baseline, args.work, args.seconds, args.batch_rows,
-               args.repeats)
+               args.repeats, args.decision_log)
     background["after"] = cpu_busy()
     print("batch profile:", flush=True)
     profile = batch_profile(scorer, records)
@@ -594,10 +601,15 @@ def main() -> None:
                "verdicts": [{"target": n, "goal": g, "measured": v, "met": ok}
                             for n, g, v, ok in verdicts(inproc, web)]}
     text = markdown(m, version, inproc, web, args.seconds, args.repeats, profile)
+    key = "serving"
+    if args.decision_log:  # the production configuration: its own section and JSON file
+        key = "serving-postgres"
+        text = text.replace("## Serving", "## Serving with the decision log in PostgreSQL", 1)
+        results["decision_log"] = args.decision_log.split("@")[-1]
     print("\n" + text)
     if not args.no_write:
-        (ROOT / "benchmarks" / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
-        print(f"written: {write_section(text)} and benchmarks/serving.json")
+        (ROOT / "benchmarks" / f"{key}.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(f"written: {write_section(text, key)} and benchmarks/{key}.json")
 
 
 if __name__ == "__main__":
