@@ -100,6 +100,26 @@ class Settings(BaseSettings):
     performance_max_ks_drop: float = Field(0.10, gt=0, le=1)
     performance_max_calibration_gap: float = Field(0.02, gt=0, le=1)
     performance_calibration_z: float = Field(3.0, ge=0)
+    # How many months of matured vintages the monitoring DAG's performance task reads (the
+    # decisions of [as_of - months_on_book - window_months, as_of - months_on_book)).
+    performance_window_months: int = Field(12, ge=1, le=120)
+    # Observed outcomes (credit-risk outcomes load): a JSONL file, or a PostgreSQL URL
+    # (postgresql+psycopg://...; the `outcomes` table of the same migrations as the decisions).
+    # Unset: beside the decision log (outcomes.jsonl in its folder; its database for a URL).
+    outcomes: Path | str | None = None
+
+    @field_validator("outcomes", mode="before")
+    @classmethod
+    def _outcomes_target(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        if isinstance(value, str) and "://" in value:
+            scheme, rest = value.split("://", 1)
+            if scheme.lower() in ("postgresql", "postgres", "postgresql+psycopg"):
+                return "postgresql+psycopg://" + rest
+            raise ValueError(f"outcomes URL scheme {scheme!r}: a file path or "
+                             "postgresql+psycopg://... is supported")
+        return None if value is None else Path(str(value))
 
     # Serving.
     reload_interval_s: float = Field(10.0, ge=0)

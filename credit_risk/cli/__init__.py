@@ -1,12 +1,12 @@
 """The `credit-risk` console script: the same functions the DAGs call.
 
 `main` parses the arguments, then imports only the module of the command it runs:
-`predict` (`credit_risk.cli.predict`), `models` / `keys` (`credit_risk.cli.registry`) and
-`decisions` (`credit_risk.cli.decisions`) need only the serving slice (config, errors, spec,
-scoring, registry) and so work in an install of the serving extra (`decisions` on PostgreSQL
-also needs the postgres extra); `train`, `generate-data`, `validate` and `drift`
-(`credit_risk.cli.pipeline`) need the pipeline extra. The import-linter contracts in
-pyproject.toml keep it so.
+`predict` (`credit_risk.cli.predict`), `models` / `keys` (`credit_risk.cli.registry`),
+`decisions` (`credit_risk.cli.decisions`) and `outcomes` (`credit_risk.cli.outcomes`) need
+only the serving slice (config, errors, spec, scoring, registry) and so work in an install of
+the serving extra (on PostgreSQL they also need the postgres extra); `train`, `generate-data`,
+`validate` and `drift` (`credit_risk.cli.pipeline`) and `performance` need the pipeline extra.
+The import-linter contracts in pyproject.toml keep it so.
 
 Errors: a `CreditRiskError` (bad input, data, configuration or artifact) prints its message
 and exits 1; anything else is a bug and shows its traceback.
@@ -99,6 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default: CREDIT_RISK_DECISION_RETENTION_DAYS")
     dsub.add_parser("status", help="where decisions go, whether they can be written, how many")
     dl.set_defaults(command="decisions:cmd_decisions")
+
+    oc = sub.add_parser("outcomes", help="observed outcomes: load (CSV or SQL), migrate, status")
+    osub = oc.add_subparsers(dest="outcomes_cmd", required=True)
+    load = osub.add_parser("load", help="store outcomes (application_id, defaulted, "
+                           "observed_at); loading them again stores nothing new")
+    load.add_argument("file", nargs="?", default=None, help="a CSV file")
+    load.add_argument("--sql", default=None, help="a query giving the same columns")
+    load.add_argument("--url-env", default=None, metavar="VAR",
+                      help="the environment variable with the query's database URL")
+    osub.add_parser("migrate", help="create or upgrade the database schema (PostgreSQL)")
+    osub.add_parser("status", help="where outcomes are kept and how many")
+    oc.set_defaults(command="outcomes:cmd_outcomes")
+
+    pf = sub.add_parser("performance", help="performance on matured loans vs training figures")
+    pf.add_argument("--as-of", default=None, metavar="DATE", help="default: now")
+    pf.add_argument("--run-id", default=None, help="the monitoring run folder's name")
+    pf.set_defaults(command="outcomes:cmd_performance")
 
     v = sub.add_parser("validate", help="run the data validation gate on a dataset")
     v.add_argument("--spec", default=None, help="built-in spec name or YAML path")

@@ -1,8 +1,15 @@
 """Monitoring: the champion's reference (training) inputs vs recent scored traffic.
 
 Population stability index (PSI) per application field, plus an Evidently data-drift
-report (HTML). Drift is declared when any field's PSI reaches the threshold (0.25 is
-the usual "significant shift"); the monitoring DAG then emits the drift Asset.
+report (HTML) and a plot of the PSI (psi.png). Drift is declared when any field's PSI reaches
+the threshold (0.25 is the usual "significant shift"); the monitoring DAG then emits the drift
+Asset.
+
+`performance_step`: the decisions that have matured (`performance_months_on_book`) joined
+with the observed outcomes (credit_risk.registry.outcomes), judged by
+`credit_risk.pipeline.performance` against each version's training figures:
+performance.json and performance.png in the monitoring run folder; an alert also emits the
+drift Asset.
 """
 
 from __future__ import annotations
@@ -27,10 +34,14 @@ from credit_risk.pipeline.run_paths import (
     write_text,
 )
 from credit_risk.registry.decisions import CHUNK_ROWS, DecisionLog, open_decision_log
+from credit_risk.registry.outcomes import open_outcomes
 from credit_risk.registry.store import Registry, RegistryError
 
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference.parquet"
+PSI_PLOT = "psi.png"
+PERFORMANCE_FILE = "performance.json"
+PERFORMANCE_PLOT = "performance.png"
 _EPS = 1e-4
 
 
@@ -163,8 +174,12 @@ def drift_step(settings: Settings, run_id: str) -> str:
     table = drift_table(reference, current, fields)
     evidently = evidently_report(reference[names], current, join(out, "drift_report.html"))
     drifted = [r["field"] for r in table if r["psi"] >= settings.drift_psi_threshold]
+    from credit_risk.pipeline.monitoring_plots import psi_plot
+
+    write_bytes(join(out, PSI_PLOT), psi_plot(table, settings.drift_psi_threshold))
     result.update(status="ok", drift=bool(drifted), drifted_fields=drifted, psi=table,
-                  evidently=evidently["metrics"][0]["value"], report="drift_report.html")
+                  evidently=evidently["metrics"][0]["value"], report="drift_report.html",
+                  plot=PSI_PLOT)
     return _write(out, result)
 
 
@@ -173,4 +188,80 @@ def _write(out: Path | str, result: dict[str, Any]) -> str:
     write_text(path, json.dumps(result, indent=2, default=str))
     log.info("drift check: %s; drift=%s %s", result["status"], result["drift"],
              result.get("drifted_fields", ""))
+    return str(path)
+
+
+def _months_before(t: datetime, months: int) -> datetime:
+    return (pd.Timestamp(t) - pd.DateOffset(months=months)).to_pydatetime()
+
+
+def matured_decisions(dlog: DecisionLog, since: datetime, until: datetime,
+                      chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
+    """The decisions recorded in [since, until) that carry an application id, as a decisions
+    frame: read in chunks, each cut to the five columns performance needs."""
+    from credit_risk.pipeline.performance import DECISION_COLUMNS, decisions_frame
+
+    frames = [decisions_frame(chunk) for chunk in dlog.iter_chunks(since, until,
+                                                                   chunk_rows=chunk_rows)]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=list(DECISION_COLUMNS))
+    return pd.concat(frames, ignore_index=True)
+
+
+def performance_step(settings: Settings, run_id: str, as_of: datetime | None = None) -> str:
+    """Performance on matured loans: the decisions of the window [as_of - months_on_book -
+    window_months, as_of - months_on_book) and the outcomes observed since its start, judged
+    per model version and vintage against each version's training figures (its manifest's
+    metrics). Writes performance.json (with `alert`) and performance.png; returns the JSON's
+    path."""
+    from credit_risk.pipeline.monitoring_plots import performance_plot
+    from credit_risk.pipeline.performance import Thresholds, performance_report
+
+    out = monitoring_dir(settings, run_id)
+    makedirs(out)
+    as_of = as_of or datetime.now(UTC)
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    limits = Thresholds.from_settings(settings)
+    until = _months_before(as_of, limits.months_on_book)
+    since = _months_before(until, settings.performance_window_months)
+    result: dict[str, Any] = {"run_id": run_id, "at": datetime.now(UTC).isoformat(),
+                              "decided_since": since.isoformat(),
+                              "decided_until": until.isoformat(), "alert": False,
+                              "alerts": [], "versions": []}
+    dlog = open_decision_log(settings)
+    if dlog is None:
+        result["status"] = "no decision log"
+        return _write_json(out, PERFORMANCE_FILE, result)
+    try:
+        decisions = matured_decisions(dlog, since, until)
+        result["decisions_log"] = dlog.describe()
+    finally:
+        dlog.close()
+    with open_outcomes(settings) as store:
+        outcomes = pd.DataFrame(store.read(since, as_of + timedelta(days=1)),
+                                columns=["application_id", "defaulted", "observed_at"])
+        result["outcomes"] = store.describe()
+    registry = Registry.from_settings(settings)
+    training: dict[str, Any] = {}
+    for version in sorted(set(decisions["model_version"].astype(str))):
+        try:
+            training[version] = registry.manifest(version)
+        except RegistryError as exc:  # a deleted or refused version: judged without figures
+            log.warning("performance: no training figures for %s: %s", version, exc)
+    report = performance_report(decisions, outcomes, as_of, training, limits)
+    result.update(report, run_id=run_id, decisions=len(decisions), outcomes_read=len(outcomes),
+                  status="ok" if report["versions"] else
+                  "no matured decisions with a known outcome", plot=PERFORMANCE_PLOT)
+    write_bytes(join(out, PERFORMANCE_PLOT), performance_plot(report))
+    path = _write_json(out, PERFORMANCE_FILE, result)
+    log.info("performance: %s; alert=%s (%d alerts)", result["status"], result["alert"],
+             len(result["alerts"]))
+    return path
+
+
+def _write_json(out: Path | str, name: str, result: dict[str, Any]) -> str:
+    path = join(out, name)
+    write_text(path, json.dumps(result, indent=2, default=str))
     return str(path)
