@@ -1,9 +1,10 @@
 """Daily drift check: recent scored traffic vs the champion's training data (PSI + Evidently).
 
 When any application field drifts past the PSI threshold, the `credit_risk_drift` Asset is
-emitted, which triggers the training DAG. `prune_decisions` enforces the decision log's
-retention (CREDIT_RISK_DECISION_RETENTION_DAYS; none set: keeps everything), after the drift
-report has read the window.
+emitted, which triggers the training DAG. `performance_report` judges the matured decisions
+against their observed outcomes (CREDIT_RISK_PERFORMANCE_*); an alert emits the same Asset.
+`prune_decisions` enforces the decision log's retention (CREDIT_RISK_DECISION_RETENTION_DAYS;
+none set: keeps everything), after both reports have read the log.
 """
 
 from __future__ import annotations
@@ -50,6 +51,28 @@ def credit_risk_monitoring():
         """Reaching this task emits the drift Asset event (the training DAG listens)."""
         return result
 
+    @task
+    @fails_fast
+    def performance_report() -> str:
+        from credit_risk.pipeline.monitoring import performance_step
+
+        return performance_step(settings(), get_current_context()["run_id"])
+
+    @task.short_circuit
+    @fails_fast
+    def performance_alert(result: str) -> bool:
+        import json
+
+        from credit_risk.pipeline.run_paths import read_text
+
+        return bool(json.loads(read_text(result))["alert"])
+
+    @task(outlets=[DRIFT])
+    @fails_fast
+    def emit_performance_alert(result: str) -> str:
+        """Reaching this task emits the drift Asset event (the training DAG listens)."""
+        return result
+
     @task(trigger_rule="all_done")  # retention holds even on a day the drift check fails
     @fails_fast
     def prune_decisions() -> dict:
@@ -59,7 +82,11 @@ def credit_risk_monitoring():
 
     result = drift_report()
     drifted(result) >> emit_drift(result)
-    result >> prune_decisions()
+    performance = performance_report()
+    performance_alert(performance) >> emit_performance_alert(performance)
+    prune = prune_decisions()
+    result >> prune
+    performance >> prune
 
 
 credit_risk_monitoring()

@@ -9,8 +9,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from credit_risk.scoring.request import validate_many
-from credit_risk.spec.fields import validate_application
+from credit_risk.scoring.request import validate_many, validate_one
 from serving.context import (
     decide,
     decision_log,
@@ -189,7 +188,7 @@ def predict():
     body, scorer, err = _body_and_scorer()
     if err:
         return err
-    clean, errors = validate_application(scorer.fields, body, scorer.rules)
+    clean, errors = validate_one(scorer.fields, body, scorer.rules)
     if errors:
         return error(422, "invalid application", errors)
     rid, results = decide(scorer, [clean])

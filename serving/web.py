@@ -20,7 +20,7 @@ from flask_wtf.csrf import CSRFError
 
 from credit_risk.registry.decisions import DecisionLogError
 from credit_risk.scoring import bands
-from credit_risk.spec.fields import validate_application
+from credit_risk.scoring.request import APPLICATION_ID, validate_one
 from serving.auth import KeyChecker
 from serving.context import decide, settings, store
 from serving.security import LoginThrottle, client_address
@@ -160,13 +160,17 @@ def form():
         return render_template("form.html", fields=[], values={}, errors={}, result=None,
                                unavailable=True, logged_in=logged_in), 503
     values: dict[str, Any] = {f["name"]: f["default"] for f in scorer.fields}
+    with_id = all(f["name"] != APPLICATION_ID for f in scorer.fields)
     errors: dict[str, str] = {}
     result = None
     status = 200
     if request.method == "POST":
         data = _from_form(scorer.fields, request.form)
         values.update({k: request.form.get(k, "") for k in data})
-        clean, errors = validate_application(scorer.fields, data, scorer.rules)
+        app_id = request.form.get(APPLICATION_ID, "").strip()
+        if app_id and with_id:  # optional: recorded with the decision, not scored
+            data[APPLICATION_ID] = values[APPLICATION_ID] = app_id
+        clean, errors = validate_one(scorer.fields, data, scorer.rules)
         if errors:
             status = 422
         else:
@@ -187,4 +191,4 @@ def form():
                                        scorer.scaling.max_score) if result else None,
                            bands=bands.on_scale(scorer.scaling.min_score,
                                                 scorer.scaling.max_score),
-                           logged_in=logged_in), status
+                           logged_in=logged_in, with_application_id=with_id), status

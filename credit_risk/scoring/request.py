@@ -9,6 +9,7 @@ derive from the same `credit_risk.spec.fields.Constraints`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -21,6 +22,13 @@ from credit_risk.spec.expressions import parse_expression
 from credit_risk.spec.fields import Constraints, constraints_of, validate_application
 
 REF = "#/components/schemas/{model}"
+
+# An optional id of the application (not a model input): recorded with the decision as
+# inputs.application_id, so observed outcomes can be joined to it (performance monitoring).
+APPLICATION_ID = "application_id"
+APPLICATION_ID_CHARS = 100
+APPLICATION_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # no control characters
+_ID_RE = re.compile(APPLICATION_ID_PATTERN)
 
 
 # -- request ---------------------------------------------------------------------------
@@ -41,6 +49,13 @@ def application_model(fields: Sequence[Mapping[str, Any]]) -> type[BaseModel]:
         definitions[f"f{i}"] = (Constraints.of_field(f).annotation(), Field(
             ..., alias=f["name"], title=f["label"], description=_description(f),
             examples=[example] if example is not None else None))
+    if not any(f["name"] == APPLICATION_ID for f in fields):
+        definitions["application_id"] = (str | None, Field(
+            None, alias=APPLICATION_ID, title="Application id", min_length=1,
+            max_length=APPLICATION_ID_CHARS, pattern=APPLICATION_ID_PATTERN,
+            description="Optional: your id of this application (not scored), recorded with "
+                        "the decision so that its observed outcome can be joined to it.",
+            examples=["L0012345"]))
     return create_model(
         "Application", __config__=ConfigDict(extra="forbid", populate_by_name=False),
         **definitions)
@@ -238,6 +253,40 @@ def _rule_ok(rule: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) -> boo
     return bool(np.all(expr.evaluate(env) | missing))
 
 
+def application_id_error(value: Any) -> str | None:
+    """Why an application_id is not acceptable (None: it is, or it is absent)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return "must be a string"
+    if not value:
+        return "must not be empty"
+    if len(value) > APPLICATION_ID_CHARS:
+        return f"must be at most {APPLICATION_ID_CHARS} characters"
+    if not _ID_RE.match(value):
+        return "must not contain control characters"
+    return None
+
+
+def validate_one(fields: Sequence[Mapping[str, Any]], data: Any,
+                 rules: Sequence[Mapping[str, Any]] = ()
+                 ) -> tuple[dict[str, Any], dict[str, str]]:
+    """`validate_application` plus the optional application_id (kept in the clean values when
+    given, so the decision log records it; the scorer reads only the model's fields)."""
+    if not isinstance(data, Mapping) or APPLICATION_ID not in data or any(
+            f["name"] == APPLICATION_ID for f in fields):
+        return validate_application(fields, data, rules)
+    app_id = data[APPLICATION_ID]
+    clean, errors = validate_application(
+        fields, {k: v for k, v in data.items() if k != APPLICATION_ID}, rules)
+    why = application_id_error(app_id)
+    if why:
+        errors = {**errors, APPLICATION_ID: why}
+    elif app_id is not None and not errors:
+        clean[APPLICATION_ID] = app_id
+    return clean, errors
+
+
 def validate_many(fields: Sequence[Mapping[str, Any]], items: Sequence[Any],
                   rules: Sequence[Mapping[str, Any]] = ()
                   ) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
@@ -247,14 +296,17 @@ def validate_many(fields: Sequence[Mapping[str, Any]], items: Sequence[Any],
     falls back to `validate_application` per application, which names each bad field.
     """
     known = {f["name"] for f in fields}
-    if all(type(item) is dict and item.keys() == known for item in items) and all(
+    with_id = known | {APPLICATION_ID}
+    if all(type(item) is dict and (item.keys() == known or (
+            item.keys() == with_id and type(item[APPLICATION_ID]) is str
+            and application_id_error(item[APPLICATION_ID]) is None)) for item in items) and all(
             c.all_valid([item[f["name"]] for item in items])
             for f, c in zip(fields, constraints_of(fields), strict=True)) and all(
             _rule_ok(rule, items) for rule in rules):
         return list(items), {}
     clean, bad = [], {}
     for i, item in enumerate(items):
-        values, errors = validate_application(fields, item, rules)
+        values, errors = validate_one(fields, item, rules)
         if errors:
             bad[str(i)] = errors
         clean.append(values)
