@@ -18,14 +18,6 @@ ARG BASE_IMAGE=python:3.11-slim
 
 # ---- common base: environment shared by both targets -------------------------------------
 FROM ${BASE_IMAGE} AS base
-ARG SOURCE=https://github.com/credit-risk/credit-risk
-ARG REVISION=unknown
-ARG CREATED=unknown
-LABEL org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.vendor="credit-risk"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -35,24 +27,24 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SCARF_ANALYTICS=false
 
 # ---- build stages: a virtualenv at /opt/credit-risk, copied into the runtime stages --------
-FROM base AS build-serving
+# Optional build secrets: `ca` (extra CA bundle for pip), `pip_index_url` (a file holding the
+# URL); PIP_CERT / PIP_INDEX_URL exist only inside the RUN steps that mount them.
+# Dependencies first, resolved from pyproject.toml with empty packages in place of the code, so
+# that a code change reinstalls only the project (--no-deps), not the dependencies.
+FROM base AS build
 WORKDIR /src
 RUN python -m venv /opt/credit-risk
 COPY pyproject.toml constraints.txt README.md ./
-COPY credit_risk ./credit_risk
-COPY serving ./serving
-# Optional build secrets: `ca` (extra CA bundle for pip), `pip_index_url` (a file holding the URL).
+
+FROM build AS build-serving
 RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
     --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && if [ -s /run/secrets/pip_index_url ]; then \
         PIP_INDEX_URL="$(cat /run/secrets/pip_index_url)" && export PIP_INDEX_URL; fi \
-    && /opt/credit-risk/bin/pip install -c constraints.txt ".[serving,postgres,s3]"
-
-FROM base AS build-airflow
-WORKDIR /src
-RUN python -m venv /opt/credit-risk
-COPY pyproject.toml constraints.txt README.md ./
+    && mkdir -p credit_risk serving && touch credit_risk/__init__.py serving/__init__.py \
+    && /opt/credit-risk/bin/pip install -c constraints.txt ".[serving,postgres,s3]" \
+    && rm -rf credit_risk serving build ./*.egg-info
 COPY credit_risk ./credit_risk
 COPY serving ./serving
 RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
@@ -60,27 +52,27 @@ RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && if [ -s /run/secrets/pip_index_url ]; then \
         PIP_INDEX_URL="$(cat /run/secrets/pip_index_url)" && export PIP_INDEX_URL; fi \
-    && /opt/credit-risk/bin/pip install -c constraints.txt ".[pipeline,postgres,s3,celery]"
+    && /opt/credit-risk/bin/pip install --no-deps . \
+    && /opt/credit-risk/bin/pip check
 
-# ---- serving: gunicorn + Flask, non-root, healthy = ready ----------------------------------
-FROM base AS serving
-ENV PATH=/opt/credit-risk/bin:$PATH \
-    CREDIT_RISK_BIND=0.0.0.0:8000 \
-    CREDIT_RISK_REGISTRY_URL=/registry \
-    CREDIT_RISK_DECISION_LOG=/var/lib/credit-risk/decisions.jsonl \
-    PROMETHEUS_MULTIPROC_DIR=/tmp/credit-risk-metrics
-WORKDIR /app
-COPY --from=build-serving /opt/credit-risk /opt/credit-risk
-COPY serving/gunicorn.conf.py ./serving/gunicorn.conf.py
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app \
-    && mkdir -p /var/lib/credit-risk /registry \
-    && chown 10001:10001 /var/lib/credit-risk
-USER 10001:10001
-EXPOSE 8000
-# Healthy = ready: a verified model serves and decisions can be logged (/health is only alive).
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/ready', timeout=4)"]
-CMD ["gunicorn", "-c", "serving/gunicorn.conf.py", "serving.wsgi:app"]
+FROM build AS build-airflow
+RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
+    --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && if [ -s /run/secrets/pip_index_url ]; then \
+        PIP_INDEX_URL="$(cat /run/secrets/pip_index_url)" && export PIP_INDEX_URL; fi \
+    && mkdir -p credit_risk serving && touch credit_risk/__init__.py serving/__init__.py \
+    && /opt/credit-risk/bin/pip install -c constraints.txt ".[pipeline,postgres,s3,celery]" \
+    && rm -rf credit_risk serving build ./*.egg-info
+COPY credit_risk ./credit_risk
+COPY serving ./serving
+RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
+    --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && if [ -s /run/secrets/pip_index_url ]; then \
+        PIP_INDEX_URL="$(cat /run/secrets/pip_index_url)" && export PIP_INDEX_URL; fi \
+    && /opt/credit-risk/bin/pip install --no-deps . \
+    && /opt/credit-risk/bin/pip check
 
 # ---- airflow: every Airflow component, with the pipeline --------------------------------
 FROM base AS airflow
@@ -105,3 +97,42 @@ RUN useradd --create-home --uid 50000 --gid 0 --shell /bin/bash airflow \
 USER 50000:0
 EXPOSE 8080
 CMD ["airflow", "version"]
+# OCI labels last: a new revision or build time changes no layer above.
+ARG SOURCE=https://github.com/credit-risk/credit-risk
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.title="credit-risk-airflow" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+# ---- serving (the last stage: the default target of a plain `docker build .`) ------------
+# gunicorn + Flask, non-root, healthy = ready.
+FROM base AS serving
+ENV PATH=/opt/credit-risk/bin:$PATH \
+    CREDIT_RISK_BIND=0.0.0.0:8000 \
+    CREDIT_RISK_REGISTRY_URL=/registry \
+    CREDIT_RISK_DECISION_LOG=/var/lib/credit-risk/decisions.jsonl \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/credit-risk-metrics
+WORKDIR /app
+COPY --from=build-serving /opt/credit-risk /opt/credit-risk
+COPY serving/gunicorn.conf.py ./serving/gunicorn.conf.py
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app \
+    && mkdir -p /var/lib/credit-risk /registry \
+    && chown 10001:10001 /var/lib/credit-risk
+USER 10001:10001
+EXPOSE 8000
+# Healthy = ready: a verified model serves and decisions can be logged (/health is only alive).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/ready', timeout=4)"]
+CMD ["gunicorn", "-c", "serving/gunicorn.conf.py", "serving.wsgi:app"]
+# OCI labels last: a new revision or build time changes no layer above.
+ARG SOURCE=https://github.com/credit-risk/credit-risk
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.title="credit-risk-serving" \
+      org.opencontainers.image.licenses="Apache-2.0"
