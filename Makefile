@@ -14,6 +14,7 @@ help:
 	@echo "make test       install and run lint, type checks and the whole test suite"
 	@echo "make install    create $(VENV) with the pinned dependencies"
 	@echo "make bench-serving  serving latency and throughput (writes benchmarks/RESULTS.md)"
+	@echo "make test-stack  build both images, run the docker compose stack, train, serve, tear down"
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -82,3 +83,11 @@ constraints: install
 
 clean:
 	rm -rf var airflow_home .pytest_cache .mypy_cache .ruff_cache
+
+# The docker compose stack for real: builds the base image (and starts dockerd) if needed, both
+# image targets and the stand-ins, brings the stack up, trains through the Airflow REST API,
+# scores over HTTP, checks PostgreSQL and the monitoring DAG, tears everything down
+# (volumes too). Needs root for the Docker engine. See scripts/test-stack.sh.
+.PHONY: test-stack
+test-stack:
+	bash scripts/test-stack.sh
