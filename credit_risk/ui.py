@@ -39,7 +39,10 @@ GX_RESULTS = (_RUN.validation / "gx_results").as_posix()
 DATA_DOCS = (_RUN.validation / "data_docs").as_posix()  # Great Expectations' static site
 DATA_DOCS_SUFFIXES = {".html", ".css", ".js", ".png", ".jpg", ".gif", ".svg", ".ico", ".otf",
                       ".ttf", ".woff", ".woff2"}
-DRIFT_REPORTS = {"drift.json", "drift_report.html"}
+# A monitoring run: the drift result, its Evidently report and PSI plot, the performance on
+# matured loans and its plot (credit_risk.pipeline.monitoring).
+DRIFT_REPORTS = {"drift.json", "drift_report.html", "psi.png", "performance.json",
+                 "performance.png"}
 MODEL_REPORTS = {"model_card.html", "model_card.md", "reliability.png", "comparison.json",
                  "validation.json", "data_docs.zip"}
 # One path segment: the characters of Airflow run ids, version ids and report names; never
@@ -217,26 +220,90 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
 
     @app.get("/monitoring", response_class=HTMLResponse)
     def monitoring() -> HTMLResponse:
-        rows = []
+        """Per monitoring run: drift (PSI per field, plotted; the Evidently report) and the
+        performance on matured loans (figures and plots), newest first."""
+        sections = []
         base = settings.local_runs_dir / MONITORING
-        for run in sorted(base.glob("*/drift.json"), key=lambda p: p.stat().st_mtime,
-                          reverse=True)[:50]:
-            try:
-                r = json.loads(report_file(settings.local_runs_dir, MONITORING,
-                                           f"{run.parent.name}/drift.json").read_text())
-                status, drift = r["status"], r["drift"]
-            except (HTTPException, ValueError, KeyError, TypeError, OSError):
-                continue  # not a drift report this page may show
-            link = f"runs/{MONITORING}/{quote(run.parent.name)}/drift_report.html"
-            report = (f"<a href='{_e(link)}'>Evidently report</a>" if r.get("report") else "")
-            rows.append(f"<tr><td>{_e(run.parent.name)}</td><td>{_e(status)}</td>"
-                        f"<td>{_e(drift)}</td><td>{_e(', '.join(r.get('drifted_fields', [])))}"
-                        f"</td><td>{report}</td></tr>")
-        return _page("Drift reports", "<p><a href='.'>Models</a></p><table><tr><th>run</th>"
-                     "<th>status</th><th>drift</th><th>drifted fields</th><th>report</th></tr>"
-                     + "".join(rows) + "</table>")
+        runs = [p for p in base.glob("*/") if SEGMENT.match(p.name) and not p.is_symlink()
+                and ((p / "drift.json").is_file() or (p / "performance.json").is_file())]
+        for run in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)[:20]:
+            drift, perf = _monitoring_json(run, "drift.json"), \
+                _monitoring_json(run, "performance.json")
+            if drift is None and perf is None:
+                continue
+            files = f"runs/{MONITORING}/{quote(run.name)}/"
+            sections.append(f"<h3 id='{_e(run.name)}'>{_e(run.name)}</h3>"
+                            + _drift_section(run, drift, files)
+                            + _performance_section(run, perf, files))
+        return _page("Monitoring: drift and performance",
+                     "<p><a href='.'>Models</a></p>" + ("".join(sections)
+                                                        or "<p>No monitoring runs yet.</p>"))
+
+    def _monitoring_json(run: Path, name: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads(report_file(settings.local_runs_dir, MONITORING,
+                                          f"{run.name}/{name}").read_text())
+        except (HTTPException, ValueError, OSError):
+            return None  # not a report this page may show
+        return data if isinstance(data, dict) else None
 
     return app
+
+
+def _img(run: Path, name: str, files: str, alt: str) -> str:
+    if not (run / name).is_file() or not is_report(MONITORING, f"{run.name}/{name}"):
+        return ""
+    return f"<p><img src='{_e(files + name)}' alt='{_e(alt)}' style='max-width:100%'></p>"
+
+
+def _drift_section(run: Path, r: dict[str, Any] | None, files: str) -> str:
+    if r is None:
+        return "<p>No drift report.</p>"
+    try:
+        head = (f"<p>Drift: <b>{_e(r['status'])}</b>, drift {_e(r['drift'])}"
+                + (f", drifted fields: {_e(', '.join(map(str, r['drifted_fields'])))}"
+                   if r.get("drifted_fields") else "") + "</p>")
+        rows = "".join(f"<tr><td>{_e(p['field'])}</td><td>{_e(float(p['psi']))}</td></tr>"
+                       for p in r.get("psi") or [])
+    except (KeyError, TypeError, ValueError):
+        return "<p>Unreadable drift report.</p>"
+    report = (f"<p><a href='{_e(files)}drift_report.html'>Evidently report</a> &middot; "
+              f"<a href='{_e(files)}drift.json'>drift.json</a></p>" if r.get("report")
+              else f"<p><a href='{_e(files)}drift.json'>drift.json</a></p>")
+    table = (f"<details><summary>PSI per field</summary><table><tr><th>field</th><th>PSI</th>"
+             f"</tr>{rows}</table></details>" if rows else "")
+    return head + report + _img(run, "psi.png", files, "PSI per field") + table
+
+
+def _performance_section(run: Path, r: dict[str, Any] | None, files: str) -> str:
+    if r is None:
+        return ""
+    try:
+        head = (f"<p>Performance on matured loans: <b>{_e(r['status'])}</b>, alert "
+                f"<span class='{'rejected' if r['alert'] else 'approved'}'>{_e(r['alert'])}"
+                f"</span> (decided {_e(r.get('decided_since', ''))[:10]} to "
+                f"{_e(r.get('decided_until', ''))[:10]}) &middot; "
+                f"<a href='{_e(files)}performance.json'>performance.json</a></p>")
+        rows = []
+        for v in r.get("versions") or []:
+            t = v.get("training") or {}
+            for x in [v, *v.get("vintages", [])]:
+                rows.append(
+                    f"<tr><td>{_e(v['model_version'])}</td><td>{_e(x.get('vintage', 'all'))}"
+                    f"</td><td>{_e(x['n'])}</td><td>{_e(x['defaults'])}</td>"
+                    f"<td>{_e(x['roc_auc'])}</td><td>{_e(t.get('roc_auc'))}</td>"
+                    f"<td>{_e(x['ks'])}</td><td>{_e(x['brier'])}</td><td>{_e(x['mean_pd'])}</td>"
+                    f"<td>{_e(x['default_rate'])}</td></tr>")
+        alerts = "".join(f"<li class='rejected'>{_e(a['model_version'])} "
+                         f"{_e(a.get('vintage') or 'all')}: {_e(a['message'])}</li>"
+                         for a in r.get("alerts") or [])
+    except (KeyError, TypeError, ValueError):
+        return "<p>Unreadable performance report.</p>"
+    table = ("<table><tr><th>version</th><th>vintage</th><th>n</th><th>defaults</th>"
+             "<th>ROC-AUC</th><th>at training</th><th>KS</th><th>Brier</th><th>mean PD</th>"
+             "<th>default rate</th></tr>" + "".join(rows) + "</table>") if rows else ""
+    return (head + (f"<ul>{alerts}</ul>" if alerts else "") + table
+            + _img(run, "performance.png", files, "Performance per vintage and rating band"))
 
 
 def _run_links(run: Path, prefix: str) -> str:
