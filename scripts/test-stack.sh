@@ -34,6 +34,7 @@ fi
 SHA="$(git rev-parse --short HEAD)"
 REVISION="$(git rev-parse HEAD)"
 CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+SOURCE="$(git remote get-url origin 2>/dev/null || true)"
 work="$(mktemp -d)"
 project="credit-risk-stack-$$"
 envfile="$work/stack.env"
@@ -52,7 +53,8 @@ build() {  # build <tag> <dockerfile> [target]
   local tag="$1" file="$2" target="${3:-}"
   "$DOCKER" build --network host --secret "id=ca,src=$CA" \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "REVISION=$REVISION" \
-    --build-arg "CREATED=$CREATED" ${target:+--target "$target"} \
+    --build-arg "CREATED=$CREATED" ${SOURCE:+--build-arg "SOURCE=$SOURCE"} \
+    ${target:+--target "$target"} \
     -f "$context/$file" -t "$tag" --progress plain "$context" >"$work/build-${tag//[:\/]/_}.log" 2>&1 \
     || { tail -n 60 "$work/build-${tag//[:\/]/_}.log"; echo "build of $tag failed" >&2; return 1; }
   echo "built $tag"
@@ -61,6 +63,19 @@ build() {  # build <tag> <dockerfile> [target]
 step "images (tag $SHA)"
 build "credit-risk-serving:$SHA" Dockerfile serving
 build "credit-risk-airflow:$SHA" Dockerfile airflow
+# The serving image holds the serving slice only (DESIGN: no training or orchestration stack).
+"$DOCKER" run --rm "credit-risk-serving:$SHA" python -c '
+import importlib.util
+for name in ("pandas", "sklearn", "joblib", "imblearn", "airflow", "great_expectations",
+             "evidently", "pyarrow"):
+    assert importlib.util.find_spec(name) is None, f"{name} in the serving image"
+for name in ("xgboost", "gunicorn", "s3fs", "psycopg", "serving", "credit_risk"):
+    assert importlib.util.find_spec(name) is not None, f"{name} missing"
+'
+"$DOCKER" run --rm "credit-risk-airflow:$SHA" python -c 'import airflow, credit_risk.pipeline, great_expectations, evidently, airflow.providers.celery'
+"$DOCKER" image inspect "credit-risk-serving:$SHA" --format '{{json .Config.Labels}}' \
+  | grep -q "\"org.opencontainers.image.revision\":\"$REVISION\""
+echo "images: serving without the pipeline, airflow with it, labelled with $REVISION"
 build "credit-risk/postgres:15-bookworm" docker/postgres.Dockerfile
 build "credit-risk/redis:7-bookworm" docker/redis.Dockerfile
 build "credit-risk/moto-s3:5" docker/moto.Dockerfile
