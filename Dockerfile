@@ -29,12 +29,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # ---- build stages: a virtualenv at /opt/credit-risk, copied into the runtime stages --------
 # Optional build secrets: `ca` (extra CA bundle for pip), `pip_index_url` (a file holding the
 # URL); PIP_CERT / PIP_INDEX_URL exist only inside the RUN steps that mount them.
-# Dependencies first, resolved from pyproject.toml with empty packages in place of the code, so
-# that a code change reinstalls only the project (--no-deps), not the dependencies.
+# Dependencies first, resolved from pyproject.toml with empty packages (and README) in place of
+# the code, so that a code or README change reinstalls only the project (--no-deps).
 FROM base AS build
 WORKDIR /src
 RUN python -m venv /opt/credit-risk
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml constraints.txt ./
 
 FROM build AS build-serving
 RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
@@ -42,9 +42,10 @@ RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && if [ -s /run/secrets/pip_index_url ]; then \
         PIP_INDEX_URL="$(cat /run/secrets/pip_index_url)" && export PIP_INDEX_URL; fi \
-    && mkdir -p credit_risk serving && touch credit_risk/__init__.py serving/__init__.py \
+    && mkdir -p credit_risk serving && touch README.md credit_risk/__init__.py serving/__init__.py \
     && /opt/credit-risk/bin/pip install -c constraints.txt ".[serving,postgres,s3]" \
-    && rm -rf credit_risk serving build ./*.egg-info
+    && rm -rf README.md credit_risk serving build ./*.egg-info
+COPY README.md ./
 COPY credit_risk ./credit_risk
 COPY serving ./serving
 RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
@@ -61,9 +62,10 @@ RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && if [ -s /run/secrets/pip_index_url ]; then \
         PIP_INDEX_URL="$(cat /run/secrets/pip_index_url)" && export PIP_INDEX_URL; fi \
-    && mkdir -p credit_risk serving && touch credit_risk/__init__.py serving/__init__.py \
+    && mkdir -p credit_risk serving && touch README.md credit_risk/__init__.py serving/__init__.py \
     && /opt/credit-risk/bin/pip install -c constraints.txt ".[pipeline,postgres,s3,celery]" \
-    && rm -rf credit_risk serving build ./*.egg-info
+    && rm -rf README.md credit_risk serving build ./*.egg-info
+COPY README.md ./
 COPY credit_risk ./credit_risk
 COPY serving ./serving
 RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
