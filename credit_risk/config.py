@@ -107,6 +107,13 @@ class Settings(BaseSettings):
     # (postgresql+psycopg://...; the `outcomes` table of the same migrations as the decisions).
     # Unset: beside the decision log (outcomes.jsonl in its folder; its database for a URL).
     outcomes: Path | str | None = None
+    # Where the monitoring DAG's `load_outcomes` task reads new outcomes from (unset: only
+    # `credit-risk outcomes load` loads them): a CSV file (application_id, defaulted,
+    # observed_at), or a SQL query with the database URL in the variable named by
+    # outcomes_sql_url_env. Loading is idempotent, so the task reloads the whole source daily.
+    outcomes_csv: Path | None = None
+    outcomes_sql: str | None = None
+    outcomes_sql_url_env: str | None = None
 
     @field_validator("outcomes", mode="before")
     @classmethod
@@ -214,6 +221,16 @@ class Settings(BaseSettings):
             raise ValueError(f"decision_retention_days ({days}) is shorter than "
                              f"drift_window_days ({self.drift_window_days}): monitoring "
                              "would lose the traffic it compares")
+        matured = 31 * (self.performance_months_on_book + self.performance_window_months)
+        monitored = self.outcomes_csv is not None or bool(self.outcomes_sql)
+        if days is not None and monitored and days < matured:
+            raise ValueError(f"decision_retention_days ({days}) is shorter than the "
+                             f"performance window ({self.performance_months_on_book} months on "
+                             f"book + {self.performance_window_months} months, {matured} days): "
+                             "decisions would be deleted before their loans matured")
+        if self.outcomes_sql and not self.outcomes_sql_url_env:
+            raise ValueError("outcomes_sql needs outcomes_sql_url_env: the name of the "
+                             "environment variable holding the database URL")
         return self
 
     @property

@@ -1,8 +1,10 @@
 """Daily drift check: recent scored traffic vs the champion's training data (PSI + Evidently).
 
 When any application field drifts past the PSI threshold, the `credit_risk_drift` Asset is
-emitted, which triggers the training DAG. `performance_report` judges the matured decisions
-against their observed outcomes (CREDIT_RISK_PERFORMANCE_*); an alert emits the same Asset.
+emitted, which triggers the training DAG. `load_outcomes` loads new observed outcomes from
+CREDIT_RISK_OUTCOMES_CSV or _SQL (idempotent), then `performance_report` judges the matured
+decisions against their observed outcomes (CREDIT_RISK_PERFORMANCE_*); an alert emits the same
+Asset.
 `prune_decisions` enforces the decision log's retention (CREDIT_RISK_DECISION_RETENTION_DAYS;
 none set: keeps everything), after both reports have read the log.
 """
@@ -53,6 +55,13 @@ def credit_risk_monitoring():
 
     @task
     @fails_fast
+    def load_outcomes() -> dict:
+        from credit_risk.pipeline.monitoring import load_outcomes_step
+
+        return load_outcomes_step(settings())
+
+    @task
+    @fails_fast
     def performance_report() -> str:
         from credit_risk.pipeline.monitoring import performance_step
 
@@ -83,6 +92,7 @@ def credit_risk_monitoring():
     result = drift_report()
     drifted(result) >> emit_drift(result)
     performance = performance_report()
+    load_outcomes() >> performance
     performance_alert(performance) >> emit_performance_alert(performance)
     prune = prune_decisions()
     result >> prune

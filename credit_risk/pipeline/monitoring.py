@@ -209,6 +209,34 @@ def matured_decisions(dlog: DecisionLog, since: datetime, until: datetime,
     return pd.concat(frames, ignore_index=True)
 
 
+def load_outcomes_step(settings: Settings) -> dict[str, Any]:
+    """Load the configured outcome source (outcomes_csv or outcomes_sql) into the outcome
+    store; idempotent: what is stored already is not stored again. Nothing configured: a no-op."""
+    import os
+
+    from credit_risk.errors import CreditRiskError
+    from credit_risk.registry.outcomes import open_outcomes, read_csv, read_sql
+
+    if settings.outcomes_csv is not None:
+        source, chunks = str(settings.outcomes_csv), read_csv(settings.outcomes_csv)
+    elif settings.outcomes_sql:
+        url = os.environ.get(settings.outcomes_sql_url_env or "", "").strip()
+        if not url:
+            raise CreditRiskError(f"outcomes_sql: the environment variable "
+                                  f"{settings.outcomes_sql_url_env} (the database URL) is not set")
+        source, chunks = "outcomes_sql", read_sql(url, settings.outcomes_sql)
+    else:
+        return {"source": None, "read": 0, "new": 0}
+    read = new = 0
+    with open_outcomes(settings) as store:
+        for chunk in chunks:
+            read += len(chunk)
+            new += store.load(chunk)
+        log.info("outcomes from %s: %d read, %d new, into %s", source, read, new,
+                 store.describe())
+        return {"source": source, "read": read, "new": new, "store": store.describe()}
+
+
 def performance_step(settings: Settings, run_id: str, as_of: datetime | None = None) -> str:
     """Performance on matured loans: the decisions of the window [as_of - months_on_book -
     window_months, as_of - months_on_book) and the outcomes observed since its start, judged

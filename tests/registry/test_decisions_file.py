@@ -161,4 +161,4 @@ def test_the_monitoring_dag_enforces_retention():
     dag = bag.dags["credit_risk_monitoring"]
     task = dag.task_dict["prune_decisions"]
     assert task.trigger_rule == "all_done"
-    assert task.upstream_task_ids == {"drift_report"}
+    assert task.upstream_task_ids == {"drift_report", "performance_report"}
