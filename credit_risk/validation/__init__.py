@@ -139,6 +139,7 @@ def validate_frames(spec: DatasetSpec, frames: dict[str, pd.DataFrame], out_dir:
     from credit_risk.validation import gx_run
 
     started = time.perf_counter()
+    out_dir = Path(out_dir).absolute()  # GX's Data Docs store refuses a relative folder
     suites = suites_for(spec, settings)
     missing = sorted(set(spec.tables) - set(frames))
     if missing:
