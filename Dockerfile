@@ -91,10 +91,12 @@ COPY dags ./dags
 COPY plugins ./plugins
 COPY great_expectations ./great_expectations
 COPY docker/airflow-init.sh /usr/local/bin/credit-risk-init
-# uid 50000 as in the official Airflow image; the folders that named volumes mount on are
-# created here so that a fresh volume belongs to that user.
+# uid 50000 as in the official Airflow image. AIRFLOW_HOME is its own (airflow.cfg is written
+# there at start); the folders that named volumes mount on are created here so that a fresh
+# volume belongs to that user. The code (dags, plugins, GX context) stays root's, read-only.
 RUN useradd --create-home --uid 50000 --gid 0 --shell /bin/bash airflow \
     && mkdir -p /opt/airflow/logs /opt/airflow/data /opt/airflow/auth \
+    && chown 50000:0 /opt/airflow \
     && chown -R 50000:0 /opt/airflow/logs /opt/airflow/data /opt/airflow/auth
 USER 50000:0
 EXPOSE 8080

@@ -72,7 +72,9 @@ for name in ("pandas", "sklearn", "joblib", "imblearn", "airflow", "great_expect
 for name in ("xgboost", "gunicorn", "s3fs", "psycopg", "serving", "credit_risk"):
     assert importlib.util.find_spec(name) is not None, f"{name} missing"
 '
-"$DOCKER" run --rm "credit-risk-airflow:$SHA" python -c 'import airflow, credit_risk.pipeline, great_expectations, evidently, airflow.providers.celery'
+"$DOCKER" run --rm "credit-risk-airflow:$SHA" python -c \
+  'import airflow, credit_risk.pipeline, great_expectations, evidently, airflow.providers.celery' \
+  >"$work/airflow-imports.log" 2>&1 || { tail -n 30 "$work/airflow-imports.log"; exit 1; }
 "$DOCKER" image inspect "credit-risk-serving:$SHA" --format '{{json .Config.Labels}}' \
   | grep -q "\"org.opencontainers.image.revision\":\"$REVISION\""
 echo "images: serving without the pipeline, airflow with it, labelled with $REVISION"
