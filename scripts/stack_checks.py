@@ -171,7 +171,8 @@ def main() -> int:
                  lambda d=dag_id: True if airflow("GET", f"/api/v2/dags/{d}")[0] == 200 else None,
                  START_TIMEOUT_S)
     # The serving app has no model yet: alive, not ready.
-    assert http("GET", f"{serving}/health")[0] == 200
+    wait_for("serving to answer /health",
+             lambda: True if http("GET", f"{serving}/health")[0] == 200 else None, START_TIMEOUT_S)
     status, body = http("GET", f"{serving}/ready")
     assert status == 503, (status, body)
 
