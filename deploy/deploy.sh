@@ -37,7 +37,8 @@
 #   DEPLOY_ECR_LOGIN       auto | yes | no: `aws ecr get-login-password | docker login` before the
 #                          pull (auto: when the registry is *.dkr.ecr.*.amazonaws.com)  (auto)
 #   DOCKER                 the docker CLI          (docker)
-set -euo pipefail
+set -Eeuo pipefail
+trap 'log "ERROR: unexpected failure of \"$BASH_COMMAND\" (line $LINENO)"' ERR
 
 DEPLOY_CONFIG="${DEPLOY_CONFIG:-/etc/credit-risk/deploy.env}"
 if [ -f "$DEPLOY_CONFIG" ]; then
@@ -78,7 +79,8 @@ running() { [ "$(docker_ inspect -f '{{.State.Running}}' "$1" 2>/dev/null || tru
 
 # The loopback port Docker published for a container's app port.
 host_port() {
-  docker_ port "$1" "$CONTAINER_PORT/tcp" 2>/dev/null | sed -n 's/^127\.0\.0\.1:\([0-9]*\)$/\1/p' | head -n1
+  { docker_ port "$1" "$CONTAINER_PORT/tcp" 2>/dev/null || true; } \
+    | sed -n 's/^127\.0\.0\.1:\([0-9]*\)$/\1/p' | head -n1
 }
 
 http_ok() {  # URL -> success when it answers 200
@@ -150,11 +152,14 @@ http {
     scgi_temp_path /tmp/scgi;
     client_max_body_size 10m;
     server_tokens off;
-    upstream app { server $NAME-$1:$CONTAINER_PORT; }
+    # The app container by name through Docker's DNS, looked up again every few seconds: a
+    # container that was restarted (host reboot, crash) with a new address is still found.
+    resolver 127.0.0.11 valid=5s ipv6=off;
     server {
         listen 8080;
+        set \$app http://$NAME-$1:$CONTAINER_PORT;
         location / {
-            proxy_pass http://app;
+            proxy_pass \$app;
             proxy_set_header Host \$host;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto \$scheme;
@@ -249,7 +254,19 @@ deploy() {  # IMAGE
     docker_ stop -t "$STOP_TIMEOUT" "$live_container" >/dev/null 2>&1 || true
     docker_ rm -f "$live_container" >/dev/null 2>&1 || true
   fi
+  prune_images "$image" "$previous_image"
   log "deployed $image (slot $new, port $PORT)"
+}
+
+# Removes the repository's other images from the host (keeps the current and the previous one,
+# the rollback target); images in use are kept by Docker anyway.
+prune_images() {  # CURRENT PREVIOUS
+  local ref
+  docker_ images --format '{{.Repository}}:{{.Tag}}' "${1%:*}" | while read -r ref; do
+    if [ "$ref" != "$1" ] && [ "$ref" != "${2:-}" ]; then
+      docker_ rmi "$ref" >/dev/null 2>&1 && log "removed the old image $ref" || true
+    fi
+  done
 }
 
 # After a failed deploy: the proxy must point at the live slot with the previous image ready

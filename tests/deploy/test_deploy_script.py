@@ -1,7 +1,8 @@
 """deploy/deploy.sh for real: the local Docker engine stands in for the EC2 host and Debian's
 `docker-registry` on loopback for ECR. Deploy tag A, then tag B under a running request loop
 (no failed request), then a broken tag C that never becomes ready: the script exits non-zero
-and B is serving again, still without a failed request.
+and B is serving again, still without a failed request; the same when B's container is gone
+(started again from its image); and `deploy.sh --rollback`.
 
 The serving image is built from the Dockerfile's `serving` target on the local base image
 (docker/base-image.sh; BuildKit's cache keeps rebuilds cheap, and the stack test shares it);
@@ -242,9 +243,20 @@ def test_deploy_switch_and_rollback(tags, host):
     assert app_containers(host) == {f"{host['name']}-green": tags["b"]}
     assert predict(port)[0] == 200
 
-    # A manual rollback (`deploy.sh --rollback`) goes back to A.
+    # The live container gone (crashed, removed by hand) and C again: the previous image is
+    # started again in its slot and serves.
+    sh(DOCKER, "rm", "-f", f"{host['name']}-green")
+    fourth = deploy(host, tags["c"], DEPLOY_READY_TIMEOUT="15")
+    assert fourth.returncode != 0
+    assert f"starting {tags['b']} again in slot green" in fourth.stderr, fourth.stderr
+    assert status(host) == {"slot": "green", "current": tags["b"], "previous": tags["a"]}
+    assert app_containers(host) == {f"{host['name']}-green": tags["b"]}
+    assert predict(port)[0] == 200
+
+    # A manual rollback (`deploy.sh --rollback`) goes back to A; the broken image is pruned.
     back = deploy(host, "--rollback")
     assert back.returncode == 0, back.stderr
     assert status(host)["current"] == tags["a"]
     assert app_containers(host) == {f"{host['name']}-blue": tags["a"]}
     assert predict(port)[0] == 200
+    assert sh(DOCKER, "images", "-q", tags["c"]).stdout.strip() == ""
