@@ -236,14 +236,16 @@ deploy() {  # IMAGE
   start_app "$new" "$image"
   if ! wait_ready "$new_container"; then
     remove_app "$new"
-    rollback_to_live "$live" "$previous_image"
-    die "$image did not become ready: rolled back, $(state_get current) is serving"
+    rollback_to_live "$live" "$previous_image" \
+      || die "$image failed and the rollback to $previous_image failed too: nothing may serve"
+    die "$image did not become ready: $(serving_now)"
   fi
   log "$new_container is ready; switching traffic from $live to $new"
   if ! switch_to "$new"; then
     remove_app "$new"
-    rollback_to_live "$live" "$previous_image"
-    die "switching to $image failed: rolled back, $(state_get current) is serving"
+    rollback_to_live "$live" "$previous_image" \
+      || die "$image failed and the rollback to $previous_image failed too: nothing may serve"
+    die "switching to $image failed: $(serving_now)"
   fi
   state_set slot "$new"
   state_set current "$image"
@@ -262,11 +264,16 @@ deploy() {  # IMAGE
 # the rollback target); images in use are kept by Docker anyway.
 prune_images() {  # CURRENT PREVIOUS
   local ref
-  docker_ images --format '{{.Repository}}:{{.Tag}}' "${1%:*}" | while read -r ref; do
+  { docker_ images --format '{{.Repository}}:{{.Tag}}' "${1%:*}" || true; } | while read -r ref; do
     if [ "$ref" != "$1" ] && [ "$ref" != "${2:-}" ]; then
       docker_ rmi "$ref" >/dev/null 2>&1 && log "removed the old image $ref" || true
     fi
   done
+}
+
+serving_now() {
+  if [ -n "$(state_get current)" ]; then echo "rolled back, $(state_get current) is serving"
+  else echo "nothing was deployed before, nothing serves"; fi
 }
 
 # After a failed deploy: the proxy must point at the live slot with the previous image ready

@@ -260,3 +260,11 @@ def test_deploy_switch_and_rollback(tags, host):
     assert app_containers(host) == {f"{host['name']}-blue": tags["a"]}
     assert predict(port)[0] == 200
     assert sh(DOCKER, "images", "-q", tags["c"]).stdout.strip() == ""
+
+
+def test_first_deploy_of_a_broken_image_fails_and_leaves_nothing_running(tags, host):
+    out = deploy(host, tags["c"], DEPLOY_READY_TIMEOUT="5")
+    assert out.returncode != 0
+    assert "nothing was deployed before, nothing serves" in out.stderr, out.stderr
+    assert app_containers(host) == {}
+    assert status(host) == {"slot": "", "current": "", "previous": ""}
