@@ -225,3 +225,39 @@ def test_deploy_role_trusts_only_this_repositorys_main_branch():
         assert not any(a == "*" or a.endswith(":*") for a in actions), statement
         if "ssm:SendCommand" in actions and "instance" in json.dumps(statement["Resource"]):
             assert "ssm:resourceTag/${DeployTagKey}" in json.dumps(statement["Condition"])
+
+
+@pytest.mark.parametrize(("statuses", "targets", "ok"), [
+    (["Pending", "InProgress", "Success"], 1, True),
+    (["InProgress", "Failed"], 1, False),       # deploy.sh exited non-zero (rolled back)
+    (["InProgress", "TimedOut"], 1, False),
+    (["Success"], 0, False),                    # no instance carries the tag
+])
+def test_cd_waits_for_the_command_and_fails_with_the_deploy(tmp_path, statuses, targets, ok):
+    """The "Wait for the deploy's result" step run with a fake `aws` (and `sleep`): it polls
+    until the command ends and fails the job unless the deploy succeeded on the instances."""
+    cd = workflow("cd.yml")
+    step = next(s for s in cd["jobs"]["deploy"]["steps"]
+                if s.get("name") == "Wait for the deploy's result")
+    state = tmp_path / "calls"
+    state.write_text("0")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "aws").write_text(f"""#!/usr/bin/env bash
+statuses=({' '.join(statuses)})
+if [ "$2" = list-commands ]; then
+  n=$(cat {state}); echo $((n + 1)) > {state}
+  i=$(( n < ${{#statuses[@]}} ? n : ${{#statuses[@]}} - 1 ))
+  printf '%s\\t%s\\n' "${{statuses[$i]}}" {targets}
+else
+  echo "i-0123 ${{statuses[-1]}} deploy output"
+fi
+""")
+    (fake / "sleep").write_text("#!/bin/sh\n")
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "COMMAND_ID": "cmd-1",
+           "EC2_TAG_KEY": "credit-risk-deploy", "EC2_TAG_VALUE": "serving"}
+    out = run("bash", "-e", "-c", step["run"], env=env)
+    assert (out.returncode == 0) is ok, out.stdout + out.stderr
+    assert int(state.read_text()) == len(statuses)
