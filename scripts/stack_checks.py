@@ -212,7 +212,8 @@ def main() -> int:
     assert scored["model_version"] == champion and 0 <= scored["probability_of_default"] <= 1
     assert scored["risk"] in ("High", "Low") and 300 <= scored["credit_score"] <= 900, scored
     log(f"scored examples/application.json: {json.dumps(scored)[:300]}")
-    status, batch = http("POST", f"{serving}/api/v1/predict/batch", varied(application, BATCH),
+    status, batch = http("POST", f"{serving}/api/v1/predict/batch",
+                         {"applications": varied(application, BATCH)},
                          auth, timeout=60)
     assert status == 200, (status, str(batch)[:2000])
 
