@@ -13,8 +13,9 @@
 #  5. docker-compose down --volumes, also on failure (after printing the services' logs)
 #
 # Environment: STACK_KEEP=1 leaves the stack up (no teardown); STACK_BUILD_FROM=worktree
-# builds from the working tree instead of HEAD; DOCKER_CA_BUNDLE (default the system bundle)
-# is the pip CA secret of the builds.
+# builds from the working tree instead of HEAD; STACK_NO_CACHE=1 builds every image without
+# the layer cache (a clean CI machine's timing; with BASE_IMAGE_NAME=<new name> the base image
+# too); DOCKER_CA_BUNDLE (default the system bundle) is the pip CA secret of the builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -51,7 +52,7 @@ fi
 
 build() {  # build <tag> <dockerfile> [target]
   local tag="$1" file="$2" target="${3:-}"
-  "$DOCKER" build --network host --secret "id=ca,src=$CA" \
+  "$DOCKER" build --network host --secret "id=ca,src=$CA" ${STACK_NO_CACHE:+--no-cache} \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "REVISION=$REVISION" \
     --build-arg "CREATED=$CREATED" ${SOURCE:+--build-arg "SOURCE=$SOURCE"} \
     ${target:+--target "$target"} \
@@ -95,7 +96,7 @@ S3_SECRET_KEY=$(secret)
 S3_BUCKET=credit-risk
 AIRFLOW_ADMIN_PASSWORD=$(secret)
 AIRFLOW_FERNET_KEY=$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')
-AIRFLOW_JWT_SECRET=$(secret)
+AIRFLOW_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(64))')
 SERVING_API_KEYS=$(secret)
 SERVING_SECRET_KEY=$(secret)
 AIRFLOW_PORT=$AIRFLOW_PORT
