@@ -9,6 +9,7 @@ however the path is spelled, is a 404.
 
 import html
 import json
+import mimetypes
 import re
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -92,11 +93,89 @@ def is_report(run: str, path: str) -> bool:
                 and Path(name).suffix.lower() in DATA_DOCS_SUFFIXES))
 
 
-def report_file(runs_dir: Path, run: str, path: str) -> Path:
-    """The report file `path` of a run folder, or a 404 (see `is_report`)."""
+class RunsFolder:
+    """The run folders the pages read: a local folder (files reached without a symlink) or an
+    object store URL (s3://...; no symlinks there). Every part is checked with SEGMENT."""
+
+    def __init__(self, base: Path | str):
+        self.url = str(base) if "://" in str(base) else None
+        self.base = Path(base) if self.url is None else None
+        if self.url is not None:
+            import fsspec
+
+            self.fs, self.root = fsspec.core.url_to_fs(self.url)
+
+    def _key(self, parts: tuple[str, ...]) -> str:
+        if not parts or not all(SEGMENT.match(p) for p in parts):
+            raise HTTPException(404)
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def folders(self, *under: str) -> list[tuple[str, float]]:
+        """(name, modified) of the run folders under `under`, newest first."""
+        out = []
+        if self.base is not None:
+            base = self.base.joinpath(*under)
+            for p in base.glob("*/"):
+                if SEGMENT.match(p.name) and not p.is_symlink():
+                    out.append((p.name, p.stat().st_mtime))
+        else:
+            try:
+                entries = self.fs.ls("/".join([self.root.rstrip("/"), *under]), detail=True)
+            except FileNotFoundError:
+                entries = []
+            for e in entries:
+                name = e["name"].rstrip("/").rsplit("/", 1)[-1]
+                if e.get("type") == "directory" and SEGMENT.match(name):
+                    out.append((name, self._modified(name, *under)))
+        return sorted(out, key=lambda x: x[1], reverse=True)
+
+    def _modified(self, name: str, *under: str) -> float:
+        """A folder's time on an object store (which has none): its newest file's."""
+        key = "/".join([self.root.rstrip("/"), *under, name])
+        times = [e.get("LastModified") or e.get("mtime") for e in
+                 self.fs.find(key, maxdepth=2, detail=True).values()]
+        stamps = [t.timestamp() if hasattr(t, "timestamp") else float(t or 0) for t in times]
+        return max(stamps, default=0.0)
+
+    def is_folder(self, *parts: str) -> bool:
+        if self.base is not None:
+            try:
+                _real(self.base, *parts, folder=True)
+                return True
+            except HTTPException:
+                return False
+        return bool(self.fs.isdir(self._key(parts)))
+
+    def is_file(self, *parts: str) -> bool:
+        try:
+            self.local_or_none(*parts)
+            return True
+        except HTTPException:
+            return False
+
+    def local_or_none(self, *parts: str) -> Path | None:
+        """The local file (or None on an object store, checked there); a 404 if not a file."""
+        if self.base is not None:
+            return _real(self.base, *parts)
+        if not self.fs.isfile(self._key(parts)):
+            raise HTTPException(404)
+        return None
+
+    def read(self, *parts: str) -> bytes:
+        local = self.local_or_none(*parts)
+        return local.read_bytes() if local is not None else self.fs.cat_file(self._key(parts))
+
+
+def report_response(folder: RunsFolder, run: str, path: str) -> Response:
+    """A run's report file (see `is_report`) as a response, or a 404."""
     if not is_report(run, path):
         raise HTTPException(404)
-    return _real(runs_dir, run, *path.split("/"))
+    parts = (run, *path.split("/"))
+    local = folder.local_or_none(*parts)
+    if local is not None:
+        return FileResponse(local, headers=SANDBOX)
+    kind = mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
+    return Response(folder.read(*parts), media_type=kind, headers=SANDBOX)
 
 
 def _version(version: str) -> str:
@@ -192,12 +271,13 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
             raise HTTPException(409, str(exc)) from exc
         return RedirectResponse(".", status_code=303)
 
+    folder = RunsFolder(settings.runs_dir)
+
     @app.get("/runs", response_class=HTMLResponse)
     def runs() -> HTMLResponse:
-        found = [p for p in settings.local_runs_dir.glob("*/") if p.name != MONITORING
-                 and SEGMENT.match(p.name) and not p.is_symlink()]
-        rows = [f"<tr><td>{_e(run.name)}</td><td>{_run_links(run, 'runs/')}</td></tr>"
-                for run in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:50]]
+        found = [name for name, _ in folder.folders() if name != MONITORING][:50]
+        rows = [f"<tr><td>{_e(run)}</td><td>{_run_links(folder, run, 'runs/')}</td></tr>"
+                for run in found]
         return _page("Training runs", "<p><a href='.'>Models</a></p><table><tr><th>run</th>"
                      "<th>outputs</th></tr>" + "".join(rows) + "</table>")
 
@@ -207,42 +287,39 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
         name = RunPaths.for_run(settings, run_id).name
         if name == MONITORING:
             raise HTTPException(404)
-        try:
-            run = _real(settings.local_runs_dir, name, folder=True)
-        except HTTPException:
-            raise HTTPException(404, f"no outputs for run {run_id}") from None
-        return _page(f"Run {_e(run_id)}", _run_links(run, ""))
+        if not SEGMENT.match(name) or not folder.is_folder(name):
+            raise HTTPException(404, f"no outputs for run {run_id}")
+        return _page(f"Run {_e(run_id)}", _run_links(folder, name, ""))
 
     @app.get("/runs/{run}/{path:path}")
-    def run_file(run: str, path: str) -> FileResponse:
+    def run_file(run: str, path: str) -> Response:
         """Reports only: never the run's raw data, splits or fitted candidates."""
-        return FileResponse(report_file(settings.local_runs_dir, run, path), headers=SANDBOX)
+        return report_response(folder, run, path)
 
     @app.get("/monitoring", response_class=HTMLResponse)
     def monitoring() -> HTMLResponse:
         """Per monitoring run: drift (PSI per field, plotted; the Evidently report) and the
         performance on matured loans (figures and plots), newest first."""
         sections = []
-        base = settings.local_runs_dir / MONITORING
-        runs = [p for p in base.glob("*/") if SEGMENT.match(p.name) and not p.is_symlink()
-                and ((p / "drift.json").is_file() or (p / "performance.json").is_file())]
-        for run in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)[:20]:
+        for run, _ in folder.folders(MONITORING)[:20]:
             drift, perf = _monitoring_json(run, "drift.json"), \
                 _monitoring_json(run, "performance.json")
             if drift is None and perf is None:
                 continue
-            files = f"runs/{MONITORING}/{quote(run.name)}/"
-            sections.append(f"<h3 id='{_e(run.name)}'>{_e(run.name)}</h3>"
-                            + _drift_section(run, drift, files)
-                            + _performance_section(run, perf, files))
+            files = f"runs/{MONITORING}/{quote(run)}/"
+            img = lambda name, alt, run=run, files=files: _img(folder, run, name, files, alt)  # noqa: E731
+            sections.append(f"<h3 id='{_e(run)}'>{_e(run)}</h3>"
+                            + _drift_section(drift, files, img)
+                            + _performance_section(perf, files, img))
         return _page("Monitoring: drift and performance",
                      "<p><a href='.'>Models</a></p>" + ("".join(sections)
                                                         or "<p>No monitoring runs yet.</p>"))
 
-    def _monitoring_json(run: Path, name: str) -> dict[str, Any] | None:
+    def _monitoring_json(run: str, name: str) -> dict[str, Any] | None:
+        if not is_report(MONITORING, f"{run}/{name}"):
+            return None
         try:
-            data = json.loads(report_file(settings.local_runs_dir, MONITORING,
-                                          f"{run.name}/{name}").read_text())
+            data = json.loads(folder.read(MONITORING, run, name))
         except (HTTPException, ValueError, OSError):
             return None  # not a report this page may show
         return data if isinstance(data, dict) else None
@@ -250,13 +327,13 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
     return app
 
 
-def _img(run: Path, name: str, files: str, alt: str) -> str:
-    if not (run / name).is_file() or not is_report(MONITORING, f"{run.name}/{name}"):
+def _img(folder: RunsFolder, run: str, name: str, files: str, alt: str) -> str:
+    if not is_report(MONITORING, f"{run}/{name}") or not folder.is_file(MONITORING, run, name):
         return ""
     return f"<p><img src='{_e(files + name)}' alt='{_e(alt)}' style='max-width:100%'></p>"
 
 
-def _drift_section(run: Path, r: dict[str, Any] | None, files: str) -> str:
+def _drift_section(r: dict[str, Any] | None, files: str, img: Callable[[str, str], str]) -> str:
     if r is None:
         return "<p>No drift report.</p>"
     try:
@@ -272,10 +349,11 @@ def _drift_section(run: Path, r: dict[str, Any] | None, files: str) -> str:
               else f"<p><a href='{_e(files)}drift.json'>drift.json</a></p>")
     table = (f"<details><summary>PSI per field</summary><table><tr><th>field</th><th>PSI</th>"
              f"</tr>{rows}</table></details>" if rows else "")
-    return head + report + _img(run, "psi.png", files, "PSI per field") + table
+    return head + report + img("psi.png", "PSI per field") + table
 
 
-def _performance_section(run: Path, r: dict[str, Any] | None, files: str) -> str:
+def _performance_section(r: dict[str, Any] | None, files: str,
+                         img: Callable[[str, str], str]) -> str:
     if r is None:
         return ""
     try:
@@ -303,15 +381,15 @@ def _performance_section(run: Path, r: dict[str, Any] | None, files: str) -> str
              "<th>ROC-AUC</th><th>at training</th><th>KS</th><th>Brier</th><th>mean PD</th>"
              "<th>default rate</th></tr>" + "".join(rows) + "</table>") if rows else ""
     return (head + (f"<ul>{alerts}</ul>" if alerts else "") + table
-            + _img(run, "performance.png", files, "Performance per vintage and rating band"))
+            + img("performance.png", "Performance per vintage and rating band"))
 
 
-def _run_links(run: Path, prefix: str) -> str:
+def _run_links(folder: RunsFolder, run: str, prefix: str) -> str:
     """Links to a run's comparison, reliability plot, validation result and Data Docs."""
-    names = [f for f in (_RUN.comparison.as_posix(), _RUN.reliability.as_posix(),
-                         VALIDATION_RESULT, f"{DATA_DOCS}/index.html") if (run / f).is_file()]
-    names = [n for n in names if is_report(run.name, n)]
-    return " &middot; ".join(f"<a href='{_e(prefix + quote(run.name))}/{_e(n)}'>{_e(n)}</a>"
+    names = [n for n in (_RUN.comparison.as_posix(), _RUN.reliability.as_posix(),
+                         VALIDATION_RESULT, f"{DATA_DOCS}/index.html")
+             if is_report(run, n) and folder.is_file(run, *n.split("/"))]
+    return " &middot; ".join(f"<a href='{_e(prefix + quote(run))}/{_e(n)}'>{_e(n)}</a>"
                              for n in names) or "no outputs yet"
 
 
