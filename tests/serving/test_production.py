@@ -22,7 +22,8 @@ def test_openapi_document_follows_the_model_inputs(client, application):
     assert doc["openapi"].startswith("3.1")
     schemas = doc["components"]["schemas"]
     app_schema = schemas["Application"]
-    assert set(app_schema["properties"]) == set(application)
+    # every model input, required; and the optional application id the decision log keeps
+    assert set(app_schema["properties"]) == set(application) | {"application_id"}
     assert set(app_schema["required"]) == set(application)
     assert app_schema["additionalProperties"] is False
     age = app_schema["properties"]["age"]
