@@ -245,6 +245,11 @@ def main() -> int:
     status, page = airflow("GET", "/credit-risk/")
     assert status == 200 and champion in str(page), (status, str(page)[:2000])
     log("Airflow UI: the models page lists the champion")
+    # ... and the monitoring page reads the run folders on the object store.
+    status, page = airflow("GET", "/credit-risk/monitoring")
+    mon_folder = drift_path.rsplit("/", 2)[-2]
+    assert status == 200 and mon_folder in str(page), (status, str(page)[:2000])
+    log("Airflow UI: the monitoring page shows that drift report")
     log(f"all checks passed in {time.monotonic() - t0:.0f}s")
     return 0
 
