@@ -24,6 +24,12 @@ COMPOSE=/usr/bin/docker-compose   # Debian's docker-compose 1.29
 CA="${DOCKER_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 export DOCKER_BUILDKIT=1
 t0=$(date +%s)
+# An engine this script starts (a clean machine) is stopped again at the end; one that was
+# already running (a developer's) is left alone.
+engine_was_up=0
+"$DOCKER" info >/dev/null 2>&1 && engine_was_up=1
+stop_our_engine() { [ "$engine_was_up" = 1 ] || "$ROOT/docker/stop-engine.sh"; }
+trap stop_our_engine EXIT
 step() { printf '\n== [%4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 
 step "engine and base image"
@@ -129,6 +135,7 @@ teardown() {
     "${compose[@]}" down --volumes --remove-orphans --timeout 20
   fi
   rm -rf "$work"
+  stop_our_engine
   step "total $(( $(date +%s) - t0 ))s, exit $status"
   exit "$status"
 }
