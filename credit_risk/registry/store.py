@@ -140,6 +140,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+SKIPPED = object()  # a record that is missing or unreadable (a JSON null is a value)
+
+
 def _warn_once(key: str, message: str, *args: Any) -> None:
     """Log a warning once per process (a poller would repeat it every few seconds)."""
     if key in _warned:
@@ -418,6 +421,17 @@ class Registry:
                 parts.append(chunk)
         return b"".join(parts)
 
+    def _read_json_or_skip(self, path: str, what: str) -> Any:
+        """_read_json, or SKIPPED: when the file is missing, and (with a warning) when it cannot
+        be read or parsed: one bad record never stops the registry."""
+        try:
+            return self._read_json(path)
+        except FileNotFoundError:
+            return SKIPPED
+        except (RegistryError, OSError) as exc:
+            _warn_once(f"skip:{path}:{exc}", "registry %s: %s skipped: %s", self.url, what, exc)
+            return SKIPPED
+
     def _read_json(self, path: str, limit: int = MAX_RECORD_BYTES,
                    meta: dict[str, Any] | None = None) -> Any:
         """JSON from a bounded regular file; FileNotFoundError when missing, RegistryError
@@ -635,13 +649,8 @@ class Registry:
         chained: list[dict[str, Any]] = []
         for path in self._history_paths():
             name = path.rsplit("/", 1)[-1]
-            try:
-                entry = self._read_json(path)
-            except FileNotFoundError:
-                continue
-            except (RegistryError, OSError) as exc:
-                _warn_once(f"history:{path}:{exc}", "registry %s: history record %s skipped: "
-                           "%s", self.url, name, exc)
+            entry = self._read_json_or_skip(path, f"history record {name}")
+            if entry is SKIPPED:
                 continue
             if isinstance(entry, dict) and entry.get("format") == RECORD_FORMAT \
                     and _valid_change(entry):
@@ -697,13 +706,9 @@ class Registry:
             raise AliasStateError(f"the alias record {STATE_FILE} is malformed")
         aliases = {}
         for name in LEGACY_ALIASES:
-            try:
-                record = self._read_json(self._path("aliases", f"{name}.json"))
-            except FileNotFoundError:
-                continue
-            except (RegistryError, OSError) as exc:
-                _warn_once(f"legacy:{self.url}:{name}:{exc}", "registry %s: alias file %s.json "
-                           "skipped: %s", self.url, name, exc)
+            record = self._read_json_or_skip(self._path("aliases", f"{name}.json"),
+                                             f"alias file {name}.json")
+            if record is SKIPPED:
                 continue
             if not (isinstance(record, dict) and isinstance(record.get("version"), str)):
                 _warn_once(f"legacy:{self.url}:{name}", "registry %s: alias file %s.json "
