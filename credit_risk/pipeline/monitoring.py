@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,24 +44,39 @@ PSI_PLOT = "psi.png"
 PERFORMANCE_FILE = "performance.json"
 PERFORMANCE_PLOT = "performance.png"
 _EPS = 1e-4
+MISSING = "<missing>"
+# The Evidently report compares the reference with a uniform sample of the window of at most
+# this many decisions (its cost grows with the rows; PSI is computed on every row).
+EVIDENTLY_SAMPLE_ROWS = 50_000
+
+
+def numeric_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
+    """The inner edges of the reference's quantile bins (duplicates merged)."""
+    ref = np.asarray(reference, dtype=float)
+    return np.unique(np.nanquantile(ref, np.linspace(0, 1, bins + 1))[1:-1])
+
+
+def numeric_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Rows per bin of `edges` (len(edges) + 1 bins), missing values in a bin of their own."""
+    x = np.asarray(values, dtype=float)
+    idx = np.where(np.isnan(x), len(edges) + 1, np.searchsorted(edges, x, side="right"))
+    return np.bincount(idx.astype(int), minlength=len(edges) + 2)
 
 
 def psi_numeric(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
     """PSI over the reference's quantile bins (missing values are a bin of their own)."""
-    ref, cur = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)
-    edges = np.unique(np.nanquantile(ref, np.linspace(0, 1, bins + 1))[1:-1])
+    edges = numeric_edges(reference, bins)
+    return _psi(numeric_counts(reference, edges) / len(reference),
+                numeric_counts(current, edges) / len(current))
 
-    def shares(x: np.ndarray) -> np.ndarray:
-        idx = np.where(np.isnan(x), len(edges) + 1, np.searchsorted(edges, x, side="right"))
-        return np.bincount(idx.astype(int), minlength=len(edges) + 2) / len(x)
 
-    return _psi(shares(ref), shares(cur))
+def _categories(values: pd.Series) -> pd.Series:
+    return values.astype(object).fillna(MISSING)
 
 
 def psi_categorical(reference: pd.Series, current: pd.Series) -> float:
     """PSI over the categories of both samples (missing values are a category)."""
-    ref = reference.astype(object).fillna("<missing>")
-    cur = current.astype(object).fillna("<missing>")
+    ref, cur = _categories(reference), _categories(current)
     cats = sorted(set(ref) | set(cur), key=str)
     return _psi(ref.value_counts(normalize=True).reindex(cats, fill_value=0).to_numpy(),
                 cur.value_counts(normalize=True).reindex(cats, fill_value=0).to_numpy())
@@ -69,6 +85,94 @@ def psi_categorical(reference: pd.Series, current: pd.Series) -> float:
 def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
     e, a = np.clip(expected, _EPS, None), np.clip(actual, _EPS, None)
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+class DriftAccumulator:
+    """The PSI of every field over all rows of a window, and a uniform sample of those rows for
+    Evidently, fed one chunk at a time.
+
+    The reference fixes the numeric bins, so the chunks' bin counts (and category counts) add
+    up to the window's: the PSI equals `psi_numeric` / `psi_categorical` on the whole window
+    at once. The sample keeps the `sample_rows` rows with the smallest random keys (seeded): a
+    uniform sample without replacement, in arrival order; all rows when there are no more.
+    Memory holds one chunk, the counts and the sample, whatever the window's size."""
+
+    def __init__(self, reference: pd.DataFrame, fields: list[dict[str, Any]],
+                 sample_rows: int = 0, seed: int = 0, bins: int = 10):
+        self.fields = fields
+        self.names = [f["name"] for f in fields]
+        self.sample_rows = sample_rows
+        self.rows = 0
+        self._ref_rows = len(reference)
+        self._edges: dict[str, np.ndarray] = {}
+        self._ref: dict[str, Any] = {}
+        self._cur: dict[str, Any] = {}
+        for f in fields:
+            name = f["name"]
+            if f["type"] == "category":
+                self._ref[name] = _categories(reference[name]).value_counts()
+                self._cur[name] = {}
+            else:
+                values = pd.to_numeric(reference[name], errors="coerce").to_numpy()
+                self._edges[name] = numeric_edges(values, bins)
+                self._ref[name] = numeric_counts(values, self._edges[name])
+                self._cur[name] = np.zeros(len(self._edges[name]) + 2, dtype=np.int64)
+        self._rng = np.random.default_rng(seed)
+        self._sample = pd.DataFrame(columns=self.names, dtype=object)
+        self._keys = np.empty(0)
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        """Count a chunk of the window (its application fields) and sample from it."""
+        if chunk.empty:
+            return
+        self.rows += len(chunk)
+        for name in self.names:
+            col = chunk[name] if name in chunk.columns else pd.Series(np.nan, index=chunk.index)
+            cur = self._cur[name]
+            if isinstance(cur, dict):
+                for value, n in _categories(col).value_counts().items():
+                    cur[value] = cur.get(value, 0) + int(n)
+            else:
+                cur += numeric_counts(pd.to_numeric(col, errors="coerce").to_numpy(),
+                                      self._edges[name])
+        self._add_to_sample(chunk)
+
+    def _add_to_sample(self, chunk: pd.DataFrame) -> None:
+        k = self.sample_rows
+        if k <= 0:
+            return
+        keys = self._rng.random(len(chunk))
+        if len(self._keys) >= k:  # only rows that beat the sample's largest key can enter
+            take = keys < self._keys.max()
+            chunk, keys = chunk[take], keys[take]
+            if chunk.empty:
+                return
+        rows = chunk.reindex(columns=self.names).astype(object)
+        both = pd.concat([self._sample, rows], ignore_index=True)
+        all_keys = np.concatenate([self._keys, keys])
+        if len(all_keys) > k:
+            keep = np.sort(np.argpartition(all_keys, k - 1)[:k])
+            both, all_keys = both.iloc[keep].reset_index(drop=True), all_keys[keep]
+        self._sample, self._keys = both, all_keys
+
+    def sample(self) -> pd.DataFrame:
+        """The sampled rows of the window (types inferred over the sample)."""
+        return self._sample.infer_objects()
+
+    def psi_table(self) -> list[dict[str, Any]]:
+        """PSI per field over every row added, largest first."""
+        out = []
+        for name in self.names:
+            ref, cur = self._ref[name], self._cur[name]
+            if isinstance(cur, dict):
+                cats = sorted(set(ref.index) | set(cur), key=str)
+                expected = ref.reindex(cats, fill_value=0).to_numpy() / self._ref_rows
+                actual = np.array([cur.get(c, 0) for c in cats]) / self.rows
+                value = _psi(expected, actual)
+            else:
+                value = _psi(ref / self._ref_rows, cur / self.rows)
+            out.append({"field": name, "psi": value})
+        return sorted(out, key=lambda r: -r["psi"])
 
 
 def reference_sample(X_train: pd.DataFrame, fields: list[dict[str, Any]], n: int = 5000,
@@ -103,16 +207,19 @@ def recent_traffic(decision_log: DecisionLog | Path | str, since: datetime,
 
 def drift_table(reference: pd.DataFrame, current: pd.DataFrame,
                 fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for f in fields:
-        name = f["name"]
-        if f["type"] == "category":
-            value = psi_categorical(reference[name], current[name])
-        else:
-            value = psi_numeric(pd.to_numeric(reference[name], errors="coerce").to_numpy(),
-                                pd.to_numeric(current[name], errors="coerce").to_numpy())
-        out.append({"field": name, "psi": value})
-    return sorted(out, key=lambda r: -r["psi"])
+    """PSI per field of a whole current frame at once, largest first."""
+    acc = DriftAccumulator(reference, fields)
+    acc.add(current)
+    return acc.psi_table()
+
+
+def traffic_chunks(dlog: DecisionLog, since: datetime, until: datetime | None,
+                   dataset_versions: set[str], names: list[str],
+                   chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """The application fields of the window's decisions, a frame per chunk of the log."""
+    for chunk in dlog.iter_chunks(since, until, model_versions=dataset_versions,
+                                  chunk_rows=chunk_rows):
+        yield pd.DataFrame({n: [d["inputs"].get(n) for d in chunk] for n in names})
 
 
 def evidently_report(reference: pd.DataFrame, current: pd.DataFrame,
@@ -134,8 +241,13 @@ def evidently_report(reference: pd.DataFrame, current: pd.DataFrame,
     return snapshot.dict()
 
 
-def drift_step(settings: Settings, run_id: str) -> str:
-    """Compare recent traffic with the champion's training inputs; return the result path."""
+def drift_step(settings: Settings, run_id: str,
+               evidently_rows: int = EVIDENTLY_SAMPLE_ROWS) -> str:
+    """Compare recent traffic with the champion's training inputs; return the result path.
+
+    PSI on every decision of the window; the Evidently report on a uniform sample of at most
+    `evidently_rows` of them (seeded by `settings.seed`), both streamed from the log in chunks.
+    """
     out = monitoring_dir(settings, run_id)
     makedirs(out)
     result: dict[str, Any] = {"run_id": run_id, "at": datetime.now(UTC).isoformat(),
@@ -157,27 +269,30 @@ def drift_step(settings: Settings, run_id: str) -> str:
     since = until - timedelta(days=settings.drift_window_days)
     fields = manifest["inputs"]
     names = [f["name"] for f in fields]
+    acc = DriftAccumulator(reference, fields, sample_rows=evidently_rows, seed=settings.seed)
     dlog = open_decision_log(settings)
     try:
-        current = recent_traffic(dlog, since, same_dataset, until, columns=names) \
-            if dlog is not None else pd.DataFrame(columns=names)
+        for chunk in traffic_chunks(dlog, since, until, same_dataset, names) \
+                if dlog is not None else ():
+            acc.add(chunk)
     finally:
         if dlog is not None:
             dlog.close()
     result.update(champion=champion, dataset=manifest["dataset"], reference_rows=len(reference),
-                  current_rows=len(current), window_days=settings.drift_window_days)
-    if len(current) < settings.drift_min_rows:
-        result["status"] = (f"too little traffic: {len(current)} decisions in "
+                  current_rows=acc.rows, window_days=settings.drift_window_days)
+    if acc.rows < settings.drift_min_rows:
+        result["status"] = (f"too little traffic: {acc.rows} decisions in "
                             f"{settings.drift_window_days} days (< {settings.drift_min_rows})")
         return _write(out, result)
-    current = current.reindex(columns=names)
-    table = drift_table(reference, current, fields)
-    evidently = evidently_report(reference[names], current, join(out, "drift_report.html"))
+    table = acc.psi_table()
+    sample = acc.sample()
+    evidently = evidently_report(reference[names], sample, join(out, "drift_report.html"))
     drifted = [r["field"] for r in table if r["psi"] >= settings.drift_psi_threshold]
     from credit_risk.pipeline.monitoring_plots import psi_plot
 
     write_bytes(join(out, PSI_PLOT), psi_plot(table, settings.drift_psi_threshold))
     result.update(status="ok", drift=bool(drifted), drifted_fields=drifted, psi=table,
+                  psi_rows=acc.rows, evidently_sample_rows=len(sample),
                   evidently=evidently["metrics"][0]["value"], report="drift_report.html",
                   plot=PSI_PLOT)
     return _write(out, result)

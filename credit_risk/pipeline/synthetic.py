@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -98,24 +98,28 @@ def generate(
     n_customers: int = 50_000, seed: int = 42, shift: bool = False
 ) -> dict[str, pd.DataFrame]:
     """Return the customers, loans and bureau tables."""
+    # Vectorised (a category is drawn as an index, then looked up), with the draws of the
+    # first version in the same order: the same tables for the same seed, at any size.
     rng = np.random.default_rng(seed)
     n = n_customers
-    cust_id = np.array([f"C{i:05d}" for i in range(1, n + 1)])
+    cust_id = np.array([f"C{i:05d}" for i in range(1, n + 1)], dtype=object)
 
     age = np.clip(rng.normal(40, 11, n).round(), 18, 70).astype(int)
-    gender = rng.choice(["M", "F"], n, p=[0.7, 0.3])
+    gender = _pick(["M", "F"], rng.choice(2, n, p=[0.7, 0.3]))
     married = rng.random(n) < np.clip((age - 18) / 30, 0.1, 0.85)
-    marital = np.where(married, "Married", "Single")
+    marital = _pick(["Single", "Married"], married.astype(int))
     salaried = rng.random(n) < 0.6
-    employment = np.where(salaried, "Salaried", "Self-Employed")
+    employment = _pick(["Self-Employed", "Salaried"], salaried.astype(int))
     income = np.exp(rng.normal(13.9 + 0.1 * salaried + 0.006 * (age - 40), 0.55, n))
     if shift:
         income *= 0.85
     income = income.round(-3)
     income[rng.random(n) < 0.0002] = 0
     dependants = np.clip(rng.poisson(np.where(married, 2.0, 0.4)), 0, 5)
-    residence = rng.choice(list(RESIDENCE_LOGIT), n, p=[0.55, 0.20, 0.25]).astype(object)
-    residence[rng.random(n) < 0.001] = None
+    residence_idx = rng.choice(len(RESIDENCE_LOGIT), n, p=[0.55, 0.20, 0.25])
+    residence = _pick(list(RESIDENCE_LOGIT), residence_idx)
+    no_residence = rng.random(n) < 0.001
+    residence[no_residence] = None
     years_at_address = np.minimum(rng.integers(1, 36, n), np.maximum(age - 17, 1))
     city_idx = rng.integers(0, len(CITIES), n)
     customers = pd.DataFrame(
@@ -129,17 +133,19 @@ def generate(
             "number_of_dependants": dependants,
             "residence_type": residence,
             "years_at_current_address": years_at_address,
-            "city": [CITIES[i][0] for i in city_idx],
-            "state": [CITIES[i][1] for i in city_idx],
-            "zipcode": [CITIES[i][2] for i in city_idx],
+            "city": _pick([c[0] for c in CITIES], city_idx),
+            "state": _pick([c[1] for c in CITIES], city_idx),
+            "zipcode": _pick([c[2] for c in CITIES], city_idx),
         }
     )
 
     purpose_p = [0.2, 0.35, 0.15, 0.3] if shift else [0.3, 0.25, 0.25, 0.2]
-    purpose = rng.choice(PURPOSES, n, p=purpose_p).astype(object)
-    secured = np.isin(purpose, ["Home", "Auto"]) | (rng.random(n) < 0.1)
+    purpose_idx = rng.choice(len(PURPOSES), n, p=purpose_p)
+    purpose = _pick(PURPOSES, purpose_idx)
+    secured = np.isin(purpose_idx, [PURPOSES.index("Home"), PURPOSES.index("Auto")]) | (
+        rng.random(n) < 0.1)
     multiple = {"Home": 3.0, "Personal": 0.8, "Auto": 1.2, "Education": 1.5}
-    mult = np.array([multiple[p] for p in purpose]) * np.exp(rng.normal(0, 0.5, n))
+    mult = np.array([multiple[p] for p in PURPOSES])[purpose_idx] * np.exp(rng.normal(0, 0.5, n))
     loan_amount = np.maximum((np.where(income > 0, income, 1e6) * mult).round(-3), 10_000)
     sanction = (loan_amount * rng.uniform(1.0, 1.3, n)).round(-3)
     fee = loan_amount * rng.normal(0.02, 0.002, n).clip(0.01, 0.03)
@@ -147,13 +153,16 @@ def generate(
     fee[fee_outlier] = loan_amount[fee_outlier] * rng.uniform(0.3, 0.8, fee_outlier.sum())
     fee = fee.round(2)
     gst = (fee * 0.18).round(2)
-    disbursal = pd.Timestamp("2019-01-01") + pd.to_timedelta(rng.integers(0, 6 * 365, n), "D")
+    day = rng.integers(0, 6 * 365, n)  # the disbursal day; each distinct date made once
+    first = pd.Timestamp("2019-01-01")
+    disbursal = _pick((first + pd.to_timedelta(np.arange(6 * 365), "D")).date, day)
+    installment = _pick((first + pd.to_timedelta(np.arange(6 * 365) + 30, "D")).date, day)
     loans = pd.DataFrame(
         {
             "loan_id": [f"L{i:05d}" for i in range(1, n + 1)],
             "cust_id": cust_id,
             "loan_purpose": purpose,
-            "loan_type": np.where(secured, "Secured", "Unsecured"),
+            "loan_type": _pick(["Unsecured", "Secured"], secured.astype(int)),
             "sanction_amount": sanction.astype(np.int64),
             "loan_amount": loan_amount.astype(np.int64),
             "processing_fee": fee,
@@ -164,8 +173,8 @@ def generate(
             "bank_balance_at_application": (
                 np.where(income > 0, income, 1e6) * np.exp(rng.normal(-0.5, 0.6, n))
             ).round(0),
-            "disbursal_date": disbursal.date,
-            "installment_start_dt": (disbursal + pd.to_timedelta(30, "D")).date,
+            "disbursal_date": disbursal,
+            "installment_start_dt": installment,
         }
     )
 
@@ -204,8 +213,8 @@ def generate(
         + m.delinquency * delinquency_ratio
         + 1.2 * np.minimum(loan_to_income, 6)
         + 0.09 * avg_dpd
-        + np.array([PURPOSE_LOGIT[p] for p in purpose])
-        + np.array([RESIDENCE_LOGIT.get(r, 0.0) if r else 0.0 for r in residence])
+        + np.array([PURPOSE_LOGIT[p] for p in PURPOSES])[purpose_idx]
+        + np.where(no_residence, 0.0, np.array(list(RESIDENCE_LOGIT.values()))[residence_idx])
         + m.self_employed * ~salaried
         + rng.normal(0, m.noise, n)
     )
@@ -214,6 +223,11 @@ def generate(
     typo = rng.random(n) < 0.0003
     loans.loc[typo & (loans["loan_purpose"] == "Personal"), "loan_purpose"] = "Personaal"
     return {"customers": customers, "loans": loans, "bureau": bureau}
+
+
+def _pick(values: Any, idx: np.ndarray) -> np.ndarray:
+    """values[idx] as an object array (each value one shared object, as pandas keeps them)."""
+    return np.asarray(values, dtype=object)[idx]
 
 
 def outcomes(tables: dict[str, pd.DataFrame], seed: int = 42,
@@ -225,7 +239,10 @@ def outcomes(tables: dict[str, pd.DataFrame], seed: int = 42,
     defaulted = loans["default"].astype(bool).to_numpy()
     months = np.where(defaulted, rng.integers(1, months_on_book + 1, len(loans)),
                       months_on_book)
-    observed = [d + pd.DateOffset(months=int(k)) for d, k in zip(disbursed, months, strict=True)]
+    observed = pd.Series(pd.NaT, index=disbursed.index, dtype=disbursed.dtype)
+    for k in np.unique(months):  # a month offset per distinct number of months
+        at = months == k
+        observed[at] = disbursed[at] + pd.DateOffset(months=int(k))
     return pd.DataFrame({"application_id": loans["loan_id"].to_numpy(), "defaulted": defaulted,
                          "observed_at": pd.DatetimeIndex(observed).date})
 

@@ -45,9 +45,18 @@ try:  # orjson (in the serving extra) is several times faster on batches
     def _line(record: dict[str, Any]) -> bytes:
         return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE
                             | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+    def _parse(line: bytes) -> Any:
+        try:
+            return orjson.loads(line)
+        except orjson.JSONDecodeError:  # e.g. NaN, which json.dumps writes and orjson refuses
+            return json.loads(line)
 except ImportError:  # pragma: no cover - the library works without it
     def _line(record: dict[str, Any]) -> bytes:
         return (json.dumps(record, default=str) + "\n").encode()
+
+    def _parse(line: bytes) -> Any:
+        return json.loads(line)
 
 
 class DecisionLogError(CreditRiskError, RuntimeError):
@@ -327,7 +336,7 @@ class JsonlDecisionLog(DecisionLog):
         with self.path.open("rb") as fh:
             for line in fh:
                 try:
-                    rec = json.loads(line)
+                    rec = _parse(line)
                     at = _aware(datetime.fromisoformat(rec["at"]))
                 except (ValueError, KeyError, TypeError):
                     bad += 1

@@ -1,5 +1,6 @@
 """Drift monitoring: PSI, and the drift check on logged traffic vs the champion's training data."""
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -8,11 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk.pipeline import synthetic
+from credit_risk.pipeline import monitoring, synthetic
 from credit_risk.pipeline.ingest import assemble
-from credit_risk.pipeline.monitoring import drift_step, psi_categorical, psi_numeric
+from credit_risk.pipeline.monitoring import (
+    DriftAccumulator,
+    drift_step,
+    drift_table,
+    psi_categorical,
+    psi_numeric,
+)
 from credit_risk.pipeline.steps import load_scorer
 from credit_risk.registry.decisions import DecisionLog
+from credit_risk.registry.store import Registry
 from credit_risk.spec.dataset import load_spec
 
 
@@ -30,6 +38,72 @@ def test_psi_handles_missing_values_and_new_categories():
     assert psi_categorical(ref, pd.Series(["a"] * 50 + ["c"] * 50)) > 1
     x = np.array([1.0, 2.0, np.nan] * 100)
     assert psi_numeric(x, x) == pytest.approx(0.0)
+
+
+FIELDS = [{"name": "x", "type": "number"}, {"name": "k", "type": "integer"},
+          {"name": "c", "type": "category"}]
+
+
+def _frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(shift, 1, n)
+    x[rng.random(n) < 0.02] = np.nan
+    cats = np.array(["a", "b", "c", None] + (["new"] if shift else []), dtype=object)
+    return pd.DataFrame({"x": x, "k": rng.poisson(3 + shift, n),
+                         "c": cats[rng.integers(0, len(cats), n)], "id": np.arange(n)})
+
+
+@pytest.mark.parametrize("chunk", [250, 997, 50_000])
+def test_psi_over_chunks_equals_psi_over_all_rows_at_once(chunk):
+    reference, current = _frame(5000, 1), _frame(23_456, 2, shift=0.3)
+    acc = DriftAccumulator(reference, FIELDS)
+    for start in range(0, len(current), chunk):
+        acc.add(current.iloc[start:start + chunk])
+    table = {r["field"]: r["psi"] for r in acc.psi_table()}
+    assert acc.rows == len(current)
+    assert table == {
+        "x": psi_numeric(reference["x"].to_numpy(), current["x"].to_numpy()),
+        "k": psi_numeric(reference["k"].to_numpy(), current["k"].to_numpy()),
+        "c": psi_categorical(reference["c"], current["c"])}
+    assert table["c"] > 0.1 and table["x"] > 0.05  # a shift that shows
+    assert {r["field"]: r["psi"] for r in drift_table(reference, current, FIELDS)} == table
+
+
+def test_the_evidently_sample_is_bounded_uniform_and_seeded():
+    reference, current = _frame(1000, 1), _frame(20_000, 3)
+
+    def sample(k: int, seed: int, chunk: int = 997) -> pd.DataFrame:
+        fields = [*FIELDS, {"name": "id", "type": "integer"}]
+        acc = DriftAccumulator(reference, fields, sample_rows=k, seed=seed)
+        for start in range(0, len(current), chunk):
+            acc.add(current.iloc[start:start + chunk])
+        return acc.sample()
+
+    s = sample(500, seed=0)
+    assert len(s) == 500 and s["id"].is_unique and s["id"].is_monotonic_increasing
+    rows = current.set_index("id").loc[s["id"]]  # each sampled row is a logged row, whole
+    assert np.allclose(rows["x"], s["x"].astype(float), equal_nan=True)
+    assert abs(s["id"].mean() - 10_000) < 1500  # spread over the window, not its start
+    assert s["x"].dtype == float and s["k"].dtype == np.int64
+    assert s["id"].tolist() == sample(500, seed=0, chunk=10_000)["id"].tolist()
+    assert s["id"].tolist() != sample(500, seed=1)["id"].tolist()
+    assert sample(50_000, seed=0)["id"].tolist() == list(range(20_000))  # fewer: all rows
+
+
+def test_evidently_gets_the_sample_and_psi_every_row(monitored, monkeypatch):
+    seen = []
+    real = monitoring.evidently_report
+    monkeypatch.setattr(monitoring, "evidently_report",
+                        lambda ref, cur, path: seen.append(cur) or real(ref, cur, path))
+    _log_traffic(monitored, shift=True)
+    result = json.loads(Path(drift_step(monitored, "m5", evidently_rows=150)).read_text())
+    assert result["current_rows"] == result["psi_rows"] == 600
+    assert result["evidently_sample_rows"] == 150 and len(seen[0]) == 150
+    logged = pd.DataFrame([d["inputs"] for d in DecisionLog(monitored.decision_log).read()])
+    manifest = load_scorer(monitored).manifest
+    reference = pd.read_parquet(io.BytesIO(Registry(monitored.registry_url).read_file(
+        manifest["version"], monitoring.REFERENCE_FILE)))
+    assert result["psi"] == drift_table(reference, logged, manifest["inputs"])
 
 
 def _log_traffic(settings, shift: bool, n: int = 600):
@@ -99,3 +173,12 @@ def test_empty_decision_log_setting_means_no_log(monkeypatch, tmp_path):
     assert Settings().decision_log is None
     with pytest.raises(ValueError, match="is a folder"):
         Settings(decision_log=tmp_path)
+
+
+def test_decision_log_reads_lines_that_only_the_standard_json_module_parses(tmp_path):
+    """NaN, as json.dumps writes it (the writer without orjson): read, not skipped."""
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"at": "2026-01-01T00:00:00+00:00", "request_id": "a", '
+                    '"inputs": {"x": NaN}, "model_version": "v"}\n')
+    [record] = DecisionLog(path).read()
+    assert record["request_id"] == "a" and np.isnan(record["inputs"]["x"])
