@@ -14,6 +14,7 @@ help:
 	@echo "make test       install and run lint, type checks and the whole test suite"
 	@echo "make install    create $(VENV) with the pinned dependencies"
 	@echo "make bench-serving  serving latency and throughput (writes benchmarks/RESULTS.md)"
+	@echo "make bench-pipeline the training DAG on 50k, 200k, 1M customers (benchmarks/pipeline.md)"
 	@echo "make test-stack  build both images, run the docker compose stack, train, serve, tear down"
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -63,6 +64,13 @@ bench-german: install
 # Default dataset: a full training run's time and metrics (a couple of minutes).
 bench-training: install
 	$(BIN)/python benchmarks/bench_training.py
+
+# The training DAG's steps on 50,000, 200,000 and 1,000,000 generated customers: time per step
+# and peak RSS of the process tree (benchmarks/pipeline.md, .json, .png; up to an hour).
+# Fewer sizes or another limit per size: make bench-pipeline BENCH_ARGS="--sizes 50000".
+.PHONY: bench-pipeline
+bench-pipeline: install
+	$(BIN)/python benchmarks/bench_pipeline.py $(BENCH_ARGS)
 
 # Data validation: the validate step's time on the default 50k dataset (about a minute).
 .PHONY: bench-validation gx-suites

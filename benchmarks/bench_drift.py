@@ -1,0 +1,255 @@
+"""Drift monitoring at scale: the drift step on 1,000,000 logged decisions.
+
+Setup (not measured): a champion trained by the real pipeline on 3,000 customers (logistic
+regression, one search trial: the model does not matter here, its inputs and reference sample
+do), then N decisions in the log: generated applications (the shifted process, so there is
+drift to find) scored by the champion in batches and written through the decision log's own
+`write` (a JSONL file; with `--postgres`, also a PostgreSQL table in a schema of its own, dropped
+afterwards), all inside the drift window.
+
+Measured: `drift_step` in a fresh process (as the monitoring DAG's task runs it): wall time,
+time inside the step, peak RSS of the process tree (psutil, sampled every 0.1 s) and the
+process's kernel high-water mark; and a breakdown in this process (reading and parsing the
+log, PSI counts on every row, the Evidently report on its sample). Writes benchmarks/drift.md
+and benchmarks/drift.json. Run: `python benchmarks/bench_drift.py [--rows N] [--postgres URL]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_pipeline import GB, TreeSampler, code_state, machine  # noqa: E402
+
+OUT = Path(__file__).parent
+ROWS = 1_000_000
+BATCH = 10_000
+BUDGET_S = 60.0
+
+STEP = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from credit_risk.config import Settings
+from credit_risk.pipeline.monitoring import drift_step
+s = Settings(registry_url=sys.argv[1], runs_dir=sys.argv[2], decision_log=sys.argv[3])
+path = drift_step(s, sys.argv[4])
+print(json.dumps({"seconds": time.perf_counter() - t0, "path": path,
+                  "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def champion(base: Path) -> Any:
+    from credit_risk.config import Settings
+    from credit_risk.pipeline import steps, synthetic
+
+    s = Settings(data_dir=base / "data", runs_dir=base / "runs",
+                 registry_url=str(base / "registry"), decision_log=None, n_customers=3000,
+                 models=("logistic_regression",), search_iterations=1)
+    synthetic.ensure_for(s)
+    steps.run_all(s, "champion")
+    return s
+
+
+def fill(settings: Any, targets: list[str], rows: int) -> float:
+    """Score `rows` generated applications and log them to every target; the seconds it took."""
+    from credit_risk.pipeline import synthetic
+    from credit_risk.pipeline.ingest import assemble
+    from credit_risk.pipeline.steps import load_scorer
+    from credit_risk.registry.decisions import DecisionLog
+    from credit_risk.spec.dataset import load_spec
+
+    t = time.perf_counter()
+    scorer = load_scorer(settings)
+    names = [f["name"] for f in scorer.fields]
+    spec = load_spec(settings.dataset_spec)
+    logs = [DecisionLog(target) for target in targets]
+    try:
+        for dlog in logs:
+            dlog.migrate()
+        for start in range(0, rows, 100_000):
+            n = min(100_000, rows - start)
+            apps = assemble(spec, synthetic.generate(n, seed=1000 + start, shift=True))[names]
+            records = apps.astype(object).where(apps.notna(), None).to_dict("records")
+            for i in range(0, n, BATCH):
+                batch = records[i:i + BATCH]
+                results = scorer.score_records(batch)
+                for dlog in logs:
+                    dlog.write(f"bench-{start + i}", batch, results)
+            print(f"  logged {start + n:,} decisions", flush=True)
+    finally:
+        for dlog in logs:
+            dlog.close()
+    return time.perf_counter() - t
+
+
+def measure_step(settings: Any, target: str, run_id: str) -> dict[str, Any]:
+    """The drift step in a fresh process: wall, in-step seconds, peak RSS."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDIT_RISK_")}
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", STEP, settings.registry_url,
+                             str(settings.runs_dir), target, run_id],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    sampler = TreeSampler(proc.pid)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t
+    sampler.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"drift step failed: {err[-3000:]}")
+    info = json.loads(out.strip().splitlines()[-1])
+    result = json.loads(Path(info["path"]).read_text())
+    return {"process_seconds": round(wall, 1), "step_seconds": round(info["seconds"], 1),
+            "peak_rss_gb": round(sampler.peak / GB, 3),
+            "process_maxrss_gb": round(info["maxrss"] / GB, 3),
+            "status": result["status"], "drift": result["drift"],
+            "current_rows": result.get("current_rows"), "psi_rows": result.get("psi_rows"),
+            "evidently_sample_rows": result.get("evidently_sample_rows"),
+            "drifted_fields": result.get("drifted_fields"),
+            "psi_top": result.get("psi", [])[:3]}
+
+
+def breakdown(settings: Any, target: str) -> dict[str, float]:
+    """The parts of one drift check, in this process."""
+    import io
+    from datetime import timedelta
+
+    from credit_risk.pipeline import monitoring
+    from credit_risk.registry.decisions import DecisionLog
+    from credit_risk.registry.store import Registry
+
+    registry = Registry(settings.registry_url)
+    version = registry.alias_version("champion")
+    manifest = registry.manifest(version)
+    reference = pd_read(io.BytesIO(registry.read_file(version, monitoring.REFERENCE_FILE)))
+    fields, names = manifest["inputs"], [f["name"] for f in manifest["inputs"]]
+    until = datetime.now(UTC)
+    since = until - timedelta(days=7)
+    parts: dict[str, float] = {}
+    dlog = DecisionLog(target)
+    t = time.perf_counter()
+    for _ in dlog.iter_chunks(since, until, model_versions={version}):
+        pass
+    parts["read and parse the log (iter_chunks)"] = time.perf_counter() - t
+    acc = monitoring.DriftAccumulator(reference, fields,
+                                      sample_rows=monitoring.EVIDENTLY_SAMPLE_ROWS)
+    t = time.perf_counter()
+    for chunk in monitoring.traffic_chunks(dlog, since, until, {version}, names):
+        acc.add(chunk)
+    parts["read, frame per chunk, PSI counts and sample (every row)"] = time.perf_counter() - t
+    dlog.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        monitoring.evidently_report(reference[names], acc.sample(), Path(tmp) / "r.html")
+        parts[f"Evidently report on the sample ({len(acc.sample()):,} rows)"] = \
+            time.perf_counter() - t
+    return {k: round(v, 1) for k, v in parts.items()}
+
+
+def pd_read(buf: Any) -> Any:
+    import pandas as pd
+
+    return pd.read_parquet(buf)
+
+
+def postgres_url(server: str, schema: str) -> str:
+    options = quote(f"-csearch_path={schema}")
+    return f"postgresql+psycopg://{server}?options={options}&application_name={schema}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=ROWS)
+    parser.add_argument("--postgres", metavar="USER@HOST:PORT/DB",
+                        help="also measure a PostgreSQL decision log on this server")
+    args = parser.parse_args()
+    os.environ.update(GX_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+    from credit_risk.pipeline.monitoring import EVIDENTLY_SAMPLE_ROWS
+
+    body: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                            "machine": machine(), "code": code_state(), "rows": args.rows,
+                            "evidently_sample_rows": EVIDENTLY_SAMPLE_ROWS,
+                            "budget_seconds": BUDGET_S, "backends": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
+        base = Path(tmp)
+        settings = champion(base)
+        targets = {"jsonl": str(base / "decisions.jsonl")}
+        schema = None
+        if args.postgres:
+            import psycopg
+
+            schema = f"bench_drift_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(f"postgresql://{args.postgres}", autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {schema}")
+            targets["postgresql"] = postgres_url(args.postgres, schema)
+        try:
+            print(f"logging {args.rows:,} decisions to {', '.join(targets)}", flush=True)
+            body["setup_seconds_not_measured"] = round(
+                fill(settings, list(targets.values()), args.rows), 1)
+            for backend, target in targets.items():
+                print(f"{backend}: drift step", flush=True)
+                step = measure_step(settings, target, f"bench-{backend}")
+                parts = breakdown(settings, target)
+                size = Path(target).stat().st_size if backend == "jsonl" else None
+                body["backends"][backend] = {"log_bytes": size, "drift_step": step,
+                                             "breakdown_seconds": parts}
+                print(json.dumps(body["backends"][backend], indent=2), flush=True)
+        finally:
+            if schema:
+                import psycopg
+
+                with psycopg.connect(f"postgresql://{args.postgres}", autocommit=True) as conn:
+                    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE application_name = %s", (schema,))
+                    conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    body["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
+    (OUT / "drift.json").write_text(json.dumps(body, indent=2))
+    write_md(body)
+
+
+def write_md(body: dict[str, Any]) -> None:
+    md = ["# Drift monitoring at scale", "",
+          f"Date {body['date']}; machine: {body['machine']}; commit {body['code']['commit']}. "
+          f"`drift_step` on {body['rows']:,} logged decisions (generated shifted applications "
+          "scored by a small champion, all in the drift window), in a fresh process as the "
+          "monitoring DAG runs it. PSI on every decision of the window, the Evidently report on "
+          f"a uniform sample of at most `EVIDENTLY_SAMPLE_ROWS` = "
+          f"{body['evidently_sample_rows']:,} of them (credit_risk/pipeline/monitoring.py). "
+          "Measured by `python benchmarks/bench_drift.py` (benchmarks/bench_drift.py).", "",
+          "| decision log | step wall (s) | inside the step (s) | peak RSS, tree (GB) | "
+          "process high-water (GB) | rows (PSI) | Evidently sample | drift found |",
+          "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for name, b in body["backends"].items():
+        s = b["drift_step"]
+        md.append(f"| {name} | {s['process_seconds']:.1f} | {s['step_seconds']:.1f} | "
+                  f"{s['peak_rss_gb']:.2f} | {s['process_maxrss_gb']:.2f} | "
+                  f"{s['psi_rows']:,} | {s['evidently_sample_rows']:,} | "
+                  f"{s['drift']} ({', '.join(s['drifted_fields'] or [])}) |")
+    md.append("")
+    for name, b in body["backends"].items():
+        md += [f"Breakdown, {name} (in one warm process):", "", "| part | seconds |", "|---|---:|"]
+        md += [f"| {k} | {v:.1f} |" for k, v in b["breakdown_seconds"].items()]
+        if b.get("log_bytes"):
+            md.append(f"| (log size: {b['log_bytes'] / 1e6:.0f} MB) | |")
+        md.append("")
+    verdict = all(b["drift_step"]["process_seconds"] <= body["budget_seconds"]
+                  for b in body["backends"].values())
+    md.append(f"Target: at most {body['budget_seconds']:.0f} s on 1,000,000 decisions: "
+              f"{'met' if verdict else 'NOT met'} (1-minute load average at the end "
+              f"{body['load_average_1min_at_end']}).")
+    (OUT / "drift.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
