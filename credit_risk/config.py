@@ -49,6 +49,19 @@ class Settings(BaseSettings):
     cv_folds: int = Field(3, ge=2, le=10)
     search_iterations: int = Field(4, ge=1, le=100)
     search_time_budget_s: float | None = Field(None, gt=0)  # stop a model's search after this
+    # Training at scale (README "Modelling", benchmarks/train_cost.md): "halving" runs the
+    # trials on a stratified sample of 1/factor^k of the rows and keeps the best 1/factor
+    # of them for factor x the rows, down to one trial on all rows; "random": every trial on
+    # all rows. SMOTE grows the minority class of each training fold to smote_ratio x the
+    # majority class (1.0: balanced). XGBoost stops adding trees after early_stopping_rounds
+    # without a better ROC-AUC on early_stopping_fraction of each fold's own training rows
+    # (held out before SMOTE; 0: no early stopping); the refit takes the folds' mean tree count.
+    search_strategy: Literal["random", "halving"] = "halving"
+    halving_factor: int = Field(3, ge=2, le=10)
+    halving_min_rows: int = Field(5_000, ge=100)
+    smote_ratio: float = Field(0.5, gt=0, le=1)
+    early_stopping_rounds: int = Field(30, ge=0)
+    early_stopping_fraction: float = Field(0.1, gt=0, lt=0.5)
     models: tuple[str, ...] = DEFAULT_MODELS
     calibration: str = Field("isotonic", pattern="^(isotonic|sigmoid)$")
     pd_floor: float = Field(0.0003, ge=0, lt=0.5)  # no PD below this (the Basel floor, 0.03%)

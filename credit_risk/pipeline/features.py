@@ -39,7 +39,16 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
             x[x == float(missing)] = np.nan
         return x
 
-    def _clean_categorical(self, name: str, values: Any) -> np.ndarray:
+    def _categorical_codes(self, name: str, values: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's code into the cleaned distinct values (-1: missing) and those values:
+        the cleaning runs once per distinct raw value, not once per row."""
+        codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+        cleaned = self._clean_values(name, np.asarray(uniques, dtype=object))
+        if len(cleaned):
+            codes = np.where(pd.isna(cleaned)[np.maximum(codes, 0)], -1, codes)
+        return codes, cleaned
+
+    def _clean_values(self, name: str, values: np.ndarray) -> np.ndarray:
         col = self.spec.columns[name]
         s = pd.Series(values, dtype=object)
         s = s.where(s.isna(), s.astype(str).str.strip())
@@ -60,27 +69,31 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         missing = [c for c in self.numeric_inputs_ + self.categorical_ if c not in X.columns]
         if missing:
             raise MissingColumnsError(f"columns missing from the data: {', '.join(missing)}")
+        cleaned = {c: self._clean_numeric(c, X[c]) for c in self.numeric_inputs_}
         self.medians_: dict[str, float] = {}
         for c in self.numeric_inputs_:
-            med = np.nanmedian(self._clean_numeric(c, X[c])) if X[c].notna().any() else 0.0
+            med = np.nanmedian(cleaned[c]) if X[c].notna().any() else 0.0
             self.medians_[c] = float(0.0 if np.isnan(med) else med)
         self.categories_: dict[str, list[str]] = {}
         self.modes_: dict[str, Any] = {}
         for c in self.categorical_:
-            cleaned = pd.Series(self._clean_categorical(c, X[c])).dropna()
+            codes, values = self._categorical_codes(c, X[c])
+            counts = pd.Series(np.bincount(codes[codes >= 0], minlength=len(values)),
+                               index=values, dtype=np.int64)
+            counts = counts[counts.index.notna()].groupby(level=0).sum()
             declared = spec.columns[c].categories
-            self.categories_[c] = list(declared) if declared else sorted(cleaned.unique())
-            self.modes_[c] = cleaned.mode().iloc[0] if len(cleaned) else None
+            self.categories_[c] = list(declared) if declared else sorted(counts.index)
+            # the most frequent cleaned value; of a tie, the first in sort order
+            self.modes_[c] = min(counts.index[counts == counts.max()]) if len(counts) else None
         self.feature_names_out_ = (
             self.numeric_features_
             + list(self.derived_)
             + [f"{c}={v}" for c in self.categorical_ for v in self.categories_[c]]
         )
-        self.ranges_ = {c: _range(self._clean_numeric(c, X[c]), self.medians_[c])
-                        for c in self.numeric_inputs_}
+        self.ranges_ = {c: _range(cleaned[c], self.medians_[c]) for c in self.numeric_inputs_}
         env = {}
         for c in self.numeric_inputs_:
-            x = self._clean_numeric(c, X[c])
+            x = cleaned[c]
             env[c] = cap(np.where(np.isnan(x), self.medians_[c], x), *self.ranges_[c])
         with np.errstate(all="ignore"):
             self.derived_ranges_ = {
@@ -114,10 +127,14 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
                    for c in self.numeric_inputs_}
         positions = []
         for i, c in enumerate(self.categorical_):
-            v = self._clean_categorical(c, X[c]) if c in X.columns else np.full(n, None)
-            pos = pd.Categorical(v, categories=self.categories_[c]).codes.astype(np.intp)
-            pos[pd.isna(v)] = plan.position(i, None)  # missing: the mode
-            positions.append(pos)
+            if c not in X.columns:
+                positions.append(np.full(n, plan.position(i, None), dtype=np.intp))
+                continue
+            codes, values = self._categorical_codes(c, X[c])
+            index = {v: k for k, v in enumerate(self.categories_[c])}
+            known = np.array([index.get(v, -1) for v in values] + [plan.position(i, None)],
+                             dtype=np.intp)  # the last one: missing, scored as the mode
+            positions.append(known[codes])  # code -1 picks the last
         return plan.assemble(numeric, positions, n)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

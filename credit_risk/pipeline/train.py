@@ -1,11 +1,21 @@
-"""Training: candidates with SMOTE inside the CV folds, a bounded search, calibration, threshold."""
+"""Training: candidates with SMOTE inside the CV folds, a bounded search, calibration, threshold.
+
+The search runs fold by fold on matrices prepared once per fold and shared by every trial
+(features fitted on the fold's training rows, SMOTE on them only), so a trial costs one model
+fit per fold. Settings choose the shortcuts that change the statistics (see README
+"Modelling"): SMOTE to `smote_ratio` of the majority class, successive halving of the trials
+over growing stratified samples, and XGBoost's early stopping on a part of each fold's own
+training rows that SMOTE never sees.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,7 +27,9 @@ from sklearn.base import clone
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import ParameterSampler, StratifiedKFold, train_test_split
+from sklearn.pipeline import Pipeline as ModelSteps
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
@@ -64,22 +76,26 @@ class CalibratedModel:
 
 
 def raw_pd(pipe: Pipeline, X: pd.DataFrame) -> np.ndarray:
-    """Uncalibrated P(default). For XGBoost: the logistic link in float64 on its float32
-    margin, exactly as the scoring plan computes it (XGBoost's own float32 sigmoid differs in
-    the last bits, which a steep part of the isotonic calibration turns into PD differences)."""
-    est = pipe.steps[-1][1]
+    """Uncalibrated P(default) of raw rows through the fitted pipeline."""
+    rows: Any = X
+    for _, step in pipe.steps[:-1]:
+        if not hasattr(step, "fit_resample"):  # samplers act in fit only
+            rows = step.transform(rows)
+    return _raw_of_rows(pipe.steps[-1][1], rows)
+
+
+def _raw_of_rows(est: Any, rows: Any) -> np.ndarray:
+    """Uncalibrated P(default) of feature rows. For XGBoost: the logistic link in float64 on its
+    float32 margin (up to `best_iteration` when early stopping set one), exactly as the
+    scoring plan computes it (XGBoost's own float32 sigmoid differs in the last bits, which a
+    steep part of the isotonic calibration turns into PD differences)."""
     if isinstance(est, XGBClassifier):
-        rows: Any = X
-        for _, step in pipe.steps[:-1]:
-            if not hasattr(step, "fit_resample"):  # samplers act in fit only
-                rows = step.transform(rows)
-        rows = np.asarray(rows, dtype=np.float32)
         best = getattr(est, "best_iteration", None)
         margin = est.get_booster().inplace_predict(
-            rows, predict_type="margin", validate_features=False,
+            np.asarray(rows, dtype=np.float32), predict_type="margin", validate_features=False,
             iteration_range=(0, best + 1) if best is not None else (0, 0))
         return expit(np.asarray(margin, dtype=np.float64).reshape(-1))
-    return pipe.predict_proba(X)[:, 1]
+    return np.asarray(est.predict_proba(rows)[:, 1], dtype=float)
 
 
 @dataclass
@@ -137,15 +153,33 @@ CANDIDATES: dict[str, Callable[[list[int], int], tuple[list, dict]]] = {
     "random_forest": _random_forest,
     "xgboost": _xgboost,
 }
+# The fixed parameters of each model's plain reference (benchmarks/bench_train_cost.py): the
+# middle of its search space.
+REFERENCE_PARAMS: dict[str, dict[str, Any]] = {
+    "logistic_regression": {"model__C": 1.0},
+    "random_forest": {"model__max_depth": 8, "model__min_samples_leaf": 20,
+                      "model__max_features": "sqrt"},
+    "xgboost": {"model__max_depth": 4, "model__learning_rate": 0.1,
+                "model__min_child_weight": 5, "model__reg_lambda": 1.0},
+}
 
 
-def build_pipeline(name: str, spec: DatasetSpec, monotone: list[int], seed: int) -> tuple:
+def smote_target(y: np.ndarray, ratio: float = 1.0) -> dict[Any, int]:
+    """SMOTE's sampling strategy: the minority class grown to `ratio` x the majority class's
+    rows (1.0: balanced, imblearn's "auto"), never shrunk below the rows it has."""
+    classes, counts = np.unique(y, return_counts=True)
+    minority = classes[int(np.argmin(counts))]
+    return {minority: max(int(counts.min()), int(round(ratio * counts.max())))}
+
+
+def build_pipeline(name: str, spec: DatasetSpec, monotone: list[int], seed: int,
+                   smote_ratio: float = 1.0) -> tuple:
     """features -> SMOTE (training folds only) -> model; and its search space."""
     if name not in CANDIDATES:
         raise TrainingError(f"unknown model {name!r} (choose from {', '.join(CANDIDATES)})")
     steps, space = CANDIDATES[name](monotone, seed)
-    pipe = Pipeline([("features", FeatureTransformer(spec)), ("smote", SMOTE(random_state=seed)),
-                     *steps])
+    smote = SMOTE(sampling_strategy=partial(smote_target, ratio=smote_ratio), random_state=seed)
+    pipe = Pipeline([("features", FeatureTransformer(spec)), ("smote", smote), *steps])
     return pipe, space
 
 
@@ -170,56 +204,199 @@ def split(df: pd.DataFrame, y: np.ndarray, test_size: float, seed: int,
     return df[~test], df[test], y[~test], y[test]
 
 
-def _oof_predictions(pipe: Pipeline, X: pd.DataFrame, y: np.ndarray, folds: StratifiedKFold):
-    """Out-of-fold PDs; SMOTE runs inside each training fold only (imblearn Pipeline)."""
-    from sklearn.metrics import roc_auc_score
+# -- the search: folds prepared once, trials fitted on them ------------------------------
+# Early stopping needs this many rows of each class in a fold's stopping part: on fewer, its
+# ROC-AUC is too noisy to stop on, and the model gets its full number of trees.
+MIN_STOPPING_CLASS_ROWS = 200
 
-    oof = np.zeros(len(y))
-    aucs = []
-    for train_idx, val_idx in folds.split(X, y):
-        fitted = clone(pipe).fit(X.iloc[train_idx], y[train_idx])
-        oof[val_idx] = raw_pd(fitted, X.iloc[val_idx])
-        aucs.append(roc_auc_score(y[val_idx], oof[val_idx]))
-    return oof, float(np.mean(aucs))
+@dataclass
+class _Fold:
+    """One CV fold's matrices, shared by every trial: SMOTE'd fitting rows, the real rows kept
+    for early stopping (None without it), and the held-out rows with their positions."""
+
+    X: np.ndarray
+    y: np.ndarray
+    stop: tuple[np.ndarray, np.ndarray] | None
+    val_X: np.ndarray
+    val_idx: np.ndarray
+
+
+@dataclass
+class _Search:
+    """What every fit of one candidate shares."""
+
+    pipe: Pipeline
+    settings: Settings
+    dtype: type
+
+    @property
+    def early_stopping(self) -> bool:
+        return bool(self.settings.early_stopping_rounds) and isinstance(
+            self.pipe.steps[-1][1], XGBClassifier)
+
+    def smote_for(self, y: np.ndarray) -> SMOTE:
+        """The pipeline's SMOTE with k_neighbors fitting the minority class of y."""
+        minority = int(min(y.sum(), len(y) - y.sum()))
+        return clone(self.pipe.named_steps["smote"]).set_params(
+            k_neighbors=max(1, min(5, minority - 1)))
+
+    def head(self, params: dict[str, Any], stopping: bool = False,
+             trees: int | None = None) -> ModelSteps:
+        """The steps after SMOTE (e.g. scaler, model), unfitted, with the trial's params;
+        XGBoost with early stopping, or with a fixed number of trees."""
+        head = ModelSteps([(n, clone(s)) for n, s in self.pipe.steps[2:]]).set_params(**params)
+        model = head.steps[-1][1]
+        if stopping:
+            model.set_params(early_stopping_rounds=self.settings.early_stopping_rounds,
+                             eval_metric="auc")
+        elif trees is not None:
+            model.set_params(n_estimators=trees)
+        return head
+
+    def prepare(self, X: pd.DataFrame, y: np.ndarray, train: np.ndarray,
+                val: np.ndarray) -> _Fold:
+        """Features fitted on the fold's training rows; SMOTE on its fitting part only."""
+        features = clone(self.pipe.named_steps["features"]).fit(X.iloc[train])
+        Xt = features.transform(X.iloc[train]).astype(self.dtype, copy=False)
+        yt = y[train]
+        stop = None
+        if self.early_stopping and min(yt.sum(), len(yt) - yt.sum()) \
+                * self.settings.early_stopping_fraction >= MIN_STOPPING_CLASS_ROWS:
+            fit, held = train_test_split(np.arange(len(yt)), stratify=yt,
+                                         test_size=self.settings.early_stopping_fraction,
+                                         random_state=self.settings.seed)
+            stop = (Xt[held], yt[held])
+            Xt, yt = Xt[fit], yt[fit]
+        Xr, yr = self.smote_for(yt).fit_resample(Xt, yt)
+        val_X = features.transform(X.iloc[val]).astype(self.dtype, copy=False)
+        return _Fold(Xr, yr, stop, val_X, val)
+
+    def fit(self, head: ModelSteps, X: np.ndarray, y: np.ndarray,
+            stop: tuple[np.ndarray, np.ndarray] | None) -> ModelSteps:
+        if stop is None:
+            return head.fit(X, y)
+        head.fit(X, y, model__eval_set=[stop], model__verbose=False)
+        return head
+
+
+def _rungs(n_rows: int, n_trials: int, settings: Settings) -> list[tuple[int, int]]:
+    """(rows, trials) per rung of the search. Random search: all trials on all rows. Halving:
+    each rung keeps the best 1/factor of the trials on factor x the rows, the last one a
+    single trial on all rows (its out-of-fold PDs are the calibration's data)."""
+    if settings.search_strategy == "random" or n_trials == 1:
+        return [(n_rows, n_trials)]
+    factor = settings.halving_factor
+    counts = [n_trials]
+    while counts[-1] > 1:
+        counts.append(math.ceil(counts[-1] / factor))
+    last = len(counts) - 1
+    rows = [min(n_rows, max(settings.halving_min_rows, round(n_rows / factor ** (last - i))))
+            for i in range(len(counts))]
+    return list(zip(rows, counts, strict=True))
+
+
+def _subsample(y: np.ndarray, rows: int, seed: int) -> np.ndarray:
+    """A stratified, seeded sample of `rows` positions (all of them when rows >= len(y))."""
+    if rows >= len(y):
+        return np.arange(len(y))
+    keep, _ = train_test_split(np.arange(len(y)), train_size=rows, stratify=y, random_state=seed)
+    return np.sort(keep)
+
+
+@dataclass
+class _Trial:
+    params: dict[str, Any]
+    auc: float
+    oof: np.ndarray
+    trees: list[int]
+
+
+def _run_rung(search: _Search, X: pd.DataFrame, y: np.ndarray, trials: list[dict[str, Any]],
+              start: float) -> list[_Trial]:
+    """Each trial's out-of-fold PDs and mean ROC-AUC over the CV folds of (X, y); stops
+    starting trials once the time budget is spent (at least one always runs)."""
+    settings = search.settings
+    folds = StratifiedKFold(settings.cv_folds, shuffle=True, random_state=settings.seed)
+    prepared = [search.prepare(X, y, tr, va) for tr, va in folds.split(X, y)]
+    out: list[_Trial] = []
+    for params in trials:
+        budget = settings.search_time_budget_s
+        if out and budget and time.perf_counter() - start > budget:
+            log.info("search stopped by the time budget after %d trials", len(out))
+            break
+        oof, aucs, trees = np.zeros(len(y)), [], []
+        for fold in prepared:
+            head = search.fit(search.head(params, fold.stop is not None), fold.X, fold.y,
+                              fold.stop)
+            model = head.steps[-1][1]
+            oof[fold.val_idx] = _raw_of_rows(model, head[:-1].transform(fold.val_X)
+                                             if len(head) > 1 else fold.val_X)
+            aucs.append(roc_auc_score(y[fold.val_idx], oof[fold.val_idx]))
+            if fold.stop is not None:
+                trees.append(int(model.best_iteration) + 1)
+        out.append(_Trial(params, float(np.mean(aucs)), oof, trees))
+    return out
 
 
 def train_candidate(
     name: str, X: pd.DataFrame, y: np.ndarray, spec: DatasetSpec, settings: Settings
 ) -> Candidate:
-    """Bounded random search by CV ROC-AUC, then refit, calibrate on OOF PDs, pick threshold."""
+    """Search by CV ROC-AUC (random or successive halving), refit on all training rows,
+    calibrate on the chosen trial's out-of-fold PDs, pick the threshold."""
     start = time.perf_counter()
     spec, monotone = _fixed_vocabulary(spec, X)
-    pipe, space = build_pipeline(name, spec, monotone, settings.seed)
-    minority = int(min(y.sum(), len(y) - y.sum()))
-    k = min(5, max(1, minority * (settings.cv_folds - 1) // settings.cv_folds - 1))
-    pipe.set_params(smote__k_neighbors=k)
-    folds = StratifiedKFold(settings.cv_folds, shuffle=True, random_state=settings.seed)
-    sampler = ParameterSampler(space, settings.search_iterations, random_state=settings.seed)
-    best: tuple[float, dict, np.ndarray] | None = None
-    trials: list[dict[str, Any]] = []
-    for params in sampler:
-        budget = settings.search_time_budget_s
-        if best is not None and budget and time.perf_counter() - start > budget:
-            log.info("%s: search stopped by the time budget after %d trials", name, len(trials))
-            break
-        oof, auc = _oof_predictions(clone(pipe).set_params(**params), X, y, folds)
-        trials.append({"params": _plain(params), "cv_roc_auc": auc})
-        log.info("%s %s cv_roc_auc=%.4f", name, _plain(params), auc)
-        if best is None or auc > best[0]:
-            best = (auc, params, oof)
-    assert best is not None
-    auc, params, oof = best
-    final = clone(pipe).set_params(**params).fit(X, y)
-    calibrator = _fit_calibrator(oof, y, settings.calibration, settings.pd_floor)
+    pipe, space = build_pipeline(name, spec, monotone, settings.seed, settings.smote_ratio)
+    # LR's coefficients are float64 in the scoring plan; trees split on float32 anyway.
+    dtype = np.float64 if name == "logistic_regression" else np.float32
+    search = _Search(pipe, settings, dtype)
+    pending = list(ParameterSampler(space, settings.search_iterations,
+                                    random_state=settings.seed))
+    records: list[dict[str, Any]] = []
+    results: list[_Trial] = []
+    rungs = _rungs(len(y), len(pending), settings)
+    for rung, (rows, keep) in enumerate(rungs):
+        over = settings.search_time_budget_s and \
+            time.perf_counter() - start > settings.search_time_budget_s
+        pending = pending[:1] if over else pending[:keep]
+        if rung and rows == rungs[rung - 1][0]:  # the same sample again: the same results
+            results = [r for r in results if r.params in pending]
+            continue
+        idx = _subsample(y, rows, settings.seed)
+        results = _run_rung(search, X.iloc[idx], y[idx], pending, start)
+        for r in results:
+            records.append({"params": _plain(r.params), "cv_roc_auc": r.auc, "rows": len(idx),
+                            "rung": rung, **({"trees": r.trees} if r.trees else {})})
+            log.info("%s rung %d (%d rows) %s cv_roc_auc=%.4f", name, rung, len(idx),
+                     _plain(r.params), r.auc)
+        results.sort(key=lambda r: -r.auc)  # stable: ties keep the sampler's order
+        pending = [r.params for r in results]
+    best = results[0]
+    trees = round(float(np.mean(best.trees))) if best.trees else None
+    final = _refit(search, X, y, best.params, trees)
+    calibrator = _fit_calibrator(best.oof, y, settings.calibration, settings.pd_floor)
     model = CalibratedModel(final, calibrator)
-    calibrated_oof = model.calibrate(oof)
+    calibrated_oof = model.calibrate(best.oof)
     threshold = choose_threshold(y, calibrated_oof, settings)
     validation = {
-        "ece_uncalibrated": expected_calibration_error(y, oof),
+        "ece_uncalibrated": expected_calibration_error(y, best.oof),
         "ece_calibrated": expected_calibration_error(y, calibrated_oof),
     }
-    return Candidate(name, _plain(params), auc, model, threshold, validation, trials,
+    params = _plain(best.params) | ({"n_estimators": trees} if trees else {})
+    return Candidate(name, params, best.auc, model, threshold, validation, records,
                      time.perf_counter() - start)
+
+
+def _refit(search: _Search, X: pd.DataFrame, y: np.ndarray, params: dict[str, Any],
+           trees: int | None) -> Pipeline:
+    """The chosen trial on every training row (XGBoost: with the folds' mean number of trees
+    when early stopping chose them); returned as one fitted features -> SMOTE -> model
+    pipeline."""
+    features = clone(search.pipe.named_steps["features"]).fit(X)
+    Xt = features.transform(X).astype(search.dtype, copy=False)
+    smote = search.smote_for(y)
+    Xr, yr = smote.fit_resample(Xt, y)
+    head = search.head(params, trees=trees).fit(Xr, yr)
+    return Pipeline([("features", features), ("smote", smote), *head.steps])
 
 
 def _fixed_vocabulary(spec: DatasetSpec, X: pd.DataFrame) -> tuple[DatasetSpec, list[int]]:
