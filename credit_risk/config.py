@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     runs_dir: Annotated[Path | str, BeforeValidator(_path_or_url)] = Path("var/runs")
     registry_url: str = "var/registry"
     dataset_spec: str = "lauki_synthetic"  # a built-in spec name or a path to a YAML spec
+    # The dataset whose champion serving, `credit-risk predict` and monitoring use, and whose
+    # aliases `models rollback` changes, in a registry of several datasets (README "Many
+    # portfolios in one registry"). Unset: the registry's only dataset; of several, the
+    # dataset of dataset_spec (serving, predict, monitoring; a rollback must name one).
+    dataset: str | None = None
 
     # Signed manifests (see README "Security"). The publisher signs with the private key
     # (PEM, Ed25519); serving, promote, rollback and the champion comparison accept only
@@ -197,6 +202,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(p.strip() for p in value.split(",") if p.strip())
         return value
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _no_dataset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("signing_key_file", mode="before")
     @classmethod

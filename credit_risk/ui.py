@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from credit_risk.config import Settings
 from credit_risk.pipeline.run_paths import MONITORING, RunPaths
-from credit_risk.registry.store import Registry, RegistryError
+from credit_risk.registry.store import Registry, RegistryError, dataset_of
 
 STYLE = ("body{font-family:system-ui,sans-serif;margin:1rem;color:#1d2330}table{border-collapse:"
          "collapse;margin:.5rem 0}td,th{border:1px solid #ccd;padding:.25rem .5rem;text-align:left}"
@@ -196,33 +196,51 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
     Reason = Annotated[str, Form(min_length=1)]
     registry = Registry.from_settings(settings)
 
-    def aliases() -> tuple[str | None, str | None, str]:
-        """(champion, previous, a warning): a refused alias record shows as a warning."""
+    def aliases() -> tuple[dict[str, dict[str, Any]], str]:
+        """({dataset: {alias: record}}, a warning): a refused alias record shows as a warning."""
         try:
-            return registry.alias_version("champion"), registry.alias_version("previous"), ""
+            return registry.aliases(), ""
         except RegistryError as exc:
-            return None, None, f"<p class='rejected'>Alias record refused: {_e(exc)}</p>"
+            return {}, f"<p class='rejected'>Alias record refused: {_e(exc)}</p>"
+
+    def champion_of(dataset: str, groups: dict[str, dict[str, Any]]) -> str | None:
+        return (groups.get(dataset, {}).get("champion") or {}).get("version")
 
     @app.get("/", response_class=HTMLResponse)
     def models() -> HTMLResponse:
-        champion, previous, refused = aliases()
-        rows = []
+        groups, refused = aliases()
+        by_dataset: dict[str, list[str]] = {d: [] for d in groups}
         for v in reversed(registry.versions()):
             m = registry.manifest(v)
-            alias = "champion" if v == champion else "previous" if v == previous else ""
-            rows.append(
-                f"<tr><td><a href='models/{_e(v)}'>{_e(v)}</a></td><td>{_e(m['dataset'])}</td>"
+            try:
+                dataset = dataset_of(v, m)
+            except RegistryError:
+                dataset = str(m.get("dataset"))  # listed, never promotable
+            alias = "".join(a for a in ("champion", "previous")
+                            if (groups.get(dataset, {}).get(a) or {}).get("version") == v)
+            by_dataset.setdefault(dataset, []).append(
+                f"<tr><td><a href='models/{_e(v)}'>{_e(v)}</a></td>"
                 f"<td>{_e(m['model'])}</td><td>{_e(m['metrics']['roc_auc'])}</td>"
                 f"<td>{_e(m['metrics']['ece'])}</td><td class='{_e(m.get('status'))}'>"
                 f"{_e(m.get('status'))}</td><td>{alias}</td></tr>")
-        history = "".join(f"<li>{_e(h['set_at'])}: {_e(h['alias'])} &rarr; {_e(h['version'])} "
+        sections = []
+        for dataset in sorted(by_dataset):
+            own = groups.get(dataset, {})
+            champion, previous = (((own.get(a) or {}).get("version"))
+                                  for a in ("champion", "previous"))
+            sections.append(
+                f"<h3 id='dataset-{_e(quote(dataset))}'>Dataset {_e(dataset or '(none)')}</h3>"
+                f"<p>champion {_e(champion or '-')}, previous {_e(previous or '-')}</p>"
+                "<table><tr><th>version</th><th>model</th><th>ROC-AUC</th><th>ECE</th>"
+                "<th>status</th><th>alias</th></tr>" + "".join(by_dataset[dataset])
+                + "</table>" + _rollback_form(previous, dataset))
+        history = "".join(f"<li>{_e(h['set_at'])}: {_e(h.get('dataset') or '')} "
+                          f"{_e(h['alias'])} &rarr; {_e(h['version'])} "
                           f"by {_e(h['by'])}: {_e(h['reason'])}</li>"
                           for h in reversed(registry.history()[-20:]))
         body = (refused + "<p><a href='runs'>Training runs</a> &middot; <a href='monitoring'>"
-                "Drift reports</a></p><table><tr><th>version</th><th>dataset</th><th>model</th>"
-                "<th>ROC-AUC</th>"
-                "<th>ECE</th><th>status</th><th>alias</th></tr>" + "".join(rows) + "</table>"
-                + _rollback_form(previous) + f"<h3>Alias history</h3><ul>{history}</ul>")
+                "Drift reports</a></p>" + ("".join(sections) or "<p>No models yet.</p>")
+                + f"<h3>Alias history</h3><ul>{history}</ul>")
         return _page("Credit-risk models", body)
 
     @app.get("/models/{version}", response_class=HTMLResponse)
@@ -231,9 +249,10 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
             m = registry.manifest(_version(version))
         except RegistryError as exc:
             raise HTTPException(404, str(exc)) from exc
-        promote = "" if aliases()[0] == version else (
+        promote = "" if champion_of(m.get("dataset") or "", aliases()[0]) == version else (
             f"<form method='post' action='{_e(version)}/promote'><input name='reason' required "
-            "placeholder='reason'> <button>Promote to champion</button></form>")
+            f"placeholder='reason'> <button>Promote to champion of {_e(m.get('dataset'))}"
+            "</button></form>")
         body = (f"<p><a href='../'>All models</a> &middot; {promote}</p>"
                 f"<iframe src='{_e(version)}/files/model_card.html' style='width:100%;height:80vh;"
                 "border:0'></iframe>")
@@ -263,10 +282,13 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
         return RedirectResponse("../..", status_code=303)
 
     @app.post("/rollback")
-    def rollback(request: Request, reason: Reason, user: User) -> RedirectResponse:
+    def rollback(request: Request, reason: Reason, user: User,
+                 dataset: Annotated[str | None, Form(max_length=100)] = None) -> RedirectResponse:
+        """Roll back one dataset's champion (the form names it; without a name, the
+        registry's only dataset)."""
         _allowed(request, user, may_change, trusted)
         try:
-            registry.rollback(reason, by=_name(user))
+            registry.rollback(reason, by=_name(user), dataset=dataset)
         except RegistryError as exc:
             raise HTTPException(409, str(exc)) from exc
         return RedirectResponse(".", status_code=303)
@@ -393,11 +415,12 @@ def _run_links(folder: RunsFolder, run: str, prefix: str) -> str:
                              for n in names) or "no outputs yet"
 
 
-def _rollback_form(previous: str | None) -> str:
+def _rollback_form(previous: str | None, dataset: str) -> str:
     if not previous:
         return ""
-    return (f"<p><form method='post' action='rollback'><input name='reason' required "
-            f"placeholder='reason'> <button>Roll back to {_e(previous)}</button></form></p>")
+    return (f"<p><form method='post' action='rollback'><input type='hidden' name='dataset' "
+            f"value='{_e(dataset)}'><input name='reason' required placeholder='reason'> "
+            f"<button>Roll back {_e(dataset)} to {_e(previous)}</button></form></p>")
 
 
 def _name(user: Any) -> str:

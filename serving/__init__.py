@@ -9,8 +9,7 @@ from flask import Flask, jsonify
 
 from credit_risk.config import Settings
 from credit_risk.registry.decisions import DecisionLog, DecisionLogError, open_decision_log
-from credit_risk.registry.store import Registry
-from credit_risk.scoring.champion import ModelStore, StoreEvents
+from credit_risk.scoring.champion import ModelStore, StoreEvents, registry_for
 from credit_risk.scoring.scorer import Scorer
 from serving import jsonio, metrics, security
 from serving.auth import KeyChecker
@@ -30,7 +29,7 @@ def create_app(settings: Settings | None = None, watch: bool | None = None) -> F
     def prepare(scorer: Scorer) -> None:
         scorer.n_reasons = settings.n_reasons
 
-    store = ModelStore(Registry.from_settings(settings), prepare=prepare,
+    store = ModelStore(registry_for(settings), prepare=prepare,
                        events=StoreEvents(on_swap=metrics.model_swapped,
                                           on_failure=metrics.reload_failed,
                                           on_fallback=metrics.fallback_changed),

@@ -146,7 +146,7 @@ def ready():
     log = decision_log()
     log_ok = log is None or log.ok()
     body: dict[str, Any] = {
-        "ready": summary["loaded"] and log_ok,
+        "ready": summary["loaded"] and log_ok, "dataset": summary["dataset"],
         "model_version": summary.get("model_version"), "loaded_at": summary.get("loaded_at"),
         "champion": summary["champion"], "fallback": summary["fallback"],
         "fallback_reason": summary["fallback_reason"],

@@ -56,16 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="the model registry")
     msub = m.add_subparsers(dest="models_cmd", required=True)
-    msub.add_parser("list")
+    listing = msub.add_parser("list", help="versions, grouped by dataset, with their aliases")
     show = msub.add_parser("show")
     show.add_argument("version")
-    promote = msub.add_parser("promote")
+    promote = msub.add_parser("promote", help="make a version the champion of its dataset")
     promote.add_argument("version")
-    rollback = msub.add_parser("rollback")
+    rollback = msub.add_parser("rollback", help="swap a dataset's champion and previous")
     for cmd in (promote, rollback):
         cmd.add_argument("--reason", required=True)
         cmd.add_argument("--by", default=None, help="who (default: the OS user)")
-    msub.add_parser("history")
+    history = msub.add_parser("history")
+    for cmd, text in ((listing, "only this dataset"), (history, "only this dataset"),
+                      (promote, "the version's dataset, as a check (refused if it is not)"),
+                      (rollback, "the dataset (default: CREDIT_RISK_DATASET, else the "
+                                 "registry's only dataset)")):
+        cmd.add_argument("--dataset", default=None, help=text)
     verify = msub.add_parser("verify", help="check every file's SHA-256 and the signature; "
                              "exit 1 with the reason when either fails")
     verify.add_argument("version")
@@ -89,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("input")
     pr.add_argument("-o", "--output", default="-")
     pr.add_argument("--version", default=None, help="default: the champion")
+    pr.add_argument("--dataset", default=None, help="whose champion (default: "
+                    "CREDIT_RISK_DATASET, else the registry's only dataset, else the spec's)")
     pr.set_defaults(command="predict:cmd_predict")
 
     dl = sub.add_parser("decisions", help="the decision log: migrate, prune, status")

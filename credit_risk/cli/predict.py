@@ -24,7 +24,7 @@ from typing import IO, Any
 from credit_risk.config import Settings
 from credit_risk.errors import CreditRiskError
 from credit_risk.registry.decisions import DecisionLog
-from credit_risk.registry.store import Registry, RegistryError
+from credit_risk.scoring.champion import load_champion, registry_for
 from credit_risk.scoring.decide import decide
 from credit_risk.scoring.scorer import Scorer
 from credit_risk.spec.fields import validate_application
@@ -42,7 +42,7 @@ class PredictInputError(CreditRiskError, ValueError):
 
 
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
-    scorer = load_scorer(settings, args.version)
+    scorer = load_scorer(settings, args.version, getattr(args, "dataset", None))
     header, rows = read_csv(Path(args.input))
     log = DecisionLog(settings.decision_log) if settings.decision_log else None
     out_rows = score_rows(scorer, header, rows, log)  # logged whole before any output
@@ -60,13 +60,11 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def load_scorer(settings: Settings, version: str | None) -> Scorer:
-    """The Scorer of a version (default: the champion), every file verified."""
-    registry = Registry.from_settings(settings)
-    version = version or registry.alias_version("champion")
-    if version is None:
-        raise RegistryError(f"no champion model in {settings.registry_url}: train one first")
-    return Scorer.load(registry, version)
+def load_scorer(settings: Settings, version: str | None,
+                dataset: str | None = None) -> Scorer:
+    """The Scorer of a version (default: the champion of `dataset`, else of the dataset
+    serving would serve), every file verified."""
+    return load_champion(registry_for(settings), version, dataset)
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from credit_risk.config import Settings
-from credit_risk.registry.store import Registry, RegistryError
+from credit_risk.registry.store import Registry, RegistryError, dataset_of, valid_dataset
 from credit_risk.tables import text_table
 
 
@@ -19,34 +19,73 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     if args.models_cmd == "verify":
         return _verify(args, settings)
     registry = Registry.from_settings(settings)
+    dataset = getattr(args, "dataset", None)
     if args.models_cmd == "list":
-        champion = registry.alias_version("champion")
-        previous = registry.alias_version("previous")
-        rows = []
-        for v, m in registry.listing():  # parsed and, with trusted keys, signed manifests
-            alias = "champion" if v == champion else "previous" if v == previous else ""
-            metrics = m.get("metrics")
-            rows.append({"version": v, "dataset": m.get("dataset"), "model": m.get("model"),
-                         "roc_auc": metrics.get("roc_auc") if isinstance(metrics, dict)
-                         else None, "status": m.get("status"), "alias": alias})
-        if not rows:
-            print(f"no models in {settings.registry_url}")
-            return 0
-        print(text_table(rows, ["version", "dataset", "model", "roc_auc", "status", "alias"]))
-    elif args.models_cmd == "show":
+        return _list(registry, dataset, settings)
+    if args.models_cmd == "show":
         manifest = registry.manifest(args.version)
         print(json.dumps({k: v for k, v in manifest.items() if k != "spec"}, indent=2))
     elif args.models_cmd == "promote":  # verifies checksums and signature first
-        registry.promote(args.version, args.reason, by=args.by)
-        print(f"champion is now {args.version}")
+        registry.promote(args.version, args.reason, by=args.by, dataset=dataset)
+        own = dataset_of(args.version, registry.manifest(args.version))
+        print(f"champion of {_shown(own)} is now {args.version}")
     elif args.models_cmd == "rollback":
-        version = registry.rollback(args.reason, by=args.by)
-        print(f"rolled back: champion is now {version}")
+        version = registry.rollback(args.reason, by=args.by, dataset=dataset)
+        own = dataset_of(version, registry.manifest(version))
+        print(f"rolled back: champion of {_shown(own)} is now {version}")
     elif args.models_cmd == "history":
         for rec in registry.history():  # in the order of the chain of changes
+            if dataset is not None and rec.get("dataset") not in (None, dataset):
+                continue
             mark = "  [NOT signed by a trusted key]" if rec.get("verified") is False else ""
-            print(f"{rec['set_at']}  {rec['alias']:<8} -> {rec['version']}  by {rec['by']}: "
-                  f"{rec['reason']}{mark}")
+            print(f"{rec['set_at']}  {_shown(rec.get('dataset'))}  {rec['alias']:<8} -> "
+                  f"{rec['version']}  by {rec['by']}: {rec['reason']}{mark}")
+    return 0
+
+
+def _shown(dataset: str | None) -> str:
+    """A dataset as printed: records of releases without datasets have none."""
+    if dataset is None:
+        return "(dataset not recorded)"
+    return dataset if valid_dataset(dataset) else "(no dataset)" if not dataset \
+        else f"(invalid name {dataset[:60]!r})"
+
+
+def _list(registry: Registry, only: str | None, settings: Settings) -> int:
+    """Versions grouped by dataset, oldest first, each group headed by its aliases."""
+    aliases = registry.aliases()
+    groups: dict[str, list[dict[str, object]]] = {d: [] for d in aliases}
+    for v, m in registry.listing():  # parsed and, with trusted keys, signed manifests
+        try:
+            dataset = dataset_of(v, m)
+        except RegistryError:
+            dataset = str(m.get("dataset"))  # listed, never promotable
+        metrics = m.get("metrics")
+        groups.setdefault(dataset, []).append({
+            "version": v, "model": m.get("model"),
+            "roc_auc": metrics.get("roc_auc") if isinstance(metrics, dict) else None,
+            "status": m.get("status")})
+    if only is not None:
+        groups = {d: rows for d, rows in groups.items() if d == only}
+    if not groups:
+        print(f"no models{f' of dataset {only!r}' if only else ''} in {settings.registry_url}")
+        return 0
+    for dataset in sorted(groups):
+        own = aliases.get(dataset, {})
+        named = {a: (own.get(a) or {}).get("version") for a in ("champion", "previous")}
+        rows = groups[dataset]
+        for row in rows:
+            row["alias"] = next((a for a, v in named.items() if v == row["version"]), "")
+        print(f"dataset {_shown(dataset)}: champion {named['champion'] or '-'}, previous "
+              f"{named['previous'] or '-'}")
+        listed = {row["version"] for row in rows}
+        for alias, version in named.items():
+            if version and version not in listed:
+                print(f"  ! {alias} names {version}, not a listed model of this dataset "
+                      "(serving refuses it)")
+        if rows:
+            print(text_table(rows, ["version", "model", "roc_auc", "status", "alias"]))
+        print()
     return 0
 
 

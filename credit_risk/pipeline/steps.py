@@ -34,6 +34,7 @@ from credit_risk.pipeline.run_paths import (
 from credit_risk.pipeline.train import Candidate, split, train_candidate
 from credit_risk.pipeline.versions import code_version, library_versions
 from credit_risk.registry.store import MODEL_FILE, Registry, RegistryError
+from credit_risk.scoring.champion import load_champion, registry_for
 from credit_risk.scoring.scorer import Scorer, ScoreScaling
 from credit_risk.spec.dataset import DatasetSpec, load_spec
 from credit_risk.spec.fields import input_fields
@@ -121,10 +122,16 @@ def _load_candidate(path: str) -> Candidate:
 
 def _champion_on(settings: Settings, spec: DatasetSpec, info: dict[str, Any], X: pd.DataFrame,
                  y: np.ndarray):
-    """The current champion's metrics on this test set, or why it cannot be compared: it must
-    never have trained on these test rows (same split rule; same data if the split is random)."""
+    """The metrics on this test set of the current champion of the spec's dataset (None when
+    that dataset has none: the candidate stands on its own merits), or why it cannot be
+    compared: it must never have trained on these test rows (same split rule; same data if the
+    split is random)."""
     registry = Registry.from_settings(settings)
-    version = registry.alias_version("champion")
+    try:
+        version = registry.alias_version("champion", spec.name)  # its own dataset's only
+    except RegistryError as exc:  # a refused alias record, a dataset name that is a path
+        log.warning("the champion of %r cannot be read: %s", spec.name, exc)
+        return {"version": None, "comparable": False, "note": str(exc)}
     if version is None:
         return None
     try:
@@ -294,21 +301,20 @@ def load_model(registry: Registry, version: str) -> tuple[Any, dict[str, Any]]:
     return joblib.load(io.BytesIO(data)), manifest
 
 
-def load_scorer(settings: Settings, version: str | None = None) -> Scorer:
-    registry = Registry.from_settings(settings)
-    version = version or registry.alias_version("champion")
-    if version is None:
-        raise RegistryError(f"no champion model in {settings.registry_url}: train one first")
-    return Scorer.load(registry, version)
+def load_scorer(settings: Settings, version: str | None = None,
+                dataset: str | None = None) -> Scorer:
+    """A version's Scorer; by default the champion of `dataset` (default: as serving chooses)."""
+    return load_champion(registry_for(settings), version, dataset)
 
 
 
 def data_changed_since_champion(settings: Settings, snapshot: str) -> bool:
     """False when the champion was trained on exactly this data (nothing new to learn)."""
-    fingerprint = json.loads(read_text(snapshot))["fingerprint"]
+    snap = json.loads(read_text(snapshot))
+    fingerprint, dataset = snap["fingerprint"], snap.get("dataset")
     registry = Registry.from_settings(settings)
     try:  # the champion's manifest as it is trusted: parsed and, with keys, signed
-        version = registry.alias_version("champion")
+        version = registry.alias_version("champion", dataset)  # of the snapshot's dataset
         if version is None:
             return True
         manifest = registry.manifest(version)

@@ -13,13 +13,37 @@ Layout under the registry root::
                                      state.json (a write-ahead record)
 
 An alias change record is ``{"format": 2, "change": <id>, "seq": n, "parent": <id of the
-change it follows>, "action", "at", "by", "changes": [...], "aliases": {name: {...}}}``, signed
-(format ``credit-risk-aliases-v1``) when a signing key is set. Changes form a chain: a change
-has the sequence number of its parent plus one. A registry opened after a crash between the
-two writes completes the one record whose parent is the current state's change; any other
-record (a forged one, one of a host whose clock is wrong) is ignored and logged: the order is
-the chain's, never a clock's. With trusted keys, `alias()` refuses a state that is not signed
-by one, or whose sequence number is lower than one this object has already seen.
+change it follows>, "action", "at", "by", "dataset", "changes": [...], "datasets": {dataset:
+{name: {...}}}, "aliases_dataset": <dataset>, "aliases": {name: {...}}}``, signed (format
+``credit-risk-aliases-v1``) when a signing key is set.
+
+Aliases are per dataset (one registry holds several portfolios): ``datasets`` maps each dataset
+to its own ``champion`` and ``previous``. A change acts on one dataset (``dataset``, also in
+each entry of ``changes``): the one in the manifest of the version it points an alias at.
+Every record carries every dataset's aliases, so the chain, the crash recovery and the
+conditional writes below are those of one record, whatever the number of datasets.
+
+Compatibility: ``aliases`` repeats the aliases of one dataset, ``aliases_dataset`` (the
+registry's first), for older releases, which read only ``aliases``: they keep serving that
+dataset and do not see the others (an older release's promote or rollback writes only
+``aliases``: upgrade every writer before a registry holds a second dataset). A record without
+``datasets`` (older releases, and the old files below) is read as the aliases of ONE dataset:
+the one in the champion's manifest (the previous' when the champion's cannot be read; ``""``,
+"unattributed", when neither can), and continued in the new form on the first change.
+
+Dataset names are names, never paths: at most 100 printable characters, no ``/`` or ``\\``,
+not starting with ``.``, no blanks around (`valid_dataset`). A manifest naming anything else is
+not published, nor promoted; a record holding one is malformed. An alias is only ever taken for
+its own dataset: promote and rollback check the dataset of the version's verified manifest,
+and serving checks it again (credit_risk.scoring.champion), so a record that names a version
+of another dataset moves nothing.
+
+Changes form a chain: a change has the sequence number of its parent plus one. A registry
+opened after a crash between the two writes completes the one record whose parent is the
+current state's change; any other record (a forged one, one of a host whose clock is wrong) is
+ignored and logged: the order is the chain's, never a clock's. With trusted keys, `alias()`
+refuses a state that is not signed by one, or whose sequence number is lower than one this
+object has already seen.
 
 On an object store (``s3://``; s3fs, the `s3` extra) the same layout is used, with what S3
 offers instead of renames and locks:
@@ -63,7 +87,7 @@ import random
 import stat
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,6 +120,8 @@ MAX_MANIFEST_BYTES = 8 << 20  # a manifest (about 30 kB in practice)
 MAX_RECORD_BYTES = 1 << 20  # an alias change record, state.json, an old alias file
 CHUNK_BYTES = 1 << 20
 RECORD_FORMAT = 2
+UNATTRIBUTED = ""  # the dataset of old aliases whose champion's and previous' manifests are unread
+MAX_DATASET_CHARS = 100
 _warned: set[str] = set()
 
 
@@ -180,6 +206,31 @@ def _check_manifest(version: str, manifest: Any) -> dict[str, Any]:
     return manifest
 
 
+def valid_dataset(name: Any) -> bool:
+    """A dataset name the registry keeps aliases for: a name, never a path (see the module)."""
+    return isinstance(name, str) and 0 < len(name) <= MAX_DATASET_CHARS and name.isprintable() \
+        and name == name.strip() and "/" not in name and "\\" not in name \
+        and not name.startswith(".")
+
+
+def dataset_of(version: str, manifest: Mapping[str, Any]) -> str:
+    """The dataset a version belongs to ("" for a manifest that names none); RegistryError for
+    a name that is not a valid_dataset."""
+    name = manifest.get("dataset")
+    if name is None:
+        return UNATTRIBUTED
+    if not valid_dataset(name):
+        raise RegistryError(f"version {version}: dataset name {str(name)[:120]!r} refused: a "
+                            f"dataset is named by at most {MAX_DATASET_CHARS} printable "
+                            "characters, without '/' or '\\', not starting with '.'")
+    return str(name)
+
+
+def _valid_datasets(datasets: Any) -> bool:
+    return isinstance(datasets, dict) and all(
+        (d == UNATTRIBUTED or valid_dataset(d)) and _valid_aliases(a) for d, a in datasets.items())
+
+
 def _valid_aliases(aliases: Any) -> bool:
     return isinstance(aliases, dict) and all(
         isinstance(n, str) and isinstance(r, dict) and isinstance(r.get("version"), str)
@@ -194,7 +245,10 @@ def _valid_change(entry: dict[str, Any]) -> bool:
         and (parent is None or isinstance(parent, str)) and _valid_aliases(entry.get("aliases")) \
         and isinstance(changes, list) and all(
             isinstance(c, dict) and isinstance(c.get("alias"), str)
-            and isinstance(c.get("version"), str) for c in changes)
+            and isinstance(c.get("version"), str)
+            and isinstance(c.get("dataset", UNATTRIBUTED), str) for c in changes) \
+        and ("datasets" not in entry or (_valid_datasets(entry["datasets"]) and isinstance(
+            entry.get("aliases_dataset", UNATTRIBUTED), str)))
 
 
 _Plan = tuple[dict[str, str], dict[str, str], Any]  # alias targets, their reasons, a result
@@ -212,6 +266,14 @@ def _promotion(current: dict[str, Any], version: str, reason: str) -> _Plan:
         reasons["previous"] = f"replaced by {version}: {reason}"
     targets["champion"], reasons["champion"] = version, reason
     return targets, reasons, version
+
+
+def builtin_spec_dataset(spec: str) -> str | None:
+    """The dataset of a spec named as a built-in spec is (its file name is its name; a path to a
+    YAML file is read by the spec package, which the registry does not import): None for one."""
+    if "/" in spec or "\\" in spec or "." in spec or not valid_dataset(spec):
+        return None
+    return spec
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:
@@ -232,12 +294,22 @@ def _valid_old_change(entry: dict[str, Any]) -> bool:
 class Registry:
     def __init__(self, url: str, signing_key: Ed25519PrivateKey | None = None,
                  trusted_keys: Iterable[Ed25519PublicKey] = (),
-                 max_file_bytes: int = MAX_FILE_BYTES):
+                 max_file_bytes: int = MAX_FILE_BYTES, dataset: str | None = None,
+                 prefer: str | None = None):
+        """`dataset`: the dataset whose aliases reads and rollbacks act on when they name none
+        (CREDIT_RISK_DATASET); without it, the registry's only dataset. `prefer`: for reads
+        only, the dataset to read when the registry holds several and `dataset` is unset (the
+        configured spec's)."""
         self.url = str(url)
         self.signing_key = signing_key
         self.trusted_keys = tuple(trusted_keys)
         self.max_file_bytes = max_file_bytes  # for manifests of older releases (no sizes)
+        if dataset is not None and not valid_dataset(dataset):
+            raise RegistryError(f"not a dataset name: {dataset!r}")
+        self.dataset = dataset
+        self.prefer = prefer if valid_dataset(prefer) else None
         self._seen_seq = 0  # the highest alias state sequence number this object accepted
+        self._datasets: dict[str, str] = {}  # version -> dataset of its manifest (attribution)
         try:
             self.fs, self.root = fsspec.core.url_to_fs(self.url)
             if not self._local:  # other processes write it too: no stale listings
@@ -251,15 +323,20 @@ class Registry:
         self._open()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Registry:
-        """The registry of the settings, with their signing key and trusted keys."""
+    def from_settings(cls, settings: Settings, prefer: str | None = None) -> Registry:
+        """The registry of the settings, with their signing key and trusted keys, reading the
+        aliases of CREDIT_RISK_DATASET (unset: the only dataset; of several, `prefer`, by
+        default the dataset of a built-in spec named by CREDIT_RISK_DATASET_SPEC)."""
         try:
             private = (signing.load_private_key(settings.signing_key_file)
                        if settings.signing_key_file else None)
             trusted = [signing.load_public_key(p) for p in settings.trusted_keys]
         except signing.SigningError as exc:
             raise SignatureError(str(exc)) from exc
-        registry = cls(settings.registry_url, signing_key=private, trusted_keys=trusted)
+        if prefer is None:
+            prefer = builtin_spec_dataset(settings.dataset_spec)
+        registry = cls(settings.registry_url, signing_key=private, trusted_keys=trusted,
+                       dataset=settings.dataset, prefer=prefer)
         if not trusted and registry.url not in _warned:
             _warned.add(registry.url)
             log.warning("registry %s: manifests are not signed/verified, nor aliases (%s; set "
@@ -457,6 +534,8 @@ class Registry:
         bad = sorted(n for n in files if not _valid_name(n))
         if bad:
             raise RegistryError(f"not a file name for a version: {', '.join(bad)}")
+        if manifest.get("dataset") is not None:
+            dataset_of(version or "(new)", manifest)  # a name, never a path: RegistryError
         self._check_can_sign("its versions could never be promoted")
         checksums = {name: sha256_bytes(data) for name, data in sorted(files.items())}
         sizes = {name: len(data) for name, data in sorted(files.items())}
@@ -696,13 +775,14 @@ class Registry:
                     and _valid_change(state):
                 return {"change": state["change"], "seq": state["seq"],
                         "aliases": dict(state["aliases"]), "record": state, "file": True,
-                        "etag": etag}
+                        "etag": etag, "datasets": state.get("datasets"),
+                        "aliases_dataset": state.get("aliases_dataset")}
             if isinstance(state, dict) and state.get("format") != RECORD_FORMAT \
                     and _valid_aliases(state.get("aliases")) \
                     and isinstance(state.get("change"), str | None):
                 return {"change": state.get("change"), "seq": 0,
                         "aliases": dict(state["aliases"]), "record": None, "file": True,
-                        "etag": etag}
+                        "etag": etag, "datasets": None, "aliases_dataset": None}
             raise AliasStateError(f"the alias record {STATE_FILE} is malformed")
         aliases = {}
         for name in LEGACY_ALIASES:
@@ -716,7 +796,7 @@ class Registry:
                 continue
             aliases[name] = {k: v for k, v in record.items() if k != "alias"}
         return {"change": None, "seq": 0, "aliases": aliases, "record": None, "file": False,
-                "etag": None}
+                "etag": None, "datasets": None, "aliases_dataset": None}
 
     def _checked_state(self) -> dict[str, Any]:
         """The alias state serving may act on: with trusted keys, signed by one and not older
@@ -739,15 +819,81 @@ class Registry:
         self._seen_seq = state["seq"]
         return state
 
-    def alias(self, name: str) -> dict[str, Any] | None:
-        """{"alias", "version", "set_at", "by", "reason", "replaced"}, or None when unset. With
-        trusted keys, a state not signed by one, or older than one seen before, raises
-        (SignatureError, AliasStateError)."""
-        record = self._checked_state()["aliases"].get(name)
-        return {**record, "alias": name} if record else None
+    # -- aliases per dataset ---------------------------------------------------------------
+    def _manifest_dataset(self, version: str) -> str | None:
+        """The dataset in a version's manifest (signed by a trusted key, with keys), for telling
+        which dataset old aliases belong to; None when it cannot be read."""
+        if version not in self._datasets:
+            try:
+                manifest = self.manifest(version)
+                self.check_signature(version, manifest)
+                self._datasets[version] = dataset_of(version, manifest)
+            except (RegistryError, OSError) as exc:
+                _warn_once(f"attribute:{self.url}:{version}", "registry %s: the dataset of "
+                           "version %s cannot be read (%s)", self.url, version, exc)
+                return None
+        return self._datasets[version]
 
-    def alias_version(self, name: str) -> str | None:
-        record = self.alias(name)
+    def _attributed(self, aliases: dict[str, Any]) -> str:
+        """The dataset of aliases kept without one (older releases): the champion's manifest's,
+        else the previous'; UNATTRIBUTED when neither can be read."""
+        for name in ("champion", "previous"):
+            version = (aliases.get(name) or {}).get("version")
+            dataset = self._manifest_dataset(version) if version else None
+            if dataset is not None:
+                return dataset
+        return UNATTRIBUTED
+
+    def _groups(self, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """{dataset: {alias: record}} of an alias state, old forms included."""
+        if state.get("datasets") is not None:
+            return {d: dict(a) for d, a in state["datasets"].items()}
+        aliases = state["aliases"]
+        return {self._attributed(aliases): dict(aliases)} if aliases else {}
+
+    def _resolve(self, dataset: str | None, groups: dict[str, dict[str, Any]],
+                 read: bool = True) -> str | None:
+        """The dataset an alias read (or, `read=False`, a rollback) acts on: the one named, else
+        the registry's `dataset`, else the only dataset with aliases, else (reads only)
+        `prefer`. None when the registry has no aliases; RegistryError when it is ambiguous."""
+        if dataset is not None:
+            if dataset != UNATTRIBUTED and not valid_dataset(dataset):
+                raise RegistryError(f"not a dataset name: {str(dataset)[:120]!r}")
+            return dataset
+        if self.dataset is not None:
+            return self.dataset
+        named = sorted(d for d, a in groups.items() if a)
+        if len(named) == 1:
+            return named[0]
+        if read and self.prefer is not None and (self.prefer in named or not named):
+            return self.prefer
+        if not named:
+            return None
+        raise RegistryError(f"registry {self.url} holds the models of several datasets "
+                            f"({', '.join(repr(d) for d in named)}): name one (--dataset, or "
+                            "CREDIT_RISK_DATASET)")
+
+    def aliases(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every dataset's aliases: {dataset: {alias: {"version", "set_at", "by", "reason",
+        "replaced"}}}, checked as `alias` checks them."""
+        return {d: a for d, a in self._groups(self._checked_state()).items() if a}
+
+    def resolve_dataset(self, dataset: str | None = None) -> str | None:
+        """The dataset `alias(name, dataset)` reads (see _resolve)."""
+        return self._resolve(dataset, self._groups(self._checked_state()))
+
+    def alias(self, name: str, dataset: str | None = None) -> dict[str, Any] | None:
+        """{"alias", "dataset", "version", "set_at", "by", "reason", "replaced"} of `dataset`
+        (default: see _resolve), or None when unset. With trusted keys, a state not signed by
+        one, or older than one seen before, raises (SignatureError, AliasStateError); several
+        datasets and none named or preferred raise RegistryError."""
+        groups = self._groups(self._checked_state())
+        resolved = self._resolve(dataset, groups)
+        record = groups.get(resolved, {}).get(name) if resolved is not None else None
+        return {**record, "alias": name, "dataset": resolved} if record else None
+
+    def alias_version(self, name: str, dataset: str | None = None) -> str | None:
+        record = self.alias(name, dataset)
         return record["version"] if record else None
 
     def _reconcile(self) -> None:
@@ -846,16 +992,22 @@ class Registry:
                 self.fs.rm(path)
         return True
 
-    def _change(self, action: str, plan: Callable[[dict[str, Any]], _Plan],
-                by: str | None) -> Any:
-        """Set several aliases in one record: history record first, then state.json.
-        `plan(current aliases)` returns (targets, reasons, result); it runs again on the
-        state a concurrent writer left when that writer won the race (object stores)."""
+    def _change(self, action: str, dataset: str | None,
+                plan: Callable[[dict[str, Any], str], _Plan], by: str | None) -> Any:
+        """Set several aliases of one dataset in one record: history record first, then
+        state.json. `plan(the dataset's current aliases, dataset)` returns (targets, reasons,
+        result); it runs again on the state a concurrent writer left when that writer won the
+        race (object stores). `dataset` None: the one _resolve names for a rollback."""
         for attempt in range(ALIAS_ATTEMPTS):
             self._reconcile()
             state = self._state()
-            targets, reasons, result = plan(state["aliases"])
-            current: dict[str, Any] = state["aliases"]
+            groups = self._groups(state)
+            target = self._resolve(dataset, groups, read=False)
+            if target is None:
+                raise RegistryError(f"no previous champion to roll back to: registry {self.url} "
+                                    "has no aliases yet")
+            current: dict[str, Any] = groups.get(target, {})
+            targets, reasons, result = plan(current, target)
             changed = {n: v for n, v in targets.items()
                        if (current.get(n) or {}).get("version") != v}
             if not changed:
@@ -869,13 +1021,20 @@ class Registry:
                 aliases[name] = {"version": version, "set_at": now.isoformat(), "by": who,
                                  "reason": reasons[name], "replaced": replaced}
                 changes.append({"alias": name, "version": version, "replaced": replaced,
-                                "reason": reasons[name]})
+                                "reason": reasons[name], "dataset": target})
+            # The dataset older releases see in "aliases": the registry's first, kept.
+            mirror = state.get("aliases_dataset") if state.get("datasets") is not None \
+                else next(iter(groups), None)
+            if not isinstance(mirror, str):
+                mirror = target
+            groups[target] = aliases
             change = uuid.uuid4().hex
             seq = state["seq"] + 1
             record: dict[str, Any] = {
                 "format": RECORD_FORMAT, "change": change, "seq": seq,
                 "parent": state["change"], "action": action, "at": now.isoformat(), "by": who,
-                "changes": changes, "aliases": aliases}
+                "dataset": target, "changes": changes, "datasets": groups,
+                "aliases_dataset": mirror, "aliases": groups.get(mirror, {})}
             record = json.loads(json.dumps(record, default=str))
             if self.signing_key is not None:
                 record = signing.sign(record, self.signing_key, signing.ALIASES_FORMAT)
@@ -904,39 +1063,54 @@ class Registry:
         self._check_can_sign("promote and rollback need the signing key where they run, since "
                              "serving refuses an alias record not signed by a trusted key")
 
+    def _verified_dataset(self, version: str, dataset: str | None = None) -> str:
+        """Verify a version; return its dataset, which must be `dataset` when one is given."""
+        own = dataset_of(version, self.verify(version))
+        if dataset is not None and own != dataset:
+            raise RegistryError(f"version {version} is a model of dataset {own!r}, not of "
+                                f"{dataset!r}: refused")
+        return own
+
     def set_alias(self, name: str, version: str, reason: str, by: str | None = None) -> None:
-        """Point one alias at a version (checked first); recorded in the history."""
+        """Point one alias of the version's dataset at it (checked first); recorded in the
+        history."""
         self._check_can_change_aliases()
-        self.verify(version)
+        dataset = self._verified_dataset(version)
         with self._alias_lock():
-            self._change("set", lambda _: ({name: version}, {name: reason}, None), by)
+            self._change("set", dataset, lambda *_: ({name: version}, {name: reason}, None), by)
 
-    def promote(self, version: str, reason: str, by: str | None = None) -> None:
-        """Make a version the champion, after verifying it; the old champion becomes
-        `previous`. Both aliases change in one atomic record."""
+    def promote(self, version: str, reason: str, by: str | None = None,
+                dataset: str | None = None) -> None:
+        """Make a version the champion of its dataset, after verifying it; that dataset's old
+        champion becomes its `previous`. Both aliases change in one atomic record. `dataset`,
+        when given, must be the version's."""
         self._check_can_change_aliases()
-        self.verify(version)
+        own = self._verified_dataset(version, dataset)
         with self._alias_lock():
-            self._change("promote", lambda current: _promotion(current, version, reason), by)
+            self._change("promote", own,
+                         lambda current, _: _promotion(current, version, reason), by)
 
-    def rollback(self, reason: str, by: str | None = None) -> str:
-        """Swap champion and previous (after verifying previous); return the version now
-        serving."""
+    def rollback(self, reason: str, by: str | None = None, dataset: str | None = None) -> str:
+        """Swap champion and previous of a dataset (default: the registry's `dataset`, else
+        its only one) after verifying previous, which must be a model of that dataset; return
+        the version now serving."""
         self._check_can_change_aliases()
         verified: set[str] = set()
 
-        def plan(current: dict[str, Any]) -> _Plan:
+        def plan(current: dict[str, Any], target: str) -> _Plan:
             previous = (current.get("previous") or {}).get("version")
             if not previous:
-                raise RegistryError("no previous champion to roll back to")
+                raise RegistryError("no previous champion to roll back to"
+                                    + (f" for dataset {target!r}" if target else ""))
             if previous not in verified:
-                self.verify(previous)
+                # An old registry's unattributed aliases: whatever their manifests say.
+                self._verified_dataset(previous, target if target != UNATTRIBUTED else None)
                 verified.add(previous)
             targets, reasons, _ = _promotion(current, previous, f"rollback: {reason}")
             return targets, reasons, previous
 
         with self._alias_lock():
-            result: str = self._change("rollback", plan, by)
+            result: str = self._change("rollback", dataset, plan, by)
             return result
 
     def _chain(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -977,28 +1151,33 @@ class Registry:
 
     def history(self) -> list[dict[str, Any]]:
         """Every alias change, oldest first, in the order of the chain of changes (never by a
-        clock): {"alias", "version", "set_at", "by", "reason", "replaced"}, plus "action",
-        "change", "seq" and "verified" (with trusted keys: whether a trusted key signed the
-        record; None without keys) for records of this release. Unreadable records are
+        clock): {"alias", "version", "set_at", "by", "reason", "replaced", "dataset"} (None for
+        records of releases without datasets), plus "action", "change", "seq" and "verified"
+        (with trusted keys: whether a trusted key signed the record; None without keys) for
+        records of this release. Unreadable records are
         skipped with a warning."""
         old, records = self._history_records()
         out = []
         for entry in old:
             if "changes" not in entry:  # the oldest release: one record per alias change
-                out.append({**entry, "verified": False if self.trusted_keys else None})
+                out.append({**entry, "dataset": None,
+                            "verified": False if self.trusted_keys else None})
                 continue
             for c in entry["changes"]:
                 out.append({"alias": c["alias"], "version": c["version"],
                             "set_at": entry.get("at"), "by": entry.get("by"),
                             "reason": c.get("reason"), "replaced": c.get("replaced"),
                             "action": entry.get("action"), "change": entry.get("id"),
+                            "dataset": None,
                             "verified": False if self.trusted_keys else None})
         for entry in self._chain(records):
             verified = self._signed_by_trusted(entry)
             for c in entry["changes"]:
+                dataset = c.get("dataset", entry.get("dataset"))
                 out.append({"alias": c["alias"], "version": c["version"], "set_at": entry["at"],
                             "by": entry["by"], "reason": c.get("reason"),
                             "replaced": c.get("replaced"), "action": entry.get("action"),
                             "change": entry["change"], "seq": entry["seq"],
+                            "dataset": dataset if isinstance(dataset, str) else None,
                             "verified": verified})
         return out

@@ -14,6 +14,11 @@ files (or promoting another version) ends the fallback without a restart. The sa
 when the alias record itself is refused (unreadable, not signed by a trusted key, a replayed
 older state): a running process keeps its model, a starting one falls back; with trusted
 keys only history records signed by one name fallback candidates.
+
+A registry may hold several datasets, each with its own champion: a store serves ONE dataset,
+the one it is given (CREDIT_RISK_DATASET), else the registry's only one, else the configured
+spec's (see `Registry.alias`); the first model it serves pins the dataset for the process. A
+version of another dataset, whatever alias or history record names it, is refused.
 """
 
 from __future__ import annotations
@@ -24,12 +29,66 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from credit_risk.registry.store import Registry
+from credit_risk.errors import CreditRiskError
+from credit_risk.registry.store import UNATTRIBUTED, Registry, RegistryError, dataset_of
 from credit_risk.scoring.scorer import Scorer
 
+if TYPE_CHECKING:
+    from credit_risk.config import Settings
+
 log = logging.getLogger(__name__)
+
+
+def spec_dataset(settings: Settings) -> str | None:
+    """The dataset of the configured spec (CREDIT_RISK_DATASET_SPEC); None if it cannot be read."""
+    from credit_risk.spec.dataset import load_spec
+
+    try:
+        return load_spec(settings.dataset_spec).name
+    except (CreditRiskError, OSError) as exc:
+        log.info("dataset spec %s not read (%s): serving the registry's only dataset",
+                 settings.dataset_spec, exc)
+        return None
+
+
+def registry_for(settings: Settings) -> Registry:
+    """The registry of the settings, reading the champion of CREDIT_RISK_DATASET, else of its
+    only dataset, else of the configured spec's dataset."""
+    return Registry.from_settings(settings, prefer=spec_dataset(settings))
+
+
+def check_dataset(scorer: Scorer, dataset: str | None) -> None:
+    """ValueError when a version is a model of another dataset than the one served."""
+    if dataset is None or dataset == UNATTRIBUTED:
+        return
+    try:
+        own = dataset_of(scorer.version, scorer.manifest)
+    except RegistryError as exc:
+        raise ValueError(str(exc)) from exc
+    if own != dataset:
+        raise ValueError(f"version {scorer.version} is a model of dataset {own!r}, not of "
+                         f"{dataset!r} served here: refused")
+
+
+def load_champion(registry: Registry, version: str | None = None,
+                  dataset: str | None = None) -> Scorer:
+    """The Scorer of `version`, by default of the champion of `dataset` (see Registry.alias),
+    every file verified; the champion must be a model of its dataset."""
+    if version is None:
+        record = registry.alias("champion", dataset)
+        if record is None:
+            which = dataset or registry.resolve_dataset(dataset)
+            raise RegistryError(f"no champion model{f' of dataset {which!r}' if which else ''}"
+                                f" in {registry.url}: train one first")
+        version, dataset = record["version"], record["dataset"]
+    scorer = Scorer.load(registry, version)
+    try:
+        check_dataset(scorer, dataset)
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from exc
+    return scorer
 
 
 @dataclass
@@ -61,11 +120,14 @@ def warm_up(scorer: Scorer) -> None:
         raise ValueError(f"the model gives PD {pd_!r} for a typical application")
 
 
-def history_versions(registry: Registry) -> Iterator[str]:
-    """Versions named in the alias history, newest record first, each once."""
+def history_versions(registry: Registry, dataset: str | None = None) -> Iterator[str]:
+    """Versions named in the alias history, newest record first, each once; with `dataset`,
+    only records of that dataset or of releases that did not record one."""
     seen: set[str] = set()
     for record in reversed(registry.history()):
         if record.get("verified") is False:  # trusted keys set, and none signed this record
+            continue
+        if dataset is not None and record.get("dataset") not in (None, dataset):
             continue
         for key in ("version", "champion", "previous"):
             value = record.get(key)
@@ -80,9 +142,13 @@ class ModelStore:
     def __init__(self, registry: Registry, alias: str = "champion",
                  events: StoreEvents | None = None,
                  prepare: Callable[[Scorer], None] | None = None,
-                 retry_s: float = 5.0, max_retry_s: float = 300.0):
+                 retry_s: float = 5.0, max_retry_s: float = 300.0,
+                 dataset: str | None = None):
         self.registry = registry
         self.alias = alias
+        # The dataset served: given, else the registry's default (Registry.alias), pinned by
+        # the first model served.
+        self.dataset = dataset
         self.events = events or StoreEvents()
         self.prepare = prepare
         self.retry_s = retry_s
@@ -127,17 +193,17 @@ class ModelStore:
     def _refresh(self) -> bool:
         """One look at the alias (under the lock)."""
         try:
-            record = self.registry.alias(self.alias)
+            record = self.registry.alias(self.alias, self.dataset)
         except Exception as exc:  # storage, a refused alias record: retry on the next poll
             failed = self._fail(f"cannot read alias {self.alias!r}: {type(exc).__name__}: "
                                 f"{exc}")
             if self._scorer is None and time.monotonic() >= self._alias_fallback_due:
                 self._alias_fallback_due = time.monotonic() + self.retry_s
-                self._fall_back(None, self.last_error or "")
+                self._fall_back_unknown(self.last_error or "")
             return failed
         if not record:
             return False
-        version = record["version"]
+        version, dataset = record["version"], record.get("dataset")
         self.champion = version
         if self._scorer is not None and self._scorer.version == version:
             self._retry = None
@@ -149,20 +215,27 @@ class ModelStore:
                 and fingerprint == retry.fingerprint:
             return False  # tried already: wait for the backoff, a new alias or new files
         try:
-            scorer = self._load(version)
+            scorer = self._load(version, dataset)
         except Exception as exc:  # a bad artifact or storage, whatever the way it fails
             kind = "cannot load" if isinstance(exc, OSError) else "refused"
             self._schedule_retry(key, retry)
             failed = self._fail(f"{kind} version {version}: {type(exc).__name__}: {exc}")
             if self._scorer is None:
-                self._fall_back(version, self.last_error or "")
+                self._fall_back(version, self.last_error or "", dataset)
             return failed
         self._retry = None
+        self._pin(dataset)
         self._swap(scorer)
         return True
 
-    def _load(self, version: str) -> Scorer:
+    def _pin(self, dataset: str | None) -> None:
+        if self.dataset is None and dataset is not None:
+            log.info("serving dataset %r (set CREDIT_RISK_DATASET to choose)", dataset)
+            self.dataset = dataset
+
+    def _load(self, version: str, dataset: str | None) -> Scorer:
         scorer = Scorer.load(self.registry, version)  # verifies every file (and signature)
+        check_dataset(scorer, dataset)
         if self.prepare is not None:
             self.prepare(scorer)
         warm_up(scorer)
@@ -180,23 +253,43 @@ class ModelStore:
         if self.events.on_swap is not None:
             self.events.on_swap(old, scorer)
 
-    def _fall_back(self, champion: str | None, reason: str) -> None:
-        """Nothing serves yet: the newest version of the alias history that loads and verifies."""
+    def _fall_back(self, champion: str | None, reason: str, dataset: str | None) -> None:
+        """Nothing serves yet: the newest version of the alias history that loads and verifies
+        and is a model of `dataset` (any, when the dataset is not known: one-dataset
+        registries of older releases)."""
         try:
-            candidates = [v for v in history_versions(self.registry) if v != champion]
+            candidates = [v for v in history_versions(self.registry, dataset) if v != champion]
         except Exception as exc:
             log.error("cannot read the alias history for a fallback: %s", exc)
             return
         for version in candidates:
             try:
-                scorer = self._load(version)
+                scorer = self._load(version, dataset)
             except Exception as exc:
                 log.error("fallback candidate %s refused: %s: %s", version,
                           type(exc).__name__, exc)
                 continue
+            self._pin(dataset)
             self._swap(scorer, fallback_reason=reason)
             return
         log.error("no version in the alias history can be loaded: not serving")
+
+    def _fall_back_unknown(self, reason: str) -> None:
+        """A fallback while the alias record cannot be read: for the dataset given, else the
+        history's only dataset, else the preferred one (the configured spec's); none if the
+        history names several datasets and none is preferred."""
+        dataset = self.dataset or self.registry.dataset
+        if dataset is None:
+            try:
+                named = {r["dataset"] for r in self.registry.history() if r.get("dataset")}
+            except Exception:
+                named = set()
+            if len(named) > 1 and self.registry.prefer is None:
+                log.error("the alias history names several datasets (%s) and none is "
+                          "configured (CREDIT_RISK_DATASET): no fallback", ", ".join(sorted(named)))
+                return
+            dataset = self.registry.prefer if len(named) > 1 else next(iter(named), None)
+        self._fall_back(None, reason, dataset)
 
     def _schedule_retry(self, key: tuple[str, Any], previous: _Retry | None) -> None:
         delay = self.retry_s if previous is None or previous.key != key \
@@ -241,6 +334,8 @@ class ModelStore:
         scorer = self._scorer
         retry = self._retry
         status: dict[str, Any] = {
+            "dataset": self.dataset if self.dataset is not None or scorer is None
+            else scorer.manifest.get("dataset"),
             "reload_failures": self.reload_failures, "last_error": self.last_error,
             "champion": self.champion, "fallback": self.fallback,
             "fallback_reason": (self.fallback_reason or self.last_error) if self.fallback
@@ -250,7 +345,7 @@ class ModelStore:
         if scorer is None:
             return {"loaded": False, **status}
         m = scorer.manifest
-        return {"loaded": True, "model_version": scorer.version, "dataset": m["dataset"],
+        return {"loaded": True, "model_version": scorer.version,
                 "model": m["model"], "created_at": m["created_at"], "loaded_at": self.loaded_at,
                 "alias": self.alias, "threshold": scorer.threshold,
                 "metrics": m["metrics"], "score_scaling": m["score_scaling"],
