@@ -1,0 +1,330 @@
+"""Many portfolios in one registry: aliases per dataset, old alias records, hostile records."""
+
+import json
+import logging
+
+import pytest
+
+from credit_risk.cli import main
+from credit_risk.registry.store import (
+    AliasStateError,
+    Registry,
+    RegistryError,
+    signing,
+    valid_dataset,
+)
+
+
+def _publish(registry, dataset, payload=b"model"):
+    return registry.publish({"model.bin": payload, "card.md": b"# card"}, {"dataset": dataset})
+
+
+def _two_datasets(registry):
+    """lauki: a1 then a2 promoted; sba: b1 promoted."""
+    a1, a2 = _publish(registry, "lauki", b"a1"), _publish(registry, "lauki", b"a2")
+    b1 = _publish(registry, "sba", b"b1")
+    registry.promote(a1, "first lauki")
+    registry.promote(b1, "first sba")
+    registry.promote(a2, "second lauki")
+    return a1, a2, b1
+
+
+def _state(store):
+    return json.loads(store.read("aliases/state.json"))
+
+
+def test_each_dataset_has_its_own_champion_and_previous(store):
+    registry = Registry(store.url)
+    a1, a2, b1 = _two_datasets(registry)
+    assert registry.alias_version("champion", "lauki") == a2
+    assert registry.alias_version("previous", "lauki") == a1
+    assert registry.alias_version("champion", "sba") == b1
+    assert registry.alias_version("previous", "sba") is None  # not lauki's old champion
+    assert registry.alias("champion", "sba")["dataset"] == "sba"
+    assert registry.alias_version("champion", "german") is None
+    assert set(registry.aliases()) == {"lauki", "sba"}
+    history = registry.history()
+    assert [(h["dataset"], h["alias"], h["version"]) for h in history] == [
+        ("lauki", "champion", a1), ("sba", "champion", b1),
+        ("lauki", "previous", a1), ("lauki", "champion", a2)]
+
+
+def test_rolling_back_one_dataset_leaves_the_other(store):
+    registry = Registry(store.url)
+    a1, a2, b1 = _two_datasets(registry)
+    b2 = _publish(registry, "sba", b"b2")
+    registry.promote(b2, "second sba")
+    assert registry.rollback("sba misbehaves", dataset="sba") == b1
+    reopened = Registry(store.url)
+    assert (reopened.alias_version("champion", "sba"),
+            reopened.alias_version("previous", "sba")) == (b1, b2)
+    assert (reopened.alias_version("champion", "lauki"),
+            reopened.alias_version("previous", "lauki")) == (a2, a1)
+    assert reopened.rollback("lauki too", dataset="lauki") == a1
+    assert reopened.alias_version("champion", "sba") == b1
+
+
+def test_without_a_dataset_the_only_one_is_used_and_several_must_be_named(store):
+    registry = Registry(store.url)
+    a1, a2 = _publish(registry, "lauki", b"1"), _publish(registry, "lauki", b"2")
+    registry.promote(a1, "one")
+    registry.promote(a2, "two")
+    assert registry.alias_version("champion") == a2  # one dataset: as before datasets
+    b1 = _publish(registry, "sba", b"3")
+    registry.promote(b1, "sba")
+    with pytest.raises(RegistryError, match="several datasets .*'lauki', 'sba'.*name one"):
+        registry.alias_version("champion")
+    with pytest.raises(RegistryError, match="several datasets"):
+        registry.rollback("which one?")
+    assert registry.alias_version("champion", "lauki") == a2  # nothing was rolled back
+    # The settings' dataset, or (reads only) the preferred one: the configured spec's.
+    assert Registry(store.url, dataset="sba").alias_version("champion") == b1
+    assert Registry(store.url, prefer="lauki").alias_version("champion") == a2
+    with pytest.raises(RegistryError, match="several datasets"):
+        Registry(store.url, prefer="lauki").rollback("a rollback is never guessed")
+    assert Registry(store.url, dataset="lauki").rollback("named") == a1
+
+
+def test_a_first_model_of_a_new_dataset_does_not_touch_the_others_aliases(store):
+    registry = Registry(store.url)
+    a1 = _publish(registry, "lauki")
+    registry.promote(a1, "one")
+    b1 = _publish(registry, "sba")
+    registry.promote(b1, "first of its dataset")
+    assert registry.alias_version("champion", "lauki") == a1
+    assert registry.alias_version("previous", "lauki") is None
+    with pytest.raises(RegistryError, match="no previous champion .*'sba'"):
+        registry.rollback("nothing before it", dataset="sba")
+
+
+def test_promote_checks_the_dataset_it_is_told(store):
+    registry = Registry(store.url)
+    a1 = _publish(registry, "lauki")
+    with pytest.raises(RegistryError, match="model of dataset 'lauki', not of 'sba'"):
+        registry.promote(a1, "wrong dataset", dataset="sba")
+    assert registry.aliases() == {}
+
+
+def test_older_releases_read_the_first_datasets_aliases(store):
+    """The record keeps a flat `aliases` of the registry's first dataset, which is all an
+    older release reads."""
+    registry = Registry(store.url)
+    a1, a2, b1 = _two_datasets(registry)
+    state = _state(store)
+    assert state["format"] == 2 and state["aliases_dataset"] == "lauki"
+    assert {n: r["version"] for n, r in state["aliases"].items()} == {
+        "champion": a2, "previous": a1}
+    assert {d: {n: r["version"] for n, r in a.items()} for d, a in state["datasets"].items()} \
+        == {"lauki": {"champion": a2, "previous": a1}, "sba": {"champion": b1}}
+    assert state["dataset"] == "lauki" and state["changes"][0]["dataset"] == "lauki"
+
+
+# -- registries of older releases: aliases without a dataset -------------------------------------
+def _old_registry(store, champion, previous, state_format=2):
+    """state.json and history as the release before datasets wrote them (format 2, flat)."""
+    aliases = {name: {"version": v, "set_at": "2025-01-01T00:00:00+00:00", "by": "old",
+                      "reason": "before datasets", "replaced": None}
+               for name, v in (("champion", champion), ("previous", previous))}
+    record = {"format": state_format, "change": "c" * 32, "seq": 1, "parent": None,
+              "action": "promote", "at": "2025-01-01T00:00:00+00:00", "by": "old",
+              "changes": [{"alias": n, "version": a["version"], "replaced": None,
+                           "reason": "before datasets"} for n, a in aliases.items()],
+              "aliases": aliases}
+    store.write("history/0000000001-20250101T000000000000Z-cccccccc-promote.json",
+                json.dumps(record))
+    store.write("aliases/state.json", json.dumps(record))
+
+
+def test_an_old_registry_is_read_as_its_champions_dataset_and_continued(store):
+    registry = Registry(store.url)
+    a1, a2 = _publish(registry, "lauki", b"1"), _publish(registry, "lauki", b"2")
+    _old_registry(store, a2, a1)
+    old = Registry(store.url)
+    assert old.alias_version("champion") == a2  # one dataset: no name needed
+    assert old.alias("champion", "lauki")["set_at"] == "2025-01-01T00:00:00+00:00"
+    assert old.alias_version("previous", "lauki") == a1
+    assert old.alias_version("champion", "sba") is None
+    assert [h["dataset"] for h in old.history()] == [None, None]  # not recorded back then
+    # A second dataset: lauki's aliases are kept, now under their dataset's name.
+    b1 = _publish(old, "sba")
+    old.promote(b1, "a second portfolio")
+    state = _state(store)
+    assert {d: {n: r["version"] for n, r in a.items()} for d, a in state["datasets"].items()} \
+        == {"lauki": {"champion": a2, "previous": a1}, "sba": {"champion": b1}}
+    assert state["aliases_dataset"] == "lauki" and state["seq"] == 2
+    assert Registry(store.url).rollback("old one", dataset="lauki") == a1
+    assert Registry(store.url).alias_version("champion", "sba") == b1
+
+
+def test_an_old_registry_whose_champion_cannot_be_read_is_its_previous_dataset(store):
+    registry = Registry(store.url)
+    a1 = _publish(registry, "lauki")
+    _old_registry(store, "20990101T000000.000000Z-gone00", a1)
+    assert Registry(store.url).alias_version("previous", "lauki") == a1
+    assert Registry(store.url).alias_version("champion", "lauki") == \
+        "20990101T000000.000000Z-gone00"
+
+
+def test_old_alias_files_are_read_as_the_champions_dataset(store):
+    registry = Registry(store.url)
+    a1, a2 = _publish(registry, "german", b"1"), _publish(registry, "german", b"2")
+    for name, version in (("champion", a2), ("previous", a1)):  # the oldest release's files
+        store.write(f"aliases/{name}.json", json.dumps({"alias": name, "version": version}))
+    old = Registry(store.url)
+    assert old.aliases().keys() == {"german"}
+    assert old.rollback("oldest form", dataset="german") == a1
+    assert _state(store)["datasets"]["german"]["champion"]["version"] == a1
+
+
+def test_an_old_signed_registry_keeps_working_with_trusted_keys(store, tmp_path):
+    private, public, _ = signing.generate(tmp_path / "keys")
+    keys = {"signing_key": signing.load_private_key(private),
+            "trusted_keys": [signing.load_public_key(public)]}
+    signer = Registry(store.url, **keys)
+    a1, a2 = _publish(signer, "lauki", b"1"), _publish(signer, "lauki", b"2")
+    aliases = {n: {"version": v, "set_at": "2025-01-01T00:00:00+00:00", "by": "old",
+                   "reason": "r", "replaced": None} for n, v in (("champion", a2),
+                                                               ("previous", a1))}
+    record = signing.sign({"format": 2, "change": "d" * 32, "seq": 1, "parent": None,
+                           "action": "promote", "at": "2025-01-01T00:00:00+00:00", "by": "old",
+                           "changes": [], "aliases": aliases},
+                          keys["signing_key"], signing.ALIASES_FORMAT)
+    store.write("history/0000000001-20250101T000000000000Z-dddddddd-promote.json",
+                json.dumps(record))
+    store.write("aliases/state.json", json.dumps(record))
+    reader = Registry(store.url, trusted_keys=keys["trusted_keys"])
+    assert reader.alias_version("champion", "lauki") == a2
+    b1 = _publish(signer, "sba")
+    Registry(store.url, **keys).promote(b1, "second portfolio")
+    assert reader.alias_version("champion", "lauki") == a2
+    assert reader.alias_version("champion", "sba") == b1
+
+
+# -- hostile names and records -------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["../lauki", "a/b", "a\\b", ".hidden", "", " lauki", "x\n",
+                                  "\x1b[31mred", "x" * 101, 7])
+def test_a_dataset_name_with_path_characters_is_refused(store, name):
+    assert not valid_dataset(name)
+    registry = Registry(store.url)
+    with pytest.raises(RegistryError, match="dataset name .* refused"):
+        registry.publish({"model.bin": b"m"}, {"dataset": name})
+    assert registry.versions() == []
+
+
+@pytest.mark.parametrize("name", ["lauki_synthetic", "german_credit", "sba", "SBA 7(a) loans",
+                                  "x" * 100])
+def test_ordinary_dataset_names_are_valid(name):
+    assert valid_dataset(name)
+
+
+def test_a_hand_made_version_named_for_a_path_is_never_promoted(store):
+    registry = Registry(store.url)
+    good = _publish(registry, "lauki")
+    manifest = registry.manifest(good)
+    bad = "20990101T000000.000000Z-evil00"
+    for name in ("model.bin", "card.md"):
+        store.write(f"models/{bad}/{name}", store.read(f"models/{good}/{name}"))
+    store.write(f"models/{bad}/manifest.json",
+                json.dumps({**manifest, "version": bad, "dataset": "../../aliases"}))
+    assert bad in registry.versions()  # listed (for analysis)...
+    with pytest.raises(RegistryError, match="dataset name '../../aliases' refused"):
+        registry.promote(bad, "attack")  # ...never promoted
+    with pytest.raises(RegistryError, match="not a dataset name"):
+        registry.alias_version("champion", "../../aliases")
+    assert registry.aliases() == {}
+
+
+def test_a_record_with_a_dataset_named_for_a_path_is_malformed(store, caplog):
+    registry = Registry(store.url)
+    a1, a2, b1 = _two_datasets(registry)
+    state = _state(store)
+    state["datasets"]["../evil"] = state["datasets"].pop("sba")
+    store.write("aliases/state.json", json.dumps(state))
+    with pytest.raises(AliasStateError, match="malformed"):
+        registry.alias_version("champion", "lauki")
+    caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
+    reopened = Registry(store.url)  # rebuilt from the newest history record
+    assert "rebuilt from the newest history record" in caplog.text
+    assert set(reopened.aliases()) == {"lauki", "sba"}
+    assert reopened.alias_version("champion", "sba") == b1
+
+
+def test_a_record_claiming_a_version_of_another_dataset_moves_nothing(store):
+    """Without keys anyone who writes the registry can edit the record: sba's champion names
+    a lauki model. Rollback to it is refused, and serving and predict refuse it (see
+    tests/serving/test_datasets.py)."""
+    registry = Registry(store.url)
+    a1, a2, b1 = _two_datasets(registry)
+    b2 = _publish(registry, "sba", b"b2")
+    registry.promote(b2, "second sba")
+    state = _state(store)
+    state["datasets"]["sba"]["previous"]["version"] = a1  # a lauki model as sba's previous
+    store.write("aliases/state.json", json.dumps(state))
+    with pytest.raises(RegistryError, match="model of dataset 'lauki', not of 'sba'"):
+        registry.rollback("to the forged previous", dataset="sba")
+    assert registry.alias_version("champion", "sba") == b2
+    assert registry.alias_version("champion", "lauki") == a2
+
+
+def test_a_crash_between_history_and_state_is_completed_per_dataset(store):
+    registry = Registry(store.url)
+    a1, a2, b1 = _two_datasets(registry)
+    before = store.read("aliases/state.json")
+    b2 = _publish(registry, "sba", b"b2")
+    registry.promote(b2, "second sba")
+    store.write("aliases/state.json", before)  # killed between history and state.json
+    reopened = Registry(store.url)
+    assert (reopened.alias_version("champion", "sba"),
+            reopened.alias_version("previous", "sba")) == (b2, b1)
+    assert reopened.alias_version("champion", "lauki") == a2
+
+
+def test_signed_alias_records_per_dataset(store, tmp_path):
+    private, public, _ = signing.generate(tmp_path / "keys")
+    trusted = [signing.load_public_key(public)]
+    signer = Registry(store.url, signing_key=signing.load_private_key(private),
+                      trusted_keys=trusted)
+    a1, a2, b1 = _two_datasets(signer)
+    serving = Registry(store.url, trusted_keys=trusted, dataset="sba")
+    assert serving.alias_version("champion") == b1
+    state = _state(store)  # an edit of the signed record: sba's champion to a lauki model
+    state["datasets"]["sba"]["champion"]["version"] = a2
+    store.write("aliases/state.json", json.dumps(state))
+    with pytest.raises(RegistryError, match="refused"):
+        serving.alias_version("champion")
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+def test_models_list_groups_by_dataset_and_rollback_names_one(store, monkeypatch, capsys):
+    registry = Registry(store.url)
+    a1, a2, b1 = _two_datasets(registry)
+    b2 = _publish(registry, "sba", b"b2")
+    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", store.url)
+    monkeypatch.delenv("CREDIT_RISK_DATASET", raising=False)
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    lauki, sba = out.split("dataset sba:")
+    assert lauki.startswith(f"dataset lauki: champion {a2}, previous {a1}")
+    assert sba.startswith(f" champion {b1}, previous -")
+    assert a1 in lauki and a2 in lauki and b1 not in lauki and b2 not in lauki
+    assert b1 in sba and b2 in sba and a1 not in sba
+    assert next(line for line in sba.splitlines() if line.startswith(b1)).endswith("champion")
+    assert main(["models", "list", "--dataset", "sba"]) == 0
+    only = capsys.readouterr().out
+    assert "dataset sba" in only and "lauki" not in only and a1 not in only
+
+    assert main(["models", "promote", b2, "--reason", "r", "--dataset", "lauki"]) == 1
+    assert "not of 'lauki'" in capsys.readouterr().err
+    assert main(["models", "promote", b2, "--reason", "better", "--dataset", "sba"]) == 0
+    assert f"champion of sba is now {b2}" in capsys.readouterr().out
+    assert main(["models", "rollback", "--reason", "which?"]) == 1
+    assert "several datasets" in capsys.readouterr().err
+    assert main(["models", "rollback", "--reason", "oops", "--dataset", "sba"]) == 0
+    assert f"champion of sba is now {b1}" in capsys.readouterr().out
+    monkeypatch.setenv("CREDIT_RISK_DATASET", "lauki")
+    assert main(["models", "rollback", "--reason", "from the settings"]) == 0
+    assert f"champion of lauki is now {a1}" in capsys.readouterr().out
+    assert main(["models", "history", "--dataset", "sba"]) == 0
+    history = capsys.readouterr().out
+    assert "rollback: oops" in history and "from the settings" not in history
+    assert all(" sba " in line for line in history.splitlines())
