@@ -35,7 +35,8 @@ def test_generate_train_list_show_predict(env, capsys):
 
     assert main(["models", "list"]) == 0
     listing = capsys.readouterr().out
-    version = listing.splitlines()[2].split()[0]
+    assert listing.startswith("dataset lauki_synthetic: champion ")  # grouped by dataset
+    version = listing.splitlines()[3].split()[0]
     assert "champion" in listing
 
     assert main(["models", "show", version]) == 0
@@ -80,7 +81,7 @@ def test_generate_applications_for_predict(env, capsys):
 
 def test_promote_rollback_history(two_versions, capsys):
     main(["models", "list"])
-    lines = capsys.readouterr().out.splitlines()[2:]
+    lines = [line for line in capsys.readouterr().out.splitlines()[3:] if line]
     assert len(lines) == 2
     other = next(line.split()[0] for line in lines if "champion" not in line)
     assert main(["models", "promote", other, "--reason", "manual", "--by", "dana"]) == 0

@@ -125,20 +125,43 @@ def test_a_worse_model_is_published_but_not_promoted(trained_copy):
     assert registry.alias_version("champion") == version
 
 
-def test_another_datasets_model_does_not_replace_the_champion(trained_copy, tmp_path):
-    """Trains on german_credit (the one end-to-end run of the real-data spec)."""
+def test_a_first_model_of_another_dataset_is_judged_on_its_own_merits(trained_copy, tmp_path):
+    """Trains on german_credit (the one end-to-end run of the real-data spec) into a registry
+    whose champion serves lauki_synthetic: no champion of german_credit to beat, so the gate
+    applies its minimums and fairness only; the model becomes german_credit's champion and
+    lauki_synthetic's aliases stay as they were."""
     from credit_risk.pipeline import steps as pipeline
 
+    from credit_risk.spec.dataset import SPECS_DIR
+
     settings, version = trained_copy
+    # Limits this small real dataset passes (its 200-row test split is too small for the
+    # settings' ECE and fairness limits): what is tested is which champion it is held to.
+    spec = tmp_path / "german_credit.yaml"
+    spec.write_text((SPECS_DIR / "german_credit.yaml").read_text().replace(
+        "gate: {max_ece: 0.10}", "gate: {max_ece: 0.20, min_approval_ratio: 0.40}"))
     s = settings.model_copy(update={"runs_dir": tmp_path / "german-runs",
-                                    "dataset_spec": "german_credit",
+                                    "dataset_spec": str(spec),
                                     "models": ("logistic_regression",)})
     new = pipeline.run_all(s, "other-dataset")
-    manifest = Registry(s.registry_url).manifest(new)
-    assert manifest["status"] == "rejected"
-    assert any("serves another dataset, 'lauki_synthetic'" in r
-               for r in manifest["rejection_reasons"])
-    assert Registry(s.registry_url).alias_version("champion") == version
+    registry = Registry(s.registry_url)
+    manifest = registry.manifest(new)
+    assert manifest["dataset"] == "german_credit"
+    assert manifest["champion_at_training"] is None  # not lauki_synthetic's champion
+    assert not any("champion" in r for r in manifest["rejection_reasons"])
+    assert manifest["status"] == "approved", manifest["rejection_reasons"]
+    assert registry.alias_version("champion", "german_credit") == new
+    assert registry.alias_version("previous", "german_credit") is None
+    assert registry.alias_version("champion", "lauki_synthetic") == version
+    assert registry.alias_version("previous", "lauki_synthetic") is None
+    # A second german_credit run is compared with german_credit's champion, not lauki's.
+    s2 = s.model_copy(update={"min_roc_auc": 0.999})
+    again = pipeline.run_all(s2, "other-dataset-2")
+    second = registry.manifest(again)
+    assert second["champion_at_training"]["version"] == new
+    assert second["champion_at_training"]["comparable"] is True
+    assert registry.alias_version("champion", "german_credit") == new
+    assert registry.alias_version("champion", "lauki_synthetic") == version
 
 
 def test_a_retried_publish_does_not_make_a_second_version(trained_copy):
