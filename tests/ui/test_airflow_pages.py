@@ -218,3 +218,40 @@ def test_a_refused_alias_record_is_shown_not_a_server_error(env):
     page = client.get("/")
     assert page.status_code == 200 and "Alias record refused" in page.text
     assert client.get(f"/models/{version}").status_code == 200
+
+
+def test_models_page_groups_by_dataset_and_rolls_back_one(env):
+    """Two portfolios in one registry: a section per dataset with its own aliases and its own
+    rollback form; a rollback names its dataset and leaves the other alone."""
+    from tests.registry.test_serving_datasets import republish_as
+
+    settings, version = env
+    registry = Registry(settings.registry_url)
+    sba1, sba2 = republish_as(registry, version, "sba"), republish_as(registry, version, "sba")
+    registry.promote(sba1, "first sba")
+    registry.promote(sba2, "second sba")
+    client = TestClient(create_ui(settings, logged_in, may_change=lambda user: True),
+                        headers=OWN)
+    page = client.get("/").text
+    lauki, sba = page.split("Dataset sba</h3>")
+    assert "Dataset lauki_synthetic</h3>" in lauki and version in lauki and sba1 not in lauki
+    assert f"champion {sba2}, previous {sba1}" in sba and "Roll back sba to" in sba
+    assert "name='dataset' value='sba'" in sba
+    assert "Roll back lauki_synthetic" not in page  # it has no previous
+    # sba2's page offers no promotion (it is sba's champion); lauki's model is not sba's.
+    assert "Promote to champion" not in client.get(f"/models/{sba2}").text
+    assert "Promote to champion of sba" in client.get(f"/models/{sba1}").text
+    ambiguous = client.post("/rollback", data={"reason": "which?"})
+    assert ambiguous.status_code == 409 and "several datasets" in ambiguous.text
+    r = client.post("/rollback", data={"reason": "sba misbehaves", "dataset": "sba"},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    assert registry.alias_version("champion", "sba") == sba1
+    assert registry.alias_version("champion", "lauki_synthetic") == version
+    assert client.post("/rollback", data={"reason": "x", "dataset": "../sba"}).status_code == 409
+    assert client.post("/rollback", data={"reason": "x", "dataset": "german"}).status_code == 409
+    assert registry.alias_version("champion", "sba") == sba1
+    # Promoting from the page acts on the version's own dataset.
+    r = client.post(f"/models/{sba2}/promote", data={"reason": "fixed"}, follow_redirects=False)
+    assert r.status_code == 303 and registry.alias_version("champion", "sba") == sba2
+    assert registry.alias_version("champion", "lauki_synthetic") == version
