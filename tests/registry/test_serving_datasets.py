@@ -116,3 +116,21 @@ def test_predict_scores_with_its_datasets_champion(portfolios, monkeypatch, tmp_
     assert sba2 in capsys.readouterr().out
     assert main(["predict", str(tmp_path / "apps.csv"), "--dataset", "german"]) == 1
     assert "no champion model of dataset 'german'" in capsys.readouterr().err
+
+
+def test_new_data_is_judged_against_the_snapshots_own_champion(portfolios, tmp_path):
+    """The training DAG's skip check compares a snapshot with the champion of the snapshot's
+    dataset: sba's champion (with another fingerprint) does not make lauki's data new."""
+    settings, registry, lauki, sba1, sba2 = portfolios
+    snapshot = settings.runs_dir / "fixture-run" / "raw" / "snapshot.json"
+    assert json.loads(snapshot.read_text())["dataset"] == "lauki_synthetic"
+    sba3 = republish_as(registry, lauki, "sba")  # same files...
+    manifest_path = Path(settings.registry_url) / "models" / sba3 / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["data_fingerprint"] = "another"  # ...trained on other data (no keys: an edit)
+    manifest_path.write_text(json.dumps(manifest))
+    registry.promote(sba3, "newest")  # the newest champion of the registry is sba's
+    assert pipeline.data_changed_since_champion(settings, str(snapshot)) is False
+    sba_snapshot = tmp_path / "snapshot.json"
+    sba_snapshot.write_text(json.dumps({**json.loads(snapshot.read_text()), "dataset": "sba"}))
+    assert pipeline.data_changed_since_champion(settings, str(sba_snapshot)) is True
