@@ -131,7 +131,6 @@ def test_a_first_model_of_another_dataset_is_judged_on_its_own_merits(trained_co
     applies its minimums and fairness only; the model becomes german_credit's champion and
     lauki_synthetic's aliases stay as they were."""
     from credit_risk.pipeline import steps as pipeline
-
     from credit_risk.spec.dataset import SPECS_DIR
 
     settings, version = trained_copy
