@@ -134,3 +134,15 @@ def test_new_data_is_judged_against_the_snapshots_own_champion(portfolios, tmp_p
     sba_snapshot = tmp_path / "snapshot.json"
     sba_snapshot.write_text(json.dumps({**json.loads(snapshot.read_text()), "dataset": "sba"}))
     assert pipeline.data_changed_since_champion(settings, str(sba_snapshot)) is True
+
+
+def test_monitoring_reads_the_champion_of_its_dataset(portfolios, tmp_path):
+    from credit_risk.pipeline.monitoring import drift_step
+
+    settings, registry, lauki, sba1, sba2 = portfolios
+    settings = settings.model_copy(update={"decision_log": tmp_path / "none.jsonl"})
+    sba = json.loads(Path(drift_step(settings.model_copy(update={"dataset": "sba"}),
+                                     "daily-sba")).read_text())
+    assert (sba["champion"], sba["dataset"]) == (sba2, "sba")
+    default = json.loads(Path(drift_step(settings, "daily-default")).read_text())
+    assert (default["champion"], default["dataset"]) == (lauki, "lauki_synthetic")
