@@ -328,3 +328,38 @@ def test_models_list_groups_by_dataset_and_rollback_names_one(store, monkeypatch
     history = capsys.readouterr().out
     assert "rollback: oops" in history and "from the settings" not in history
     assert all(" sba " in line for line in history.splitlines())
+
+
+# -- concurrent writers of different datasets (S3: conditional writes, no lock) --------------------
+@pytest.mark.parametrize("moment", ["/history/", "/aliases/state.json"])
+def test_two_writers_promoting_different_datasets_lose_no_update(s3_url, monkeypatch, moment):
+    """A promotes lauki while B promotes sba in the middle of A's change (after A read the
+    state: before its history record, or before its state.json write): both promotions are in
+    the final state, as one linear chain."""
+    url = f"{s3_url}/reg"
+    a, b = Registry(url), Registry(url)
+    a0, a1 = _publish(a, "lauki", b"a0"), _publish(a, "lauki", b"a1")
+    b0 = _publish(a, "sba", b"b0")
+    a.promote(a0, "start")
+    put, raced = a._put, []
+
+    def interleaved(path, data, create=False, etag=None):
+        if moment in path and not raced:
+            raced.append(path)
+            b.promote(b0, "B, another dataset")
+        return put(path, data, create=create, etag=etag)
+
+    monkeypatch.setattr(a, "_put", interleaved)
+    a.promote(a1, "A")
+    assert raced
+    reader = Registry(url)
+    assert (reader.alias_version("champion", "lauki"),
+            reader.alias_version("previous", "lauki")) == (a1, a0)
+    assert reader.alias_version("champion", "sba") == b0
+    records = [json.loads(reader.fs.cat_file(p))
+               for p in reader.fs.ls(f"{reader.root}/history", detail=False)]
+    records.sort(key=lambda r: r["seq"])
+    assert [r["seq"] for r in records] == [1, 2, 3]
+    assert all(after["parent"] == before["change"]
+               for before, after in zip(records, records[1:], strict=False))
+    assert set(records[-1]["datasets"]) == {"lauki", "sba"}
