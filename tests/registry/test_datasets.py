@@ -120,12 +120,12 @@ def test_older_releases_read_the_first_datasets_aliases(store):
 
 
 # -- registries of older releases: aliases without a dataset -------------------------------------
-def _old_registry(store, champion, previous, state_format=2):
+def _old_registry(store, champion, previous):
     """state.json and history as the release before datasets wrote them (format 2, flat)."""
     aliases = {name: {"version": v, "set_at": "2025-01-01T00:00:00+00:00", "by": "old",
                       "reason": "before datasets", "replaced": None}
                for name, v in (("champion", champion), ("previous", previous))}
-    record = {"format": state_format, "change": "c" * 32, "seq": 1, "parent": None,
+    record = {"format": 2, "change": "c" * 32, "seq": 1, "parent": None,
               "action": "promote", "at": "2025-01-01T00:00:00+00:00", "by": "old",
               "changes": [{"alias": n, "version": a["version"], "replaced": None,
                            "reason": "before datasets"} for n, a in aliases.items()],
