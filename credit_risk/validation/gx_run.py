@@ -11,10 +11,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from credit_risk.spec.dataset import SpecError
-from credit_risk.validation.suites import Check, Suites
+from credit_risk.validation.suites import NUMBER_RE, Check, Suites
 
 DATASOURCE = "credit_risk"
 BATCH_DEFINITION = "whole_dataframe"
@@ -27,7 +28,54 @@ def _gx() -> Any:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
+    _register_number_regex()
     return gx
+
+
+def number_regex_condition(column: pd.Series, regex: str) -> pd.Series | None:
+    """Whether each (non-null) value matches NUMBER_RE, answered without text when the column
+    has a NumPy integer or float dtype: an integer's text always matches, a float's when it is
+    finite. None for any other regex or dtype (then GX converts the values to text and matches
+    them, about 1.5 s per million values)."""
+    if regex != NUMBER_RE or not isinstance(column.dtype, np.dtype):
+        return None
+    if column.dtype.kind in "iu":
+        return pd.Series(True, index=column.index)
+    if column.dtype.kind == "f":
+        return pd.Series(np.isfinite(column.to_numpy()), index=column.index)
+    return None
+
+
+_registered = False
+
+
+def _register_number_regex() -> None:
+    """GX's pandas `column_values.match_regex`, with `number_regex_condition` first: a metric
+    provider of the same name replaces GX's own (its other engines and every other regex and
+    dtype keep GX's code). Registered once per process."""
+    global _registered
+    if _registered:
+        return
+    import logging
+
+    from great_expectations.execution_engine import PandasExecutionEngine
+    from great_expectations.expectations.metrics import (
+        ColumnValuesMatchRegex,
+        column_condition_partial,
+    )
+
+    registry_log = logging.getLogger("great_expectations.expectations.registry")
+    level = registry_log.level
+    registry_log.setLevel(logging.ERROR)  # "overwriting metric_provider": that is the point
+    try:
+        class NumberRegex(ColumnValuesMatchRegex):
+            @column_condition_partial(engine=PandasExecutionEngine)
+            def _pandas(cls, column: pd.Series, regex: str, **kwargs: Any) -> pd.Series:
+                fast = number_regex_condition(column, regex)
+                return column.astype(str).str.contains(regex) if fast is None else fast
+    finally:
+        registry_log.setLevel(level)
+    _registered = True
 
 
 def suite_name(dataset: str, batch: str) -> str:
@@ -109,8 +157,12 @@ def register(context: Any, suites: Suites, batches: list[str] | None = None) -> 
 def run_checkpoint(checkpoint: Any, frame: pd.DataFrame,
                    parameters: dict[str, Any] | None = None) -> Any:
     """Run one batch's checkpoint on a frame; return its suite validation result."""
-    result = checkpoint.run(batch_parameters={"dataframe": frame},
-                            expectation_parameters=parameters)
+    # Copy-on-write: GX filters the whole frame per column expectation (`df[df[c].notnull()]`),
+    # which copies every column when nothing is null; with it, that is a view (and GX cannot
+    # change the caller's frame). A third of the time on a million rows.
+    with pd.option_context("mode.copy_on_write", True):
+        result = checkpoint.run(batch_parameters={"dataframe": frame},
+                                expectation_parameters=parameters)
     return next(iter(result.run_results.values()))
 
 

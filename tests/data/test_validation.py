@@ -372,3 +372,38 @@ def test_suites_for_uses_settings(base):
     suites = suites_for(load_spec("german_credit"), settings)
     rows = next(c for c in suites.all() if c.id == "applications.table.rows")
     assert rows.kwargs["min_value"] == 5
+
+
+@pytest.mark.parametrize("values", [
+    np.array([0, -7, 2**62, 12], dtype=np.int64), np.array([0, 3, 255], dtype=np.uint8),
+    np.array([1.5, -0.0, 1e16, 1e-7, np.inf, -np.inf, 3.0, 1e308 * 10], dtype=float),
+    np.array([0.1, np.inf, 2.5e10], dtype=np.float32)])
+def test_the_number_check_without_text_answers_as_the_text_match(values):
+    """The fast path of the "finite numbers, not text" regex on numeric dtypes gives GX's own
+    answer (each value as text, matched): integers always, floats when finite."""
+    import pandas as pd
+
+    from credit_risk.validation.gx_run import number_regex_condition
+    from credit_risk.validation.suites import NUMBER_RE
+
+    column = pd.Series(values, index=range(10, 10 + len(values)))
+    fast = number_regex_condition(column, NUMBER_RE)
+    assert fast is not None
+    pd.testing.assert_series_equal(fast, column.astype(str).str.contains(NUMBER_RE),
+                                   check_names=False)
+    assert number_regex_condition(column.astype(object), NUMBER_RE) is None  # text: GX's way
+    assert number_regex_condition(column > 0, NUMBER_RE) is None  # "True" is not a number
+    assert number_regex_condition(column, r"^\d+$") is None  # another regex: GX's way
+
+
+def test_great_expectations_leaves_the_callers_frames_alone(tables, base):
+    """Validation runs with pandas copy-on-write (GX filters whole frames per expectation):
+    the caller's tables are not changed, and the mode ends with the run."""
+    import pandas as pd
+
+    before = _copy(tables)
+    validate_frames(load_spec("lauki_synthetic"), tables, base / "cow" / "v",
+                    _settings(base, "cow"))
+    for name, df in tables.items():
+        pd.testing.assert_frame_equal(df, before[name])
+    assert pd.get_option("mode.copy_on_write") is False
