@@ -211,8 +211,13 @@ def scale(n: int, repeats: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-validation-") as tmp:
         s = Settings(data_dir=Path(tmp) / "data", runs_dir=Path(tmp) / "runs", n_customers=n)
         spec = load_spec(s.dataset_spec)
+        t = time.perf_counter()
         synthetic.write(synthetic.generate(n, s.data_seed), s.data_dir / spec.name)
+        setup = {"generate and write CSVs": round(time.perf_counter() - t, 1)}
+        t = time.perf_counter()
         snapshot = Path(pipeline.ingest_step(s, "bench"))
+        setup["ingest step (in this process)"] = round(time.perf_counter() - t, 1)
+        print(setup, flush=True)
         rows = json.loads(snapshot.read_text())["tables"]
         good = [run_step(s, snapshot) for _ in range(repeats)]
         bad_snapshot, expected = corrupt(snapshot, Path(tmp) / "runs" / "bad" / "raw")
@@ -227,7 +232,7 @@ def scale(n: int, repeats: int) -> None:
                          "caught": bad["success"] is False and set(expected) <= set(
                              bad["failures"])},
             "breakdown_seconds_warm": {k: round(v, 2) for k, v in parts.items()},
-            "load_average_1min": round(os.getloadavg()[0], 2)}
+            "setup_seconds": setup, "load_average_1min": round(os.getloadavg()[0], 2)}
     (OUT / "validation_scale.json").write_text(json.dumps(body, indent=2))
     b = body["bad_data"]
     md = [f"# Data validation at {n:,} customers", "",
