@@ -339,6 +339,23 @@ def test_terminated_connections_never_lose_an_acknowledged_decision(pg_log, sche
     assert pg_log.ok()
 
 
+def test_a_connection_the_server_closed_while_idle_is_replaced_before_sending(pg_log, schema):
+    """A restarted server or a killed session closes the idle connection: the next write
+    notices before sending (nothing can be half done then) and commits on a new one."""
+    pg_log.write("before", [{}], [result()])
+    with psycopg.connect(CONNINFO, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = %s AND pid <> pg_backend_pid()", (schema,)).fetchone()[0]
+    assert killed >= 1
+    time.sleep(0.3)  # the termination notice has reached the idle socket
+    pg_log.write("single", [{}], [result()])  # one row: the prepared INSERT
+    pg_log.write("group", [{}, {}], [result(), result()])  # several: one COPY
+    assert pg_log.failures == 0 and not pg_log.failing
+    assert sorted(sql(schema, "SELECT request_id, count(*) FROM decisions GROUP BY 1")) == [
+        ("before", 1), ("group", 2), ("single", 1)]
+
+
 # -- reads and retention -------------------------------------------------------------------
 
 
@@ -482,7 +499,7 @@ def test_serving_is_not_ready_on_an_unmigrated_schema(trained, pg_url):
 
 
 def test_gunicorn_workers_write_through_their_own_writer(trained, pg_url, schema, tmp_path):
-    """Two gunicorn workers (forked processes), each with its writer thread."""
+    """Two gunicorn workers (forked processes), each committing on its own connection."""
     from tests.serving.servers import Gunicorn, free_port
 
     PostgresDecisionLog(pg_url).migrate()
