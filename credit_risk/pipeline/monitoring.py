@@ -118,8 +118,12 @@ class DriftAccumulator:
                 self._ref[name] = numeric_counts(values, self._edges[name])
                 self._cur[name] = np.zeros(len(self._edges[name]) + 2, dtype=np.int64)
         self._rng = np.random.default_rng(seed)
-        self._sample = pd.DataFrame(columns=self.names, dtype=object)
-        self._keys = np.empty(0)
+        # The sample: the rows with the smallest keys so far, in parts (arrival order) cut back
+        # to `sample_rows` now and then; `_bar`, the largest key kept after the last cut.
+        self._parts: list[pd.DataFrame] = [pd.DataFrame(columns=self.names, dtype=object)]
+        self._part_keys: list[np.ndarray] = [np.empty(0)]
+        self._held = 0
+        self._bar = 1.0
 
     def add(self, chunk: pd.DataFrame) -> None:
         """Count a chunk of the window (its application fields) and sample from it."""
@@ -142,22 +146,31 @@ class DriftAccumulator:
         if k <= 0:
             return
         keys = self._rng.random(len(chunk))
-        if len(self._keys) >= k:  # only rows that beat the sample's largest key can enter
-            take = keys < self._keys.max()
+        take = keys < self._bar  # a row at or above the bar can no longer be among the k
+        if not take.all():
             chunk, keys = chunk[take], keys[take]
-            if chunk.empty:
-                return
-        rows = chunk.reindex(columns=self.names).astype(object)
-        both = pd.concat([self._sample, rows], ignore_index=True)
-        all_keys = np.concatenate([self._keys, keys])
-        if len(all_keys) > k:
-            keep = np.sort(np.argpartition(all_keys, k - 1)[:k])
-            both, all_keys = both.iloc[keep].reset_index(drop=True), all_keys[keep]
-        self._sample, self._keys = both, all_keys
+        if not len(keys):
+            return
+        self._parts.append(chunk.reindex(columns=self.names).astype(object))
+        self._part_keys.append(keys)
+        self._held += len(keys)
+        if self._held >= 2 * k:  # cut back to k now and then, not per chunk
+            self._compact()
+
+    def _compact(self) -> None:
+        parts = [p for p in self._parts if len(p)] or self._parts[:1]
+        frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        keys = np.concatenate(self._part_keys)
+        if len(keys) > self.sample_rows:
+            keep = np.sort(np.argpartition(keys, self.sample_rows - 1)[:self.sample_rows])
+            frame, keys = frame.iloc[keep].reset_index(drop=True), keys[keep]
+            self._bar = float(keys.max())
+        self._parts, self._part_keys, self._held = [frame], [keys], len(keys)
 
     def sample(self) -> pd.DataFrame:
-        """The sampled rows of the window (types inferred over the sample)."""
-        return self._sample.infer_objects()
+        """The sampled rows of the window in arrival order (types inferred over the sample)."""
+        self._compact()
+        return self._parts[0].infer_objects()
 
     def psi_table(self) -> list[dict[str, Any]]:
         """PSI per field over every row added, largest first."""
@@ -219,7 +232,7 @@ def traffic_chunks(dlog: DecisionLog, since: datetime, until: datetime | None,
     """The application fields of the window's decisions, a frame per chunk of the log."""
     for chunk in dlog.iter_chunks(since, until, model_versions=dataset_versions,
                                   chunk_rows=chunk_rows):
-        yield pd.DataFrame({n: [d["inputs"].get(n) for d in chunk] for n in names})
+        yield pd.DataFrame([d["inputs"] for d in chunk], columns=names)
 
 
 def evidently_report(reference: pd.DataFrame, current: pd.DataFrame,
