@@ -108,6 +108,8 @@ class Candidate:
     validation: dict[str, float] = field(default_factory=dict)
     search: list[dict[str, Any]] = field(default_factory=list)
     fit_seconds: float = 0.0
+    # where fit_seconds went: the folds' features and SMOTE, the trials' fits, the refit
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 # -- candidates: estimator factory and bounded search space ----------------------------
@@ -209,6 +211,7 @@ def split(df: pd.DataFrame, y: np.ndarray, test_size: float, seed: int,
 # ROC-AUC is too noisy to stop on, and the model gets its full number of trees.
 MIN_STOPPING_CLASS_ROWS = 200
 
+
 @dataclass
 class _Fold:
     """One CV fold's matrices, shared by every trial: SMOTE'd fitting rows, the real rows kept
@@ -228,6 +231,10 @@ class _Search:
     pipe: Pipeline
     settings: Settings
     dtype: type
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, part: str, since: float) -> None:
+        self.timings[part] = self.timings.get(part, 0.0) + time.perf_counter() - since
 
     @property
     def early_stopping(self) -> bool:
@@ -317,7 +324,10 @@ def _run_rung(search: _Search, X: pd.DataFrame, y: np.ndarray, trials: list[dict
     starting trials once the time budget is spent (at least one always runs)."""
     settings = search.settings
     folds = StratifiedKFold(settings.cv_folds, shuffle=True, random_state=settings.seed)
+    since = time.perf_counter()
     prepared = [search.prepare(X, y, tr, va) for tr, va in folds.split(X, y)]
+    search.timed("folds", since)
+    since = time.perf_counter()
     out: list[_Trial] = []
     for params in trials:
         budget = settings.search_time_budget_s
@@ -335,6 +345,7 @@ def _run_rung(search: _Search, X: pd.DataFrame, y: np.ndarray, trials: list[dict
             if fold.stop is not None:
                 trees.append(int(model.best_iteration) + 1)
         out.append(_Trial(params, float(np.mean(aucs)), oof, trees))
+    search.timed("trials", since)
     return out
 
 
@@ -372,7 +383,9 @@ def train_candidate(
         pending = [r.params for r in results]
     best = results[0]
     trees = round(float(np.mean(best.trees))) if best.trees else None
+    since = time.perf_counter()
     final = _refit(search, X, y, best.params, trees)
+    search.timed("refit", since)
     calibrator = _fit_calibrator(best.oof, y, settings.calibration, settings.pd_floor)
     model = CalibratedModel(final, calibrator)
     calibrated_oof = model.calibrate(best.oof)
@@ -383,7 +396,7 @@ def train_candidate(
     }
     params = _plain(best.params) | ({"n_estimators": trees} if trees else {})
     return Candidate(name, params, best.auc, model, threshold, validation, records,
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, search.timings)
 
 
 def _refit(search: _Search, X: pd.DataFrame, y: np.ndarray, params: dict[str, Any],
