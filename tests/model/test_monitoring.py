@@ -182,3 +182,18 @@ def test_decision_log_reads_lines_that_only_the_standard_json_module_parses(tmp_
                     '"inputs": {"x": NaN}, "model_version": "v"}\n')
     [record] = DecisionLog(path).read()
     assert record["request_id"] == "a" and np.isnan(record["inputs"]["x"])
+
+
+def test_traffic_is_only_the_windows_decisions_by_the_datasets_versions(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from credit_risk.pipeline.monitoring import traffic_chunks
+
+    dlog = DecisionLog(tmp_path / "d.jsonl")
+    for i, version in enumerate(["v1", "other", "v1", "v2", "other", "v1"]):
+        dlog.write(f"r{i}", [{"x": i, "c": "a"}], [{"model_version": version}])
+    now = datetime.now(UTC)
+    frames = list(traffic_chunks(dlog, now - timedelta(days=1), now + timedelta(seconds=1),
+                                 {"v1", "v2"}, ["x", "c"], chunk_rows=2))
+    assert [f["x"].tolist() for f in frames] == [[0], [2, 3], [5]]  # chunks of the log
+    assert list(traffic_chunks(dlog, now + timedelta(seconds=1), None, {"v1"}, ["x"])) == []
