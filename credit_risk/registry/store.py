@@ -28,8 +28,10 @@ registry's first), for older releases, which read only ``aliases``: they keep se
 dataset and do not see the others (an older release's promote or rollback writes only
 ``aliases``: upgrade every writer before a registry holds a second dataset). A record without
 ``datasets`` (older releases, and the old files below) is read as the aliases of ONE dataset:
-the one in the champion's manifest (the previous' when the champion's cannot be read; ``""``,
-"unattributed", when neither can), and continued in the new form on the first change.
+the one in the champion's manifest (the previous' when the champion's cannot be read). When
+neither can, reads refuse it (AliasStateError: never taken for "no champion"), listings show
+it as ``""``, "unattributed", and a change of a named dataset continues it as that dataset's,
+as an earlier release would; a storage error while reading them refuses the read or change.
 
 Dataset names are names, never paths: at most 100 printable characters, no ``/`` or ``\\``,
 not starting with ``.``, no blanks around (`valid_dataset`). A manifest naming anything else is
@@ -120,7 +122,7 @@ MAX_MANIFEST_BYTES = 8 << 20  # a manifest (about 30 kB in practice)
 MAX_RECORD_BYTES = 1 << 20  # an alias change record, state.json, an old alias file
 CHUNK_BYTES = 1 << 20
 RECORD_FORMAT = 2
-UNATTRIBUTED = ""  # the dataset of old aliases whose champion's and previous' manifests are unread
+UNATTRIBUTED = ""  # a manifest naming no dataset; listed: old aliases of no known dataset
 MAX_DATASET_CHARS = 100
 _warned: set[str] = set()
 
@@ -822,34 +824,53 @@ class Registry:
     # -- aliases per dataset ---------------------------------------------------------------
     def _manifest_dataset(self, version: str) -> str | None:
         """The dataset in a version's manifest (signed by a trusted key, with keys), for telling
-        which dataset old aliases belong to; None when it cannot be read."""
+        which dataset old aliases belong to; None when the manifest is unusable (missing,
+        malformed, untrusted); AliasStateError when storage fails (try again: never a guess)."""
         if version not in self._datasets:
             try:
                 manifest = self.manifest(version)
                 self.check_signature(version, manifest)
                 self._datasets[version] = dataset_of(version, manifest)
-            except (RegistryError, OSError) as exc:
+            except RegistryError as exc:
                 _warn_once(f"attribute:{self.url}:{version}", "registry %s: the dataset of "
                            "version %s cannot be read (%s)", self.url, version, exc)
                 return None
+            except OSError as exc:
+                raise AliasStateError(f"the dataset of version {version}, named by the alias "
+                                      f"record of an earlier release, cannot be read now: "
+                                      f"{exc}") from exc
         return self._datasets[version]
 
-    def _attributed(self, aliases: dict[str, Any]) -> str:
+    def _attributed(self, aliases: dict[str, Any]) -> str | None:
         """The dataset of aliases kept without one (older releases): the champion's manifest's,
-        else the previous'; UNATTRIBUTED when neither can be read."""
+        else the previous'; None when neither manifest is usable."""
         for name in ("champion", "previous"):
             version = (aliases.get(name) or {}).get("version")
             dataset = self._manifest_dataset(version) if version else None
             if dataset is not None:
                 return dataset
-        return UNATTRIBUTED
+        return None
 
-    def _groups(self, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """{dataset: {alias: record}} of an alias state, old forms included."""
+    def _groups(self, state: dict[str, Any],
+                unknown: str | None = None) -> dict[str, dict[str, Any]]:
+        """{dataset: {alias: record}} of an alias state, old forms included. Old aliases whose
+        dataset cannot be told are `unknown`'s; with none given, AliasStateError (never a
+        guess: a reader would take them for no champion, a writer would keep them as
+        nobody's)."""
         if state.get("datasets") is not None:
             return {d: dict(a) for d, a in state["datasets"].items()}
         aliases = state["aliases"]
-        return {self._attributed(aliases): dict(aliases)} if aliases else {}
+        if not aliases:
+            return {}
+        dataset = self._attributed(aliases)
+        if dataset is None:
+            dataset = unknown
+        if dataset is None:
+            versions = ", ".join(str(r.get("version")) for r in aliases.values())
+            raise AliasStateError(f"registry {self.url}: the aliases of an earlier release "
+                                  f"({versions}) belong to no dataset that can be told: the "
+                                  "manifests they name cannot be read")
+        return {dataset: dict(aliases)}
 
     def _resolve(self, dataset: str | None, groups: dict[str, dict[str, Any]],
                  read: bool = True) -> str | None:
@@ -876,7 +897,8 @@ class Registry:
     def aliases(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every dataset's aliases: {dataset: {alias: {"version", "set_at", "by", "reason",
         "replaced"}}}, checked as `alias` checks them."""
-        return {d: a for d, a in self._groups(self._checked_state()).items() if a}
+        groups = self._groups(self._checked_state(), unknown=UNATTRIBUTED)  # listed, as such
+        return {d: a for d, a in groups.items() if a}
 
     def resolve_dataset(self, dataset: str | None = None) -> str | None:
         """The dataset `alias(name, dataset)` reads (see _resolve)."""
@@ -1001,7 +1023,7 @@ class Registry:
         for attempt in range(ALIAS_ATTEMPTS):
             self._reconcile()
             state = self._state()
-            groups = self._groups(state)
+            groups = self._groups(state, unknown=dataset)  # as before datasets
             target = self._resolve(dataset, groups, read=False)
             if target is None:
                 raise RegistryError(f"no previous champion to roll back to: registry {self.url} "
