@@ -418,6 +418,9 @@ def _run_links(folder: RunsFolder, run: str, prefix: str) -> str:
 def _rollback_form(previous: str | None, dataset: str) -> str:
     if not previous:
         return ""
+    if not dataset:  # an empty field reaches rollback() as no dataset: another one's rollback
+        return ("<p>Roll back these models with <code>credit-risk models rollback --dataset ''"
+                "</code>.</p>")
     return (f"<p><form method='post' action='rollback'><input type='hidden' name='dataset' "
             f"value='{_e(dataset)}'><input name='reason' required placeholder='reason'> "
             f"<button>Roll back {_e(dataset)} to {_e(previous)}</button></form></p>")

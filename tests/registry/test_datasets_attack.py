@@ -99,3 +99,36 @@ def test_old_aliases_whose_manifests_are_unreadable_are_never_kept_as_nobodys(tm
     assert set(state["datasets"]) == {"lauki"}
     assert registry.alias_version("champion", "lauki") == a3
     assert registry.alias_version("previous", "lauki") == a2
+
+
+# -- the models page ---------------------------------------------------------------------------
+def test_a_rollback_button_never_rolls_back_another_dataset(tmp_path):
+    """A section of the models page for models whose manifest names no dataset (""): its
+    rollback form must not roll back CREDIT_RISK_DATASET's portfolio instead (an empty form
+    field reaches the page's handler as no dataset at all)."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from credit_risk.ui import create_ui
+
+    reg = tmp_path / "reg"
+    registry = Registry(str(reg))
+    meta = {"model": "lr", "metrics": {"roc_auc": 0.9, "ece": 0.01}, "status": "approved"}
+    a1, a2 = (registry.publish({"m.bin": p}, {**meta, "dataset": "lauki"}) for p in (b"1", b"2"))
+    n1, n2 = (registry.publish({"m.bin": p}, meta) for p in (b"3", b"4"))  # no dataset named
+    for version in (a1, a2, n1, n2):
+        registry.promote(version, "r")
+    settings = Settings(registry_url=str(reg), runs_dir=tmp_path / "runs", dataset="lauki")
+    client = TestClient(create_ui(settings, lambda: "ml-engineer", lambda user: True),
+                        headers={"origin": "http://testserver"})
+    page = client.get("/").text
+    assert f"champion {n2}, previous {n1}" in page  # listed, in a section of its own
+    none = page.split("Dataset (none)</h3>")[1].split("<h3")[0]
+    for value in re.findall(r"name='dataset' value='([^']*)'", none):
+        client.post("/rollback", data={"reason": "the unnamed models", "dataset": value})
+    assert (registry.alias_version("champion", "lauki"),
+            registry.alias_version("previous", "lauki")) == (a2, a1)
+    assert "models rollback --dataset ''" in none  # the way to roll them back
+    assert registry.rollback("named as the page says", dataset="") == n1
+    assert registry.alias_version("champion", "lauki") == a2
