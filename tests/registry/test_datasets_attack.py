@@ -132,3 +132,41 @@ def test_a_rollback_button_never_rolls_back_another_dataset(tmp_path):
     assert "models rollback --dataset ''" in none  # the way to roll them back
     assert registry.rollback("named as the page says", dataset="") == n1
     assert registry.alias_version("champion", "lauki") == a2
+
+
+# -- serving -------------------------------------------------------------------------------------
+def test_serving_falls_back_in_an_old_registry_whose_champion_manifest_is_corrupt(trained_copy):
+    """An earlier release's registry (one dataset, flat aliases) whose champion's manifest is
+    corrupt, served with CREDIT_RISK_DATASET set: its aliases cannot be told apart, which must
+    not read as "no champion" (nothing served): serving falls back to the newest verified
+    version of the history, as before datasets."""
+    import shutil
+    from pathlib import Path
+
+    from serving import create_app
+    from tests.registry.test_serving_datasets import republish_as
+
+    settings, lauki = trained_copy
+    reg = Path(settings.registry_url)
+    registry = Registry(str(reg))
+    broken = republish_as(registry, lauki, "lauki_synthetic")
+    shutil.rmtree(reg / "history")
+    (reg / "history").mkdir()
+    aliases = {}
+    parent = None
+    for seq, version in ((1, lauki), (2, broken)):
+        aliases = {"champion": {"version": version, "set_at": f"2025-01-0{seq}T00:00:00+00:00",
+                                "by": "old", "reason": "before datasets", "replaced": None}}
+        record = {"format": 2, "change": str(seq) * 32, "seq": seq, "parent": parent,
+                  "action": "set", "at": f"2025-01-0{seq}T00:00:00+00:00", "by": "old",
+                  "changes": [{"alias": "champion", "version": version, "replaced": None,
+                               "reason": "before datasets"}], "aliases": aliases}
+        (reg / "history" / f"{seq:010d}-2025010{seq}T000000000000Z-x-set.json").write_text(
+            json.dumps(record))
+        parent = record["change"]
+    (reg / "aliases" / "state.json").write_text(json.dumps(record))
+    _corrupt_manifest(reg, broken)
+    client = create_app(settings.model_copy(update={"dataset": "lauki_synthetic"}),
+                        watch=False).test_client()
+    body = client.get("/ready").json
+    assert body["model_version"] == lauki and body["fallback"] is True
