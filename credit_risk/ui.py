@@ -249,7 +249,7 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
             m = registry.manifest(_version(version))
         except RegistryError as exc:
             raise HTTPException(404, str(exc)) from exc
-        promote = "" if champion_of(m.get("dataset") or "", aliases()[0]) == version else (
+        promote = "" if champion_of(str(m.get("dataset") or ""), aliases()[0]) == version else (
             f"<form method='post' action='{_e(version)}/promote'><input name='reason' required "
             f"placeholder='reason'> <button>Promote to champion of {_e(m.get('dataset'))}"
             "</button></form>")

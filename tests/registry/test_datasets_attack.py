@@ -170,3 +170,26 @@ def test_serving_falls_back_in_an_old_registry_whose_champion_manifest_is_corrup
                         watch=False).test_client()
     body = client.get("/ready").json
     assert body["model_version"] == lauki and body["fallback"] is True
+
+
+def test_a_model_page_survives_a_manifest_whose_dataset_is_no_name(tmp_path):
+    """An edited manifest (no keys: whoever writes the registry) whose dataset is a list: its
+    page still renders (it was a 500), and it is never promotable."""
+    from fastapi.testclient import TestClient
+
+    from credit_risk.ui import create_ui
+
+    reg = tmp_path / "reg"
+    registry = Registry(str(reg))
+    meta = {"model": "lr", "metrics": {"roc_auc": 0.9, "ece": 0.01}, "status": "approved"}
+    version = registry.publish({"m.bin": b"1"}, {**meta, "dataset": "lauki"})
+    path = reg / "models" / version / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "dataset": ["<b>x</b>"]}))
+    settings = Settings(registry_url=str(reg), runs_dir=tmp_path / "runs")
+    client = TestClient(create_ui(settings, lambda: "ml-engineer", lambda user: True),
+                        headers={"origin": "http://testserver"})
+    page = client.get(f"/models/{version}")
+    assert page.status_code == 200 and "<b>x</b>" not in page.text
+    assert client.get("/").status_code == 200
+    assert client.post(f"/models/{version}/promote", data={"reason": "r"}).status_code == 404
+    assert registry.aliases() == {}
