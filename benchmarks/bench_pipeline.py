@@ -198,7 +198,7 @@ def run_size(n: int, time_limit: float | None, models: list[str] | None = None
             timer = threading.Timer(time_limit, stop) if time_limit else None
             if timer:
                 timer.start()
-            t0 = time.perf_counter()
+            t0 = started = time.perf_counter()
             current = None
             assert proc.stdout is not None
             try:
@@ -206,7 +206,7 @@ def run_size(n: int, time_limit: float | None, models: list[str] | None = None
                     event = json.loads(line)
                     if "start" in event:
                         sampler.mark()
-                        current = event["start"]
+                        current, started = event["start"], time.perf_counter()
                         print(f"  {n:,}: {current} ...", flush=True)
                     elif "end" in event:
                         out["steps"][event["end"]] = {
@@ -223,6 +223,10 @@ def run_size(n: int, time_limit: float | None, models: list[str] | None = None
                 raise
             rc = proc.wait()
             wall = time.perf_counter() - t0
+            if current is not None:  # stopped or failed inside a step: how far it got
+                out["unfinished_step"] = {"name": current,
+                                          "seconds": round(time.perf_counter() - started, 1),
+                                          "peak_rss_gb": round(sampler.mark() / GB, 3)}
             if timer:
                 timer.cancel()
             sampler.stop()
@@ -291,7 +295,10 @@ def write_results(runs: dict[str, dict[str, Any]]) -> None:
         md += [f"| **DAG steps (without generating)** | **{run['dag_seconds']:.1f}** | "
                f"**{run['peak_rss_gb']:.2f}** (whole run) | |", ""]
         if not run["complete"]:
-            md += [f"**Incomplete**: {run.get('stopped', '')}", ""]
+            u = run.get("unfinished_step")
+            md += [f"**Incomplete**: {run.get('stopped', '')}"
+                   + (f" ({u['name']} had run {u['seconds']:.0f} s, peak RSS of the tree in it "
+                      f"{u['peak_rss_gb']:.2f} GB)" if u else ""), ""]
         if "result" in run:
             r = run["result"]
             md += [f"Selected {r['selected']} ({r['status']}); test ROC-AUC per candidate: "
