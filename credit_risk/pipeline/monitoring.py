@@ -45,9 +45,11 @@ PERFORMANCE_FILE = "performance.json"
 PERFORMANCE_PLOT = "performance.png"
 _EPS = 1e-4
 MISSING = "<missing>"
-# The Evidently report compares the reference with a uniform sample of the window of at most
-# this many decisions (its cost grows with the rows; PSI is computed on every row).
-EVIDENTLY_SAMPLE_ROWS = 50_000
+# The Evidently report compares the reference (REFERENCE_ROWS training rows) with a uniform
+# sample of the window of at most this many decisions: four times the reference, past which
+# its tests gain little and its cost keeps growing with the rows (PSI uses every row).
+REFERENCE_ROWS = 5000
+EVIDENTLY_SAMPLE_ROWS = 20_000
 
 
 def numeric_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
@@ -188,7 +190,8 @@ class DriftAccumulator:
         return sorted(out, key=lambda r: -r["psi"])
 
 
-def reference_sample(X_train: pd.DataFrame, fields: list[dict[str, Any]], n: int = 5000,
+def reference_sample(X_train: pd.DataFrame, fields: list[dict[str, Any]],
+                     n: int = REFERENCE_ROWS,
                      seed: int = 0) -> bytes:
     """The training inputs to compare traffic with (a sample of the application fields)."""
     names = [f["name"] for f in fields]
