@@ -15,6 +15,7 @@ help:
 	@echo "make install    create $(VENV) with the pinned dependencies"
 	@echo "make bench-serving  serving latency and throughput (writes benchmarks/RESULTS.md)"
 	@echo "make bench-pipeline the training DAG on 50k, 200k, 1M customers (benchmarks/pipeline.md)"
+	@echo "make bench-train-cost  a candidate's training vs plain 5-fold CV (benchmarks/train_cost.md)"
 	@echo "make test-stack  build both images, run the docker compose stack, train, serve, tear down"
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -71,6 +72,12 @@ bench-training: install
 .PHONY: bench-pipeline
 bench-pipeline: install
 	$(BIN)/python benchmarks/bench_pipeline.py $(BENCH_ARGS)
+
+# One candidate's whole training vs a plain 5-fold CV of the same model, per model, and each
+# shortcut's effect on test ROC-AUC/ECE (benchmarks/train_cost.md; over an hour at 200,000).
+.PHONY: bench-train-cost
+bench-train-cost: install
+	$(BIN)/python benchmarks/bench_train_cost.py $(BENCH_ARGS)
 
 # Data validation: the validate step's time on the default 50k dataset (about a minute).
 .PHONY: bench-validation gx-suites

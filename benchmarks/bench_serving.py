@@ -337,6 +337,21 @@ def half_load(url: str, body_file: Path, max_rps: float, seconds: float, connect
     return result
 
 
+def _fresh_schema(url: str) -> str:
+    """The log's table in a new schema of its own, so every run starts from an empty table
+    (earlier runs' rows would make the inserts slower from run to run)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    schema = f"bench_{datetime.now(UTC):%Y%m%d%H%M%S}"
+    parsed = make_url(url)
+    conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False)
+
+
 def http(settings: Settings, records: list[dict], baseline: Path, work: Path, seconds: float,
          batch_rows: int, repeats: int, decision_log: str | None = None) -> dict:
     single = work / "single.json"
@@ -347,7 +362,8 @@ def http(settings: Settings, records: list[dict], baseline: Path, work: Path, se
     # lines, which measures this VM's disk rather than the service.
     shm = Path("/dev/shm")
     decisions = (shm if shm.is_dir() else work) / f"credit-risk-bench-{os.getpid()}.jsonl"
-    if decision_log:  # e.g. PostgreSQL: the production configuration
+    if decision_log:  # e.g. PostgreSQL: the production configuration, in an empty schema
+        decision_log = _fresh_schema(decision_log)
         subprocess.run([str(Path(sys.executable).parent / "credit-risk"), "decisions", "migrate"],
                        env={**os.environ, "CREDIT_RISK_DECISION_LOG": decision_log}, check=True)
     ours_env = {"CREDIT_RISK_REGISTRY_URL": settings.registry_url,
@@ -565,9 +581,7 @@ def write_section(text: str, key: str = "serving") -> Path:
 
 def _postgres_wording(text: str) -> str:
     """The production configuration's section: its gunicorn setting and where its log goes."""
-    threads = "8"  # serving/gunicorn.conf.py's default with a database log
     for old, new in (
-            ("sync workers x 1 thread", f"gthread workers x {threads} threads"),
             ("Raw numbers: `benchmarks/serving.json`",
              "Raw numbers: `benchmarks/serving-postgres.json`"),
             ("appends every decision to the decision log (on tmpfs here, so that the numbers "

@@ -36,7 +36,8 @@ from credit_risk.pipeline.run_paths import (
 )
 from credit_risk.registry.decisions import CHUNK_ROWS, DecisionLog, open_decision_log
 from credit_risk.registry.outcomes import open_outcomes
-from credit_risk.registry.store import Registry, RegistryError
+from credit_risk.registry.store import RegistryError
+from credit_risk.scoring.champion import registry_for
 
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference.parquet"
@@ -273,7 +274,7 @@ def drift_step(settings: Settings, run_id: str,
     makedirs(out)
     result: dict[str, Any] = {"run_id": run_id, "at": datetime.now(UTC).isoformat(),
                               "psi_threshold": settings.drift_psi_threshold, "drift": False}
-    registry = Registry.from_settings(settings)
+    registry = registry_for(settings)  # the dataset serving serves
     champion = registry.alias_version("champion")
     if champion is None:
         result["status"] = "no champion"
@@ -407,7 +408,7 @@ def performance_step(settings: Settings, run_id: str, as_of: datetime | None = N
         outcomes = pd.DataFrame(store.read(since, as_of + timedelta(days=1)),
                                 columns=["application_id", "defaulted", "observed_at"])
         result["outcomes"] = store.describe()
-    registry = Registry.from_settings(settings)
+    registry = registry_for(settings)  # the dataset serving serves
     training: dict[str, Any] = {}
     for version in sorted(set(decisions["model_version"].astype(str))):
         try:
