@@ -148,8 +148,12 @@ def test_gunicorn_hup_with_a_corrupt_champion_serves_the_fallback_then_recovers(
                for x in text.decode().splitlines())
 
     _restore(path, original)  # repaired on disk: the workers go back to the champion
+    # Each worker notices on its own reload check: wait until /ready and the answers of every
+    # worker (n looks spread over them; one sample can miss a worker) show the champion.
     server.wait_until(lambda: _ready_everywhere(
-        server, lambda b: not b["fallback"] and b["model_version"] == champion), timeout=20)
+        server, lambda b: not b["fallback"] and b["model_version"] == champion) and all(
+        server.json("/api/v1/predict", application)["model_version"] == champion
+        for _ in range(12)), timeout=20)
     assert all(server.json("/api/v1/predict", application)["model_version"] == champion
                for _ in range(10))
 
