@@ -13,7 +13,10 @@ Measured: `drift_step` in a fresh process (as the monitoring DAG's task runs it)
 time inside the step, peak RSS of the process tree (psutil, sampled every 0.1 s) and the
 process's kernel high-water mark; and a breakdown in this process (reading and parsing the
 log, PSI counts on every row, the Evidently report on its sample). Writes benchmarks/drift.md
-and benchmarks/drift.json. Run: `python benchmarks/bench_drift.py [--rows N] [--postgres URL]`.
+and benchmarks/drift.json. Run: `python benchmarks/bench_drift.py [--rows N] [--postgres URL]`;
+`--backends postgresql` measures that backend only and keeps the other's last figures (with
+their own date and machine); `--compare-with DIR` also times the drift step of the code in DIR
+(e.g. `git archive <commit> | tar -x -C DIR`) on the same log: before and after on one machine.
 """
 
 from __future__ import annotations
@@ -95,13 +98,18 @@ def fill(settings: Any, targets: list[str], rows: int) -> float:
     return time.perf_counter() - t
 
 
-def measure_step(settings: Any, target: str, run_id: str) -> dict[str, Any]:
-    """The drift step in a fresh process: wall, in-step seconds, peak RSS."""
+def measure_step(settings: Any, target: str, run_id: str,
+                 src: Path | None = None) -> dict[str, Any]:
+    """The drift step in a fresh process: wall, in-step seconds, peak RSS; with `src`, the
+    code of that folder (imported from it: its cwd and PYTHONPATH) instead of this tree's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREDIT_RISK_")}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     t = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", STEP, settings.registry_url,
                              str(settings.runs_dir), target, run_id],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=None if src is None else str(src))
     sampler = TreeSampler(proc.pid)
     sampler.start()
     out, err = proc.communicate()
@@ -142,7 +150,12 @@ def breakdown(settings: Any, target: str) -> dict[str, float]:
     t = time.perf_counter()
     for _ in dlog.iter_chunks(since, until):
         pass
-    parts["read and parse the log (iter_chunks)"] = time.perf_counter() - t
+    parts["read and parse whole records (iter_chunks)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for _ in dlog.iter_chunks(since, until, columns=("inputs", "model_version")):
+        pass
+    parts["read what drift uses (iter_chunks, columns=inputs, model_version)"] = \
+        time.perf_counter() - t
     acc = monitoring.DriftAccumulator(reference, fields,
                                       sample_rows=monitoring.EVIDENTLY_SAMPLE_ROWS)
     t = time.perf_counter()
@@ -174,7 +187,21 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=ROWS)
     parser.add_argument("--postgres", metavar="USER@HOST:PORT/DB",
                         help="also measure a PostgreSQL decision log on this server")
+    parser.add_argument("--backends", default="jsonl,postgresql",
+                        help="which to measure (comma-separated; default both, postgresql "
+                             "only with --postgres); the others keep their last figures")
+    parser.add_argument("--compare-with", metavar="DIR", type=Path,
+                        help="also time the drift step of the code in DIR on the same logs")
+    parser.add_argument("--compare-label", default="the --compare-with folder",
+                        help="what the code in DIR is, for the report (e.g. commit 0187b53)")
     args = parser.parse_args()
+    wanted = {b.strip() for b in args.backends.split(",") if b.strip()}
+    if not wanted <= {"jsonl", "postgresql"}:
+        parser.error(f"--backends: jsonl and/or postgresql, not {args.backends}")
+    if not args.postgres:
+        wanted.discard("postgresql")
+    if not wanted:
+        parser.error("nothing to measure (postgresql needs --postgres)")
     os.environ.update(GX_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
     from credit_risk.pipeline.monitoring import EVIDENTLY_SAMPLE_ROWS
 
@@ -182,12 +209,14 @@ def main() -> None:
                             "machine": machine(), "code": code_state(), "rows": args.rows,
                             "evidently_sample_rows": EVIDENTLY_SAMPLE_ROWS,
                             "budget_seconds": BUDGET_S, "backends": {}}
+    measured = {"date": body["date"], "machine": body["machine"],
+                "commit": body["code"]["commit"]}
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
         base = Path(tmp)
         settings = champion(base)
-        targets = {"jsonl": str(base / "decisions.jsonl")}
+        targets = {"jsonl": str(base / "decisions.jsonl")} if "jsonl" in wanted else {}
         schema = None
-        if args.postgres:
+        if "postgresql" in wanted:
             import psycopg
 
             schema = f"bench_drift_{uuid.uuid4().hex[:8]}"
@@ -206,8 +235,14 @@ def main() -> None:
                 step = measure_step(settings, target, f"bench-{backend}")
                 parts = breakdown(settings, target)
                 size = Path(target).stat().st_size if backend == "jsonl" else None
-                body["backends"][backend] = {"log_bytes": size, "drift_step": step,
-                                             "breakdown_seconds": parts}
+                body["backends"][backend] = {"measured": measured, "log_bytes": size,
+                                             "drift_step": step, "breakdown_seconds": parts}
+                if args.compare_with is not None:
+                    print(f"{backend}: drift step of {args.compare_with}", flush=True)
+                    body["backends"][backend]["compared_with"] = {
+                        "code": str(args.compare_with), "label": args.compare_label,
+                        "drift_step": measure_step(settings, target, f"before-{backend}",
+                                                   src=args.compare_with.resolve())}
                 print(json.dumps(body["backends"][backend], indent=2), flush=True)
         finally:
             if schema:
@@ -218,8 +253,25 @@ def main() -> None:
                                  "WHERE application_name = %s", (schema,))
                     conn.execute(f"DROP SCHEMA {schema} CASCADE")
     body["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
+    keep_previous(body)
     (OUT / "drift.json").write_text(json.dumps(body, indent=2))
     write_md(body)
+
+
+def keep_previous(body: dict[str, Any]) -> None:
+    """The backends not measured this time: their last figures, with when and where."""
+    path = OUT / "drift.json"
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    for name, entry in old.get("backends", {}).items():
+        if name in body["backends"] or old.get("rows") != body["rows"]:
+            continue
+        entry.setdefault("measured", {"date": old["date"], "machine": old["machine"],
+                                      "commit": old.get("code", {}).get("commit"),
+                                      "load_average_1min_at_end":
+                                          old.get("load_average_1min_at_end")})
+        body["backends"][name] = entry
 
 
 def write_md(body: dict[str, Any]) -> None:
@@ -234,13 +286,26 @@ def write_md(body: dict[str, Any]) -> None:
           "| decision log | step wall (s) | inside the step (s) | peak RSS, tree (GB) | "
           "process high-water (GB) | rows (PSI) | Evidently sample | drift found |",
           "|---|---:|---:|---:|---:|---:|---:|---|"]
+    def row(label: str, s: dict[str, Any]) -> str:
+        return (f"| {label} | {s['process_seconds']:.1f} | {s['step_seconds']:.1f} | "
+                f"{s['peak_rss_gb']:.2f} | {s['process_maxrss_gb']:.2f} | "
+                f"{s['psi_rows']:,} | {s['evidently_sample_rows']:,} | "
+                f"{s['drift']} ({', '.join(s['drifted_fields'] or [])}) |")
+
+    earlier = []
     for name, b in body["backends"].items():
-        s = b["drift_step"]
-        md.append(f"| {name} | {s['process_seconds']:.1f} | {s['step_seconds']:.1f} | "
-                  f"{s['peak_rss_gb']:.2f} | {s['process_maxrss_gb']:.2f} | "
-                  f"{s['psi_rows']:,} | {s['evidently_sample_rows']:,} | "
-                  f"{s['drift']} ({', '.join(s['drifted_fields'] or [])}) |")
-    md.append("")
+        when = b.get("measured", {})
+        label = name
+        if when and when.get("date") != body["date"]:
+            label = f"{name} (earlier run\\*)"
+            earlier.append(f"\\* {name}: measured {when['date']} on {when['machine']}, commit "
+                           f"{when.get('commit')} (1-minute load average at the end "
+                           f"{when.get('load_average_1min_at_end')}); not re-run since.")
+        md.append(row(label, b["drift_step"]))
+        if b.get("compared_with"):
+            md.append(row(f"{name}, before: the code of {b['compared_with']['label']}",
+                          b["compared_with"]["drift_step"]))
+    md += ["", *earlier, ""] if earlier else [""]
     for name, b in body["backends"].items():
         md += [f"Breakdown, {name} (in one warm process):", "", "| part | seconds |", "|---|---:|"]
         md += [f"| {k} | {v:.1f} |" for k, v in b["breakdown_seconds"].items()]

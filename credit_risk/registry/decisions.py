@@ -12,7 +12,8 @@
 
 Fail closed, for both: a failure raises `DecisionLogError`, so the caller never returns a
 decision without its audit record. Reads are windowed (`iter_chunks(since, until)`: lists of at
-most `chunk_rows` records, never the whole log in memory); `prune(before)` enforces retention.
+most `chunk_rows` records, never the whole log in memory; `columns=` cuts each record to the keys
+a reader uses, and the database then reads only those); `prune(before)` enforces retention.
 """
 
 from __future__ import annotations
@@ -99,9 +100,15 @@ class DecisionLog:
 
     def iter_chunks(self, since: datetime | None = None, until: datetime | None = None, *,
                     model_versions: Collection[str] | None = None,
-                    chunk_rows: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
+                    chunk_rows: int = CHUNK_ROWS,
+                    columns: Sequence[str] | None = None) -> Iterator[list[dict[str, Any]]]:
         """The decisions recorded in [since, until) (by versions in `model_versions`, if
-        given), in lists of at most `chunk_rows`: {"at", "request_id", "inputs", **result}."""
+        given), in lists of at most `chunk_rows`: {"at", "request_id", "inputs", **result}.
+
+        `columns`: only these keys of each record, in this order (None for a key the record
+        lacks), e.g. `("inputs", "model_version")` for drift; the window, the version filter
+        and the order are the same as without it. A backend reads no more than these where it
+        can (PostgreSQL selects and decodes just those columns)."""
         raise NotImplementedError
 
     def prune(self, before: datetime) -> int:
@@ -195,6 +202,18 @@ def record(at: str, request_id: str, inputs: dict[str, Any],
            result: dict[str, Any]) -> dict[str, Any]:
     """One decision as it is read back from every backend."""
     return {"at": at, "request_id": request_id, "inputs": inputs, **result}
+
+
+def _columns(columns: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The record keys an `iter_chunks(columns=...)` asked for (None: whole records)."""
+    if columns is None:
+        return None
+    if isinstance(columns, str):  # ("inputs") is a string, not one column
+        raise TypeError("columns: a sequence of record keys, not a string")
+    keys = tuple(dict.fromkeys(columns))
+    if not all(isinstance(k, str) and k for k in keys):
+        raise TypeError(f"columns: record keys are non-empty strings, not {columns!r}")
+    return keys
 
 
 def _aware(t: datetime | None) -> datetime | None:
@@ -324,11 +343,14 @@ class JsonlDecisionLog(DecisionLog):
 
     def iter_chunks(self, since: datetime | None = None, until: datetime | None = None, *,
                     model_versions: Collection[str] | None = None,
-                    chunk_rows: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
+                    chunk_rows: int = CHUNK_ROWS,
+                    columns: Sequence[str] | None = None) -> Iterator[list[dict[str, Any]]]:
         """Streams the file once, line by line (lines that do not parse are skipped with a
-        warning); memory holds one chunk, not the log."""
+        warning); memory holds one chunk, not the log. With `columns`, each line is still
+        parsed whole (a line is one JSON object), then cut to those keys."""
         if not self.path.exists():
             return
+        keys = _columns(columns)
         since, until = _aware(since), _aware(until)
         versions = None if model_versions is None else set(model_versions)
         chunk: list[dict[str, Any]] = []
@@ -345,7 +367,7 @@ class JsonlDecisionLog(DecisionLog):
                 if ((since is not None and at < since) or (until is not None and at >= until)
                         or (versions is not None and rec.get("model_version") not in versions)):
                     continue
-                chunk.append(rec)
+                chunk.append(rec if keys is None else {k: rec.get(k) for k in keys})
                 if len(chunk) >= chunk_rows:
                     yield chunk
                     chunk = []

@@ -79,6 +79,30 @@ def test_windowed_reads_stream_the_file_in_chunks(tmp_path, chunk_rows):
     assert dlog.count(until=t0 + timedelta(hours=5)) == 5
 
 
+def test_reads_of_some_columns_cut_each_record_to_those(tmp_path):
+    """The same `columns=` as the database backend: the keys asked for, in that order (None
+    for one a record lacks), with the same window, version filter, order and chunks."""
+    dlog = JsonlDecisionLog(tmp_path / "d.jsonl")
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    _lines(dlog, [(t0 + timedelta(hours=h), f"h{h}", "v1" if h % 3 else "v0")
+                  for h in range(12)])
+    dlog.write("w", [{"rid": "w"}], [{"model_version": "v1", "rating": "Good"}])
+    full = [r for c in dlog.iter_chunks(t0 + timedelta(hours=2), model_versions={"v1"})
+            for r in c]
+    chunks = list(dlog.iter_chunks(t0 + timedelta(hours=2), model_versions={"v1"},
+                                   chunk_rows=3, columns=("model_version", "inputs", "rating")))
+    assert [len(c) for c in chunks] == [3, 3, 2]
+    rows = [r for c in chunks for r in c]
+    assert rows == [{"model_version": r["model_version"], "inputs": r["inputs"],
+                     "rating": r.get("rating")} for r in full]
+    assert [list(r) for r in rows[:1]] == [["model_version", "inputs", "rating"]]
+    assert rows[-1]["rating"] == "Good" and rows[0]["rating"] is None
+    assert [r["inputs"]["rid"] for r in rows] == ["h2", "h4", "h5", "h7", "h8", "h10", "h11",
+                                                "w"]
+    with pytest.raises(TypeError, match="not a string"):
+        next(dlog.iter_chunks(columns="inputs"))
+
+
 def test_monitoring_reads_the_file_window_in_chunks(tmp_path):
     from credit_risk.pipeline.monitoring import recent_traffic
 

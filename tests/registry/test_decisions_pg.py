@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -396,6 +397,109 @@ def test_monitoring_reads_traffic_from_the_database(pg_log, schema):
     assert list(frame.columns) == ["x", "c"] and len(frame) == 4
     assert str(frame["x"].dtype) == "float64" and frame["x"].isna().sum() == 3
     assert sorted(frame["c"]) == ["a", "a", "a", "b"]
+
+
+def test_reads_of_some_columns_select_and_decode_only_those(pg_url, schema, monkeypatch):
+    """Issue 11: drift reads `inputs` and `model_version` only; `result` (most of a record:
+    the reasons) is neither fetched nor decoded, and JSONB goes through `_loads` (orjson)."""
+    from credit_risk.registry import decisions_pg
+
+    decoded: list = []
+    real = decisions_pg._loads
+    monkeypatch.setattr(decisions_pg, "_loads", lambda data: decoded.append(real(data))
+                        or decoded[-1])
+    dlog = PostgresDecisionLog(pg_url)  # its engine is made after the patch: decodes with it
+    dlog.migrate()
+    try:
+        t0 = datetime(2026, 3, 1, tzinfo=UTC)
+        for day in range(12):
+            dlog.write(f"d{day}", [{"day": day, "c": "x"}], [result(day, f"v{day % 3}")])
+            sql(schema, "UPDATE decisions SET at = %s WHERE request_id = %s",
+                (t0 + timedelta(days=day), f"d{day}"))
+        since, until = t0 + timedelta(days=2), t0 + timedelta(days=10)
+        full = dlog.read(since, until)
+        assert len(full) == 8 and any(isinstance(d, dict) and "reasons" in d for d in decoded)
+        decoded.clear()
+        chunks = list(dlog.iter_chunks(since, until, chunk_rows=3,
+                                       columns=("inputs", "model_version")))
+        assert [len(c) for c in chunks] == [3, 3, 2]
+        rows = [r for c in chunks for r in c]
+        assert rows == [{"inputs": r["inputs"], "model_version": r["model_version"]}
+                        for r in full]
+        assert decoded == [r["inputs"] for r in full]  # only the inputs were decoded
+        some = [r for c in dlog.iter_chunks(since, until, model_versions={"v1"},
+                                            columns=("rating", "at", "reasons", "nothing"))
+                for r in c]
+        assert some == [{"rating": "Good", "at": r["at"], "reasons": ["credit utilisation"],
+                         "nothing": None} for r in full if r["model_version"] == "v1"]
+        assert [list(r) for r in some[:1]] == [["rating", "at", "reasons", "nothing"]]
+        assert list(dlog.iter_chunks(since, until, model_versions=set(),
+                                     columns=("inputs",))) == []
+        with pytest.raises(TypeError, match="not a string"):
+            next(dlog.iter_chunks(columns="inputs"))
+    finally:
+        dlog.close()
+
+
+def test_values_orjson_refuses_are_read_with_the_json_module(pg_log, schema):
+    sql(schema, "INSERT INTO decisions (at, request_id, model_version, inputs, result) "
+                "VALUES (now(), 'big', 'v1', '{\"n\": 1180591620717411303424}', '{}')")
+    [[row]] = list(pg_log.iter_chunks(columns=("inputs",)))
+    assert row == {"inputs": {"n": 2 ** 70}}
+
+
+def test_a_window_is_read_through_one_server_side_cursor(pg_log, schema):
+    """Bounded memory: the rows come a chunk per FETCH from a cursor declared on the server
+    (the session waits idle in its transaction between chunks), and closing the iterator
+    early ends that transaction."""
+    pg_log.write("many", [{"i": i} for i in range(25)], [result(i) for i in range(25)])
+
+    def reader() -> list[tuple]:
+        return sql(schema, "SELECT state, query FROM pg_stat_activity WHERE application_name "
+                           "= %s AND pid <> pg_backend_pid() AND query LIKE '%%decisions%%'",
+                   (schema,))
+
+    chunks = pg_log.iter_chunks(chunk_rows=10, columns=("inputs",))
+    first = next(chunks)
+    assert [r["inputs"]["i"] for r in first] == list(range(10))
+    [(_, query)] = [r for r in reader() if r[0] == "idle in transaction"]
+    assert query.upper().startswith("FETCH FORWARD 10 FROM")  # the next chunk, when asked
+    assert [r["inputs"]["i"] for r in next(chunks)] == list(range(10, 20))
+    chunks.close()
+    assert [r for r in reader() if r[0] == "idle in transaction"] == []
+
+
+def test_drift_step_finds_the_same_from_the_database_as_from_a_file(trained, pg_url, tmp_path):
+    """The same traffic logged to both backends: the drift report (PSI of every row, the
+    seeded Evidently sample, its result) is the same, other datasets' decisions left out."""
+    from credit_risk.pipeline import synthetic
+    from credit_risk.pipeline.ingest import assemble
+    from credit_risk.pipeline.monitoring import drift_step
+    from credit_risk.pipeline.steps import load_scorer
+    from credit_risk.spec.dataset import load_spec
+
+    settings = trained[0]
+    scorer = load_scorer(settings)
+    names = [f["name"] for f in scorer.fields]
+    apps = assemble(load_spec("lauki_synthetic"), synthetic.generate(400, seed=5, shift=True))
+    records = apps[names].astype(object).where(apps[names].notna(), None).to_dict("records")
+    results = scorer.score_records(records)
+    other = [{**r, "model_version": "other-dataset"} for r in results[:50]]
+    targets = {"jsonl": str(tmp_path / "d.jsonl"), "postgresql": pg_url}
+    for target in targets.values():
+        with DecisionLog(target) as dlog:
+            dlog.migrate()
+            dlog.write("a", records[:200], results[:200])
+            dlog.write("other", records[:50], other)
+            dlog.write("b", records[200:], results[200:])
+    out = {name: json.loads(Path(drift_step(settings.model_copy(update={
+        "decision_log": target, "runs_dir": tmp_path / name}), name, evidently_rows=150))
+        .read_text()) for name, target in targets.items()}
+    pg, jsonl = out["postgresql"], out["jsonl"]
+    assert pg["status"] == "ok" and pg["psi_rows"] == 400 and pg["evidently_sample_rows"] == 150
+    assert pg["drift"] and "credit_utilization_ratio" in pg["drifted_fields"]
+    for key in ("psi", "drifted_fields", "evidently", "current_rows"):
+        assert pg[key] == jsonl[key], key
 
 
 def test_retention_deletes_old_decisions_only(pg_url, pg_log, schema, monkeypatch, capsys):
