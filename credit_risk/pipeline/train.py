@@ -318,35 +318,70 @@ class _Trial:
     trees: list[int]
 
 
-def _run_rung(search: _Search, X: pd.DataFrame, y: np.ndarray, trials: list[dict[str, Any]],
-              start: float) -> list[_Trial]:
-    """Each trial's out-of-fold PDs and mean ROC-AUC over the CV folds of (X, y); stops
-    starting trials once the time budget is spent (at least one always runs)."""
+def _prepare_folds(search: _Search, X: pd.DataFrame, y: np.ndarray) -> list[_Fold]:
+    """The CV folds of (X, y), each prepared once for every trial (a fixed seed: the same
+    folds in every process)."""
     settings = search.settings
     folds = StratifiedKFold(settings.cv_folds, shuffle=True, random_state=settings.seed)
     since = time.perf_counter()
     prepared = [search.prepare(X, y, tr, va) for tr, va in folds.split(X, y)]
     search.timed("folds", since)
+    return prepared
+
+
+def _run_trial(search: _Search, prepared: list[_Fold], y: np.ndarray,
+               params: dict[str, Any]) -> _Trial:
+    """One trial fitted on every prepared fold: its out-of-fold PDs and mean ROC-AUC."""
+    oof, aucs, trees = np.zeros(len(y)), [], []
+    for fold in prepared:
+        head = search.fit(search.head(params, fold.stop is not None), fold.X, fold.y, fold.stop)
+        model = head.steps[-1][1]
+        oof[fold.val_idx] = _raw_of_rows(model, head[:-1].transform(fold.val_X)
+                                         if len(head) > 1 else fold.val_X)
+        aucs.append(roc_auc_score(y[fold.val_idx], oof[fold.val_idx]))
+        if fold.stop is not None:
+            trees.append(int(model.best_iteration) + 1)
+    return _Trial(params, float(np.mean(aucs)), oof, trees)
+
+
+def _run_rung(search: _Search, X: pd.DataFrame, y: np.ndarray, trials: list[dict[str, Any]],
+              start: float) -> list[_Trial]:
+    """Each trial's out-of-fold PDs and mean ROC-AUC over the CV folds of (X, y); stops
+    starting trials once the time budget is spent (at least one always runs)."""
+    prepared = _prepare_folds(search, X, y)
     since = time.perf_counter()
     out: list[_Trial] = []
     for params in trials:
-        budget = settings.search_time_budget_s
+        budget = search.settings.search_time_budget_s
         if out and budget and time.perf_counter() - start > budget:
             log.info("search stopped by the time budget after %d trials", len(out))
             break
-        oof, aucs, trees = np.zeros(len(y)), [], []
-        for fold in prepared:
-            head = search.fit(search.head(params, fold.stop is not None), fold.X, fold.y,
-                              fold.stop)
-            model = head.steps[-1][1]
-            oof[fold.val_idx] = _raw_of_rows(model, head[:-1].transform(fold.val_X)
-                                             if len(head) > 1 else fold.val_X)
-            aucs.append(roc_auc_score(y[fold.val_idx], oof[fold.val_idx]))
-            if fold.stop is not None:
-                trees.append(int(model.best_iteration) + 1)
-        out.append(_Trial(params, float(np.mean(aucs)), oof, trees))
+        out.append(_run_trial(search, prepared, y, params))
     search.timed("trials", since)
     return out
+
+
+def _search_setup(name: str, X: pd.DataFrame, spec: DatasetSpec,
+                  settings: Settings) -> tuple[_Search, list[dict[str, Any]]]:
+    """What every fit of a candidate shares, and its trials (the seeded ParameterSampler)."""
+    spec, monotone = _fixed_vocabulary(spec, X)
+    pipe, space = build_pipeline(name, spec, monotone, settings.seed, settings.smote_ratio)
+    # LR's coefficients are float64 in the scoring plan; trees split on float32 anyway.
+    dtype = np.float64 if name == "logistic_regression" else np.float32
+    trials = list(ParameterSampler(space, settings.search_iterations, random_state=settings.seed))
+    return _Search(pipe, settings, dtype), trials
+
+
+def _ranked(name: str, results: list[_Trial], rows: int, rung: int,
+            records: list[dict[str, Any]]) -> list[_Trial]:
+    """A rung's trials, best CV ROC-AUC first (stable: ties keep the sampler's order); each
+    one's record appended to `records`."""
+    for r in results:
+        records.append({"params": _plain(r.params), "cv_roc_auc": r.auc, "rows": rows,
+                        "rung": rung, **({"trees": r.trees} if r.trees else {})})
+        log.info("%s rung %d (%d rows) %s cv_roc_auc=%.4f", name, rung, rows, _plain(r.params),
+                 r.auc)
+    return sorted(results, key=lambda r: -r.auc)
 
 
 def train_candidate(
@@ -355,13 +390,7 @@ def train_candidate(
     """Search by CV ROC-AUC (random or successive halving), refit on all training rows,
     calibrate on the chosen trial's out-of-fold PDs, pick the threshold."""
     start = time.perf_counter()
-    spec, monotone = _fixed_vocabulary(spec, X)
-    pipe, space = build_pipeline(name, spec, monotone, settings.seed, settings.smote_ratio)
-    # LR's coefficients are float64 in the scoring plan; trees split on float32 anyway.
-    dtype = np.float64 if name == "logistic_regression" else np.float32
-    search = _Search(pipe, settings, dtype)
-    pending = list(ParameterSampler(space, settings.search_iterations,
-                                    random_state=settings.seed))
+    search, pending = _search_setup(name, X, spec, settings)
     records: list[dict[str, Any]] = []
     results: list[_Trial] = []
     rungs = _rungs(len(y), len(pending), settings)
@@ -373,15 +402,17 @@ def train_candidate(
             results = [r for r in results if r.params in pending]
             continue
         idx = _subsample(y, rows, settings.seed)
-        results = _run_rung(search, X.iloc[idx], y[idx], pending, start)
-        for r in results:
-            records.append({"params": _plain(r.params), "cv_roc_auc": r.auc, "rows": len(idx),
-                            "rung": rung, **({"trees": r.trees} if r.trees else {})})
-            log.info("%s rung %d (%d rows) %s cv_roc_auc=%.4f", name, rung, len(idx),
-                     _plain(r.params), r.auc)
-        results.sort(key=lambda r: -r.auc)  # stable: ties keep the sampler's order
+        results = _ranked(name, _run_rung(search, X.iloc[idx], y[idx], pending, start),
+                          len(idx), rung, records)
         pending = [r.params for r in results]
-    best = results[0]
+    return _finish(name, search, X, y, results[0], records, start)
+
+
+def _finish(name: str, search: _Search, X: pd.DataFrame, y: np.ndarray, best: _Trial,
+            records: list[dict[str, Any]], start: float) -> Candidate:
+    """The chosen trial refitted on all training rows, calibrated on its out-of-fold PDs, its
+    threshold; fit_seconds counted from `start` (perf_counter)."""
+    settings = search.settings
     trees = round(float(np.mean(best.trees))) if best.trees else None
     since = time.perf_counter()
     final = _refit(search, X, y, best.params, trees)
