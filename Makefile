@@ -16,6 +16,7 @@ help:
 	@echo "make bench-serving  serving latency and throughput (writes benchmarks/RESULTS.md)"
 	@echo "make bench-pipeline the training DAG on 50k, 200k, 1M customers (benchmarks/pipeline.md)"
 	@echo "make bench-train-cost  a candidate's training vs plain 5-fold CV (benchmarks/train_cost.md)"
+	@echo "make bench-distributed trial tasks under 1 vs 2 Celery workers (benchmarks/distributed.md)"
 	@echo "make test-stack  build both images, run the docker compose stack, train, serve, tear down"
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -78,6 +79,14 @@ bench-pipeline: install
 .PHONY: bench-train-cost
 bench-train-cost: install
 	$(BIN)/python benchmarks/bench_train_cost.py $(BENCH_ARGS)
+
+# The simulation of docs/scaling.md: the training DAG with each model's search as mapped trial
+# tasks (benchmarks/distributed/), under one and then two Celery worker processes of
+# concurrency 1 (fresh PostgreSQL metadata database, Redis broker); benchmarks/distributed.md.
+# About 12 minutes. Run it as `flock /tmp/bench.lock make bench-distributed`.
+.PHONY: bench-distributed
+bench-distributed: install
+	$(BIN)/python benchmarks/bench_distributed.py $(BENCH_ARGS)
 
 # Data validation: the validate step's time on the default 50k dataset (about a minute).
 .PHONY: bench-validation gx-suites
