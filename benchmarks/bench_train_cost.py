@@ -4,8 +4,8 @@ On generated data (credit_risk.pipeline.synthetic, split as the pipeline splits)
 model, in the same run: a plain 5-fold CV of the same features -> model pipeline (no SMOTE,
 fixed parameters: the middle of its search space), then `train_candidate` (search,
 out-of-fold calibration, refit) under several settings: "before" (random search on all rows,
-SMOTE to 1:1, no early stopping: the behaviour before issue 11), each shortcut alone, and
-"after" (the defaults). Test ROC-AUC and ECE of each on the untouched test part.
+SMOTE to 1:1, no early stopping, no cap on forest trees: the behaviour before issue 11), each
+shortcut alone, and "after" (the defaults). Test ROC-AUC and ECE of each on the untouched test part.
 
 Writes benchmarks/train_cost.md and .json. Run:
 `python benchmarks/bench_train_cost.py --customers 200000` (about 15 minutes on 2 cores).
@@ -35,6 +35,7 @@ from credit_risk.pipeline.train import (
     REFERENCE_PARAMS,
     _fixed_vocabulary,
     build_pipeline,
+    forest_samples,
     raw_pd,
     split,
     train_candidate,
@@ -42,14 +43,17 @@ from credit_risk.pipeline.train import (
 from credit_risk.spec.dataset import load_spec
 
 OUT = Path(__file__).parent
-BEFORE = {"search_strategy": "random", "smote_ratio": 1.0, "early_stopping_rounds": 0}
+BEFORE = {"search_strategy": "random", "smote_ratio": 1.0, "early_stopping_rounds": 0,
+          "forest_max_tree_rows": 10**9}
 DEFAULTS = {k: Settings.model_fields[k].default for k in
-            ("search_strategy", "smote_ratio", "early_stopping_rounds", "search_iterations")}
+            ("search_strategy", "smote_ratio", "early_stopping_rounds", "search_iterations",
+             "forest_max_tree_rows")}
 VARIANTS: dict[str, dict[str, Any]] = {
     "before": BEFORE,
     "smote_ratio": {**BEFORE, "smote_ratio": DEFAULTS["smote_ratio"]},
     "halving": {**BEFORE, "search_strategy": "halving"},
     "early_stopping": {**BEFORE, "early_stopping_rounds": DEFAULTS["early_stopping_rounds"]},
+    "forest_cap": {**BEFORE, "forest_max_tree_rows": DEFAULTS["forest_max_tree_rows"]},
     "after": {},
 }
 EXTRA: dict[str, dict[str, Any]] = {  # not run by default: --variants after,smote_0.25,...
@@ -73,6 +77,9 @@ def reference(name: str, X, y, X_test, y_test, spec, seed: int) -> dict[str, Any
     pipe, _ = build_pipeline(name, fixed, monotone, seed)
     plain = Pipeline([s for s in pipe.steps if s[0] != "smote"]).set_params(
         **REFERENCE_PARAMS[name])
+    if name == "random_forest":  # the same model: trees capped as in training (4/5 of the rows)
+        plain.set_params(model__max_samples=forest_samples(
+            0.5, len(X) * 4 // 5, Settings().forest_max_tree_rows))
     start = time.perf_counter()
     cv = cross_validate(plain, X, y, scoring="roc_auc", n_jobs=1,
                         cv=StratifiedKFold(5, shuffle=True, random_state=seed))
@@ -128,14 +135,18 @@ def main() -> None:
               f"{ref['test_roc_auc']:.4f}", flush=True)
         runs = {}
         for variant in args.variants.split(","):
-            if variant == "early_stopping" and name != "xgboost":
-                continue  # XGBoost's own
+            if (variant, name) in (("early_stopping", "logistic_regression"),
+                                   ("early_stopping", "random_forest"),
+                                   ("forest_cap", "logistic_regression"),
+                                   ("forest_cap", "xgboost")):
+                continue  # the other model's own shortcut
             settings = Settings(seed=args.seed, decision_log=None, **{**VARIANTS, **EXTRA}[variant])
             run = candidate(name, X, y_train, X_test, y_test, spec, settings)
             run["ratio"] = run["seconds"] / ref["seconds"]
             run["settings"] = {k: getattr(settings, k) for k in
                                ("search_strategy", "search_iterations", "cv_folds",
-                                "smote_ratio", "early_stopping_rounds")}
+                                "smote_ratio", "early_stopping_rounds",
+                                "forest_max_tree_rows")}
             runs[variant] = run
             print(f"  {variant}: {run['seconds']:.1f} s ({run['ratio']:.1f}x), test ROC-AUC "
                   f"{run['test_roc_auc']:.4f}, ECE {run['test_ece']:.4f}", flush=True)
@@ -163,7 +174,8 @@ def markdown(out: dict[str, Any]) -> str:
         "Reference: features -> model with fixed parameters (the middle of the search space), "
         "no SMOTE, 5-fold `cross_validate`. Candidate: `train_candidate` (search, out-of-fold "
         "calibration, refit) with the settings of the variant: `before` = random search on "
-        "all rows, SMOTE 1:1, no early stopping; `after` = the defaults. Ratio = candidate "
+        "all rows, SMOTE 1:1, no early stopping, forest trees on half the rows; `after` = the "
+        "defaults. Ratio = candidate "
         "seconds / reference seconds (target: at most 10). Where a candidate's time went: "
         "`folds` = each fold's features and SMOTE (once per fold, shared by the trials), "
         "`trials` = the model fits and out-of-fold predictions, `refit` = features, SMOTE "

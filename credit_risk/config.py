@@ -61,12 +61,14 @@ class Settings(BaseSettings):
     # majority class (1.0: balanced). XGBoost stops adding trees after early_stopping_rounds
     # without a better ROC-AUC on early_stopping_fraction of each fold's own training rows
     # (held out before SMOTE; 0: no early stopping); the refit takes the folds' mean tree count.
+    # A random forest's trees each draw half the rows, but at most forest_max_tree_rows.
     search_strategy: Literal["random", "halving"] = "halving"
     halving_factor: int = Field(3, ge=2, le=10)
     halving_min_rows: int = Field(5_000, ge=100)
     smote_ratio: float = Field(0.5, gt=0, le=1)
     early_stopping_rounds: int = Field(30, ge=0)
     early_stopping_fraction: float = Field(0.1, gt=0, lt=0.5)
+    forest_max_tree_rows: int = Field(50_000, ge=1_000)
     models: tuple[str, ...] = DEFAULT_MODELS
     calibration: str = Field("isotonic", pattern="^(isotonic|sigmoid)$")
     pd_floor: float = Field(0.0003, ge=0, lt=0.5)  # no PD below this (the Basel floor, 0.03%)

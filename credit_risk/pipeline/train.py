@@ -130,6 +130,12 @@ def _random_forest(monotone: list[int], seed: int) -> tuple[list, dict]:
     return [("model", model)], space
 
 
+def forest_samples(share: float, n_rows: int, max_rows: int) -> float:
+    """Each tree's bootstrap sample as a share of n_rows: `share`, but at most max_rows rows,
+    so that a forest's cost stops growing with the data (README "Modelling")."""
+    return min(share, max_rows / max(n_rows, 1))
+
+
 def _xgboost(monotone: list[int], seed: int) -> tuple[list, dict]:
     model = XGBClassifier(
         n_estimators=300,
@@ -280,6 +286,10 @@ class _Search:
 
     def fit(self, head: ModelSteps, X: np.ndarray, y: np.ndarray,
             stop: tuple[np.ndarray, np.ndarray] | None) -> ModelSteps:
+        model = head.steps[-1][1]
+        if isinstance(model, RandomForestClassifier):
+            model.set_params(max_samples=forest_samples(model.max_samples, len(y),
+                                                        self.settings.forest_max_tree_rows))
         if stop is None:
             return head.fit(X, y)
         head.fit(X, y, model__eval_set=[stop], model__verbose=False)
@@ -439,7 +449,7 @@ def _refit(search: _Search, X: pd.DataFrame, y: np.ndarray, params: dict[str, An
     Xt = features.transform(X).astype(search.dtype, copy=False)
     smote = search.smote_for(y)
     Xr, yr = smote.fit_resample(Xt, y)
-    head = search.head(params, trees=trees).fit(Xr, yr)
+    head = search.fit(search.head(params, trees=trees), Xr, yr, None)
     return Pipeline([("features", features), ("smote", smote), *head.steps])
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from imblearn.over_sampling import SMOTE
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from xgboost import XGBClassifier
@@ -72,6 +73,22 @@ def test_a_ratio_below_the_data_s_own_adds_no_rows(monkeypatch, data, spec):
         assert abs(len(call["y"]) - len(y) * 2 / 3) <= 1
         assert abs(call["y"].sum() - y.sum() * 2 / 3) <= 1
     assert len(fits.calls[3]["y"]) == len(y) and fits.calls[3]["y"].sum() == y.sum()
+
+
+def test_forest_trees_draw_at_most_the_cap_of_rows(monkeypatch, data, spec):
+    X, _, y, _ = data
+    fits = _Spy(monkeypatch, RandomForestClassifier)
+    c = train_candidate("random_forest", X, y, spec, _settings(forest_max_tree_rows=1_000))
+    assert len(fits.calls) == 3 + 1 and len(fits.calls[3]["y"]) > 2 * 2_000
+    forest = c.model.pipeline.named_steps["model"]
+    assert forest.max_samples == pytest.approx(1_000 / len(fits.calls[3]["y"]))
+    # each tree's root holds the distinct rows of its bootstrap draw: at most the cap
+    roots = [t.tree_.n_node_samples[0] for t in forest.estimators_]
+    assert max(roots) <= 1_000 and min(roots) > 500
+    uncapped = train_candidate("random_forest", X, y, spec, _settings())
+    roots = [t.tree_.n_node_samples[0] for t in
+             uncapped.model.pipeline.named_steps["model"].estimators_]
+    assert min(roots) > 1_000  # half the rows, as before
 
 
 def test_halving_keeps_the_best_trials_on_growing_samples(data, spec):
