@@ -70,6 +70,10 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="minutes")
+
+
 def reference(name: str, X, y, X_test, y_test, spec, seed: int) -> dict[str, Any]:
     """Plain 5-fold CV of features -> model with fixed parameters, no SMOTE; then one fit on
     all training rows for its test figures (timed apart)."""
@@ -117,6 +121,9 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", default="train_cost", help="file stem under benchmarks/")
+    ap.add_argument("--keep-others", action="store_true",
+                    help="keep the other models' results of the existing file (each keeps its "
+                         "own date and machine)")
     args = ap.parse_args()
 
     spec = load_spec("lauki_synthetic")
@@ -150,14 +157,23 @@ def main() -> None:
             runs[variant] = run
             print(f"  {variant}: {run['seconds']:.1f} s ({run['ratio']:.1f}x), test ROC-AUC "
                   f"{run['test_roc_auc']:.4f}, ECE {run['test_ece']:.4f}", flush=True)
-        results[name] = {"reference": ref, "variants": runs}
+        results[name] = {"reference": ref, "variants": runs, "date": now(), "machine": machine()}
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out = {"date": datetime.now(UTC).isoformat(timespec="minutes"), "machine": machine(),
+    out = {"date": now(), "machine": machine(),
            "customers": args.customers, "train_rows": len(X), "test_rows": len(X_test),
            "train_default_rate": float(y_train.mean()), "peak_rss_mb": round(peak_mb),
            "variants": {k: v for k, v in {**VARIANTS, **EXTRA}.items()
                         if k in args.variants.split(",")}, "models": results}
+    if args.keep_others and (OUT / f"{args.out}.json").exists():
+        before = json.loads((OUT / f"{args.out}.json").read_text())
+        if before["customers"] != args.customers:
+            raise SystemExit(f"--keep-others: the existing file is for {before['customers']:,} "
+                             "customers")
+        kept = {k: {"date": before["date"], "machine": before["machine"], **v}
+                for k, v in before["models"].items() if k not in results}
+        out["models"] = {**kept, **results}
+        out["variants"] = {**before["variants"], **out["variants"]}
     (OUT / f"{args.out}.json").write_text(json.dumps(out, indent=2, default=str))
     (OUT / f"{args.out}.md").write_text(markdown(out))
     print(markdown(out))
@@ -186,6 +202,8 @@ def markdown(out: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in out["models"].items():
+        if r.get("date", out["date"])[:13] != out["date"][:13]:
+            lines.append(f"| {name} | *measured {r['date']}, {r['machine']}* | | | | | | |")
         ref = r["reference"]
         lines.append(f"| {name} | plain 5-fold CV | {ref['seconds']:.1f} | 1 | | "
                      f"{ref['cv_roc_auc']:.4f} | {ref['test_roc_auc']:.4f} | "
