@@ -83,7 +83,7 @@ bench-train-cost: install
 # The simulation of docs/scaling.md: the training DAG with each model's search as mapped trial
 # tasks (benchmarks/distributed/), under one and then two Celery worker processes of
 # concurrency 1 (fresh PostgreSQL metadata database, Redis broker); benchmarks/distributed.md.
-# About 12 minutes. Run it as `flock /tmp/bench.lock make bench-distributed`.
+# About 8 minutes. Run it as `flock /tmp/bench.lock make bench-distributed`.
 .PHONY: bench-distributed
 bench-distributed: install
 	$(BIN)/python benchmarks/bench_distributed.py $(BENCH_ARGS)
