@@ -1023,8 +1023,24 @@ class Registry:
         for attempt in range(ALIAS_ATTEMPTS):
             self._reconcile()
             state = self._state()
+            base = state["record"] or {}
+            if self.trusted_keys and "signature" in base and not self._signed_by_trusted(base):
+                # _reconcile found no signed record to rebuild it from: never re-sign it
+                raise SignatureError(
+                    f"the alias record of {self.url} is not signed by a trusted key and no "
+                    "signed history record can rebuild it: no alias change is built on it. "
+                    f"Restore aliases/ from a backup, or delete aliases/{STATE_FILE} to start "
+                    "the aliases afresh (nothing serves until the next promote)")
             groups = self._groups(state, unknown=dataset)  # as before datasets
             target = self._resolve(dataset, groups, read=False)
+            others = sorted(d for d in groups if d != target)
+            if self.signing_key is not None and "signature" not in base and others:
+                # An unsigned record (before keys, or stripped): sign only what this change
+                # is about; every other dataset's aliases need their own signed promote.
+                log.warning("registry %s: the alias record is not signed; the aliases of %s "
+                            "are not carried into the signed one: promote their champions "
+                            "with the signing key", self.url, ", ".join(others))
+                groups = {target: groups[target]} if target in groups else {}
             if target is None:
                 raise RegistryError(f"no previous champion to roll back to: registry {self.url} "
                                     "has no aliases yet")
@@ -1047,7 +1063,7 @@ class Registry:
             # The dataset older releases see in "aliases": the registry's first, kept.
             mirror = state.get("aliases_dataset") if state.get("datasets") is not None \
                 else next(iter(groups), None)
-            if not isinstance(mirror, str):
+            if not isinstance(mirror, str) or (groups and mirror not in groups):
                 mirror = target
             groups[target] = aliases
             change = uuid.uuid4().hex

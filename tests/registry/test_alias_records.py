@@ -196,6 +196,47 @@ def test_a_writer_who_edits_the_state_cannot_move_serving(store, keys):
     assert v3 not in {h["version"] for h in reopened.history() if h["verified"]}
 
 
+def test_a_writer_never_re_signs_an_edited_state_it_cannot_rebuild(store, keys):
+    url = store.url
+    signer = _signed(url, keys)
+    v1, v2, v3 = _three(signer)
+    state = json.loads(store.read("aliases/state.json"))
+    state["aliases"]["champion"]["version"] = v3  # the edit: v3 serves, so it claims
+    state["datasets"]["d"]["champion"]["version"] = v3
+    edited = json.dumps(state)
+    store.write("aliases/state.json", edited)
+    for name in store.names("history"):  # and the signed chain that would repair it gone
+        store.rm(f"history/{name}")
+    v4 = _publish(signer)
+    for change in (lambda: _signed(url, keys).promote(v4, "four"),
+                   lambda: _signed(url, keys).rollback("back")):
+        with pytest.raises(SignatureError, match="no alias change is built on it"):
+            change()
+    assert store.read("aliases/state.json") == edited.encode()  # not re-signed, not replaced
+    with pytest.raises(SignatureError, match="refused"):
+        _signed(url, keys, sign=False).alias_version("champion")
+    store.rm("aliases/state.json")  # the documented way out: start the aliases afresh
+    _signed(url, keys).promote(v4, "four")
+    assert _signed(url, keys, sign=False).alias_version("champion") == v4
+
+
+def test_a_signed_change_on_an_unsigned_record_signs_only_its_own_dataset(store, keys, caplog):
+    url = store.url
+    old = Registry(url)  # before keys (or a writer who stripped the signature)
+    d1, e1 = _publish(old), old.publish({"model.bin": b"e"}, {"dataset": "e"})
+    old.promote(d1, "d before keys")
+    old.promote(e1, "e before keys")
+    signer = _signed(url, keys)
+    d2 = _publish(signer)
+    caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
+    signer.promote(d2, "d after keys")
+    assert "the aliases of e are not carried into the signed one" in caplog.text
+    reader = _signed(url, keys, sign=False)
+    assert reader.alias_version("champion", "d") == d2
+    assert reader.alias_version("champion", "e") is None  # e needs its own signed promote
+    assert list(reader.aliases()) == ["d"]
+
+
 def test_a_replayed_older_state_is_refused_by_a_running_reader(store, keys):
     url = store.url
     signer = _signed(url, keys)
