@@ -52,7 +52,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "before": BEFORE,
     "smote_ratio": {**BEFORE, "smote_ratio": DEFAULTS["smote_ratio"]},
     "halving": {**BEFORE, "search_strategy": "halving"},
-    "early_stopping": {**BEFORE, "early_stopping_rounds": DEFAULTS["early_stopping_rounds"]},
+    "early_stopping": {**BEFORE, "early_stopping_rounds": 30},  # off by default
     "forest_cap": {**BEFORE, "forest_max_tree_rows": DEFAULTS["forest_max_tree_rows"]},
     "after": {},
 }
