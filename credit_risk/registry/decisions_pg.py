@@ -454,13 +454,14 @@ class PostgresDecisionLog(DecisionLog):
         which needs `("inputs", "model_version")`, never fetches nor decodes `result`)."""
         keys = _columns(columns)
         select: list[sql.Composable]
+        params: list[Any] = []  # a result key is a bound parameter, like the filters
         if keys is None:
             select = [sql.Identifier(name) for name in ("at", "request_id", "inputs", "result")]
         else:
-            select = [sql.Identifier(k) if k in _KEY_COLUMNS
-                      else sql.SQL("result -> {}").format(sql.Literal(k)) for k in keys]
+            select = [sql.Identifier(k) if k in _KEY_COLUMNS else sql.SQL("result -> %s")
+                      for k in keys]
+            params = [k for k in keys if k not in _KEY_COLUMNS]
         where: list[sql.Composable] = []
-        params: list[Any] = []
         if since is not None:
             where.append(sql.SQL("at >= %s"))
             params.append(_aware(since))

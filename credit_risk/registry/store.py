@@ -1024,7 +1024,8 @@ class Registry:
             self._reconcile()
             state = self._state()
             base = state["record"] or {}
-            if self.trusted_keys and "signature" in base and not self._signed_by_trusted(base):
+            signed = self._signed_for_change(base)
+            if signed is False and "signature" in base:
                 # _reconcile found no signed record to rebuild it from: never re-sign it
                 raise SignatureError(
                     f"the alias record of {self.url} is not signed by a trusted key and no "
@@ -1033,14 +1034,13 @@ class Registry:
                     "the aliases afresh (nothing serves until the next promote)")
             groups = self._groups(state, unknown=dataset)  # as before datasets
             target = self._resolve(dataset, groups, read=False)
-            others = sorted(d for d in groups if d != target)
-            if self.signing_key is not None and "signature" not in base and others:
-                # An unsigned record (before keys, or stripped): sign only what this change
-                # is about; every other dataset's aliases need their own signed promote.
-                log.warning("registry %s: the alias record is not signed; the aliases of %s "
-                            "are not carried into the signed one: promote their champions "
-                            "with the signing key", self.url, ", ".join(others))
-                groups = {target: groups[target]} if target in groups else {}
+            if signed is False and any(groups.values()):
+                # Unsigned (before keys, or stripped by a writer): nothing of it is signed
+                # over; each dataset's champion needs its own signed promote.
+                log.warning("registry %s: the alias record is not signed: none of its aliases "
+                            "(%s) is carried into the signed one; promote each dataset's "
+                            "champion with the signing key", self.url, ", ".join(sorted(groups)))
+                groups = {}
             if target is None:
                 raise RegistryError(f"no previous champion to roll back to: registry {self.url} "
                                     "has no aliases yet")
@@ -1063,7 +1063,7 @@ class Registry:
             # The dataset older releases see in "aliases": the registry's first, kept.
             mirror = state.get("aliases_dataset") if state.get("datasets") is not None \
                 else next(iter(groups), None)
-            if not isinstance(mirror, str) or (groups and mirror not in groups):
+            if not isinstance(mirror, str):
                 mirror = target
             groups[target] = aliases
             change = uuid.uuid4().hex
@@ -1096,6 +1096,18 @@ class Registry:
             return result
         raise RegistryError(f"registry {self.url}: alias change not made: other writers changed "
                             f"the aliases {ALIAS_ATTEMPTS} times in a row; try again")
+
+    def _signed_for_change(self, record: dict[str, Any]) -> bool | None:
+        """Whether a signing writer may build on this alias record: signed by a trusted key (by
+        its own key when none is trusted); None for a writer that does not sign."""
+        if self.signing_key is None:
+            return None
+        keys = list(self.trusted_keys) or [self.signing_key.public_key()]
+        try:
+            signing.verify(record, keys, signing.ALIASES_FORMAT)
+        except signing.SigningError:
+            return False
+        return True
 
     def _check_can_change_aliases(self) -> None:
         self._check_can_sign("promote and rollback need the signing key where they run, since "

@@ -230,11 +230,50 @@ def test_a_signed_change_on_an_unsigned_record_signs_only_its_own_dataset(store,
     d2 = _publish(signer)
     caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
     signer.promote(d2, "d after keys")
-    assert "the aliases of e are not carried into the signed one" in caplog.text
+    assert "none of its aliases (d, e) is carried into the signed one" in caplog.text
     reader = _signed(url, keys, sign=False)
     assert reader.alias_version("champion", "d") == d2
+    assert reader.alias_version("previous", "d") is None  # d1 was chosen by no signer
     assert reader.alias_version("champion", "e") is None  # e needs its own signed promote
     assert list(reader.aliases()) == ["d"]
+
+
+@pytest.mark.parametrize("unsigned", ["stripped", "older release"])
+def test_an_unsigned_state_written_over_a_signed_one_moves_no_alias(store, keys, unsigned):
+    """A store writer without the key strips the signature (or writes an older release's
+    shape) and deletes the chain: an operator's routine change signs none of it."""
+    url = store.url
+    v1, v2, v3 = _three(_signed(url, keys))  # v3: signed, but say the gate rejected it
+    state = json.loads(store.read("aliases/state.json"))
+    aliases = {**state["aliases"], "previous": {**state["aliases"]["previous"], "version": v3}}
+    forged = ({**{k: v for k, v in state.items() if k != "signature"}, "aliases": aliases,
+               "datasets": {"d": aliases}} if unsigned == "stripped"
+              else {"format": 1, "change": "c" * 32, "aliases": aliases})
+    store.write("aliases/state.json", json.dumps(forged))
+    for name in store.names("history"):
+        store.rm(f"history/{name}")
+    with pytest.raises(RegistryError, match="no previous champion"):
+        _signed(url, keys).rollback("routine")
+    v4 = _publish(_signed(url, keys))
+    _signed(url, keys).promote(v4, "four")
+    reader = _signed(url, keys, sign=False)
+    assert reader.alias_version("champion") == v4
+    assert reader.alias_version("previous") is None  # not v3, not v2: nothing carried over
+
+
+def test_a_signer_without_trusted_keys_checks_against_its_own_key(store, keys):
+    url = store.url
+    private, _, _ = keys
+    signer = Registry(url, signing_key=signing.load_private_key(private))
+    v1, v2, v3 = _three(signer)
+    state = json.loads(store.read("aliases/state.json"))
+    state["aliases"]["previous"]["version"] = v3
+    state["datasets"]["d"]["previous"]["version"] = v3
+    store.write("aliases/state.json", json.dumps(state))
+    for name in store.names("history"):
+        store.rm(f"history/{name}")
+    with pytest.raises(SignatureError, match="no alias change is built on it"):
+        Registry(url, signing_key=signing.load_private_key(private)).rollback("routine")
 
 
 def test_a_replayed_older_state_is_refused_by_a_running_reader(store, keys):
@@ -276,6 +315,6 @@ def test_an_unsigned_registry_is_refused_until_a_signed_promote(store, keys):
     signer.promote(v2, "after keys")
     assert _signed(url, keys, sign=False).alias_version("champion") == v2
     history = _signed(url, keys, sign=False).history()
-    assert [(h["version"], h["verified"]) for h in history] == [
-        (v1, False), (v1, True), (v2, True)]
+    assert [(h["version"], h["verified"]) for h in history] == [  # v1: no signed previous
+        (v1, False), (v2, True)]
 

@@ -433,6 +433,9 @@ def test_reads_of_some_columns_select_and_decode_only_those(pg_url, schema, monk
         assert some == [{"rating": "Good", "at": r["at"], "reasons": ["credit utilisation"],
                          "nothing": None} for r in full if r["model_version"] == "v1"]
         assert [list(r) for r in some[:1]] == [["rating", "at", "reasons", "nothing"]]
+        odd = ("50%s", "a'b", "x%")  # keys are bound: no quoting or placeholder trouble
+        assert {tuple(r.values()) for c in dlog.iter_chunks(since, until, columns=odd)
+                for r in c} == {(None, None, None)}
         assert list(dlog.iter_chunks(since, until, model_versions=set(),
                                      columns=("inputs",))) == []
         with pytest.raises(TypeError, match="not a string"):
