@@ -60,14 +60,14 @@ class Settings(BaseSettings):
     # all rows. SMOTE grows the minority class of each training fold to smote_ratio x the
     # majority class (1.0: balanced). XGBoost stops adding trees after early_stopping_rounds
     # without a better ROC-AUC on early_stopping_fraction of each fold's own training rows
-    # (held out before SMOTE; 0, the default: no early stopping, measured not to pay at 300
-    # trees); the refit takes the folds' mean tree count.
+    # (held out before SMOTE; 0: no early stopping); the refit takes the folds' mean tree
+    # count.
     # A random forest's trees each draw half the rows, but at most forest_max_tree_rows.
     search_strategy: Literal["random", "halving"] = "halving"
     halving_factor: int = Field(3, ge=2, le=10)
     halving_min_rows: int = Field(5_000, ge=100)
     smote_ratio: float = Field(0.5, gt=0, le=1)
-    early_stopping_rounds: int = Field(0, ge=0)
+    early_stopping_rounds: int = Field(30, ge=0)
     early_stopping_fraction: float = Field(0.1, gt=0, lt=0.5)
     forest_max_tree_rows: int = Field(50_000, ge=1_000)
     models: tuple[str, ...] = DEFAULT_MODELS
