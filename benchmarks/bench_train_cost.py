@@ -83,7 +83,8 @@ def reference(name: str, X, y, X_test, y_test, spec, seed: int) -> dict[str, Any
         **REFERENCE_PARAMS[name])
     if name == "random_forest":  # the same model: trees capped as in training (4/5 of the rows)
         plain.set_params(model__max_samples=forest_samples(
-            0.5, len(X) * 4 // 5, Settings().forest_max_tree_rows))
+            plain.named_steps["model"].max_samples, len(X) * 4 // 5,
+            Settings().forest_max_tree_rows))
     start = time.perf_counter()
     cv = cross_validate(plain, X, y, scoring="roc_auc", n_jobs=1,
                         cv=StratifiedKFold(5, shuffle=True, random_state=seed))
