@@ -8,6 +8,7 @@ same pages into OUT, to read them without a build.
 from __future__ import annotations
 
 import ast
+import enum
 import inspect
 import json
 import sys
@@ -121,9 +122,11 @@ def _default(field: FieldInfo) -> str:
     if value is None:
         return "unset"
     if isinstance(value, BaseModel):
-        return "(group)"
+        return "(its own defaults)"
+    if value in ("", (), [], {}):
+        return "empty"
     if isinstance(value, (tuple, list)):
-        return ",".join(map(str, value)) if value else "empty"
+        return ",".join(map(str, value))
     if isinstance(value, dict):
         return json.dumps(value)
     if isinstance(value, bool):
@@ -210,6 +213,59 @@ def setting_default(env: str) -> str:
         if env in row.env.split(" or "):
             return row.default
     raise KeyError(f"no setting {env}")
+
+
+# -- dataset spec reference ---------------------------------------------------------------
+SPEC_SECTIONS = (("DatasetSpec", "The spec file"), ("Table", "tables.<name>"),
+                 ("SqlSource", "tables.<name>.source (a SQL query)"), ("Join", "joins[]"),
+                 ("Target", "target"), ("Column", "columns.<name>"),
+                 ("Derived", "derived.<name>"), ("Rule", "rules[]"), ("Gate", "gate"))
+
+
+def _spec_type(annotation: Any) -> str:
+    """A spec key's type, naming the spec's own sections."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _spec_type(args[0])
+    if origin is dict:
+        return f"map of name to {_spec_type(args[1])}"
+    if origin is list:
+        return f"list of {_spec_type(args[0])}"
+    if origin in (typing.Union, types.UnionType):
+        name = " or ".join(_spec_type(a) for a in args if a is not type(None))
+        return name + (", optional" if type(None) in args else "")
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation.__name__
+    if annotation is Any:
+        return "any"
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "one of " + ", ".join(f"`{m.value}`" for m in annotation)
+    return _type_name(annotation)
+
+
+def spec_reference_page() -> str:
+    """Every key of a dataset spec, from the pydantic models in credit_risk/spec/dataset.py."""
+    from credit_risk.spec import dataset
+
+    out = ["# Dataset spec reference", "",
+           "Generated from `credit_risk/spec/dataset.py` at every docs build. A key not listed "
+           "here is refused. An example spec with comments: [dataset specs](specs.md).", ""]
+    for model_name, where in SPEC_SECTIONS:
+        model = getattr(dataset, model_name)
+        comments = _comments(model)
+        out += [f"## {where}", ""]
+        doc = inspect.getdoc(model)
+        if doc and model.__doc__:
+            out += [" ".join(doc.split()), ""]
+        out += ["| Key | Type | Default | Meaning |", "|---|---|---|---|"]
+        for name, field in model.model_fields.items():
+            bounds = _bounds(field)
+            kind = _spec_type(field.annotation) + (f" ({bounds})" if bounds else "")
+            out.append(f"| `{name}` | {_cell(kind)} | `{_cell(_default(field))}` | "
+                       f"{_cell(field.description or comments.get(name, ''))} |")
+        out.append("")
+    return "\n".join(out) + "\n"
 
 
 # -- API reference -------------------------------------------------------------------------
@@ -338,6 +394,7 @@ def pages() -> dict[str, str | bytes]:
     out: dict[str, str | bytes] = {
         "reference/configuration.md": configuration_page(),
         "reference/api.md": api_page(),
+        "data/spec-reference.md": spec_reference_page(),
         "reference/openapi.json": json.dumps(openapi_example(), indent=2) + "\n",
         "index.md": readme_page(),
         "changelog.md": (ROOT / "CHANGELOG.md").read_text(),
