@@ -68,7 +68,7 @@ def champion(base: Path) -> Any:
 
 def fill(settings: Any, targets: list[str], rows: int) -> float:
     """Score `rows` generated applications and log them to every target; the seconds it took."""
-    from credit_risk.pipeline import synthetic
+    from credit_risk.datasets import synthetic
     from credit_risk.pipeline.ingest import assemble
     from credit_risk.pipeline.steps import load_scorer
     from credit_risk.registry.decisions import DecisionLog
