@@ -56,7 +56,8 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "path": path,
 
 def champion(base: Path) -> Any:
     from credit_risk.config import Settings
-    from credit_risk.pipeline import steps, synthetic
+    from credit_risk.datasets import synthetic
+    from credit_risk.pipeline import steps
 
     s = Settings(data_dir=base / "data", runs_dir=base / "runs",
                  registry_url=str(base / "registry"), decision_log=None, n_customers=3000,
@@ -68,7 +69,7 @@ def champion(base: Path) -> Any:
 
 def fill(settings: Any, targets: list[str], rows: int) -> float:
     """Score `rows` generated applications and log them to every target; the seconds it took."""
-    from credit_risk.pipeline import synthetic
+    from credit_risk.datasets import synthetic
     from credit_risk.pipeline.ingest import assemble
     from credit_risk.pipeline.steps import load_scorer
     from credit_risk.registry.decisions import DecisionLog

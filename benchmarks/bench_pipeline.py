@@ -80,7 +80,8 @@ def _emit(event: dict[str, Any]) -> None:
 def child(n: int, work: Path, models: list[str] | None = None) -> None:
     """Run the DAG's steps on n customers in `work`, one JSON line per step on stdout."""
     from credit_risk.config import Settings
-    from credit_risk.pipeline import steps, synthetic
+    from credit_risk.datasets import synthetic
+    from credit_risk.pipeline import steps
     from credit_risk.registry.store import Registry
     from credit_risk.spec.dataset import load_spec
 

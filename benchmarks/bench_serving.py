@@ -47,7 +47,8 @@ HERE = ROOT / "benchmarks" / "serving"
 sys.path.insert(0, str(HERE))
 
 from credit_risk.config import Settings  # noqa: E402
-from credit_risk.pipeline import synthetic  # noqa: E402
+from credit_risk.datasets import synthetic  # noqa: E402
+from credit_risk.pipeline.run_paths import RunPaths  # noqa: E402
 from credit_risk.pipeline.steps import run_all  # noqa: E402
 from credit_risk.registry.store import Registry  # noqa: E402
 from credit_risk.scoring.scorer import Scorer  # noqa: E402
@@ -56,8 +57,8 @@ from credit_risk.spec.fields import validate_application  # noqa: E402
 RUN_ID = "bench-serving"
 
 
-def run_dir(settings: Settings, run_id: str) -> Path:
-    return settings.runs_dir / run_id  # RUN_ID has only safe characters
+def split_dir(settings: Settings) -> Path:
+    return RunPaths.for_local_run(settings, RUN_ID).split
 TARGETS = {  # issue 12's goals (and the p99 bound of the serving contract)
     "inprocess_p50_ratio": 2.0,     # single row, validate + score + 3 reasons / raw inplace_predict
     "health_ratio": 0.6,            # default response req/s / our own /health req/s, at least
@@ -128,7 +129,7 @@ def prepare_model(work: Path, retrain: bool) -> tuple[Settings, str]:
                         registry_url=str(work / "registry"), models=("xgboost",),
                         decision_log=None, n_customers=50_000)
     registry = Registry(settings.registry_url)
-    split = run_dir(settings, RUN_ID) / "split" / "test.parquet"
+    split = split_dir(settings) / "test.parquet"
     if retrain or registry.alias_version("champion") is None or not split.exists():
         print("training an XGBoost champion on the default 50,000-customer data...", flush=True)
         started = time.perf_counter()
@@ -143,7 +144,7 @@ def prepare_model(work: Path, retrain: bool) -> tuple[Settings, str]:
 
 
 def _part(settings: Settings, part: str) -> pd.DataFrame:
-    df = pd.read_parquet(run_dir(settings, RUN_ID) / "split" / f"{part}.parquet")
+    df = pd.read_parquet(split_dir(settings) / f"{part}.parquet")
     return df.drop(columns=["__target__"]), df["__target__"].to_numpy(dtype=int)
 
 

@@ -1,6 +1,6 @@
 """One candidate's whole training vs a plain 5-fold cross-validation of the same model.
 
-On generated data (credit_risk.pipeline.synthetic, split as the pipeline splits), for each
+On generated data (credit_risk.datasets.synthetic, split as the pipeline splits), for each
 model, in the same run: a plain 5-fold CV of the same features -> model pipeline (no SMOTE,
 fixed parameters: the middle of its search space), then `train_candidate` (search,
 out-of-fold calibration, refit) under several settings: "before" (random search on all rows,
@@ -28,7 +28,7 @@ from imblearn.pipeline import Pipeline
 from sklearn.model_selection import StratifiedKFold, cross_validate
 
 from credit_risk.config import Settings
-from credit_risk.pipeline import synthetic
+from credit_risk.datasets import synthetic
 from credit_risk.pipeline.evaluate import expected_calibration_error
 from credit_risk.pipeline.ingest import assemble
 from credit_risk.pipeline.train import (

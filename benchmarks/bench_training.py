@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from credit_risk.config import Settings
+from credit_risk.datasets import synthetic
 from credit_risk.pipeline import steps as pipeline
-from credit_risk.pipeline import synthetic
 from credit_risk.pipeline.reports import comparison_table
 from credit_risk.registry.store import Registry
 

@@ -50,8 +50,9 @@ def machine() -> str:
 def breakdown(snapshot: Path, settings) -> dict[str, float]:  # noqa: ANN001
     """The parts of one validation, in this (warm) process."""
     from credit_risk.pipeline.ingest import load_snapshot
+    from credit_risk.pipeline.validate import feature_table
     from credit_risk.spec.dataset import load_spec
-    from credit_risk.validation import feature_frame, gx_run, reference_frame, suites_for
+    from credit_risk.validation import gx_run, reference_frame, suites_for
 
     spec = load_spec(settings.dataset_spec)
     parts: dict[str, float] = {}
@@ -76,7 +77,7 @@ def breakdown(snapshot: Path, settings) -> dict[str, float]:  # noqa: ANN001
         gx_run.run_checkpoint(checkpoints[ref.batch], reference_frame(ref, frames))
     parts["references"] = time.perf_counter() - t
     t = time.perf_counter()
-    features = feature_frame(spec, frames)
+    features = feature_table(spec, frames)
     parts["build feature table"] = time.perf_counter() - t
     t = time.perf_counter()
     gx_run.run_checkpoint(checkpoints["features"], features, {"base_rows": len(frames["loans"])})
@@ -99,8 +100,8 @@ def main() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     from credit_risk.config import Settings
+    from credit_risk.datasets import synthetic
     from credit_risk.pipeline import steps as pipeline
-    from credit_risk.pipeline import synthetic
 
     with tempfile.TemporaryDirectory() as tmp:
         s = Settings(data_dir=Path(tmp) / "data", runs_dir=Path(tmp) / "runs")
@@ -201,8 +202,8 @@ def scale(n: int, repeats: int) -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     from credit_risk.config import Settings
+    from credit_risk.datasets import synthetic
     from credit_risk.pipeline import steps as pipeline
-    from credit_risk.pipeline import synthetic
     from credit_risk.spec.dataset import load_spec
 
     sys.path.insert(0, str(OUT))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -267,11 +266,3 @@ class Settings(BaseSettings):
             raise ValueError(f"runs_dir {self.runs_dir} is an object store URL; this needs a "
                              "local runs folder")
         return self.runs_dir
-
-    def run_dir(self, run_id: str) -> Path | str:
-        """The folder of one pipeline run (its id made safe as a folder name): a Path, or a
-        URL string when runs_dir is an object store URL."""
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
-        if isinstance(self.runs_dir, str):
-            return f"{self.runs_dir}/{name}"
-        return self.runs_dir / name

@@ -22,7 +22,7 @@ os.environ.update(
 import pytest  # noqa: E402
 
 from credit_risk.config import Settings  # noqa: E402
-from credit_risk.pipeline import synthetic  # noqa: E402
+from credit_risk.datasets import synthetic  # noqa: E402
 from credit_risk.spec.dataset import load_spec  # noqa: E402
 
 ROOT = Path(__file__).parent.parent

@@ -32,13 +32,13 @@ from credit_risk.pipeline.run_paths import (
     write_text,
 )
 from credit_risk.pipeline.train import Candidate, split, train_candidate
+from credit_risk.pipeline.validate import run_validation_files, validate_snapshot
 from credit_risk.pipeline.versions import code_version, library_versions
 from credit_risk.registry.store import MODEL_FILE, Registry, RegistryError
 from credit_risk.scoring.champion import load_champion, registry_for
 from credit_risk.scoring.scorer import Scorer, ScoreScaling
 from credit_risk.spec.dataset import DatasetSpec, load_spec
 from credit_risk.spec.fields import input_fields
-from credit_risk.validation import published_files
 
 log = logging.getLogger(__name__)
 TARGET = "__target__"
@@ -57,8 +57,6 @@ def validate_step(settings: Settings, snapshot: str, spec_name: str | None = Non
     Writes <run>/validation/ (validation.json, Data Docs); raises DataValidationError, naming
     the failed expectations, columns and example values, when a blocking expectation fails.
     """
-    from credit_risk.validation import validate_snapshot
-
     spec = load_spec(spec_name or settings.dataset_spec)
     report = validate_snapshot(spec, local_or_url(snapshot), settings)
     if not report.success:
@@ -90,20 +88,22 @@ def prepare_step(settings: Settings, snapshot: str, spec_name: str | None = None
     return str(out)
 
 
-def _load_part(split_dir: str, part: str) -> tuple[pd.DataFrame, np.ndarray]:
+def load_part(split_dir: str, part: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The features and labels of the split's "train" or "test" part."""
     df = pd.read_parquet(join(local_or_url(split_dir), f"{part}.parquet"))
     return df.drop(columns=[TARGET]), df[TARGET].to_numpy(dtype=int)
 
 
-def _split_spec(split_dir: str) -> tuple[DatasetSpec, dict[str, Any]]:
+def split_spec(split_dir: str) -> tuple[DatasetSpec, dict[str, Any]]:
+    """The dataset spec the split was made with, and the split's record (split.json)."""
     info = json.loads(read_text(join(local_or_url(split_dir), "split.json")))
     return DatasetSpec.model_validate(info["spec"]), info
 
 
 def train_step(settings: Settings, split_dir: str, model_name: str) -> str:
     """Tune, fit and calibrate one candidate on the training part; return its file."""
-    spec, _ = _split_spec(split_dir)
-    X, y = _load_part(split_dir, "train")
+    spec, _ = split_spec(split_dir)
+    X, y = load_part(split_dir, "train")
     candidate = train_candidate(model_name, X, y, spec, settings)
     run = RunPaths.of(split_dir)
     path = run.candidate(model_name)
@@ -156,8 +156,8 @@ def _champion_on(settings: Settings, spec: DatasetSpec, info: dict[str, Any], X:
 
 def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]) -> str:
     """Every candidate and the champion on the same untouched test set; the gate's decision."""
-    spec, info = _split_spec(split_dir)
-    X, y = _load_part(split_dir, "test")
+    spec, info = split_spec(split_dir)
+    X, y = load_part(split_dir, "test")
     run = RunPaths.of(split_dir)
     rows: list[dict[str, Any]] = []
     pds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -206,7 +206,7 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     candidate: Candidate = _load_candidate(selected["path"])
     run = RunPaths.of(comparison_path)
     split_dir = str(run.split)
-    spec, info = _split_spec(split_dir)
+    spec, info = split_spec(split_dir)
     buf = io.BytesIO()
     joblib.dump(candidate.model, buf)
     scaling = ScoreScaling(settings.score_base, settings.score_base_odds, settings.score_pdo,
@@ -255,10 +255,10 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
         "code_version": code_version(),
         "libraries": library_versions(),
     }
-    validation_files, manifest["validation"] = published_files(run.root)  # refuses unvalidated
+    validation_files, manifest["validation"] = run_validation_files(run.root)  # refuses unvalidated
     card = model_card_markdown(manifest, comparison)
-    X_train, _ = _load_part(split_dir, "train")
-    X_test, _ = _load_part(split_dir, "test")
+    X_train, _ = load_part(split_dir, "train")
+    X_test, _ = load_part(split_dir, "test")
     check_plan(candidate.model, X_test)  # the pure-data plan must give the pipeline's PDs
     files = {**compile_bundle(candidate.model), MODEL_FILE: buf.getvalue(),
              "comparison.json": read_bytes(run.comparison),

@@ -219,7 +219,7 @@ MIN_STOPPING_CLASS_ROWS = 200
 
 
 @dataclass
-class _Fold:
+class Fold:
     """One CV fold's matrices, shared by every trial: SMOTE'd fitting rows, the real rows kept
     for early stopping (None without it), and the held-out rows with their positions."""
 
@@ -231,7 +231,7 @@ class _Fold:
 
 
 @dataclass
-class _Search:
+class Search:
     """What every fit of one candidate shares."""
 
     pipe: Pipeline
@@ -267,7 +267,7 @@ class _Search:
         return head
 
     def prepare(self, X: pd.DataFrame, y: np.ndarray, train: np.ndarray,
-                val: np.ndarray) -> _Fold:
+                val: np.ndarray) -> Fold:
         """Features fitted on the fold's training rows; SMOTE on its fitting part only."""
         features = clone(self.pipe.named_steps["features"]).fit(X.iloc[train])
         Xt = features.transform(X.iloc[train]).astype(self.dtype, copy=False)
@@ -282,7 +282,7 @@ class _Search:
             Xt, yt = Xt[fit], yt[fit]
         Xr, yr = self.smote_for(yt).fit_resample(Xt, yt)
         val_X = features.transform(X.iloc[val]).astype(self.dtype, copy=False)
-        return _Fold(Xr, yr, stop, val_X, val)
+        return Fold(Xr, yr, stop, val_X, val)
 
     def fit(self, head: ModelSteps, X: np.ndarray, y: np.ndarray,
             stop: tuple[np.ndarray, np.ndarray] | None) -> ModelSteps:
@@ -321,14 +321,14 @@ def _subsample(y: np.ndarray, rows: int, seed: int) -> np.ndarray:
 
 
 @dataclass
-class _Trial:
+class Trial:
     params: dict[str, Any]
     auc: float
     oof: np.ndarray
     trees: list[int]
 
 
-def _prepare_folds(search: _Search, X: pd.DataFrame, y: np.ndarray) -> list[_Fold]:
+def prepare_folds(search: Search, X: pd.DataFrame, y: np.ndarray) -> list[Fold]:
     """The CV folds of (X, y), each prepared once for every trial (a fixed seed: the same
     folds in every process)."""
     settings = search.settings
@@ -339,8 +339,8 @@ def _prepare_folds(search: _Search, X: pd.DataFrame, y: np.ndarray) -> list[_Fol
     return prepared
 
 
-def _run_trial(search: _Search, prepared: list[_Fold], y: np.ndarray,
-               params: dict[str, Any]) -> _Trial:
+def run_trial(search: Search, prepared: list[Fold], y: np.ndarray,
+               params: dict[str, Any]) -> Trial:
     """One trial fitted on every prepared fold: its out-of-fold PDs and mean ROC-AUC."""
     oof, aucs, trees = np.zeros(len(y)), [], []
     for fold in prepared:
@@ -351,39 +351,39 @@ def _run_trial(search: _Search, prepared: list[_Fold], y: np.ndarray,
         aucs.append(roc_auc_score(y[fold.val_idx], oof[fold.val_idx]))
         if fold.stop is not None:
             trees.append(int(model.best_iteration) + 1)
-    return _Trial(params, float(np.mean(aucs)), oof, trees)
+    return Trial(params, float(np.mean(aucs)), oof, trees)
 
 
-def _run_rung(search: _Search, X: pd.DataFrame, y: np.ndarray, trials: list[dict[str, Any]],
-              start: float) -> list[_Trial]:
+def _run_rung(search: Search, X: pd.DataFrame, y: np.ndarray, trials: list[dict[str, Any]],
+              start: float) -> list[Trial]:
     """Each trial's out-of-fold PDs and mean ROC-AUC over the CV folds of (X, y); stops
     starting trials once the time budget is spent (at least one always runs)."""
-    prepared = _prepare_folds(search, X, y)
+    prepared = prepare_folds(search, X, y)
     since = time.perf_counter()
-    out: list[_Trial] = []
+    out: list[Trial] = []
     for params in trials:
         budget = search.settings.search_time_budget_s
         if out and budget and time.perf_counter() - start > budget:
             log.info("search stopped by the time budget after %d trials", len(out))
             break
-        out.append(_run_trial(search, prepared, y, params))
+        out.append(run_trial(search, prepared, y, params))
     search.timed("trials", since)
     return out
 
 
-def _search_setup(name: str, X: pd.DataFrame, spec: DatasetSpec,
-                  settings: Settings) -> tuple[_Search, list[dict[str, Any]]]:
+def search_setup(name: str, X: pd.DataFrame, spec: DatasetSpec,
+                  settings: Settings) -> tuple[Search, list[dict[str, Any]]]:
     """What every fit of a candidate shares, and its trials (the seeded ParameterSampler)."""
     spec, monotone = _fixed_vocabulary(spec, X)
     pipe, space = build_pipeline(name, spec, monotone, settings.seed, settings.smote_ratio)
     # LR's coefficients are float64 in the scoring plan; trees split on float32 anyway.
     dtype = np.float64 if name == "logistic_regression" else np.float32
     trials = list(ParameterSampler(space, settings.search_iterations, random_state=settings.seed))
-    return _Search(pipe, settings, dtype), trials
+    return Search(pipe, settings, dtype), trials
 
 
-def _ranked(name: str, results: list[_Trial], rows: int, rung: int,
-            records: list[dict[str, Any]]) -> list[_Trial]:
+def ranked(name: str, results: list[Trial], rows: int, rung: int,
+            records: list[dict[str, Any]]) -> list[Trial]:
     """A rung's trials, best CV ROC-AUC first (stable: ties keep the sampler's order); each
     one's record appended to `records`."""
     for r in results:
@@ -400,9 +400,9 @@ def train_candidate(
     """Search by CV ROC-AUC (random or successive halving), refit on all training rows,
     calibrate on the chosen trial's out-of-fold PDs, pick the threshold."""
     start = time.perf_counter()
-    search, pending = _search_setup(name, X, spec, settings)
+    search, pending = search_setup(name, X, spec, settings)
     records: list[dict[str, Any]] = []
-    results: list[_Trial] = []
+    results: list[Trial] = []
     rungs = _rungs(len(y), len(pending), settings)
     for rung, (rows, keep) in enumerate(rungs):
         over = settings.search_time_budget_s and \
@@ -412,13 +412,13 @@ def train_candidate(
             results = [r for r in results if r.params in pending]
             continue
         idx = _subsample(y, rows, settings.seed)
-        results = _ranked(name, _run_rung(search, X.iloc[idx], y[idx], pending, start),
+        results = ranked(name, _run_rung(search, X.iloc[idx], y[idx], pending, start),
                           len(idx), rung, records)
         pending = [r.params for r in results]
-    return _finish(name, search, X, y, results[0], records, start)
+    return finish_search(name, search, X, y, results[0], records, start)
 
 
-def _finish(name: str, search: _Search, X: pd.DataFrame, y: np.ndarray, best: _Trial,
+def finish_search(name: str, search: Search, X: pd.DataFrame, y: np.ndarray, best: Trial,
             records: list[dict[str, Any]], start: float) -> Candidate:
     """The chosen trial refitted on all training rows, calibrated on its out-of-fold PDs, its
     threshold; fit_seconds counted from `start` (perf_counter)."""
@@ -440,7 +440,7 @@ def _finish(name: str, search: _Search, X: pd.DataFrame, y: np.ndarray, best: _T
                      time.perf_counter() - start, search.timings)
 
 
-def _refit(search: _Search, X: pd.DataFrame, y: np.ndarray, params: dict[str, Any],
+def _refit(search: Search, X: pd.DataFrame, y: np.ndarray, params: dict[str, Any],
            trees: int | None) -> Pipeline:
     """The chosen trial on every training row (XGBoost: with the folds' mean number of trees
     when early stopping chose them); returned as one fitted features -> SMOTE -> model

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -16,8 +16,15 @@ from credit_risk.scoring.bands import rating
 from credit_risk.scoring.plan import ARRAYS_FILE, BOOSTER_FILE, PLAN_FILE, PlanError, ScoringPlan
 from credit_risk.scoring.reasons import ReasonExplainer
 
-if TYPE_CHECKING:
-    from credit_risk.registry.store import Registry
+
+class VersionFiles(Protocol):
+    """What `Scorer.load` reads of a model registry (credit_risk.registry's `Registry`)."""
+
+    @property
+    def trusted_keys(self) -> Sequence[Any]: ...
+    def verify(self, version: str) -> dict[str, Any]: ...
+    def read_file(self, version: str, name: str, manifest: dict[str, Any]) -> bytes: ...
+
 
 @dataclass(frozen=True)
 class ScoreScaling:
@@ -64,7 +71,7 @@ class Scorer:
         )
 
     @classmethod
-    def load(cls, registry: Registry, version: str) -> Scorer:
+    def load(cls, registry: VersionFiles, version: str) -> Scorer:
         """The Scorer of a registry version: every file verified, the plan read as pure data."""
         manifest = registry.verify(version)
         names = [n for n in (PLAN_FILE, ARRAYS_FILE, BOOSTER_FILE) if n in manifest["files"]]

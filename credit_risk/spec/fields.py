@@ -12,16 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
 from pydantic import BeforeValidator, Field
 
 from credit_risk.spec.dataset import Column, DatasetSpec, Role
 from credit_risk.spec.expressions import parse_expression
-
-if TYPE_CHECKING:
-    from credit_risk.pipeline.features import FeatureTransformer
 
 Kind = Literal["number", "integer", "category"]
 _NUMBER_TYPES = frozenset({int, float})
@@ -145,7 +142,18 @@ def _a_number(value: Any) -> Any:
     return value
 
 
-def input_fields(spec: DatasetSpec, features: FeatureTransformer) -> list[dict[str, Any]]:
+class FittedFeatures(Protocol):
+    """What `input_fields` reads of a fitted feature transformer: defaults and categories."""
+
+    @property
+    def medians_(self) -> Mapping[str, float]: ...
+    @property
+    def modes_(self) -> Mapping[str, Any]: ...
+    @property
+    def categories_(self) -> Mapping[str, Sequence[str]]: ...
+
+
+def input_fields(spec: DatasetSpec, features: FittedFeatures) -> list[dict[str, Any]]:
     """One entry per field an application carries: its constraints, label, unit, default."""
     fields = []
     for name in spec.input_columns():

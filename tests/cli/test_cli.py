@@ -45,7 +45,7 @@ def test_generate_train_list_show_predict(env, capsys):
     # predict: the joined application columns in, PD columns out; a bad row gets an error.
     import pandas as pd
 
-    from credit_risk.pipeline import synthetic
+    from credit_risk.datasets import synthetic
     from credit_risk.pipeline.ingest import assemble
     from credit_risk.spec.dataset import load_spec
 

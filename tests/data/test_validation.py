@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from credit_risk.datasets import synthetic
 from credit_risk.pipeline import steps as pipeline
-from credit_risk.pipeline import synthetic
+from credit_risk.pipeline.validate import validate_tables
 from credit_risk.registry.store import Registry
 from credit_risk.spec.dataset import load_spec
 from credit_risk.validation import (
@@ -23,7 +24,6 @@ from credit_risk.validation import (
     build_suites,
     load_overrides,
     suites_for,
-    validate_frames,
 )
 from credit_risk.validation.suites import derived_range
 from tests.conftest import ROOT, small_settings
@@ -151,7 +151,7 @@ def _validate(tables, base: Path, faults) -> Report:
     for fault in faults:
         FAULTS[fault][0](bad)
     name = "_".join(faults).replace(" ", "_")
-    return validate_frames(load_spec("lauki_synthetic"), bad, base / name / "validation",
+    return validate_tables(load_spec("lauki_synthetic"), bad, base / name / "validation",
                            _settings(base, name))
 
 
@@ -243,7 +243,7 @@ def test_warning_is_recorded_but_does_not_stop(tables, base):
     t = _copy(tables)
     t["customers"].loc[:20, "residence_type"] = None
     settings = _settings(base, "warning")
-    report = validate_frames(load_spec("lauki_synthetic"), t, base / "warning" / "v", settings)
+    report = validate_tables(load_spec("lauki_synthetic"), t, base / "warning" / "v", settings)
     assert report.success
     assert [w.id for w in report.warnings] == ["customers.residence_type.nulls_warning"]
     stored = json.loads(report.path.read_text())
@@ -253,7 +253,7 @@ def test_warning_is_recorded_but_does_not_stop(tables, base):
     # Severity is configurable: by check-id pattern in the settings (or the overrides file).
     by_id = settings.model_copy(
         update={"validation_severity": {"customers.residence_type.nulls_*": "blocking"}})
-    report = validate_frames(load_spec("lauki_synthetic"), t, base / "warning" / "b", by_id)
+    report = validate_tables(load_spec("lauki_synthetic"), t, base / "warning" / "b", by_id)
     assert [f.id for f in report.failures] == ["customers.residence_type.nulls_warning"]
 
 
@@ -273,7 +273,7 @@ def test_more_blocking_checks_in_one_batch(tables, base):
     t["bureau"].loc[4, ["delinquent_months", "total_loan_months"]] = [50, 10]
     balance = t["loans"]["bank_balance_at_application"].astype(float)
     t["loans"]["bank_balance_at_application"] = balance.where(balance.index != 6, np.inf)
-    report = validate_frames(load_spec("lauki_synthetic"), t, base / "more" / "v",
+    report = validate_tables(load_spec("lauki_synthetic"), t, base / "more" / "v",
                              _settings(base, "more"))
     message = report.message()
     n = t["customers"]["residence_type"].isna().sum()
@@ -402,7 +402,7 @@ def test_great_expectations_leaves_the_callers_frames_alone(tables, base):
     import pandas as pd
 
     before = _copy(tables)
-    validate_frames(load_spec("lauki_synthetic"), tables, base / "cow" / "v",
+    validate_tables(load_spec("lauki_synthetic"), tables, base / "cow" / "v",
                     _settings(base, "cow"))
     for name, df in tables.items():
         pd.testing.assert_frame_equal(df, before[name])

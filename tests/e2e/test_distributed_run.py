@@ -25,6 +25,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
+from credit_risk.pipeline.run_paths import RunPaths
 from tests.conftest import small_settings
 from tests.e2e import celery_cluster as harness
 
@@ -140,7 +141,7 @@ def test_training_dag_runs_on_celery_workers_and_its_model_serves(cluster):
                    f"?map_index={map_index}")
         assert status == 200, (task_id, entry)
         xcom[task_id, map_index] = entry["value"]
-    runs = f"{settings.run_dir(run_id)}/"
+    runs = f"{RunPaths.for_run(settings, run_id).root}/"
     assert runs.startswith("s3://")
     assert {k: v for k, v in xcom.items() if isinstance(v, str) and k[0] != "publish"} == {
         ("ingest", -1): f"{runs}raw/snapshot.json",

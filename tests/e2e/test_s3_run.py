@@ -70,6 +70,6 @@ def test_credit_risk_train_with_runs_on_s3(s3_url, tmp_path, monkeypatch, capsys
     out = capsys.readouterr().out
     version = Registry(f"{s3_url}/registry").alias_version("champion")
     assert version and version in out
-    assert Settings().run_dir("cli-s3") == f"{s3_url}/runs/cli-s3"
+    assert RunPaths.for_run(Settings(), "cli-s3").root == f"{s3_url}/runs/cli-s3"
     fs, root = fsspec.core.url_to_fs(f"{s3_url}/runs/cli-s3")
     assert fs.exists(f"{root}/comparison.json") and fs.exists(f"{root}/raw/snapshot.json")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from credit_risk.pipeline import synthetic
+from credit_risk.datasets import synthetic
 from tests.conftest import small_settings
 from tests.dags.bundle import get_dag
 

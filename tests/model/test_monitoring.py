@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk.pipeline import monitoring, synthetic
+from credit_risk.datasets import synthetic
+from credit_risk.pipeline import monitoring
 from credit_risk.pipeline.ingest import assemble
 from credit_risk.pipeline.monitoring import (
     DriftAccumulator,

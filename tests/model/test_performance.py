@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from credit_risk.cli.predict import read_csv, score_rows
-from credit_risk.pipeline import synthetic
+from credit_risk.datasets import synthetic
 from credit_risk.pipeline.ingest import assemble
 from credit_risk.pipeline.performance import (
     PerformanceDataError,

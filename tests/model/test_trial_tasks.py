@@ -5,7 +5,8 @@ import joblib
 import numpy as np
 import pytest
 
-from credit_risk.pipeline import steps, trial_tasks
+from benchmarks.distributed import trial_tasks
+from credit_risk.pipeline import steps
 from credit_risk.pipeline.run_paths import RunPaths
 from credit_risk.pipeline.train import Candidate, train_candidate
 from tests.conftest import generate_data, small_settings
@@ -23,9 +24,9 @@ def split_dir(tmp_path_factory):
 @pytest.mark.parametrize("model", ["xgboost", "logistic_regression"])
 def test_the_task_pieces_choose_and_fit_what_train_candidate_does(split_dir, model):
     settings, split = split_dir
-    spec, _ = steps._split_spec(split)
-    X, y = steps._load_part(split, "train")
-    X_test, _ = steps._load_part(split, "test")
+    spec, _ = steps.split_spec(split)
+    X, y = steps.load_part(split, "train")
+    X_test, _ = steps.load_part(split, "test")
     whole = train_candidate(model, X, y, spec, settings)
 
     numbers = trial_tasks.plan(settings, split, model)

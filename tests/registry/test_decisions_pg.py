@@ -475,7 +475,7 @@ def test_a_window_is_read_through_one_server_side_cursor(pg_log, schema):
 def test_drift_step_finds_the_same_from_the_database_as_from_a_file(trained, pg_url, tmp_path):
     """The same traffic logged to both backends: the drift report (PSI of every row, the
     seeded Evidently sample, its result) is the same, other datasets' decisions left out."""
-    from credit_risk.pipeline import synthetic
+    from credit_risk.datasets import synthetic
     from credit_risk.pipeline.ingest import assemble
     from credit_risk.pipeline.monitoring import drift_step
     from credit_risk.pipeline.steps import load_scorer

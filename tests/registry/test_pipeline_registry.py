@@ -95,8 +95,8 @@ def test_the_champion_comparison_refuses_a_tampered_champion(trained, tmp_path):
     settings, registry, good = _signed_copy(trained, tmp_path)
     registry.promote(good, "signed copy")
     split_dir = next(trained[0].runs_dir.glob("fixture-run/split"))
-    spec, info = pipeline._split_spec(str(split_dir))
-    X, y = pipeline._load_part(str(split_dir), "test")
+    spec, info = pipeline.split_spec(str(split_dir))
+    X, y = pipeline.load_part(str(split_dir), "test")
     ok = pipeline._champion_on(settings, spec, info, X, y)
     assert ok["comparable"] is True and ok["version"] == good
 

@@ -13,7 +13,7 @@ import joblib
 import numpy as np
 import pytest
 
-from credit_risk.pipeline import synthetic
+from credit_risk.datasets import synthetic
 from credit_risk.pipeline.bundle import check_plan, compile_bundle, frame_records, plan_of
 from credit_risk.pipeline.ingest import assemble
 from credit_risk.pipeline.steps import load_scorer

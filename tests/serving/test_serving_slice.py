@@ -1,9 +1,10 @@
 """The serving slice in a fresh environment built from the serving extra alone.
 
-`pip install -c constraints.txt '.[serving]'` into a new virtualenv (once per session, from a
-copy of the sources; pip's cache makes it quick), then: the training stack is not there, the
-serving app scores a model the pipeline published, and `credit-risk predict` scores a CSV.
-When the environment cannot be built the tests fail: they never skip.
+`pip install -c constraints.txt '.[serving]'` into a new virtualenv (once per session) from the
+files the serving image copies (the Dockerfile's COPY lines; pip's cache makes it quick), then:
+the training stack is not there, the serving app scores a model the pipeline published, and
+`credit-risk predict` scores a CSV. When the environment cannot be built the tests fail: they
+never skip.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from credit_risk.registry.store import Registry
+from tests.serving.image_slice import copy_serving_slice
 
 ROOT = Path(__file__).parents[2]
 TRAINING_ONLY = {"pandas": "pandas", "sklearn": "scikit-learn", "imblearn": "imbalanced-learn",
@@ -32,10 +34,8 @@ def slice_env(tmp_path_factory) -> Path:
     """A fresh virtualenv with the project installed from its serving extra alone."""
     base = tmp_path_factory.mktemp("serving-slice")
     src = base / "src"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("credit_risk", "serving"):
-        shutil.copytree(ROOT / name, src / name, ignore=ignore)
-    for name in ("pyproject.toml", "README.md", "constraints.txt"):
+    copy_serving_slice(src)  # the files the serving image holds, nothing else
+    for name in ("pyproject.toml", "constraints.txt"):
         shutil.copy2(ROOT / name, src / name)
     env_dir = base / "venv"
     started = time.monotonic()

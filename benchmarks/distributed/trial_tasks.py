@@ -1,7 +1,9 @@
 """One candidate's search as separate tasks: `plan`, one `trial` task per trial, `finish`.
 
-What `train_step` does in one process, cut where the work is independent, so that a DAG can map
-the trials over workers (docs/scaling.md, "When one model's search dominates"). Files between
+The trial task bodies of the distributed benchmark's DAG (credit_risk_training_trials.py, next
+to this file). What `train_step` does in one process, cut where the work is independent, so
+that a DAG can map the trials over workers (docs/scaling.md, "When one model's search
+dominates"). Files between
 the tasks, in the run folder (a local folder or an fsspec URL, like every step's)::
 
     candidates/<model>/plan.joblib        plan: the shared search, the prepared CV folds,
@@ -30,16 +32,16 @@ import numpy as np
 
 from credit_risk.config import Settings
 from credit_risk.pipeline.run_paths import RunPaths, join, makedirs, open_file
-from credit_risk.pipeline.steps import _load_part, _split_spec
+from credit_risk.pipeline.steps import load_part, split_spec
 from credit_risk.pipeline.train import (
-    _finish,
-    _Fold,
-    _prepare_folds,
-    _ranked,
-    _run_trial,
-    _Search,
-    _search_setup,
-    _Trial,
+    Fold,
+    Search,
+    Trial,
+    finish_search,
+    prepare_folds,
+    ranked,
+    run_trial,
+    search_setup,
 )
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Plan:
-    search: _Search
-    folds: list[_Fold]
+    search: Search
+    folds: list[Fold]
     trials: list[dict[str, Any]]
     y: np.ndarray
 
@@ -73,10 +75,10 @@ def _load(path: Path | str) -> Any:  # files this run wrote, never from elsewher
 
 def plan(settings: Settings, split_dir: str, model_name: str) -> list[int]:
     """Prepare the CV folds once and draw the trials; return the trial numbers to map over."""
-    spec, _ = _split_spec(split_dir)
-    X, y = _load_part(split_dir, "train")
-    search, trials = _search_setup(model_name, X, spec, settings)
-    folds = _prepare_folds(search, X, y)
+    spec, _ = split_spec(split_dir)
+    X, y = load_part(split_dir, "train")
+    search, trials = search_setup(model_name, X, spec, settings)
+    folds = prepare_folds(search, X, y)
     folder = _folder(split_dir, model_name)
     makedirs(join(folder, "trials"))
     _dump(_Plan(search, folds, trials, y), join(folder, "plan.joblib"))
@@ -92,7 +94,7 @@ def trial(split_dir: str, model_name: str, number: int, threads: int | None = No
     if threads is not None:  # the head is cloned from here; the params stay the sampler's
         p.search.pipe.steps[-1][1].set_params(n_jobs=threads)
     since = time.perf_counter()
-    result = _run_trial(p.search, p.folds, p.y, p.trials[number])
+    result = run_trial(p.search, p.folds, p.y, p.trials[number])
     seconds = time.perf_counter() - since
     path = _trial_file(split_dir, model_name, number)
     _dump({"trial": result, "seconds": seconds, "host": socket.gethostname()}, path)
@@ -107,13 +109,13 @@ def finish(split_dir: str, model_name: str) -> str:
     added up)."""
     p: _Plan = _load(join(_folder(split_dir, model_name), "plan.joblib"))
     done = [_load(_trial_file(split_dir, model_name, n)) for n in range(len(p.trials))]
-    X, y = _load_part(split_dir, "train")
+    X, y = load_part(split_dir, "train")
     search = p.search
     search.timings["trials"] = sum(d["seconds"] for d in done)
     start = time.perf_counter() - sum(search.timings.values())
     records: list[dict[str, Any]] = []
-    results: list[_Trial] = _ranked(model_name, [d["trial"] for d in done], len(y), 0, records)
-    candidate = _finish(model_name, search, X, y, results[0], records, start)
+    results: list[Trial] = ranked(model_name, [d["trial"] for d in done], len(y), 0, records)
+    candidate = finish_search(model_name, search, X, y, results[0], records, start)
     run = RunPaths.of(split_dir)
     path = run.candidate(model_name)
     _dump(candidate, path)
