@@ -10,7 +10,7 @@ from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 
 from credit_risk.registry.store import Registry
-from credit_risk.ui import create_ui, is_report
+from credit_risk_ui import create_ui, is_report
 from tests.conftest import republish
 
 ROOT = Path(__file__).parents[2]
