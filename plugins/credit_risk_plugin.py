@@ -9,9 +9,9 @@ from airflow.plugins_manager import AirflowPlugin
 
 
 def _may_change(user) -> bool:
-    """Promote and roll back: Op and Admin only. Editing DAGs is not enough (the User role may
-    do that); also required is editing Variables, which Airflow gives to Op and Admin, in the
-    simple auth manager and in FAB's default roles alike."""
+    """Whether a user may promote and roll back: Op and Admin only."""
+    # Editing DAGs is not enough (the User role may); editing Variables is also required,
+    # which Airflow gives to Op and Admin, in the simple auth manager and FAB's default roles.
     from airflow.api_fastapi.app import get_auth_manager
 
     auth = get_auth_manager()
