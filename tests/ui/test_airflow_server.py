@@ -255,8 +255,10 @@ def test_a_browser_frames_the_pages_in_airflow_only(server):
     base, token = f"http://127.0.0.1:{server.port}", server.tokens["viewer"]
     evil = f"<iframe src='{base}/credit-risk/' style='width:100%;height:20em'></iframe>"
     with sync_api.sync_playwright() as p:
+        # Local Network Access checks off: only the pages' own headers may refuse the frame.
         browser = p.chromium.launch(executable_path=_chromium(), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-features=LocalNetworkAccessChecks"])
         context = browser.new_context(extra_http_headers={"Authorization": f"Bearer {token}"})
         context.add_cookies([{"name": "_token", "value": token, "url": base}])
         page = context.new_page()
@@ -266,11 +268,16 @@ def test_a_browser_frames_the_pages_in_airflow_only(server):
         page.goto(f"{base}/credit-risk/models/{server.champion}")
         card = page.frame_locator("iframe").locator("body")
         sync_api.expect(card).to_contain_text("Model card", timeout=30_000)
-        page.route("http://evil.example/**", lambda route: route.fulfill(
+        # Another origin (localhost, not 127.0.0.1) frames the models page: refused.
+        other = f"http://localhost:{server.port}/evil"
+        page.route(other, lambda route: route.fulfill(
             status=200, content_type="text/html", body=evil))
-        page.goto("http://evil.example/", wait_until="load")
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        page.goto(other, wait_until="load")
         assert len(page.frames) == 2
         assert not any(_shows(frame, "Credit-risk models") for frame in page.frames)
+        assert any("frame-ancestors 'self'" in line for line in console), console
         browser.close()
 
 
