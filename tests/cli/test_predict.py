@@ -139,7 +139,7 @@ def test_serving_commands_load_no_training_stack(env):
         "from credit_risk.cli import main\n"
         f"assert main(['predict', {str(tmp / 'in.csv')!r}, '-o', {str(tmp / 'o.csv')!r}]) == 0\n"
         "assert main(['models', 'list']) == 0\n"
-        "heavy = ('credit_risk.pipeline', 'credit_risk.validation', 'credit_risk.ui',\n"
+        "heavy = ('credit_risk.pipeline', 'credit_risk.validation', 'credit_risk_ui',\n"
         "         'imblearn', 'airflow', 'great_expectations', 'evidently', 'matplotlib',\n"
         "         'markdown_it')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n")

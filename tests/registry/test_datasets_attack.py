@@ -110,7 +110,7 @@ def test_a_rollback_button_never_rolls_back_another_dataset(tmp_path):
 
     from fastapi.testclient import TestClient
 
-    from credit_risk.ui import create_ui
+    from credit_risk_ui import create_ui
 
     reg = tmp_path / "reg"
     registry = Registry(str(reg))
@@ -177,7 +177,7 @@ def test_a_model_page_survives_a_manifest_whose_dataset_is_no_name(tmp_path):
     page still renders (it was a 500), and it is never promotable."""
     from fastapi.testclient import TestClient
 
-    from credit_risk.ui import create_ui
+    from credit_risk_ui import create_ui
 
     reg = tmp_path / "reg"
     registry = Registry(str(reg))

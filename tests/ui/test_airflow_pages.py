@@ -10,7 +10,7 @@ from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 
 from credit_risk.registry.store import Registry
-from credit_risk.ui import create_ui, is_report
+from credit_risk_ui import create_ui, is_report
 from tests.conftest import republish
 
 ROOT = Path(__file__).parents[2]
@@ -143,15 +143,21 @@ def test_changes_need_the_pages_own_origin(env):
     assert registry.alias_version("champion") == version  # six rollbacks: back and forth
 
 
-def test_airflow_loads_the_plugin():
-    out = subprocess.run([sys.executable, "-m", "airflow", "plugins", "-o", "json"],
-                         capture_output=True, text=True, cwd=ROOT,
-                         env={**__import__("os").environ,
-                              "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins")})
+def test_airflow_loads_the_plugin_and_nothing_else_from_the_folder():
+    """The plugin loads; the package beside it (credit_risk_ui, listed in .airflowignore) is
+    imported by the plugin, never by Airflow file by file."""
+    script = ("import json\n"
+              "from airflow import plugins_manager as pm\n"
+              "pm.ensure_plugins_loaded()\n"
+              "names = [p['name'] for p in pm.get_plugin_info()]\n"
+              "print(json.dumps({'names': names, 'errors': pm.get_import_errors()}))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=ROOT, env={**__import__("os").environ,
+                                        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins")})
     assert out.returncode == 0, out.stderr[-2000:]
-    listing = out.stdout[out.stdout.index("["):]
-    plugins = {p["name"]: p for p in json.loads(listing)}
-    assert "credit_risk" in plugins, plugins.keys()
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "credit_risk" in loaded["names"], loaded["names"]
+    assert loaded["errors"] == {}
 
 
 @pytest.mark.parametrize(("run", "path", "served"), [

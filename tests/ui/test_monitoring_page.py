@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from credit_risk.pipeline.monitoring import drift_step, performance_step
-from credit_risk.ui import create_ui
+from credit_risk_ui import create_ui
 from tests.e2e.test_performance_dag import log_matured_batch
 from tests.model.test_monitoring import _log_traffic
 from tests.ui.test_airflow_pages import logged_in

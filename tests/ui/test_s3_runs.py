@@ -6,7 +6,7 @@ import json
 import fsspec
 from fastapi.testclient import TestClient
 
-from credit_risk.ui import create_ui
+from credit_risk_ui import create_ui
 from tests.ui.test_airflow_pages import logged_in
 
 
