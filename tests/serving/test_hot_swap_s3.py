@@ -31,7 +31,9 @@ class Load:
 
     def __init__(self, server, application: dict):
         self.server, self.application = server, application
-        self.results: list[tuple[object, str | None]] = []  # (status or error, model_version)
+        # (status or error, model_version, swaps begun when the answer came)
+        self.results: list[tuple[object, str | None, int]] = []
+        self.begun = 0  # swaps begun so far: the champion can be any of the first begun + 1
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._client) for _ in range(CLIENTS)]
 
@@ -40,9 +42,9 @@ class Load:
             try:
                 status, body = self.server.get("/api/v1/predict", self.application)
                 version = json.loads(body).get("model_version") if status == 200 else None
-                self.results.append((status, version))
+                self.results.append((status, version, self.begun))
             except OSError as exc:  # refused or reset connection: an error of the test
-                self.results.append((repr(exc), None))
+                self.results.append((repr(exc), None, self.begun))
 
     def __enter__(self) -> Load:
         for t in self.threads:
@@ -59,7 +61,7 @@ class Load:
         start = len(self.results)
         deadline = time.time() + timeout
         while time.time() < deadline:
-            tail = [v for _, v in self.results[start:][-SETTLED:]]
+            tail = [v for _, v, _ in self.results[start:][-SETTLED:]]
             if len(tail) == SETTLED and set(tail) == {version}:
                 return
             time.sleep(0.05)
@@ -87,18 +89,23 @@ def test_promote_and_rollback_under_load_on_s3(trained, s3_url, tmp_path, monkey
         load.wait_for(versions[0])
         for i in range(SWAPS):
             current = publisher.alias_version("champion")
-            if i % 3 == 2:
-                target = publisher.rollback(f"swap {i}", by="hot-swap test")
+            rollback = i % 3 == 2
+            target = publisher.alias_version("previous") if rollback else next(
+                v for v in versions[(i % 3):] + versions if v != current)
+            champions.append(target)  # before the change: answers may name it from now on
+            load.begun = i + 1
+            if rollback:
+                assert publisher.rollback(f"swap {i}", by="hot-swap test") == target
             else:
-                target = next(v for v in versions[(i % 3):] + versions if v != current)
                 publisher.promote(target, f"swap {i}", by="hot-swap test")
             assert publisher.alias_version("champion") == target
-            champions.append(target)
             swaps.append((current, target))
             load.wait_for(target)
     results = load.results
     errors = [r for r in results if r[0] != 200]
-    served = Counter(v for _, v in results)
+    served = Counter(v for _, v, _ in results)
+    # Each answer names a version that was champion at some moment up to the answer.
+    early = [(v, begun) for _, v, begun in results if v not in champions[:begun + 1]]
     _, text = server.get("/metrics")
     reload_failures = metric(text.decode(), "credit_risk_model_reload_failures_total")
     print(f"hot swap on S3: {len(results)} requests, {len(swaps)} swaps "
@@ -107,6 +114,7 @@ def test_promote_and_rollback_under_load_on_s3(trained, s3_url, tmp_path, monkey
           f"{dict(sorted(served.items()))}")
     assert errors == []
     assert set(served) == set(champions)  # each champion served, nothing else
+    assert early == []
     assert never not in served
     assert reload_failures == 0
     history = Registry.from_settings(Settings(registry_url=url, trusted_keys=(public,))).history()
