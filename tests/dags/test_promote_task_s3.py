@@ -1,7 +1,8 @@
 """The training DAG's publish task (which promotes what the gate approved) against a signed
 registry on S3 (moto's server): with the right key it publishes and promotes a signed version;
 with a signing key that is missing, unreadable or not trusted it fails at its first try,
-without the DAG's retries (AirflowFailException), and writes nothing to the registry."""
+without the DAG's retries (AirflowFailException), and writes nothing to the registry (except
+in one case, a strict expected failure below: a wrong key on a worker that trusts no key)."""
 
 from __future__ import annotations
 
@@ -17,18 +18,17 @@ import pytest
 from credit_risk.cli import main
 from credit_risk.config import Settings
 from credit_risk.pipeline import steps
+from credit_risk.registry.signing import PRIVATE_FILE, PUBLIC_FILE, key_id, load_public_key
 from credit_risk.registry.store import Registry
 from tests.conftest import generate_data, small_settings
 from tests.dags.bundle import get_dag
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # two runs of the DAG
 
 
 def _keys(folder) -> tuple[str, str, str]:
     """`credit-risk keys generate`: (private PEM, public PEM, key id)."""
-    main(["keys", "generate", "--out", str(folder)])
-    from credit_risk.registry.signing import PRIVATE_FILE, PUBLIC_FILE, key_id, load_public_key
-
+    assert main(["keys", "generate", "--out", str(folder)]) == 0
     public = folder / PUBLIC_FILE
     return str(folder / PRIVATE_FILE), str(public), key_id(load_public_key(public))
 
