@@ -85,7 +85,7 @@ def credit_risk_monitoring():
     @task(trigger_rule="all_done")  # retention holds even on a day the drift check fails
     @fails_fast
     def prune_decisions() -> dict:
-        from credit_risk.registry.decisions import prune_decisions
+        from credit_risk.records.backends import prune_decisions
 
         return prune_decisions(settings())
 

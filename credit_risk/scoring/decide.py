@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from credit_risk.registry.decisions import DecisionLog
+from credit_risk.records.decisions import DecisionLog
 from credit_risk.scoring.scorer import Scorer
 
 Results = list[dict[str, Any]]
