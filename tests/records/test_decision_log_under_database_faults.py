@@ -22,7 +22,7 @@ from credit_risk.records.backends import decision_log_at
 from credit_risk.records.decisions import DecisionLogError
 from serving import create_app
 from tests.records.cluster import Cluster
-from tests.serving.servers import in_thread
+from tests.serving.servers import gunicorn, in_thread
 
 pytestmark = [pytest.mark.integration]
 
@@ -163,6 +163,38 @@ def test_server_stopped_and_restarted_during_load(trained, cluster):
            during_outage=len(outage),
            recovery_s=round(recovered - started, 2))
     app.extensions["credit_risk"]["decisions"].close()
+
+
+@pytest.mark.slow
+def test_gunicorn_workers_survive_a_restart_under_load(trained, cluster, tmp_path):
+    """The same through gunicorn (two forked workers, each with its own connection): both
+    fail closed while the server is down and answer again when it is back."""
+    url = cluster.url("app")
+    _migrate(url)
+    with gunicorn(trained[0].registry_url, tmp_path, reload_interval_s=0, extra_env={
+            "CREDIT_RISK_DECISION_LOG": url,
+            "CREDIT_RISK_DECISION_LOG_COMMIT_TIMEOUT_S": str(COMMIT_TIMEOUT_S)}) as server:
+        with Load(server.base, server.application()) as load:
+            load.wait_for(200, after=0)
+            time.sleep(1.0)
+            stopping = time.monotonic()
+            cluster.stop("immediate")
+            stopped = time.monotonic()
+            load.wait_for(503, after=stopping)
+            time.sleep(2.0)
+            starting = time.monotonic()
+            cluster.start()
+            started = time.monotonic()
+            recovered = load.wait_for(200, after=started)
+            time.sleep(1.0)
+        server.wait_until(lambda: server.get("/ready")[0] == 200)
+        workers = cluster.sql("SELECT count(DISTINCT pid) FROM pg_stat_activity "
+                              "WHERE application_name = 'credit-risk-app'")[0][0]
+    outage = [c for c in load.calls if stopped <= c.at < starting]
+    assert outage and {c.status for c in outage} == {503}
+    _check(cluster, load.calls, "restart-gunicorn", outage_s=round(started - stopping, 2),
+           during_outage=len(outage), recovery_s=round(recovered - started, 2),
+           connections_after=workers)
 
 
 def test_connection_refused_at_start(trained, cluster):
