@@ -72,14 +72,14 @@ def fill(settings: Any, targets: list[str], rows: int) -> float:
     from credit_risk.datasets import synthetic
     from credit_risk.pipeline.ingest import assemble
     from credit_risk.pipeline.steps import load_scorer
-    from credit_risk.registry.decisions import DecisionLog
+    from credit_risk.records.backends import decision_log_at
     from credit_risk.spec.dataset import load_spec
 
     t = time.perf_counter()
     scorer = load_scorer(settings)
     names = [f["name"] for f in scorer.fields]
     spec = load_spec(settings.dataset_spec)
-    logs = [DecisionLog(target) for target in targets]
+    logs = [decision_log_at(target) for target in targets]
     try:
         for dlog in logs:
             dlog.migrate()
@@ -136,7 +136,7 @@ def breakdown(settings: Any, target: str) -> dict[str, float]:
     from datetime import timedelta
 
     from credit_risk.pipeline import monitoring
-    from credit_risk.registry.decisions import DecisionLog
+    from credit_risk.records.backends import decision_log_at
     from credit_risk.registry.store import Registry
 
     registry = Registry(settings.registry_url)
@@ -147,7 +147,7 @@ def breakdown(settings: Any, target: str) -> dict[str, float]:
     until = datetime.now(UTC)
     since = until - timedelta(days=7)
     parts: dict[str, float] = {}
-    dlog = DecisionLog(target)
+    dlog = decision_log_at(target)
     t = time.perf_counter()
     for _ in dlog.iter_chunks(since, until):
         pass

@@ -156,12 +156,14 @@ class Settings(BaseSettings):
     # (postgresql+psycopg://user@host/db, needs the postgres extra); empty or "none" in the
     # environment: do not log. See README "Security" (the decision log fails closed).
     decision_log: Path | str | None = Path("var/decisions/decisions.jsonl")
-    # PostgreSQL only: serving runs `credit-risk decisions migrate` itself at start (off: the
-    # schema is migrated once per release by a role that may change it, not by every worker).
+    # PostgreSQL only: serving runs `credit-risk decisions migrate` itself at start, and again
+    # when the readiness check finds the schema behind (a worker that started before its
+    # database). Off: the schema is migrated once per release by a role that may change it.
     decision_log_migrate_on_start: bool = False
     # PostgreSQL only: the group-commit writer of each process. At most `queue_rows` decisions
     # wait (a request beyond that is refused at once, 503), at most `batch_rows` go into one
-    # transaction, and a request waits at most `commit_timeout_s` for its commit (then 503).
+    # transaction, and a request waits at most `commit_timeout_s` for its commit (then 503;
+    # the server cancels a statement after half of it).
     decision_log_queue_rows: int = Field(20_000, ge=1)
     decision_log_batch_rows: int = Field(2_000, ge=1)
     decision_log_commit_timeout_s: float = Field(2.0, gt=0, le=60)

@@ -18,7 +18,7 @@ from flask import (
 )
 from flask_wtf.csrf import CSRFError
 
-from credit_risk.registry.decisions import DecisionLogError
+from credit_risk.records.decisions import DecisionLogError
 from credit_risk.scoring import bands
 from credit_risk.scoring.request import APPLICATION_ID, validate_one
 from serving.auth import KeyChecker

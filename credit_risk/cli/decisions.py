@@ -13,7 +13,7 @@ import json
 
 from credit_risk.config import Settings
 from credit_risk.errors import CreditRiskError
-from credit_risk.registry.decisions import open_decision_log, prune_decisions
+from credit_risk.records.backends import open_decision_log, prune_decisions
 
 
 def cmd_decisions(args: argparse.Namespace, settings: Settings) -> int:

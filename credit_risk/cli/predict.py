@@ -23,7 +23,8 @@ from typing import IO, Any
 
 from credit_risk.config import Settings
 from credit_risk.errors import CreditRiskError
-from credit_risk.registry.decisions import DecisionLog
+from credit_risk.records.backends import open_decision_log
+from credit_risk.records.decisions import DecisionLog
 from credit_risk.scoring.champion import load_champion, registry_for
 from credit_risk.scoring.decide import decide
 from credit_risk.scoring.scorer import Scorer
@@ -44,7 +45,7 @@ class PredictInputError(CreditRiskError, ValueError):
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     scorer = load_scorer(settings, args.version, getattr(args, "dataset", None))
     header, rows = read_csv(Path(args.input))
-    log = DecisionLog(settings.decision_log) if settings.decision_log else None
+    log = open_decision_log(settings)
     out_rows = score_rows(scorer, header, rows, log)  # logged whole before any output
     columns = [*header, *RESULT_COLUMNS]
     if args.output == "-":

@@ -6,7 +6,7 @@ the threshold (0.25 is the usual "significant shift"); the monitoring DAG then e
 Asset.
 
 `performance_step`: the decisions that have matured (`performance_months_on_book`) joined
-with the observed outcomes (credit_risk.registry.outcomes), judged by
+with the observed outcomes (credit_risk.records.outcomes), judged by
 `credit_risk.pipeline.performance` against each version's training figures:
 performance.json and performance.png in the monitoring run folder; an alert also emits the
 drift Asset.
@@ -34,8 +34,8 @@ from credit_risk.pipeline.run_paths import (
     write_bytes,
     write_text,
 )
-from credit_risk.registry.decisions import CHUNK_ROWS, DecisionLog, open_decision_log
-from credit_risk.registry.outcomes import open_outcomes
+from credit_risk.records.backends import decision_log_at, open_decision_log, open_outcomes
+from credit_risk.records.decisions import CHUNK_ROWS, DecisionLog
 from credit_risk.registry.store import RegistryError
 from credit_risk.scoring.champion import registry_for
 
@@ -210,7 +210,8 @@ def recent_traffic(decision_log: DecisionLog | Path | str, since: datetime,
     dataset: a windowed read in chunks of `chunk_rows` (file or database alike), each chunk
     cut to `columns` (if given) before the next is read, so memory holds the window's
     application fields, never the whole log."""
-    dlog = decision_log if isinstance(decision_log, DecisionLog) else DecisionLog(decision_log)
+    dlog = (decision_log if isinstance(decision_log, DecisionLog)
+            else decision_log_at(decision_log))
     frames = [pd.DataFrame([d["inputs"] for d in chunk], columns=columns)
               for chunk in dlog.iter_chunks(since, until, model_versions=dataset_versions,
                                             chunk_rows=chunk_rows, columns=("inputs",))]
@@ -355,7 +356,7 @@ def load_outcomes_step(settings: Settings) -> dict[str, Any]:
     import os
 
     from credit_risk.errors import CreditRiskError
-    from credit_risk.registry.outcomes import open_outcomes, read_csv, read_sql
+    from credit_risk.records.outcomes import read_csv, read_sql
 
     if settings.outcomes_csv is not None:
         source, chunks = str(settings.outcomes_csv), read_csv(settings.outcomes_csv)

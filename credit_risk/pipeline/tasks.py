@@ -103,7 +103,7 @@ def performance_report(settings: Settings, run_id: str) -> str:
 
 def prune_decisions(settings: Settings) -> dict[str, Any]:
     """The decision log's retention enforced; what was removed."""
-    from credit_risk.registry.decisions import prune_decisions as prune
+    from credit_risk.records.backends import prune_decisions as prune
 
     return prune(settings)
 

@@ -63,9 +63,9 @@ def test_generate_train_list_show_predict(env, capsys):
     assert "raises the risk" in " ".join(r["reasons"] for r in rows)
     assert rows[5]["warnings"].startswith("bank_balance_at_application outside the training")
     # Every scored row is a logged decision (the monitoring DAG reads them).
-    from credit_risk.registry.decisions import DecisionLog
+    from credit_risk.records.backends import decision_log_at
 
-    logged = DecisionLog(env / "decisions.jsonl").read()
+    logged = decision_log_at(env / "decisions.jsonl").read()
     assert len(logged) == 19 and logged[0]["model_version"] == version
     assert [w["field"] for w in logged[4]["warnings"]] == ["bank_balance_at_application"]
 

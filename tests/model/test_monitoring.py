@@ -20,7 +20,7 @@ from credit_risk.pipeline.monitoring import (
     psi_numeric,
 )
 from credit_risk.pipeline.steps import load_scorer
-from credit_risk.registry.decisions import DecisionLog
+from credit_risk.records.backends import decision_log_at
 from credit_risk.registry.store import Registry
 from credit_risk.spec.dataset import load_spec
 
@@ -100,7 +100,7 @@ def test_evidently_gets_the_sample_and_psi_every_row(monitored, monkeypatch):
     result = json.loads(Path(drift_step(monitored, "m5", evidently_rows=150)).read_text())
     assert result["current_rows"] == result["psi_rows"] == 600
     assert result["evidently_sample_rows"] == 150 and len(seen[0]) == 150
-    logged = pd.DataFrame([d["inputs"] for d in DecisionLog(monitored.decision_log).read()])
+    logged = pd.DataFrame([d["inputs"] for d in decision_log_at(monitored.decision_log).read()])
     manifest = load_scorer(monitored).manifest
     reference = pd.read_parquet(io.BytesIO(Registry(monitored.registry_url).read_file(
         manifest["version"], monitoring.REFERENCE_FILE)))
@@ -112,7 +112,7 @@ def _log_traffic(settings, shift: bool, n: int = 600):
     apps = assemble(load_spec("lauki_synthetic"), synthetic.generate(n, seed=11, shift=shift))
     names = [f["name"] for f in scorer.fields]
     records = apps[names].astype(object).where(apps[names].notna(), None).to_dict("records")
-    DecisionLog(settings.decision_log).write("test", records, scorer.score_records(records))
+    decision_log_at(settings.decision_log).write("test", records, scorer.score_records(records))
 
 
 @pytest.fixture
@@ -158,7 +158,7 @@ def test_drift_command(monitored, monkeypatch, capsys):
 
 
 def test_decision_log_survives_a_broken_line(tmp_path):
-    log = DecisionLog(tmp_path / "d.jsonl")
+    log = decision_log_at(tmp_path / "d.jsonl")
     log.write("a", [{"x": 1}], [{"model_version": "v"}])
     with open(tmp_path / "d.jsonl", "ab") as fh:
         fh.write(b'{"at": "2026-01-01T00:00:00+00:00", "trunc')  # a torn write
@@ -181,7 +181,7 @@ def test_decision_log_reads_lines_that_only_the_standard_json_module_parses(tmp_
     path = tmp_path / "d.jsonl"
     path.write_text('{"at": "2026-01-01T00:00:00+00:00", "request_id": "a", '
                     '"inputs": {"x": NaN}, "model_version": "v"}\n')
-    [record] = DecisionLog(path).read()
+    [record] = decision_log_at(path).read()
     assert record["request_id"] == "a" and np.isnan(record["inputs"]["x"])
 
 
@@ -190,7 +190,7 @@ def test_traffic_is_only_the_windows_decisions_by_the_datasets_versions(tmp_path
 
     from credit_risk.pipeline.monitoring import traffic_chunks
 
-    dlog = DecisionLog(tmp_path / "d.jsonl")
+    dlog = decision_log_at(tmp_path / "d.jsonl")
     for i, version in enumerate(["v1", "other", "v1", "v2", "other", "v1"]):
         dlog.write(f"r{i}", [{"x": i, "c": "a"}], [{"model_version": version}])
     now = datetime.now(UTC)

@@ -18,7 +18,7 @@ from credit_risk.pipeline.performance import (
     decisions_frame,
     performance_report,
 )
-from credit_risk.registry.decisions import DecisionLog
+from credit_risk.records.backends import decision_log_at
 from credit_risk.registry.store import Registry
 from credit_risk.scoring.bands import NAMES
 from credit_risk.scoring.scorer import Scorer
@@ -47,7 +47,7 @@ def scored(trained, tmp_path_factory):
     settings, version = trained
     tmp = tmp_path_factory.mktemp("perf")
     scorer = Scorer.load(Registry(settings.registry_url), version)
-    log = DecisionLog(tmp / "decisions.jsonl")
+    log = decision_log_at(tmp / "decisions.jsonl")
     outcomes, dates, refused = [], {}, []
     for shift, months, prefix in ((False, ("2023-01", "2023-02"), "R"),
                                   (True, ("2023-03", "2023-04"), "S")):

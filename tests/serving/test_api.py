@@ -22,12 +22,12 @@ def test_valid_application(client, application, trained):
 
 
 def test_request_id_is_generated_and_decision_logged(client, application, trained):
-    from credit_risk.registry.decisions import DecisionLog
+    from credit_risk.records.backends import decision_log_at
 
     r = client.post("/api/v1/predict", json=application)
     rid = r.json["request_id"]
     assert len(rid) == 32
-    logged = [d for d in DecisionLog(trained[0].decision_log).read() if d["request_id"] == rid]
+    logged = [d for d in decision_log_at(trained[0].decision_log).read() if d["request_id"] == rid]
     assert logged and logged[0]["inputs"]["age"] == application["age"]
     assert logged[0]["probability_of_default"] == r.json["probability_of_default"]
 

@@ -1,13 +1,10 @@
 """Observed outcomes of decided applications (application_id, defaulted, observed_at), stored
 beside the decision log for performance monitoring on matured loans.
 
-`open_outcomes(settings)` opens the store `CREDIT_RISK_OUTCOMES` names:
-
-- a path: `JsonlOutcomes`, one JSON line per observation (the embedded default: outcomes.jsonl
-  in the decision log's folder).
-- a URL `postgresql+psycopg://...`: `credit_risk.registry.outcomes_pg.PostgresOutcomes`, the
-  `outcomes` table (created by the same Alembic migrations as the decisions; imported only
-  for such a URL). Unset and the decision log in PostgreSQL: that database.
+`Observation` is the record (checked on every read and write); `OutcomeStore` the interface,
+`JsonlOutcomes` the embedded default (outcomes.jsonl in the decision log's folder), the
+PostgreSQL store in `outcomes_pg` (the `outcomes` table of the decision log's migrations);
+`backends.open_outcomes` opens the one the settings name.
 
 Loads are idempotent: an observation is keyed by (application_id, observed_at); loading it
 again stores nothing (the first load of a key wins). Reads are windowed by observed_at and
@@ -18,19 +15,17 @@ the row, column and value of any problem (`OutcomesError`). Serving slice: no pa
 from __future__ import annotations
 
 import csv
-import fcntl
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from credit_risk.errors import CreditRiskError
-
-if TYPE_CHECKING:
-    from credit_risk.config import Settings
+from credit_risk.records.jsonl import JsonlFile, dumps_line, loads_line, read_locked
 
 COLUMNS = ("application_id", "defaulted", "observed_at")
 CHUNK_ROWS = 10_000
@@ -38,8 +33,6 @@ MAX_ID_CHARS = 100
 TRUE = frozenset({"1", "true", "t", "yes", "y"})
 FALSE = frozenset({"0", "false", "f", "no", "n"})
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-Observation = dict[str, Any]  # {"application_id": str, "defaulted": bool, "observed_at": datetime}
 
 
 class OutcomesError(CreditRiskError, ValueError):
@@ -86,11 +79,33 @@ def parse_observed_at(value: Any) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-def observation(row: Mapping[str, Any]) -> Observation:
+class Observation(BaseModel):
+    """One observed outcome: the loan's application_id, whether it defaulted, when (UTC)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    application_id: Annotated[str, BeforeValidator(parse_id)]
+    defaulted: Annotated[bool, BeforeValidator(parse_defaulted)]
+    observed_at: Annotated[AwareDatetime, BeforeValidator(parse_observed_at)]
+
+    def key(self) -> tuple[str, str]:
+        return self.application_id, self.observed_at.isoformat()
+
+    def record(self) -> dict[str, Any]:
+        """As stores give it back: observed_at as an ISO string."""
+        return {"application_id": self.application_id, "defaulted": self.defaulted,
+                "observed_at": self.observed_at.isoformat()}
+
+
+def observation(row: Mapping[str, Any] | Observation) -> Observation:
     """One checked observation; ValueError naming the column and value."""
-    return {"application_id": parse_id(row.get("application_id")),
-            "defaulted": parse_defaulted(row.get("defaulted")),
-            "observed_at": parse_observed_at(row.get("observed_at"))}
+    if isinstance(row, Observation):
+        return row
+    try:
+        return Observation.model_validate({c: row.get(c) for c in COLUMNS})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(str(first["msg"]).removeprefix("Value error, ")) from None
 
 
 def _show(value: Any) -> str:
@@ -199,22 +214,22 @@ def read_sql(url: str, query: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[lis
 class OutcomeStore:
     """Where outcomes are kept; the backends subclass it."""
 
-    def load(self, observations: Iterable[Observation]) -> int:
+    def load(self, observations: Iterable[Observation | Mapping[str, Any]]) -> int:
         """Store the observations not stored yet (by application_id and observed_at); how many
-        were new."""
+        were new. Each is checked first (OutcomesError naming the problem)."""
         raise NotImplementedError
 
     def iter_chunks(self, since: datetime | None = None, until: datetime | None = None, *,
-                    chunk_rows: int = CHUNK_ROWS) -> Iterator[list[Observation]]:
+                    chunk_rows: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
         """The observations with observed_at in [since, until), in lists of at most
-        `chunk_rows`, oldest first; observed_at as an ISO string."""
+        `chunk_rows`, oldest first, as `Observation.record()`s."""
         raise NotImplementedError
 
     def count(self) -> int:
         return sum(len(c) for c in self.iter_chunks())
 
     def read(self, since: datetime | None = None,
-             until: datetime | None = None) -> list[Observation]:
+             until: datetime | None = None) -> list[dict[str, Any]]:
         return [o for chunk in self.iter_chunks(since, until) for o in chunk]
 
     def migrate(self) -> str | None:
@@ -233,82 +248,55 @@ class OutcomeStore:
         self.close()
 
 
-def _key(obs: Observation) -> tuple[str, str]:
-    return obs["application_id"], _iso(obs["observed_at"])
-
-
-def _iso(t: datetime | str) -> str:
-    return (t if isinstance(t, datetime) else parse_observed_at(t)).astimezone(UTC).isoformat()
+def checked(observations: Iterable[Observation | Mapping[str, Any]]) -> Iterator[Observation]:
+    """Each observation checked; OutcomesError naming the first bad one."""
+    for n, obs in enumerate(observations, start=1):
+        try:
+            yield observation(obs)
+        except ValueError as exc:
+            raise OutcomesError(f"observation {n}: {exc}") from None
 
 
 class JsonlOutcomes(OutcomeStore):
-    """JSON lines; a load reads the stored keys and appends the new lines in one write, under
-    an exclusive lock (two loads at once: the second sees the first's lines)."""
+    """JSON lines, fsynced; a load reads the stored keys and appends the new lines in one
+    write, under an exclusive lock (two loads at once: the second sees the first's lines)."""
 
     def __init__(self, path: Path | str):
-        self.path = Path(path)
+        self.file = JsonlFile(path, fsync=True)
+        self.path = self.file.path
 
     def describe(self) -> str:
         return str(self.path)
 
-    def load(self, observations: Iterable[Observation]) -> int:
+    def load(self, observations: Iterable[Observation | Mapping[str, Any]]) -> int:
+        new = list(checked(observations))  # a bad one stores nothing
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            with self.file.locked(os.O_RDWR | os.O_APPEND | os.O_CREAT) as fd:
+                with read_locked(fd) as fh:
+                    seen = {obs.key() for obs in _stored(fh)}
+                lines = []
+                loaded_at = datetime.now(UTC).isoformat()
+                for obs in new:
+                    if obs.key() not in seen:
+                        seen.add(obs.key())
+                        lines.append(dumps_line({**obs.record(), "loaded_at": loaded_at}))
+                self.file.append(b"".join(lines), fd)
         except OSError as exc:
             raise OutcomesError(f"outcomes {self.path}: {exc.strerror or exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            with os.fdopen(os.dup(fd), "rb") as fh:
-                seen = {_key(o) for chunk in self._chunks(fh, None, None, CHUNK_ROWS)
-                        for o in chunk}
-            lines = []
-            for obs in observations:
-                key = _key(obs)
-                if key in seen:
-                    continue
-                seen.add(key)
-                lines.append(json.dumps({"application_id": key[0],
-                                         "defaulted": bool(obs["defaulted"]),
-                                         "observed_at": key[1],
-                                         "loaded_at": datetime.now(UTC).isoformat()}) + "\n")
-            data = "".join(lines).encode()
-            start = os.fstat(fd).st_size
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            except OSError as exc:
-                os.ftruncate(fd, start)  # whole lines or none
-                raise OutcomesError(f"outcomes {self.path}: {exc.strerror or exc}") from exc
-            return len(lines)
-        finally:
-            os.close(fd)
+        return len(lines)
 
     def iter_chunks(self, since: datetime | None = None, until: datetime | None = None, *,
-                    chunk_rows: int = CHUNK_ROWS) -> Iterator[list[Observation]]:
-        if not self.path.exists():
-            return
-        with self.path.open("rb") as fh:
-            yield from self._chunks(fh, since, until, chunk_rows)
-
-    @staticmethod
-    def _chunks(fh: Any, since: datetime | None, until: datetime | None,
-                chunk_rows: int) -> Iterator[list[Observation]]:
+                    chunk_rows: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
+        """Lines that are not an `Observation` are skipped."""
         lo = None if since is None else parse_observed_at(since)
         hi = None if until is None else parse_observed_at(until)
-        chunk: list[Observation] = []
-        for line in fh:
-            try:
-                rec = json.loads(line)
-                at = parse_observed_at(rec["observed_at"])
-            except (ValueError, KeyError, TypeError):
+        chunk: list[dict[str, Any]] = []
+        for obs in _stored(self.file.lines()):
+            if (lo is not None and obs.observed_at < lo) or (hi is not None
+                                                              and obs.observed_at >= hi):
                 continue
-            if (lo is not None and at < lo) or (hi is not None and at >= hi):
-                continue
-            chunk.append({"application_id": rec["application_id"],
-                          "defaulted": bool(rec["defaulted"]), "observed_at": at.isoformat()})
+            chunk.append(obs.record())
             if len(chunk) >= chunk_rows:
                 yield chunk
                 chunk = []
@@ -316,31 +304,11 @@ class JsonlOutcomes(OutcomeStore):
             yield chunk
 
 
-def outcomes_target(settings: Settings) -> Path | str:
-    """Where the settings put outcomes: CREDIT_RISK_OUTCOMES, else beside the decision log."""
-    if settings.outcomes is not None:
-        return settings.outcomes
-    log = settings.decision_log
-    if isinstance(log, str):  # the decision log's database
-        return log
-    return (Path(log).parent if log is not None else Path("var/decisions")) / "outcomes.jsonl"
-
-
-def open_outcomes(settings: Settings | None = None, target: Path | str | None = None
-                  ) -> OutcomeStore:
-    """The outcome store of a target (a path or a PostgreSQL URL), by default the settings'."""
-    if target is None:
-        assert settings is not None
-        target = outcomes_target(settings)
-    if isinstance(target, str) and "://" in target:
-        scheme = target.split("://", 1)[0].lower()
-        if scheme not in ("postgresql+psycopg", "postgresql", "postgres"):
-            raise OutcomesError(f"outcomes URL scheme {scheme!r}: only postgresql+psycopg:// "
-                                "is supported")
+def _stored(lines: Iterable[bytes]) -> Iterator[Observation]:
+    """The lines that are stored observations, checked."""
+    for line in lines:
         try:
-            from credit_risk.registry.outcomes_pg import PostgresOutcomes
-        except ModuleNotFoundError as exc:
-            raise OutcomesError(f"outcomes in PostgreSQL need the postgres extra (no module "
-                                f"named {exc.name!r})") from exc
-        return PostgresOutcomes(target)
-    return JsonlOutcomes(Path(target))
+            rec = loads_line(line)
+            yield Observation.model_validate({c: rec[c] for c in COLUMNS})
+        except (ValueError, TypeError, KeyError):
+            continue

@@ -1,25 +1,25 @@
-"""Observed outcomes in PostgreSQL (SQLAlchemy 2 + psycopg 3): the `outcomes` table of the
-decision log's Alembic migrations (`migrate()`, or `credit-risk decisions migrate`). Imported
-only for a `postgresql+psycopg://` outcomes URL."""
+"""Observed outcomes in PostgreSQL: the `outcomes` table of the decision log's Alembic
+migrations (`migrate()`, or `credit-risk outcomes migrate`). Imported only for a
+`postgresql+psycopg://` outcomes URL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL
 
-from credit_risk.registry.outcomes import (
+from credit_risk.records.outcomes import (
     CHUNK_ROWS,
     Observation,
     OutcomesError,
     OutcomeStore,
+    checked,
     parse_observed_at,
 )
-
-MIGRATION_LOCK = 0x63726C6F67  # the decision log's migration lock: one migrator at a time
+from credit_risk.records.postgres import DB_ERRORS, Database, why
 
 metadata = sa.MetaData()
 outcomes = sa.Table(
@@ -41,38 +41,30 @@ _INSERT = sa.text(
 
 
 class PostgresOutcomes(OutcomeStore):
-    """Outcomes in the `outcomes` table (in the connection's search_path)."""
+    """Outcomes in the `outcomes` table (in the connection's search_path); connects on first
+    use."""
 
     def __init__(self, url: str | URL, chunk_rows: int = CHUNK_ROWS):
-        parsed = make_url(url)
-        if parsed.drivername in ("postgresql", "postgres"):
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        self.url = parsed
+        try:
+            self.db = Database(url, connect_timeout_s=5, pool_size=1, max_overflow=2)
+        except ValueError as exc:
+            raise OutcomesError(f"outcomes URL: {exc}") from exc
+        self.url = self.db.url
         self.chunk_rows = chunk_rows
-        self._engine_: Engine | None = None
-
-    def _engine(self) -> Engine:
-        if self._engine_ is None:
-            args = {} if "connect_timeout" in self.url.query else {"connect_timeout": 5}
-            self._engine_ = sa.create_engine(self.url, connect_args=args, pool_size=1,
-                                             max_overflow=2)
-        return self._engine_
 
     def describe(self) -> str:
-        return self.url.render_as_string(hide_password=True)
+        return self.db.describe()
 
     def _error(self, what: str, exc: BaseException) -> OutcomesError:
-        inner = getattr(exc, "orig", None) or exc
-        first = (str(inner).strip().splitlines() or [""])[0]
+        first = why(exc)
         hint = " (run `credit-risk outcomes migrate`)" if "outcomes\" does not exist" in first \
             else ""
-        return OutcomesError(f"outcomes {self.describe()}: cannot {what}: "
-                             f"{type(inner).__name__}: {first}{hint}")
+        return OutcomesError(f"outcomes {self.describe()}: cannot {what}: {first}{hint}")
 
-    def load(self, observations: Iterable[Observation]) -> int:
+    def load(self, observations: Iterable[Observation | Mapping[str, Any]]) -> int:
         new = 0
         chunk: list[Observation] = []
-        for obs in observations:
+        for obs in checked(observations):
             chunk.append(obs)
             if len(chunk) >= self.chunk_rows:
                 new += self._insert(chunk)
@@ -82,17 +74,17 @@ class PostgresOutcomes(OutcomeStore):
         return new
 
     def _insert(self, chunk: list[Observation]) -> int:
-        params = {"application_id": [o["application_id"] for o in chunk],
-                  "defaulted": [bool(o["defaulted"]) for o in chunk],
-                  "observed_at": [parse_observed_at(o["observed_at"]) for o in chunk]}
+        params = {"application_id": [o.application_id for o in chunk],
+                  "defaulted": [o.defaulted for o in chunk],
+                  "observed_at": [o.observed_at for o in chunk]}
         try:
-            with self._engine().begin() as conn:
+            with self.db.engine().begin() as conn:
                 return int(conn.execute(_INSERT, params).rowcount)
-        except sa_exc.SQLAlchemyError as exc:
+        except DB_ERRORS as exc:
             raise self._error("store", exc) from exc
 
     def iter_chunks(self, since: datetime | None = None, until: datetime | None = None, *,
-                    chunk_rows: int = CHUNK_ROWS) -> Iterator[list[Observation]]:
+                    chunk_rows: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
         """Keyset pages over (observed_at, id): one short query per chunk."""
         t = outcomes
         where = []
@@ -109,50 +101,33 @@ class PostgresOutcomes(OutcomeStore):
                     sa.literal(last[0], sa.DateTime(timezone=True)), sa.literal(last[1])))
             query = query.order_by(t.c.observed_at, t.c.id).limit(chunk_rows)
             try:
-                with self._engine().connect() as conn:
+                with self.db.engine().connect() as conn:
                     rows = conn.execute(query).all()
-            except sa_exc.SQLAlchemyError as exc:
+            except DB_ERRORS as exc:
                 raise self._error("read", exc) from exc
             if not rows:
                 return
-            yield [{"application_id": r.application_id, "defaulted": r.defaulted,
-                    "observed_at": r.observed_at.astimezone(UTC).isoformat()} for r in rows]
+            yield [Observation(application_id=r.application_id, defaulted=r.defaulted,
+                               observed_at=r.observed_at.astimezone(UTC)).record()
+                   for r in rows]
             if len(rows) < chunk_rows:
                 return
             last = (rows[-1].observed_at, rows[-1].id)
 
     def count(self) -> int:
         try:
-            with self._engine().connect() as conn:
+            with self.db.engine().connect() as conn:
                 return int(conn.execute(sa.select(sa.func.count()).select_from(outcomes))
                            .scalar_one())
-        except sa_exc.SQLAlchemyError as exc:
+        except DB_ERRORS as exc:
             raise self._error("count", exc) from exc
 
     def migrate(self) -> str:
         """Create or upgrade the schema (decisions and outcomes: one chain of migrations)."""
-        from alembic import command
-        from alembic.config import Config
-        from alembic.script import ScriptDirectory
-
-        from credit_risk.registry.decisions_pg import MIGRATIONS
-
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.set_main_option("path_separator", "os")
         try:
-            with self._engine().begin() as conn:
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                             {"key": MIGRATION_LOCK})
-                config.attributes["connection"] = conn
-                command.upgrade(config, "head")
-        except sa_exc.SQLAlchemyError as exc:
+            return self.db.migrate()
+        except DB_ERRORS as exc:
             raise self._error("migrate", exc) from exc
-        head = ScriptDirectory.from_config(config).get_current_head()
-        assert head is not None
-        return head
 
     def close(self) -> None:
-        if self._engine_ is not None:
-            self._engine_.dispose()
-            self._engine_ = None
+        self.db.dispose()

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from credit_risk.config import Settings
 from credit_risk.errors import CreditRiskError
 from credit_risk.pipeline.monitoring import load_outcomes_step
-from credit_risk.registry.outcomes import open_outcomes
+from credit_risk.records.backends import open_outcomes
 
 
 def _outcomes_csv(path, n=5):

@@ -13,13 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from credit_risk.config import Settings
-from credit_risk.registry.decisions import (
-    DecisionLog,
-    DecisionLogError,
-    JsonlDecisionLog,
-    open_decision_log,
-    prune_decisions,
-)
+from credit_risk.records.backends import decision_log_at, open_decision_log, prune_decisions
+from credit_risk.records.decisions import DecisionLogError, JsonlDecisionLog
 
 
 def _lines(dlog: JsonlDecisionLog, records: list[tuple[datetime, str, str]]) -> None:
@@ -32,7 +27,7 @@ def _lines(dlog: JsonlDecisionLog, records: list[tuple[datetime, str, str]]) -> 
 
 
 def test_a_path_opens_the_file_backend(tmp_path):
-    dlog = DecisionLog(tmp_path / "d.jsonl")
+    dlog = decision_log_at(tmp_path / "d.jsonl")
     assert type(dlog) is JsonlDecisionLog and dlog.describe() == str(tmp_path / "d.jsonl")
     settings = Settings(decision_log=tmp_path / "x.jsonl")
     assert type(open_decision_log(settings)) is JsonlDecisionLog
@@ -56,7 +51,7 @@ def test_settings_choose_the_backend(monkeypatch, tmp_path):
     with pytest.raises(ValidationError, match="drift_window_days"):
         Settings()
     with pytest.raises(DecisionLogError, match="only postgresql"):
-        DecisionLog("mysql://u@db/credit")
+        decision_log_at("mysql://u@db/credit")
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 4, 1000])

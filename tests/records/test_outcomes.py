@@ -13,19 +13,10 @@ import pytest
 
 from credit_risk.cli import main
 from credit_risk.config import Settings
-from credit_risk.registry.decisions import DecisionLog
-from credit_risk.registry.outcomes import (
-    JsonlOutcomes,
-    OutcomesError,
-    open_outcomes,
-    outcomes_target,
-    read_csv,
-)
-from credit_risk.registry.outcomes_pg import PostgresOutcomes
-from tests.registry import test_decisions_pg as pg
-from tests.registry.test_decisions_pg import CONNINFO, sql, url_for
-
-pg_server, schema = pg.pg_server, pg.schema  # the decision log tests' fixtures
+from credit_risk.records.backends import decision_log_at, open_outcomes, outcomes_target
+from credit_risk.records.outcomes import JsonlOutcomes, OutcomesError, read_csv
+from credit_risk.records.outcomes_pg import PostgresOutcomes
+from tests.records.pg import CONNINFO, sql, url_for
 
 CSV = ("application_id,defaulted,observed_at,branch\n"
        "L1,yes,2024-01-31,north\n"
@@ -159,7 +150,7 @@ def test_outcomes_table_needs_the_migration(schema, tmp_path):
         store.load([{"application_id": "A", "defaulted": True,
                      "observed_at": datetime(2024, 1, 1, tzinfo=UTC)}])
     # the decisions' migrate creates it too (one chain of migrations)
-    dlog = DecisionLog(url_for(schema))
+    dlog = decision_log_at(url_for(schema))
     try:
         dlog.migrate()
     finally:
@@ -177,7 +168,7 @@ def client(trained, tmp_path):
     settings = trained[0].model_copy(update={"decision_log": tmp_path / "decisions.jsonl"})
     app = create_app(settings, watch=False)
     app.config["WTF_CSRF_ENABLED"] = False
-    return app.test_client(), DecisionLog(settings.decision_log)
+    return app.test_client(), decision_log_at(settings.decision_log)
 
 
 def _application(client) -> dict:
