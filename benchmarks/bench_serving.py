@@ -57,7 +57,7 @@ RUN_ID = "bench-serving"
 
 
 def run_dir(settings: Settings, run_id: str) -> Path:
-    return settings.runs_dir / run_id  # RUN_ID has only safe characters
+    return settings.data.runs_dir / run_id  # RUN_ID has only safe characters
 TARGETS = {  # issue 12's goals (and the p99 bound of the serving contract)
     "inprocess_p50_ratio": 2.0,     # single row, validate + score + 3 reasons / raw inplace_predict
     "health_ratio": 0.6,            # default response req/s / our own /health req/s, at least
@@ -127,7 +127,7 @@ def prepare_model(work: Path, retrain: bool) -> tuple[Settings, str]:
     settings = Settings(data_dir=ROOT / "var" / "data", runs_dir=work / "runs",
                         registry_url=str(work / "registry"), models=("xgboost",),
                         decision_log=None, n_customers=50_000)
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     split = run_dir(settings, RUN_ID) / "split" / "test.parquet"
     if retrain or registry.alias_version("champion") is None or not split.exists():
         print("training an XGBoost champion on the default 50,000-customer data...", flush=True)
@@ -366,7 +366,7 @@ def http(settings: Settings, records: list[dict], baseline: Path, work: Path, se
         decision_log = _fresh_schema(decision_log)
         subprocess.run([str(Path(sys.executable).parent / "credit-risk"), "decisions", "migrate"],
                        env={**os.environ, "CREDIT_RISK_DECISION_LOG": decision_log}, check=True)
-    ours_env = {"CREDIT_RISK_REGISTRY_URL": settings.registry_url,
+    ours_env = {"CREDIT_RISK_REGISTRY_URL": settings.registry.url,
                 "CREDIT_RISK_DECISION_LOG": decision_log or str(decisions),
                 "CREDIT_RISK_RELOAD_INTERVAL_S": "10",
                 "CREDIT_RISK_MAX_BATCH_ROWS": str(max(10_000, batch_rows))}
@@ -612,7 +612,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     m = machine()
     settings, version = prepare_model(args.work, args.retrain)
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     scorer = Scorer.load(registry, version)
     assert scorer.plan.kind == "xgboost", scorer.plan.kind
     records = sample_records(settings, scorer, 5000)

@@ -411,15 +411,16 @@ class Settings(BaseModel):
         values: dict[str, Any] = {k: v for k, v in data.items() if k in GROUPS}
         by_group: dict[str, dict[str, Any]] = {}
         for key, value in data.items():
-            if key in FLAT:
-                group, name = FLAT[key]
-                by_group.setdefault(group, {})[name] = value
+            if key in FLAT:  # by the variable's name, so that an error names the variable
+                by_group.setdefault(FLAT[key][0], {})[env(key)] = value
         for group, fields in by_group.items():
             base = values.get(group)
             if isinstance(base, Group):
-                values[group] = type(base)(**{**base.model_dump(), **fields})
-            else:
-                values[group] = GROUPS[group](**{**(base or {}), **fields})
+                base = base.model_dump(by_alias=True)
+            elif isinstance(base, dict):
+                model = GROUPS[group].model_fields
+                base = {model[k].alias if k in model else k: v for k, v in base.items()}
+            values[group] = GROUPS[group](**{**(base or {}), **fields})
         return values
 
     @model_validator(mode="after")

@@ -293,7 +293,7 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
             raise HTTPException(409, str(exc)) from exc
         return RedirectResponse(".", status_code=303)
 
-    folder = RunsFolder(settings.runs_dir)
+    folder = RunsFolder(settings.data.runs_dir)
 
     @app.get("/runs", response_class=HTMLResponse)
     def runs() -> HTMLResponse:

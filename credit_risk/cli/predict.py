@@ -44,7 +44,7 @@ class PredictInputError(CreditRiskError, ValueError):
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     scorer = load_scorer(settings, args.version, getattr(args, "dataset", None))
     header, rows = read_csv(Path(args.input))
-    log = DecisionLog(settings.decision_log) if settings.decision_log else None
+    log = DecisionLog(settings.decisions.url) if settings.decisions.url else None
     out_rows = score_rows(scorer, header, rows, log)  # logged whole before any output
     columns = [*header, *RESULT_COLUMNS]
     if args.output == "-":

@@ -211,4 +211,4 @@ class RunPaths(Generic[P]):
 
 def monitoring_dir(settings: Settings, run_id: str) -> Path | str:
     """The folder of one monitoring run (named by the run id as it is: Airflow's ids)."""
-    return join(local_or_url(settings.runs_dir), MONITORING, run_id)
+    return join(local_or_url(settings.data.runs_dir), MONITORING, run_id)

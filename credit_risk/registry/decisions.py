@@ -165,22 +165,22 @@ def backend_class(target: object) -> type[DecisionLog]:
 def open_decision_log(settings: Settings) -> DecisionLog | None:
     """The decision log the settings name (None: decisions are not logged), with the
     settings' bounds for a database backend."""
-    target = settings.decision_log
+    target = settings.decisions.url
     if target is None:
         return None
     if is_database_url(target):
         cls = backend_class(target)
-        return cls(str(target), queue_rows=settings.decision_log_queue_rows,
-                   batch_rows=settings.decision_log_batch_rows,
-                   commit_timeout_s=settings.decision_log_commit_timeout_s)
+        return cls(str(target), queue_rows=settings.decisions.queue_rows,
+                   batch_rows=settings.decisions.batch_rows,
+                   commit_timeout_s=settings.decisions.commit_timeout_s)
     return JsonlDecisionLog(Path(target))
 
 
 def prune_decisions(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """Enforce `decision_retention_days` on the configured decision log: delete decisions
     older than that (nothing when no retention is set). A summary for the task's log/XCom."""
-    days = settings.decision_retention_days
-    if settings.decision_log is None:
+    days = settings.decisions.retention_days
+    if settings.decisions.url is None:
         return {"status": "no decision log", "deleted": 0}
     if days is None:
         return {"status": "kept: no retention set", "deleted": 0}

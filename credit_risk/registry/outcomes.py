@@ -318,9 +318,9 @@ class JsonlOutcomes(OutcomeStore):
 
 def outcomes_target(settings: Settings) -> Path | str:
     """Where the settings put outcomes: CREDIT_RISK_OUTCOMES, else beside the decision log."""
-    if settings.outcomes is not None:
-        return settings.outcomes
-    log = settings.decision_log
+    if settings.monitoring.outcomes is not None:
+        return settings.monitoring.outcomes
+    log = settings.decisions.url
     if isinstance(log, str):  # the decision log's database
         return log
     return (Path(log).parent if log is not None else Path("var/decisions")) / "outcomes.jsonl"

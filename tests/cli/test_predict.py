@@ -16,9 +16,9 @@ from credit_risk.registry.store import Registry
 @pytest.fixture
 def env(trained, tmp_path, monkeypatch):
     settings, version = trained
-    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", str(settings.registry_url))
+    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", str(settings.registry.url))
     monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", str(tmp_path / "decisions.jsonl"))
-    fields = Registry(settings.registry_url).manifest(version)["inputs"]
+    fields = Registry(settings.registry.url).manifest(version)["inputs"]
     return tmp_path, version, fields
 
 

@@ -177,7 +177,7 @@ def client(trained, tmp_path):
     settings = trained[0].model_copy(update={"decision_log": tmp_path / "decisions.jsonl"})
     app = create_app(settings, watch=False)
     app.config["WTF_CSRF_ENABLED"] = False
-    return app.test_client(), DecisionLog(settings.decision_log)
+    return app.test_client(), DecisionLog(settings.decisions.url)
 
 
 def _application(client) -> dict:
