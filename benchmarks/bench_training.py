@@ -62,7 +62,8 @@ def main() -> None:
     md = [
         "# Default dataset: training run", "",
         f"Date {result['date']}; machine: {result['machine']}; {s.data.n_customers:,} customers; "
-        f"settings: {s.training.cv_folds}-fold CV, {s.training.search_iterations} search trials per model.",
+        f"settings: {s.training.cv_folds}-fold CV, {s.training.search_iterations} search trials "
+        "per model.",
         "Command: `make bench-training`.", "",
         f"Selected: **{m['model']}** ({m['status']}), test ROC-AUC {mm['roc_auc']:.4f} "
         "(target: at least 0.95 and below 0.995), "

@@ -110,8 +110,9 @@ def main() -> None:
         walls = []
         for _ in range(REPEATS):
             t = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", STEP, str(s.data.dir), str(s.data.runs_dir),
-                                   str(snapshot)], capture_output=True, text=True, check=True)
+            proc = subprocess.run([sys.executable, "-c", STEP, str(s.data.dir),
+                                   str(s.data.runs_dir), str(snapshot)],
+                                  capture_output=True, text=True, check=True)
             walls.append({"process": time.perf_counter() - t,
                           "in_process": float(proc.stdout.strip().splitlines()[-1])})
         result_path = snapshot.parent.parent / "validation" / "validation.json"

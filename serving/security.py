@@ -52,7 +52,8 @@ def client_address() -> str:
 
 def install(app: Flask, settings: Settings, keys: KeyChecker) -> LoginThrottle:
     """Install the defences; the throttle of failed keys (shared by the API and the login)."""
-    throttle = LoginThrottle(settings.serving.login_failures_per_client, settings.serving.login_failures_total,
+    throttle = LoginThrottle(settings.serving.login_failures_per_client,
+                             settings.serving.login_failures_total,
                              settings.serving.login_window_s)
 
     # Registered before CSRFProtect's check: these run first.

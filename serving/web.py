@@ -146,7 +146,8 @@ def login():
 @web.post("/logout")
 def logout():
     session.clear()
-    return redirect(url_for("web.login" if settings().serving.form_auth == "api_key" else "web.form"))
+    logs_in = settings().serving.form_auth == "api_key"
+    return redirect(url_for("web.login" if logs_in else "web.form"))
 
 
 @web.route("/", methods=["GET", "POST"])

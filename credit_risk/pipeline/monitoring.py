@@ -271,12 +271,14 @@ def drift_step(settings: Settings, run_id: str,
     """Compare recent traffic with the champion's training inputs; return the result path.
 
     PSI on every decision of the window; the Evidently report on a uniform sample of at most
-    `evidently_rows` of them (seeded by `settings.training.seed`), both streamed from the log in chunks.
+    `evidently_rows` of them (seeded by `settings.training.seed`), both streamed from the log in
+    chunks.
     """
     out = monitoring_dir(settings, run_id)
     makedirs(out)
     result: dict[str, Any] = {"run_id": run_id, "at": datetime.now(UTC).isoformat(),
-                              "psi_threshold": settings.monitoring.drift_psi_threshold, "drift": False}
+                              "psi_threshold": settings.monitoring.drift_psi_threshold,
+                              "drift": False}
     registry = registry_for(settings)  # the dataset serving serves
     champion = registry.alias_version("champion")
     if champion is None:
@@ -294,7 +296,8 @@ def drift_step(settings: Settings, run_id: str,
     since = until - timedelta(days=settings.monitoring.drift_window_days)
     fields = manifest["inputs"]
     names = [f["name"] for f in fields]
-    acc = DriftAccumulator(reference, fields, sample_rows=evidently_rows, seed=settings.training.seed)
+    acc = DriftAccumulator(reference, fields, sample_rows=evidently_rows,
+                           seed=settings.training.seed)
     dlog = open_decision_log(settings)
     try:
         for chunk in traffic_chunks(dlog, since, until, same_dataset, names) \
@@ -307,7 +310,8 @@ def drift_step(settings: Settings, run_id: str,
                   current_rows=acc.rows, window_days=settings.monitoring.drift_window_days)
     if acc.rows < settings.monitoring.drift_min_rows:
         result["status"] = (f"too little traffic: {acc.rows} decisions in "
-                            f"{settings.monitoring.drift_window_days} days (< {settings.monitoring.drift_min_rows})")
+                            f"{settings.monitoring.drift_window_days} days "
+                            f"(< {settings.monitoring.drift_min_rows})")
         return _write(out, result)
     table = acc.psi_table()
     sample = acc.sample()
@@ -358,12 +362,14 @@ def load_outcomes_step(settings: Settings) -> dict[str, Any]:
     from credit_risk.registry.outcomes import open_outcomes, read_csv, read_sql
 
     if settings.monitoring.outcomes_csv is not None:
-        source, chunks = str(settings.monitoring.outcomes_csv), read_csv(settings.monitoring.outcomes_csv)
+        csv = settings.monitoring.outcomes_csv
+        source, chunks = str(csv), read_csv(csv)
     elif settings.monitoring.outcomes_sql:
         url = os.environ.get(settings.monitoring.outcomes_sql_url_env or "", "").strip()
         if not url:
             raise CreditRiskError(f"outcomes_sql: the environment variable "
-                                  f"{settings.monitoring.outcomes_sql_url_env} (the database URL) is not set")
+                                  f"{settings.monitoring.outcomes_sql_url_env} (the database "
+                                  "URL) is not set")
         source, chunks = "outcomes_sql", read_sql(url, settings.monitoring.outcomes_sql)
     else:
         return {"source": None, "read": 0, "new": 0}

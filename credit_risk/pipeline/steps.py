@@ -75,7 +75,8 @@ def prepare_step(settings: Settings, snapshot: str, spec_name: str | None = None
     y = np.asarray(spec.is_default(df[spec.target.column]), dtype=int)
     df = df.drop(columns=[spec.target.column])
     key = spec.split_column()
-    X_train, X_test, y_train, y_test = split(df, y, settings.training.test_size, settings.training.seed, key)
+    X_train, X_test, y_train, y_test = split(df, y, settings.training.test_size,
+                                             settings.training.seed, key)
     out = RunPaths.of(snapshot).split
     makedirs(out)
     X_train.assign(**{TARGET: y_train}).to_parquet(join(out, "train.parquet"), index=False)
@@ -84,7 +85,8 @@ def prepare_step(settings: Settings, snapshot: str, spec_name: str | None = None
             "data_fingerprint": manifest["fingerprint"],
             "train_rows": len(y_train), "test_rows": len(y_test),
             "train_default_rate": float(y_train.mean()), "test_default_rate": float(y_test.mean()),
-            "split_rule": {"key": key, "seed": settings.training.seed, "test_size": settings.training.test_size},
+            "split_rule": {"key": key, "seed": settings.training.seed,
+                           "test_size": settings.training.test_size},
             "test_fingerprint": frame_fingerprint(X_test)}
     write_text(join(out, "split.json"), json.dumps(info, indent=2))
     return str(out)
@@ -264,7 +266,8 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
              "comparison.json": read_bytes(run.comparison),
              "reliability.png": read_bytes(run.reliability),
              "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode(),
-             REFERENCE_FILE: reference_sample(X_train, manifest["inputs"], seed=settings.training.seed),
+             REFERENCE_FILE: reference_sample(X_train, manifest["inputs"],
+                                              seed=settings.training.seed),
              **validation_files}
     registry.publish(files, manifest, version)
     if comparison["approved"]:

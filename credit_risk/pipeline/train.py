@@ -307,7 +307,8 @@ def _rungs(n_rows: int, n_trials: int, settings: Settings) -> list[tuple[int, in
     while counts[-1] > 1:
         counts.append(math.ceil(counts[-1] / factor))
     last = len(counts) - 1
-    rows = [min(n_rows, max(settings.training.halving_min_rows, round(n_rows / factor ** (last - i))))
+    first = settings.training.halving_min_rows
+    rows = [min(n_rows, max(first, round(n_rows / factor ** (last - i))))
             for i in range(len(counts))]
     return list(zip(rows, counts, strict=True))
 
@@ -332,7 +333,8 @@ def _prepare_folds(search: _Search, X: pd.DataFrame, y: np.ndarray) -> list[_Fol
     """The CV folds of (X, y), each prepared once for every trial (a fixed seed: the same
     folds in every process)."""
     settings = search.settings
-    folds = StratifiedKFold(settings.training.cv_folds, shuffle=True, random_state=settings.training.seed)
+    folds = StratifiedKFold(settings.training.cv_folds, shuffle=True,
+                            random_state=settings.training.seed)
     since = time.perf_counter()
     prepared = [search.prepare(X, y, tr, va) for tr, va in folds.split(X, y)]
     search.timed("folds", since)
@@ -375,10 +377,12 @@ def _search_setup(name: str, X: pd.DataFrame, spec: DatasetSpec,
                   settings: Settings) -> tuple[_Search, list[dict[str, Any]]]:
     """What every fit of a candidate shares, and its trials (the seeded ParameterSampler)."""
     spec, monotone = _fixed_vocabulary(spec, X)
-    pipe, space = build_pipeline(name, spec, monotone, settings.training.seed, settings.training.smote_ratio)
+    pipe, space = build_pipeline(name, spec, monotone, settings.training.seed,
+                                 settings.training.smote_ratio)
     # LR's coefficients are float64 in the scoring plan; trees split on float32 anyway.
     dtype = np.float64 if name == "logistic_regression" else np.float32
-    trials = list(ParameterSampler(space, settings.training.search_iterations, random_state=settings.training.seed))
+    trials = list(ParameterSampler(space, settings.training.search_iterations,
+                                   random_state=settings.training.seed))
     return _Search(pipe, settings, dtype), trials
 
 
@@ -427,7 +431,8 @@ def _finish(name: str, search: _Search, X: pd.DataFrame, y: np.ndarray, best: _T
     since = time.perf_counter()
     final = _refit(search, X, y, best.params, trees)
     search.timed("refit", since)
-    calibrator = _fit_calibrator(best.oof, y, settings.training.calibration, settings.training.pd_floor)
+    calibrator = _fit_calibrator(best.oof, y, settings.training.calibration,
+                                 settings.training.pd_floor)
     model = CalibratedModel(final, calibrator)
     calibrated_oof = model.calibrate(best.oof)
     threshold = choose_threshold(y, calibrated_oof, settings)

@@ -37,7 +37,8 @@ def models(trained, spec):
     import pandas as pd
 
     settings, _ = trained
-    out = {p.stem: joblib.load(p).model for p in settings.data.runs_dir.glob("*/candidates/*.joblib")}
+    runs = settings.data.runs_dir
+    out = {p.stem: joblib.load(p).model for p in runs.glob("*/candidates/*.joblib")}
     train = pd.read_parquet(next(settings.data.runs_dir.glob("*/split/train.parquet")))
     out["random_forest"] = train_candidate(
         "random_forest", train.drop(columns=["__target__"]), train["__target__"].to_numpy(),
