@@ -449,9 +449,6 @@ class Settings(BaseModel):
         groups = {k for k in changes if k in GROUPS}
         current = {key: value for key, value in self.flat().items()
                    if FLAT[key][0] not in groups}
-        if ("form_auth" not in changes and "serving" not in groups
-                and "form_auth" not in self.serving.model_fields_set):
-            del current["form_auth"]  # still follows api_keys
         return Settings(**{**current, **changes})
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None,

@@ -107,12 +107,6 @@ def test_unknown_names_are_refused():
         ServingSettings(nope=1)
 
 
-def test_a_replaced_api_key_still_sets_the_form_to_log_in():
-    settings = Settings().replace(api_keys=("k",))
-    assert settings.serving.form_auth == "api_key"
-    assert Settings(form_auth="open").replace(api_keys=("k",)).serving.form_auth == "open"
-
-
 def test_retention_shorter_than_the_drift_window_is_refused():
     with pytest.raises(ValidationError, match="shorter than drift_window_days"):
         Settings(decision_retention_days=3, drift_window_days=7)
