@@ -149,7 +149,7 @@ def test_drift_command(monitored, monkeypatch, capsys):
 
     _log_traffic(monitored, shift=True)
     for key in ("REGISTRY_URL", "RUNS_DIR", "DECISION_LOG"):
-        monkeypatch.setenv(f"CREDIT_RISK_{key}", str(getattr(monitored, key.lower())))
+        monkeypatch.setenv(f"CREDIT_RISK_{key}", str(monitored.flat()[key.lower()]))
     assert main(["drift"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("ok; drift: True")
