@@ -278,14 +278,16 @@ class DecisionLogSettings(Group):
         description="A JSON-lines file (default) or postgresql+psycopg://...; none: no log.")
     migrate_on_start: bool = Field(
         False, alias=env("decision_log_migrate_on_start"),
-        description="PostgreSQL: serving migrates the schema at start.")
+        description="PostgreSQL: serving migrates the schema at start, and again when the "
+                    "readiness check finds it behind; off: migrated once per release.")
     queue_rows: int = Field(20_000, ge=1, alias=env("decision_log_queue_rows"),
                             description="PostgreSQL: decisions waiting at most (then 503).")
     batch_rows: int = Field(2_000, ge=1, alias=env("decision_log_batch_rows"),
                             description="PostgreSQL: decisions per transaction at most.")
     commit_timeout_s: float = Field(2.0, gt=0, le=60, alias=env("decision_log_commit_timeout_s"),
                                     description="PostgreSQL: a request waits this long for its "
-                                                "commit (then 503).")
+                                                "commit (then 503; the server cancels a "
+                                                "statement after half of it).")
     retention_days: float | None = Field(
         None, gt=0, alias=env("decision_retention_days"),
         description="Decisions older than this are pruned; unset: keep everything.")
