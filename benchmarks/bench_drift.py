@@ -78,7 +78,7 @@ def fill(settings: Any, targets: list[str], rows: int) -> float:
     t = time.perf_counter()
     scorer = load_scorer(settings)
     names = [f["name"] for f in scorer.fields]
-    spec = load_spec(settings.dataset_spec)
+    spec = load_spec(settings.data.spec)
     logs = [decision_log_at(target) for target in targets]
     try:
         for dlog in logs:
@@ -107,8 +107,8 @@ def measure_step(settings: Any, target: str, run_id: str,
     if src is not None:
         env["PYTHONPATH"] = str(src)
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", STEP, settings.registry_url,
-                             str(settings.runs_dir), target, run_id],
+    proc = subprocess.Popen([sys.executable, "-c", STEP, settings.registry.url,
+                             str(settings.data.runs_dir), target, run_id],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=None if src is None else str(src))
     sampler = TreeSampler(proc.pid)
@@ -139,7 +139,7 @@ def breakdown(settings: Any, target: str) -> dict[str, float]:
     from credit_risk.records.backends import decision_log_at
     from credit_risk.registry.store import Registry
 
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     version = registry.alias_version("champion")
     manifest = registry.manifest(version)
     reference = pd_read(io.BytesIO(registry.read_file(version, monitoring.REFERENCE_FILE)))

@@ -128,7 +128,7 @@ def prepare_model(work: Path, retrain: bool) -> tuple[Settings, str]:
     settings = Settings(data_dir=ROOT / "var" / "data", runs_dir=work / "runs",
                         registry_url=str(work / "registry"), models=("xgboost",),
                         decision_log=None, n_customers=50_000)
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     split = split_dir(settings) / "test.parquet"
     if retrain or registry.alias_version("champion") is None or not split.exists():
         print("training an XGBoost champion on the default 50,000-customer data...", flush=True)
@@ -367,7 +367,7 @@ def http(settings: Settings, records: list[dict], baseline: Path, work: Path, se
         decision_log = _fresh_schema(decision_log)
         subprocess.run([str(Path(sys.executable).parent / "credit-risk"), "decisions", "migrate"],
                        env={**os.environ, "CREDIT_RISK_DECISION_LOG": decision_log}, check=True)
-    ours_env = {"CREDIT_RISK_REGISTRY_URL": settings.registry_url,
+    ours_env = {"CREDIT_RISK_REGISTRY_URL": settings.registry.url,
                 "CREDIT_RISK_DECISION_LOG": decision_log or str(decisions),
                 "CREDIT_RISK_RELOAD_INTERVAL_S": "10",
                 "CREDIT_RISK_MAX_BATCH_ROWS": str(max(10_000, batch_rows))}
@@ -613,7 +613,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     m = machine()
     settings, version = prepare_model(args.work, args.retrain)
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     scorer = Scorer.load(registry, version)
     assert scorer.plan.kind == "xgboost", scorer.plan.kind
     records = sample_records(settings, scorer, 5000)

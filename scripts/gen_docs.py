@@ -54,6 +54,7 @@ class Setting:
     default: str
     description: str
     group: str
+    attribute: str = ""  # where code reads it: "registry.url" for settings.registry.url
 
 
 def _comments(cls: type) -> dict[str, str]:
@@ -154,11 +155,12 @@ def _nested(annotation: Any) -> type[BaseModel] | None:
 
 
 def settings_rows(cls: type[BaseModel], prefix: str | None = None,
-                  group: str = "") -> Iterator[Setting]:
+                  group: str = "", path: str = "") -> Iterator[Setting]:
     """Every environment variable of a settings class, nested groups walked depth first.
 
     A nested BaseSettings group reads its own prefix; a nested plain model is read through
     the parent's nested delimiter (CREDIT_RISK_GROUP__FIELD), or an alias when it has one.
+    A group's section title is its ``title`` class attribute, else its docstring's first line.
     """
     config = getattr(cls, "model_config", {})
     if issubclass(cls, BaseSettings):
@@ -170,15 +172,17 @@ def settings_rows(cls: type[BaseModel], prefix: str | None = None,
     for name, field in cls.model_fields.items():
         sub = _nested(field.annotation)
         if sub is not None:
-            title = field.title or (inspect.getdoc(sub) or name).splitlines()[0]
+            own_title = sub.__dict__.get("title")
+            title = field.title or (own_title if isinstance(own_title, str) and own_title
+                                    else (inspect.getdoc(sub) or name).splitlines()[0])
             sub_prefix = None if issubclass(sub, BaseSettings) else f"{prefix}{name}{delimiter}"
-            yield from settings_rows(sub, sub_prefix, title)
+            yield from settings_rows(sub, sub_prefix, title, f"{path}{name}.")
             continue
         bounds = _bounds(field)
         kind = _type_name(field.annotation) + (f" ({bounds})" if bounds else "")
         description = field.description or comments.get(name, "")
         yield Setting(_env_names(cls, name, field, prefix), kind, _default(field),
-                      description, group)
+                      description, group, f"{path}{name}")
 
 
 def _cell(text: str) -> str:
@@ -193,15 +197,18 @@ def configuration_page() -> str:
            "Generated from `credit_risk/config.py` at every docs build. Every setting is an "
            "environment variable (or a line of a `.env` file); a list is comma-separated, a "
            "JSON object is written as JSON. Relative paths are relative to the working "
-           "directory.", ""]
+           "directory. Code reads a setting from its group (the Attribute column, under "
+           "`settings.`); `Settings(...)` and `settings.replace(...)` take the variable's name "
+           "without `CREDIT_RISK_`, in lower case (`registry_url`).", ""]
     current = None
     for row in settings_rows(Settings):
         if row.group != current:
             current = row.group
-            out += ["", f"## {row.group}", "", "| Variable | Type | Default | Meaning |",
-                    "|---|---|---|---|"]
-        out.append(f"| `{row.env}` | {_cell(row.type)} | `{_cell(row.default)}` | "
-                   f"{_cell(row.description)} |")
+            out += ["", f"## {row.group}", "",
+                    "| Variable | Attribute | Type | Default | Meaning |",
+                    "|---|---|---|---|---|"]
+        out.append(f"| `{row.env}` | `{row.attribute}` | {_cell(row.type)} | "
+                   f"`{_cell(row.default)}` | {_cell(row.description)} |")
     return "\n".join(out) + "\n"
 
 

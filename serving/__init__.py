@@ -23,21 +23,21 @@ def create_app(settings: Settings | None = None, watch: bool | None = None) -> F
     settings = settings or Settings()
     app = Flask(__name__)
     jsonio.install(app)
-    app.config.update(MAX_CONTENT_LENGTH=settings.max_request_bytes)
-    keys = KeyChecker(settings.api_keys)
+    app.config.update(MAX_CONTENT_LENGTH=settings.serving.max_request_bytes)
+    keys = KeyChecker(settings.serving.api_keys)
     throttle = security.install(app, settings, keys)  # API keys, CSRF, sessions, limits
 
     def prepare(scorer: Scorer) -> None:
-        scorer.n_reasons = settings.n_reasons
+        scorer.n_reasons = settings.serving.n_reasons
 
     store = ModelStore(registry_for(settings), prepare=prepare,
                        events=StoreEvents(on_swap=metrics.model_swapped,
                                           on_failure=metrics.reload_failed,
                                           on_fallback=metrics.fallback_changed),
-                       retry_s=max(settings.reload_interval_s, 5.0))
+                       retry_s=max(settings.serving.reload_interval_s, 5.0))
     store.refresh()
-    if watch if watch is not None else settings.reload_interval_s > 0:
-        store.watch(settings.reload_interval_s)
+    if watch if watch is not None else settings.serving.reload_interval_s > 0:
+        store.watch(settings.serving.reload_interval_s)
     app.extensions["credit_risk"] = {
         "settings": settings,
         "store": store,
@@ -73,7 +73,7 @@ def _decision_log(settings: Settings) -> DecisionLog | None:
     CREDIT_RISK_DECISION_LOG_MIGRATE_ON_START the schema is migrated first; a failure there
     is logged and shows in /ready (not ready), it does not stop the worker."""
     decisions = open_decision_log(settings)
-    if decisions is not None and settings.decision_log_migrate_on_start:
+    if decisions is not None and settings.decisions.migrate_on_start:
         try:
             decisions.migrate()
         except DecisionLogError as exc:

@@ -171,7 +171,7 @@ def openapi_json():
 
 @api.get("/docs")
 def docs():
-    return render_template("docs.html", doc=openapi(), auth=bool(settings().api_keys))
+    return render_template("docs.html", doc=openapi(), auth=bool(settings().serving.api_keys))
 
 
 def _body_and_scorer():
@@ -206,7 +206,7 @@ def predict_batch():
     apps = body.get("applications") if isinstance(body, dict) else None
     if not isinstance(apps, list) or not apps:
         return error(422, "body must be {\"applications\": [ ... ]} with at least one")
-    limit = settings().max_batch_rows
+    limit = settings().serving.max_batch_rows
     if len(apps) > limit:
         return error(413, f"at most {limit} applications per call, got {len(apps)}")
     clean_rows, bad = validate_many(scorer.fields, apps, scorer.rules)

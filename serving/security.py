@@ -37,8 +37,8 @@ class SessionInterface(SecureCookieSessionInterface):
 
 def session_secret(settings: Settings, keys: KeyChecker) -> bytes:
     """The configured secret; else one derived from the API keys; else one per server start."""
-    if settings.secret_key:
-        return settings.secret_key.encode()
+    if settings.serving.secret_key:
+        return settings.serving.secret_key.encode()
     if keys.enabled:
         return keys.secret()
     generated = os.environ.get(GENERATED_SECRET_ENV)
@@ -52,8 +52,9 @@ def client_address() -> str:
 
 def install(app: Flask, settings: Settings, keys: KeyChecker) -> LoginThrottle:
     """Install the defences; the throttle of failed keys (shared by the API and the login)."""
-    throttle = LoginThrottle(settings.login_failures_per_client, settings.login_failures_total,
-                             settings.login_window_s)
+    throttle = LoginThrottle(settings.serving.login_failures_per_client,
+                             settings.serving.login_failures_total,
+                             settings.serving.login_window_s)
 
     # Registered before CSRFProtect's check: these run first.
     @app.before_request
@@ -91,14 +92,14 @@ def install(app: Flask, settings: Settings, keys: KeyChecker) -> LoginThrottle:
             raise RequestEntityTooLarge()
         return None
 
-    lifetime = timedelta(minutes=settings.form_session_minutes)
+    lifetime = timedelta(minutes=settings.serving.form_session_minutes)
     app.secret_key = session_secret(settings, keys)
     app.session_interface = SessionInterface()
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       PERMANENT_SESSION_LIFETIME=lifetime,
                       WTF_CSRF_TIME_LIMIT=int(lifetime.total_seconds()))
-    if settings.trusted_proxies:
-        n = settings.trusted_proxies
+    if settings.serving.trusted_proxies:
+        n = settings.serving.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     csrf.init_app(app)
     return throttle

@@ -87,13 +87,13 @@ def _session_valid() -> bool:
     if not isinstance(started, (int, float)):
         return False
     age = time.time() - started
-    return 0 <= age < settings().form_session_minutes * 60 \
+    return 0 <= age < settings().serving.form_session_minutes * 60 \
         and _keys().valid_session(session.get("form"))
 
 
 def _gate():
     """Apply the form's policy: open, behind an API-key login, or disabled."""
-    policy = settings().form_auth
+    policy = settings().serving.form_auth
     if policy == "disabled":
         abort(404)
     if policy == "api_key" and not _session_valid():
@@ -120,7 +120,7 @@ def csrf_failed(exc: CSRFError):
 
 @web.route("/login", methods=["GET", "POST"])
 def login():
-    if settings().form_auth != "api_key":
+    if settings().serving.form_auth != "api_key":
         return redirect(url_for("web.form"))
     error = None
     if request.method == "POST":
@@ -146,7 +146,8 @@ def login():
 @web.post("/logout")
 def logout():
     session.clear()
-    return redirect(url_for("web.login" if settings().form_auth == "api_key" else "web.form"))
+    logs_in = settings().serving.form_auth == "api_key"
+    return redirect(url_for("web.login" if logs_in else "web.form"))
 
 
 @web.route("/", methods=["GET", "POST"])
@@ -155,7 +156,7 @@ def form():
     if gate is not None:
         return gate
     scorer = store().scorer
-    logged_in = settings().form_auth == "api_key"
+    logged_in = settings().serving.form_auth == "api_key"
     if scorer is None:
         return render_template("form.html", fields=[], values={}, errors={}, result=None,
                                unavailable=True, logged_in=logged_in), 503

@@ -122,8 +122,8 @@ def trained_copy(trained, tmp_path):
     import shutil
 
     settings, version = trained
-    shutil.copytree(settings.registry_url, tmp_path / "registry")
-    shutil.copytree(settings.runs_dir, tmp_path / "runs")
+    shutil.copytree(settings.registry.url, tmp_path / "registry")
+    shutil.copytree(settings.data.runs_dir, tmp_path / "runs")
     return settings.model_copy(update={
         "registry_url": str(tmp_path / "registry"), "runs_dir": tmp_path / "runs",
         "decision_log": tmp_path / "decisions.jsonl"}), version

@@ -278,5 +278,5 @@ def ensure(spec: DatasetSpec, data_dir: Path, n_customers: int, seed: int) -> Pa
 
 def ensure_for(settings: Settings) -> Path:
     """ensure() for the settings' dataset spec and size (explicit, as ensure)."""
-    spec = load_spec(settings.dataset_spec)
-    return ensure(spec, settings.data_dir, settings.n_customers, settings.data_seed)
+    spec = load_spec(settings.data.spec)
+    return ensure(spec, settings.data.dir, settings.data.n_customers, settings.data.seed)

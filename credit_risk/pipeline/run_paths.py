@@ -165,7 +165,7 @@ class RunPaths(Generic[P]):
     def for_run(cls, settings: Settings, run_id: str) -> RunPaths[Any]:
         """The folder of one pipeline run under the runs folder: Paths, or URL strings when
         the runs folder is an object store URL."""
-        return RunPaths(join(local_or_url(settings.runs_dir), run_folder_name(run_id)))
+        return RunPaths(join(local_or_url(settings.data.runs_dir), run_folder_name(run_id)))
 
     @classmethod
     def for_local_run(cls, settings: Settings, run_id: str) -> RunPaths[Path]:
@@ -228,4 +228,4 @@ class RunPaths(Generic[P]):
 
 def monitoring_dir(settings: Settings, run_id: str) -> Path | str:
     """The folder of one monitoring run (named by the run id as it is: Airflow's ids)."""
-    return join(local_or_url(settings.runs_dir), MONITORING, run_id)
+    return join(local_or_url(settings.data.runs_dir), MONITORING, run_id)

@@ -46,9 +46,9 @@ TARGET = "__target__"
 
 def ingest_step(settings: Settings, run_id: str, spec_name: str | None = None) -> str:
     """Snapshot the source tables for this run; return the snapshot manifest path."""
-    spec = load_spec(spec_name or settings.dataset_spec)
+    spec = load_spec(spec_name or settings.data.spec)
     out = RunPaths.for_run(settings, run_id).raw  # a missing source is an error, not generated
-    return str(ingest(spec, settings.data_dir, out))
+    return str(ingest(spec, settings.data.dir, out))
 
 
 def validate_step(settings: Settings, snapshot: str, spec_name: str | None = None) -> str:
@@ -57,7 +57,7 @@ def validate_step(settings: Settings, snapshot: str, spec_name: str | None = Non
     Writes <run>/validation/ (validation.json, Data Docs); raises DataValidationError, naming
     the failed expectations, columns and example values, when a blocking expectation fails.
     """
-    spec = load_spec(spec_name or settings.dataset_spec)
+    spec = load_spec(spec_name or settings.data.spec)
     report = validate_snapshot(spec, local_or_url(snapshot), settings)
     if not report.success:
         log.error("%s", report.message())
@@ -67,13 +67,14 @@ def validate_step(settings: Settings, snapshot: str, spec_name: str | None = Non
 
 def prepare_step(settings: Settings, snapshot: str, spec_name: str | None = None) -> str:
     """Join the tables, split once into train and test; return the folder holding both."""
-    spec = load_spec(spec_name or settings.dataset_spec)
+    spec = load_spec(spec_name or settings.data.spec)
     manifest, frames = load_snapshot(snapshot)
     df = assemble(spec, frames)
     y = np.asarray(spec.is_default(df[spec.target.column]), dtype=int)
     df = df.drop(columns=[spec.target.column])
     key = spec.split_column()
-    X_train, X_test, y_train, y_test = split(df, y, settings.test_size, settings.seed, key)
+    training = settings.training
+    X_train, X_test, y_train, y_test = split(df, y, training.test_size, training.seed, key)
     out = RunPaths.of(snapshot).split
     makedirs(out)
     X_train.assign(**{TARGET: y_train}).to_parquet(join(out, "train.parquet"), index=False)
@@ -82,7 +83,8 @@ def prepare_step(settings: Settings, snapshot: str, spec_name: str | None = None
             "data_fingerprint": manifest["fingerprint"],
             "train_rows": len(y_train), "test_rows": len(y_test),
             "train_default_rate": float(y_train.mean()), "test_default_rate": float(y_test.mean()),
-            "split_rule": {"key": key, "seed": settings.seed, "test_size": settings.test_size},
+            "split_rule": {"key": key, "seed": settings.training.seed,
+                           "test_size": settings.training.test_size},
             "test_fingerprint": frame_fingerprint(X_test)}
     write_text(join(out, "split.json"), json.dumps(info, indent=2))
     return str(out)
@@ -176,7 +178,7 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
     limits = gate_thresholds(settings, spec)
     pd_, raw_pd = pds[best["model"]]
     fairness = fairness_report(X, pd_, best["threshold"], spec, limits["min_approval_ratio"],
-                               settings.fairness_min_group_size)
+                               settings.gate.fairness_min_group_size)
     reasons = rejection_reasons(best["test"], champion, fairness, limits)
     write_bytes(run.reliability, reliability_png(
         y, {f"{best['model']} calibrated": pd_, f"{best['model']} uncalibrated": raw_pd},
@@ -209,8 +211,8 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     spec, info = split_spec(split_dir)
     buf = io.BytesIO()
     joblib.dump(candidate.model, buf)
-    scaling = ScoreScaling(settings.score_base, settings.score_base_odds, settings.score_pdo,
-                           settings.score_min, settings.score_max)
+    scaling = ScoreScaling(settings.score.base, settings.score.base_odds, settings.score.pdo,
+                           settings.score.min, settings.score.max)
     registry = Registry.from_settings(settings)
     existing = registry.find("run", run.name)  # parsed and, with trusted keys, signed
     if existing:
@@ -264,7 +266,8 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
              "comparison.json": read_bytes(run.comparison),
              "reliability.png": read_bytes(run.reliability),
              "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode(),
-             REFERENCE_FILE: reference_sample(X_train, manifest["inputs"], seed=settings.seed),
+             REFERENCE_FILE: reference_sample(X_train, manifest["inputs"],
+                                              seed=settings.training.seed),
              **validation_files}
     registry.publish(files, manifest, version)
     if comparison["approved"]:
@@ -276,12 +279,12 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
 
 
 def threshold_policy(settings: Settings) -> dict[str, Any]:
-    if settings.threshold_policy == "recall":
+    if settings.training.threshold_policy == "recall":
         return {"policy": "highest threshold reaching the target recall on out-of-fold PDs",
-                "target_recall": settings.target_recall}
+                "target_recall": settings.training.target_recall}
     return {"policy": "minimum expected cost on out-of-fold PDs",
-            "cost_missed_default": settings.cost_missed_default,
-            "cost_rejected_good": settings.cost_rejected_good}
+            "cost_missed_default": settings.training.cost_missed_default,
+            "cost_rejected_good": settings.training.cost_rejected_good}
 
 
 def run_all(settings: Settings, run_id: str, spec_name: str | None = None) -> str:
@@ -289,7 +292,7 @@ def run_all(settings: Settings, run_id: str, spec_name: str | None = None) -> st
     snapshot = ingest_step(settings, run_id, spec_name)
     validate_step(settings, snapshot, spec_name)
     split_dir = prepare_step(settings, snapshot, spec_name)
-    paths = [train_step(settings, split_dir, m) for m in settings.models]
+    paths = [train_step(settings, split_dir, m) for m in settings.training.models]
     return publish_step(settings, evaluate_step(settings, split_dir, paths))
 
 

@@ -244,7 +244,7 @@ class Search:
 
     @property
     def early_stopping(self) -> bool:
-        return bool(self.settings.early_stopping_rounds) and isinstance(
+        return bool(self.settings.training.early_stopping_rounds) and isinstance(
             self.pipe.steps[-1][1], XGBClassifier)
 
     def smote_for(self, y: np.ndarray) -> SMOTE:
@@ -260,7 +260,7 @@ class Search:
         head = ModelSteps([(n, clone(s)) for n, s in self.pipe.steps[2:]]).set_params(**params)
         model = head.steps[-1][1]
         if stopping:
-            model.set_params(early_stopping_rounds=self.settings.early_stopping_rounds,
+            model.set_params(early_stopping_rounds=self.settings.training.early_stopping_rounds,
                              eval_metric="auc")
         elif trees is not None:
             model.set_params(n_estimators=trees)
@@ -274,10 +274,10 @@ class Search:
         yt = y[train]
         stop = None
         if self.early_stopping and min(yt.sum(), len(yt) - yt.sum()) \
-                * self.settings.early_stopping_fraction >= MIN_STOPPING_CLASS_ROWS:
+                * self.settings.training.early_stopping_fraction >= MIN_STOPPING_CLASS_ROWS:
             fit, held = train_test_split(np.arange(len(yt)), stratify=yt,
-                                         test_size=self.settings.early_stopping_fraction,
-                                         random_state=self.settings.seed)
+                                         test_size=self.settings.training.early_stopping_fraction,
+                                         random_state=self.settings.training.seed)
             stop = (Xt[held], yt[held])
             Xt, yt = Xt[fit], yt[fit]
         Xr, yr = self.smote_for(yt).fit_resample(Xt, yt)
@@ -289,7 +289,7 @@ class Search:
         model = head.steps[-1][1]
         if isinstance(model, RandomForestClassifier):
             model.set_params(max_samples=forest_samples(model.max_samples, len(y),
-                                                        self.settings.forest_max_tree_rows))
+                                                        self.settings.training.forest_max_tree_rows))
         if stop is None:
             return head.fit(X, y)
         head.fit(X, y, model__eval_set=[stop], model__verbose=False)
@@ -300,14 +300,15 @@ def _rungs(n_rows: int, n_trials: int, settings: Settings) -> list[tuple[int, in
     """(rows, trials) per rung of the search. Random search: all trials on all rows. Halving:
     each rung keeps the best 1/factor of the trials on factor x the rows, the last one a
     single trial on all rows (its out-of-fold PDs are the calibration's data)."""
-    if settings.search_strategy == "random" or n_trials == 1:
+    if settings.training.search_strategy == "random" or n_trials == 1:
         return [(n_rows, n_trials)]
-    factor = settings.halving_factor
+    factor = settings.training.halving_factor
     counts = [n_trials]
     while counts[-1] > 1:
         counts.append(math.ceil(counts[-1] / factor))
     last = len(counts) - 1
-    rows = [min(n_rows, max(settings.halving_min_rows, round(n_rows / factor ** (last - i))))
+    least = settings.training.halving_min_rows
+    rows = [min(n_rows, max(least, round(n_rows / factor ** (last - i))))
             for i in range(len(counts))]
     return list(zip(rows, counts, strict=True))
 
@@ -332,7 +333,8 @@ def prepare_folds(search: Search, X: pd.DataFrame, y: np.ndarray) -> list[Fold]:
     """The CV folds of (X, y), each prepared once for every trial (a fixed seed: the same
     folds in every process)."""
     settings = search.settings
-    folds = StratifiedKFold(settings.cv_folds, shuffle=True, random_state=settings.seed)
+    folds = StratifiedKFold(settings.training.cv_folds, shuffle=True,
+                            random_state=settings.training.seed)
     since = time.perf_counter()
     prepared = [search.prepare(X, y, tr, va) for tr, va in folds.split(X, y)]
     search.timed("folds", since)
@@ -362,7 +364,7 @@ def _run_rung(search: Search, X: pd.DataFrame, y: np.ndarray, trials: list[dict[
     since = time.perf_counter()
     out: list[Trial] = []
     for params in trials:
-        budget = search.settings.search_time_budget_s
+        budget = search.settings.training.search_time_budget_s
         if out and budget and time.perf_counter() - start > budget:
             log.info("search stopped by the time budget after %d trials", len(out))
             break
@@ -375,10 +377,12 @@ def search_setup(name: str, X: pd.DataFrame, spec: DatasetSpec,
                   settings: Settings) -> tuple[Search, list[dict[str, Any]]]:
     """What every fit of a candidate shares, and its trials (the seeded ParameterSampler)."""
     spec, monotone = _fixed_vocabulary(spec, X)
-    pipe, space = build_pipeline(name, spec, monotone, settings.seed, settings.smote_ratio)
+    training = settings.training
+    pipe, space = build_pipeline(name, spec, monotone, training.seed, training.smote_ratio)
     # LR's coefficients are float64 in the scoring plan; trees split on float32 anyway.
     dtype = np.float64 if name == "logistic_regression" else np.float32
-    trials = list(ParameterSampler(space, settings.search_iterations, random_state=settings.seed))
+    trials = list(ParameterSampler(space, training.search_iterations,
+                                   random_state=training.seed))
     return Search(pipe, settings, dtype), trials
 
 
@@ -405,13 +409,13 @@ def train_candidate(
     results: list[Trial] = []
     rungs = _rungs(len(y), len(pending), settings)
     for rung, (rows, keep) in enumerate(rungs):
-        over = settings.search_time_budget_s and \
-            time.perf_counter() - start > settings.search_time_budget_s
+        over = settings.training.search_time_budget_s and \
+            time.perf_counter() - start > settings.training.search_time_budget_s
         pending = pending[:1] if over else pending[:keep]
         if rung and rows == rungs[rung - 1][0]:  # the same sample again: the same results
             results = [r for r in results if r.params in pending]
             continue
-        idx = _subsample(y, rows, settings.seed)
+        idx = _subsample(y, rows, settings.training.seed)
         results = ranked(name, _run_rung(search, X.iloc[idx], y[idx], pending, start),
                           len(idx), rung, records)
         pending = [r.params for r in results]
@@ -427,7 +431,8 @@ def finish_search(name: str, search: Search, X: pd.DataFrame, y: np.ndarray, bes
     since = time.perf_counter()
     final = _refit(search, X, y, best.params, trees)
     search.timed("refit", since)
-    calibrator = _fit_calibrator(best.oof, y, settings.calibration, settings.pd_floor)
+    calibrator = _fit_calibrator(best.oof, y, settings.training.calibration,
+                                 settings.training.pd_floor)
     model = CalibratedModel(final, calibrator)
     calibrated_oof = model.calibrate(best.oof)
     threshold = choose_threshold(y, calibrated_oof, settings)
@@ -465,10 +470,10 @@ def _fixed_vocabulary(spec: DatasetSpec, X: pd.DataFrame) -> tuple[DatasetSpec, 
 
 def choose_threshold(y: np.ndarray, pd_: np.ndarray, settings: Settings) -> float:
     """The High/Low threshold by the configured policy, on validation PDs."""
-    if settings.threshold_policy == "recall":
-        return recall_threshold(y, pd_, settings.target_recall)
-    return cost_minimising_threshold(y, pd_, settings.cost_missed_default,
-                                     settings.cost_rejected_good)
+    if settings.training.threshold_policy == "recall":
+        return recall_threshold(y, pd_, settings.training.target_recall)
+    return cost_minimising_threshold(y, pd_, settings.training.cost_missed_default,
+                                     settings.training.cost_rejected_good)
 
 
 def _fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str, floor: float):

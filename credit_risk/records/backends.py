@@ -54,22 +54,22 @@ def open_decision_log(settings: Settings) -> DecisionLog | None:
     """The decision log the settings name (None: decisions are not logged), with the
     settings' bounds for a database (and, with `decision_log_migrate_on_start`, a schema
     migrated whenever it is found behind the code)."""
-    target = settings.decision_log
+    target = settings.decisions.url
     if target is None:
         return None
     if not is_database_url(target):
         return decision_log_at(target)
-    return decision_log_at(target, queue_rows=settings.decision_log_queue_rows,
-                           batch_rows=settings.decision_log_batch_rows,
-                           commit_timeout_s=settings.decision_log_commit_timeout_s,
-                           migrate=settings.decision_log_migrate_on_start)
+    return decision_log_at(target, queue_rows=settings.decisions.queue_rows,
+                           batch_rows=settings.decisions.batch_rows,
+                           commit_timeout_s=settings.decisions.commit_timeout_s,
+                           migrate=settings.decisions.migrate_on_start)
 
 
 def prune_decisions(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """Enforce `decision_retention_days` on the configured decision log: delete decisions
     older than that (nothing when no retention is set). A summary for the task's log/XCom."""
-    days = settings.decision_retention_days
-    if settings.decision_log is None:
+    days = settings.decisions.retention_days
+    if settings.decisions.url is None:
         return {"status": "no decision log", "deleted": 0}
     if days is None:
         return {"status": "kept: no retention set", "deleted": 0}
@@ -87,9 +87,9 @@ def prune_decisions(settings: Settings, now: datetime | None = None) -> dict[str
 
 def outcomes_target(settings: Settings) -> Path | str:
     """Where the settings put outcomes: CREDIT_RISK_OUTCOMES, else beside the decision log."""
-    if settings.outcomes is not None:
-        return settings.outcomes
-    target = settings.decision_log
+    if settings.monitoring.outcomes is not None:
+        return settings.monitoring.outcomes
+    target = settings.decisions.url
     if isinstance(target, str):  # the decision log's database
         return target
     return (Path(target).parent if target is not None else Path("var/decisions")) \

@@ -63,11 +63,11 @@ def resolve_gx_dir(gx_dir: Path) -> Path | None:
 
 def suites_for(spec: DatasetSpec, settings: Settings) -> Suites:
     """The dataset's suites: derived from the spec, tightened by overrides and settings."""
-    overrides = load_overrides(resolve_gx_dir(settings.gx_dir), spec.name)
+    overrides = load_overrides(resolve_gx_dir(settings.validation.gx_dir), spec.name)
     return build_suites(
-        spec, overrides, min_rows=settings.validation_min_rows,
-        max_rows=settings.validation_max_rows, null_warning=settings.validation_null_warning,
-        severity=dict(settings.validation_severity), strict=settings.validation_strict)
+        spec, overrides, min_rows=settings.validation.min_rows,
+        max_rows=settings.validation.max_rows, null_warning=settings.validation.null_warning,
+        severity=dict(settings.validation.severity), strict=settings.validation.strict)
 
 
 def reference_frame(ref: Reference, frames: dict[str, pd.DataFrame]) -> pd.DataFrame | None:
@@ -235,6 +235,6 @@ def export_suites(spec: DatasetSpec, settings: Settings) -> tuple[Path, list[str
     """Write the spec's suites (without run-time severity settings) into the GX folder."""
     from credit_risk.validation.gx_run import export_file_context
 
-    root = resolve_gx_dir(settings.gx_dir) or settings.gx_dir
+    root = resolve_gx_dir(settings.validation.gx_dir) or settings.validation.gx_dir
     plain = settings.model_copy(update={"validation_severity": {}, "validation_strict": False})
     return root, export_file_context(suites_for(spec, plain), root)

@@ -60,7 +60,7 @@ def create_ui(settings: Settings, user_dependency: Callable[..., Any],
     app.add_exception_handler(NotServed, _not_served)
     registry = catalog.open_registry(settings)
     _model_routes(app, registry, user_dependency, may_change, trusted_origins(origins))
-    _run_routes(app, settings, RunsFolder(settings.runs_dir))
+    _run_routes(app, settings, RunsFolder(settings.data.runs_dir))
     return app
 
 

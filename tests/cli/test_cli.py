@@ -22,8 +22,8 @@ def two_versions(env, trained_copy, monkeypatch):
     """The trained fixture's registry (a copy) with a second version, a republished twin:
     what promote, rollback and history need, without training twice."""
     settings, version = trained_copy
-    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", settings.registry_url)
-    return version, republish(Registry(settings.registry_url), version)
+    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", settings.registry.url)
+    return version, republish(Registry(settings.registry.url), version)
 
 
 def test_generate_train_list_show_predict(env, capsys):

@@ -16,9 +16,9 @@ from credit_risk.registry.store import Registry
 @pytest.fixture
 def env(trained, tmp_path, monkeypatch):
     settings, version = trained
-    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", str(settings.registry_url))
+    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", str(settings.registry.url))
     monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", str(tmp_path / "decisions.jsonl"))
-    fields = Registry(settings.registry_url).manifest(version)["inputs"]
+    fields = Registry(settings.registry.url).manifest(version)["inputs"]
     return tmp_path, version, fields
 
 
@@ -119,7 +119,7 @@ def test_invalid_settings_are_a_user_error(monkeypatch, capsys):
     monkeypatch.setenv("CREDIT_RISK_N_CUSTOMERS", "many")
     assert main(["models", "list"]) == 1
     err = capsys.readouterr().err
-    assert "invalid configuration" in err and "n_customers" in err
+    assert "invalid configuration" in err and "CREDIT_RISK_N_CUSTOMERS" in err
 
 
 def test_an_unknown_model_is_a_user_error_before_any_work(tmp_path, monkeypatch, capsys):

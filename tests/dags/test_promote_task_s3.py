@@ -67,8 +67,8 @@ def deployment(s3_server, tmp_path_factory):
     keys = {name: _keys(base / "keys" / name) for name in ("signer", "rogue")}
     _, bucket = s3_server
     settings = generate_data(small_settings(base, models=("logistic_regression",)))
-    env = {"CREDIT_RISK_DATA_DIR": str(settings.data_dir),
-           "CREDIT_RISK_RUNS_DIR": str(settings.runs_dir),
+    env = {"CREDIT_RISK_DATA_DIR": str(settings.data.dir),
+           "CREDIT_RISK_RUNS_DIR": str(settings.data.runs_dir),
            "CREDIT_RISK_REGISTRY_URL": f"s3://{bucket}/promote-task-{uuid.uuid4().hex[:8]}",
            "CREDIT_RISK_DECISION_LOG": str(base / "decisions.jsonl"),
            "CREDIT_RISK_N_CUSTOMERS": "3000", "CREDIT_RISK_CV_FOLDS": "3",

@@ -198,7 +198,7 @@ def test_a_bad_batch_stops_the_run_at_the_gate(tables, base):
     settings = _settings(base, "run")
     bad = _copy(tables)
     utilisation_150(bad)
-    synthetic.write(bad, settings.data_dir / "lauki_synthetic")
+    synthetic.write(bad, settings.data.dir / "lauki_synthetic")
 
     with pytest.raises(DataValidationError) as info:
         pipeline.run_all(settings, "bad-run")
@@ -206,9 +206,9 @@ def test_a_bad_batch_stops_the_run_at_the_gate(tables, base):
     assert message.startswith("data validation failed for dataset 'lauki_synthetic': "
                               "1 blocking expectation failed")
     assert FAULTS["utilisation 150"][2][0] in message
-    run = settings.runs_dir / "bad-run"
+    run = settings.data.runs_dir / "bad-run"
     assert not (run / "split").exists() and not (run / "candidates").exists()
-    assert Registry(settings.registry_url).versions() == []
+    assert Registry(settings.registry.url).versions() == []
     result = json.loads((run / "validation" / "validation.json").read_text())
     assert result["success"] is False
     assert [f["id"] for f in result["blocking_failures"]] == [
@@ -218,7 +218,7 @@ def test_a_bad_batch_stops_the_run_at_the_gate(tables, base):
 
 def test_good_batch_passes_and_writes_result_and_data_docs(tables, base):
     settings = _settings(base, "good")
-    synthetic.write(tables, settings.data_dir / "lauki_synthetic")
+    synthetic.write(tables, settings.data.dir / "lauki_synthetic")
     snapshot = pipeline.ingest_step(settings, "good-run")
     path = Path(pipeline.validate_step(settings, snapshot))
     result = json.loads(path.read_text())
@@ -358,7 +358,7 @@ def test_committed_checkpoint_runs_in_the_file_context(tables):
 
 def test_published_version_carries_the_passing_validation(trained):
     settings, version = trained
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     manifest = registry.verify(version)
     assert manifest["validation"]["success"] is True
     result = json.loads(registry.read_file(version, "validation.json"))

@@ -100,9 +100,9 @@ def test_evidently_gets_the_sample_and_psi_every_row(monitored, monkeypatch):
     result = json.loads(Path(drift_step(monitored, "m5", evidently_rows=150)).read_text())
     assert result["current_rows"] == result["psi_rows"] == 600
     assert result["evidently_sample_rows"] == 150 and len(seen[0]) == 150
-    logged = pd.DataFrame([d["inputs"] for d in decision_log_at(monitored.decision_log).read()])
+    logged = pd.DataFrame([d["inputs"] for d in decision_log_at(monitored.decisions.url).read()])
     manifest = load_scorer(monitored).manifest
-    reference = pd.read_parquet(io.BytesIO(Registry(monitored.registry_url).read_file(
+    reference = pd.read_parquet(io.BytesIO(Registry(monitored.registry.url).read_file(
         manifest["version"], monitoring.REFERENCE_FILE)))
     assert result["psi"] == drift_table(reference, logged, manifest["inputs"])
 
@@ -112,13 +112,13 @@ def _log_traffic(settings, shift: bool, n: int = 600):
     apps = assemble(load_spec("lauki_synthetic"), synthetic.generate(n, seed=11, shift=shift))
     names = [f["name"] for f in scorer.fields]
     records = apps[names].astype(object).where(apps[names].notna(), None).to_dict("records")
-    decision_log_at(settings.decision_log).write("test", records, scorer.score_records(records))
+    decision_log_at(settings.decisions.url).write("test", records, scorer.score_records(records))
 
 
 @pytest.fixture
 def monitored(trained, tmp_path):
     settings, version = trained
-    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    shutil.copytree(settings.registry.url, tmp_path / "reg")
     return settings.model_copy(update={"registry_url": str(tmp_path / "reg"),
                                        "runs_dir": tmp_path / "runs",
                                        "decision_log": tmp_path / "decisions.jsonl"})
@@ -129,7 +129,7 @@ def test_shifted_traffic_is_detected(monitored):
     result = json.loads(Path(drift_step(monitored, "m1")).read_text())
     assert result["status"] == "ok" and result["drift"]
     assert "credit_utilization_ratio" in result["drifted_fields"]
-    report = Path(monitored.runs_dir) / "monitoring" / "m1" / "drift_report.html"
+    report = Path(monitored.data.runs_dir) / "monitoring" / "m1" / "drift_report.html"
     assert report.stat().st_size > 10_000
 
 
@@ -150,7 +150,7 @@ def test_drift_command(monitored, monkeypatch, capsys):
 
     _log_traffic(monitored, shift=True)
     for key in ("REGISTRY_URL", "RUNS_DIR", "DECISION_LOG"):
-        monkeypatch.setenv(f"CREDIT_RISK_{key}", str(getattr(monitored, key.lower())))
+        monkeypatch.setenv(f"CREDIT_RISK_{key}", str(monitored.flat()[key.lower()]))
     assert main(["drift"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("ok; drift: True")
@@ -171,7 +171,7 @@ def test_empty_decision_log_setting_means_no_log(monkeypatch, tmp_path):
     from credit_risk.config import Settings
 
     monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", "")
-    assert Settings().decision_log is None
+    assert Settings().decisions.url is None
     with pytest.raises(ValueError, match="is a folder"):
         Settings(decision_log=tmp_path)
 

@@ -46,7 +46,7 @@ def scored(trained, tmp_path_factory):
     decisions as read back from the decision log, dated by their application's decision date."""
     settings, version = trained
     tmp = tmp_path_factory.mktemp("perf")
-    scorer = Scorer.load(Registry(settings.registry_url), version)
+    scorer = Scorer.load(Registry(settings.registry.url), version)
     log = decision_log_at(tmp / "decisions.jsonl")
     outcomes, dates, refused = [], {}, []
     for shift, months, prefix in ((False, ("2023-01", "2023-02"), "R"),
@@ -62,7 +62,7 @@ def scored(trained, tmp_path_factory):
     assert len(decisions) == 12_000 - len(refused)  # predict recorded each application's id
     assert not set(decisions["application_id"]) & {r["loan_id"] for r in refused}
     decisions["decided_at"] = decisions["application_id"].map(dates)
-    manifest = Registry(settings.registry_url).manifest(version)
+    manifest = Registry(settings.registry.url).manifest(version)
     return decisions, pd.concat(outcomes, ignore_index=True), {version: manifest}, version
 
 

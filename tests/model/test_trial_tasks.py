@@ -30,7 +30,7 @@ def test_the_task_pieces_choose_and_fit_what_train_candidate_does(split_dir, mod
     whole = train_candidate(model, X, y, spec, settings)
 
     numbers = trial_tasks.plan(settings, split, model)
-    assert numbers == list(range(settings.search_iterations))
+    assert numbers == list(range(settings.training.search_iterations))
     # the trials in another order, as workers may finish them: the result does not depend on it
     files = [trial_tasks.trial(split, model, n) for n in reversed(numbers)]
     path = trial_tasks.finish(split, model)

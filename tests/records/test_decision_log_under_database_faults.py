@@ -171,7 +171,7 @@ def test_gunicorn_workers_survive_a_restart_under_load(trained, cluster, tmp_pat
     fail closed while the server is down and answer again when it is back."""
     url = cluster.url("app")
     _migrate(url)
-    with gunicorn(trained[0].registry_url, tmp_path, reload_interval_s=0, extra_env={
+    with gunicorn(trained[0].registry.url, tmp_path, reload_interval_s=0, extra_env={
             "CREDIT_RISK_DECISION_LOG": url,
             "CREDIT_RISK_DECISION_LOG_COMMIT_TIMEOUT_S": str(COMMIT_TIMEOUT_S)}) as server:
         with Load(server.base, server.application()) as load:

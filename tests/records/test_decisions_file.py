@@ -36,17 +36,17 @@ def test_a_path_opens_the_file_backend(tmp_path):
 
 def test_settings_choose_the_backend(monkeypatch, tmp_path):
     monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", "postgresql://u@db.internal/credit")
-    assert Settings().decision_log == "postgresql+psycopg://u@db.internal/credit"
+    assert Settings().decisions.url == "postgresql+psycopg://u@db.internal/credit"
     monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", str(tmp_path / "d.jsonl"))
-    assert Settings().decision_log == tmp_path / "d.jsonl"
+    assert Settings().decisions.url == tmp_path / "d.jsonl"
     monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", "mysql://u@db/credit")
     with pytest.raises(ValidationError, match="postgresql"):
         Settings()
     monkeypatch.delenv("CREDIT_RISK_DECISION_LOG")
     monkeypatch.setenv("CREDIT_RISK_DECISION_RETENTION_DAYS", "")
-    assert Settings().decision_retention_days is None
+    assert Settings().decisions.retention_days is None
     monkeypatch.setenv("CREDIT_RISK_DECISION_RETENTION_DAYS", "400")
-    assert Settings().decision_retention_days == 400
+    assert Settings().decisions.retention_days == 400
     monkeypatch.setenv("CREDIT_RISK_DECISION_RETENTION_DAYS", "3")  # < the 7-day drift window
     with pytest.raises(ValidationError, match="drift_window_days"):
         Settings()

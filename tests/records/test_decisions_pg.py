@@ -552,7 +552,7 @@ def test_gunicorn_workers_write_through_their_own_writer(trained, pg_url, schema
 
     PostgresDecisionLog(pg_url).migrate()
     port = free_port()
-    env = {**os.environ, "CREDIT_RISK_REGISTRY_URL": str(trained[0].registry_url),
+    env = {**os.environ, "CREDIT_RISK_REGISTRY_URL": str(trained[0].registry.url),
            "CREDIT_RISK_BIND": f"127.0.0.1:{port}", "CREDIT_RISK_WORKERS": "2",
            "CREDIT_RISK_DECISION_LOG": pg_url, "CREDIT_RISK_RELOAD_INTERVAL_S": "0",
            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}

@@ -51,6 +51,6 @@ def test_retention_must_outlast_the_loans_maturing_when_outcomes_are_loaded(tmp_
     source = tmp_path / "outcomes.csv"
     with pytest.raises(ValidationError, match="before their loans matured"):
         Settings(decision_retention_days=365, outcomes_csv=source)
-    assert Settings(decision_retention_days=800, outcomes_csv=source).decision_retention_days \
+    assert Settings(decision_retention_days=800, outcomes_csv=source).decisions.retention_days \
         == 800
-    assert Settings(decision_retention_days=30).decision_retention_days == 30  # no outcomes
+    assert Settings(decision_retention_days=30).decisions.retention_days == 30  # no outcomes

@@ -168,7 +168,7 @@ def client(trained, tmp_path):
     settings = trained[0].model_copy(update={"decision_log": tmp_path / "decisions.jsonl"})
     app = create_app(settings, watch=False)
     app.config["WTF_CSRF_ENABLED"] = False
-    return app.test_client(), decision_log_at(settings.decision_log)
+    return app.test_client(), decision_log_at(settings.decisions.url)
 
 
 def _application(client) -> dict:

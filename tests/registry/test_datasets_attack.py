@@ -147,7 +147,7 @@ def test_serving_falls_back_in_an_old_registry_whose_champion_manifest_is_corrup
     from tests.registry.test_serving_datasets import republish_as
 
     settings, lauki = trained_copy
-    reg = Path(settings.registry_url)
+    reg = Path(settings.registry.url)
     registry = Registry(str(reg))
     broken = republish_as(registry, lauki, "lauki_synthetic")
     shutil.rmtree(reg / "history")

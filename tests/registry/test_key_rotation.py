@@ -70,7 +70,7 @@ def _publish(trained, note: str) -> str:
     """A training run's publish, as this host's settings sign it (a copy of the trained
     fixture's version: a real model that serving loads)."""
     source_settings, version = trained
-    return copy_version(Registry(source_settings.registry_url), version,
+    return copy_version(Registry(source_settings.registry.url), version,
                         Registry.from_settings(Settings()), note)
 
 

@@ -27,7 +27,7 @@ def test_request_id_is_generated_and_decision_logged(client, application, traine
     r = client.post("/api/v1/predict", json=application)
     rid = r.json["request_id"]
     assert len(rid) == 32
-    logged = [d for d in decision_log_at(trained[0].decision_log).read() if d["request_id"] == rid]
+    logged = [d for d in decision_log_at(trained[0].decisions.url).read() if d["request_id"] == rid]
     assert logged and logged[0]["inputs"]["age"] == application["age"]
     assert logged[0]["probability_of_default"] == r.json["probability_of_default"]
 

@@ -173,7 +173,7 @@ def test_cli_predict_fails_without_output_when_the_log_cannot_be_written(
         writer = csv.DictWriter(fh, fieldnames=list(application))
         writer.writeheader()
         writer.writerow({k: "" if v is None else v for k, v in application.items()})
-    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", trained[0].registry_url)
+    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", trained[0].registry.url)
     monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", str(small_disk.path / "d.jsonl"))
     small_disk.read_only(True)
     out = tmp_path / "out.csv"

@@ -96,7 +96,8 @@ def test_session_lifetime_comes_from_the_settings(monkeypatch):
     monkeypatch.setenv("CREDIT_RISK_LOGIN_FAILURES_PER_CLIENT", "2")
     monkeypatch.setenv("CREDIT_RISK_TRUSTED_PROXIES", "1")
     s = Settings()
-    assert (s.form_session_minutes, s.login_failures_per_client, s.trusted_proxies) == (5, 2, 1)
+    assert (s.serving.form_session_minutes, s.serving.login_failures_per_client,
+            s.serving.trusted_proxies) == (5, 2, 1)
 
 
 # -- login throttling --------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def test_promote_and_rollback_under_load_on_s3(trained, s3_url, tmp_path, monkey
     publisher = Registry.from_settings(Settings(registry_url=url, signing_key_file=private,
                                                 trusted_keys=(public,)))
     source_settings, trained_version = trained
-    source = Registry(source_settings.registry_url)
+    source = Registry(source_settings.registry.url)
     versions = [copy_version(source, trained_version, publisher, f"v{i}") for i in range(3)]
     never = copy_version(source, trained_version, publisher, "published, never promoted")
     publisher.promote(versions[0], "start")

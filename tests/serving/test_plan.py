@@ -37,8 +37,9 @@ def models(trained, spec):
     import pandas as pd
 
     settings, _ = trained
-    out = {p.stem: joblib.load(p).model for p in settings.runs_dir.glob("*/candidates/*.joblib")}
-    train = pd.read_parquet(next(settings.runs_dir.glob("*/split/train.parquet")))
+    runs = settings.data.runs_dir
+    out = {p.stem: joblib.load(p).model for p in runs.glob("*/candidates/*.joblib")}
+    train = pd.read_parquet(next(settings.data.runs_dir.glob("*/split/train.parquet")))
     out["random_forest"] = train_candidate(
         "random_forest", train.drop(columns=["__target__"]), train["__target__"].to_numpy(),
         spec, settings.model_copy(update={"search_iterations": 1})).model
@@ -167,7 +168,7 @@ def test_serving_and_predict_never_unpickle(trained, tmp_path):
     import shutil
 
     settings, version = trained
-    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    shutil.copytree(settings.registry.url, tmp_path / "reg")
     registry = Registry(str(tmp_path / "reg"))
     marker = tmp_path / "pwned"
     _plant_pickle(registry, version, marker)
@@ -210,7 +211,7 @@ def test_a_version_without_a_plan_is_refused_with_how_to_fix(trained, tmp_path):
     import shutil
 
     settings, version = trained
-    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    shutil.copytree(settings.registry.url, tmp_path / "reg")
     registry = Registry(str(tmp_path / "reg"))
     manifest = registry.manifest(version)
     files = {n: registry.read_file(version, n) for n in manifest["files"]
@@ -242,7 +243,7 @@ def test_the_walk_of_the_trees_gives_xgboosts_margin_bit_for_bit(models, frame):
 
 def test_one_xgboost_row_scores_as_in_a_batch(trained, models, frame):
     settings, version = trained
-    manifest = Registry(settings.registry_url).manifest(version)
+    manifest = Registry(settings.registry.url).manifest(version)
     scorer = Scorer(plan_of(models["xgboost"]), manifest)
     records = [r for r in frame_records(frame[[f["name"] for f in scorer.fields]].head(400))
                if not validate_application(scorer.fields, r)[1]]

@@ -61,7 +61,7 @@ def _env(settings, tmp_path: Path) -> dict[str, str]:
     """Only what the slice needs: no PYTHONPATH, no inherited CREDIT_RISK_* settings."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CREDIT_RISK_", "PYTHON", "VIRTUAL_ENV"))}
-    env.update(CREDIT_RISK_REGISTRY_URL=str(settings.registry_url),
+    env.update(CREDIT_RISK_REGISTRY_URL=str(settings.registry.url),
                CREDIT_RISK_DECISION_LOG=str(tmp_path / "decisions.jsonl"),
                CREDIT_RISK_RELOAD_INTERVAL_S="0")
     return env
@@ -121,7 +121,7 @@ def test_the_serving_app_scores_a_published_model(slice_env, trained, tmp_path):
 
 def test_credit_risk_predict_and_models_run_in_the_slice(slice_env, trained, tmp_path):
     settings, version = trained
-    fields = Registry(settings.registry_url).manifest(version)["inputs"]
+    fields = Registry(settings.registry.url).manifest(version)["inputs"]
     typical = {f["name"]: "" if f["default"] is None else f["default"] for f in fields}
     numeric = next(f for f in fields if f["type"] != "category")
     with (tmp_path / "apps.csv").open("w", newline="") as fh:

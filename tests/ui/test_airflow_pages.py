@@ -58,7 +58,7 @@ def test_models_page_card_and_run_outputs(env):
     assert client.get("/runs/fixture-run/..%2F..%2Fetc%2Fpasswd").status_code == 404
     # Reports only: never the raw data, the split or the fitted candidates.
     for private in ("raw/loans.parquet", "split/train.parquet", "candidates/xgboost.joblib"):
-        assert (settings.runs_dir / "fixture-run" / private).exists()
+        assert (settings.data.runs_dir / "fixture-run" / private).exists()
         assert client.get(f"/runs/fixture-run/{private}").status_code == 404
     card = client.get(f"/models/{version}/files/model_card.html")
     assert card.headers["content-security-policy"].startswith("sandbox")
@@ -69,7 +69,7 @@ def test_drift_reports_are_listed_and_served(env, monkeypatch):
     from tests.model.test_monitoring import _log_traffic
 
     settings, _ = env
-    settings = settings.model_copy(update={"decision_log": settings.runs_dir / "d.jsonl"})
+    settings = settings.model_copy(update={"decision_log": settings.data.runs_dir / "d.jsonl"})
     _log_traffic(settings, shift=True)
     drift_step(settings, "daily-1")
     client = TestClient(create_ui(settings, logged_in))
@@ -81,7 +81,7 @@ def test_drift_reports_are_listed_and_served(env, monkeypatch):
 
 def test_tampered_file_is_not_served(env, tmp_path):
     settings, version = env
-    card = Path(settings.registry_url) / "models" / version / "model_card.html"
+    card = Path(settings.registry.url) / "models" / version / "model_card.html"
     card.write_text("<p>forged</p>")
     client = TestClient(create_ui(settings, logged_in))
     assert client.get(f"/models/{version}/files/model_card.html").status_code == 404
@@ -89,7 +89,7 @@ def test_tampered_file_is_not_served(env, tmp_path):
 
 def test_promote_and_rollback_record_the_user(env):
     settings, version = env
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     other = republish(registry, version)
     viewer = TestClient(create_ui(settings, logged_in))
     refused = viewer.post(f"/models/{other}/promote", data={"reason": "x"})
@@ -116,7 +116,7 @@ def test_changes_need_the_pages_own_origin(env):
     """Scheme, host and port of Origin (or, without one, of Referer) must be the pages' own or
     a configured one; a request without either is refused unless it carries a Bearer token."""
     settings, version = env
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     other = republish(registry, version)
     registry.promote(other, "fixture", by="fixture")
     registry.promote(version, "fixture", by="fixture")  # a rollback has somewhere to go
@@ -201,9 +201,9 @@ def test_only_report_files_are_served(run, path, served):
 
 def test_private_files_and_symlinks_are_404(env, tmp_path):
     settings, version = env
-    run = settings.runs_dir / "fixture-run"
+    run = settings.data.runs_dir / "fixture-run"
     (run / "validation" / "copy.json").symlink_to(run / "raw" / "loans.parquet")
-    (settings.runs_dir / "elsewhere").symlink_to(run, target_is_directory=True)
+    (settings.data.runs_dir / "elsewhere").symlink_to(run, target_is_directory=True)
     client = TestClient(create_ui(settings, logged_in))
     for path in ("/runs/fixture-run/validation%2F..%2Fraw%2Floans.parquet",
                  "/runs/fixture-run/validation/%2e%2e/raw/loans.parquet",
@@ -220,7 +220,7 @@ def test_private_files_and_symlinks_are_404(env, tmp_path):
 def test_a_refused_alias_record_is_shown_not_a_server_error(env):
     settings, version = env
     client = TestClient(create_ui(settings, logged_in))
-    (Path(settings.registry_url) / "aliases" / "state.json").write_text("{")
+    (Path(settings.registry.url) / "aliases" / "state.json").write_text("{")
     page = client.get("/")
     assert page.status_code == 200 and "Alias record refused" in page.text
     assert client.get(f"/models/{version}").status_code == 200
@@ -232,7 +232,7 @@ def test_models_page_groups_by_dataset_and_rolls_back_one(env):
     from tests.registry.test_serving_datasets import republish_as
 
     settings, version = env
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     sba1, sba2 = republish_as(registry, version, "sba"), republish_as(registry, version, "sba")
     registry.promote(sba1, "first sba")
     registry.promote(sba2, "second sba")

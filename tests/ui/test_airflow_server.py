@@ -113,8 +113,8 @@ def _plant(runs: Path, outside: Path) -> None:
 def server(trained, tmp_path_factory):
     settings, version = trained
     base = tmp_path_factory.mktemp("airflow-ui")
-    shutil.copytree(settings.registry_url, base / "registry")
-    shutil.copytree(settings.runs_dir, base / "runs", symlinks=True)
+    shutil.copytree(settings.registry.url, base / "registry")
+    shutil.copytree(settings.data.runs_dir, base / "runs", symlinks=True)
     _plant(base / "runs", base / "outside")
     registry = Registry(str(base / "registry"))
     other = republish(registry, version)

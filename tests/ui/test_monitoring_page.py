@@ -15,7 +15,7 @@ from tests.ui.test_airflow_pages import logged_in
 def test_monitoring_page_shows_psi_and_performance_plots(trained_copy, tmp_path, monkeypatch):
     settings, _ = trained_copy
     settings = settings.model_copy(update={"decision_log": tmp_path / "d.jsonl"})
-    monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", str(settings.decision_log))
+    monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", str(settings.decisions.url))
     log_matured_batch(settings, tmp_path, shift=True, n=1500)
     _log_traffic(settings, shift=True)
     drift_step(settings, "daily-1")

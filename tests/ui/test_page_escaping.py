@@ -73,7 +73,7 @@ def test_manifest_history_and_reports_are_escaped(tmp_path):
 
 def test_a_run_named_with_markup_is_never_listed_nor_echoed(tmp_path):
     settings, _, _ = _hostile_site(tmp_path)
-    runs = settings.runs_dir
+    runs = settings.data.runs_dir
     write(runs / "<script>alert(1)" / "comparison.json", "{}")
     write(runs / "monitoring" / IMG / "drift.json", '{"status": "ok", "drift": false}')
     client = TestClient(create_ui(settings, logged_in))
