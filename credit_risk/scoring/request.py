@@ -9,7 +9,6 @@ derive from the same `credit_risk.spec.fields.Constraints`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -19,7 +18,14 @@ from pydantic.json_schema import models_json_schema
 
 from credit_risk.scoring.bands import Rating
 from credit_risk.spec.expressions import parse_expression
-from credit_risk.spec.fields import Constraints, constraints_of, validate_application
+from credit_risk.spec.fields import (
+    Constraints,
+    constraints_of,
+    nfc,
+    rule_violations,
+    text_error,
+    validate_application,
+)
 
 REF = "#/components/schemas/{model}"
 
@@ -27,8 +33,9 @@ REF = "#/components/schemas/{model}"
 # inputs.application_id, so observed outcomes can be joined to it (performance monitoring).
 APPLICATION_ID = "application_id"
 APPLICATION_ID_CHARS = 100
-APPLICATION_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # no control characters
-_ID_RE = re.compile(APPLICATION_ID_PATTERN)
+# No control characters, no bidirectional marks (as `text_error`); recorded as sent, so it
+# must also be in Unicode normal form NFC (one spelling per id for joining outcomes later).
+APPLICATION_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
 
 
 # -- request ---------------------------------------------------------------------------
@@ -243,16 +250,6 @@ def openapi_document(fields: Sequence[Mapping[str, Any]], *, model_version: str 
 
 
 # -- fast validation of many applications --------------------------------------------------
-def _rule_ok(rule: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) -> bool:
-    """A cross-field rule on whole columns (None, i.e. missing, passes as in check_rules)."""
-    expr = parse_expression(rule["check"])
-    env = {n: np.array([item[n] for item in items], dtype=float) for n in expr.names}
-    missing = np.zeros(len(items), dtype=bool)
-    for x in env.values():
-        missing |= np.isnan(x)
-    return bool(np.all(expr.evaluate(env) | missing))
-
-
 def application_id_error(value: Any) -> str | None:
     """Why an application_id is not acceptable (None: it is, or it is absent)."""
     if value is None:
@@ -261,10 +258,11 @@ def application_id_error(value: Any) -> str | None:
         return "must be a string"
     if not value:
         return "must not be empty"
-    if len(value) > APPLICATION_ID_CHARS:
-        return f"must be at most {APPLICATION_ID_CHARS} characters"
-    if not _ID_RE.match(value):
-        return "must not contain control characters"
+    why = text_error(value, APPLICATION_ID_CHARS)
+    if why:
+        return why
+    if nfc(value) != value:
+        return "must be in Unicode normal form NFC (composed characters)"
     return None
 
 
@@ -301,8 +299,8 @@ def validate_many(fields: Sequence[Mapping[str, Any]], items: Sequence[Any],
             item.keys() == with_id and type(item[APPLICATION_ID]) is str
             and application_id_error(item[APPLICATION_ID]) is None)) for item in items) and all(
             c.all_valid([item[f["name"]] for item in items])
-            for f, c in zip(fields, constraints_of(fields), strict=True)) and all(
-            _rule_ok(rule, items) for rule in rules):
+            for f, c in zip(fields, constraints_of(fields), strict=True)) and not any(
+            rule_violations(rules, items)):
         return list(items), {}
     clean, bad = [], {}
     for i, item in enumerate(items):
