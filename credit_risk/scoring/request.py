@@ -9,6 +9,7 @@ derive from the same `credit_risk.spec.fields.Constraints`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -264,6 +265,21 @@ def application_id_error(value: Any) -> str | None:
     if nfc(value) != value:
         return "must be in Unicode normal form NFC (composed characters)"
     return None
+
+
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|[+-]?(?:inf|infinity|nan)",
+                     re.ASCII | re.IGNORECASE)
+_INTEGER = re.compile(r"[+-]?\d{1,18}", re.ASCII)
+
+
+def value_from_text(field: Mapping[str, Any], text: str) -> Any:
+    """A form field's or CSV cell's text as an application value: for a numeric field, the
+    number it writes in ASCII (an int when it is a whole number of up to 18 digits), else the
+    text as it is (then validation says why: "١٢" or "1_000" is not a number here)."""
+    text = text.strip()
+    if field["type"] == "category" or not _NUMBER.fullmatch(text):
+        return text
+    return int(text) if _INTEGER.fullmatch(text) else float(text)
 
 
 def validate_one(fields: Sequence[Mapping[str, Any]], data: Any,
