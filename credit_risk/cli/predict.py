@@ -33,8 +33,8 @@ from credit_risk.errors import CreditRiskError
 from credit_risk.registry.decisions import DecisionLog
 from credit_risk.scoring.champion import load_champion, registry_for
 from credit_risk.scoring.decide import decide
-from credit_risk.scoring.scorer import Scorer
 from credit_risk.scoring.request import application_id_error, value_from_text
+from credit_risk.scoring.scorer import Scorer
 from credit_risk.spec.fields import shown, validate_application
 
 RESULT_COLUMNS = ("probability_of_default", "risk", "credit_score", "rating", "reasons",

@@ -13,12 +13,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
 from credit_risk.scoring.bands import Rating
-from credit_risk.spec.expressions import parse_expression
 from credit_risk.spec.fields import (
     Constraints,
     constraints_of,

@@ -39,7 +39,7 @@ ODD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066
 
 
 def text_error(text: str, max_chars: int = MAX_TEXT_CHARS) -> str | None:
-    """Why a text value is refused (over-long, a lone surrogate, a control or bidi mark), or None."""
+    """Why a text value is refused (over-long, lone surrogate, control or bidi mark), or None."""
     if len(text) > max_chars:
         return f"must be at most {max_chars} characters"
     odd = ODD_CHARS.search(text)
