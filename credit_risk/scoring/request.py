@@ -60,7 +60,8 @@ def application_model(fields: Sequence[Mapping[str, Any]]) -> type[BaseModel]:
             None, alias=APPLICATION_ID, title="Application id", min_length=1,
             max_length=APPLICATION_ID_CHARS, pattern=APPLICATION_ID_PATTERN,
             description="Optional: your id of this application (not scored), recorded with "
-                        "the decision so that its observed outcome can be joined to it.",
+                        "the decision so that its observed outcome can be joined to it. "
+                        "Unicode NFC, no control characters or bidirectional marks.",
             examples=["L0012345"]))
     return create_model(
         "Application", __config__=ConfigDict(extra="forbid", populate_by_name=False),
@@ -214,7 +215,11 @@ def openapi_document(fields: Sequence[Mapping[str, Any]], *, model_version: str 
                  "description": (
                      "Probability of default, High/Low risk, credit score, rating and reasons "
                      "for loan applications. The application fields follow the loaded model's "
-                     f"dataset spec. Bodies over {max_request_bytes:,} bytes get 413.")},
+                     f"dataset spec. Bodies over {max_request_bytes:,} bytes get 413. Text: a "
+                     "value holding a lone UTF-16 surrogate, a control character (NUL...) or a "
+                     "bidirectional control mark, or longer than its limit, is a 422 naming "
+                     "the field; a category matches in Unicode normal form NFC (a decomposed "
+                     "spelling is the same category); an application_id must be NFC.")},
         "paths": {
             "/api/v1/predict": {"post": op(
                 "Score one application", "Application", "PredictionResponse", predict_errors,

@@ -50,7 +50,7 @@ def text_error(text: str, max_chars: int = MAX_TEXT_CHARS) -> str | None:
     if "\ud800" <= char <= "\udfff":
         return f"must be valid UTF-8 text ({code}: a lone surrogate, or a byte that is not UTF-8)"
     if unicodedata.category(char) == "Cc":
-        return f"must not contain control characters ({code})"
+        return "must not contain control characters"  # such as NUL, a newline, a tab
     return f"must not contain bidirectional control marks ({code})"
 
 

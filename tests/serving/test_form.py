@@ -68,7 +68,7 @@ def _category(application):
 
 
 @pytest.mark.parametrize(("text", "why"), [
-    ("Salaried\x00", "control characters (U+0000)"),
+    ("Salaried\x00", "control characters"),
     ("\u202eSalaried", "bidirectional control marks (U+202E)"),
     ("S" * 5000, "at most 200 characters"),
 ])
@@ -82,7 +82,7 @@ def test_odd_text_in_a_form_field_names_the_field(client, application, csrf, tex
 
 @pytest.mark.parametrize(("text", "why"), [
     ("L-1\u202e", "bidirectional control marks (U+202E)"),
-    ("L\x07", "control characters (U+0007)"),
+    ("L\x07", "control characters"),
     ("Cafe\u0301", "normal form NFC"),
     ("L" * 101, "at most 100 characters"),
 ])

@@ -98,8 +98,8 @@ def test_a_category_matches_in_normal_form_nfc_and_is_scored_as_the_model_spells
 @pytest.mark.parametrize(("text", "why"), [
     ("\ud800", "must be valid UTF-8 text (U+D800: a lone surrogate"),
     ("a\udcff", "must be valid UTF-8 text (U+DCFF"),
-    ("a\x00", "must not contain control characters (U+0000)"),
-    ("\x9b", "must not contain control characters (U+009B)"),
+    ("a\x00", "must not contain control characters"),
+    ("\x9b", "must not contain control characters"),
     ("a\u202eb", "must not contain bidirectional control marks (U+202E)"),
     ("\u061c", "must not contain bidirectional control marks (U+061C)"),
     ("x" * 201, "must be at most 200 characters"),
