@@ -91,15 +91,6 @@ def install(app: Flask, settings: Settings, keys: KeyChecker) -> LoginThrottle:
             raise RequestEntityTooLarge()
         return None
 
-    @app.after_request
-    def forbid_framing(response: Response) -> Response:
-        """No page of this app may be framed by another site (clickjacking): the modern header
-        and the one older browsers read."""
-        response.headers["Content-Security-Policy"] = frame_ancestors_none(
-            response.headers.get("Content-Security-Policy"))
-        response.headers["X-Frame-Options"] = "DENY"
-        return response
-
     lifetime = timedelta(minutes=settings.form_session_minutes)
     app.secret_key = session_secret(settings, keys)
     app.session_interface = SessionInterface()
@@ -110,7 +101,17 @@ def install(app: Flask, settings: Settings, keys: KeyChecker) -> LoginThrottle:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     csrf.init_app(app)
+    app.after_request(forbid_framing)
     return throttle
+
+
+def forbid_framing(response: Response) -> Response:
+    """No page of this app may be framed by another site (clickjacking): the modern header and
+    the one older browsers read."""
+    response.headers["Content-Security-Policy"] = frame_ancestors_none(
+        response.headers.get("Content-Security-Policy"))
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
 
 
 def frame_ancestors_none(policy: str | None) -> str:
