@@ -168,7 +168,7 @@ def test_non_finite_numbers_name_the_field(client, application, literal):
     assert r.json["fields"] == {"1": {"income": "must be a finite number"}}
 
 
-def test_logging_is_the_entry_points_not_the_app_factorys(trained, tmp_path):
+def test_logging_is_the_entry_points_not_the_app_factorys(tmp_path):
     """create_app leaves the process's logging alone (tests, an embedding app); the WSGI
     entry point gunicorn loads sets the app's messages at INFO on stderr."""
     import os
@@ -176,7 +176,7 @@ def test_logging_is_the_entry_points_not_the_app_factorys(trained, tmp_path):
     import sys
     from pathlib import Path
 
-    env = {**os.environ, "CREDIT_RISK_REGISTRY_URL": str(trained[0].registry_url),
+    env = {**os.environ, "CREDIT_RISK_REGISTRY_URL": str(tmp_path / "registry"),
            "CREDIT_RISK_DECISION_LOG": str(tmp_path / "d.jsonl"),
            "CREDIT_RISK_RELOAD_INTERVAL_S": "0"}
     env.pop("PYTEST_CURRENT_TEST", None)

@@ -122,11 +122,11 @@ def _answers(client, application, name, value):
 
 @pytest.fixture(scope="module")
 def hostile(trained, tmp_path_factory):
-    settings_ = trained[0].model_copy(update={
-        "decision_log": tmp_path_factory.mktemp("hostile") / "d.jsonl"})
-    client = create_app(settings_, watch=False).test_client()
+    log = tmp_path_factory.mktemp("hostile") / "d.jsonl"
+    client = create_app(trained[0].model_copy(update={"decision_log": log}),
+                        watch=False).test_client()
     fields = client.get("/api/v1/model").json["inputs"]
-    return client, {f["name"]: f["default"] for f in fields}, fields, settings_.decision_log
+    return client, {f["name"]: f["default"] for f in fields}, fields, log
 
 
 @pytest.mark.parametrize("case", ODD_TEXT)

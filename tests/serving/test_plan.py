@@ -442,8 +442,10 @@ def test_an_unsigned_version_with_nonsense_numbers_is_refused(trained_copy, edit
     from credit_risk.scoring.champion import load_champion
     from tests.conftest import republish
 
+    from credit_risk.scoring.champion import registry_for
+
     settings, version = trained_copy
-    registry = Registry(settings.registry_url)
+    registry = registry_for(settings)
     if callable(edit):
         def rewrite(name, data):
             if name not in (PLAN_FILE, ARRAYS_FILE):
