@@ -439,10 +439,8 @@ def test_a_plan_that_does_not_fit_together_is_refused(models, name, change, says
 def test_an_unsigned_version_with_nonsense_numbers_is_refused(trained_copy, edit, says):
     """Written as the files of a version in a registry without keys: serving and predict's
     loader refuse it with the reason, and the champion keeps serving."""
-    from credit_risk.scoring.champion import load_champion
+    from credit_risk.scoring.champion import load_champion, registry_for
     from tests.conftest import republish
-
-    from credit_risk.scoring.champion import registry_for
 
     settings, version = trained_copy
     registry = registry_for(settings)
