@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from flask import Flask, jsonify
 
@@ -19,7 +18,8 @@ RETRY_AFTER_S = 30  # what a client is told to wait on a 503
 
 
 def create_app(settings: Settings | None = None, watch: bool | None = None) -> Flask:
-    """Build the app; load the champion now and, if `watch`, poll for a new one."""
+    """Build the app; load the champion now and, if `watch`, poll for a new one. Logging is
+    the process's to configure (serving/wsgi.py does), not the factory's."""
     settings = settings or Settings()
     app = Flask(__name__)
     jsonio.install(app)
@@ -63,8 +63,6 @@ def create_app(settings: Settings | None = None, watch: bool | None = None) -> F
     security.csrf.exempt(api)  # the API takes no cookies: JSON with an API key, not a form
     app.register_blueprint(api)
     app.register_blueprint(web)
-    if not app.debug and not os.environ.get("PYTEST_CURRENT_TEST"):
-        logging.basicConfig(level=logging.INFO)
     return app
 
 

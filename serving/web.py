@@ -20,7 +20,7 @@ from flask_wtf.csrf import CSRFError
 
 from credit_risk.records.decisions import DecisionLogError
 from credit_risk.scoring import bands
-from credit_risk.scoring.request import APPLICATION_ID, validate_one
+from credit_risk.scoring.request import APPLICATION_ID, validate_one, value_from_text
 from serving.auth import KeyChecker
 from serving.context import decide, settings, store
 from serving.security import LoginThrottle, client_address
@@ -32,18 +32,10 @@ def _from_form(fields: list[dict[str, Any]], form: Any) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for f in fields:
         raw = form.get(f["name"], "").strip()
-        if raw == "":
-            if f["nullable"]:
-                data[f["name"]] = None
-        elif f["type"] == "category":
-            data[f["name"]] = raw
-        else:
-            try:
-                value = int(raw) if f["type"] == "integer" and raw.lstrip("-").isdigit() \
-                    and len(raw) < 20 else float(raw)
-                data[f["name"]] = value
-            except ValueError:
-                data[f["name"]] = raw
+        if raw:
+            data[f["name"]] = value_from_text(f, raw)
+        elif f["nullable"]:
+            data[f["name"]] = None
     return data
 
 
