@@ -556,7 +556,6 @@ def test_gunicorn_workers_write_through_their_own_writer(trained, pg_url, schema
            "CREDIT_RISK_BIND": f"127.0.0.1:{port}", "CREDIT_RISK_WORKERS": "2",
            "CREDIT_RISK_DECISION_LOG": pg_url, "CREDIT_RISK_RELOAD_INTERVAL_S": "0",
            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
-    env.pop("PYTEST_CURRENT_TEST", None)
     log = tmp_path / "gunicorn.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c",

@@ -107,7 +107,6 @@ def gunicorn(registry_url: str, folder: Path, *, reload_interval_s: float = 1.0,
            "CREDIT_RISK_DECISION_LOG": str(folder / "decisions.jsonl"),
            "CREDIT_RISK_RELOAD_INTERVAL_S": str(reload_interval_s),
            "PROMETHEUS_MULTIPROC_DIR": str(folder / "prom"), **(extra_env or {})}
-    env.pop("PYTEST_CURRENT_TEST", None)
     log = folder / "gunicorn.log"
     with log.open("wb") as out:  # a file, not a pipe nobody reads: it never fills up
         proc = subprocess.Popen(

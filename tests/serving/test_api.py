@@ -179,7 +179,6 @@ def test_logging_is_the_entry_points_not_the_app_factorys(tmp_path):
     env = {**os.environ, "CREDIT_RISK_REGISTRY_URL": str(tmp_path / "registry"),
            "CREDIT_RISK_DECISION_LOG": str(tmp_path / "d.jsonl"),
            "CREDIT_RISK_RELOAD_INTERVAL_S": "0"}
-    env.pop("PYTEST_CURRENT_TEST", None)
     probe = ("import logging, sys\n"
              "root = logging.getLogger()\n"
              "from serving import create_app\n"
