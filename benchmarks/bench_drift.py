@@ -136,7 +136,7 @@ def breakdown(settings: Any, target: str) -> dict[str, float]:
 
     from credit_risk.pipeline import monitoring
     from credit_risk.registry.decisions import DecisionLog
-    from credit_risk.registry.store import Registry
+    from credit_risk.registry import Registry
 
     registry = Registry(settings.registry_url)
     version = registry.alias_version("champion")

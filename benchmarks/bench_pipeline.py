@@ -81,7 +81,7 @@ def child(n: int, work: Path, models: list[str] | None = None) -> None:
     """Run the DAG's steps on n customers in `work`, one JSON line per step on stdout."""
     from credit_risk.config import Settings
     from credit_risk.pipeline import steps, synthetic
-    from credit_risk.registry.store import Registry
+    from credit_risk.registry import Registry
     from credit_risk.spec.dataset import load_spec
 
     s = Settings(data_dir=work / "data", runs_dir=work / "runs",

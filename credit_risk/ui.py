@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from credit_risk.config import Settings
 from credit_risk.pipeline.run_paths import MONITORING, RunPaths
-from credit_risk.registry.store import Registry, RegistryError, dataset_of
+from credit_risk.registry import Registry, RegistryError, dataset_of
 
 STYLE = ("body{font-family:system-ui,sans-serif;margin:1rem;color:#1d2330}table{border-collapse:"
          "collapse;margin:.5rem 0}td,th{border:1px solid #ccd;padding:.25rem .5rem;text-align:left}"

@@ -17,7 +17,7 @@ from credit_risk.scoring.plan import ARRAYS_FILE, BOOSTER_FILE, PLAN_FILE, PlanE
 from credit_risk.scoring.reasons import ReasonExplainer
 
 if TYPE_CHECKING:
-    from credit_risk.registry.store import Registry
+    from credit_risk.registry import Registry
 
 @dataclass(frozen=True)
 class ScoreScaling:

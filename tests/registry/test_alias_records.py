@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from credit_risk.cli import main
-from credit_risk.registry.store import (
+from credit_risk.registry import (
     AliasStateError,
     Registry,
     RegistryError,
@@ -40,7 +40,7 @@ def test_an_unreadable_history_record_is_skipped_with_a_warning(store, caplog, c
     url = store.url
     v1, v2, v3 = _three(Registry(url))
     store.write("history/99999999T000000000000Z-deadbeef-promote.json", content)
-    caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
+    caplog.set_level(logging.WARNING, logger="credit_risk.registry")
     registry = Registry(url)  # constructing it reconciles: no ValueError, no TypeError
     assert _aliases(registry) == (v2, v1)
     assert [h["version"] for h in registry.history()] == [v1, v1, v2]
@@ -68,7 +68,7 @@ def test_a_corrupt_state_is_rebuilt_from_the_chain_and_never_crashes(store, capl
     store.write("aliases/state.json", "{")
     with pytest.raises(AliasStateError, match="not valid JSON"):  # a RegistryError
         reader.alias("champion")
-    caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
+    caplog.set_level(logging.WARNING, logger="credit_risk.registry")
     registry = Registry(url)  # a writer's open rebuilds it from the newest history record
     assert "rebuilt from the newest history record" in caplog.text
     assert _aliases(registry) == (v2, v1)
@@ -113,7 +113,7 @@ def test_a_forged_far_future_record_is_ignored_and_logged(store, caplog):
               "action": "promote", "at": "9999-01-01", "by": "x",
               "changes": [{"alias": "champion", "version": v3}], "aliases": forged_aliases})):
         store.write(f"history/{name}", json.dumps(record))
-    caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
+    caplog.set_level(logging.WARNING, logger="credit_risk.registry")
     registry = Registry(url)
     assert _aliases(registry) == (v2, v1)
     assert "ignored: it does not follow the alias state" in caplog.text
@@ -228,7 +228,7 @@ def test_a_signed_change_on_an_unsigned_record_signs_only_its_own_dataset(store,
     old.promote(e1, "e before keys")
     signer = _signed(url, keys)
     d2 = _publish(signer)
-    caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
+    caplog.set_level(logging.WARNING, logger="credit_risk.registry")
     signer.promote(d2, "d after keys")
     assert "none of its aliases (d, e) is carried into the signed one" in caplog.text
     reader = _signed(url, keys, sign=False)

@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from credit_risk.registry.store import ChecksumError, Registry, RegistryError
+from credit_risk.registry import ChecksumError, Registry, RegistryError
 
 CHILD = r"""
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 
 registry = Registry(sys.argv[1])
 version, name = sys.argv[2], sys.argv[3]

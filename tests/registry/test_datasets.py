@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from credit_risk.cli import main
-from credit_risk.registry.store import (
+from credit_risk.registry import (
     AliasStateError,
     Registry,
     RegistryError,
@@ -242,7 +242,7 @@ def test_a_record_with_a_dataset_named_for_a_path_is_malformed(store, caplog):
     store.write("aliases/state.json", json.dumps(state))
     with pytest.raises(AliasStateError, match="malformed"):
         registry.alias_version("champion", "lauki")
-    caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
+    caplog.set_level(logging.WARNING, logger="credit_risk.registry")
     reopened = Registry(store.url)  # rebuilt from the newest history record
     assert "rebuilt from the newest history record" in caplog.text
     assert set(reopened.aliases()) == {"lauki", "sba"}

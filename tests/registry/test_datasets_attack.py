@@ -8,7 +8,7 @@ import pytest
 
 from credit_risk.config import Settings
 from credit_risk.pipeline import steps
-from credit_risk.registry.store import AliasStateError, Registry
+from credit_risk.registry import AliasStateError, Registry
 
 
 def _publish(registry, dataset, payload=b"model"):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from credit_risk.pipeline import steps as pipeline
-from credit_risk.registry.store import (
+from credit_risk.registry import (
     Registry,
     RegistryError,
     SignatureError,
@@ -72,7 +72,7 @@ def test_signed_model_serves_and_a_tampered_one_is_refused_everywhere(trained, t
 
     # A starting worker that cannot repair it (as on a read-only registry: no reconcile)
     # refuses the alias record and serves the newest version of the signed history.
-    from credit_risk.scoring.champion import ModelStore
+    from credit_risk.registry.champion import ModelStore
 
     state.write_text(json.dumps(record))
     store = ModelStore(registry)

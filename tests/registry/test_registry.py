@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from credit_risk.registry.store import ChecksumError, Registry, RegistryError
+from credit_risk.registry import ChecksumError, Registry, RegistryError
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from credit_risk.registry import store as store_module
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from tests.conftest import generate_data, republish, small_settings
 
 
@@ -98,7 +98,7 @@ def test_an_object_store_publish_writes_the_manifest_last_and_once(s3_url, monke
 
 WRITER = r"""
 import logging, sys, time
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 registry = Registry(sys.argv[1])

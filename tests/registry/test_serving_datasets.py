@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from credit_risk.pipeline import steps as pipeline
-from credit_risk.registry.store import Registry, RegistryError
-from credit_risk.scoring.champion import ModelStore, load_champion
+from credit_risk.registry import Registry, RegistryError
+from credit_risk.registry.champion import ModelStore, load_champion
 from serving import create_app
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from credit_risk.config import Settings
 from credit_risk.pipeline.steps import load_model
-from credit_risk.registry.store import (
+from credit_risk.registry import (
     ChecksumError,
     Registry,
     SignatureError,
@@ -163,7 +163,7 @@ def test_publishing_needs_a_trusted_signing_key_when_keys_are_trusted(tmp_path, 
 
 
 def test_without_keys_it_works_as_before_and_says_so_once(tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="credit_risk.registry.store")
+    caplog.set_level(logging.WARNING, logger="credit_risk.registry")
     settings = _settings(tmp_path)
     registry = Registry.from_settings(settings)
     Registry.from_settings(settings)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from credit_risk.registry.store import Registry
-from credit_risk.scoring.champion import ModelStore
+from credit_risk.registry import Registry
+from credit_risk.registry.champion import ModelStore
 from serving import create_app
 from tests.conftest import republish
 from tests.serving.servers import metric

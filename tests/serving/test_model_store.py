@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from credit_risk.registry.store import Registry
-from credit_risk.scoring.champion import ModelStore
+from credit_risk.registry import Registry
+from credit_risk.registry.champion import ModelStore
 from serving import create_app
 from tests.conftest import republish
 from tests.serving.servers import metric
@@ -112,7 +112,7 @@ def test_a_running_store_keeps_its_model_when_the_alias_record_is_replayed(train
     replay) or an edited one is refused, and the last good model keeps serving."""
     import json
 
-    from credit_risk.registry.store import signing
+    from credit_risk.registry import signing
 
     settings, version = trained
     source = Registry(settings.registry_url)

@@ -18,7 +18,7 @@ from credit_risk.pipeline.bundle import check_plan, compile_bundle, frame_record
 from credit_risk.pipeline.ingest import assemble
 from credit_risk.pipeline.steps import load_scorer
 from credit_risk.pipeline.train import train_candidate
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from credit_risk.scoring.plan import ARRAYS_FILE, PLAN_FILE, PlanError, ScoringPlan
 from credit_risk.scoring.scorer import Scorer
 from credit_risk.spec.fields import validate_application
@@ -178,7 +178,7 @@ def trap(*a, **k):
     raise SystemExit("unpickled")
 pickle.loads = pickle.load = trap
 pickle.Unpickler = trap
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from credit_risk.scoring.scorer import Scorer
 s = Scorer.load(Registry({str(tmp_path / 'reg')!r}), {version!r})
 app = {{f["name"]: f["default"] for f in s.fields}}

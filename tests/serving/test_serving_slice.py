@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 
 ROOT = Path(__file__).parents[2]
 TRAINING_ONLY = {"pandas": "pandas", "sklearn": "scikit-learn", "imblearn": "imbalanced-learn",

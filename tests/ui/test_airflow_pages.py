@@ -9,7 +9,7 @@ import pytest
 from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from credit_risk.ui import create_ui, is_report
 from tests.conftest import republish
 
