@@ -135,8 +135,8 @@ def breakdown(settings: Any, target: str) -> dict[str, float]:
     from datetime import timedelta
 
     from credit_risk.pipeline import monitoring
-    from credit_risk.registry.decisions import DecisionLog
     from credit_risk.registry import Registry
+    from credit_risk.registry.decisions import DecisionLog
 
     registry = Registry(settings.registry_url)
     version = registry.alias_version("champion")

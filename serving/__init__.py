@@ -8,8 +8,8 @@ import os
 from flask import Flask, jsonify
 
 from credit_risk.config import Settings
-from credit_risk.registry.decisions import DecisionLog, DecisionLogError, open_decision_log
 from credit_risk.registry.champion import ModelStore, StoreEvents, registry_for
+from credit_risk.registry.decisions import DecisionLog, DecisionLogError, open_decision_log
 from credit_risk.scoring.scorer import Scorer
 from serving import jsonio, metrics, security
 from serving.auth import KeyChecker

@@ -9,8 +9,8 @@ from typing import Any
 from flask import current_app, request
 
 from credit_risk.config import Settings
-from credit_risk.registry.decisions import DecisionLog, DecisionLogError
 from credit_risk.registry.champion import ModelStore
+from credit_risk.registry.decisions import DecisionLog, DecisionLogError
 from credit_risk.scoring.decide import decide as decide_and_record
 from credit_risk.scoring.request import openapi_document
 from credit_risk.scoring.scorer import Scorer

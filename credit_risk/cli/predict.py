@@ -23,8 +23,8 @@ from typing import IO, Any
 
 from credit_risk.config import Settings
 from credit_risk.errors import CreditRiskError
-from credit_risk.registry.decisions import DecisionLog
 from credit_risk.registry.champion import load_champion, registry_for
+from credit_risk.registry.decisions import DecisionLog
 from credit_risk.scoring.decide import decide
 from credit_risk.scoring.scorer import Scorer
 from credit_risk.spec.fields import validate_application

@@ -34,10 +34,10 @@ from credit_risk.pipeline.run_paths import (
     write_bytes,
     write_text,
 )
-from credit_risk.registry.decisions import CHUNK_ROWS, DecisionLog, open_decision_log
-from credit_risk.registry.outcomes import open_outcomes
 from credit_risk.registry import RegistryError
 from credit_risk.registry.champion import registry_for
+from credit_risk.registry.decisions import CHUNK_ROWS, DecisionLog, open_decision_log
+from credit_risk.registry.outcomes import open_outcomes
 
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference.parquet"

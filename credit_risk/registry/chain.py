@@ -45,8 +45,8 @@ from typing import Any
 from credit_risk.registry import signing
 from credit_risk.registry.errors import AliasStateError, RegistryError
 from credit_risk.registry.records import (
-    AliasEntry,
     REPROMOTE,
+    AliasEntry,
     AliasRecord,
     Change,
     valid_dataset,
@@ -220,6 +220,8 @@ class AliasChain:
         `dataset` is None; `plan(its aliases, dataset)` returns (targets, reasons, result) and
         runs again when another writer got the slot first."""
         with self.storage.lock():
+            for folder in ("history", "aliases"):
+                self.storage.clean_leftovers(self.storage.path(folder))
             for attempt in range(ATTEMPTS):
                 view = self.read()
                 target = dataset if dataset is not None else choose(view)
@@ -262,7 +264,7 @@ class AliasChain:
         record = AliasRecord(format=3, seq=view.last_slot + 1,
                              parent=head.digest() if head else None, change=uuid.uuid4().hex,
                              action=action, at=now, by=who, dataset=target, changes=changes,
-                             datasets=datasets)  # type: ignore[arg-type]
+                             datasets=datasets)
         if self.keys.signing_key is None:
             return record
         signed = signing.sign(record.body(), self.keys.signing_key, signing.ALIASES_FORMAT)

@@ -17,7 +17,7 @@ version's verified manifest, and serving checks it again (registry.champion).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from credit_risk.registry import signing
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 _warned: set[str] = set()
 
 
-def dataset_of(version: str, manifest: dict[str, Any]) -> str:
+def dataset_of(version: str, manifest: Mapping[str, Any]) -> str:
     """The dataset of a version's manifest; RegistryError when it names none or no name."""
     return Manifest.parse(version, manifest).dataset_name()
 

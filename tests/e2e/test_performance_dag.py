@@ -17,8 +17,8 @@ from credit_risk.cli import main
 from credit_risk.cli.predict import read_csv
 from credit_risk.config import Settings
 from credit_risk.pipeline.run_paths import monitoring_dir
-from credit_risk.registry.decisions import DecisionLog, open_decision_log
 from credit_risk.registry import Registry
+from credit_risk.registry.decisions import DecisionLog, open_decision_log
 from credit_risk.scoring.decide import decide
 from credit_risk.scoring.scorer import Scorer
 from credit_risk.spec.fields import validate_application

@@ -19,8 +19,8 @@ from credit_risk.pipeline.monitoring import (
     psi_numeric,
 )
 from credit_risk.pipeline.steps import load_scorer
-from credit_risk.registry.decisions import DecisionLog
 from credit_risk.registry import Registry
+from credit_risk.registry.decisions import DecisionLog
 from credit_risk.spec.dataset import load_spec
 
 

@@ -18,8 +18,8 @@ from credit_risk.pipeline.performance import (
     decisions_frame,
     performance_report,
 )
-from credit_risk.registry.decisions import DecisionLog
 from credit_risk.registry import Registry
+from credit_risk.registry.decisions import DecisionLog
 from credit_risk.scoring.bands import NAMES
 from credit_risk.scoring.scorer import Scorer
 from credit_risk.spec.dataset import load_spec

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from credit_risk.registry import store as store_module
 from credit_risk.registry import Registry
+from credit_risk.registry import store as store_module
 from tests.conftest import generate_data, republish, small_settings
 
 
