@@ -1,28 +1,32 @@
 """The alias chain: who is champion of each dataset, and every change that made it so.
 
 Each alias change is one record (records.AliasRecord) created once under
-``history/<seq>.json``, never replaced; ``aliases/state.json`` is then replaced by a copy of
-it (a convenience for people and tools: the registry itself reads the chain). A record holds
-every dataset's aliases after the change, its sequence number `seq` and `parent`, the SHA-256
-of the record it follows (None for the first). With a signing key the record is signed
-(format ``credit-risk-aliases-v1``) over all of that, sequence number and parent included.
+``history/<seq>.json`` and never replaced; ``aliases/state.json`` is then replaced by a copy
+of it, a shortcut to the end of the chain. A record holds every dataset's aliases after the
+change, its sequence number `seq` and `parent`, the SHA-256 of the record it follows (None
+for the first). With a signing key it is signed (format ``credit-risk-aliases-v1``) over all
+of that, sequence number and parent included.
 
-Reading (`read`): every file of ``history/`` is parsed and, with keys, its signature checked.
-A record is *valid* when it parses, its `seq` is the number in its file name and (with keys)
-a trusted key signed it. The chain is built from valid records only, in order of `seq`: the
-first valid record without a parent, then each valid record whose parent is the SHA-256 of
-the chain's last record and whose `seq` is higher. Everything else is *rejected* and listed
-apart, with the reason: unreadable or malformed files (``{}``), unsigned or forged records, a
-signed record copied to another slot (its `seq` is not its slot) or one that does not follow
-the chain (an older signed state replayed). A rejected record never stops a reader or the key
+Reading the history (`read`): every file of ``history/`` is parsed and, with keys, its
+signature checked. A record is *valid* when it parses, its `seq` is the number in its file
+name and (with keys) a trusted key signed it. The chain is made of valid records only, in
+order of `seq`: the first valid record without a parent, then each valid record whose parent
+is the SHA-256 of the chain's last record. Everything else is *rejected* and listed apart
+with the reason: unreadable or malformed files (``{}``), unsigned or forged records, a signed
+record copied to another slot (its `seq` is not its slot), one that does not follow the chain
+(an older signed state replayed, a fork). A rejected record never stops a reader or the key
 holder.
 
-Writing (`change`): the next record takes the next FREE slot, one past the highest number
-in ``history/``, whatever holds the slots below it, and is created only if that slot is still
-free (O_EXCL locally, under a flock; ``If-None-Match: *`` on S3). A writer that loses the slot
+Reading the aliases (`current`) and writing start from state.json when it is byte for byte
+the record of its slot, and read only the records after it (one small read per poll);
+otherwise they read the whole chain.
+
+Writing (`change`): the next record takes the next FREE slot, one past the highest number in
+``history/`` whatever holds the slots below, and is created only if that slot is still free
+(O_EXCL locally, under a flock; ``If-None-Match: *`` on S3). A writer that loses the slot
 reads the chain again: if the winner's record is valid it builds on it, if not (a squatted
 slot) the next free slot is past it. Crash safety: a change is the one atomic create of its
-record; state.json, written after it, may lag and is never trusted.
+record; state.json, written after it, may lag: the records after it are read.
 
 Without keys (the embedded default) every record that parses is valid: whoever can write the
 registry decides, as with any unsigned store. Aliases are per dataset: a registry holds
@@ -134,6 +138,7 @@ class AliasChain:
         self._cache: dict[str, tuple[Any, AliasRecord | str]] = {}  # name -> (stamp, parse)
         self._warned: set[str] = set()
         self.seen_seq = 0  # the highest head this object has read: never accept an older one
+        self._state: tuple[bytes, AliasRecord] | None = None  # state.json as last verified
 
     def _load(self, name: str, slot: int) -> AliasRecord | str:
         """The record in a slot, or why it is rejected."""
@@ -195,11 +200,37 @@ class AliasChain:
                             item.name, item.reason)
         return ChainView(tuple(chain), tuple(rejected), last)
 
+    def _from_state(self) -> ChainView | None:
+        """The end of the chain read cheaply: the state.json copy, if it is the record of its
+        slot, then the valid records that follow it; None when the copy cannot be used."""
+        try:
+            raw = self.storage.read_bounded(self.storage.path("aliases", STATE_FILE),
+                                            MAX_RECORD_BYTES)
+            slots = {int(m.group(1)): n for n in self.storage.names(
+                self.storage.path("history")) if (m := SLOT.match(n))}
+            if self._state is None or self._state[0] != raw:
+                state = AliasRecord.parse(_json(raw, STATE_FILE), STATE_FILE)
+                own = self._load(slots[state.seq], state.seq) if state.seq in slots else None
+                if not isinstance(own, AliasRecord) or own.digest() != state.digest():
+                    return None
+                self._state = (raw, own)
+        except (FileNotFoundError, RegistryError, OSError):
+            return None
+        if self._state[1].seq not in slots:  # its record is gone: read what is there
+            return None
+        chain = [self._state[1]]
+        for slot in sorted(n for n in slots if n > chain[0].seq):
+            record = self._load(slots[slot], slot)
+            if isinstance(record, AliasRecord) and record.parent == chain[-1].digest():
+                chain.append(record)
+        return ChainView(tuple(chain), (), max(slots))
+
     def current(self) -> ChainView:
-        """The chain for a reader: AliasStateError when its head is older than one this object
+        """The chain's end for a reader (from the state.json copy when it is usable, else the
+        whole chain): AliasStateError when its head is older than one this object
         has read before (newer records removed), or when it is empty and the
         aliases of an earlier release are there (never taken for "no champion")."""
-        view = self.read()
+        view = self._from_state() or self.read()
         head = view.head
         if head is None and (any(REPROMOTE in r.reason for r in view.rejected) or (
                 view.last_slot == 0 and any(self.storage.exists(
@@ -223,7 +254,7 @@ class AliasChain:
             for folder in ("history", "aliases"):
                 self.storage.clean_leftovers(self.storage.path(folder))
             for attempt in range(ATTEMPTS):
-                view = self.read()
+                view = self._from_state() or self.read()
                 target = dataset if dataset is not None else choose(view)
                 groups = view.datasets()
                 current = groups.get(target, {})
