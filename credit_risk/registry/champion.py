@@ -264,7 +264,7 @@ class ModelStore:
 
     def _fingerprint(self, version: str) -> Any:
         """The version's files' names and stamps (cheap: no reads); None if unknown."""
-        return self.registry.fingerprint(version)
+        return self.registry.models.fingerprint(version)
 
     def _fail(self, message: str) -> bool:
         self.reload_failures += 1

@@ -101,14 +101,6 @@ class Registry:
     def trusted_keys(self) -> tuple[Ed25519PublicKey, ...]:
         return self.keys.trusted
 
-    @property
-    def fs(self) -> Any:
-        return self.storage.fs
-
-    @property
-    def root(self) -> str:
-        return self.storage.root
-
     # -- versions ------------------------------------------------------------------------------
     new_version_id = staticmethod(new_version_id)
 
@@ -236,7 +228,3 @@ class Registry:
     def rejected_history(self) -> list[dict[str, str]]:
         """The files of history/ that are not on the chain: {"name", "reason"}."""
         return [{"name": r.name, "reason": r.reason} for r in self.chain.read().rejected]
-
-    def fingerprint(self, version: str) -> Any:
-        """Names and stamps of a version's files (no reads): changes when a file changes."""
-        return self.models.fingerprint(version)

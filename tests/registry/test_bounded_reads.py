@@ -146,15 +146,15 @@ def test_an_object_store_checks_type_and_size_before_reading(tmp_path):
     """The same bounds through fsspec's info() on a non-local filesystem (memory://)."""
     registry = Registry(f"memory://{tmp_path.name}-reg")
     version = _publish(registry)
-    base = f"{registry.root}/models/{version}"
-    with registry.fs.open(f"{base}/model.bin", "wb") as fh:
+    fs, base = registry.storage.fs, registry.storage.path("models", version)
+    with fs.open(f"{base}/model.bin", "wb") as fh:
         fh.write(b"m" * 5000)
     with pytest.raises(ChecksumError, match="5000 bytes, the manifest lists 1000"):
         registry.verify(version)
-    registry.fs.rm(f"{base}/model_card.md")
-    registry.fs.makedirs(f"{base}/model_card.md", exist_ok=True)
+    fs.rm(f"{base}/model_card.md")
+    fs.makedirs(f"{base}/model_card.md", exist_ok=True)
     with pytest.raises(ChecksumError, match="a directory, not a file"):
         registry.read_file(version, "model_card.md")
-    with registry.fs.open(f"{registry.root}/history/9999-bad.json", "wb") as fh:
+    with fs.open(registry.storage.path("history", "0000000001.json"), "wb") as fh:
         fh.write(b"{")
     assert registry.history() == [] and registry.alias_version("champion") is None

@@ -29,7 +29,8 @@ def _chain(url):
         assert after.parent == before.digest()
         old = before.datasets["d"]["champion"].version
         assert after.changes[-1].replaced == old  # built on the state before it
-    state = json.loads(Registry(url).fs.cat_file(f"{Registry(url).root}/aliases/state.json"))
+    storage = Registry(url).storage
+    state = json.loads(storage.fs.cat_file(storage.path("aliases", "state.json")))
     assert state["seq"] == records[-1].seq  # the copy is the head of the chain
     return [r.model_dump() for r in records]
 

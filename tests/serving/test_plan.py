@@ -155,7 +155,7 @@ def _plant_pickle(registry: Registry, version: str, marker: Path) -> None:
     access to an unsigned registry would."""
     _Payload.marker = marker
     data = pickle.dumps(_Payload())
-    folder = Path(registry.root) / "models" / version
+    folder = Path(registry.storage.root) / "models" / version
     (folder / "model.joblib").write_bytes(data)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"]["model.joblib"] = hashlib.sha256(data).hexdigest()
