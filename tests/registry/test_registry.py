@@ -50,6 +50,19 @@ def test_a_file_the_manifest_does_not_list_is_a_warning_never_a_failure(registry
         registry.read_file(version, stray)  # and never served
 
 
+def test_models_verify_warns_of_a_stray_file_and_succeeds(registry, store, monkeypatch,
+                                                          capsys):
+    from credit_risk.cli import main
+
+    version = _publish(registry)
+    store.write(f"models/{version}/.DS_Store", b"finder")
+    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", store.url)
+    assert main(["models", "verify", version]) == 0
+    out, err = capsys.readouterr()
+    assert f"OK {version}: 2 files match" in out
+    assert "WARNING" in err and ".DS_Store" in err
+
+
 def test_promote_and_rollback_are_recorded(registry):
     v1 = _publish(registry, b"one")
     v2 = _publish(registry, b"two")
@@ -162,7 +175,7 @@ def test_a_manifest_of_an_earlier_release_asks_for_a_re_publish(store):
     assert registry.versions() == []
 
 
-def test_a_change_interrupted_after_its_history_record_is_completed_on_open(store):
+def test_a_change_interrupted_after_its_history_record_is_in_force(store):
     registry = Registry(store.url)
     v1, v2 = _publish(registry, b"1"), _publish(registry, b"2")
     registry.promote(v1, "one")

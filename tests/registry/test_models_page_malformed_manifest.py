@@ -6,7 +6,7 @@ from credit_risk.config import Settings
 from credit_risk.registry import Registry
 
 
-def test_a_model_page_survives_a_manifest_whose_dataset_is_no_name(tmp_path):
+def test_a_malformed_manifest_is_a_404_on_its_page_never_a_500(tmp_path):
     """An edited manifest (no keys: whoever writes the registry) whose dataset is a list: a
     malformed manifest, so its page is a 404 that says why (never a 500), the models page
     still renders, and it is never promotable."""
