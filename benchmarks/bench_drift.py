@@ -137,7 +137,7 @@ def breakdown(settings: Any, target: str) -> dict[str, float]:
 
     from credit_risk.pipeline import monitoring
     from credit_risk.records.backends import decision_log_at
-    from credit_risk.registry.store import Registry
+    from credit_risk.registry import Registry
 
     registry = Registry(settings.registry.url)
     version = registry.alias_version("champion")

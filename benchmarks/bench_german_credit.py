@@ -17,7 +17,7 @@ from pathlib import Path
 
 from credit_risk.config import Settings
 from credit_risk.pipeline import steps as pipeline
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 
 OUT = Path(__file__).parent
 SEEDS = [int(s) for s in sys.argv[1:]] or [1, 2, 3, 4, 5, 6, 7, 8]

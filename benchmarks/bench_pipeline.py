@@ -82,7 +82,7 @@ def child(n: int, work: Path, models: list[str] | None = None) -> None:
     from credit_risk.config import Settings
     from credit_risk.datasets import synthetic
     from credit_risk.pipeline import steps
-    from credit_risk.registry.store import Registry
+    from credit_risk.registry import Registry
     from credit_risk.spec.dataset import load_spec
 
     s = Settings(data_dir=work / "data", runs_dir=work / "runs",

@@ -50,7 +50,7 @@ from credit_risk.config import Settings  # noqa: E402
 from credit_risk.datasets import synthetic  # noqa: E402
 from credit_risk.pipeline.run_paths import RunPaths  # noqa: E402
 from credit_risk.pipeline.steps import run_all  # noqa: E402
-from credit_risk.registry.store import Registry  # noqa: E402
+from credit_risk.registry import Registry  # noqa: E402
 from credit_risk.scoring.scorer import Scorer  # noqa: E402
 from credit_risk.spec.fields import validate_application  # noqa: E402
 

@@ -17,7 +17,7 @@ from credit_risk.config import Settings
 from credit_risk.datasets import synthetic
 from credit_risk.pipeline import steps as pipeline
 from credit_risk.pipeline.reports import comparison_table
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 
 OUT = Path(__file__).parent
 

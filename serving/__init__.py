@@ -9,7 +9,7 @@ from flask import Flask, jsonify
 from credit_risk.config import Settings
 from credit_risk.records.backends import open_decision_log
 from credit_risk.records.decisions import DecisionLog, DecisionLogError
-from credit_risk.scoring.champion import ModelStore, StoreEvents, registry_for
+from credit_risk.registry.champion import ModelStore, StoreEvents, registry_for
 from credit_risk.scoring.scorer import Scorer
 from serving import jsonio, metrics, security
 from serving.auth import KeyChecker

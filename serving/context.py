@@ -10,7 +10,7 @@ from flask import current_app, request
 
 from credit_risk.config import Settings
 from credit_risk.records.decisions import DecisionLog, DecisionLogError
-from credit_risk.scoring.champion import ModelStore
+from credit_risk.registry.champion import ModelStore
 from credit_risk.scoring.decide import decide as decide_and_record
 from credit_risk.scoring.request import openapi_document
 from credit_risk.scoring.scorer import Scorer

@@ -74,9 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                       (rollback, "the dataset (default: CREDIT_RISK_DATASET, else the "
                                  "registry's only dataset)")):
         cmd.add_argument("--dataset", default=None, help=text)
-    verify = msub.add_parser("verify", help="check every file's SHA-256 and the signature; "
-                             "exit 1 with the reason when either fails")
-    verify.add_argument("version")
+    verify = msub.add_parser("verify", help="check a version's files and signature, and the "
+                             "alias chain's records; exit 1 with the reason when one fails")
+    verify.add_argument("version", nargs="?", default=None,
+                        help="a version (default: only the alias chain)")
     verify.add_argument("--trusted-key", action="append", default=None, metavar="PEM",
                         help="a trusted public key (repeatable; default: "
                              "CREDIT_RISK_TRUSTED_KEYS)")

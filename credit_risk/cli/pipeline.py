@@ -48,7 +48,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from credit_risk.pipeline import steps as pipeline
     from credit_risk.pipeline.train import CANDIDATES
-    from credit_risk.registry.store import Registry
+    from credit_risk.registry import Registry
 
     if args.models:
         settings = settings.model_copy(update={"models": tuple(args.models.split(","))})

@@ -32,7 +32,7 @@ from credit_risk.config import Settings
 from credit_risk.errors import CreditRiskError
 from credit_risk.records.backends import open_decision_log
 from credit_risk.records.decisions import DecisionLog
-from credit_risk.scoring.champion import load_champion, registry_for
+from credit_risk.registry.champion import load_champion, registry_for
 from credit_risk.scoring.decide import decide
 from credit_risk.scoring.request import application_id_error, value_from_text
 from credit_risk.scoring.scorer import Scorer

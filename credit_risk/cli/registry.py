@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from credit_risk.config import Settings
-from credit_risk.registry.store import Registry, RegistryError, dataset_of, valid_dataset
+from credit_risk.registry import Registry, RegistryError, dataset_of, valid_dataset
 from credit_risk.tables import text_table
 
 
@@ -34,21 +34,28 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         own = dataset_of(version, registry.manifest(version))
         print(f"rolled back: champion of {_shown(own)} is now {version}")
     elif args.models_cmd == "history":
-        for rec in registry.history():  # in the order of the chain of changes
-            if dataset is not None and rec.get("dataset") not in (None, dataset):
-                continue
-            mark = "  [NOT signed by a trusted key]" if rec.get("verified") is False else ""
-            print(f"{rec['set_at']}  {_shown(rec.get('dataset'))}  {rec['alias']:<8} -> "
-                  f"{rec['version']}  by {rec['by']}: {rec['reason']}{mark}")
+        for rec in registry.history():  # the verified chain, in its order
+            if dataset is None or rec["dataset"] == dataset:
+                print(f"{rec['set_at']}  {rec['dataset']}  {rec['alias']:<8} -> "
+                      f"{rec['version']}  by {rec['by']}: {rec['reason']}")
+        _print_rejected(registry)
     return 0
 
 
-def _shown(dataset: str | None) -> str:
-    """A dataset as printed: records of releases without datasets have none."""
-    if dataset is None:
-        return "(dataset not recorded)"
-    return dataset if valid_dataset(dataset) else "(no dataset)" if not dataset \
-        else f"(invalid name {dataset[:60]!r})"
+def _print_rejected(registry: Registry) -> int:
+    """List the history records that are not on the alias chain; return how many."""
+    rejected = registry.rejected_history()
+    if rejected:
+        print(f"REJECTED history records (not on the alias chain, ignored): {len(rejected)}",
+              file=sys.stderr)
+        for r in rejected:
+            print(f"  {r['name']}: {r['reason']}", file=sys.stderr)
+    return len(rejected)
+
+
+def _shown(dataset: str) -> str:
+    """A dataset as printed (a manifest may name anything: listed, never promotable)."""
+    return dataset if valid_dataset(dataset) else f"(invalid name {dataset[:60]!r})"
 
 
 def _list(registry: Registry, only: str | None, settings: Settings) -> int:
@@ -56,10 +63,7 @@ def _list(registry: Registry, only: str | None, settings: Settings) -> int:
     aliases = registry.aliases()
     groups: dict[str, list[dict[str, object]]] = {d: [] for d in aliases}
     for v, m in registry.listing():  # parsed and, with trusted keys, signed manifests
-        try:
-            dataset = dataset_of(v, m)
-        except RegistryError:
-            dataset = str(m.get("dataset"))  # listed, never promotable
+        dataset = str(m["dataset"])  # listed even when not a dataset name: never promotable
         metrics = m.get("metrics")
         groups.setdefault(dataset, []).append({
             "version": v, "model": m.get("model"),
@@ -95,11 +99,24 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"trusted_keys": tuple(args.trusted_key)})
     registry = Registry.from_settings(settings)
     try:
-        manifest = registry.verify(args.version)
+        chain = registry.history()
+    except RegistryError as exc:
+        print(f"FAILED alias chain: {exc}", file=sys.stderr)
+        return 1
+    rejected = _print_rejected(registry)
+    if args.version is None:
+        print(f"alias chain: {len({r['seq'] for r in chain})} records on the chain, {rejected} "
+              f"rejected; {'signatures checked' if registry.trusted_keys else 'NOT signed'}")
+        return 1 if rejected else 0
+    try:
+        manifest, extra = registry.models.verify(args.version)
         signer = registry.check_signature(args.version, manifest)
     except RegistryError as exc:
         print(f"FAILED {args.version}: {exc}", file=sys.stderr)
         return 1
+    if extra:
+        print(f"WARNING {args.version}: files not in the manifest, ignored: "
+              f"{', '.join(extra)}", file=sys.stderr)
     n = len(manifest["files"])
     if signer is None:
         sig = manifest.get("signature")

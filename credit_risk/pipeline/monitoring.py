@@ -36,8 +36,8 @@ from credit_risk.pipeline.run_paths import (
 )
 from credit_risk.records.backends import decision_log_at, open_decision_log, open_outcomes
 from credit_risk.records.decisions import CHUNK_ROWS, DecisionLog
-from credit_risk.registry.store import RegistryError
-from credit_risk.scoring.champion import registry_for
+from credit_risk.registry import RegistryError
+from credit_risk.registry.champion import registry_for
 
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference.parquet"

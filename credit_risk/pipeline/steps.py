@@ -34,8 +34,8 @@ from credit_risk.pipeline.run_paths import (
 from credit_risk.pipeline.train import Candidate, split, train_candidate
 from credit_risk.pipeline.validate import run_validation_files, validate_snapshot
 from credit_risk.pipeline.versions import code_version, library_versions
-from credit_risk.registry.store import MODEL_FILE, Registry, RegistryError
-from credit_risk.scoring.champion import load_champion, registry_for
+from credit_risk.registry import MODEL_FILE, Registry, RegistryError
+from credit_risk.registry.champion import load_champion, registry_for
 from credit_risk.scoring.scorer import Scorer, ScoreScaling
 from credit_risk.spec.dataset import DatasetSpec, load_spec
 from credit_risk.spec.fields import input_fields

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,30 @@ def generate(out: Path) -> tuple[Path, Path, str]:
     public_path.write_bytes(private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return private_path, public_path, key_id(private.public_key())
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The keys a registry object holds: the one it signs with and the ones it trusts."""
+
+    signing_key: Ed25519PrivateKey | None = None
+    trusted: tuple[Ed25519PublicKey, ...] = ()
+
+    def check_can_sign(self, consequence: str) -> None:
+        """SigningError when keys are trusted but this object cannot sign with one of them."""
+        if not self.trusted:
+            return
+        if self.signing_key is None:
+            raise SigningError("trusted keys are configured but no signing key "
+                               f"(CREDIT_RISK_SIGNING_KEY_FILE) here: {consequence}")
+        kid = key_id(self.signing_key.public_key())
+        if kid not in {key_id(k) for k in self.trusted}:
+            raise SigningError(f"the signing key {kid} is not one of the trusted keys: "
+                               f"{consequence}")
+
+    def for_records(self) -> tuple[Ed25519PublicKey, ...]:
+        """The keys alias records must be signed by: the trusted ones, else (a signer that
+        trusts none) its own; () when this object neither trusts nor signs."""
+        if self.trusted:
+            return self.trusted
+        return (self.signing_key.public_key(),) if self.signing_key is not None else ()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from credit_risk.config import Settings
-from credit_risk.registry.store import Registry, RegistryError, dataset_of
+from credit_risk.registry import Registry, RegistryError, dataset_of
 
 __all__ = ["DatasetModels", "HistoryEntry", "ModelPage", "ModelsPage", "Registry",
            "RegistryError", "model_page", "models_page", "open_registry"]

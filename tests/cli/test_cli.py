@@ -3,7 +3,7 @@ import csv
 import pytest
 
 from credit_risk.cli import main
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from tests.conftest import republish
 
 
@@ -104,7 +104,7 @@ def test_keys_generate_and_models_verify_exit_codes(env, capsys, monkeypatch):
     import stat
 
     from credit_risk.config import Settings
-    from credit_risk.registry.store import Registry, sha256_bytes
+    from credit_risk.registry import Registry, sha256_bytes
 
     assert main(["keys", "generate", "--out", str(env / "keys")]) == 0
     out = capsys.readouterr().out

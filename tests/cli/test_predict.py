@@ -10,7 +10,7 @@ import pytest
 
 from credit_risk.cli import main
 from credit_risk.cli.predict import RESULT_COLUMNS
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 
 
 @pytest.fixture

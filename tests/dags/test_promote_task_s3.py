@@ -18,8 +18,8 @@ import pytest
 from credit_risk.cli import main
 from credit_risk.config import Settings
 from credit_risk.pipeline import steps
+from credit_risk.registry import Registry
 from credit_risk.registry.signing import PRIVATE_FILE, PUBLIC_FILE, key_id, load_public_key
-from credit_risk.registry.store import Registry
 from tests.conftest import generate_data, small_settings
 from tests.dags.bundle import get_dag
 

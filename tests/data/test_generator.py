@@ -62,7 +62,7 @@ def _settings(tmp_path):
 def test_a_missing_source_file_is_an_error_naming_it(tmp_path, missing):
     from credit_risk.pipeline import steps as pipeline
     from credit_risk.pipeline.ingest import IngestError
-    from credit_risk.registry.store import Registry
+    from credit_risk.registry import Registry
 
     settings = _settings(tmp_path)
     folder = settings.data.dir / "lauki_synthetic"

@@ -16,7 +16,7 @@ import pytest
 from credit_risk.datasets import synthetic
 from credit_risk.pipeline import steps as pipeline
 from credit_risk.pipeline.validate import validate_tables
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from credit_risk.spec.dataset import load_spec
 from credit_risk.validation import (
     DataValidationError,

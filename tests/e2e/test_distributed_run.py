@@ -153,7 +153,7 @@ def test_training_dag_runs_on_celery_workers_and_its_model_serves(cluster):
     assert sorted(p.name for p in settings.data.dir.parent.iterdir()) == ["airflow-home", "data"]
 
     # The model was published to the registry, and serving pointed at it scores with it.
-    from credit_risk.registry.store import Registry
+    from credit_risk.registry import Registry
     from serving import create_app
 
     registry = Registry(settings.registry.url)

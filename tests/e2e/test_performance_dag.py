@@ -18,7 +18,7 @@ from credit_risk.cli.predict import read_csv
 from credit_risk.config import Settings
 from credit_risk.pipeline.run_paths import monitoring_dir
 from credit_risk.records.backends import decision_log_at, open_decision_log
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from credit_risk.scoring.decide import decide
 from credit_risk.scoring.scorer import Scorer
 from credit_risk.spec.fields import validate_application

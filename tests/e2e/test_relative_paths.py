@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from credit_risk.pipeline import steps as pipeline
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from tests.conftest import generate_data, small_settings
 
 pytestmark = pytest.mark.e2e

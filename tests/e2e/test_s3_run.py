@@ -12,7 +12,7 @@ from credit_risk.cli import main
 from credit_risk.config import Settings
 from credit_risk.pipeline import steps as pipeline
 from credit_risk.pipeline.run_paths import RunPaths
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from tests.conftest import generate_data, small_settings
 
 pytestmark = pytest.mark.e2e

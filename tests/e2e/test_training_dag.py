@@ -35,7 +35,7 @@ def test_training_dag_publishes_a_champion_that_serves(airflow_db, tmp_path, mon
     assert states[("train", 0)] == states[("train", 1)] == "success"
     assert states[("publish", -1)] == "success"
 
-    from credit_risk.registry.store import Registry
+    from credit_risk.registry import Registry
     from serving import create_app
 
     registry = Registry(settings.registry.url)

@@ -40,7 +40,7 @@ def test_bad_batch_stops_the_dag_before_training(airflow_db, tables, tmp_path, m
     for task in ("prepare", "train", "compare", "publish"):
         assert states[task] != "success", states
 
-    from credit_risk.registry.store import Registry
+    from credit_risk.registry import Registry
 
     assert Registry(settings.registry.url).versions() == []
     [result_path] = settings.data.runs_dir.glob("*/validation/validation.json")

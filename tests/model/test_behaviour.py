@@ -54,7 +54,7 @@ def test_pd_is_a_probability_and_risk_follows_threshold(scorer):
 
 def test_candidates_learn_well_above_chance(trained):
     settings, version = trained
-    from credit_risk.registry.store import Registry
+    from credit_risk.registry import Registry
 
     manifest = Registry(settings.registry.url).manifest(version)
     assert {r["model"] for r in manifest["comparison"]} == set(settings.training.models)

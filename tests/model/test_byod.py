@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from credit_risk.pipeline import steps as pipeline
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from serving import create_app
 from tests.conftest import small_settings
 

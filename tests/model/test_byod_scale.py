@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from credit_risk.pipeline import steps as pipeline
 from credit_risk.pipeline.bundle import frame_records
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from credit_risk.scoring.scorer import Scorer
 from tests.conftest import small_settings
 

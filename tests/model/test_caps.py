@@ -4,7 +4,7 @@ import joblib
 import pytest
 
 from credit_risk.pipeline.bundle import plan_of
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from credit_risk.scoring.scorer import Scorer
 
 

@@ -8,7 +8,7 @@ from credit_risk.config import Settings
 from credit_risk.pipeline.evaluate import recall_threshold
 from credit_risk.pipeline.fairness import fairness_report
 from credit_risk.pipeline.gate import gate_thresholds, rejection_reasons
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from credit_risk.spec.dataset import load_spec
 
 LIMITS = {"min_roc_auc": 0.7, "max_ece": 0.05, "min_approval_ratio": 0.8, "champion_margin": 0.0}

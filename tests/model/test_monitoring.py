@@ -21,7 +21,7 @@ from credit_risk.pipeline.monitoring import (
 )
 from credit_risk.pipeline.steps import load_scorer
 from credit_risk.records.backends import decision_log_at
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from credit_risk.spec.dataset import load_spec
 
 

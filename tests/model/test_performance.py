@@ -19,7 +19,7 @@ from credit_risk.pipeline.performance import (
     performance_report,
 )
 from credit_risk.records.backends import decision_log_at
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from credit_risk.scoring.bands import NAMES
 from credit_risk.scoring.scorer import Scorer
 from credit_risk.spec.dataset import load_spec

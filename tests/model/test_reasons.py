@@ -6,7 +6,7 @@ import pytest
 
 from credit_risk.pipeline.bundle import plan_of
 from credit_risk.pipeline.train import train_candidate
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from credit_risk.scoring.scorer import Scorer
 
 

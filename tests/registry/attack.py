@@ -10,7 +10,7 @@ from pathlib import Path
 
 import joblib
 
-from credit_risk.registry.store import sha256_bytes
+from credit_risk.registry import sha256_bytes
 
 
 class Payload:

@@ -3,7 +3,7 @@ version copied into another registry through the public API, signed by that regi
 
 from __future__ import annotations
 
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 
 WRITTEN = ("version", "created_at", "files", "sizes", "signature")  # set by the registry
 

@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from credit_risk.registry.store import ChecksumError, Registry, RegistryError
+from credit_risk.registry import ChecksumError, Registry, RegistryError
 
 CHILD = r"""
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 
 registry = Registry(sys.argv[1])
 version, name = sys.argv[2], sys.argv[3]
@@ -58,16 +58,8 @@ def _in_child(url, version, name):
     return json.loads(out.stdout)
 
 
-def _without_sizes(folder):
-    """The manifest as an older release wrote it: no sizes (so the generous cap applies)."""
-    path = folder / "manifest.json"
-    manifest = json.loads(path.read_text())
-    del manifest["sizes"]
-    path.write_text(json.dumps(manifest))
-
-
-@pytest.mark.parametrize("kind", ["fifo", "dev_zero_symlink", "sparse_3g", "sparse_3g_no_sizes",
-                                  "manifest_fifo", "manifest_sparse"])
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero_symlink", "sparse_3g", "manifest_fifo",
+                                  "manifest_sparse"])
 def test_a_special_file_is_refused_quickly_and_in_little_memory(tmp_path, kind):
     url = str(tmp_path / "reg")
     registry = Registry(url)
@@ -75,8 +67,6 @@ def test_a_special_file_is_refused_quickly_and_in_little_memory(tmp_path, kind):
     version = _publish(registry)
     folder = tmp_path / "reg" / "models" / version
     target = folder / ("manifest.json" if kind.startswith("manifest") else "model_card.md")
-    if kind == "sparse_3g_no_sizes":
-        _without_sizes(folder)
     target.unlink()
     if kind in ("fifo", "manifest_fifo"):
         os.mkfifo(target)
@@ -84,14 +74,14 @@ def test_a_special_file_is_refused_quickly_and_in_little_memory(tmp_path, kind):
         target.symlink_to("/dev/zero")
     else:
         with target.open("wb") as fh:
-            fh.truncate(3 << 30 if kind.startswith("sparse_3g") else 200 << 20)
+            fh.truncate(3 << 30 if kind == "sparse_3g" else 200 << 20)
     out = _in_child(url, version, "model_card.md")
     for attempt in ("verify", "read_file"):
         assert out[attempt].startswith(("ChecksumError", "RegistryError")), out
         assert out[attempt + "_s"] < 5, out
     expected = {"fifo": "a FIFO, not a regular file", "dev_zero_symlink": "symbolic link",
                 "sparse_3g": "3221225472 bytes, the manifest lists 6",
-                "sparse_3g_no_sizes": "over the limit", "manifest_fifo": "a FIFO",
+"manifest_fifo": "a FIFO",
                 "manifest_sparse": "over the limit"}[kind]
     assert expected in out["verify"], out
     # The listing reads manifests only: it skips a bad one, and does not hang either.
@@ -120,15 +110,6 @@ def test_sizes_are_recorded_and_a_size_change_is_refused_before_reading(tmp_path
     (tmp_path / "reg" / "models" / version / "model.bin").write_bytes(b"m" * 1001)
     with pytest.raises(ChecksumError, match="1001 bytes, the manifest lists 1000"):
         registry.verify(version)
-
-
-def test_the_cap_applies_to_manifests_without_sizes(tmp_path):
-    registry = Registry(str(tmp_path / "reg"), max_file_bytes=500)
-    version = _publish(registry)
-    _without_sizes(tmp_path / "reg" / "models" / version)
-    with pytest.raises(ChecksumError, match="model.bin: 1000 bytes, over the limit of 500"):
-        registry.verify(version)
-    assert registry.read_file(version, "model_card.md") == b"# card"  # small files still read
 
 
 def test_verify_hashes_in_chunks_without_holding_the_files(tmp_path):
@@ -165,15 +146,15 @@ def test_an_object_store_checks_type_and_size_before_reading(tmp_path):
     """The same bounds through fsspec's info() on a non-local filesystem (memory://)."""
     registry = Registry(f"memory://{tmp_path.name}-reg")
     version = _publish(registry)
-    base = f"{registry.root}/models/{version}"
-    with registry.fs.open(f"{base}/model.bin", "wb") as fh:
+    fs, base = registry.storage.fs, registry.storage.path("models", version)
+    with fs.open(f"{base}/model.bin", "wb") as fh:
         fh.write(b"m" * 5000)
     with pytest.raises(ChecksumError, match="5000 bytes, the manifest lists 1000"):
         registry.verify(version)
-    registry.fs.rm(f"{base}/model_card.md")
-    registry.fs.makedirs(f"{base}/model_card.md", exist_ok=True)
+    fs.rm(f"{base}/model_card.md")
+    fs.makedirs(f"{base}/model_card.md", exist_ok=True)
     with pytest.raises(ChecksumError, match="a directory, not a file"):
         registry.read_file(version, "model_card.md")
-    with registry.fs.open(f"{registry.root}/history/9999-bad.json", "wb") as fh:
+    with fs.open(registry.storage.path("history", "0000000001.json"), "wb") as fh:
         fh.write(b"{")
     assert registry.history() == [] and registry.alias_version("champion") is None

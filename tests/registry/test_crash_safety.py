@@ -8,11 +8,11 @@ import subprocess
 import sys
 import time
 
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 
 CHILD = r"""
 import json, random, sys
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 
 registry = Registry(sys.argv[1])
 rng = random.Random(int(sys.argv[3]))

@@ -10,7 +10,7 @@ import pytest
 
 from credit_risk.cli import main
 from credit_risk.config import Settings
-from credit_risk.registry.store import Registry, SignatureError
+from credit_risk.registry import Registry, SignatureError
 from serving import create_app
 from tests.registry.copies import copy_version
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from credit_risk.registry.store import ChecksumError, Registry, RegistryError
+from credit_risk.registry import ChecksumError, Registry, RegistryError
 
 
 @pytest.fixture
@@ -35,6 +35,32 @@ def test_checksum_mismatch_is_detected(registry, store):
     store.write(f"models/{version}/model.joblib", b"tampered")
     with pytest.raises(ChecksumError, match="model.joblib"):
         registry.verify(version)
+
+
+@pytest.mark.parametrize("stray", [".DS_Store", "._model.joblib", "model.joblib~", "notes.txt"])
+def test_a_file_the_manifest_does_not_list_is_a_warning_never_a_failure(registry, store,
+                                                                         caplog, stray):
+    version = _publish(registry)
+    store.write(f"models/{version}/{stray}", b"left by a file manager or an editor")
+    assert registry.verify(version)["version"] == version  # the listed files are whole
+    assert f"files not in the manifest, ignored: {stray}" in caplog.text
+    registry.promote(version, "a stray file is no reason to refuse")
+    assert registry.alias_version("champion") == version
+    with pytest.raises(RegistryError, match="has no file"):
+        registry.read_file(version, stray)  # and never served
+
+
+def test_models_verify_warns_of_a_stray_file_and_succeeds(registry, store, monkeypatch,
+                                                          capsys):
+    from credit_risk.cli import main
+
+    version = _publish(registry)
+    store.write(f"models/{version}/.DS_Store", b"finder")
+    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", store.url)
+    assert main(["models", "verify", version]) == 0
+    out, err = capsys.readouterr()
+    assert f"OK {version}: 2 files match" in out
+    assert "WARNING" in err and ".DS_Store" in err
 
 
 def test_promote_and_rollback_are_recorded(registry):
@@ -70,7 +96,7 @@ def test_alias_is_replaced_atomically(registry, store):
     def reader():
         while not stop.is_set():
             state = json.loads(store.read("aliases/state.json"))
-            seen.append(state["aliases"]["champion"]["version"])
+            seen.append(state["datasets"]["d"]["champion"]["version"])
 
     t = threading.Thread(target=reader)
     t.start()
@@ -86,13 +112,13 @@ def test_concurrent_promotes_and_rollbacks_keep_the_aliases_consistent(registry,
     versions = [_publish(registry, str(i).encode()) for i in range(3)]
     registry.promote(versions[0], "start")
     registry.promote(versions[1], "start")
-    slow = registry._change
+    slow = registry.chain.change
 
     def change_slowly(*args, **kwargs):  # widen the window between read and write
         time.sleep(0.002)
         return slow(*args, **kwargs)
 
-    monkeypatch.setattr(registry, "_change", change_slowly)
+    monkeypatch.setattr(registry.chain, "change", change_slowly)
     errors = []
 
     def churn(k):
@@ -120,38 +146,45 @@ def test_concurrent_promotes_and_rollbacks_keep_the_aliases_consistent(registry,
 
 def test_object_store_without_its_library_is_a_clear_error():
     with pytest.raises(RegistryError, match="registry gcs://bucket/reg"):
-        Registry("gcs://bucket/reg")  # gcsfs is not installed (s3fs is: the s3 extra)
+        Registry("gcs://bucket/reg").versions()  # gcsfs is not installed (s3fs is)
 
 
-def test_an_older_registry_is_read_and_migrated_on_the_first_change(store):
+@pytest.mark.parametrize("layout", ["aliases/champion.json", "aliases/state.json",
+                                    "history/0000000001.json"])
+def test_aliases_of_an_earlier_release_ask_for_a_re_promote(store, layout):
     registry = Registry(store.url)
-    v1, v2, v3 = (_publish(registry, str(i).encode()) for i in range(3))
-    for name, version in (("champion", v2), ("previous", v1)):  # what older releases wrote
-        record = {"alias": name, "version": version, "set_at": "2025-01-01T00:00:00+00:00",
-                  "by": "old", "reason": "before", "replaced": None}
-        store.write(f"aliases/{name}.json", json.dumps(record))
-        store.write(f"history/20250101T000000000000Z-{name}.json", json.dumps(record))
+    v1 = _publish(registry)
+    old = {"format": 2, "change": "c" * 32, "seq": 1, "parent": None,
+           "aliases": {"champion": {"version": v1}}}
+    store.write(layout, json.dumps(old if layout != "aliases/champion.json"
+                                   else {"alias": "champion", "version": v1}))
+    with pytest.raises(RegistryError, match="re-promote the champion with this release"):
+        registry.alias_version("champion")
+    registry.promote(v1, "re-promoted with this release")
+    assert Registry(store.url).alias_version("champion") == v1
+
+
+def test_a_manifest_of_an_earlier_release_asks_for_a_re_publish(store):
     registry = Registry(store.url)
-    assert registry.alias("champion")["version"] == v2
-    assert registry.alias("champion")["set_at"] == "2025-01-01T00:00:00+00:00"
-    assert registry.alias_version("previous") == v1
-    assert registry.rollback("old registry") == v1
-    assert (registry.alias_version("champion"), registry.alias_version("previous")) == (v1, v2)
-    assert not store.exists("aliases/champion.json") and store.exists("aliases/state.json")
-    registry.promote(v3, "new")
-    assert (registry.alias_version("champion"), registry.alias_version("previous")) == (v3, v1)
-    assert [h["version"] for h in registry.history()] == [v2, v1, v2, v1, v1, v3]
+    version = _publish(registry)
+    manifest = json.loads(store.read(f"models/{version}/manifest.json"))
+    del manifest["sizes"]
+    store.write(f"models/{version}/manifest.json", json.dumps(manifest))
+    with pytest.raises(RegistryError, match="no file sizes .*re-publish the model"):
+        registry.verify(version)
+    assert registry.versions() == []
 
 
-def test_a_change_interrupted_after_its_history_record_is_completed_on_open(store):
+def test_a_change_interrupted_after_its_history_record_is_in_force(store):
     registry = Registry(store.url)
     v1, v2 = _publish(registry, b"1"), _publish(registry, b"2")
     registry.promote(v1, "one")
     before = store.read("aliases/state.json")
     registry.promote(v2, "two")
     store.write("aliases/state.json", before)  # as if killed between history and state.json
-    assert Registry(store.url).alias_version("champion") == v2
-    assert json.loads(store.read("aliases/state.json"))["aliases"]["previous"]["version"] == v1
+    reader = Registry(store.url)  # the chain decides, never the lagging copy
+    assert (reader.alias_version("champion"), reader.alias_version("previous")) == (v2, v1)
+    assert reader.rollback("back") == v1
 
 
 def test_only_stale_leftovers_are_cleaned(tmp_path):
@@ -173,5 +206,6 @@ def test_only_stale_leftovers_are_cleaned(tmp_path):
             path.write_bytes(b"{")
         if name.startswith("old"):
             os.utime(path, (old, old))
-    Registry(str(tmp_path / "reg"))
+    newer = registry.publish({"model.joblib": b"2"}, {"dataset": "d"})  # cleans models/
+    registry.promote(newer, "cleans aliases/ and history/")
     assert {n for n, p in paths.items() if p.exists()} == {"new_staging", "new_tmp"}

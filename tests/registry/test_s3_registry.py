@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from credit_risk.registry import store as store_module
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry, RegistryError
 from tests.conftest import generate_data, republish, small_settings
 
 
@@ -20,19 +19,20 @@ def _publish(registry, payload):
 
 
 def _chain(url):
-    """The alias change records as stored, in chain order, checked to be one linear chain."""
-    registry = Registry(url)
-    fs, root = registry.fs, registry.root
-    records = [json.loads(fs.cat_file(p)) for p in fs.ls(f"{root}/history", detail=False)]
-    records.sort(key=lambda r: r["seq"])
-    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))  # no fork, no gap
+    """The alias change records in chain order, checked to be one linear chain (no fork, no
+    gap, nothing rejected), each built on the state before it."""
+    view = Registry(url).chain.read()
+    records = view.records
+    assert not view.rejected
+    assert [r.seq for r in records] == list(range(1, len(records) + 1))
     for before, after in zip(records, records[1:], strict=False):
-        assert after["parent"] == before["change"]
-        old = before["aliases"]["champion"]["version"]
-        assert after["changes"][-1]["replaced"] == old  # built on the state before it
-    state = json.loads(fs.cat_file(f"{root}/aliases/state.json"))
-    assert state["change"] == records[-1]["change"]  # the state is the head of the chain
-    return records
+        assert after.parent == before.digest()
+        old = before.datasets["d"]["champion"].version
+        assert after.changes[-1].replaced == old  # built on the state before it
+    storage = Registry(url).storage
+    state = json.loads(storage.fs.cat_file(storage.path("aliases", "state.json")))
+    assert state["seq"] == records[-1].seq  # the copy is the head of the chain
+    return [r.model_dump() for r in records]
 
 
 def test_a_writer_that_loses_the_race_retries_on_top_of_the_winner(s3_url, monkeypatch):
@@ -40,7 +40,7 @@ def test_a_writer_that_loses_the_race_retries_on_top_of_the_winner(s3_url, monke
     a, b = Registry(url), Registry(url)
     v0, va, vb = (_publish(a, bytes([i])) for i in range(3))
     a.promote(v0, "start")
-    put, raced = a._put, []
+    put, raced = a.storage.put, []
 
     def put_after_b(path, data, create=False, etag=None):
         if "/history/" in path and not raced:  # A has read the state and built its record...
@@ -48,7 +48,7 @@ def test_a_writer_that_loses_the_race_retries_on_top_of_the_winner(s3_url, monke
             b.promote(vb, "B first")  # ...when B promotes: B takes the next link
         return put(path, data, create=create, etag=etag)
 
-    monkeypatch.setattr(a, "_put", put_after_b)
+    monkeypatch.setattr(a.storage, "put", put_after_b)
     a.promote(va, "A second")
     assert raced
     records = _chain(url)
@@ -61,7 +61,7 @@ def test_a_delayed_state_write_never_moves_the_aliases_back(s3_url, monkeypatch)
     a, b = Registry(url), Registry(url)
     v0, va, vb = (_publish(a, bytes([i])) for i in range(3))
     a.promote(v0, "start")
-    put, raced = a._put, []
+    put, raced = a.storage.put, []
 
     def state_after_b(path, data, create=False, etag=None):
         if path.endswith("/aliases/state.json") and not raced:  # A's record is written...
@@ -69,7 +69,7 @@ def test_a_delayed_state_write_never_moves_the_aliases_back(s3_url, monkeypatch)
             b.promote(vb, "B")  # ...B completes A's change and makes its own on top
         return put(path, data, create=create, etag=etag)
 
-    monkeypatch.setattr(a, "_put", state_after_b)
+    monkeypatch.setattr(a.storage, "put", state_after_b)
     a.promote(va, "A")  # its state.json write arrives last, with an outdated ETag: dropped
     assert raced
     records = _chain(url)
@@ -80,25 +80,25 @@ def test_a_delayed_state_write_never_moves_the_aliases_back(s3_url, monkeypatch)
 def test_an_object_store_publish_writes_the_manifest_last_and_once(s3_url, monkeypatch):
     registry = Registry(f"{s3_url}/reg")
     seen = []
-    put = registry._put
+    put = registry.storage.put
 
     def watch(path, data, create=False, etag=None):
         seen.append((path.rsplit("/", 1)[-1], registry.versions()))
         return put(path, data, create=create, etag=etag)
 
-    monkeypatch.setattr(registry, "_put", watch)
+    monkeypatch.setattr(registry.storage, "put", watch)
     version = _publish(registry, b"m")
     assert [name for name, _ in seen] == ["model.bin", "card.md", "manifest.json"]
     assert all(listed == [] for _, listed in seen)  # not listed before its manifest exists
     assert registry.versions() == [version]
     monkeypatch.setattr(registry, "new_version_id", lambda: version)
-    with pytest.raises(store_module.RegistryError, match="exists already"):
+    with pytest.raises(RegistryError, match="exists already"):
         registry.publish({"model.bin": b"x"}, {"dataset": "d"}, version)
 
 
 WRITER = r"""
 import logging, sys, time
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry, RegistryError
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 registry = Registry(sys.argv[1])
@@ -126,7 +126,7 @@ def test_two_processes_promoting_at_once_lose_no_update(s3_url):
     # every one of them must be a link of the chain: 1 + 2 * rounds records.
     assert len(records) == 1 + 2 * rounds
     assert sorted(r["by"] for r in records[1:]) == ["a"] * rounds + ["b"] * rounds
-    print("lost races, retried:", sum(log.count("took alias change") for log in logs))
+    print("lost races, retried:", sum(log.count("taken by another writer") for log in logs))
 
 
 def test_a_training_run_publishes_to_s3_and_serving_hot_swaps(s3_url, tmp_path):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from credit_risk.pipeline import steps as pipeline
-from credit_risk.registry.store import Registry, RegistryError
-from credit_risk.scoring.champion import ModelStore, load_champion
+from credit_risk.registry import Registry, RegistryError
+from credit_risk.registry.champion import ModelStore, load_champion
 from serving import create_app
 
 
@@ -76,14 +76,17 @@ def test_rolling_back_one_dataset_does_not_move_the_other(portfolios):
 
 
 def test_an_alias_naming_a_model_of_another_dataset_is_refused(portfolios):
-    """sba's champion edited to name lauki's model (no keys: whoever writes the registry can):
-    serving sba refuses it and serves sba's newest verified version from the history;
-    predict refuses it outright."""
+    """A record that makes lauki's model sba's champion (no keys: whoever writes the registry
+    can add one): serving sba refuses it and falls back to sba's last champion; predict
+    refuses it outright."""
     settings, registry, lauki, sba1, sba2 = portfolios
-    path = Path(settings.registry.url) / "aliases" / "state.json"
-    state = json.loads(path.read_text())
-    state["datasets"]["sba"]["champion"]["version"] = lauki
-    path.write_text(json.dumps(state))
+    head = registry.chain.read().head
+    record = {**head.body(), "seq": head.seq + 1, "parent": head.digest(), "action": "set",
+              "dataset": "sba", "changes": [{"alias": "champion", "version": lauki,
+                                             "replaced": sba2, "reason": "forged"}]}
+    record["datasets"]["sba"]["champion"]["version"] = lauki
+    (Path(settings.registry.url) / "history" / f"{head.seq + 1:010d}.json").write_text(
+        json.dumps(record))
     sba = settings.model_copy(update={"dataset": "sba"})
     status, body, _ = _ready(sba)
     assert status == 200 and body["dataset"] == "sba"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from credit_risk.registry.store import Registry
-from credit_risk.scoring.champion import ModelStore
+from credit_risk.registry import Registry
+from credit_risk.registry.champion import ModelStore
 from serving import create_app
 from tests.conftest import republish
 from tests.serving.servers import metric
@@ -116,6 +116,31 @@ def test_a_new_promotion_ends_the_fallback_at_once(trained_copy):
     Registry(settings.registry.url).rollback("the champion is corrupt")
     assert not store.refresh()  # already serving the version rolled back to
     assert not store.fallback and store.summary()["fallback"] is False
+
+
+def test_a_corrupt_champion_never_brings_back_a_version_withdrawn_by_a_rollback(trained_copy):
+    """promote v2, promote v3, rollback: v3 is withdrawn and v2 serves. A corrupt v2 in a
+    freshly started worker falls back to the champion before them, never to v3; when that one
+    is corrupt too, nothing serves and /ready says why (503)."""
+    settings, first = trained_copy
+    registry = Registry(settings.registry.url)
+    v2, v3 = republish(registry, first), republish(registry, first)
+    registry.promote(v2, "v2")
+    registry.promote(v3, "v3")
+    assert registry.rollback("v3 misbehaves") == v2
+    registry_dir = Path(settings.registry.url)
+    _flip_a_byte(registry_dir, v2)
+    body = create_app(settings, watch=False).test_client().get("/ready").json
+    assert body["champion"] == v2 and body["fallback"] is True
+    assert body["model_version"] == first  # a former champion, not the withdrawn v3
+
+    _flip_a_byte(registry_dir, first)
+    ready = create_app(settings, watch=False).test_client().get("/ready")
+    assert ready.status_code == 503
+    body = ready.json
+    assert body["model_version"] is None and body["champion"] == v2
+    assert f"withdrawn by a rollback, never served as a fallback: {v3}" in body["last_error"]
+    assert f"{first}: ChecksumError" in body["last_error"]
 
 
 # -- the real server ----------------------------------------------------------------------

@@ -14,8 +14,8 @@ import pytest
 
 from credit_risk.cli import main
 from credit_risk.config import Settings
+from credit_risk.registry import Registry
 from credit_risk.registry.signing import PRIVATE_FILE, PUBLIC_FILE
-from credit_risk.registry.store import Registry
 from tests.registry.copies import copy_version
 from tests.serving.servers import metric
 

@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from credit_risk.registry.store import Registry
-from credit_risk.scoring.champion import ModelStore
+from credit_risk.registry import Registry
+from credit_risk.registry.champion import ModelStore
 from serving import create_app
 from tests.conftest import republish
 from tests.serving.servers import metric
@@ -107,12 +107,12 @@ def test_background_watcher_swaps_without_failing_requests(trained_copy):
     assert seen == {version, newer}
 
 
-def test_a_running_store_keeps_its_model_when_the_alias_record_is_replayed(trained, tmp_path):
-    """With trusted keys the alias record is signed: an older signed state put back (a
-    replay) or an edited one is refused, and the last good model keeps serving."""
+def test_a_replayed_or_edited_alias_state_moves_nothing(trained, tmp_path):
+    """With trusted keys the alias records are signed and chained: an older signed state.json
+    put back (a replay) or an edited one is not the end of the chain; the champion stays."""
     import json
 
-    from credit_risk.registry.store import signing
+    from credit_risk.registry import signing
 
     settings, version = trained
     source = Registry(settings.registry.url)
@@ -132,11 +132,11 @@ def test_a_running_store_keeps_its_model_when_the_alias_record_is_replayed(train
     store = ModelStore(Registry(url, trusted_keys=[signing.load_public_key(public)]))
     assert store.refresh() and store.scorer.version == second
     state.write_bytes(older)  # champion `first`, validly signed, but an older decision
-    assert not store.refresh()
-    assert store.scorer.version == second and "replayed older state" in store.last_error
+    assert not store.refresh() and store.scorer.version == second
     edited = json.loads(older)
     edited["seq"] = 99
     state.write_text(json.dumps(edited))
-    assert not store.refresh()
-    assert store.scorer.version == second and "signature does not match" in store.last_error
-    assert not store.summary()["fallback"]
+    assert not store.refresh() and store.scorer.version == second
+    fresh = ModelStore(Registry(url, trusted_keys=[signing.load_public_key(public)]))
+    assert fresh.refresh() and fresh.scorer.version == second
+    assert store.reload_failures == 0 and not store.summary()["fallback"]

@@ -18,7 +18,7 @@ from credit_risk.pipeline.bundle import check_plan, compile_bundle, frame_record
 from credit_risk.pipeline.ingest import assemble
 from credit_risk.pipeline.steps import load_scorer
 from credit_risk.pipeline.train import train_candidate
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from credit_risk.scoring.plan import ARRAYS_FILE, PLAN_FILE, PlanError, ScoringPlan
 from credit_risk.scoring.scorer import Scorer
 from credit_risk.spec.fields import validate_application
@@ -156,7 +156,7 @@ def _plant_pickle(registry: Registry, version: str, marker: Path) -> None:
     access to an unsigned registry would."""
     _Payload.marker = marker
     data = pickle.dumps(_Payload())
-    folder = Path(registry.root) / "models" / version
+    folder = Path(registry.storage.root) / "models" / version
     (folder / "model.joblib").write_bytes(data)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"]["model.joblib"] = hashlib.sha256(data).hexdigest()
@@ -179,7 +179,7 @@ def trap(*a, **k):
     raise SystemExit("unpickled")
 pickle.loads = pickle.load = trap
 pickle.Unpickler = trap
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from credit_risk.scoring.scorer import Scorer
 s = Scorer.load(Registry({str(tmp_path / 'reg')!r}), {version!r})
 app = {{f["name"]: f["default"] for f in s.fields}}
@@ -440,7 +440,7 @@ def test_a_plan_that_does_not_fit_together_is_refused(models, name, change, says
 def test_an_unsigned_version_with_nonsense_numbers_is_refused(trained_copy, edit, says):
     """Written as the files of a version in a registry without keys: serving and predict's
     loader refuse it with the reason, and the champion keeps serving."""
-    from credit_risk.scoring.champion import load_champion, registry_for
+    from credit_risk.registry.champion import load_champion, registry_for
     from tests.conftest import republish
 
     settings, version = trained_copy

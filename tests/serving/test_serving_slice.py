@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from tests.serving.image_slice import copy_serving_slice
 
 ROOT = Path(__file__).parents[2]

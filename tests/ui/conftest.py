@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from credit_risk.config import Settings
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 
 FIELDS = {"model": "lr", "metrics": {"roc_auc": 0.9, "ece": 0.01}, "status": "approved"}
 

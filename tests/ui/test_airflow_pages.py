@@ -9,7 +9,7 @@ import pytest
 from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from credit_risk_ui import create_ui, is_report
 from tests.conftest import republish
 
@@ -220,9 +220,12 @@ def test_private_files_and_symlinks_are_404(env, tmp_path):
 def test_a_refused_alias_record_is_shown_not_a_server_error(env):
     settings, version = env
     client = TestClient(create_ui(settings, logged_in))
+    for record in (Path(settings.registry.url) / "history").iterdir():  # an earlier layout
+        record.unlink()
     (Path(settings.registry.url) / "aliases" / "state.json").write_text("{")
     page = client.get("/")
     assert page.status_code == 200 and "Alias record refused" in page.text
+    assert "re-promote the champion with this release" in page.text
     assert client.get(f"/models/{version}").status_code == 200
 
 

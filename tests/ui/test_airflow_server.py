@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import pytest
 
-from credit_risk.registry.store import Registry
+from credit_risk.registry import Registry
 from tests.conftest import republish
 
 ROOT = Path(__file__).parents[2]

@@ -7,13 +7,13 @@ model or the new one, whole. A version that fails any step is refused, logged an
 counted, and the last good model keeps serving.
 
 A process that starts while the champion cannot be loaded (a corrupt file, a bad
-signature) serves the newest version of the alias history that loads and verifies: a
-*fallback*, reported by `summary()`. The champion is retried with a bounded exponential
-backoff, and at once when the alias or the champion's files change, so repairing the
-files (or promoting another version) ends the fallback without a restart. The same holds
-when the alias record itself is refused (unreadable, not signed by a trusted key, a replayed
-older state): a running process keeps its model, a starting one falls back; with trusted
-keys only history records signed by one name fallback candidates.
+signature) serves a *fallback*, reported by `summary()`: the newest version that loads and
+verifies among those the fallback policy allows (registry.fallback: a former champion never
+withdrawn by a rollback since). When none is left, nothing serves and `summary()` says why.
+The champion is retried with a bounded exponential backoff, and at once when the alias or the
+champion's files change, so repairing the files (or promoting another version) ends the
+fallback without a restart. When the alias chain itself cannot be read, a running process
+keeps its model and a starting one does not guess.
 
 A registry may hold several datasets, each with its own champion: a store serves ONE dataset,
 the one it is given (CREDIT_RISK_DATASET), else the registry's only one, else the configured
@@ -27,12 +27,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from credit_risk.errors import CreditRiskError
-from credit_risk.registry.store import UNATTRIBUTED, Registry, RegistryError, dataset_of
+from credit_risk.registry import fallback
+from credit_risk.registry.errors import RegistryError
+from credit_risk.registry.registry import Registry, dataset_of
 from credit_risk.scoring.scorer import Scorer
 
 if TYPE_CHECKING:
@@ -61,7 +63,7 @@ def registry_for(settings: Settings) -> Registry:
 
 def check_dataset(scorer: Scorer, dataset: str | None) -> None:
     """ValueError when a version is a model of another dataset than the one served."""
-    if dataset is None or dataset == UNATTRIBUTED:
+    if dataset is None:
         return
     try:
         own = dataset_of(scorer.version, scorer.manifest)
@@ -120,22 +122,6 @@ def warm_up(scorer: Scorer) -> None:
         raise ValueError(f"the model gives PD {pd_!r} for a typical application")
 
 
-def history_versions(registry: Registry, dataset: str | None = None) -> Iterator[str]:
-    """Versions named in the alias history, newest record first, each once; with `dataset`,
-    only records of that dataset or of releases that did not record one."""
-    seen: set[str] = set()
-    for record in reversed(registry.history()):
-        if record.get("verified") is False:  # trusted keys set, and none signed this record
-            continue
-        if dataset is not None and record.get("dataset") not in (None, dataset):
-            continue
-        for key in ("version", "champion", "previous"):
-            value = record.get(key)
-            if isinstance(value, str) and value not in seen:
-                seen.add(value)
-                yield value
-
-
 class ModelStore:
     """Holds the current Scorer; `refresh()` swaps in a new champion after verifying it."""
 
@@ -161,7 +147,6 @@ class ModelStore:
         self.champion: str | None = None  # the alias's version at the last look
         self.fallback_reason: str | None = None  # why the served version is not the champion
         self._retry: _Retry | None = None
-        self._alias_fallback_due = 0.0  # when to look for a fallback again (alias refused)
         self._fallback_reported = False
         self._stop = threading.Event()
 
@@ -195,12 +180,7 @@ class ModelStore:
         try:
             record = self.registry.alias(self.alias, self.dataset)
         except Exception as exc:  # storage, a refused alias record: retry on the next poll
-            failed = self._fail(f"cannot read alias {self.alias!r}: {type(exc).__name__}: "
-                                f"{exc}")
-            if self._scorer is None and time.monotonic() >= self._alias_fallback_due:
-                self._alias_fallback_due = time.monotonic() + self.retry_s
-                self._fall_back_unknown(self.last_error or "")
-            return failed
+            return self._fail(f"cannot read alias {self.alias!r}: {type(exc).__name__}: {exc}")
         if not record:
             return False
         version, dataset = record["version"], record.get("dataset")
@@ -253,43 +233,29 @@ class ModelStore:
         if self.events.on_swap is not None:
             self.events.on_swap(old, scorer)
 
-    def _fall_back(self, champion: str | None, reason: str, dataset: str | None) -> None:
-        """Nothing serves yet: the newest version of the alias history that loads and verifies
-        and is a model of `dataset` (any, when the dataset is not known: one-dataset
-        registries of older releases)."""
+    def _fall_back(self, champion: str, reason: str, dataset: str | None) -> None:
+        """Nothing serves yet: the newest version the fallback policy allows that loads and
+        verifies and is a model of `dataset`; when none does, `last_error` says why."""
         try:
-            candidates = [v for v in history_versions(self.registry, dataset) if v != champion]
+            history = self.registry.history()
         except Exception as exc:
-            log.error("cannot read the alias history for a fallback: %s", exc)
+            self.last_error = f"{reason}; no fallback: the alias history cannot be read: {exc}"
+            log.error("%s", self.last_error)
             return
-        for version in candidates:
+        refused: dict[str, str] = {}
+        for version in fallback.eligible(history, dataset, champion):
             try:
                 scorer = self._load(version, dataset)
             except Exception as exc:
-                log.error("fallback candidate %s refused: %s: %s", version,
-                          type(exc).__name__, exc)
+                refused[version] = f"{type(exc).__name__}: {exc}"
+                log.error("fallback candidate %s refused: %s", version, refused[version])
                 continue
             self._pin(dataset)
             self._swap(scorer, fallback_reason=reason)
             return
-        log.error("no version in the alias history can be loaded: not serving")
-
-    def _fall_back_unknown(self, reason: str) -> None:
-        """A fallback while the alias record cannot be read: for the dataset given, else the
-        history's only dataset, else the preferred one (the configured spec's); none if the
-        history names several datasets and none is preferred."""
-        dataset = self.dataset or self.registry.dataset
-        if dataset is None:
-            try:
-                named = {r["dataset"] for r in self.registry.history() if r.get("dataset")}
-            except Exception:
-                named = set()
-            if len(named) > 1 and self.registry.prefer is None:
-                log.error("the alias history names several datasets (%s) and none is "
-                          "configured (CREDIT_RISK_DATASET): no fallback", ", ".join(sorted(named)))
-                return
-            dataset = self.registry.prefer if len(named) > 1 else next(iter(named), None)
-        self._fall_back(None, reason, dataset)
+        self.last_error = f"{reason}; " + fallback.no_fallback_reason(
+            history, dataset, champion, refused)
+        log.error("not serving: %s", self.last_error)
 
     def _schedule_retry(self, key: tuple[str, Any], previous: _Retry | None) -> None:
         delay = self.retry_s if previous is None or previous.key != key \
@@ -297,14 +263,8 @@ class ModelStore:
         self._retry = _Retry(key, self._fingerprint(key[0]), delay, time.monotonic() + delay)
 
     def _fingerprint(self, version: str) -> Any:
-        """Size and modification time of a version's files (cheap: no reads); None if unknown."""
-        try:
-            fs, base = self.registry.fs, f"{self.registry.root.rstrip('/')}/models/{version}"
-            entries = fs.ls(base, detail=True)
-            return tuple(sorted((e["name"], e.get("size"), e.get("mtime") or e.get("LastModified")
-                                 or e.get("ETag")) for e in entries))
-        except Exception:  # unknown layout or storage: the backoff alone decides
-            return None
+        """The version's files' names and stamps (cheap: no reads); None if unknown."""
+        return self.registry.models.fingerprint(version)
 
     def _fail(self, message: str) -> bool:
         self.reload_failures += 1
