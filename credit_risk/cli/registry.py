@@ -34,10 +34,12 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         own = dataset_of(version, registry.manifest(version))
         print(f"rolled back: champion of {_shown(own)} is now {version}")
     elif args.models_cmd == "history":
-        for rec in registry.history():  # the verified chain, in its order
+        for rec in registry.history():  # the chain, in its order
             if dataset is None or rec["dataset"] == dataset:
+                # on the chain, vouched for by a trusted record after it: a retired key's
+                mark = "  [NOT signed by a trusted key]" if rec["verified"] is False else ""
                 print(f"{rec['set_at']}  {rec['dataset']}  {rec['alias']:<8} -> "
-                      f"{rec['version']}  by {rec['by']}: {rec['reason']}")
+                      f"{rec['version']}  by {rec['by']}: {rec['reason']}{mark}")
         _print_rejected(registry)
     return 0
 

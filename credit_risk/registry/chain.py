@@ -83,6 +83,12 @@ class ChainView:
     records: tuple[AliasRecord, ...]
     rejected: tuple[Rejected, ...]
     last_slot: int
+    vouched: frozenset[str] = frozenset()  # digests on the chain no trusted key signed
+
+    def trusted(self, record: AliasRecord) -> bool:
+        """Whether a trusted key signed this record of the chain (else a trusted record after
+        it vouches for it through the parent hashes: signed by a retired key)."""
+        return record.digest() not in self.vouched
 
     @property
     def head(self) -> AliasRecord | None:
@@ -135,13 +141,15 @@ class AliasChain:
     def __init__(self, storage: Storage, keys: signing.Keys):
         self.storage = storage
         self.keys = keys
-        self._cache: dict[str, tuple[Any, AliasRecord | str]] = {}  # name -> (stamp, parse)
+        self._cache: dict[str, tuple[Any, tuple[AliasRecord, bool] | str]] = {}  # name -> parse
         self._warned: set[str] = set()
         self.seen_seq = 0  # the highest head this object has read: never accept an older one
         self._state: tuple[bytes, AliasRecord] | None = None  # state.json as last verified
+        self._untrusted_reason: dict[str, str] = {}  # digest -> why its signature failed
 
-    def _load(self, name: str, slot: int) -> AliasRecord | str:
-        """The record in a slot, or why it is rejected."""
+    def _load(self, name: str, slot: int) -> tuple[AliasRecord, bool] | str:
+        """The record in a slot and whether a trusted key signed it (always, without keys),
+        or why it is rejected."""
         path = self.storage.path("history", name)
         try:
             raw = self.storage.read_bounded(path, MAX_RECORD_BYTES)
@@ -158,12 +166,13 @@ class AliasChain:
             try:
                 signing.verify(record.body(), trusted, signing.ALIASES_FORMAT)
             except signing.SigningError as exc:
-                return f"not signed by a trusted key: {exc}"
-        return record
+                self._untrusted_reason[record.digest()] = f"not signed by a trusted key: {exc}"
+                return record, False
+        return record, True
 
     def read(self) -> ChainView:
         """The chain of valid records and the rejected files (see the module docstring)."""
-        valid: list[AliasRecord] = []
+        parsed: list[tuple[AliasRecord, bool]] = []
         rejected: list[Rejected] = []
         last = 0
         entries = self.storage.entries(self.storage.path("history"))
@@ -182,23 +191,21 @@ class AliasChain:
             if isinstance(cached[1], str):
                 rejected.append(Rejected(name, cached[1]))
             else:
-                valid.append(cached[1])
-        chain: list[AliasRecord] = []
-        for record in sorted(valid, key=lambda r: r.seq):
-            head = chain[-1] if chain else None
-            if (head is None and record.parent is None) or (
-                    head is not None and record.parent == head.digest()):
-                chain.append(record)
-            else:
-                rejected.append(Rejected(f"{record.seq:010d}.json", "does not follow the chain "
-                                         "(its parent is not the record before it): a fork "
-                                         "or an older record replayed"))
+                parsed.append(cached[1])
+        chain, vouched = _chain_of(parsed)
+        on_chain = {r.digest() for r in chain}
+        for record, _ in parsed:
+            if record.digest() not in on_chain:
+                why = self._untrusted_reason.get(record.digest()) or (
+                    "does not follow the chain (its parent is not the record before it): a fork "
+                    "or an older record replayed")
+                rejected.append(Rejected(f"{record.seq:010d}.json", why))
         for item in rejected:
             if item.name not in self._warned and len(self._warned) < 10_000:
                 self._warned.add(item.name)
                 log.warning("registry %s: history record %s rejected: %s", self.storage.url,
                             item.name, item.reason)
-        return ChainView(tuple(chain), tuple(rejected), last)
+        return ChainView(tuple(chain), tuple(rejected), last, frozenset(vouched))
 
     def _from_state(self) -> ChainView | None:
         """The end of the chain read cheaply: the state.json copy, if it is the record of its
@@ -211,18 +218,18 @@ class AliasChain:
             if self._state is None or self._state[0] != raw:
                 state = AliasRecord.parse(_json(raw, STATE_FILE), STATE_FILE)
                 own = self._load(slots[state.seq], state.seq) if state.seq in slots else None
-                if not isinstance(own, AliasRecord) or own.digest() != state.digest():
+                if not isinstance(own, tuple) or not own[1] or own[0].digest() != state.digest():
                     return None
-                self._state = (raw, own)
+                self._state = (raw, own[0])
         except (FileNotFoundError, RegistryError, OSError):
             return None
         if self._state[1].seq not in slots:  # its record is gone: read what is there
             return None
         chain = [self._state[1]]
         for slot in sorted(n for n in slots if n > chain[0].seq):
-            record = self._load(slots[slot], slot)
-            if isinstance(record, AliasRecord) and record.parent == chain[-1].digest():
-                chain.append(record)
+            loaded = self._load(slots[slot], slot)
+            if isinstance(loaded, tuple) and loaded[1] and loaded[0].parent == chain[-1].digest():
+                chain.append(loaded[0])
         return ChainView(tuple(chain), (), max(slots))
 
     def current(self) -> ChainView:
@@ -318,6 +325,38 @@ class AliasChain:
                                     etag=tag[1], existed=tag[0])
         except Conflict:
             log.info("registry %s: state.json moved on by another writer", self.storage.url)
+
+
+def _chain_of(parsed: list[tuple[AliasRecord, bool]]) -> tuple[list[AliasRecord], set[str]]:
+    """The chain, oldest first, and the digests on it that no trusted key signed.
+
+    In order of `seq`, a trusted record extends the chain when its parent is the chain's
+    last record (or, for the first, when it has none). An untrusted record waits in a pool:
+    it joins the chain only when a trusted record follows it through the parent hashes (the
+    trusted record commits to its exact bytes: records signed by a key retired since stay on
+    the chain). Anything else (a fork, an older record replayed, an untrusted record nothing
+    trusted follows) is left off."""
+    chain: list[AliasRecord] = []
+    pool: dict[str, AliasRecord] = {}
+    vouched: set[str] = set()
+    for record, trusted in sorted(parsed, key=lambda p: p[0].seq):
+        if not trusted:
+            pool[record.digest()] = record
+            continue
+        head = chain[-1].digest() if chain else None
+        path: list[AliasRecord] = []
+        parent = record.parent
+        while parent != head and parent in pool and len(path) <= len(pool):
+            path.append(pool[parent])
+            parent = pool[parent].parent
+        if parent != head:
+            continue
+        for ancestor in reversed(path):
+            chain.append(ancestor)
+            vouched.add(ancestor.digest())
+            del pool[ancestor.digest()]
+        chain.append(record)
+    return chain, vouched
 
 
 def _json(data: bytes, name: str) -> Any:

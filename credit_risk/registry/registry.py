@@ -218,12 +218,15 @@ class Registry:
     def history(self) -> list[dict[str, Any]]:
         """Every alias change on the chain, oldest first: {"alias", "version", "set_at", "by",
         "reason", "replaced", "dataset", "action", "change", "seq", "verified"} ("verified":
-        True with trusted keys, whose signature every record on the chain carries; None
-        without keys). Records not on the chain are in `rejected_history`."""
-        verified = True if self.keys.for_records() else None
+        with trusted keys, whether one signed the record, False for a record signed by a key
+        retired since, which the trusted records after it vouch for; None without keys).
+        Records not on the chain are in `rejected_history`."""
+        view = self.chain.read()
+        keys = bool(self.keys.for_records())
         return [{**c.model_dump(), "set_at": r.at, "by": r.by, "dataset": r.dataset,
-                 "action": r.action, "change": r.change, "seq": r.seq, "verified": verified}
-                for r in self.chain.read().records for c in r.changes]
+                 "action": r.action, "change": r.change, "seq": r.seq,
+                 "verified": view.trusted(r) if keys else None}
+                for r in view.records for c in r.changes]
 
     def rejected_history(self) -> list[dict[str, str]]:
         """The files of history/ that are not on the chain: {"name", "reason"}."""

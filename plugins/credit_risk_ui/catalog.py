@@ -53,13 +53,21 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True)
+class RejectedRecord:
+    """A history file that is not on the alias chain, and why: shown apart, never applied."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ModelsPage:
     """The models page: a refused alias record, each dataset, the recent alias history."""
 
     refused: str | None
     datasets: list[DatasetModels]
     history: list[HistoryEntry]
-    rejected: list[HistoryEntry]
+    rejected: list[RejectedRecord]
 
 
 @dataclass(frozen=True)
@@ -103,14 +111,12 @@ def _row(version: str, manifest: dict[str, Any], aliases: tuple[str, ...]) -> Ve
                       manifest.get("status"), aliases)
 
 
-def _history(registry: Registry) -> tuple[list[HistoryEntry], list[HistoryEntry]]:
-    """(verified or unsigned changes, changes a trusted key did not sign), newest first."""
-    kept: list[HistoryEntry] = []
-    rejected: list[HistoryEntry] = []
-    for h in reversed(registry.history()[-HISTORY_SHOWN:]):
-        entry = HistoryEntry(h.get("set_at"), h.get("dataset") or "", h.get("alias"),
-                             h.get("version"), h.get("by"), h.get("reason"))
-        (rejected if h.get("verified") is False else kept).append(entry)
+def _history(registry: Registry) -> tuple[list[HistoryEntry], list[RejectedRecord]]:
+    """(the changes on the alias chain, newest first; the history files left off it)."""
+    kept = [HistoryEntry(h.get("set_at"), h.get("dataset") or "", h.get("alias"),
+                         h.get("version"), h.get("by"), h.get("reason"))
+            for h in reversed(registry.history()[-HISTORY_SHOWN:])]
+    rejected = [RejectedRecord(r["name"], r["reason"]) for r in registry.rejected_history()]
     return kept, rejected
 
 

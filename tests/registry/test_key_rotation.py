@@ -160,11 +160,11 @@ def test_key_rotation_step_by_step(cli, trained, tmp_path):
     assert cli.state() == before
 
 
-def test_retiring_the_old_key_too_early_stops_changes_until_it_is_trusted_again(
+def test_retiring_the_old_key_too_early_leaves_no_champion_until_the_new_key_promotes(
         cli, trained, tmp_path):
-    """A retired while the champion and the alias record are still A's: serving has nothing it
-    trusts and says so, promote refuses to build on the record; trusting A again for one
-    promote with B (the procedure's steps 3 to 5) recovers, with no file deleted."""
+    """A retired while the only alias record is still A's: nothing trusted follows it, so it
+    is rejected and serving has no champion (503); a promote with B starts the aliases
+    afresh, and A's record stays listed apart as rejected."""
     keys = tmp_path / "keys"
     a_pem, a_pub, a_id = cli.generate(str(keys / "a"))
     b_pem, b_pub, _ = cli.generate(str(keys / "b"))
@@ -176,33 +176,22 @@ def test_retiring_the_old_key_too_early_stops_changes_until_it_is_trusted_again(
     b1 = _publish(trained, "b1")
     status, ready = _served(tmp_path)
     assert status == 503 and not ready["ready"]
-    assert f"signed by key '{a_id}', which is not a trusted key" in ready["last_error"]
-    code, _, err = cli.promote(b1, "too early")
+    code, _, err = cli("models", "verify")
     assert code == 1 and "not signed by a trusted key" in err
-    assert Registry.from_settings(Settings()).versions() == [b1]
-
-    cli.keys([a_pub, b_pub], b_pem)  # recovery: trust A again, promote with B, retire A
-    assert cli.promote(b1, "the alias record signed by B")[0] == 0
-    cli.keys([b_pub], b_pem)
+    assert cli.promote(b1, "aliases afresh, signed by B")[0] == 0
+    champion, previous, history, listed = cli.state()
+    assert (champion, previous, listed) == (b1, None, [b1])
+    assert [h["version"] for h in history] == [b1]
     status, ready = _served(tmp_path)
     assert status == 200 and ready["model_version"] == b1
-    code, _, err = cli("models", "rollback", "--reason", "to A's version")
+    code, _, err = cli("models", "promote", a1, "--reason", "back to A's version")
     assert code == 1 and f"signed by key '{a_id}', which is not a trusted key" in err
 
 
 def test_a_compromised_key_is_retired_at_once_and_the_aliases_restarted_with_the_new_one(
         cli, trained, tmp_path, registry_url, request):
-    """A leaked: it is never trusted again, so the alias record it signed cannot be built on;
-    deleting aliases/state.json (the README's way out) lets B's promote start the aliases
-    afresh; A's alias change is no longer a verified record."""
-    import fsspec
-
-    if registry_url.startswith("s3://"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "issue 18 defect 1: on S3 the record A signed holds history/0000000001.json, and "
-            "B's promote retries that sequence number until 'other writers changed the "
-            "aliases 50 times in a row'")))
-
+    """A leaked: it is never trusted again, so the alias record it signed is rejected and
+    B's promote starts the aliases afresh; A's alias change is no longer a verified record."""
     keys = tmp_path / "keys"
     a_pem, a_pub, _ = cli.generate(str(keys / "a"))
     b_pem, b_pub, _ = cli.generate(str(keys / "b"))
@@ -212,8 +201,6 @@ def test_a_compromised_key_is_retired_at_once_and_the_aliases_restarted_with_the
 
     cli.keys([b_pub], b_pem)
     b1 = _publish(trained, "b1")
-    fs, root = fsspec.core.url_to_fs(registry_url, use_listings_cache=False)
-    fs.rm(f"{root}/aliases/state.json")
     code, _, err = cli.promote(b1, "aliases afresh, signed by B")
     assert code == 0, err
     champion, previous, history, listed = cli.state()
