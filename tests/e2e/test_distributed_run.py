@@ -28,7 +28,7 @@ import pytest
 from tests.conftest import small_settings
 from tests.e2e import celery_cluster as harness
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[2]
 DAG_ID = "credit_risk_training"

@@ -5,6 +5,7 @@ of a Prometheus metric (from a Flask test client or a /metrics text)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -132,3 +133,21 @@ def in_thread(app) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=10)
+
+
+def chunked_form(base: str, path: str, mib: int) -> int:
+    """POST `mib` MiB of form body chunked to `path`: the status, -1 if the server hung up."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    chunk = b"a=" + b"b" * (1 << 20)
+    try:
+        conn.request("POST", path, body=iter([chunk] * mib), encode_chunked=True,
+                     headers={"Content-Type": "application/x-www-form-urlencoded",
+                              "Transfer-Encoding": "chunked"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except (ConnectionError, OSError):  # the server may stop reading after the 413
+        return -1
+    finally:
+        conn.close()

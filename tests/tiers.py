@@ -1,0 +1,139 @@
+"""Test tiers: every test gets exactly one of `unit`, `integration`, `slow` (pytest -m <tier>).
+
+unit: in-process only, no server, database, subprocess or network (`make test-fast`).
+integration: PostgreSQL, S3 on moto, Airflow (its database, api-server, CLI), a browser,
+Docker and other external tools, gunicorn and other subprocesses.
+slow: whole DAG runs end to end, the compose stack, long load tests.
+
+The tier comes from, first match wins: a tier marker on the test; PATHS (longest match);
+the fixtures it uses (FIXTURES, PARAMS); else unit. A unit test that starts a subprocess,
+opens a network connection or connects to PostgreSQL fails with the reason (UnitGuard).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+
+import pytest
+
+TIERS = ("unit", "integration", "slow")
+
+# A folder, a file or a file::test and its tier: for what the fixture rules below cannot see
+# (a test that runs a subprocess in its body) or see wrong. The longest match wins.
+PATHS = {
+    "tests/e2e/": "slow",  # the DAGs run end to end by Airflow
+    "tests/deploy/": "integration",  # actionlint, shellcheck, cfn-lint, Docker, deploy.sh
+    "tests/ui/test_airflow_server.py": "integration",  # an Airflow api-server subprocess
+    "tests/data/test_sql_ingest.py": "integration",  # PostgreSQL
+    "tests/registry/test_crash_safety.py": "integration",  # writers killed at random
+    "tests/cli/test_predict.py::test_serving_commands_load_no_training_stack": "integration",
+    "tests/dags/test_dag_integrity.py::test_dag_files_import_without_heavy_libraries":
+        "integration",
+    "tests/dags/test_dag_integrity.py::test_ruff_airflow_rules_pass": "integration",
+    "tests/serving/test_chunked_form_posts.py": "integration",  # a werkzeug server
+    "tests/model/test_byod_scale.py": "slow",  # trains on 200,000 rows
+}
+
+# Fixtures that bring a server, a database or a subprocess: a test using one (directly or
+# through another fixture) is integration.
+FIXTURES = {
+    "s3_server": "S3 on moto",
+    "pg_server": "PostgreSQL",
+    "start_gunicorn": "gunicorn subprocesses",
+    "browser": "Chromium through Playwright",
+    "airflow_db": "the Airflow metadata database (airflow db migrate)",
+    "slice_env": "a virtualenv with the serving extra (pip install)",
+    "small_disk": "a tmpfs mounted for the test",
+}
+
+# (fixture, parameter): the parametrized fixture's case that needs a server.
+PARAMS = {("store", "s3"), ("store_env", "postgres")}
+
+
+def tier_of(item: pytest.Item) -> str:
+    """The one tier of a test; a test marked with two tiers is an error."""
+    marked = {m.name for m in item.iter_markers() if m.name in TIERS}
+    if len(marked) > 1:
+        raise pytest.UsageError(f"{item.nodeid}: marked with more than one tier: {sorted(marked)}")
+    if marked:
+        return marked.pop()
+    nodeid = item.nodeid
+    matches = [p for p in PATHS if nodeid.startswith(p)]
+    if matches:
+        return PATHS[max(matches, key=len)]
+    if any(name in FIXTURES for name in item.fixturenames):
+        return "integration"
+    params = getattr(item, "callspec", None)
+    if params is not None and any(params.params.get(f) == v for f, v in PARAMS):
+        return "integration"
+    return "unit"
+
+
+def assign(items: list[pytest.Item]) -> None:
+    """Add each test's tier marker (collection)."""
+    for item in items:
+        tier = tier_of(item)
+        if item.get_closest_marker(tier) is None:
+            item.add_marker(tier)
+
+
+class UnitGuard:
+    """Records what a unit test must not do: a subprocess, a network connection, PostgreSQL."""
+
+    EVENTS = {"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.fork",
+              "os.forkpty"}
+    # Quick lookups, not servers: the code version a published model records (git), and
+    # platform.architecture() (file), which Airflow calls.
+    ALLOWED = {"git", "file"}
+
+    def __init__(self) -> None:
+        self.used: list[str] | None = None  # a list while a unit test runs
+
+    def install(self) -> None:
+        """The audit hook (for the process's lifetime) and the wrapper around psycopg's connect."""
+        sys.addaudithook(self._audit)
+        try:
+            import psycopg
+        except ImportError:
+            return
+        connect = psycopg.Connection.connect.__func__
+
+        def guarded(cls, *args, **kwargs):
+            self._record("a PostgreSQL connection")
+            return connect(cls, *args, **kwargs)
+
+        psycopg.Connection.connect = classmethod(guarded)
+        psycopg.connect = psycopg.Connection.connect
+
+    def _audit(self, event: str, args: tuple) -> None:
+        if self.used is None:
+            return
+        if event == "subprocess.Popen" and os.path.basename(str(args[0])) in self.ALLOWED:
+            return
+        if event in self.EVENTS:
+            self._record(f"{event} {str(args[:2])[:200]}")
+        elif event == "socket.connect" and isinstance(args[1], tuple):
+            self._record(f"a network connection to {args[1][:2]}")
+
+    def _record(self, what: str) -> None:
+        if self.used is not None:
+            self.used.append(what)
+
+    @contextmanager
+    def watching(self, item: pytest.Item):
+        """Fails a unit test (its setup or call) that used a server or a subprocess."""
+        if item.get_closest_marker("unit") is None:
+            yield
+            return
+        self.used = []
+        try:
+            yield
+        finally:
+            used, self.used = self.used, None
+            if used:
+                raise pytest.fail.Exception(
+                    f"{item.nodeid} is in the unit tier but used {'; '.join(used[:3])}: give it "
+                    "the integration tier (a server fixture, or PATHS in tests/tiers.py)",
+                    pytrace=False)
