@@ -24,16 +24,38 @@ TIERS = ("unit", "integration", "slow")
 # (a test that runs a subprocess in its body) or see wrong. The longest match wins.
 PATHS = {
     "tests/e2e/": "slow",  # the DAGs run end to end by Airflow
+    "tests/model/test_byod_scale.py": "slow",  # trains on 200,000 rows
     "tests/deploy/": "integration",  # actionlint, shellcheck, cfn-lint, Docker, deploy.sh
     "tests/ui/test_airflow_server.py": "integration",  # an Airflow api-server subprocess
     "tests/data/test_sql_ingest.py": "integration",  # PostgreSQL
     "tests/registry/test_crash_safety.py": "integration",  # writers killed at random
+    "tests/serving/test_chunked_form_posts.py": "integration",  # a werkzeug server
+    # a subprocess: another Python, a linter, the Airflow CLI, schemathesis
     "tests/cli/test_predict.py::test_serving_commands_load_no_training_stack": "integration",
     "tests/dags/test_dag_integrity.py::test_dag_files_import_without_heavy_libraries":
         "integration",
     "tests/dags/test_dag_integrity.py::test_ruff_airflow_rules_pass": "integration",
-    "tests/serving/test_chunked_form_posts.py": "integration",  # a werkzeug server
-    "tests/model/test_byod_scale.py": "slow",  # trains on 200,000 rows
+    "tests/registry/test_bounded_reads.py::test_a_special_file_is_refused_quickly": "integration",
+    "tests/registry/test_decisions_pg.py::test_the_default_file_log_imports_no_database_code":
+        "integration",
+    "tests/serving/test_dockerfile.py::test_hadolint_passes": "integration",
+    "tests/serving/test_fuzz.py::test_every_schemathesis_check_passes_over_http": "integration",
+    "tests/serving/test_plan.py::test_serving_and_predict_never_unpickle": "integration",
+    "tests/serving/test_plan.py::test_an_unsigned_booster_that_crashes_xgboost": "integration",
+    "tests/test_compose.py::test_compose_files_follow_the_compose_specification": "integration",
+    "tests/ui/test_airflow_pages.py::test_airflow_loads_the_plugin": "integration",
+    # in-process but heavy (a training run of its own, Evidently's reports, fuzzing): kept out
+    # of the unit tier's 2 minutes
+    "tests/model/test_byod.py": "integration",
+    "tests/model/test_trial_tasks.py": "integration",
+    "tests/model/test_gate.py::test_a_first_model_of_another_dataset": "integration",
+    "tests/model/test_monitoring.py::test_evidently_gets_the_sample": "integration",
+    "tests/model/test_monitoring.py::test_shifted_traffic_is_detected": "integration",
+    "tests/model/test_monitoring.py::test_traffic_like_training_data_is_not_drift": "integration",
+    "tests/model/test_monitoring.py::test_drift_command": "integration",
+    "tests/model/test_train_scale.py::test_forest_trees_draw_at_most_the_cap_of_rows":
+        "integration",
+    "tests/serving/test_fuzz.py::test_no_server_errors_on_generated_requests": "integration",
 }
 
 # Fixtures that bring a server, a database or a subprocess: a test using one (directly or

@@ -5,7 +5,6 @@ of a Prometheus metric (from a Flask test client or a /metrics text)."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -19,6 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.client import HTTPConnection
 from pathlib import Path
 
 import pytest
@@ -138,7 +138,7 @@ def in_thread(app) -> Iterator[str]:
 def chunked_form(base: str, path: str, mib: int) -> int:
     """POST `mib` MiB of form body chunked to `path`: the status, -1 if the server hung up."""
     host, port = base.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn = HTTPConnection(host, int(port), timeout=60)
     chunk = b"a=" + b"b" * (1 << 20)
     try:
         conn.request("POST", path, body=iter([chunk] * mib), encode_chunked=True,
