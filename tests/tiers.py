@@ -44,8 +44,17 @@ PATHS = {
     "tests/serving/test_plan.py::test_an_unsigned_booster_that_crashes_xgboost": "integration",
     "tests/test_compose.py::test_compose_files_follow_the_compose_specification": "integration",
     "tests/ui/test_airflow_pages.py::test_airflow_loads_the_plugin": "integration",
-    # in-process but heavy (a training run of its own, Evidently's reports, fuzzing): kept out
-    # of the unit tier's 2 minutes
+    # in-process but heavy (a training run of its own, a whole Great Expectations run with its
+    # data docs, Evidently's reports, fuzzing): kept out of the unit tier's 2 minutes
+    "tests/cli/test_cli.py::test_generate_train_list_show_predict": "integration",
+    "tests/data/test_validation.py::test_each_fault_is_a_blocking_failure": "integration",
+    "tests/data/test_validation.py::test_a_bad_batch_stops_the_run_at_the_gate": "integration",
+    "tests/data/test_validation.py::test_good_batch_passes": "integration",
+    "tests/data/test_validation.py::test_warning_is_recorded_but_does_not_stop": "integration",
+    "tests/data/test_validation.py::test_more_blocking_checks_in_one_batch": "integration",
+    "tests/data/test_validation.py::test_great_expectations_leaves_the_callers_frames_alone":
+        "integration",
+    "tests/ui/test_airflow_pages.py::test_drift_reports_are_listed_and_served": "integration",
     "tests/model/test_byod.py": "integration",
     "tests/model/test_trial_tasks.py": "integration",
     "tests/model/test_gate.py::test_a_first_model_of_another_dataset": "integration",
