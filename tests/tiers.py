@@ -25,10 +25,10 @@ TIERS = ("unit", "integration", "slow")
 PATHS = {
     "tests/e2e/": "slow",  # the DAGs run end to end by Airflow
     "tests/model/test_byod_scale.py": "slow",  # trains on 200,000 rows
+    "tests/registry/test_crash_safety.py": "slow",  # up to 120 writers killed, over a minute
     "tests/deploy/": "integration",  # actionlint, shellcheck, cfn-lint, Docker, deploy.sh
     "tests/ui/test_airflow_server.py": "integration",  # an Airflow api-server subprocess
     "tests/data/test_sql_ingest.py": "integration",  # PostgreSQL
-    "tests/registry/test_crash_safety.py": "integration",  # writers killed at random
     "tests/serving/test_chunked_form_posts.py": "integration",  # a werkzeug server
     # a subprocess: another Python, a linter, the Airflow CLI, schemathesis
     "tests/cli/test_predict.py::test_serving_commands_load_no_training_stack": "integration",
