@@ -45,8 +45,19 @@ RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
     && mkdir -p credit_risk serving && touch README.md credit_risk/__init__.py serving/__init__.py \
     && /opt/credit-risk/bin/pip install -c constraints.txt ".[serving,postgres,s3]" \
     && rm -rf README.md credit_risk serving build ./*.egg-info
+# Only the serving slice of the package: config, errors, spec, scoring, registry, records, the
+# built-in specs and the CLI's serving-side commands (tests/serving/test_dockerfile.py imports
+# the app and `credit-risk predict` from exactly these files).
 COPY README.md ./
-COPY credit_risk ./credit_risk
+COPY credit_risk/__init__.py credit_risk/config.py credit_risk/errors.py credit_risk/tables.py \
+     ./credit_risk/
+COPY credit_risk/spec ./credit_risk/spec
+COPY credit_risk/scoring ./credit_risk/scoring
+COPY credit_risk/registry ./credit_risk/registry
+COPY credit_risk/records ./credit_risk/records
+COPY credit_risk/datasets/specs ./credit_risk/datasets/specs
+COPY credit_risk/cli/__init__.py credit_risk/cli/predict.py credit_risk/cli/registry.py \
+     credit_risk/cli/decisions.py credit_risk/cli/outcomes.py ./credit_risk/cli/
 COPY serving ./serving
 RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
     --mount=type=cache,target=/root/.cache/pip \

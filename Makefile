@@ -12,11 +12,12 @@ export SCARF_ANALYTICS := false
 
 help:
 	@echo "make run        install, generate data, start Airflow, train, serve"
-	@echo "make test       install and run lint, type checks and every test tier"
+	@echo "make test       install and run lint, type checks, the docs build and every test tier"
 	@echo "make test-fast  the unit tier (in-process, no servers; under 2 minutes): run it between edits"
 	@echo "make test-integration  PostgreSQL, S3 on moto, Airflow, browser, Docker, subprocesses"
 	@echo "make test-slow  the DAGs end to end and other long runs"
 	@echo "make install    create $(VENV) with the pinned dependencies"
+	@echo "make docs       build the documentation site into site/ (make docs-serve: live)"
 	@echo "make bench-serving  serving latency and throughput (writes benchmarks/RESULTS.md)"
 	@echo "make bench-pipeline the training DAG on 50k, 200k, 1M customers (benchmarks/pipeline.md)"
 	@echo "make bench-train-cost  a candidate's training vs plain 5-fold CV (benchmarks/train_cost.md)"
@@ -47,13 +48,22 @@ test-fast: install
 	$(BIN)/pytest -m unit
 
 test-integration: install browser deploy-tools
-	$(BIN)/pytest -m integration
+	$(BIN)/pytest -m "integration and not slow"
 
 test-slow: install
 	$(BIN)/pytest -m slow
 
-test: lint typecheck browser deploy-tools
+test: lint typecheck docs browser deploy-tools
 	$(BIN)/pytest
+
+# The documentation site (MkDocs Material) into site/; --strict fails on any warning (a broken
+# link, a page missing from the nav). The generated pages come from scripts/gen_docs.py.
+.PHONY: docs docs-serve
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # Debian's Chromium for the browser tests of the form (Playwright drives it; its own browser
 # download is not used), and wrk for the serving benchmark. Installed only when missing.

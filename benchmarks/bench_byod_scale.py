@@ -38,7 +38,7 @@ def main() -> None:
         start, cpu = time.perf_counter(), time.process_time()
         version = pipeline.run_all(settings, "sba")
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-        metrics = Registry(settings.registry_url).manifest(version)["metrics"]
+        metrics = Registry(settings.registry.url).manifest(version)["metrics"]
     result = {"date": datetime.now(UTC).date().isoformat(), "machine": machine(), "rows": ROWS,
               "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "goal_cpu_s": GOAL_CPU_S,
               "goal_met": cpu < GOAL_CPU_S, "roc_auc": metrics["roc_auc"], "ece": metrics["ece"]}

@@ -35,7 +35,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
 from bench_pipeline import code_state, machine  # noqa: E402
 
 from credit_risk.config import Settings  # noqa: E402
-from credit_risk.pipeline import synthetic  # noqa: E402
+from credit_risk.datasets import synthetic  # noqa: E402
 from tests.e2e import celery_cluster as harness  # noqa: E402
 
 OUT = ROOT / "benchmarks"

@@ -56,7 +56,8 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "path": path,
 
 def champion(base: Path) -> Any:
     from credit_risk.config import Settings
-    from credit_risk.pipeline import steps, synthetic
+    from credit_risk.datasets import synthetic
+    from credit_risk.pipeline import steps
 
     s = Settings(data_dir=base / "data", runs_dir=base / "runs",
                  registry_url=str(base / "registry"), decision_log=None, n_customers=3000,
@@ -68,17 +69,17 @@ def champion(base: Path) -> Any:
 
 def fill(settings: Any, targets: list[str], rows: int) -> float:
     """Score `rows` generated applications and log them to every target; the seconds it took."""
-    from credit_risk.pipeline import synthetic
+    from credit_risk.datasets import synthetic
     from credit_risk.pipeline.ingest import assemble
     from credit_risk.pipeline.steps import load_scorer
-    from credit_risk.registry.decisions import DecisionLog
+    from credit_risk.records.backends import decision_log_at
     from credit_risk.spec.dataset import load_spec
 
     t = time.perf_counter()
     scorer = load_scorer(settings)
     names = [f["name"] for f in scorer.fields]
-    spec = load_spec(settings.dataset_spec)
-    logs = [DecisionLog(target) for target in targets]
+    spec = load_spec(settings.data.spec)
+    logs = [decision_log_at(target) for target in targets]
     try:
         for dlog in logs:
             dlog.migrate()
@@ -106,8 +107,8 @@ def measure_step(settings: Any, target: str, run_id: str,
     if src is not None:
         env["PYTHONPATH"] = str(src)
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", STEP, settings.registry_url,
-                             str(settings.runs_dir), target, run_id],
+    proc = subprocess.Popen([sys.executable, "-c", STEP, settings.registry.url,
+                             str(settings.data.runs_dir), target, run_id],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=None if src is None else str(src))
     sampler = TreeSampler(proc.pid)
@@ -135,10 +136,10 @@ def breakdown(settings: Any, target: str) -> dict[str, float]:
     from datetime import timedelta
 
     from credit_risk.pipeline import monitoring
-    from credit_risk.registry.decisions import DecisionLog
+    from credit_risk.records.backends import decision_log_at
     from credit_risk.registry.store import Registry
 
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     version = registry.alias_version("champion")
     manifest = registry.manifest(version)
     reference = pd_read(io.BytesIO(registry.read_file(version, monitoring.REFERENCE_FILE)))
@@ -146,7 +147,7 @@ def breakdown(settings: Any, target: str) -> dict[str, float]:
     until = datetime.now(UTC)
     since = until - timedelta(days=7)
     parts: dict[str, float] = {}
-    dlog = DecisionLog(target)
+    dlog = decision_log_at(target)
     t = time.perf_counter()
     for _ in dlog.iter_chunks(since, until):
         pass

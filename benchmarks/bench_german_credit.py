@@ -40,7 +40,7 @@ def main() -> None:
                                 search_iterations=8, decision_log=None)
             start = time.perf_counter()
             version = pipeline.run_all(settings, f"german-{seed}", "german_credit")
-            m = Registry(settings.registry_url).manifest(version)
+            m = Registry(settings.registry.url).manifest(version)
             rows.append({"seed": seed, "selected": m["model"], "cv_roc_auc": m["cv_roc_auc"],
                          "test_roc_auc": m["metrics"]["roc_auc"],
                          "candidates": {r["model"]: r["test"]["roc_auc"] for r in m["comparison"]},

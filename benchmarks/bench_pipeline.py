@@ -80,16 +80,17 @@ def _emit(event: dict[str, Any]) -> None:
 def child(n: int, work: Path, models: list[str] | None = None) -> None:
     """Run the DAG's steps on n customers in `work`, one JSON line per step on stdout."""
     from credit_risk.config import Settings
-    from credit_risk.pipeline import steps, synthetic
+    from credit_risk.datasets import synthetic
+    from credit_risk.pipeline import steps
     from credit_risk.registry.store import Registry
     from credit_risk.spec.dataset import load_spec
 
     s = Settings(data_dir=work / "data", runs_dir=work / "runs",
                  registry_url=str(work / "registry"), decision_log=None, n_customers=n,
                  **({"models": tuple(models)} if models else {}))
-    _emit({"settings": {"models": list(s.models), "cv_folds": s.cv_folds,
-                        "search_iterations": s.search_iterations,
-                        "search_time_budget_s": s.search_time_budget_s}})
+    _emit({"settings": {"models": list(s.training.models), "cv_folds": s.training.cv_folds,
+                        "search_iterations": s.training.search_iterations,
+                        "search_time_budget_s": s.training.search_time_budget_s}})
     state: dict[str, Any] = {}
 
     def step(name: str, fn: Any, *args: Any) -> Any:
@@ -100,17 +101,17 @@ def child(n: int, work: Path, models: list[str] | None = None) -> None:
         _emit({"end": name, "seconds": time.perf_counter() - t, "self_maxrss": maxrss})
         return value
 
-    spec = load_spec(s.dataset_spec)
+    spec = load_spec(s.data.spec)
     step("generate data (before the DAG)",
-         lambda: synthetic.write(synthetic.generate(n, s.data_seed), s.data_dir / spec.name))
+         lambda: synthetic.write(synthetic.generate(n, s.data.seed), s.data.dir / spec.name))
     snapshot = step("ingest", steps.ingest_step, s, "bench")
     step("validate", steps.validate_step, s, snapshot)
     step("data_changed", steps.data_changed_since_champion, s, snapshot)
     split_dir = step("prepare", steps.prepare_step, s, snapshot)
-    paths = [step(f"train {m}", steps.train_step, s, split_dir, m) for m in s.models]
+    paths = [step(f"train {m}", steps.train_step, s, split_dir, m) for m in s.training.models]
     comparison = step("compare", steps.evaluate_step, s, split_dir, paths)
     state["version"] = step("publish", steps.publish_step, s, comparison)
-    m = Registry(s.registry_url).manifest(state["version"])
+    m = Registry(s.registry.url).manifest(state["version"])
     _emit({"result": {"selected": m["model"], "status": m["status"],
                       "candidates": [{"model": c["model"], "cv_roc_auc": c["cv_roc_auc"],
                                       "test_roc_auc": c["test"]["roc_auc"],

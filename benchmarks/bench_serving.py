@@ -47,7 +47,8 @@ HERE = ROOT / "benchmarks" / "serving"
 sys.path.insert(0, str(HERE))
 
 from credit_risk.config import Settings  # noqa: E402
-from credit_risk.pipeline import synthetic  # noqa: E402
+from credit_risk.datasets import synthetic  # noqa: E402
+from credit_risk.pipeline.run_paths import RunPaths  # noqa: E402
 from credit_risk.pipeline.steps import run_all  # noqa: E402
 from credit_risk.registry.store import Registry  # noqa: E402
 from credit_risk.scoring.scorer import Scorer  # noqa: E402
@@ -56,8 +57,8 @@ from credit_risk.spec.fields import validate_application  # noqa: E402
 RUN_ID = "bench-serving"
 
 
-def run_dir(settings: Settings, run_id: str) -> Path:
-    return settings.runs_dir / run_id  # RUN_ID has only safe characters
+def split_dir(settings: Settings) -> Path:
+    return RunPaths.for_local_run(settings, RUN_ID).split
 TARGETS = {  # issue 12's goals (and the p99 bound of the serving contract)
     "inprocess_p50_ratio": 2.0,     # single row, validate + score + 3 reasons / raw inplace_predict
     "health_ratio": 0.6,            # default response req/s / our own /health req/s, at least
@@ -127,8 +128,8 @@ def prepare_model(work: Path, retrain: bool) -> tuple[Settings, str]:
     settings = Settings(data_dir=ROOT / "var" / "data", runs_dir=work / "runs",
                         registry_url=str(work / "registry"), models=("xgboost",),
                         decision_log=None, n_customers=50_000)
-    registry = Registry(settings.registry_url)
-    split = run_dir(settings, RUN_ID) / "split" / "test.parquet"
+    registry = Registry(settings.registry.url)
+    split = split_dir(settings) / "test.parquet"
     if retrain or registry.alias_version("champion") is None or not split.exists():
         print("training an XGBoost champion on the default 50,000-customer data...", flush=True)
         started = time.perf_counter()
@@ -143,7 +144,7 @@ def prepare_model(work: Path, retrain: bool) -> tuple[Settings, str]:
 
 
 def _part(settings: Settings, part: str) -> pd.DataFrame:
-    df = pd.read_parquet(run_dir(settings, RUN_ID) / "split" / f"{part}.parquet")
+    df = pd.read_parquet(split_dir(settings) / f"{part}.parquet")
     return df.drop(columns=["__target__"]), df["__target__"].to_numpy(dtype=int)
 
 
@@ -366,7 +367,7 @@ def http(settings: Settings, records: list[dict], baseline: Path, work: Path, se
         decision_log = _fresh_schema(decision_log)
         subprocess.run([str(Path(sys.executable).parent / "credit-risk"), "decisions", "migrate"],
                        env={**os.environ, "CREDIT_RISK_DECISION_LOG": decision_log}, check=True)
-    ours_env = {"CREDIT_RISK_REGISTRY_URL": settings.registry_url,
+    ours_env = {"CREDIT_RISK_REGISTRY_URL": settings.registry.url,
                 "CREDIT_RISK_DECISION_LOG": decision_log or str(decisions),
                 "CREDIT_RISK_RELOAD_INTERVAL_S": "10",
                 "CREDIT_RISK_MAX_BATCH_ROWS": str(max(10_000, batch_rows))}
@@ -612,7 +613,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     m = machine()
     settings, version = prepare_model(args.work, args.retrain)
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     scorer = Scorer.load(registry, version)
     assert scorer.plan.kind == "xgboost", scorer.plan.kind
     records = sample_records(settings, scorer, 5000)

@@ -1,6 +1,6 @@
 """One candidate's whole training vs a plain 5-fold cross-validation of the same model.
 
-On generated data (credit_risk.pipeline.synthetic, split as the pipeline splits), for each
+On generated data (credit_risk.datasets.synthetic, split as the pipeline splits), for each
 model, in the same run: a plain 5-fold CV of the same features -> model pipeline (no SMOTE,
 fixed parameters: the middle of its search space), then `train_candidate` (search,
 out-of-fold calibration, refit) under several settings: "before" (random search on all rows,
@@ -27,8 +27,8 @@ import numpy as np
 from imblearn.pipeline import Pipeline
 from sklearn.model_selection import StratifiedKFold, cross_validate
 
-from credit_risk.config import Settings
-from credit_risk.pipeline import synthetic
+from credit_risk.config import Settings, TrainingSettings
+from credit_risk.datasets import synthetic
 from credit_risk.pipeline.evaluate import expected_calibration_error
 from credit_risk.pipeline.ingest import assemble
 from credit_risk.pipeline.train import (
@@ -45,7 +45,7 @@ from credit_risk.spec.dataset import load_spec
 OUT = Path(__file__).parent
 BEFORE = {"search_strategy": "random", "smote_ratio": 1.0, "early_stopping_rounds": 0,
           "forest_max_tree_rows": 10**9}
-DEFAULTS = {k: Settings.model_fields[k].default for k in
+DEFAULTS = {k: TrainingSettings.model_fields[k].default for k in
             ("search_strategy", "smote_ratio", "early_stopping_rounds", "search_iterations",
              "forest_max_tree_rows")}
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -84,7 +84,7 @@ def reference(name: str, X, y, X_test, y_test, spec, seed: int) -> dict[str, Any
     if name == "random_forest":  # the same model: trees capped as in training (4/5 of the rows)
         plain.set_params(model__max_samples=forest_samples(
             plain.named_steps["model"].max_samples, len(X) * 4 // 5,
-            Settings().forest_max_tree_rows))
+            Settings().training.forest_max_tree_rows))
     start = time.perf_counter()
     cv = cross_validate(plain, X, y, scoring="roc_auc", n_jobs=1,
                         cv=StratifiedKFold(5, shuffle=True, random_state=seed))
@@ -151,7 +151,7 @@ def main() -> None:
             settings = Settings(seed=args.seed, decision_log=None, **{**VARIANTS, **EXTRA}[variant])
             run = candidate(name, X, y_train, X_test, y_test, spec, settings)
             run["ratio"] = run["seconds"] / ref["seconds"]
-            run["settings"] = {k: getattr(settings, k) for k in
+            run["settings"] = {k: getattr(settings.training, k) for k in
                                ("search_strategy", "search_iterations", "cv_folds",
                                 "smote_ratio", "early_stopping_rounds",
                                 "forest_max_tree_rows")}

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from credit_risk.config import Settings
+from credit_risk.datasets import synthetic
 from credit_risk.pipeline import steps as pipeline
-from credit_risk.pipeline import synthetic
 from credit_risk.pipeline.reports import comparison_table
 from credit_risk.registry.store import Registry
 
@@ -44,7 +44,7 @@ def main() -> None:
         split_dir = pipeline.prepare_step(s, snapshot)
         timings["prepare"] = time.perf_counter() - t
         paths = []
-        for name in s.models:
+        for name in s.training.models:
             t = time.perf_counter()
             paths.append(pipeline.train_step(s, split_dir, name))
             timings[f"train {name}"] = time.perf_counter() - t
@@ -52,17 +52,18 @@ def main() -> None:
         version = pipeline.publish_step(s, pipeline.evaluate_step(s, split_dir, paths))
         timings["compare + publish"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - start
-        m = Registry(s.registry_url).manifest(version)
+        m = Registry(s.registry.url).manifest(version)
     result = {"date": datetime.now(UTC).date().isoformat(), "machine": machine(),
-              "n_customers": s.n_customers, "selected": m["model"], "status": m["status"],
+              "n_customers": s.data.n_customers, "selected": m["model"], "status": m["status"],
               "metrics": m["metrics"], "comparison": m["comparison"],
               "seconds": {k: round(v, 1) for k, v in timings.items()}}
     (OUT / "default_training.json").write_text(json.dumps(result, indent=2))
     mm = m["metrics"]
     md = [
         "# Default dataset: training run", "",
-        f"Date {result['date']}; machine: {result['machine']}; {s.n_customers:,} customers; "
-        f"settings: {s.cv_folds}-fold CV, {s.search_iterations} search trials per model.",
+        f"Date {result['date']}; machine: {result['machine']}; {s.data.n_customers:,} customers; "
+        f"settings: {s.training.cv_folds}-fold CV, {s.training.search_iterations} search trials "
+        "per model.",
         "Command: `make bench-training`.", "",
         f"Selected: **{m['model']}** ({m['status']}), test ROC-AUC {mm['roc_auc']:.4f} "
         "(target: at least 0.95 and below 0.995), "

@@ -50,10 +50,11 @@ def machine() -> str:
 def breakdown(snapshot: Path, settings) -> dict[str, float]:  # noqa: ANN001
     """The parts of one validation, in this (warm) process."""
     from credit_risk.pipeline.ingest import load_snapshot
+    from credit_risk.pipeline.validate import feature_table
     from credit_risk.spec.dataset import load_spec
-    from credit_risk.validation import feature_frame, gx_run, reference_frame, suites_for
+    from credit_risk.validation import gx_run, reference_frame, suites_for
 
-    spec = load_spec(settings.dataset_spec)
+    spec = load_spec(settings.data.spec)
     parts: dict[str, float] = {}
     t = time.perf_counter()
     gx_run._gx()
@@ -76,7 +77,7 @@ def breakdown(snapshot: Path, settings) -> dict[str, float]:  # noqa: ANN001
         gx_run.run_checkpoint(checkpoints[ref.batch], reference_frame(ref, frames))
     parts["references"] = time.perf_counter() - t
     t = time.perf_counter()
-    features = feature_frame(spec, frames)
+    features = feature_table(spec, frames)
     parts["build feature table"] = time.perf_counter() - t
     t = time.perf_counter()
     gx_run.run_checkpoint(checkpoints["features"], features, {"base_rows": len(frames["loans"])})
@@ -99,8 +100,8 @@ def main() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     from credit_risk.config import Settings
+    from credit_risk.datasets import synthetic
     from credit_risk.pipeline import steps as pipeline
-    from credit_risk.pipeline import synthetic
 
     with tempfile.TemporaryDirectory() as tmp:
         s = Settings(data_dir=Path(tmp) / "data", runs_dir=Path(tmp) / "runs")
@@ -110,8 +111,9 @@ def main() -> None:
         walls = []
         for _ in range(REPEATS):
             t = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", STEP, str(s.data_dir), str(s.runs_dir),
-                                   str(snapshot)], capture_output=True, text=True, check=True)
+            proc = subprocess.run([sys.executable, "-c", STEP, str(s.data.dir),
+                                   str(s.data.runs_dir), str(snapshot)],
+                                  capture_output=True, text=True, check=True)
             walls.append({"process": time.perf_counter() - t,
                           "in_process": float(proc.stdout.strip().splitlines()[-1])})
         result_path = snapshot.parent.parent / "validation" / "validation.json"
@@ -121,7 +123,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     body = {
         "date": datetime.now(UTC).date().isoformat(), "machine": machine(),
-        "n_customers": s.n_customers, "rows": {n: t["rows"] for n, t in rows.items()},
+        "n_customers": s.data.n_customers, "rows": {n: t["rows"] for n, t in rows.items()},
         "expectations": sum(v["evaluated_expectations"] for v in result["statistics"].values()),
         "batches": len(result["statistics"]), "success": result["success"],
         "validate_step_seconds": {"median": round(wall, 2),
@@ -134,7 +136,7 @@ def main() -> None:
     lines = [
         "## Validation", "",
         f"Date {body['date']}; machine: {body['machine']}. The `validate` step on the default "
-        f"dataset ({s.n_customers:,} customers: "
+        f"dataset ({s.data.n_customers:,} customers: "
         + ", ".join(f"{n} {r:,} rows" for n, r in body["rows"].items())
         + f"), {body['expectations']} expectations in {body['batches']} batches, JSON result "
         "and Data Docs written. Measured by `make bench-validation` "
@@ -159,7 +161,7 @@ def run_step(s, snapshot: Path) -> dict[str, float]:  # noqa: ANN001
     from bench_pipeline import GB, TreeSampler
 
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", STEP, str(s.data_dir), str(s.runs_dir),
+    proc = subprocess.Popen([sys.executable, "-c", STEP, str(s.data.dir), str(s.data.runs_dir),
                              str(snapshot)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     sampler = TreeSampler(proc.pid)
@@ -201,8 +203,8 @@ def scale(n: int, repeats: int) -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     from credit_risk.config import Settings
+    from credit_risk.datasets import synthetic
     from credit_risk.pipeline import steps as pipeline
-    from credit_risk.pipeline import synthetic
     from credit_risk.spec.dataset import load_spec
 
     sys.path.insert(0, str(OUT))
@@ -210,9 +212,9 @@ def scale(n: int, repeats: int) -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-validation-") as tmp:
         s = Settings(data_dir=Path(tmp) / "data", runs_dir=Path(tmp) / "runs", n_customers=n)
-        spec = load_spec(s.dataset_spec)
+        spec = load_spec(s.data.spec)
         t = time.perf_counter()
-        synthetic.write(synthetic.generate(n, s.data_seed), s.data_dir / spec.name)
+        synthetic.write(synthetic.generate(n, s.data.seed), s.data.dir / spec.name)
         setup = {"generate and write CSVs": round(time.perf_counter() - t, 1)}
         t = time.perf_counter()
         snapshot = Path(pipeline.ingest_step(s, "bench"))

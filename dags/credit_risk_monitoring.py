@@ -7,6 +7,7 @@ decisions against their observed outcomes (CREDIT_RISK_PERFORMANCE_*); an alert 
 Asset.
 `prune_decisions` enforces the decision log's retention (CREDIT_RISK_DECISION_RETENTION_DAYS;
 none set: keeps everything), after both reports have read the log.
+Orchestration only: the task bodies are `credit_risk.pipeline.tasks`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, dag, get_current_context, task
 from task_errors import fails_fast, settings
+
+from credit_risk.pipeline import tasks
 
 DRIFT = Asset("credit_risk_drift")
 
@@ -34,18 +37,12 @@ def credit_risk_monitoring():
     @task
     @fails_fast
     def drift_report() -> str:
-        from credit_risk.pipeline.monitoring import drift_step
-
-        return drift_step(settings(), get_current_context()["run_id"])
+        return tasks.drift_report(settings(), get_current_context()["run_id"])
 
     @task.short_circuit
     @fails_fast
     def drifted(result: str) -> bool:
-        import json
-
-        from credit_risk.pipeline.run_paths import read_text
-
-        return bool(json.loads(read_text(result))["drift"])
+        return tasks.drifted(result)
 
     @task(outlets=[DRIFT])
     @fails_fast
@@ -56,25 +53,17 @@ def credit_risk_monitoring():
     @task
     @fails_fast
     def load_outcomes() -> dict:
-        from credit_risk.pipeline.monitoring import load_outcomes_step
-
-        return load_outcomes_step(settings())
+        return tasks.load_outcomes(settings())
 
     @task
     @fails_fast
     def performance_report() -> str:
-        from credit_risk.pipeline.monitoring import performance_step
-
-        return performance_step(settings(), get_current_context()["run_id"])
+        return tasks.performance_report(settings(), get_current_context()["run_id"])
 
     @task.short_circuit
     @fails_fast
     def performance_alert(result: str) -> bool:
-        import json
-
-        from credit_risk.pipeline.run_paths import read_text
-
-        return bool(json.loads(read_text(result))["alert"])
+        return tasks.performance_alert(result)
 
     @task(outlets=[DRIFT])
     @fails_fast
@@ -85,9 +74,7 @@ def credit_risk_monitoring():
     @task(trigger_rule="all_done")  # retention holds even on a day the drift check fails
     @fails_fast
     def prune_decisions() -> dict:
-        from credit_risk.registry.decisions import prune_decisions
-
-        return prune_decisions(settings())
+        return tasks.prune_decisions(settings())
 
     result = drift_report()
     drifted(result) >> emit_drift(result)

@@ -1,4 +1,5 @@
-"""Retraining of the credit-risk model, weekly and on drift (orchestration only)."""
+"""Retraining of the credit-risk model, weekly and on drift (orchestration only: the task
+bodies are `credit_risk.pipeline.tasks`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from airflow.sdk import (
 from task_errors import fails_fast, settings
 
 from credit_risk.config import DEFAULT_MODELS
+from credit_risk.pipeline import tasks
 
 MODELS = list(DEFAULT_MODELS)
 DRIFT = Asset("credit_risk_drift")  # emitted by credit_risk_monitoring
@@ -48,60 +50,45 @@ def credit_risk_training():
     @task
     @fails_fast
     def ingest() -> str:
-        from credit_risk.pipeline.steps import ingest_step
-
         ctx = get_current_context()
-        return ingest_step(settings(), ctx["run_id"], ctx["params"]["dataset_spec"])
+        return tasks.ingest(settings(), ctx["run_id"], ctx["params"])
 
     @task
     @fails_fast
     def validate(snapshot: str) -> str:
         """Great Expectations gate: a blocking failure fails this task and stops the run."""
-        from credit_risk.pipeline.steps import validate_step
-
-        return validate_step(settings(), snapshot, get_current_context()["params"]["dataset_spec"])
+        return tasks.validate(settings(), snapshot, get_current_context()["params"])
 
     @task.short_circuit
     @fails_fast
     def data_changed(snapshot: str) -> bool:
         """Skip training when the champion was trained on exactly this data (unless forced)."""
-        from credit_risk.pipeline.steps import data_changed_since_champion
-
-        return bool(get_current_context()["params"]["force"]) or data_changed_since_champion(
-            settings(), snapshot)
+        return tasks.data_changed(settings(), snapshot, get_current_context()["params"])
 
     @task
     @fails_fast
     def prepare(snapshot: str) -> str:
-        from credit_risk.pipeline.steps import prepare_step
-
-        return prepare_step(settings(), snapshot, get_current_context()["params"]["dataset_spec"])
+        return tasks.prepare(settings(), snapshot, get_current_context()["params"])
 
     @task
     @fails_fast
     def candidates() -> list[str]:
-        return list(get_current_context()["params"]["models"])
+        return tasks.candidates(get_current_context()["params"])
 
     @task
     @fails_fast
     def train(split_dir: str, model_name: str) -> str:
-        from credit_risk.pipeline.steps import train_step
-
-        return train_step(settings(), split_dir, model_name)
+        return tasks.train(settings(), split_dir, model_name)
 
     @task
     @fails_fast
     def compare(split_dir: str, paths: list[str]) -> str:
-        from credit_risk.pipeline.steps import evaluate_step
-
-        return evaluate_step(settings(), split_dir, list(paths))
+        return tasks.compare(settings(), split_dir, paths)
 
     @task
     @fails_fast
     def publish(comparison: str) -> str:
-        from credit_risk.pipeline.steps import publish_step
-
-        return publish_step(settings(), comparison)
+        return tasks.publish(settings(), comparison)
 
     snapshot = ingest()
     split_dir = prepare(snapshot)

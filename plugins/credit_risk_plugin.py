@@ -1,4 +1,7 @@
-"""Airflow UI pages for credit-risk: models (approve, roll back), run outputs, drift reports."""
+"""Airflow UI pages for credit-risk: models (approve, roll back), run outputs, drift reports.
+
+The pages themselves are the package credit_risk_ui beside this file (see .airflowignore).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,9 @@ from airflow.plugins_manager import AirflowPlugin
 
 
 def _may_change(user) -> bool:
-    """Promote and roll back: Op and Admin only. Editing DAGs is not enough (the User role may
-    do that); also required is editing Variables, which Airflow gives to Op and Admin, in the
-    simple auth manager and in FAB's default roles alike."""
+    """Whether a user may promote and roll back: Op and Admin only."""
+    # Editing DAGs is not enough (the User role may); editing Variables is also required,
+    # which Airflow gives to Op and Admin, in the simple auth manager and FAB's default roles.
     from airflow.api_fastapi.app import get_auth_manager
 
     auth = get_auth_manager()
@@ -21,7 +24,7 @@ def _app():
     from airflow.configuration import conf
 
     from credit_risk.config import Settings
-    from credit_risk.ui import create_ui
+    from credit_risk_ui import create_ui  # plugins/credit_risk_ui/, on Airflow's sys.path
 
     # Airflow's public URL ([api] base_url): the origin browsers post from when a proxy in
     # front terminates TLS or rewrites the host.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from flask import Flask, jsonify
 
 from credit_risk.config import Settings
-from credit_risk.registry.decisions import DecisionLog, DecisionLogError, open_decision_log
+from credit_risk.records.backends import open_decision_log
+from credit_risk.records.decisions import DecisionLog, DecisionLogError
 from credit_risk.scoring.champion import ModelStore, StoreEvents, registry_for
 from credit_risk.scoring.scorer import Scorer
 from serving import jsonio, metrics, security
@@ -18,25 +18,26 @@ RETRY_AFTER_S = 30  # what a client is told to wait on a 503
 
 
 def create_app(settings: Settings | None = None, watch: bool | None = None) -> Flask:
-    """Build the app; load the champion now and, if `watch`, poll for a new one."""
+    """Build the app; load the champion now and, if `watch`, poll for a new one. Logging is
+    the process's to configure (serving/wsgi.py does), not the factory's."""
     settings = settings or Settings()
     app = Flask(__name__)
     jsonio.install(app)
-    app.config.update(MAX_CONTENT_LENGTH=settings.max_request_bytes)
-    keys = KeyChecker(settings.api_keys)
+    app.config.update(MAX_CONTENT_LENGTH=settings.serving.max_request_bytes)
+    keys = KeyChecker(settings.serving.api_keys)
     throttle = security.install(app, settings, keys)  # API keys, CSRF, sessions, limits
 
     def prepare(scorer: Scorer) -> None:
-        scorer.n_reasons = settings.n_reasons
+        scorer.n_reasons = settings.serving.n_reasons
 
     store = ModelStore(registry_for(settings), prepare=prepare,
                        events=StoreEvents(on_swap=metrics.model_swapped,
                                           on_failure=metrics.reload_failed,
                                           on_fallback=metrics.fallback_changed),
-                       retry_s=max(settings.reload_interval_s, 5.0))
+                       retry_s=max(settings.serving.reload_interval_s, 5.0))
     store.refresh()
-    if watch if watch is not None else settings.reload_interval_s > 0:
-        store.watch(settings.reload_interval_s)
+    if watch if watch is not None else settings.serving.reload_interval_s > 0:
+        store.watch(settings.serving.reload_interval_s)
     app.extensions["credit_risk"] = {
         "settings": settings,
         "store": store,
@@ -62,8 +63,6 @@ def create_app(settings: Settings | None = None, watch: bool | None = None) -> F
     security.csrf.exempt(api)  # the API takes no cookies: JSON with an API key, not a form
     app.register_blueprint(api)
     app.register_blueprint(web)
-    if not app.debug and not os.environ.get("PYTEST_CURRENT_TEST"):
-        logging.basicConfig(level=logging.INFO)
     return app
 
 
@@ -72,7 +71,7 @@ def _decision_log(settings: Settings) -> DecisionLog | None:
     CREDIT_RISK_DECISION_LOG_MIGRATE_ON_START the schema is migrated first; a failure there
     is logged and shows in /ready (not ready), it does not stop the worker."""
     decisions = open_decision_log(settings)
-    if decisions is not None and settings.decision_log_migrate_on_start:
+    if decisions is not None and settings.decisions.migrate_on_start:
         try:
             decisions.migrate()
         except DecisionLogError as exc:

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from credit_risk.scoring.request import validate_many, validate_one
+from credit_risk.spec.fields import shown
 from serving.context import (
     decide,
     decision_log,
@@ -27,7 +28,9 @@ MAX_FIELD_ERRORS = 100  # at most this many field errors in one error body (a ba
 
 
 def _echo(text: str) -> str:
-    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "…"
+    """An echoed name or reason: cut, and with surrogates, controls and bidi marks escaped (a
+    lone surrogate cannot be encoded as UTF-8 JSON)."""
+    return shown(text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "…")
 
 
 def _bounded(fields: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -171,7 +174,7 @@ def openapi_json():
 
 @api.get("/docs")
 def docs():
-    return render_template("docs.html", doc=openapi(), auth=bool(settings().api_keys))
+    return render_template("docs.html", doc=openapi(), auth=bool(settings().serving.api_keys))
 
 
 def _body_and_scorer():
@@ -206,7 +209,7 @@ def predict_batch():
     apps = body.get("applications") if isinstance(body, dict) else None
     if not isinstance(apps, list) or not apps:
         return error(422, "body must be {\"applications\": [ ... ]} with at least one")
-    limit = settings().max_batch_rows
+    limit = settings().serving.max_batch_rows
     if len(apps) > limit:
         return error(413, f"at most {limit} applications per call, got {len(apps)}")
     clean_rows, bad = validate_many(scorer.fields, apps, scorer.rules)

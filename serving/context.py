@@ -9,7 +9,7 @@ from typing import Any
 from flask import current_app, request
 
 from credit_risk.config import Settings
-from credit_risk.registry.decisions import DecisionLog, DecisionLogError
+from credit_risk.records.decisions import DecisionLog, DecisionLogError
 from credit_risk.scoring.champion import ModelStore
 from credit_risk.scoring.decide import decide as decide_and_record
 from credit_risk.scoring.request import openapi_document
@@ -53,8 +53,9 @@ def openapi() -> dict[str, Any]:
     if doc is None:
         s = settings()
         doc = openapi_document(scorer.fields if scorer else [], model_version=version,
-                               max_batch_rows=s.max_batch_rows, auth=bool(s.api_keys),
-                               max_request_bytes=s.max_request_bytes)
+                               max_batch_rows=s.serving.max_batch_rows,
+                               auth=bool(s.serving.api_keys),
+                               max_request_bytes=s.serving.max_request_bytes)
         cache.clear()
         cache[version] = doc
     return doc

@@ -2,16 +2,18 @@
 
 One process per CPU, one thread per process (scoring is CPU-bound: the workers are the
 parallelism, and each worker's NumPy/XGBoost use one thread). `kill -HUP <master>` reloads
-gracefully: new workers start, old ones finish their requests first. Environment:
-CREDIT_RISK_BIND, CREDIT_RISK_WORKERS, CREDIT_RISK_THREADS (default 1), CREDIT_RISK_TIMEOUT_S,
-CREDIT_RISK_ACCESS_LOG ("-" for stdout), PROMETHEUS_MULTIPROC_DIR (default: a fresh temporary
-folder).
+gracefully: new workers start, old ones finish their requests first. The address, workers,
+threads, timeout and logs are the serving settings (credit_risk.config.ServingSettings:
+CREDIT_RISK_BIND, CREDIT_RISK_WORKERS, ...); PROMETHEUS_MULTIPROC_DIR defaults to a fresh
+temporary folder.
 """
 
 import os
 import secrets
 import shutil
 import tempfile
+
+from credit_risk.config import ServingSettings
 
 # One math thread per worker, before any worker imports NumPy or XGBoost.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -25,14 +27,15 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-bind = os.environ.get("CREDIT_RISK_BIND", "0.0.0.0:8000")
-workers = int(os.environ.get("CREDIT_RISK_WORKERS") or _cpus())
+_serving = ServingSettings()  # validated: a bad value stops gunicorn with the setting's name
+bind = _serving.bind
+workers = _serving.workers or _cpus()
 # Also with the decision log in PostgreSQL: a request's commit costs ~0.1 ms of CPU and ~0.2 ms
 # of waiting, and measured on 2 CPUs, sync workers served more and with a lower p99 than 8 gthread
 # threads per worker (whose handoffs between the main and the request threads wait on the GIL).
-threads = int(os.environ.get("CREDIT_RISK_THREADS") or 1)
+threads = _serving.threads
 worker_class = "gthread" if threads > 1 else "sync"
-timeout = int(os.environ.get("CREDIT_RISK_TIMEOUT_S", "30"))  # a stuck worker is restarted
+timeout = _serving.timeout_s  # a stuck worker is restarted
 graceful_timeout = 30  # on HUP or TERM, time for in-flight requests to finish
 keepalive = 5
 backlog = 2048
@@ -41,9 +44,9 @@ backlog = 2048
 max_requests = 0
 preload_app = False  # each worker loads the model and runs its own registry watcher
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-accesslog = os.environ.get("CREDIT_RISK_ACCESS_LOG") or None  # metrics count every request
+accesslog = _serving.access_log  # off by default: the metrics count every request
 errorlog = "-"
-loglevel = os.environ.get("CREDIT_RISK_LOG_LEVEL", "info")
+loglevel = _serving.log_level
 proc_name = "credit-risk-serving"
 # Proxy trust has one switch, the app's CREDIT_RISK_TRUSTED_PROXIES (werkzeug's ProxyFix in
 # serving.security). gunicorn itself believes no forwarded header from any peer: its default
@@ -58,6 +61,7 @@ def on_starting(server):
     """Prometheus multi-process mode: one folder of metric files shared by the workers; one
     session secret for all workers (also those a HUP restarts) when none is configured."""
     global _created_metrics_dir
+    # An internal handshake with the workers (serving.security), not a setting.
     os.environ.setdefault("CREDIT_RISK_GENERATED_SECRET", secrets.token_hex(32))
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:

@@ -1,7 +1,7 @@
 """The serving app's defences: the API-key check and the throttle of failed keys (API and form
 login alike), CSRF tokens (Flask-WTF), the session secret and cookie (Secure when the request
-came over HTTPS, as seen directly or through trusted proxies), server-side session expiry, and
-the body limit for chunked requests."""
+came over HTTPS, as seen directly or through trusted proxies), server-side session expiry, the
+body limit for chunked requests, and no framing of any page (clickjacking)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 from collections import deque
 from datetime import timedelta
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -37,8 +37,8 @@ class SessionInterface(SecureCookieSessionInterface):
 
 def session_secret(settings: Settings, keys: KeyChecker) -> bytes:
     """The configured secret; else one derived from the API keys; else one per server start."""
-    if settings.secret_key:
-        return settings.secret_key.encode()
+    if settings.serving.secret_key:
+        return settings.serving.secret_key.encode()
     if keys.enabled:
         return keys.secret()
     generated = os.environ.get(GENERATED_SECRET_ENV)
@@ -52,8 +52,9 @@ def client_address() -> str:
 
 def install(app: Flask, settings: Settings, keys: KeyChecker) -> LoginThrottle:
     """Install the defences; the throttle of failed keys (shared by the API and the login)."""
-    throttle = LoginThrottle(settings.login_failures_per_client, settings.login_failures_total,
-                             settings.login_window_s)
+    throttle = LoginThrottle(settings.serving.login_failures_per_client,
+                             settings.serving.login_failures_total,
+                             settings.serving.login_window_s)
 
     # Registered before CSRFProtect's check: these run first.
     @app.before_request
@@ -91,17 +92,35 @@ def install(app: Flask, settings: Settings, keys: KeyChecker) -> LoginThrottle:
             raise RequestEntityTooLarge()
         return None
 
-    lifetime = timedelta(minutes=settings.form_session_minutes)
+    lifetime = timedelta(minutes=settings.serving.form_session_minutes)
     app.secret_key = session_secret(settings, keys)
     app.session_interface = SessionInterface()
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       PERMANENT_SESSION_LIFETIME=lifetime,
                       WTF_CSRF_TIME_LIMIT=int(lifetime.total_seconds()))
-    if settings.trusted_proxies:
-        n = settings.trusted_proxies
+    if settings.serving.trusted_proxies:
+        n = settings.serving.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     csrf.init_app(app)
+    app.after_request(forbid_framing)
     return throttle
+
+
+def forbid_framing(response: Response) -> Response:
+    """No page of this app may be framed by another site (clickjacking): the modern header and
+    the one older browsers read."""
+    response.headers["Content-Security-Policy"] = frame_ancestors_none(
+        response.headers.get("Content-Security-Policy"))
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
+def frame_ancestors_none(policy: str | None) -> str:
+    """A Content-Security-Policy with `frame-ancestors 'none'`, the policy's other directives
+    kept (a frame-ancestors it had is replaced)."""
+    kept = [d.strip() for d in (policy or "").split(";")
+            if d.strip() and d.split()[0].lower() != "frame-ancestors"]
+    return "; ".join([*kept, "frame-ancestors 'none'"])
 
 
 class LoginThrottle:

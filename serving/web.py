@@ -18,9 +18,9 @@ from flask import (
 )
 from flask_wtf.csrf import CSRFError
 
-from credit_risk.registry.decisions import DecisionLogError
+from credit_risk.records.decisions import DecisionLogError
 from credit_risk.scoring import bands
-from credit_risk.scoring.request import APPLICATION_ID, validate_one
+from credit_risk.scoring.request import APPLICATION_ID, validate_one, value_from_text
 from serving.auth import KeyChecker
 from serving.context import decide, settings, store
 from serving.security import LoginThrottle, client_address
@@ -32,18 +32,10 @@ def _from_form(fields: list[dict[str, Any]], form: Any) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for f in fields:
         raw = form.get(f["name"], "").strip()
-        if raw == "":
-            if f["nullable"]:
-                data[f["name"]] = None
-        elif f["type"] == "category":
-            data[f["name"]] = raw
-        else:
-            try:
-                value = int(raw) if f["type"] == "integer" and raw.lstrip("-").isdigit() \
-                    and len(raw) < 20 else float(raw)
-                data[f["name"]] = value
-            except ValueError:
-                data[f["name"]] = raw
+        if raw:
+            data[f["name"]] = value_from_text(f, raw)
+        elif f["nullable"]:
+            data[f["name"]] = None
     return data
 
 
@@ -87,13 +79,13 @@ def _session_valid() -> bool:
     if not isinstance(started, (int, float)):
         return False
     age = time.time() - started
-    return 0 <= age < settings().form_session_minutes * 60 \
+    return 0 <= age < settings().serving.form_session_minutes * 60 \
         and _keys().valid_session(session.get("form"))
 
 
 def _gate():
     """Apply the form's policy: open, behind an API-key login, or disabled."""
-    policy = settings().form_auth
+    policy = settings().serving.form_auth
     if policy == "disabled":
         abort(404)
     if policy == "api_key" and not _session_valid():
@@ -120,7 +112,7 @@ def csrf_failed(exc: CSRFError):
 
 @web.route("/login", methods=["GET", "POST"])
 def login():
-    if settings().form_auth != "api_key":
+    if settings().serving.form_auth != "api_key":
         return redirect(url_for("web.form"))
     error = None
     if request.method == "POST":
@@ -146,7 +138,8 @@ def login():
 @web.post("/logout")
 def logout():
     session.clear()
-    return redirect(url_for("web.login" if settings().form_auth == "api_key" else "web.form"))
+    logs_in = settings().serving.form_auth == "api_key"
+    return redirect(url_for("web.login" if logs_in else "web.form"))
 
 
 @web.route("/", methods=["GET", "POST"])
@@ -155,7 +148,7 @@ def form():
     if gate is not None:
         return gate
     scorer = store().scorer
-    logged_in = settings().form_auth == "api_key"
+    logged_in = settings().serving.form_auth == "api_key"
     if scorer is None:
         return render_template("form.html", fields=[], values={}, errors={}, result=None,
                                unavailable=True, logged_in=logged_in), 503

@@ -1,5 +1,7 @@
-"""WSGI entry point: `gunicorn -c serving/gunicorn.conf.py serving.wsgi:app`."""
+"""WSGI entry point: `gunicorn -c serving/gunicorn.conf.py serving.wsgi:app`. The process's
+logging is set up here (the app's messages at INFO on stderr), not in the app factory."""
 
+import logging
 import os
 
 # One math thread per worker: the workers are the parallelism. Set before NumPy loads.
@@ -8,4 +10,5 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from serving import create_app  # noqa: E402
 
+logging.basicConfig(level=logging.INFO)
 app = create_app()

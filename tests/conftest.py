@@ -22,7 +22,7 @@ os.environ.update(
 import pytest  # noqa: E402
 
 from credit_risk.config import Settings  # noqa: E402
-from credit_risk.pipeline import synthetic  # noqa: E402
+from credit_risk.datasets import synthetic  # noqa: E402
 from credit_risk.spec.dataset import load_spec  # noqa: E402
 from tests import tiers  # noqa: E402
 
@@ -145,8 +145,8 @@ def trained_copy(trained, tmp_path):
     import shutil
 
     settings, version = trained
-    shutil.copytree(settings.registry_url, tmp_path / "registry")
-    shutil.copytree(settings.runs_dir, tmp_path / "runs")
+    shutil.copytree(settings.registry.url, tmp_path / "registry")
+    shutil.copytree(settings.data.runs_dir, tmp_path / "runs")
     return settings.model_copy(update={
         "registry_url": str(tmp_path / "registry"), "runs_dir": tmp_path / "runs",
         "decision_log": tmp_path / "decisions.jsonl"}), version

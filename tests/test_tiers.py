@@ -40,9 +40,8 @@ def test_each_test_gets_the_tier_of_what_it_uses(item, tier):
     assert tiers.tier_of(item) == tier
 
 
-def test_two_tier_markers_are_an_error():
-    with pytest.raises(pytest.UsageError, match="more than one tier"):
-        tiers.tier_of(Item("tests/x.py::test_x", markers=["unit", "slow"]))
+def test_a_test_marked_with_two_tiers_gets_the_slowest():
+    assert tiers.tier_of(Item("tests/x.py::test_x", markers=["integration", "slow"])) == "slow"
 
 
 @pytest.mark.integration  # it starts a subprocess

@@ -5,7 +5,8 @@ integration: PostgreSQL, S3 on moto, Airflow (its database, api-server, CLI), a 
 Docker and other external tools, gunicorn and other subprocesses.
 slow: whole DAG runs end to end, the compose stack, long load tests.
 
-The tier comes from, first match wins: a tier marker on the test; PATHS (longest match);
+The tier comes from, first match wins: a tier marker on the test (the slowest when it has
+more, so select with `-m "integration and not slow"`); PATHS (longest match);
 the fixtures it uses (FIXTURES, PARAMS); else unit. A unit test that starts a subprocess,
 opens a network connection or connects to PostgreSQL fails with the reason (UnitGuard).
 """
@@ -36,7 +37,7 @@ PATHS = {
         "integration",
     "tests/dags/test_dag_integrity.py::test_ruff_airflow_rules_pass": "integration",
     "tests/registry/test_bounded_reads.py::test_a_special_file_is_refused_quickly": "integration",
-    "tests/registry/test_decisions_pg.py::test_the_default_file_log_imports_no_database_code":
+    "tests/records/test_decisions_pg.py::test_the_default_file_log_imports_no_database_code":
         "integration",
     "tests/serving/test_dockerfile.py::test_hadolint_passes": "integration",
     "tests/serving/test_fuzz.py::test_every_schemathesis_check_passes_over_http": "integration",
@@ -84,12 +85,10 @@ PARAMS = {("store", "s3"), ("store_env", "postgres")}
 
 
 def tier_of(item: pytest.Item) -> str:
-    """The one tier of a test; a test marked with two tiers is an error."""
+    """The one tier of a test; marked with more than one, the slowest of them."""
     marked = {m.name for m in item.iter_markers() if m.name in TIERS}
-    if len(marked) > 1:
-        raise pytest.UsageError(f"{item.nodeid}: marked with more than one tier: {sorted(marked)}")
     if marked:
-        return marked.pop()
+        return max(marked, key=TIERS.index)
     nodeid = item.nodeid
     matches = [p for p in PATHS if nodeid.startswith(p)]
     if matches:

@@ -1,12 +1,14 @@
 """The training DAG with each candidate's search split into mapped trial tasks (orchestration
-only; the pieces are `credit_risk.pipeline.trial_tasks`).
+only: the training DAG's task bodies, `credit_risk.pipeline.tasks`, and the trial pieces,
+`benchmarks.distributed.trial_tasks`).
 
 The steps of `credit_risk_training` (dags/), with `train[model]` replaced by
 `plan[model]` (folds prepared once, trials drawn) -> `trial[model, n]` (one task per trial, on
 any worker) -> `finish[model]` (best trial refitted, calibrated, thresholded: the same
 candidate file), so that the trials of one model spread over the Celery workers. One rung of
 random search over all training rows. The simulation of docs/scaling.md runs it:
-benchmarks/bench_distributed.py. Its bundle folder needs `dags/` on PYTHONPATH (`task_errors`).
+benchmarks/bench_distributed.py. Its bundle folder needs `dags/` (`task_errors`) and the
+repository's root (`benchmarks`) on PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 from task_errors import fails_fast, settings
 
 from credit_risk.config import DEFAULT_MODELS
+from credit_risk.pipeline import tasks
 
 MODELS = list(DEFAULT_MODELS)
 
@@ -47,45 +50,36 @@ def credit_risk_training_trials():
     @task
     @fails_fast
     def ingest() -> str:
-        from credit_risk.pipeline.steps import ingest_step
-
         ctx = get_current_context()
-        return ingest_step(settings(), ctx["run_id"], ctx["params"]["dataset_spec"])
+        return tasks.ingest(settings(), ctx["run_id"], ctx["params"])
 
     @task
     @fails_fast
     def validate(snapshot: str) -> str:
-        from credit_risk.pipeline.steps import validate_step
-
-        return validate_step(settings(), snapshot, get_current_context()["params"]["dataset_spec"])
+        return tasks.validate(settings(), snapshot, get_current_context()["params"])
 
     @task.short_circuit
     @fails_fast
     def data_changed(snapshot: str) -> bool:
-        from credit_risk.pipeline.steps import data_changed_since_champion
-
-        return bool(get_current_context()["params"]["force"]) or data_changed_since_champion(
-            settings(), snapshot)
+        return tasks.data_changed(settings(), snapshot, get_current_context()["params"])
 
     @task
     @fails_fast
     def prepare(snapshot: str) -> str:
-        from credit_risk.pipeline.steps import prepare_step
-
-        return prepare_step(settings(), snapshot, get_current_context()["params"]["dataset_spec"])
+        return tasks.prepare(settings(), snapshot, get_current_context()["params"])
 
     @task
     @fails_fast
     def candidates() -> list[str]:
-        return list(get_current_context()["params"]["models"])
+        return tasks.candidates(get_current_context()["params"])
 
     @task
     @fails_fast
     def plan(split_dir: str, model_name: str) -> list[dict]:
-        from credit_risk.pipeline import trial_tasks
+        from benchmarks.distributed import trial_tasks
 
-        numbers = trial_tasks.plan(settings(), split_dir, model_name)
-        return [{"model_name": model_name, "number": n} for n in numbers]
+        return [{"model_name": model_name, "number": n}
+                for n in trial_tasks.plan(settings(), split_dir, model_name)]
 
     @task
     @fails_fast
@@ -95,7 +89,7 @@ def credit_risk_training_trials():
     @task
     @fails_fast
     def trial(split_dir: str, model_name: str, number: int) -> str:
-        from credit_risk.pipeline import trial_tasks
+        from benchmarks.distributed import trial_tasks
 
         threads = int(get_current_context()["params"]["trial_threads"])
         return trial_tasks.trial(split_dir, model_name, number, threads)
@@ -103,23 +97,19 @@ def credit_risk_training_trials():
     @task
     @fails_fast
     def finish(split_dir: str, model_name: str) -> str:
-        from credit_risk.pipeline import trial_tasks
+        from benchmarks.distributed import trial_tasks
 
         return trial_tasks.finish(split_dir, model_name)
 
     @task
     @fails_fast
     def compare(split_dir: str, paths: list[str]) -> str:
-        from credit_risk.pipeline.steps import evaluate_step
-
-        return evaluate_step(settings(), split_dir, list(paths))
+        return tasks.compare(settings(), split_dir, paths)
 
     @task
     @fails_fast
     def publish(comparison: str) -> str:
-        from credit_risk.pipeline.steps import publish_step
-
-        return publish_step(settings(), comparison)
+        return tasks.publish(settings(), comparison)
 
     snapshot = ingest()
     split_dir = prepare(snapshot)

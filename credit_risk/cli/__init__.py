@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 PIPELINE_EXTRA = frozenset({"pandas", "pyarrow", "scipy", "sklearn", "imblearn", "joblib",
                             "airflow", "great_expectations", "evidently", "matplotlib",
                             "markdown_it"})
+# The package's pipeline side, which the serving image does not hold (Dockerfile).
+PIPELINE_MODULES = ("credit_risk.cli.pipeline", "credit_risk.pipeline", "credit_risk.validation",
+                    "credit_risk.datasets")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"credit-risk: error: {exc}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as exc:  # e.g. `train` in an install of the serving extra
-        if (exc.name or "").partition(".")[0] not in PIPELINE_EXTRA:
+        missing = exc.name or ""
+        if missing.partition(".")[0] not in PIPELINE_EXTRA and not any(
+                missing == m or missing.startswith(f"{m}.") for m in PIPELINE_MODULES):
             raise
         print(f"credit-risk: error: {args.cmd} needs the pipeline extra (no module named "
               f"{exc.name!r}): pip install -c constraints.txt 'credit-risk[pipeline]'",

@@ -13,17 +13,16 @@ import json
 
 from credit_risk.config import Settings
 from credit_risk.errors import CreditRiskError
-from credit_risk.registry.decisions import open_decision_log, prune_decisions
+from credit_risk.records.backends import open_decision_log, prune_decisions
 
 
 def cmd_decisions(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.decision_log is None:
+    if settings.decisions.url is None:
         raise CreditRiskError("no decision log configured (CREDIT_RISK_DECISION_LOG)")
     if args.decisions_cmd == "prune":
         if args.days is not None:
             try:
-                settings = Settings.model_validate(
-                    {**settings.model_dump(), "decision_retention_days": args.days})
+                settings = settings.replace(decision_retention_days=args.days)
             except ValueError as exc:
                 raise CreditRiskError(f"--days {args.days}: {exc}") from exc
         print(json.dumps(prune_decisions(settings)))

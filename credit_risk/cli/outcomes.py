@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 from credit_risk.config import Settings
 from credit_risk.errors import CreditRiskError
-from credit_risk.registry.outcomes import Observation, open_outcomes, read_csv, read_sql
+from credit_risk.records.backends import open_outcomes
+from credit_risk.records.outcomes import Observation, read_csv, read_sql
 
 
 def _source(args: argparse.Namespace) -> tuple[str, Iterator[list[Observation]]]:

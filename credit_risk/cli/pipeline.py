@@ -17,15 +17,15 @@ from credit_risk.pipeline.reports import comparison_table
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
-    from credit_risk.pipeline import synthetic
+    from credit_risk.datasets import synthetic
     from credit_risk.spec.dataset import load_spec
 
-    spec = load_spec(args.spec or settings.dataset_spec)
+    spec = load_spec(args.spec or settings.data.spec)
     if spec.generator != "lauki_synthetic":
         print(f"dataset {spec.name} has no generator", file=sys.stderr)
         return 2
-    seed = settings.data_seed if args.seed is None else args.seed
-    tables = synthetic.generate(args.customers or settings.n_customers, seed, args.shift)
+    seed = settings.data.seed if args.seed is None else args.seed
+    tables = synthetic.generate(args.customers or settings.data.n_customers, seed, args.shift)
     if args.applications or args.outcomes:  # files for predict and monitoring, no tables
         if args.applications:
             from credit_risk.pipeline.ingest import assemble
@@ -39,7 +39,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
             print(f"outcomes: {len(outcomes)} rows ({outcomes['defaulted'].mean():.1%} "
                   f"defaulted) -> {args.outcomes}")
         return 0
-    out = Path(args.out) if args.out else settings.data_dir / spec.name
+    out = Path(args.out) if args.out else settings.data.dir / spec.name
     for name, path in synthetic.write(tables, out).items():
         print(f"{name}: {len(tables[name])} rows -> {path}")
     return 0
@@ -52,7 +52,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.models:
         settings = settings.model_copy(update={"models": tuple(args.models.split(","))})
-    unknown = [m for m in settings.models if m not in CANDIDATES]
+    unknown = [m for m in settings.training.models if m not in CANDIDATES]
     if unknown:  # before any work: a typo in --models or CREDIT_RISK_MODELS
         raise CreditRiskError(f"unknown model {', '.join(map(repr, unknown))} (choose from "
                               f"{', '.join(CANDIDATES)})")
@@ -71,19 +71,21 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from credit_risk.pipeline.ingest import read_tables
+    from credit_risk.pipeline.run_paths import RunPaths
+    from credit_risk.pipeline.validate import validate_tables
     from credit_risk.spec.dataset import load_spec
-    from credit_risk.validation import export_suites, read_tables, validate_frames
+    from credit_risk.validation import export_suites
 
-    spec = load_spec(args.spec or settings.dataset_spec)
+    spec = load_spec(args.spec or settings.data.spec)
     if args.export_suites:
         root, names = export_suites(spec, settings)
         print(f"wrote {len(names)} suites and checkpoints of {spec.name} to {root}")
         return 0
-    data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
-    out = Path(args.out) if args.out else (
-        settings.local_runs_dir / datetime.now(UTC).strftime("validate-%Y%m%dT%H%M%SZ")
-        / "validation")
-    report = validate_frames(spec, read_tables(spec, data_dir), out, settings,
+    data_dir = Path(args.data_dir) if args.data_dir else settings.data.dir
+    out = Path(args.out) if args.out else RunPaths.for_local_run(
+        settings, datetime.now(UTC).strftime("validate-%Y%m%dT%H%M%SZ")).validation
+    report = validate_tables(spec, read_tables(spec, data_dir), out, settings,
                              {"data_dir": str(data_dir)})
     print(report.message(), file=sys.stdout if report.success else sys.stderr)
     print(report.summary())
@@ -96,7 +98,7 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     if args.window_days:
         settings = settings.model_copy(update={"drift_window_days": args.window_days})
     run_id = datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%SZ")
-    from credit_risk.pipeline.run_paths import read_text
+    from credit_risk.pipeline.run_paths import join, monitoring_dir, read_text
 
     result = json.loads(read_text(drift_step(settings, run_id)))
     print(f"{result['status']}; drift: {result['drift']}")
@@ -104,5 +106,5 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
         flag = "DRIFT" if row["psi"] >= result["psi_threshold"] else ""
         print(f"  {row['field']:<40} PSI {row['psi']:.4f} {flag}")
     if result.get("report"):
-        print(f"report: {settings.runs_dir}/monitoring/{run_id}/{result['report']}")
+        print(f"report: {join(monitoring_dir(settings, run_id), result['report'])}")
     return 0

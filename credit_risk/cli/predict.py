@@ -8,13 +8,20 @@ that fails validation, which gets no PD. The scored rows are appended to the dec
 one write before any output is written: when they cannot be logged, nothing is written and the
 command fails. The application id (the column named by the dataset's base table key, e.g.
 `loan_id`), when the input has it, is recorded with each decision as `inputs.application_id`,
-so that observed outcomes can be joined to decisions later; it is not a model input.
+so that observed outcomes can be joined to decisions later; it is not a model input, and is
+checked as the API checks it.
+
+Odd text is a bad row, never a failed command: a byte that is not UTF-8 is read as a lone
+surrogate (``surrogateescape``) and written back unchanged, so a cell of a model field that
+holds one, a control character or a bidi mark fails validation like any other bad value. The
+rows not scored are listed on stderr by row number (1: the first row after the header).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -23,11 +30,13 @@ from typing import IO, Any
 
 from credit_risk.config import Settings
 from credit_risk.errors import CreditRiskError
-from credit_risk.registry.decisions import DecisionLog
+from credit_risk.records.backends import open_decision_log
+from credit_risk.records.decisions import DecisionLog
 from credit_risk.scoring.champion import load_champion, registry_for
 from credit_risk.scoring.decide import decide
+from credit_risk.scoring.request import application_id_error, value_from_text
 from credit_risk.scoring.scorer import Scorer
-from credit_risk.spec.fields import validate_application
+from credit_risk.spec.fields import shown, validate_application
 
 RESULT_COLUMNS = ("probability_of_default", "risk", "credit_score", "rating", "reasons",
                   "warnings", "model_version", "error")
@@ -44,14 +53,20 @@ class PredictInputError(CreditRiskError, ValueError):
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     scorer = load_scorer(settings, args.version, getattr(args, "dataset", None))
     header, rows = read_csv(Path(args.input))
-    log = DecisionLog(settings.decision_log) if settings.decision_log else None
+    log = open_decision_log(settings)
     out_rows = score_rows(scorer, header, rows, log)  # logged whole before any output
     columns = [*header, *RESULT_COLUMNS]
+    report_bad_rows(out_rows)
     if args.output == "-":
-        write_csv(sys.stdout, columns, out_rows)
+        sys.stdout.flush()
+        stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="",
+                                  errors="surrogateescape", write_through=True)
+        write_csv(stdout, columns, out_rows)
+        stdout.detach()  # stdout itself stays open
     else:
         try:
-            with open(args.output, "w", newline="", encoding="utf-8") as fh:
+            with open(args.output, "w", newline="", encoding="utf-8",
+                      errors="surrogateescape") as fh:
                 write_csv(fh, columns, out_rows)
         except OSError as exc:
             raise PredictInputError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
@@ -67,10 +82,25 @@ def load_scorer(settings: Settings, version: str | None,
     return load_champion(registry_for(settings), version, dataset)
 
 
+MAX_REPORTED = 20  # bad rows listed on stderr; the error column has every one
+
+
+def report_bad_rows(rows: Sequence[Mapping[str, Any]]) -> None:
+    """The rows not scored, on stderr: their row number (1: the first after the header) and why."""
+    bad = [(i + 1, row["error"]) for i, row in enumerate(rows) if row.get("error")]
+    for number, why in bad[:MAX_REPORTED]:
+        print(f"row {number}: {shown(why)}", file=sys.stderr)
+    if len(bad) > MAX_REPORTED:
+        print(f"... and {len(bad) - MAX_REPORTED} more rows not scored (see the error column)",
+              file=sys.stderr)
+
+
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """The header and the rows (cells as read) of a CSV file with a header line."""
+    """The header and the rows (cells as read; a byte that is not UTF-8 as a lone surrogate)
+    of a CSV file with a header line."""
+    reader: Any = None
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
+        with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if not header:
@@ -88,10 +118,9 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
                 rows.append(dict(zip(header, cells, strict=False)))
     except OSError as exc:
         raise PredictInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise PredictInputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     except csv.Error as exc:
-        raise PredictInputError(f"{path}: not a valid CSV file: {exc}") from exc
+        where = f", line {reader.line_num}" if reader is not None else ""
+        raise PredictInputError(f"{path}{where}: not a valid CSV file: {exc}") from exc
     return header, rows
 
 
@@ -100,14 +129,7 @@ def parse_cell(field: Mapping[str, Any], cell: str | None) -> Any:
     (the text as it was when it is not one: validation then says so), else the text."""
     if cell is None or cell in MISSING or not cell.strip():
         return None
-    if field["type"] == "category":
-        return cell
-    for number in (int, float):
-        try:
-            return number(cell)
-        except ValueError:
-            pass
-    return cell
+    return cell if field["type"] == "category" else value_from_text(field, cell)
 
 
 def score_rows(scorer: Scorer, header: Sequence[str], rows: Sequence[Mapping[str, str]],
@@ -128,12 +150,16 @@ def score_rows(scorer: Scorer, header: Sequence[str], rows: Sequence[Mapping[str
     for i, row in enumerate(rows):
         record = {f["name"]: parse_cell(f, row.get(f["name"])) for f in scorer.fields}
         clean, errors = validate_application(scorer.fields, record, scorer.rules)
+        app_id = row.get(id_column) if id_column is not None else None
+        why = application_id_error(app_id) if app_id else None
+        if why:
+            errors = {**errors, str(id_column): why}
         if errors:
             out[i]["error"] = "; ".join(f"{k} {v}" for k, v in errors.items())
         else:
             valid.append(i)
-            if id_column is not None and row.get(id_column):
-                clean = {**clean, "application_id": row[id_column]}  # recorded, not scored
+            if app_id:
+                clean = {**clean, "application_id": app_id}  # recorded, not scored
             inputs.append(clean)
     decisions = decide(scorer, inputs, log, f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
     for i, result in zip(valid, decisions, strict=True):

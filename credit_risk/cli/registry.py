@@ -68,7 +68,7 @@ def _list(registry: Registry, only: str | None, settings: Settings) -> int:
     if only is not None:
         groups = {d: rows for d, rows in groups.items() if d == only}
     if not groups:
-        print(f"no models{f' of dataset {only!r}' if only else ''} in {settings.registry_url}")
+        print(f"no models{f' of dataset {only!r}' if only else ''} in {settings.registry.url}")
         return 0
     for dataset in sorted(groups):
         own = aliases.get(dataset, {})

@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from credit_risk.errors import CreditRiskError
-from credit_risk.scoring.plan import FeaturePlan, cap
+from credit_risk.scoring.features import FeaturePlan, cap
 from credit_risk.spec.dataset import DatasetSpec
 from credit_risk.spec.expressions import parse_expression
 

@@ -12,11 +12,11 @@ def gate_thresholds(settings: Settings, spec: DatasetSpec) -> dict[str, float]:
     """The settings' thresholds, overridden by the dataset spec's `gate` section."""
     g = spec.gate
     return {
-        "min_roc_auc": g.min_roc_auc if g.min_roc_auc is not None else settings.min_roc_auc,
-        "max_ece": g.max_ece if g.max_ece is not None else settings.max_ece,
+        "min_roc_auc": g.min_roc_auc if g.min_roc_auc is not None else settings.gate.min_roc_auc,
+        "max_ece": g.max_ece if g.max_ece is not None else settings.gate.max_ece,
         "min_approval_ratio": g.min_approval_ratio if g.min_approval_ratio is not None
-        else settings.min_approval_ratio,
-        "champion_margin": settings.champion_margin,
+        else settings.gate.min_approval_ratio,
+        "champion_margin": settings.gate.champion_margin,
     }
 
 

@@ -68,6 +68,17 @@ def read_table(table: Table, spec: DatasetSpec, data_dir: Path,
         raise IngestError(f"cannot read {url}: {exc}") from exc
 
 
+def read_tables(spec: DatasetSpec, data_dir: Path) -> dict[str, pd.DataFrame]:
+    """The spec's source tables from DATA_DIR/<dataset>/ or, failing that, from data_dir."""
+    first = next(iter(spec.tables.values()))
+    if (isinstance(first.source, str) and not Path(source_url(first, spec, data_dir)).exists()
+            and (data_dir / first.source).exists()):
+        tables = {n: t.model_copy(update={"source": str((data_dir / t.source).resolve())})
+                  if isinstance(t.source, str) else t for n, t in spec.tables.items()}
+        spec = spec.model_copy(update={"tables": tables})
+    return {name: read_table(table, spec, data_dir) for name, table in spec.tables.items()}
+
+
 def _name_of(table: Table, spec: DatasetSpec) -> str:
     return next((n for n, t in spec.tables.items() if t is table), "?")
 

@@ -6,7 +6,7 @@ the threshold (0.25 is the usual "significant shift"); the monitoring DAG then e
 Asset.
 
 `performance_step`: the decisions that have matured (`performance_months_on_book`) joined
-with the observed outcomes (credit_risk.registry.outcomes), judged by
+with the observed outcomes (credit_risk.records.outcomes), judged by
 `credit_risk.pipeline.performance` against each version's training figures:
 performance.json and performance.png in the monitoring run folder; an alert also emits the
 drift Asset.
@@ -34,8 +34,8 @@ from credit_risk.pipeline.run_paths import (
     write_bytes,
     write_text,
 )
-from credit_risk.registry.decisions import CHUNK_ROWS, DecisionLog, open_decision_log
-from credit_risk.registry.outcomes import open_outcomes
+from credit_risk.records.backends import decision_log_at, open_decision_log, open_outcomes
+from credit_risk.records.decisions import CHUNK_ROWS, DecisionLog
 from credit_risk.registry.store import RegistryError
 from credit_risk.scoring.champion import registry_for
 
@@ -210,7 +210,8 @@ def recent_traffic(decision_log: DecisionLog | Path | str, since: datetime,
     dataset: a windowed read in chunks of `chunk_rows` (file or database alike), each chunk
     cut to `columns` (if given) before the next is read, so memory holds the window's
     application fields, never the whole log."""
-    dlog = decision_log if isinstance(decision_log, DecisionLog) else DecisionLog(decision_log)
+    dlog = (decision_log if isinstance(decision_log, DecisionLog)
+            else decision_log_at(decision_log))
     frames = [pd.DataFrame([d["inputs"] for d in chunk], columns=columns)
               for chunk in dlog.iter_chunks(since, until, model_versions=dataset_versions,
                                             chunk_rows=chunk_rows, columns=("inputs",))]
@@ -271,12 +272,14 @@ def drift_step(settings: Settings, run_id: str,
     """Compare recent traffic with the champion's training inputs; return the result path.
 
     PSI on every decision of the window; the Evidently report on a uniform sample of at most
-    `evidently_rows` of them (seeded by `settings.seed`), both streamed from the log in chunks.
+    `evidently_rows` of them (seeded by `settings.training.seed`), both streamed from the log in
+    chunks.
     """
     out = monitoring_dir(settings, run_id)
     makedirs(out)
     result: dict[str, Any] = {"run_id": run_id, "at": datetime.now(UTC).isoformat(),
-                              "psi_threshold": settings.drift_psi_threshold, "drift": False}
+                              "psi_threshold": settings.monitoring.drift_psi_threshold,
+                              "drift": False}
     registry = registry_for(settings)  # the dataset serving serves
     champion = registry.alias_version("champion")
     if champion is None:
@@ -291,10 +294,11 @@ def drift_step(settings: Settings, run_id: str,
     same_dataset = {v for v in registry.versions()
                     if registry.manifest(v).get("dataset") == manifest["dataset"]}
     until = datetime.now(UTC)
-    since = until - timedelta(days=settings.drift_window_days)
+    since = until - timedelta(days=settings.monitoring.drift_window_days)
     fields = manifest["inputs"]
     names = [f["name"] for f in fields]
-    acc = DriftAccumulator(reference, fields, sample_rows=evidently_rows, seed=settings.seed)
+    acc = DriftAccumulator(reference, fields, sample_rows=evidently_rows,
+                           seed=settings.training.seed)
     dlog = open_decision_log(settings)
     try:
         for chunk in traffic_chunks(dlog, since, until, same_dataset, names) \
@@ -304,18 +308,19 @@ def drift_step(settings: Settings, run_id: str,
         if dlog is not None:
             dlog.close()
     result.update(champion=champion, dataset=manifest["dataset"], reference_rows=len(reference),
-                  current_rows=acc.rows, window_days=settings.drift_window_days)
-    if acc.rows < settings.drift_min_rows:
+                  current_rows=acc.rows, window_days=settings.monitoring.drift_window_days)
+    if acc.rows < settings.monitoring.drift_min_rows:
         result["status"] = (f"too little traffic: {acc.rows} decisions in "
-                            f"{settings.drift_window_days} days (< {settings.drift_min_rows})")
+                            f"{settings.monitoring.drift_window_days} days "
+                            f"(< {settings.monitoring.drift_min_rows})")
         return _write(out, result)
     table = acc.psi_table()
     sample = acc.sample()
     evidently = evidently_report(reference[names], sample, join(out, "drift_report.html"))
-    drifted = [r["field"] for r in table if r["psi"] >= settings.drift_psi_threshold]
+    drifted = [r["field"] for r in table if r["psi"] >= settings.monitoring.drift_psi_threshold]
     from credit_risk.pipeline.monitoring_plots import psi_plot
 
-    write_bytes(join(out, PSI_PLOT), psi_plot(table, settings.drift_psi_threshold))
+    write_bytes(join(out, PSI_PLOT), psi_plot(table, settings.monitoring.drift_psi_threshold))
     result.update(status="ok", drift=bool(drifted), drifted_fields=drifted, psi=table,
                   psi_rows=acc.rows, evidently_sample_rows=len(sample),
                   evidently=evidently["metrics"][0]["value"], report="drift_report.html",
@@ -355,16 +360,18 @@ def load_outcomes_step(settings: Settings) -> dict[str, Any]:
     import os
 
     from credit_risk.errors import CreditRiskError
-    from credit_risk.registry.outcomes import open_outcomes, read_csv, read_sql
+    from credit_risk.records.outcomes import read_csv, read_sql
 
-    if settings.outcomes_csv is not None:
-        source, chunks = str(settings.outcomes_csv), read_csv(settings.outcomes_csv)
-    elif settings.outcomes_sql:
-        url = os.environ.get(settings.outcomes_sql_url_env or "", "").strip()
+    if settings.monitoring.outcomes_csv is not None:
+        csv = settings.monitoring.outcomes_csv
+        source, chunks = str(csv), read_csv(csv)
+    elif settings.monitoring.outcomes_sql:
+        url = os.environ.get(settings.monitoring.outcomes_sql_url_env or "", "").strip()
         if not url:
             raise CreditRiskError(f"outcomes_sql: the environment variable "
-                                  f"{settings.outcomes_sql_url_env} (the database URL) is not set")
-        source, chunks = "outcomes_sql", read_sql(url, settings.outcomes_sql)
+                                  f"{settings.monitoring.outcomes_sql_url_env} (the database "
+                                  "URL) is not set")
+        source, chunks = "outcomes_sql", read_sql(url, settings.monitoring.outcomes_sql)
     else:
         return {"source": None, "read": 0, "new": 0}
     read = new = 0
@@ -393,7 +400,7 @@ def performance_step(settings: Settings, run_id: str, as_of: datetime | None = N
         as_of = as_of.replace(tzinfo=UTC)
     limits = Thresholds.from_settings(settings)
     until = _months_before(as_of, limits.months_on_book)
-    since = _months_before(until, settings.performance_window_months)
+    since = _months_before(until, settings.monitoring.performance_window_months)
     result: dict[str, Any] = {"run_id": run_id, "at": datetime.now(UTC).isoformat(),
                               "decided_since": since.isoformat(),
                               "decided_until": until.isoformat(), "alert": False,

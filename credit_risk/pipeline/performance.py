@@ -62,7 +62,7 @@ class Thresholds:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Thresholds:
-        return cls(**{name: getattr(settings, f"performance_{name}")
+        return cls(**{name: getattr(settings.monitoring, f"performance_{name}")
                       for name in cls.__dataclass_fields__})
 
 

@@ -10,6 +10,9 @@ A training run (``<runs>/<run>/``)::
 
 A monitoring run: ``<runs>/monitoring/<run>/drift.json`` and ``drift_report.html``.
 
+Every run folder is found here: `RunPaths.for_run` (a training run, by its run id),
+`monitoring_dir` (a monitoring run), `RunPaths.of` (the run a path lies in).
+
 Steps still hand each other plain path strings (Airflow passes them through XCom);
 `RunPaths.of` finds the run a path belongs to.
 
@@ -23,6 +26,7 @@ files. The helpers below take either and do for a local path exactly what pathli
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -137,6 +141,11 @@ def download_dir(url: str, local: Path) -> bool:
     return bool(names)
 
 
+def run_folder_name(run_id: str) -> str:
+    """A run id made safe as a folder name (Airflow's ids hold ':' and '+')."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+
+
 def _name(path: Path | str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1] if isinstance(path, str) else path.name
 
@@ -154,7 +163,15 @@ class RunPaths(Generic[P]):
 
     @classmethod
     def for_run(cls, settings: Settings, run_id: str) -> RunPaths[Any]:
-        return RunPaths(settings.run_dir(run_id))
+        """The folder of one pipeline run under the runs folder: Paths, or URL strings when
+        the runs folder is an object store URL."""
+        return RunPaths(join(local_or_url(settings.data.runs_dir), run_folder_name(run_id)))
+
+    @classmethod
+    def for_local_run(cls, settings: Settings, run_id: str) -> RunPaths[Path]:
+        """A run folder that must be local (what writes through plain files); a clear error
+        when the runs folder is an object store URL."""
+        return RunPaths(settings.local_runs_dir / run_folder_name(run_id))
 
     @classmethod
     def of(cls, path: str | Path) -> RunPaths[Any]:
@@ -211,4 +228,4 @@ class RunPaths(Generic[P]):
 
 def monitoring_dir(settings: Settings, run_id: str) -> Path | str:
     """The folder of one monitoring run (named by the run id as it is: Airflow's ids)."""
-    return join(local_or_url(settings.runs_dir), MONITORING, run_id)
+    return join(local_or_url(settings.data.runs_dir), MONITORING, run_id)

@@ -32,13 +32,13 @@ from credit_risk.pipeline.run_paths import (
     write_text,
 )
 from credit_risk.pipeline.train import Candidate, split, train_candidate
+from credit_risk.pipeline.validate import run_validation_files, validate_snapshot
 from credit_risk.pipeline.versions import code_version, library_versions
 from credit_risk.registry.store import MODEL_FILE, Registry, RegistryError
 from credit_risk.scoring.champion import load_champion, registry_for
 from credit_risk.scoring.scorer import Scorer, ScoreScaling
 from credit_risk.spec.dataset import DatasetSpec, load_spec
 from credit_risk.spec.fields import input_fields
-from credit_risk.validation import published_files
 
 log = logging.getLogger(__name__)
 TARGET = "__target__"
@@ -46,9 +46,9 @@ TARGET = "__target__"
 
 def ingest_step(settings: Settings, run_id: str, spec_name: str | None = None) -> str:
     """Snapshot the source tables for this run; return the snapshot manifest path."""
-    spec = load_spec(spec_name or settings.dataset_spec)
+    spec = load_spec(spec_name or settings.data.spec)
     out = RunPaths.for_run(settings, run_id).raw  # a missing source is an error, not generated
-    return str(ingest(spec, settings.data_dir, out))
+    return str(ingest(spec, settings.data.dir, out))
 
 
 def validate_step(settings: Settings, snapshot: str, spec_name: str | None = None) -> str:
@@ -57,9 +57,7 @@ def validate_step(settings: Settings, snapshot: str, spec_name: str | None = Non
     Writes <run>/validation/ (validation.json, Data Docs); raises DataValidationError, naming
     the failed expectations, columns and example values, when a blocking expectation fails.
     """
-    from credit_risk.validation import validate_snapshot
-
-    spec = load_spec(spec_name or settings.dataset_spec)
+    spec = load_spec(spec_name or settings.data.spec)
     report = validate_snapshot(spec, local_or_url(snapshot), settings)
     if not report.success:
         log.error("%s", report.message())
@@ -69,13 +67,14 @@ def validate_step(settings: Settings, snapshot: str, spec_name: str | None = Non
 
 def prepare_step(settings: Settings, snapshot: str, spec_name: str | None = None) -> str:
     """Join the tables, split once into train and test; return the folder holding both."""
-    spec = load_spec(spec_name or settings.dataset_spec)
+    spec = load_spec(spec_name or settings.data.spec)
     manifest, frames = load_snapshot(snapshot)
     df = assemble(spec, frames)
     y = np.asarray(spec.is_default(df[spec.target.column]), dtype=int)
     df = df.drop(columns=[spec.target.column])
     key = spec.split_column()
-    X_train, X_test, y_train, y_test = split(df, y, settings.test_size, settings.seed, key)
+    training = settings.training
+    X_train, X_test, y_train, y_test = split(df, y, training.test_size, training.seed, key)
     out = RunPaths.of(snapshot).split
     makedirs(out)
     X_train.assign(**{TARGET: y_train}).to_parquet(join(out, "train.parquet"), index=False)
@@ -84,26 +83,29 @@ def prepare_step(settings: Settings, snapshot: str, spec_name: str | None = None
             "data_fingerprint": manifest["fingerprint"],
             "train_rows": len(y_train), "test_rows": len(y_test),
             "train_default_rate": float(y_train.mean()), "test_default_rate": float(y_test.mean()),
-            "split_rule": {"key": key, "seed": settings.seed, "test_size": settings.test_size},
+            "split_rule": {"key": key, "seed": settings.training.seed,
+                           "test_size": settings.training.test_size},
             "test_fingerprint": frame_fingerprint(X_test)}
     write_text(join(out, "split.json"), json.dumps(info, indent=2))
     return str(out)
 
 
-def _load_part(split_dir: str, part: str) -> tuple[pd.DataFrame, np.ndarray]:
+def load_part(split_dir: str, part: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The features and labels of the split's "train" or "test" part."""
     df = pd.read_parquet(join(local_or_url(split_dir), f"{part}.parquet"))
     return df.drop(columns=[TARGET]), df[TARGET].to_numpy(dtype=int)
 
 
-def _split_spec(split_dir: str) -> tuple[DatasetSpec, dict[str, Any]]:
+def split_spec(split_dir: str) -> tuple[DatasetSpec, dict[str, Any]]:
+    """The dataset spec the split was made with, and the split's record (split.json)."""
     info = json.loads(read_text(join(local_or_url(split_dir), "split.json")))
     return DatasetSpec.model_validate(info["spec"]), info
 
 
 def train_step(settings: Settings, split_dir: str, model_name: str) -> str:
     """Tune, fit and calibrate one candidate on the training part; return its file."""
-    spec, _ = _split_spec(split_dir)
-    X, y = _load_part(split_dir, "train")
+    spec, _ = split_spec(split_dir)
+    X, y = load_part(split_dir, "train")
     candidate = train_candidate(model_name, X, y, spec, settings)
     run = RunPaths.of(split_dir)
     path = run.candidate(model_name)
@@ -156,8 +158,8 @@ def _champion_on(settings: Settings, spec: DatasetSpec, info: dict[str, Any], X:
 
 def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]) -> str:
     """Every candidate and the champion on the same untouched test set; the gate's decision."""
-    spec, info = _split_spec(split_dir)
-    X, y = _load_part(split_dir, "test")
+    spec, info = split_spec(split_dir)
+    X, y = load_part(split_dir, "test")
     run = RunPaths.of(split_dir)
     rows: list[dict[str, Any]] = []
     pds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -176,7 +178,7 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
     limits = gate_thresholds(settings, spec)
     pd_, raw_pd = pds[best["model"]]
     fairness = fairness_report(X, pd_, best["threshold"], spec, limits["min_approval_ratio"],
-                               settings.fairness_min_group_size)
+                               settings.gate.fairness_min_group_size)
     reasons = rejection_reasons(best["test"], champion, fairness, limits)
     write_bytes(run.reliability, reliability_png(
         y, {f"{best['model']} calibrated": pd_, f"{best['model']} uncalibrated": raw_pd},
@@ -206,11 +208,11 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     candidate: Candidate = _load_candidate(selected["path"])
     run = RunPaths.of(comparison_path)
     split_dir = str(run.split)
-    spec, info = _split_spec(split_dir)
+    spec, info = split_spec(split_dir)
     buf = io.BytesIO()
     joblib.dump(candidate.model, buf)
-    scaling = ScoreScaling(settings.score_base, settings.score_base_odds, settings.score_pdo,
-                           settings.score_min, settings.score_max)
+    scaling = ScoreScaling(settings.score.base, settings.score.base_odds, settings.score.pdo,
+                           settings.score.min, settings.score.max)
     registry = Registry.from_settings(settings)
     existing = registry.find("run", run.name)  # parsed and, with trusted keys, signed
     if existing:
@@ -255,16 +257,17 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
         "code_version": code_version(),
         "libraries": library_versions(),
     }
-    validation_files, manifest["validation"] = published_files(run.root)  # refuses unvalidated
+    validation_files, manifest["validation"] = run_validation_files(run.root)  # refuses unvalidated
     card = model_card_markdown(manifest, comparison)
-    X_train, _ = _load_part(split_dir, "train")
-    X_test, _ = _load_part(split_dir, "test")
+    X_train, _ = load_part(split_dir, "train")
+    X_test, _ = load_part(split_dir, "test")
     check_plan(candidate.model, X_test)  # the pure-data plan must give the pipeline's PDs
     files = {**compile_bundle(candidate.model), MODEL_FILE: buf.getvalue(),
              "comparison.json": read_bytes(run.comparison),
              "reliability.png": read_bytes(run.reliability),
              "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode(),
-             REFERENCE_FILE: reference_sample(X_train, manifest["inputs"], seed=settings.seed),
+             REFERENCE_FILE: reference_sample(X_train, manifest["inputs"],
+                                              seed=settings.training.seed),
              **validation_files}
     registry.publish(files, manifest, version)
     if comparison["approved"]:
@@ -276,12 +279,12 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
 
 
 def threshold_policy(settings: Settings) -> dict[str, Any]:
-    if settings.threshold_policy == "recall":
+    if settings.training.threshold_policy == "recall":
         return {"policy": "highest threshold reaching the target recall on out-of-fold PDs",
-                "target_recall": settings.target_recall}
+                "target_recall": settings.training.target_recall}
     return {"policy": "minimum expected cost on out-of-fold PDs",
-            "cost_missed_default": settings.cost_missed_default,
-            "cost_rejected_good": settings.cost_rejected_good}
+            "cost_missed_default": settings.training.cost_missed_default,
+            "cost_rejected_good": settings.training.cost_rejected_good}
 
 
 def run_all(settings: Settings, run_id: str, spec_name: str | None = None) -> str:
@@ -289,7 +292,7 @@ def run_all(settings: Settings, run_id: str, spec_name: str | None = None) -> st
     snapshot = ingest_step(settings, run_id, spec_name)
     validate_step(settings, snapshot, spec_name)
     split_dir = prepare_step(settings, snapshot, spec_name)
-    paths = [train_step(settings, split_dir, m) for m in settings.models]
+    paths = [train_step(settings, split_dir, m) for m in settings.training.models]
     return publish_step(settings, evaluate_step(settings, split_dir, paths))
 
 

@@ -219,7 +219,7 @@ MIN_STOPPING_CLASS_ROWS = 200
 
 
 @dataclass
-class _Fold:
+class Fold:
     """One CV fold's matrices, shared by every trial: SMOTE'd fitting rows, the real rows kept
     for early stopping (None without it), and the held-out rows with their positions."""
 
@@ -231,7 +231,7 @@ class _Fold:
 
 
 @dataclass
-class _Search:
+class Search:
     """What every fit of one candidate shares."""
 
     pipe: Pipeline
@@ -244,7 +244,7 @@ class _Search:
 
     @property
     def early_stopping(self) -> bool:
-        return bool(self.settings.early_stopping_rounds) and isinstance(
+        return bool(self.settings.training.early_stopping_rounds) and isinstance(
             self.pipe.steps[-1][1], XGBClassifier)
 
     def smote_for(self, y: np.ndarray) -> SMOTE:
@@ -260,36 +260,36 @@ class _Search:
         head = ModelSteps([(n, clone(s)) for n, s in self.pipe.steps[2:]]).set_params(**params)
         model = head.steps[-1][1]
         if stopping:
-            model.set_params(early_stopping_rounds=self.settings.early_stopping_rounds,
+            model.set_params(early_stopping_rounds=self.settings.training.early_stopping_rounds,
                              eval_metric="auc")
         elif trees is not None:
             model.set_params(n_estimators=trees)
         return head
 
     def prepare(self, X: pd.DataFrame, y: np.ndarray, train: np.ndarray,
-                val: np.ndarray) -> _Fold:
+                val: np.ndarray) -> Fold:
         """Features fitted on the fold's training rows; SMOTE on its fitting part only."""
         features = clone(self.pipe.named_steps["features"]).fit(X.iloc[train])
         Xt = features.transform(X.iloc[train]).astype(self.dtype, copy=False)
         yt = y[train]
         stop = None
         if self.early_stopping and min(yt.sum(), len(yt) - yt.sum()) \
-                * self.settings.early_stopping_fraction >= MIN_STOPPING_CLASS_ROWS:
+                * self.settings.training.early_stopping_fraction >= MIN_STOPPING_CLASS_ROWS:
             fit, held = train_test_split(np.arange(len(yt)), stratify=yt,
-                                         test_size=self.settings.early_stopping_fraction,
-                                         random_state=self.settings.seed)
+                                         test_size=self.settings.training.early_stopping_fraction,
+                                         random_state=self.settings.training.seed)
             stop = (Xt[held], yt[held])
             Xt, yt = Xt[fit], yt[fit]
         Xr, yr = self.smote_for(yt).fit_resample(Xt, yt)
         val_X = features.transform(X.iloc[val]).astype(self.dtype, copy=False)
-        return _Fold(Xr, yr, stop, val_X, val)
+        return Fold(Xr, yr, stop, val_X, val)
 
     def fit(self, head: ModelSteps, X: np.ndarray, y: np.ndarray,
             stop: tuple[np.ndarray, np.ndarray] | None) -> ModelSteps:
         model = head.steps[-1][1]
         if isinstance(model, RandomForestClassifier):
             model.set_params(max_samples=forest_samples(model.max_samples, len(y),
-                                                        self.settings.forest_max_tree_rows))
+                                                        self.settings.training.forest_max_tree_rows))
         if stop is None:
             return head.fit(X, y)
         head.fit(X, y, model__eval_set=[stop], model__verbose=False)
@@ -300,14 +300,15 @@ def _rungs(n_rows: int, n_trials: int, settings: Settings) -> list[tuple[int, in
     """(rows, trials) per rung of the search. Random search: all trials on all rows. Halving:
     each rung keeps the best 1/factor of the trials on factor x the rows, the last one a
     single trial on all rows (its out-of-fold PDs are the calibration's data)."""
-    if settings.search_strategy == "random" or n_trials == 1:
+    if settings.training.search_strategy == "random" or n_trials == 1:
         return [(n_rows, n_trials)]
-    factor = settings.halving_factor
+    factor = settings.training.halving_factor
     counts = [n_trials]
     while counts[-1] > 1:
         counts.append(math.ceil(counts[-1] / factor))
     last = len(counts) - 1
-    rows = [min(n_rows, max(settings.halving_min_rows, round(n_rows / factor ** (last - i))))
+    least = settings.training.halving_min_rows
+    rows = [min(n_rows, max(least, round(n_rows / factor ** (last - i))))
             for i in range(len(counts))]
     return list(zip(rows, counts, strict=True))
 
@@ -321,26 +322,27 @@ def _subsample(y: np.ndarray, rows: int, seed: int) -> np.ndarray:
 
 
 @dataclass
-class _Trial:
+class Trial:
     params: dict[str, Any]
     auc: float
     oof: np.ndarray
     trees: list[int]
 
 
-def _prepare_folds(search: _Search, X: pd.DataFrame, y: np.ndarray) -> list[_Fold]:
+def prepare_folds(search: Search, X: pd.DataFrame, y: np.ndarray) -> list[Fold]:
     """The CV folds of (X, y), each prepared once for every trial (a fixed seed: the same
     folds in every process)."""
     settings = search.settings
-    folds = StratifiedKFold(settings.cv_folds, shuffle=True, random_state=settings.seed)
+    folds = StratifiedKFold(settings.training.cv_folds, shuffle=True,
+                            random_state=settings.training.seed)
     since = time.perf_counter()
     prepared = [search.prepare(X, y, tr, va) for tr, va in folds.split(X, y)]
     search.timed("folds", since)
     return prepared
 
 
-def _run_trial(search: _Search, prepared: list[_Fold], y: np.ndarray,
-               params: dict[str, Any]) -> _Trial:
+def run_trial(search: Search, prepared: list[Fold], y: np.ndarray,
+               params: dict[str, Any]) -> Trial:
     """One trial fitted on every prepared fold: its out-of-fold PDs and mean ROC-AUC."""
     oof, aucs, trees = np.zeros(len(y)), [], []
     for fold in prepared:
@@ -351,39 +353,41 @@ def _run_trial(search: _Search, prepared: list[_Fold], y: np.ndarray,
         aucs.append(roc_auc_score(y[fold.val_idx], oof[fold.val_idx]))
         if fold.stop is not None:
             trees.append(int(model.best_iteration) + 1)
-    return _Trial(params, float(np.mean(aucs)), oof, trees)
+    return Trial(params, float(np.mean(aucs)), oof, trees)
 
 
-def _run_rung(search: _Search, X: pd.DataFrame, y: np.ndarray, trials: list[dict[str, Any]],
-              start: float) -> list[_Trial]:
+def _run_rung(search: Search, X: pd.DataFrame, y: np.ndarray, trials: list[dict[str, Any]],
+              start: float) -> list[Trial]:
     """Each trial's out-of-fold PDs and mean ROC-AUC over the CV folds of (X, y); stops
     starting trials once the time budget is spent (at least one always runs)."""
-    prepared = _prepare_folds(search, X, y)
+    prepared = prepare_folds(search, X, y)
     since = time.perf_counter()
-    out: list[_Trial] = []
+    out: list[Trial] = []
     for params in trials:
-        budget = search.settings.search_time_budget_s
+        budget = search.settings.training.search_time_budget_s
         if out and budget and time.perf_counter() - start > budget:
             log.info("search stopped by the time budget after %d trials", len(out))
             break
-        out.append(_run_trial(search, prepared, y, params))
+        out.append(run_trial(search, prepared, y, params))
     search.timed("trials", since)
     return out
 
 
-def _search_setup(name: str, X: pd.DataFrame, spec: DatasetSpec,
-                  settings: Settings) -> tuple[_Search, list[dict[str, Any]]]:
+def search_setup(name: str, X: pd.DataFrame, spec: DatasetSpec,
+                  settings: Settings) -> tuple[Search, list[dict[str, Any]]]:
     """What every fit of a candidate shares, and its trials (the seeded ParameterSampler)."""
     spec, monotone = _fixed_vocabulary(spec, X)
-    pipe, space = build_pipeline(name, spec, monotone, settings.seed, settings.smote_ratio)
+    training = settings.training
+    pipe, space = build_pipeline(name, spec, monotone, training.seed, training.smote_ratio)
     # LR's coefficients are float64 in the scoring plan; trees split on float32 anyway.
     dtype = np.float64 if name == "logistic_regression" else np.float32
-    trials = list(ParameterSampler(space, settings.search_iterations, random_state=settings.seed))
-    return _Search(pipe, settings, dtype), trials
+    trials = list(ParameterSampler(space, training.search_iterations,
+                                   random_state=training.seed))
+    return Search(pipe, settings, dtype), trials
 
 
-def _ranked(name: str, results: list[_Trial], rows: int, rung: int,
-            records: list[dict[str, Any]]) -> list[_Trial]:
+def ranked(name: str, results: list[Trial], rows: int, rung: int,
+            records: list[dict[str, Any]]) -> list[Trial]:
     """A rung's trials, best CV ROC-AUC first (stable: ties keep the sampler's order); each
     one's record appended to `records`."""
     for r in results:
@@ -400,25 +404,25 @@ def train_candidate(
     """Search by CV ROC-AUC (random or successive halving), refit on all training rows,
     calibrate on the chosen trial's out-of-fold PDs, pick the threshold."""
     start = time.perf_counter()
-    search, pending = _search_setup(name, X, spec, settings)
+    search, pending = search_setup(name, X, spec, settings)
     records: list[dict[str, Any]] = []
-    results: list[_Trial] = []
+    results: list[Trial] = []
     rungs = _rungs(len(y), len(pending), settings)
     for rung, (rows, keep) in enumerate(rungs):
-        over = settings.search_time_budget_s and \
-            time.perf_counter() - start > settings.search_time_budget_s
+        over = settings.training.search_time_budget_s and \
+            time.perf_counter() - start > settings.training.search_time_budget_s
         pending = pending[:1] if over else pending[:keep]
         if rung and rows == rungs[rung - 1][0]:  # the same sample again: the same results
             results = [r for r in results if r.params in pending]
             continue
-        idx = _subsample(y, rows, settings.seed)
-        results = _ranked(name, _run_rung(search, X.iloc[idx], y[idx], pending, start),
+        idx = _subsample(y, rows, settings.training.seed)
+        results = ranked(name, _run_rung(search, X.iloc[idx], y[idx], pending, start),
                           len(idx), rung, records)
         pending = [r.params for r in results]
-    return _finish(name, search, X, y, results[0], records, start)
+    return finish_search(name, search, X, y, results[0], records, start)
 
 
-def _finish(name: str, search: _Search, X: pd.DataFrame, y: np.ndarray, best: _Trial,
+def finish_search(name: str, search: Search, X: pd.DataFrame, y: np.ndarray, best: Trial,
             records: list[dict[str, Any]], start: float) -> Candidate:
     """The chosen trial refitted on all training rows, calibrated on its out-of-fold PDs, its
     threshold; fit_seconds counted from `start` (perf_counter)."""
@@ -427,7 +431,8 @@ def _finish(name: str, search: _Search, X: pd.DataFrame, y: np.ndarray, best: _T
     since = time.perf_counter()
     final = _refit(search, X, y, best.params, trees)
     search.timed("refit", since)
-    calibrator = _fit_calibrator(best.oof, y, settings.calibration, settings.pd_floor)
+    calibrator = _fit_calibrator(best.oof, y, settings.training.calibration,
+                                 settings.training.pd_floor)
     model = CalibratedModel(final, calibrator)
     calibrated_oof = model.calibrate(best.oof)
     threshold = choose_threshold(y, calibrated_oof, settings)
@@ -440,7 +445,7 @@ def _finish(name: str, search: _Search, X: pd.DataFrame, y: np.ndarray, best: _T
                      time.perf_counter() - start, search.timings)
 
 
-def _refit(search: _Search, X: pd.DataFrame, y: np.ndarray, params: dict[str, Any],
+def _refit(search: Search, X: pd.DataFrame, y: np.ndarray, params: dict[str, Any],
            trees: int | None) -> Pipeline:
     """The chosen trial on every training row (XGBoost: with the folds' mean number of trees
     when early stopping chose them); returned as one fitted features -> SMOTE -> model
@@ -465,10 +470,10 @@ def _fixed_vocabulary(spec: DatasetSpec, X: pd.DataFrame) -> tuple[DatasetSpec, 
 
 def choose_threshold(y: np.ndarray, pd_: np.ndarray, settings: Settings) -> float:
     """The High/Low threshold by the configured policy, on validation PDs."""
-    if settings.threshold_policy == "recall":
-        return recall_threshold(y, pd_, settings.target_recall)
-    return cost_minimising_threshold(y, pd_, settings.cost_missed_default,
-                                     settings.cost_rejected_good)
+    if settings.training.threshold_policy == "recall":
+        return recall_threshold(y, pd_, settings.training.target_recall)
+    return cost_minimising_threshold(y, pd_, settings.training.cost_missed_default,
+                                     settings.training.cost_rejected_good)
 
 
 def _fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str, floor: float):

@@ -330,15 +330,15 @@ class Registry:
         aliases of CREDIT_RISK_DATASET (unset: the only dataset; of several, `prefer`, by
         default the dataset of a built-in spec named by CREDIT_RISK_DATASET_SPEC)."""
         try:
-            private = (signing.load_private_key(settings.signing_key_file)
-                       if settings.signing_key_file else None)
-            trusted = [signing.load_public_key(p) for p in settings.trusted_keys]
+            private = (signing.load_private_key(settings.signing.key_file)
+                       if settings.signing.key_file else None)
+            trusted = [signing.load_public_key(p) for p in settings.signing.trusted_keys]
         except signing.SigningError as exc:
             raise SignatureError(str(exc)) from exc
         if prefer is None:
-            prefer = builtin_spec_dataset(settings.dataset_spec)
-        registry = cls(settings.registry_url, signing_key=private, trusted_keys=trusted,
-                       dataset=settings.dataset, prefer=prefer)
+            prefer = builtin_spec_dataset(settings.data.spec)
+        registry = cls(settings.registry.url, signing_key=private, trusted_keys=trusted,
+                       dataset=settings.registry.dataset, prefer=prefer)
         if not trusted and registry.url not in _warned:
             _warned.add(registry.url)
             log.warning("registry %s: manifests are not signed/verified, nor aliases (%s; set "

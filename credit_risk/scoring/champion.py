@@ -46,10 +46,10 @@ def spec_dataset(settings: Settings) -> str | None:
     from credit_risk.spec.dataset import load_spec
 
     try:
-        return load_spec(settings.dataset_spec).name
+        return load_spec(settings.data.spec).name
     except (CreditRiskError, OSError) as exc:
         log.info("dataset spec %s not read (%s): serving the registry's only dataset",
-                 settings.dataset_spec, exc)
+                 settings.data.spec, exc)
         return None
 
 

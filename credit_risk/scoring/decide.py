@@ -4,12 +4,18 @@ API, the web form and `credit-risk predict` take."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from credit_risk.registry.decisions import DecisionLog
 from credit_risk.scoring.scorer import Scorer
 
 Results = list[dict[str, Any]]
+
+
+class DecisionLog(Protocol):
+    """Where decisions are recorded (credit_risk's decision logs: a JSONL file, PostgreSQL)."""
+
+    def write(self, request_id: str, inputs: Sequence[dict[str, Any]],
+              results: Sequence[dict[str, Any]]) -> None: ...
 
 
 def decide(scorer: Scorer, applications: Sequence[Mapping[str, Any]],

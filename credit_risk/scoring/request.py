@@ -13,13 +13,18 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
 from credit_risk.scoring.bands import Rating
-from credit_risk.spec.expressions import parse_expression
-from credit_risk.spec.fields import Constraints, constraints_of, validate_application
+from credit_risk.spec.fields import (
+    Constraints,
+    constraints_of,
+    nfc,
+    rule_violations,
+    text_error,
+    validate_application,
+)
 
 REF = "#/components/schemas/{model}"
 
@@ -27,8 +32,9 @@ REF = "#/components/schemas/{model}"
 # inputs.application_id, so observed outcomes can be joined to it (performance monitoring).
 APPLICATION_ID = "application_id"
 APPLICATION_ID_CHARS = 100
-APPLICATION_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # no control characters
-_ID_RE = re.compile(APPLICATION_ID_PATTERN)
+# No control characters, no bidirectional marks (as `text_error`); recorded as sent, so it
+# must also be in Unicode normal form NFC (one spelling per id for joining outcomes later).
+APPLICATION_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
 
 
 # -- request ---------------------------------------------------------------------------
@@ -54,7 +60,8 @@ def application_model(fields: Sequence[Mapping[str, Any]]) -> type[BaseModel]:
             None, alias=APPLICATION_ID, title="Application id", min_length=1,
             max_length=APPLICATION_ID_CHARS, pattern=APPLICATION_ID_PATTERN,
             description="Optional: your id of this application (not scored), recorded with "
-                        "the decision so that its observed outcome can be joined to it.",
+                        "the decision so that its observed outcome can be joined to it. "
+                        "Unicode NFC, no control characters or bidirectional marks.",
             examples=["L0012345"]))
     return create_model(
         "Application", __config__=ConfigDict(extra="forbid", populate_by_name=False),
@@ -208,7 +215,11 @@ def openapi_document(fields: Sequence[Mapping[str, Any]], *, model_version: str 
                  "description": (
                      "Probability of default, High/Low risk, credit score, rating and reasons "
                      "for loan applications. The application fields follow the loaded model's "
-                     f"dataset spec. Bodies over {max_request_bytes:,} bytes get 413.")},
+                     f"dataset spec. Bodies over {max_request_bytes:,} bytes get 413. Text: a "
+                     "value holding a lone UTF-16 surrogate, a control character (NUL...) or a "
+                     "bidirectional control mark, or longer than its limit, is a 422 naming "
+                     "the field; a category matches in Unicode normal form NFC (a decomposed "
+                     "spelling is the same category); an application_id must be NFC.")},
         "paths": {
             "/api/v1/predict": {"post": op(
                 "Score one application", "Application", "PredictionResponse", predict_errors,
@@ -243,16 +254,6 @@ def openapi_document(fields: Sequence[Mapping[str, Any]], *, model_version: str 
 
 
 # -- fast validation of many applications --------------------------------------------------
-def _rule_ok(rule: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) -> bool:
-    """A cross-field rule on whole columns (None, i.e. missing, passes as in check_rules)."""
-    expr = parse_expression(rule["check"])
-    env = {n: np.array([item[n] for item in items], dtype=float) for n in expr.names}
-    missing = np.zeros(len(items), dtype=bool)
-    for x in env.values():
-        missing |= np.isnan(x)
-    return bool(np.all(expr.evaluate(env) | missing))
-
-
 def application_id_error(value: Any) -> str | None:
     """Why an application_id is not acceptable (None: it is, or it is absent)."""
     if value is None:
@@ -261,11 +262,27 @@ def application_id_error(value: Any) -> str | None:
         return "must be a string"
     if not value:
         return "must not be empty"
-    if len(value) > APPLICATION_ID_CHARS:
-        return f"must be at most {APPLICATION_ID_CHARS} characters"
-    if not _ID_RE.match(value):
-        return "must not contain control characters"
+    why = text_error(value, APPLICATION_ID_CHARS)
+    if why:
+        return why
+    if nfc(value) != value:
+        return "must be in Unicode normal form NFC (composed characters)"
     return None
+
+
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|[+-]?(?:inf|infinity|nan)",
+                     re.ASCII | re.IGNORECASE)
+_INTEGER = re.compile(r"[+-]?\d{1,18}", re.ASCII)
+
+
+def value_from_text(field: Mapping[str, Any], text: str) -> Any:
+    """A form field's or CSV cell's text as an application value: for a numeric field, the
+    number it writes in ASCII (an int when it is a whole number of up to 18 digits), else the
+    text as it is (then validation says why: "١٢" or "1_000" is not a number here)."""
+    text = text.strip()
+    if field["type"] == "category" or not _NUMBER.fullmatch(text):
+        return text
+    return int(text) if _INTEGER.fullmatch(text) else float(text)
 
 
 def validate_one(fields: Sequence[Mapping[str, Any]], data: Any,
@@ -301,8 +318,8 @@ def validate_many(fields: Sequence[Mapping[str, Any]], items: Sequence[Any],
             item.keys() == with_id and type(item[APPLICATION_ID]) is str
             and application_id_error(item[APPLICATION_ID]) is None)) for item in items) and all(
             c.all_valid([item[f["name"]] for item in items])
-            for f, c in zip(fields, constraints_of(fields), strict=True)) and all(
-            _rule_ok(rule, items) for rule in rules):
+            for f, c in zip(fields, constraints_of(fields), strict=True)) and not any(
+            rule_violations(rules, items)):
         return list(items), {}
     clean, bad = [], {}
     for i, item in enumerate(items):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -16,8 +16,15 @@ from credit_risk.scoring.bands import rating
 from credit_risk.scoring.plan import ARRAYS_FILE, BOOSTER_FILE, PLAN_FILE, PlanError, ScoringPlan
 from credit_risk.scoring.reasons import ReasonExplainer
 
-if TYPE_CHECKING:
-    from credit_risk.registry.store import Registry
+
+class VersionFiles(Protocol):
+    """What `Scorer.load` reads of a model registry (credit_risk.registry's `Registry`)."""
+
+    @property
+    def trusted_keys(self) -> Sequence[Any]: ...
+    def verify(self, version: str) -> dict[str, Any]: ...
+    def read_file(self, version: str, name: str, manifest: dict[str, Any]) -> bytes: ...
+
 
 @dataclass(frozen=True)
 class ScoreScaling:
@@ -37,10 +44,27 @@ class ScoreScaling:
     def offset(self) -> float:
         return self.base_score - self.factor * math.log(self.base_odds)
 
+    def __post_init__(self) -> None:
+        numbers = (self.base_score, self.base_odds, self.pdo, self.min_score, self.max_score)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in numbers):
+            raise PlanError(f"the score scaling {numbers} has values that are not finite numbers")
+        if self.base_odds <= 0 or self.pdo <= 0 or self.min_score > self.max_score:
+            raise PlanError("the score scaling needs base odds > 0, points to double the odds "
+                            f"> 0 and min score <= max score, not {numbers}")
+
     def score(self, pd_: np.ndarray) -> np.ndarray:
         p = np.clip(np.asarray(pd_, dtype=float), 1e-9, 1 - 1e-9)
         raw = self.offset + self.factor * np.log((1 - p) / p)
         return np.clip(np.rint(raw), self.min_score, self.max_score).astype(int)
+
+
+def _threshold(value: Any) -> float:
+    """The High/Low threshold of a manifest: a finite PD inside [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not (math.isfinite(value) and 0 <= value <= 1):
+        raise PlanError(f"the model's High/Low threshold {value!r} is not a PD inside [0, 1]")
+    return float(value)
 
 
 class Scorer:
@@ -50,8 +74,11 @@ class Scorer:
         self.plan = plan
         self.manifest = manifest
         self.version: str = manifest["version"]
-        self.threshold = float(manifest["threshold"])
-        self.scaling = ScoreScaling(**manifest["score_scaling"])
+        self.threshold = _threshold(manifest.get("threshold"))
+        try:
+            self.scaling = ScoreScaling(**manifest["score_scaling"])
+        except (KeyError, TypeError) as exc:
+            raise PlanError(f"version {self.version}: no usable score scaling ({exc})") from exc
         self.fields: list[dict[str, Any]] = manifest["inputs"]
         self.rules: list[dict[str, Any]] = manifest["spec"].get("rules", [])
         self.n_reasons = n_reasons
@@ -64,7 +91,7 @@ class Scorer:
         )
 
     @classmethod
-    def load(cls, registry: Registry, version: str) -> Scorer:
+    def load(cls, registry: VersionFiles, version: str) -> Scorer:
         """The Scorer of a registry version: every file verified, the plan read as pure data."""
         manifest = registry.verify(version)
         names = [n for n in (PLAN_FILE, ARRAYS_FILE, BOOSTER_FILE) if n in manifest["files"]]

@@ -1,7 +1,11 @@
 """An application's fields: what each accepts, defined once, and validation of inputs.
 
 `Constraints` is the one definition of what a field accepts (type, bounds, whole numbers,
-categories, null). The validator here (one application, or a batch column by column), the
+categories, null). Text is checked here too (`text_error`): a lone UTF-16 surrogate, a
+control character (NUL...), a bidirectional control mark or an over-long string is refused with
+a message naming the field; a category matches in Unicode normal form NFC, so a canonically
+equivalent spelling (e.g. decomposed accents from a browser) is the category as the model spells
+it. The validator here (one application, or a batch column by column), the
 API's pydantic/OpenAPI schema (`credit_risk.scoring.request`) and the raw-table GX suites
 (`credit_risk.validation.suites`) all derive from it. A published model's input fields (its
 manifest's ``inputs``) carry the same keys, so a version stays self-describing.
@@ -10,9 +14,11 @@ manifest's ``inputs``) carry the same keys, so a version stays self-describing.
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
 from pydantic import BeforeValidator, Field
@@ -20,11 +26,38 @@ from pydantic import BeforeValidator, Field
 from credit_risk.spec.dataset import Column, DatasetSpec, Role
 from credit_risk.spec.expressions import parse_expression
 
-if TYPE_CHECKING:
-    from credit_risk.pipeline.features import FeatureTransformer
-
 Kind = Literal["number", "integer", "category"]
 _NUMBER_TYPES = frozenset({int, float})
+MAX_TEXT_CHARS = 200  # a category value longer than this (and than every category) is refused
+# Lone UTF-16 surrogates (also bytes that were not UTF-8, read with surrogateescape), C0 and C1
+# control characters, and the bidirectional controls (Trojan Source marks).
+ODD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                       "\ud800-\udfff]")
+
+
+def text_error(text: str, max_chars: int = MAX_TEXT_CHARS) -> str | None:
+    """Why a text value is refused (over-long, lone surrogate, control or bidi mark), or None."""
+    if len(text) > max_chars:
+        return f"must be at most {max_chars} characters"
+    odd = ODD_CHARS.search(text)
+    if odd is None:
+        return None
+    char = odd.group()
+    code = f"U+{ord(char):04X}"
+    if "\ud800" <= char <= "\udfff":
+        return f"must be valid UTF-8 text ({code}: a lone surrogate, or a byte that is not UTF-8)"
+    if unicodedata.category(char) == "Cc":
+        return "must not contain control characters"  # such as NUL, a newline, a tab
+    return f"must not contain bidirectional control marks ({code})"
+
+
+def shown(text: str) -> str:
+    """`text` with the characters `text_error` refuses written as \\uXXXX: safe to echo."""
+    return ODD_CHARS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +109,30 @@ class Constraints:
     # -- checking values ----------------------------------------------------------------
     def error(self, value: Any) -> str | None:
         """Why one value is refused, or None."""
+        return self.clean(value)[1]
+
+    def clean(self, value: Any) -> tuple[Any, str | None]:
+        """(the value as scored, None) or (None, why it is refused). A category sent in another
+        Unicode normal form than the model's spelling is that category."""
+        if self.type == "category" and value is not None:
+            if value in self.categories:
+                return value, None
+            if not isinstance(value, str):
+                return None, "must be a string"
+            why = text_error(value, max(MAX_TEXT_CHARS, *map(len, self.categories)))
+            if why:
+                return None, why
+            canonical = nfc(value)
+            for category in self.categories:
+                if nfc(category) == canonical:
+                    return category, None
+            return None, f"must be one of: {', '.join(self.categories)}"
+        why = self._number_error(value)
+        return (None, why) if why else (value, None)
+
+    def _number_error(self, value: Any) -> str | None:
         if value is None:
             return None if self.nullable else "must not be null"
-        if self.type == "category":
-            if not isinstance(value, str):
-                return "must be a string"
-            if value not in self.categories:
-                return f"must be one of: {', '.join(self.categories)}"
-            return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             return "must be a number"
         try:
@@ -145,7 +194,18 @@ def _a_number(value: Any) -> Any:
     return value
 
 
-def input_fields(spec: DatasetSpec, features: FeatureTransformer) -> list[dict[str, Any]]:
+class FittedFeatures(Protocol):
+    """What `input_fields` reads of a fitted feature transformer: defaults and categories."""
+
+    @property
+    def medians_(self) -> Mapping[str, float]: ...
+    @property
+    def modes_(self) -> Mapping[str, Any]: ...
+    @property
+    def categories_(self) -> Mapping[str, Sequence[str]]: ...
+
+
+def input_fields(spec: DatasetSpec, features: FittedFeatures) -> list[dict[str, Any]]:
     """One entry per field an application carries: its constraints, label, unit, default."""
     fields = []
     for name in spec.input_columns():
@@ -185,17 +245,29 @@ def constraints_of(fields: Sequence[Mapping[str, Any]]) -> tuple[Constraints, ..
     return compiled
 
 
-def check_rules(rules: Sequence[Mapping[str, Any]], values: Mapping[str, Any]) -> dict[str, str]:
-    """The spec's cross-field rules on one application's valid values: {field: why}."""
-    errors: dict[str, str] = {}
+def rule_violations(rules: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
+                    ) -> list[dict[str, str]]:
+    """The spec's cross-field rules on valid applications, column by column: per application,
+    {field: why} of each rule it breaks. A missing (None) value breaks none: it is imputed."""
+    out: list[dict[str, str]] = [{} for _ in items]
     for rule in rules:
         expr = parse_expression(rule["check"])
-        if any(values.get(n) is None for n in expr.names):
-            continue  # a missing value is imputed; there is nothing to contradict
-        if not bool(expr.evaluate(values)):
-            field = rule.get("field") or expr.names[0]
-            errors.setdefault(field, rule.get("message") or f"must satisfy {rule['check']}")
-    return errors
+        env = {n: np.array([item.get(n) for item in items], dtype=float) for n in expr.names}
+        missing = np.zeros(len(items), dtype=bool)
+        for x in env.values():
+            missing |= np.isnan(x)
+        with np.errstate(invalid="ignore"):
+            holds = np.broadcast_to(expr.evaluate(env), (len(items),))
+        field = rule.get("field") or expr.names[0]
+        why = rule.get("message") or f"must satisfy {rule['check']}"
+        for i in np.flatnonzero(~(holds | missing)).tolist():
+            out[i].setdefault(field, why)
+    return out
+
+
+def check_rules(rules: Sequence[Mapping[str, Any]], values: Mapping[str, Any]) -> dict[str, str]:
+    """The spec's cross-field rules on one application's valid values: {field: why}."""
+    return rule_violations(rules, [values])[0] if rules else {}
 
 
 def validate_application(
@@ -213,8 +285,7 @@ def validate_application(
         if name not in data:
             errors[name] = "is required"
             continue
-        value = data[name]
-        error = constraints.error(value)
+        value, error = constraints.clean(data[name])
         if error:
             errors[name] = error
         else:

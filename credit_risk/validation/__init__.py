@@ -1,5 +1,6 @@
-"""Data validation gate: Great Expectations suites on a run's raw tables, their references
-and the feature table; a JSON result and Data Docs per run; blocking failures stop the run.
+"""Data validation gate: Great Expectations suites on a dataset's raw tables, their references
+and the feature table; a JSON result and Data Docs in a local folder; blocking failures stop
+the run. The pipeline supplies the tables, the feature table builder and the run's folders.
 """
 
 from __future__ import annotations
@@ -8,9 +9,9 @@ import dataclasses
 import json
 import logging
 import shutil
-import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ from typing import Any
 import pandas as pd
 
 from credit_risk.config import Settings
-from credit_risk.pipeline.run_paths import RunPaths, download_dir, is_url, upload_dir
 from credit_risk.spec.dataset import DatasetSpec
 from credit_risk.validation.report import (
     DataValidationError,
@@ -38,16 +38,18 @@ from credit_risk.validation.suites import (
     load_overrides,
 )
 
-__all__ = ["DataValidationError", "Report", "Suites", "Check", "Overrides", "build_suites",
-           "load_overrides", "suites_for", "validate_frames", "validate_snapshot",
-           "resolve_gx_dir", "read_tables", "export_suites", "published_files", "RESULT_FILE",
-           "DOCS_DIR"]
+__all__ = ["DataValidationError", "Report", "Suites", "Check", "Overrides", "FeatureBuilder",
+           "build_suites", "load_overrides", "suites_for", "validate_frames", "resolve_gx_dir",
+           "export_suites", "published_files", "RESULT_FILE", "DOCS_DIR"]
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RESULT_FILE = "validation.json"
 DOCS_DIR = "data_docs"
 RESULTS_DIR = "gx_results"
+
+# Builds the model's input matrix (a named frame) from a dataset's tables: the pipeline's.
+FeatureBuilder = Callable[[DatasetSpec, dict[str, pd.DataFrame]], pd.DataFrame]
 
 
 def resolve_gx_dir(gx_dir: Path) -> Path | None:
@@ -61,11 +63,11 @@ def resolve_gx_dir(gx_dir: Path) -> Path | None:
 
 def suites_for(spec: DatasetSpec, settings: Settings) -> Suites:
     """The dataset's suites: derived from the spec, tightened by overrides and settings."""
-    overrides = load_overrides(resolve_gx_dir(settings.gx_dir), spec.name)
+    overrides = load_overrides(resolve_gx_dir(settings.validation.gx_dir), spec.name)
     return build_suites(
-        spec, overrides, min_rows=settings.validation_min_rows,
-        max_rows=settings.validation_max_rows, null_warning=settings.validation_null_warning,
-        severity=dict(settings.validation_severity), strict=settings.validation_strict)
+        spec, overrides, min_rows=settings.validation.min_rows,
+        max_rows=settings.validation.max_rows, null_warning=settings.validation.null_warning,
+        severity=dict(settings.validation.severity), strict=settings.validation.strict)
 
 
 def reference_frame(ref: Reference, frames: dict[str, pd.DataFrame]) -> pd.DataFrame | None:
@@ -75,16 +77,6 @@ def reference_frame(ref: Reference, frames: dict[str, pd.DataFrame]) -> pd.DataF
         return None
     keys = child[ref.key]
     return pd.DataFrame({ref.key: keys, ref.parent_column: keys.where(keys.isin(parent[ref.key]))})
-
-
-def feature_frame(spec: DatasetSpec, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The model's input matrix (one fitted FeatureTransformer), as a named frame."""
-    from credit_risk.pipeline.features import FeatureTransformer
-    from credit_risk.pipeline.ingest import assemble
-
-    X = assemble(spec, frames).drop(columns=[spec.target.column], errors="ignore")
-    transformer = FeatureTransformer(spec).fit(X)
-    return pd.DataFrame(transformer.transform(X), columns=transformer.feature_names_out_)
 
 
 def _statistics(result: Any) -> dict[str, Any]:
@@ -98,8 +90,8 @@ def _blocking(found: list[Outcome]) -> bool:
 
 
 def _run_batches(spec: DatasetSpec, suites: Suites, frames: dict[str, pd.DataFrame],
-                 checkpoints: dict[str, Any]) -> tuple[dict[str, Any], list[Outcome],
-                                                        dict[str, str]]:
+                 checkpoints: dict[str, Any], features: FeatureBuilder
+                 ) -> tuple[dict[str, Any], list[Outcome], dict[str, str]]:
     """Raw tables, then references, then the feature table: GX results, failures, not run."""
     from credit_risk.validation import gx_run
 
@@ -120,7 +112,7 @@ def _run_batches(spec: DatasetSpec, suites: Suites, frames: dict[str, pd.DataFra
         else:
             run(ref.batch, frame)
     try:
-        features = feature_frame(spec, frames)
+        table = features(spec, frames)
     except (KeyError, ValueError, TypeError) as exc:
         if _blocking(found):
             skipped[FEATURES] = f"the feature table cannot be built from these tables: {exc}"
@@ -129,13 +121,15 @@ def _run_batches(spec: DatasetSpec, suites: Suites, frames: dict[str, pd.DataFra
                                  "a feature table", "blocking", "spec",
                                  f"it cannot be built: {exc}", evaluated=False))
     else:
-        run(FEATURES, features, {"base_rows": len(frames[spec.base])})
+        run(FEATURES, table, {"base_rows": len(frames[spec.base])})
     return results, found, skipped
 
 
 def validate_frames(spec: DatasetSpec, frames: dict[str, pd.DataFrame], out_dir: Path,
-                    settings: Settings, info: dict[str, Any] | None = None) -> Report:
-    """Validate the tables of a dataset; write the result and Data Docs to out_dir."""
+                    settings: Settings, info: dict[str, Any] | None = None, *,
+                    features: FeatureBuilder) -> Report:
+    """Validate the tables of a dataset and the feature table `features` builds from them;
+    write the result and Data Docs to the local folder out_dir."""
     from credit_risk.validation import gx_run
 
     started = time.perf_counter()
@@ -148,7 +142,7 @@ def validate_frames(spec: DatasetSpec, frames: dict[str, pd.DataFrame], out_dir:
     try:
         context = gx_run.ephemeral_context(work / DOCS_DIR)
         checkpoints = gx_run.register(context, suites)
-        results, found, skipped = _run_batches(spec, suites, frames, checkpoints)
+        results, found, skipped = _run_batches(spec, suites, frames, checkpoints, features)
         docs = gx_run.build_docs(context, work / DOCS_DIR)
         report = Report(
             dataset=spec.name,
@@ -211,52 +205,22 @@ def _gx_version() -> str:
     return version("great-expectations")
 
 
-def validate_snapshot(spec: DatasetSpec, snapshot: Path | str, settings: Settings,
-                      out_dir: Path | None = None) -> Report:
-    """Validate a run's snapshot; the result goes to <run>/validation/ unless out_dir says.
-    A run folder on an object store: GX writes into a local temporary folder, which is then
-    uploaded to <run>/validation/ (the report's path and docs are URLs then)."""
-    from credit_risk.pipeline.ingest import load_snapshot
+def published_files(folder: Path, run: Path | str) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """A run's passing validation result and its Data Docs (zipped), read from its local
+    validation folder, for the registry, and a summary for the manifest; refuse a run without
+    a passing result."""
+    import tempfile
 
-    manifest, frames = load_snapshot(snapshot)
-    info = {"snapshot": str(snapshot), "data_fingerprint": manifest["fingerprint"],
-            "tables": {n: t["rows"] for n, t in manifest["tables"].items()}}
-    target = out_dir or RunPaths.of(snapshot).validation
-    if not is_url(target):
-        return validate_frames(spec, frames, Path(target), settings, info)
-    url = str(target)
-    with tempfile.TemporaryDirectory(prefix="credit-risk-validation-") as tmp:
-        local = Path(tmp) / "validation"
-        report = validate_frames(spec, frames, local, settings, info)
-        upload_dir(local, url)
-    docs = f"{url}/{Path(report.docs).relative_to(local).as_posix()}" if report.docs else None
-    return dataclasses.replace(report, path=f"{url}/{RESULT_FILE}", docs=docs)
-
-
-def published_files(run: Path | str) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """The run's passing validation result and its Data Docs (zipped) for the registry,
-    and a summary for the manifest; refuse a run without a passing result. A run folder on
-    an object store: its validation folder is read from a local copy."""
-    if is_url(run):
-        with tempfile.TemporaryDirectory(prefix="credit-risk-validation-") as tmp:
-            download_dir(str(RunPaths(str(run)).validation), Path(tmp) / "run" / "validation")
-            files, summary = _published_files(Path(tmp) / "run", run)
-        return files, summary
-    return _published_files(Path(run), run)
-
-
-def _published_files(run: Path, name: Path | str) -> tuple[dict[str, bytes], dict[str, Any]]:
     from credit_risk.validation.gx_run import zip_dir
 
-    folder = RunPaths(run).validation
     path = folder / RESULT_FILE
     if not path.is_file():
-        shown = path if isinstance(name, Path) else f"{name}/validation/{RESULT_FILE}"
-        raise DataValidationError(f"run {name} has no validation result ({shown}): validate "
+        shown = path if isinstance(run, Path) else f"{run}/validation/{RESULT_FILE}"
+        raise DataValidationError(f"run {run} has no validation result ({shown}): validate "
                                   "first")
     result = json.loads(path.read_text())
     if not result["success"]:
-        raise DataValidationError(f"run {name} failed data validation: {result['summary']}")
+        raise DataValidationError(f"run {run} failed data validation: {result['summary']}")
     files = {RESULT_FILE: path.read_bytes()}
     if (folder / DOCS_DIR).is_dir():
         with tempfile.TemporaryDirectory() as tmp:
@@ -267,23 +231,10 @@ def _published_files(run: Path, name: Path | str) -> tuple[dict[str, bytes], dic
     return files, summary
 
 
-def read_tables(spec: DatasetSpec, data_dir: Path) -> dict[str, pd.DataFrame]:
-    """The spec's source tables from DATA_DIR/<dataset>/ or, failing that, from data_dir."""
-    from credit_risk.pipeline.ingest import read_table, source_url
-
-    first = next(iter(spec.tables.values()))
-    if (isinstance(first.source, str) and not Path(source_url(first, spec, data_dir)).exists()
-            and (data_dir / first.source).exists()):
-        tables = {n: t.model_copy(update={"source": str((data_dir / t.source).resolve())})
-                  if isinstance(t.source, str) else t for n, t in spec.tables.items()}
-        spec = spec.model_copy(update={"tables": tables})
-    return {name: read_table(table, spec, data_dir) for name, table in spec.tables.items()}
-
-
 def export_suites(spec: DatasetSpec, settings: Settings) -> tuple[Path, list[str]]:
     """Write the spec's suites (without run-time severity settings) into the GX folder."""
     from credit_risk.validation.gx_run import export_file_context
 
-    root = resolve_gx_dir(settings.gx_dir) or settings.gx_dir
+    root = resolve_gx_dir(settings.validation.gx_dir) or settings.validation.gx_dir
     plain = settings.model_copy(update={"validation_severity": {}, "validation_strict": False})
     return root, export_file_context(suites_for(spec, plain), root)

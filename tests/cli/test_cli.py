@@ -22,8 +22,8 @@ def two_versions(env, trained_copy, monkeypatch):
     """The trained fixture's registry (a copy) with a second version, a republished twin:
     what promote, rollback and history need, without training twice."""
     settings, version = trained_copy
-    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", settings.registry_url)
-    return version, republish(Registry(settings.registry_url), version)
+    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", settings.registry.url)
+    return version, republish(Registry(settings.registry.url), version)
 
 
 def test_generate_train_list_show_predict(env, capsys):
@@ -45,7 +45,7 @@ def test_generate_train_list_show_predict(env, capsys):
     # predict: the joined application columns in, PD columns out; a bad row gets an error.
     import pandas as pd
 
-    from credit_risk.pipeline import synthetic
+    from credit_risk.datasets import synthetic
     from credit_risk.pipeline.ingest import assemble
     from credit_risk.spec.dataset import load_spec
 
@@ -63,9 +63,9 @@ def test_generate_train_list_show_predict(env, capsys):
     assert "raises the risk" in " ".join(r["reasons"] for r in rows)
     assert rows[5]["warnings"].startswith("bank_balance_at_application outside the training")
     # Every scored row is a logged decision (the monitoring DAG reads them).
-    from credit_risk.registry.decisions import DecisionLog
+    from credit_risk.records.backends import decision_log_at
 
-    logged = DecisionLog(env / "decisions.jsonl").read()
+    logged = decision_log_at(env / "decisions.jsonl").read()
     assert len(logged) == 19 and logged[0]["model_version"] == version
     assert [w["field"] for w in logged[4]["warnings"]] == ["bank_balance_at_application"]
 

@@ -16,9 +16,9 @@ from credit_risk.registry.store import Registry
 @pytest.fixture
 def env(trained, tmp_path, monkeypatch):
     settings, version = trained
-    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", str(settings.registry_url))
+    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", str(settings.registry.url))
     monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", str(tmp_path / "decisions.jsonl"))
-    fields = Registry(settings.registry_url).manifest(version)["inputs"]
+    fields = Registry(settings.registry.url).manifest(version)["inputs"]
     return tmp_path, version, fields
 
 
@@ -119,7 +119,7 @@ def test_invalid_settings_are_a_user_error(monkeypatch, capsys):
     monkeypatch.setenv("CREDIT_RISK_N_CUSTOMERS", "many")
     assert main(["models", "list"]) == 1
     err = capsys.readouterr().err
-    assert "invalid configuration" in err and "n_customers" in err
+    assert "invalid configuration" in err and "CREDIT_RISK_N_CUSTOMERS" in err
 
 
 def test_an_unknown_model_is_a_user_error_before_any_work(tmp_path, monkeypatch, capsys):
@@ -139,10 +139,79 @@ def test_serving_commands_load_no_training_stack(env):
         "from credit_risk.cli import main\n"
         f"assert main(['predict', {str(tmp / 'in.csv')!r}, '-o', {str(tmp / 'o.csv')!r}]) == 0\n"
         "assert main(['models', 'list']) == 0\n"
-        "heavy = ('credit_risk.pipeline', 'credit_risk.validation', 'credit_risk.ui',\n"
+        "heavy = ('credit_risk.pipeline', 'credit_risk.validation', 'credit_risk_ui',\n"
         "         'imblearn', 'airflow', 'great_expectations', 'evidently', 'matplotlib',\n"
         "         'markdown_it')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          cwd=tmp, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_odd_text_is_a_bad_row_reported_by_number_never_a_crash(env, capsys):
+    """A byte that is not UTF-8, NUL, a bidi mark, an over-long value, other scripts' digits,
+    an application id in another normal form: each row gets its error and is listed on stderr
+    by number; the good rows are scored; the input's bytes come back unchanged."""
+    tmp, version, fields = env
+    names = [f["name"] for f in fields]
+    category = next(i for i, f in enumerate(fields) if f["type"] == "category")
+    numeric = next(i for i, f in enumerate(fields) if f["type"] != "category")
+    good = _typical(fields)
+
+    def row(ref, index=None, value=None, loan_id="L1"):
+        cells = [*good]
+        if index is not None:
+            cells[index] = value
+        return [ref, loan_id, *cells]
+
+    rows = [row("good"), row("bidi", category, "\u202e" + good[category]),
+            row("nul", category, good[category] + "\x00"), row("long", category, "x" * 5000),
+            row("digits", numeric, "\u0663"), row("good2"), row("id", loan_id="Cafe\u0301"),
+            row("id-bidi", loan_id="L\u2067")]
+    lines = [",".join(["ref", "loan_id", *names])] + [
+        ",".join(f'"{c}"' for c in r) for r in rows]
+    data = "\n".join(lines).encode() + b'\n"bytes\xff",L9,' + ",".join(good).encode() + b"\n"
+    data += b"good3,L10," + ",".join(good).encode().replace(good[category].encode(), b"\xff", 1)
+    data += b"\n"
+    (tmp / "in.csv").write_bytes(data)
+    assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "out.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+
+    with (tmp / "out.csv").open(newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        out = list(csv.DictReader(fh))
+    errors = {r["ref"]: r["error"] for r in out}
+    assert errors["good"] == errors["good2"] == errors["bytes\udcff"] == ""
+    assert out[0]["probability_of_default"] and out[5]["probability_of_default"]
+    c, n = names[category], names[numeric]
+    assert errors["bidi"] == f"{c} must not contain bidirectional control marks (U+202E)"
+    assert errors["nul"] == f"{c} must not contain control characters"
+    assert errors["long"] == f"{c} must be at most 200 characters"
+    assert errors["digits"] == f"{n} must be a number"
+    assert errors["id"] == "loan_id must be in Unicode normal form NFC (composed characters)"
+    assert errors["id-bidi"] == "loan_id must not contain bidirectional control marks (U+2067)"
+    assert errors["good3"].startswith(f"{c} must be valid UTF-8 text (U+DCFF")
+    for number, ref in enumerate([r["ref"] for r in out], start=1):
+        assert (f"row {number}: " in err) == bool(errors[ref]), (number, ref, err)
+    assert (tmp / "out.csv").read_bytes().splitlines()[9].startswith(b'bytes\xff,L9,')
+    logged = [json.loads(x) for x in (tmp / "decisions.jsonl").read_text().splitlines()]
+    assert [d["inputs"]["application_id"] for d in logged] == ["L1", "L1", "L9"]
+
+
+def test_odd_text_to_stdout_keeps_the_input_bytes(env, capfdbinary):
+    tmp, _, fields = env
+    good = ",".join(_typical(fields)).encode()
+    (tmp / "in.csv").write_bytes(b"ref," + ",".join(f["name"] for f in fields).encode()
+                                 + b"\n\xfe\xff," + good + b"\n")
+    assert main(["predict", str(tmp / "in.csv")]) == 0
+    out = capfdbinary.readouterr().out
+    assert out.splitlines()[1].startswith(b"\xfe\xff," + good)
+
+
+def test_a_cell_beyond_the_csv_limit_names_its_line(env, capsys):
+    tmp, _, fields = env
+    (tmp / "in.csv").write_text(",".join(f["name"] for f in fields) + "\n"
+                                + ",".join(_typical(fields)) + "\n" + "x" * 200_000 + "\n")
+    assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "out.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "line 3: not a valid CSV file" in err and "Traceback" not in err

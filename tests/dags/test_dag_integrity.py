@@ -1,5 +1,6 @@
 """DAG files import cleanly, carry tags and retries, and do no heavy work at import time."""
 
+import ast
 import subprocess
 import sys
 
@@ -45,3 +46,30 @@ def test_ruff_airflow_rules_pass():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "--select", "AIR", str(DAGS)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+DAG_FILES = [*sorted(DAGS.glob("credit_risk_*.py")),
+             *sorted((DAGS.parent / "benchmarks" / "distributed").glob("credit_risk_*.py"))]
+
+
+def _task_bodies(path):
+    """(name, statements without the docstring) of every @task function of a DAG file."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef) and any(
+                "task" in ast.unparse(d).split("(")[0].split(".") for d in node.decorator_list):
+            body = node.body[1:] if ast.get_docstring(node) else node.body
+            yield node.name, body
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_task_bodies_only_call_into_the_library(path):
+    """Each @task reads what Airflow gives it and returns a call (or its input): no logic."""
+    bodies = dict(_task_bodies(path))
+    assert len(bodies) >= 8, bodies.keys()
+    for name, body in bodies.items():
+        assert isinstance(body[-1], ast.Return), name
+        assert len(body) <= 3, name
+        for statement in body:
+            assert isinstance(statement, ast.Return | ast.Assign | ast.ImportFrom), name
+            assert not any(isinstance(n, ast.For | ast.While | ast.If | ast.Try | ast.With)
+                           for n in ast.walk(statement)), name

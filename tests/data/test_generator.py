@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk.pipeline import synthetic
+from credit_risk.datasets import synthetic
 
 
 def test_seeded_and_reproducible():
@@ -65,7 +65,7 @@ def test_a_missing_source_file_is_an_error_naming_it(tmp_path, missing):
     from credit_risk.registry.store import Registry
 
     settings = _settings(tmp_path)
-    folder = settings.data_dir / "lauki_synthetic"
+    folder = settings.data.dir / "lauki_synthetic"
     synthetic.write(synthetic.generate(500, seed=3), folder)
     (folder / f"{missing}.csv").unlink()
     before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
@@ -76,8 +76,8 @@ def test_a_missing_source_file_is_an_error_naming_it(tmp_path, missing):
         pipeline.run_all(settings, "run-2")
     # Nothing regenerated, nothing snapshotted, nothing published.
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
-    assert not list(settings.runs_dir.glob("*/raw/snapshot.json"))
-    assert Registry(settings.registry_url).versions() == []
+    assert not list(settings.data.runs_dir.glob("*/raw/snapshot.json"))
+    assert Registry(settings.registry.url).versions() == []
 
 
 def test_every_missing_source_of_any_spec_is_named(tmp_path):

@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from credit_risk.datasets import synthetic
 from credit_risk.errors import CreditRiskError
-from credit_risk.pipeline import synthetic
 from credit_risk.pipeline.ingest import (
     IngestError,
     ingest,

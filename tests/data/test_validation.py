@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from credit_risk.datasets import synthetic
 from credit_risk.pipeline import steps as pipeline
-from credit_risk.pipeline import synthetic
+from credit_risk.pipeline.validate import validate_tables
 from credit_risk.registry.store import Registry
 from credit_risk.spec.dataset import load_spec
 from credit_risk.validation import (
@@ -23,7 +24,6 @@ from credit_risk.validation import (
     build_suites,
     load_overrides,
     suites_for,
-    validate_frames,
 )
 from credit_risk.validation.suites import derived_range
 from tests.conftest import ROOT, small_settings
@@ -151,7 +151,7 @@ def _validate(tables, base: Path, faults) -> Report:
     for fault in faults:
         FAULTS[fault][0](bad)
     name = "_".join(faults).replace(" ", "_")
-    return validate_frames(load_spec("lauki_synthetic"), bad, base / name / "validation",
+    return validate_tables(load_spec("lauki_synthetic"), bad, base / name / "validation",
                            _settings(base, name))
 
 
@@ -198,7 +198,7 @@ def test_a_bad_batch_stops_the_run_at_the_gate(tables, base):
     settings = _settings(base, "run")
     bad = _copy(tables)
     utilisation_150(bad)
-    synthetic.write(bad, settings.data_dir / "lauki_synthetic")
+    synthetic.write(bad, settings.data.dir / "lauki_synthetic")
 
     with pytest.raises(DataValidationError) as info:
         pipeline.run_all(settings, "bad-run")
@@ -206,9 +206,9 @@ def test_a_bad_batch_stops_the_run_at_the_gate(tables, base):
     assert message.startswith("data validation failed for dataset 'lauki_synthetic': "
                               "1 blocking expectation failed")
     assert FAULTS["utilisation 150"][2][0] in message
-    run = settings.runs_dir / "bad-run"
+    run = settings.data.runs_dir / "bad-run"
     assert not (run / "split").exists() and not (run / "candidates").exists()
-    assert Registry(settings.registry_url).versions() == []
+    assert Registry(settings.registry.url).versions() == []
     result = json.loads((run / "validation" / "validation.json").read_text())
     assert result["success"] is False
     assert [f["id"] for f in result["blocking_failures"]] == [
@@ -218,7 +218,7 @@ def test_a_bad_batch_stops_the_run_at_the_gate(tables, base):
 
 def test_good_batch_passes_and_writes_result_and_data_docs(tables, base):
     settings = _settings(base, "good")
-    synthetic.write(tables, settings.data_dir / "lauki_synthetic")
+    synthetic.write(tables, settings.data.dir / "lauki_synthetic")
     snapshot = pipeline.ingest_step(settings, "good-run")
     path = Path(pipeline.validate_step(settings, snapshot))
     result = json.loads(path.read_text())
@@ -243,7 +243,7 @@ def test_warning_is_recorded_but_does_not_stop(tables, base):
     t = _copy(tables)
     t["customers"].loc[:20, "residence_type"] = None
     settings = _settings(base, "warning")
-    report = validate_frames(load_spec("lauki_synthetic"), t, base / "warning" / "v", settings)
+    report = validate_tables(load_spec("lauki_synthetic"), t, base / "warning" / "v", settings)
     assert report.success
     assert [w.id for w in report.warnings] == ["customers.residence_type.nulls_warning"]
     stored = json.loads(report.path.read_text())
@@ -253,7 +253,7 @@ def test_warning_is_recorded_but_does_not_stop(tables, base):
     # Severity is configurable: by check-id pattern in the settings (or the overrides file).
     by_id = settings.model_copy(
         update={"validation_severity": {"customers.residence_type.nulls_*": "blocking"}})
-    report = validate_frames(load_spec("lauki_synthetic"), t, base / "warning" / "b", by_id)
+    report = validate_tables(load_spec("lauki_synthetic"), t, base / "warning" / "b", by_id)
     assert [f.id for f in report.failures] == ["customers.residence_type.nulls_warning"]
 
 
@@ -273,7 +273,7 @@ def test_more_blocking_checks_in_one_batch(tables, base):
     t["bureau"].loc[4, ["delinquent_months", "total_loan_months"]] = [50, 10]
     balance = t["loans"]["bank_balance_at_application"].astype(float)
     t["loans"]["bank_balance_at_application"] = balance.where(balance.index != 6, np.inf)
-    report = validate_frames(load_spec("lauki_synthetic"), t, base / "more" / "v",
+    report = validate_tables(load_spec("lauki_synthetic"), t, base / "more" / "v",
                              _settings(base, "more"))
     message = report.message()
     n = t["customers"]["residence_type"].isna().sum()
@@ -358,7 +358,7 @@ def test_committed_checkpoint_runs_in_the_file_context(tables):
 
 def test_published_version_carries_the_passing_validation(trained):
     settings, version = trained
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     manifest = registry.verify(version)
     assert manifest["validation"]["success"] is True
     result = json.loads(registry.read_file(version, "validation.json"))
@@ -402,7 +402,7 @@ def test_great_expectations_leaves_the_callers_frames_alone(tables, base):
     import pandas as pd
 
     before = _copy(tables)
-    validate_frames(load_spec("lauki_synthetic"), tables, base / "cow" / "v",
+    validate_tables(load_spec("lauki_synthetic"), tables, base / "cow" / "v",
                     _settings(base, "cow"))
     for name, df in tables.items():
         pd.testing.assert_frame_equal(df, before[name])

@@ -132,7 +132,7 @@ def host(trained, tmp_path):
     the model registry (read-only into the containers). Removes what the deploys started."""
     settings, _ = trained
     registry = tmp_path / "registry"
-    shutil.copytree(settings.registry_url, registry)
+    shutil.copytree(settings.registry.url, registry)
     for path in [registry, *registry.rglob("*")]:  # the app runs as uid 10001
         path.chmod(path.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if path.is_dir() else 0))
     env_file = tmp_path / "serving.env"

@@ -25,6 +25,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
+from credit_risk.pipeline.run_paths import RunPaths
 from tests.conftest import small_settings
 from tests.e2e import celery_cluster as harness
 
@@ -59,12 +60,12 @@ def broker():
 def _settings_env(settings, models: list[str]) -> dict[str, str]:
     """The project's settings as the CREDIT_RISK_* environment every Airflow process gets."""
     return {
-        "CREDIT_RISK_DATA_DIR": str(settings.data_dir),
-        "CREDIT_RISK_RUNS_DIR": str(settings.runs_dir),
-        "CREDIT_RISK_REGISTRY_URL": str(settings.registry_url),
+        "CREDIT_RISK_DATA_DIR": str(settings.data.dir),
+        "CREDIT_RISK_RUNS_DIR": str(settings.data.runs_dir),
+        "CREDIT_RISK_REGISTRY_URL": str(settings.registry.url),
         "CREDIT_RISK_GX_DIR": str(ROOT / "great_expectations"),
-        "CREDIT_RISK_DECISION_LOG": str(settings.decision_log),
-        "CREDIT_RISK_N_CUSTOMERS": str(settings.n_customers),
+        "CREDIT_RISK_DECISION_LOG": str(settings.decisions.url),
+        "CREDIT_RISK_N_CUSTOMERS": str(settings.data.n_customers),
         "CREDIT_RISK_MODELS": json.dumps(models),
         "CREDIT_RISK_SEARCH_ITERATIONS": "1",
         "CREDIT_RISK_CV_FOLDS": "2",
@@ -98,7 +99,7 @@ def cluster(metadata_db, broker, store, tmp_path):
 
     # The source tables first: ingest reads them, it never generates data.
     generate = subprocess.run([str(Path(sys.executable).parent / "credit-risk"), "generate-data",
-                               "--customers", str(settings.n_customers)],
+                               "--customers", str(settings.data.n_customers)],
                               env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert generate.returncode == 0, generate.stderr[-3000:]
     workers = {f"credit-risk-test-{secrets.token_hex(3)}@%h": 2}
@@ -140,7 +141,7 @@ def test_training_dag_runs_on_celery_workers_and_its_model_serves(cluster):
                    f"?map_index={map_index}")
         assert status == 200, (task_id, entry)
         xcom[task_id, map_index] = entry["value"]
-    runs = f"{settings.run_dir(run_id)}/"
+    runs = f"{RunPaths.for_run(settings, run_id).root}/"
     assert runs.startswith("s3://")
     assert {k: v for k, v in xcom.items() if isinstance(v, str) and k[0] != "publish"} == {
         ("ingest", -1): f"{runs}raw/snapshot.json",
@@ -149,16 +150,16 @@ def test_training_dag_runs_on_celery_workers_and_its_model_serves(cluster):
         ("train", 0): f"{runs}candidates/logistic_regression.joblib",
         ("train", 1): f"{runs}candidates/xgboost.joblib"}
     # Nothing was written to local folders but the source tables and Airflow's own.
-    assert sorted(p.name for p in settings.data_dir.parent.iterdir()) == ["airflow-home", "data"]
+    assert sorted(p.name for p in settings.data.dir.parent.iterdir()) == ["airflow-home", "data"]
 
     # The model was published to the registry, and serving pointed at it scores with it.
     from credit_risk.registry.store import Registry
     from serving import create_app
 
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     champion = registry.alias_version("champion")
     assert champion and registry.versions() == [champion] and xcom["publish", -1] == champion
-    fs, root = fsspec.core.url_to_fs(settings.registry_url)
+    fs, root = fsspec.core.url_to_fs(settings.registry.url)
     assert fs.protocol[0] == "s3" and fs.isfile(f"{root}/models/{champion}/manifest.json")
     manifest = registry.verify(champion)
     assert {r["model"] for r in manifest["comparison"]} == set(MODELS)

@@ -20,12 +20,12 @@ def airflow_db():
 
 def _setup(trained, tmp_path, monkeypatch):
     settings, _ = trained
-    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    shutil.copytree(settings.registry.url, tmp_path / "reg")
     settings = settings.model_copy(update={"registry_url": str(tmp_path / "reg"),
                                            "runs_dir": tmp_path / "runs",
                                            "decision_log": tmp_path / "decisions.jsonl"})
-    for key, value in {"REGISTRY_URL": settings.registry_url, "RUNS_DIR": settings.runs_dir,
-                       "DECISION_LOG": settings.decision_log}.items():
+    for key, value in {"REGISTRY_URL": settings.registry.url, "RUNS_DIR": settings.data.runs_dir,
+                       "DECISION_LOG": settings.decisions.url}.items():
         monkeypatch.setenv(f"CREDIT_RISK_{key}", str(value))
     return settings
 

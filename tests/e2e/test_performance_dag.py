@@ -17,7 +17,7 @@ from credit_risk.cli import main
 from credit_risk.cli.predict import read_csv
 from credit_risk.config import Settings
 from credit_risk.pipeline.run_paths import monitoring_dir
-from credit_risk.registry.decisions import DecisionLog, open_decision_log
+from credit_risk.records.backends import decision_log_at, open_decision_log
 from credit_risk.registry.store import Registry
 from credit_risk.scoring.decide import decide
 from credit_risk.scoring.scorer import Scorer
@@ -25,7 +25,7 @@ from credit_risk.spec.fields import validate_application
 from tests.e2e import test_monitoring_dag as monitoring
 from tests.e2e.test_monitoring_dag import _drift_events, _run, _setup
 from tests.model.test_performance import batch
-from tests.registry import test_decisions_pg as pg
+from tests.records import pg
 
 pytestmark = pytest.mark.slow
 pg_server, schema = pg.pg_server, pg.schema  # the decision log tests' fixtures
@@ -40,7 +40,7 @@ def log_matured_batch(settings: Settings, tmp_path, shift: bool, n: int = 3000) 
     """A generated batch decided 18 and 17 months ago: scored by the champion, recorded in the
     decision log (each with its application id), then dated to its decision day; its outcomes
     loaded with `credit-risk outcomes load`. The number of decisions."""
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     scorer = Scorer.load(registry, registry.alias_version("champion"))
     apps, outcomes = batch(tmp_path, n, 31 + shift, shift, (months_ago(18), months_ago(17)),
                            "S" if shift else "R")
@@ -73,7 +73,7 @@ def _cell(field: dict, cell: str):
 
 def _backdate(settings: Settings) -> None:
     """Each decision's time set to its request's day (batch-<day>), as if decided then."""
-    target = settings.decision_log
+    target = settings.decisions.url
     if isinstance(target, str):
         info = target.replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(info, autocommit=True) as conn:
@@ -99,7 +99,7 @@ def test_performance_task(airflow_db, trained, tmp_path, monkeypatch, request, s
         settings = settings.model_copy(update={"decision_log": url})
         assert main(["decisions", "migrate"]) == 0
     decided = log_matured_batch(settings, tmp_path, shift)
-    with DecisionLog(settings.decision_log) as dlog:
+    with decision_log_at(settings.decisions.url) as dlog:
         assert dlog.count() == decided and dlog.count(since=datetime.now(UTC)
                                                       - pd.DateOffset(months=12)) == 0
     before = _drift_events()

@@ -16,7 +16,7 @@ def test_a_run_with_relative_folders_publishes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = generate_data(small_settings(Path("var"), models=("logistic_regression",),
                                             n_customers=2000))
-    assert not settings.runs_dir.is_absolute()  # as the defaults are
+    assert not settings.data.runs_dir.is_absolute()  # as the defaults are
     version = pipeline.run_all(settings, "relative-run")
     assert Registry("var/registry").alias_version("champion") == version
     assert (tmp_path / "var" / "runs" / "relative-run" / "validation" / "validation.json").exists()

@@ -21,10 +21,10 @@ pytestmark = pytest.mark.slow
 def test_a_run_on_s3_publishes_and_keeps_every_step_in_its_folder(s3_url, tmp_path):
     settings = generate_data(small_settings(tmp_path, runs_dir=f"{s3_url}/runs",
                                             registry_url=f"{s3_url}/registry"))
-    assert settings.runs_dir == f"{s3_url}/runs"  # a URL, not a folded Path
+    assert settings.data.runs_dir == f"{s3_url}/runs"  # a URL, not a folded Path
     version = pipeline.run_all(settings, "s3-run")
 
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     assert registry.versions() == [version]
     assert registry.alias_version("champion") == version
     manifest = registry.verify(version)
@@ -56,12 +56,12 @@ def test_a_run_on_s3_publishes_and_keeps_every_step_in_its_folder(s3_url, tmp_pa
     # The same run again (a retried DAG run): the snapshot is kept, the version is not
     # published twice.
     assert pipeline.run_all(settings, "s3-run") == version
-    assert Registry(settings.registry_url).versions() == [version]
+    assert Registry(settings.registry.url).versions() == [version]
 
 
 def test_credit_risk_train_with_runs_on_s3(s3_url, tmp_path, monkeypatch, capsys):
     settings = generate_data(small_settings(tmp_path))
-    env = {"DATA_DIR": settings.data_dir, "RUNS_DIR": f"{s3_url}/runs",
+    env = {"DATA_DIR": settings.data.dir, "RUNS_DIR": f"{s3_url}/runs",
            "REGISTRY_URL": f"{s3_url}/registry", "N_CUSTOMERS": 3000, "SEARCH_ITERATIONS": 1,
            "CV_FOLDS": 3, "DECISION_LOG": tmp_path / "d.jsonl"}
     for key, value in env.items():
@@ -70,6 +70,6 @@ def test_credit_risk_train_with_runs_on_s3(s3_url, tmp_path, monkeypatch, capsys
     out = capsys.readouterr().out
     version = Registry(f"{s3_url}/registry").alias_version("champion")
     assert version and version in out
-    assert Settings().run_dir("cli-s3") == f"{s3_url}/runs/cli-s3"
+    assert RunPaths.for_run(Settings(), "cli-s3").root == f"{s3_url}/runs/cli-s3"
     fs, root = fsspec.core.url_to_fs(f"{s3_url}/runs/cli-s3")
     assert fs.exists(f"{root}/comparison.json") and fs.exists(f"{root}/raw/snapshot.json")

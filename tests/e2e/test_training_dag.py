@@ -25,8 +25,8 @@ def _run_dag(conf):
 
 def test_training_dag_publishes_a_champion_that_serves(airflow_db, tmp_path, monkeypatch):
     settings = generate_data(small_settings(tmp_path))
-    for key, value in {"DATA_DIR": settings.data_dir, "RUNS_DIR": settings.runs_dir,
-                       "REGISTRY_URL": settings.registry_url, "N_CUSTOMERS": 3000,
+    for key, value in {"DATA_DIR": settings.data.dir, "RUNS_DIR": settings.data.runs_dir,
+                       "REGISTRY_URL": settings.registry.url, "N_CUSTOMERS": 3000,
                        "SEARCH_ITERATIONS": 1, "DECISION_LOG": tmp_path / "d.jsonl"}.items():
         monkeypatch.setenv(f"CREDIT_RISK_{key}", str(value))
 
@@ -38,7 +38,7 @@ def test_training_dag_publishes_a_champion_that_serves(airflow_db, tmp_path, mon
     from credit_risk.registry.store import Registry
     from serving import create_app
 
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     champion = registry.alias_version("champion")
     assert champion and registry.versions() == [champion]
     manifest = registry.verify(champion)

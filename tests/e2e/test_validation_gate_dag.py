@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from credit_risk.pipeline import synthetic
+from credit_risk.datasets import synthetic
 from tests.conftest import small_settings
 from tests.dags.bundle import get_dag
 
@@ -22,13 +22,13 @@ def airflow_db():
 def test_bad_batch_stops_the_dag_before_training(airflow_db, tables, tmp_path, monkeypatch,
                                                  capfd):
     settings = small_settings(tmp_path)
-    for key, value in {"DATA_DIR": settings.data_dir, "RUNS_DIR": settings.runs_dir,
-                       "REGISTRY_URL": settings.registry_url, "N_CUSTOMERS": 3000,
+    for key, value in {"DATA_DIR": settings.data.dir, "RUNS_DIR": settings.data.runs_dir,
+                       "REGISTRY_URL": settings.registry.url, "N_CUSTOMERS": 3000,
                        "SEARCH_ITERATIONS": 1, "DECISION_LOG": tmp_path / "d.jsonl"}.items():
         monkeypatch.setenv(f"CREDIT_RISK_{key}", str(value))
     bad = {name: df.copy() for name, df in tables.items()}
     bad["bureau"].loc[8, "credit_utilization_ratio"] = 150
-    synthetic.write(bad, settings.data_dir / "lauki_synthetic")
+    synthetic.write(bad, settings.data.dir / "lauki_synthetic")
 
     dag = get_dag("credit_risk_training")
     dr = dag.test(run_conf={"models": ["logistic_regression"]})
@@ -42,8 +42,8 @@ def test_bad_batch_stops_the_dag_before_training(airflow_db, tables, tmp_path, m
 
     from credit_risk.registry.store import Registry
 
-    assert Registry(settings.registry_url).versions() == []
-    [result_path] = settings.runs_dir.glob("*/validation/validation.json")
+    assert Registry(settings.registry.url).versions() == []
+    [result_path] = settings.data.runs_dir.glob("*/validation/validation.json")
     result = json.loads(result_path.read_text())
     assert [f["id"] for f in result["blocking_failures"]] == [
         "bureau.credit_utilization_ratio.range"]

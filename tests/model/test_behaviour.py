@@ -56,8 +56,8 @@ def test_candidates_learn_well_above_chance(trained):
     settings, version = trained
     from credit_risk.registry.store import Registry
 
-    manifest = Registry(settings.registry_url).manifest(version)
-    assert {r["model"] for r in manifest["comparison"]} == set(settings.models)
+    manifest = Registry(settings.registry.url).manifest(version)
+    assert {r["model"] for r in manifest["comparison"]} == set(settings.training.models)
     for row in manifest["comparison"]:
         assert row["test"]["roc_auc"] > 0.85, row
         assert row["test"]["n"] == manifest["metrics"]["n"]  # one test set for all
@@ -76,7 +76,7 @@ def test_smote_only_inside_the_pipeline_and_no_second_imbalance_correction(spec)
 
 def test_test_split_never_reaches_training(trained):
     settings, version = trained
-    run = next(settings.runs_dir.iterdir())
+    run = next(settings.data.runs_dir.iterdir())
     train = pd.read_parquet(run / "split" / "train.parquet")
     test = pd.read_parquet(run / "split" / "test.parquet")
     assert not set(train["loan_id"]) & set(test["loan_id"])

@@ -62,7 +62,7 @@ def microloans(tmp_path_factory):
 
 def test_new_spec_trains_and_publishes(microloans):
     settings, version = microloans
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     manifest = registry.manifest(version)
     assert manifest["dataset"] == "microloans"
     assert registry.alias_version("champion") == version, manifest["rejection_reasons"]
@@ -103,6 +103,6 @@ def test_a_rare_category_in_one_fold_trains(tmp_path):
     settings = small_settings(tmp_path, dataset_spec=str(spec_path),
                               models=("random_forest", "xgboost"), cv_folds=5)
     version = pipeline.run_all(settings, "rare")
-    manifest = Registry(settings.registry_url).manifest(version)
+    manifest = Registry(settings.registry.url).manifest(version)
     region = next(f for f in manifest["inputs"] if f["name"] == "region")
     assert "island" in region["categories"]

@@ -120,7 +120,7 @@ def sba_run(tmp_path_factory):
 
 def test_two_hundred_thousand_rows_train_and_publish(sba_run):
     settings, version, *_ = sba_run
-    manifest = Registry(settings.registry_url).manifest(version)
+    manifest = Registry(settings.registry.url).manifest(version)
     assert manifest["dataset"] == "sba_like" and manifest["model"] == "xgboost"
     split = manifest["comparison"][0]["test"]
     assert split["n"] == pytest.approx(0.2 * ROWS, rel=0.05)
@@ -128,8 +128,8 @@ def test_two_hundred_thousand_rows_train_and_publish(sba_run):
 
 def test_it_learns_nearly_what_the_generator_knows(sba_run):
     settings, version, frame, p = sba_run
-    manifest = Registry(settings.registry_url).manifest(version)
-    test = pd.read_parquet(next(settings.runs_dir.glob("*/split/test.parquet")))
+    manifest = Registry(settings.registry.url).manifest(version)
+    test = pd.read_parquet(next(settings.data.runs_dir.glob("*/split/test.parquet")))
     truth = pd.Series(p, index=frame["LoanNr_ChkDgt"]).loc[test["LoanNr_ChkDgt"]].to_numpy()
     best_possible = roc_auc_score(test["__target__"], truth)
     assert 0.5 < best_possible - 0.05 < manifest["metrics"]["roc_auc"] <= best_possible + 0.01
@@ -139,7 +139,7 @@ def test_it_learns_nearly_what_the_generator_knows(sba_run):
 
 def test_the_spec_s_columns_are_the_model_s_inputs(sba_run):
     settings, version, *_ = sba_run
-    manifest = Registry(settings.registry_url).manifest(version)
+    manifest = Registry(settings.registry.url).manifest(version)
     assert {f["name"] for f in manifest["inputs"]} == {
         "State", "NAICS", "Term", "NoEmp", "UrbanRural", "RevLineCr", "LowDoc", "GrAppv",
         "SBA_Appv"}
@@ -151,13 +151,13 @@ def test_the_spec_s_columns_are_the_model_s_inputs(sba_run):
 
 def test_dirty_categories_are_cleaned_as_the_spec_says(sba_run):
     settings, version, frame, *_ = sba_run
-    candidate = joblib.load(next(settings.runs_dir.glob("*/candidates/xgboost.joblib")))
+    candidate = joblib.load(next(settings.data.runs_dir.glob("*/candidates/xgboost.joblib")))
     features = candidate.model.features
     assert features.categories_["RevLineCr"] == ["Y", "N"]
     assert features.categories_["LowDoc"] == ["Y", "N"]
     assert "0" not in features.categories_["NAICS"] and "0" not in features.categories_[
         "UrbanRural"]
-    scorer = Scorer.load(Registry(settings.registry_url), version)
+    scorer = Scorer.load(Registry(settings.registry.url), version)
     rows = frame.sample(2000, random_state=1).drop(columns=["MIS_Status"])
     score = scorer.plan.predict_records
 
@@ -174,4 +174,4 @@ def test_dirty_categories_are_cleaned_as_the_spec_says(sba_run):
 
 
 def registry_champion(settings):
-    return Registry(settings.registry_url).alias_version("champion")
+    return Registry(settings.registry.url).alias_version("champion")

@@ -12,9 +12,9 @@ from credit_risk.scoring.scorer import Scorer
 def scorers(trained):
     """A Scorer per candidate of the fixture run (logistic regression and XGBoost)."""
     settings, version = trained
-    manifest = Registry(settings.registry_url).manifest(version)
+    manifest = Registry(settings.registry.url).manifest(version)
     return {p.stem: Scorer(plan_of(joblib.load(p).model), manifest)
-            for p in settings.runs_dir.glob("*/candidates/*.joblib")}
+            for p in settings.data.runs_dir.glob("*/candidates/*.joblib")}
 
 
 def _delinquent(scorer):

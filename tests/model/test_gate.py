@@ -70,7 +70,7 @@ def test_numeric_protected_attribute_is_banded_and_small_groups_not_judged():
 
 
 def test_spec_gate_overrides_settings(spec):
-    assert gate_thresholds(Settings(), spec)["max_ece"] == Settings().max_ece
+    assert gate_thresholds(Settings(), spec)["max_ece"] == Settings().gate.max_ece
     spec2 = spec.model_copy(update={"gate": spec.gate.model_copy(update={"max_ece": 0.2})})
     assert gate_thresholds(Settings(), spec2)["max_ece"] == 0.2
 
@@ -86,7 +86,7 @@ def test_recall_policy_reaches_the_target():
 
 def test_published_version_carries_card_plot_and_gate(trained):
     settings, version = trained
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     manifest = registry.verify(version)
     assert {"model_card.md", "model_card.html", "reliability.png", "model.joblib"} <= set(
         manifest["files"])
@@ -97,7 +97,7 @@ def test_published_version_carries_card_plot_and_gate(trained):
                     "Calibration",
                     "Decision threshold", "Fairness", "gender", version):
         assert section in card
-    for model in settings.models:
+    for model in settings.training.models:
         assert f"| {model} |" in card
     assert registry.read_file(version, "reliability.png")[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<table>" in registry.read_file(version, "model_card.html").decode()
@@ -112,11 +112,11 @@ def test_a_worse_model_is_published_but_not_promoted(trained_copy):
 
     settings, version = trained_copy
     s = settings.model_copy(update={"min_roc_auc": 0.999})
-    run = shutil.copytree(s.runs_dir / "fixture-run", s.runs_dir / "stricter")
+    run = shutil.copytree(s.data.runs_dir / "fixture-run", s.data.runs_dir / "stricter")
     candidates = sorted(str(p) for p in (run / "candidates").glob("*.joblib"))
-    assert len(candidates) == len(s.models)
+    assert len(candidates) == len(s.training.models)
     new = pipeline.publish_step(s, pipeline.evaluate_step(s, str(run / "split"), candidates))
-    registry = Registry(s.registry_url)
+    registry = Registry(s.registry.url)
     assert new != version and registry.versions() == sorted([version, new])
     manifest = registry.manifest(new)
     assert manifest["status"] == "rejected" and manifest["run"] == "stricter"
@@ -143,7 +143,7 @@ def test_a_first_model_of_another_dataset_is_judged_on_its_own_merits(trained_co
                                     "dataset_spec": str(spec),
                                     "models": ("logistic_regression",)})
     new = pipeline.run_all(s, "other-dataset")
-    registry = Registry(s.registry_url)
+    registry = Registry(s.registry.url)
     manifest = registry.manifest(new)
     assert manifest["dataset"] == "german_credit"
     assert manifest["champion_at_training"] is None  # not lauki_synthetic's champion
@@ -167,6 +167,6 @@ def test_a_retried_publish_does_not_make_a_second_version(trained_copy):
     from credit_risk.pipeline import steps as pipeline
 
     settings, version = trained_copy
-    comparison = settings.runs_dir / "fixture-run" / "comparison.json"
+    comparison = settings.data.runs_dir / "fixture-run" / "comparison.json"
     assert pipeline.publish_step(settings, str(comparison)) == version
-    assert Registry(settings.registry_url).versions() == [version]
+    assert Registry(settings.registry.url).versions() == [version]

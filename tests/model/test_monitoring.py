@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk.pipeline import monitoring, synthetic
+from credit_risk.datasets import synthetic
+from credit_risk.pipeline import monitoring
 from credit_risk.pipeline.ingest import assemble
 from credit_risk.pipeline.monitoring import (
     DriftAccumulator,
@@ -19,7 +20,7 @@ from credit_risk.pipeline.monitoring import (
     psi_numeric,
 )
 from credit_risk.pipeline.steps import load_scorer
-from credit_risk.registry.decisions import DecisionLog
+from credit_risk.records.backends import decision_log_at
 from credit_risk.registry.store import Registry
 from credit_risk.spec.dataset import load_spec
 
@@ -99,9 +100,9 @@ def test_evidently_gets_the_sample_and_psi_every_row(monitored, monkeypatch):
     result = json.loads(Path(drift_step(monitored, "m5", evidently_rows=150)).read_text())
     assert result["current_rows"] == result["psi_rows"] == 600
     assert result["evidently_sample_rows"] == 150 and len(seen[0]) == 150
-    logged = pd.DataFrame([d["inputs"] for d in DecisionLog(monitored.decision_log).read()])
+    logged = pd.DataFrame([d["inputs"] for d in decision_log_at(monitored.decisions.url).read()])
     manifest = load_scorer(monitored).manifest
-    reference = pd.read_parquet(io.BytesIO(Registry(monitored.registry_url).read_file(
+    reference = pd.read_parquet(io.BytesIO(Registry(monitored.registry.url).read_file(
         manifest["version"], monitoring.REFERENCE_FILE)))
     assert result["psi"] == drift_table(reference, logged, manifest["inputs"])
 
@@ -111,13 +112,13 @@ def _log_traffic(settings, shift: bool, n: int = 600):
     apps = assemble(load_spec("lauki_synthetic"), synthetic.generate(n, seed=11, shift=shift))
     names = [f["name"] for f in scorer.fields]
     records = apps[names].astype(object).where(apps[names].notna(), None).to_dict("records")
-    DecisionLog(settings.decision_log).write("test", records, scorer.score_records(records))
+    decision_log_at(settings.decisions.url).write("test", records, scorer.score_records(records))
 
 
 @pytest.fixture
 def monitored(trained, tmp_path):
     settings, version = trained
-    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    shutil.copytree(settings.registry.url, tmp_path / "reg")
     return settings.model_copy(update={"registry_url": str(tmp_path / "reg"),
                                        "runs_dir": tmp_path / "runs",
                                        "decision_log": tmp_path / "decisions.jsonl"})
@@ -128,7 +129,7 @@ def test_shifted_traffic_is_detected(monitored):
     result = json.loads(Path(drift_step(monitored, "m1")).read_text())
     assert result["status"] == "ok" and result["drift"]
     assert "credit_utilization_ratio" in result["drifted_fields"]
-    report = Path(monitored.runs_dir) / "monitoring" / "m1" / "drift_report.html"
+    report = Path(monitored.data.runs_dir) / "monitoring" / "m1" / "drift_report.html"
     assert report.stat().st_size > 10_000
 
 
@@ -149,7 +150,7 @@ def test_drift_command(monitored, monkeypatch, capsys):
 
     _log_traffic(monitored, shift=True)
     for key in ("REGISTRY_URL", "RUNS_DIR", "DECISION_LOG"):
-        monkeypatch.setenv(f"CREDIT_RISK_{key}", str(getattr(monitored, key.lower())))
+        monkeypatch.setenv(f"CREDIT_RISK_{key}", str(monitored.flat()[key.lower()]))
     assert main(["drift"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("ok; drift: True")
@@ -157,7 +158,7 @@ def test_drift_command(monitored, monkeypatch, capsys):
 
 
 def test_decision_log_survives_a_broken_line(tmp_path):
-    log = DecisionLog(tmp_path / "d.jsonl")
+    log = decision_log_at(tmp_path / "d.jsonl")
     log.write("a", [{"x": 1}], [{"model_version": "v"}])
     with open(tmp_path / "d.jsonl", "ab") as fh:
         fh.write(b'{"at": "2026-01-01T00:00:00+00:00", "trunc')  # a torn write
@@ -170,7 +171,7 @@ def test_empty_decision_log_setting_means_no_log(monkeypatch, tmp_path):
     from credit_risk.config import Settings
 
     monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", "")
-    assert Settings().decision_log is None
+    assert Settings().decisions.url is None
     with pytest.raises(ValueError, match="is a folder"):
         Settings(decision_log=tmp_path)
 
@@ -180,7 +181,7 @@ def test_decision_log_reads_lines_that_only_the_standard_json_module_parses(tmp_
     path = tmp_path / "d.jsonl"
     path.write_text('{"at": "2026-01-01T00:00:00+00:00", "request_id": "a", '
                     '"inputs": {"x": NaN}, "model_version": "v"}\n')
-    [record] = DecisionLog(path).read()
+    [record] = decision_log_at(path).read()
     assert record["request_id"] == "a" and np.isnan(record["inputs"]["x"])
 
 
@@ -189,7 +190,7 @@ def test_traffic_is_only_the_windows_decisions_by_the_datasets_versions(tmp_path
 
     from credit_risk.pipeline.monitoring import traffic_chunks
 
-    dlog = DecisionLog(tmp_path / "d.jsonl")
+    dlog = decision_log_at(tmp_path / "d.jsonl")
     for i, version in enumerate(["v1", "other", "v1", "v2", "other", "v1"]):
         dlog.write(f"r{i}", [{"x": i, "c": "a"}], [{"model_version": version}])
     now = datetime.now(UTC)

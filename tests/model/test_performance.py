@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from credit_risk.cli.predict import read_csv, score_rows
-from credit_risk.pipeline import synthetic
+from credit_risk.datasets import synthetic
 from credit_risk.pipeline.ingest import assemble
 from credit_risk.pipeline.performance import (
     PerformanceDataError,
@@ -18,7 +18,7 @@ from credit_risk.pipeline.performance import (
     decisions_frame,
     performance_report,
 )
-from credit_risk.registry.decisions import DecisionLog
+from credit_risk.records.backends import decision_log_at
 from credit_risk.registry.store import Registry
 from credit_risk.scoring.bands import NAMES
 from credit_risk.scoring.scorer import Scorer
@@ -46,8 +46,8 @@ def scored(trained, tmp_path_factory):
     decisions as read back from the decision log, dated by their application's decision date."""
     settings, version = trained
     tmp = tmp_path_factory.mktemp("perf")
-    scorer = Scorer.load(Registry(settings.registry_url), version)
-    log = DecisionLog(tmp / "decisions.jsonl")
+    scorer = Scorer.load(Registry(settings.registry.url), version)
+    log = decision_log_at(tmp / "decisions.jsonl")
     outcomes, dates, refused = [], {}, []
     for shift, months, prefix in ((False, ("2023-01", "2023-02"), "R"),
                                   (True, ("2023-03", "2023-04"), "S")):
@@ -62,7 +62,7 @@ def scored(trained, tmp_path_factory):
     assert len(decisions) == 12_000 - len(refused)  # predict recorded each application's id
     assert not set(decisions["application_id"]) & {r["loan_id"] for r in refused}
     decisions["decided_at"] = decisions["application_id"].map(dates)
-    manifest = Registry(settings.registry_url).manifest(version)
+    manifest = Registry(settings.registry.url).manifest(version)
     return decisions, pd.concat(outcomes, ignore_index=True), {version: manifest}, version
 
 

@@ -14,7 +14,7 @@ from credit_risk.scoring.scorer import Scorer
 def models(trained, spec):
     """The fitted model of every candidate of the fixture run, plus a small random forest."""
     settings, version = trained
-    run = next(settings.runs_dir.iterdir())
+    run = next(settings.data.runs_dir.iterdir())
     out = {}
     for path in (run / "candidates").glob("*.joblib"):
         candidate = joblib.load(path)
@@ -32,7 +32,7 @@ def models(trained, spec):
 def scorers(trained, models):
     """A Scorer per model, from its compiled pure-data plan."""
     settings, version = trained
-    manifest = Registry(settings.registry_url).manifest(version)
+    manifest = Registry(settings.registry.url).manifest(version)
     return {name: Scorer(plan_of(model), manifest) for name, model in models.items()}
 
 

@@ -1,18 +1,14 @@
 """One candidate's search as separate tasks (plan, a task per trial, finish) gives what
 train_candidate gives in one process: the same trials, the same choice, the same model."""
 
-import json
-from pathlib import Path
-
 import joblib
 import numpy as np
-import pandas as pd
 import pytest
 
-from credit_risk.pipeline import steps, trial_tasks
+from benchmarks.distributed import trial_tasks
+from credit_risk.pipeline import steps
 from credit_risk.pipeline.run_paths import RunPaths
 from credit_risk.pipeline.train import Candidate, train_candidate
-from credit_risk.spec.dataset import DatasetSpec
 from tests.conftest import generate_data, small_settings
 
 
@@ -25,22 +21,16 @@ def split_dir(tmp_path_factory):
     return settings, steps.prepare_step(settings, snapshot)
 
 
-def _part(split, name):
-    """The features and target of a part of the split, as prepare_step wrote it."""
-    frame = pd.read_parquet(Path(split) / f"{name}.parquet")
-    return frame.drop(columns=[steps.TARGET]), frame[steps.TARGET].to_numpy(dtype=int)
-
-
 @pytest.mark.parametrize("model", ["xgboost", "logistic_regression"])
 def test_the_task_pieces_choose_and_fit_what_train_candidate_does(split_dir, model):
     settings, split = split_dir
-    spec = DatasetSpec.model_validate(json.loads((Path(split) / "split.json").read_text())["spec"])
-    X, y = _part(split, "train")
-    X_test, _ = _part(split, "test")
+    spec, _ = steps.split_spec(split)
+    X, y = steps.load_part(split, "train")
+    X_test, _ = steps.load_part(split, "test")
     whole = train_candidate(model, X, y, spec, settings)
 
     numbers = trial_tasks.plan(settings, split, model)
-    assert numbers == list(range(settings.search_iterations))
+    assert numbers == list(range(settings.training.search_iterations))
     # the trials in another order, as workers may finish them: the result does not depend on it
     files = [trial_tasks.trial(split, model, n) for n in reversed(numbers)]
     path = trial_tasks.finish(split, model)

@@ -110,7 +110,7 @@ def test_a_rollback_button_never_rolls_back_another_dataset(tmp_path):
 
     from fastapi.testclient import TestClient
 
-    from credit_risk.ui import create_ui
+    from credit_risk_ui import create_ui
 
     reg = tmp_path / "reg"
     registry = Registry(str(reg))
@@ -147,7 +147,7 @@ def test_serving_falls_back_in_an_old_registry_whose_champion_manifest_is_corrup
     from tests.registry.test_serving_datasets import republish_as
 
     settings, lauki = trained_copy
-    reg = Path(settings.registry_url)
+    reg = Path(settings.registry.url)
     registry = Registry(str(reg))
     broken = republish_as(registry, lauki, "lauki_synthetic")
     shutil.rmtree(reg / "history")
@@ -177,7 +177,7 @@ def test_a_model_page_survives_a_manifest_whose_dataset_is_no_name(tmp_path):
     page still renders (it was a 500), and it is never promotable."""
     from fastapi.testclient import TestClient
 
-    from credit_risk.ui import create_ui
+    from credit_risk_ui import create_ui
 
     reg = tmp_path / "reg"
     registry = Registry(str(reg))

@@ -19,7 +19,7 @@ from tests.registry.attack import malicious_pickle, replace_files
 def _signed_copy(trained, tmp_path):
     """The trained version re-published, signed, into a registry that trusts the key."""
     settings, version = trained
-    source = Registry(settings.registry_url)
+    source = Registry(settings.registry.url)
     manifest = source.verify(version)
     files = {n: source.read_file(version, n, manifest) for n in manifest["files"]}
     private, public, _ = signing.generate(tmp_path / "keys")
@@ -94,9 +94,9 @@ def _files_and_body(registry, version):
 def test_the_champion_comparison_refuses_a_tampered_champion(trained, tmp_path):
     settings, registry, good = _signed_copy(trained, tmp_path)
     registry.promote(good, "signed copy")
-    split_dir = next(trained[0].runs_dir.glob("fixture-run/split"))
-    spec, info = pipeline._split_spec(str(split_dir))
-    X, y = pipeline._load_part(str(split_dir), "test")
+    split_dir = next(trained[0].data.runs_dir.glob("fixture-run/split"))
+    spec, info = pipeline.split_spec(str(split_dir))
+    X, y = pipeline.load_part(str(split_dir), "test")
     ok = pipeline._champion_on(settings, spec, info, X, y)
     assert ok["comparable"] is True and ok["version"] == good
 
@@ -109,16 +109,16 @@ def test_the_champion_comparison_refuses_a_tampered_champion(trained, tmp_path):
 
 def test_a_retried_publish_leaves_an_operators_rollback_alone(trained, tmp_path):
     settings, version = trained
-    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    shutil.copytree(settings.registry.url, tmp_path / "reg")
     s = settings.model_copy(update={"registry_url": str(tmp_path / "reg")})
-    registry = Registry(s.registry_url)
+    registry = Registry(s.registry.url)
     other = registry.publish({"model.joblib": b"older"}, {"dataset": "lauki_synthetic"})
     registry.promote(other, "an earlier champion")
     registry.promote(version, "approved by the training gate")  # what the first attempt did
     assert registry.rollback("operator: the new model misbehaves", by="ops") == other
     changes = len(registry.history())
 
-    comparison = next(settings.runs_dir.glob("fixture-run/comparison.json"))
+    comparison = next(settings.data.runs_dir.glob("fixture-run/comparison.json"))
     assert pipeline.publish_step(s, str(comparison)) == version  # the retry
     assert registry.alias_version("champion") == other
     assert registry.alias_version("previous") == version
@@ -139,18 +139,18 @@ def _plant(registry_dir, name, text):
 def test_planted_and_unparsable_manifests_do_not_fool_publish_or_listings(trained_copy,
                                                                           capsys, monkeypatch):
     settings, version = trained_copy
-    registry_dir = Path(settings.registry_url)
+    registry_dir = Path(settings.registry.url)
     _plant(registry_dir, "zzzz-planted", json.dumps({"run": "fixture-run", "dataset": "x"}))
     _plant(registry_dir, "zzzz-unparsable", "{")
     _plant(registry_dir, "zzzz-renamed", json.dumps(
-        {**Registry(settings.registry_url).manifest(version), "version": "elsewhere"}))
-    registry = Registry(settings.registry_url)
+        {**Registry(settings.registry.url).manifest(version), "version": "elsewhere"}))
+    registry = Registry(settings.registry.url)
     assert registry.versions() == [version]
     assert registry.find("run", "fixture-run") == version
-    comparison = next(settings.runs_dir.glob("fixture-run/comparison.json"))
+    comparison = next(settings.data.runs_dir.glob("fixture-run/comparison.json"))
     assert pipeline.publish_step(settings, str(comparison)) == version  # the retry finds it
-    for key, value in {"CREDIT_RISK_REGISTRY_URL": settings.registry_url,
-                       "CREDIT_RISK_RUNS_DIR": str(settings.runs_dir)}.items():
+    for key, value in {"CREDIT_RISK_REGISTRY_URL": settings.registry.url,
+                       "CREDIT_RISK_RUNS_DIR": str(settings.data.runs_dir)}.items():
         monkeypatch.setenv(key, value)
     from credit_risk.cli import main
 
@@ -161,17 +161,17 @@ def test_planted_and_unparsable_manifests_do_not_fool_publish_or_listings(traine
 
 def test_a_signed_registry_lists_and_finds_only_signed_manifests(trained, tmp_path):
     settings, registry, good = _signed_copy(trained, tmp_path)
-    unsigned = Registry(settings.registry_url).publish({"model.joblib": b"x"},
+    unsigned = Registry(settings.registry.url).publish({"model.joblib": b"x"},
                                                        {"run": "plantedrun", "dataset": "d"})
-    assert Registry(settings.registry_url).find("run", "plantedrun") == unsigned  # no keys
+    assert Registry(settings.registry.url).find("run", "plantedrun") == unsigned  # no keys
     assert registry.find("run", "plantedrun") is None
     assert registry.versions() == [good]
 
 
 def test_data_changed_since_champion_with_a_bad_champion_manifest(trained_copy, caplog):
     settings, version = trained_copy
-    snapshot = settings.runs_dir / "fixture-run" / "raw" / "snapshot.json"
+    snapshot = settings.data.runs_dir / "fixture-run" / "raw" / "snapshot.json"
     assert pipeline.data_changed_since_champion(settings, str(snapshot)) is False
-    (Path(settings.registry_url) / "models" / version / "manifest.json").write_text("{")
+    (Path(settings.registry.url) / "models" / version / "manifest.json").write_text("{")
     assert pipeline.data_changed_since_champion(settings, str(snapshot)) is True
     assert "treating the data as new" in caplog.text

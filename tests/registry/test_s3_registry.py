@@ -137,7 +137,7 @@ def test_a_training_run_publishes_to_s3_and_serving_hot_swaps(s3_url, tmp_path):
     from credit_risk.pipeline import steps as pipeline
 
     first = pipeline.run_all(settings, "s3-registry-run")
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     assert registry.alias_version("champion") == first and registry.verify(first)
 
     app = create_app(settings, watch=False)

@@ -26,7 +26,7 @@ def portfolios(trained_copy):
     """The trained registry (lauki_synthetic's champion) plus an `sba` dataset with two
     versions promoted in turn."""
     settings, lauki = trained_copy
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     sba1, sba2 = republish_as(registry, lauki, "sba"), republish_as(registry, lauki, "sba")
     registry.promote(sba1, "first sba")
     registry.promote(sba2, "second sba")
@@ -46,7 +46,7 @@ def test_serving_serves_the_dataset_of_its_settings(portfolios):
     assert body["model_version"] == sba2 and body["champion"] == sba2 and not body["fallback"]
     assert client.get("/api/v1/model").json["dataset"] == "sba"
     # Without a dataset setting: several datasets, so the configured spec's (lauki_synthetic).
-    assert settings.dataset is None and settings.dataset_spec == "lauki_synthetic"
+    assert settings.registry.dataset is None and settings.data.spec == "lauki_synthetic"
     status, body, _ = _ready(settings)
     assert status == 200 and body["dataset"] == "lauki_synthetic"
     assert body["model_version"] == lauki
@@ -67,8 +67,8 @@ def test_a_registry_with_one_dataset_is_served_whatever_the_spec(portfolios, tmp
 
 def test_rolling_back_one_dataset_does_not_move_the_other(portfolios):
     settings, registry, lauki, sba1, sba2 = portfolios
-    lauki_store = ModelStore(Registry(settings.registry_url), dataset="lauki_synthetic")
-    sba_store = ModelStore(Registry(settings.registry_url), dataset="sba")
+    lauki_store = ModelStore(Registry(settings.registry.url), dataset="lauki_synthetic")
+    sba_store = ModelStore(Registry(settings.registry.url), dataset="sba")
     assert lauki_store.refresh() and sba_store.refresh()
     assert registry.rollback("sba misbehaves", dataset="sba") == sba1
     assert sba_store.refresh() and sba_store.scorer.version == sba1
@@ -80,7 +80,7 @@ def test_an_alias_naming_a_model_of_another_dataset_is_refused(portfolios):
     serving sba refuses it and serves sba's newest verified version from the history;
     predict refuses it outright."""
     settings, registry, lauki, sba1, sba2 = portfolios
-    path = Path(settings.registry_url) / "aliases" / "state.json"
+    path = Path(settings.registry.url) / "aliases" / "state.json"
     state = json.loads(path.read_text())
     state["datasets"]["sba"]["champion"]["version"] = lauki
     path.write_text(json.dumps(state))
@@ -93,7 +93,7 @@ def test_an_alias_naming_a_model_of_another_dataset_is_refused(portfolios):
     with pytest.raises(RegistryError, match="not of 'sba'"):
         pipeline.load_scorer(sba)
     with pytest.raises(RegistryError, match="not of 'sba'"):
-        load_champion(Registry(settings.registry_url), lauki, dataset="sba")
+        load_champion(Registry(settings.registry.url), lauki, dataset="sba")
     assert pipeline.load_scorer(settings, dataset="lauki_synthetic").version == lauki
 
 
@@ -106,7 +106,7 @@ def test_predict_scores_with_its_datasets_champion(portfolios, monkeypatch, tmp_
     (tmp_path / "apps.csv").write_text(",".join(row) + "\n"
                                        + ",".join("" if v is None else str(v)
                                                   for v in row.values()) + "\n")
-    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", settings.registry_url)
+    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", settings.registry.url)
     monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", str(tmp_path / "decisions.jsonl"))
     for dataset, expected in (("sba", sba2), ("lauki_synthetic", lauki)):
         assert main(["predict", str(tmp_path / "apps.csv"), "--dataset", dataset]) == 0
@@ -122,10 +122,10 @@ def test_new_data_is_judged_against_the_snapshots_own_champion(portfolios, tmp_p
     """The training DAG's skip check compares a snapshot with the champion of the snapshot's
     dataset: sba's champion (with another fingerprint) does not make lauki's data new."""
     settings, registry, lauki, sba1, sba2 = portfolios
-    snapshot = settings.runs_dir / "fixture-run" / "raw" / "snapshot.json"
+    snapshot = settings.data.runs_dir / "fixture-run" / "raw" / "snapshot.json"
     assert json.loads(snapshot.read_text())["dataset"] == "lauki_synthetic"
     sba3 = republish_as(registry, lauki, "sba")  # same files...
-    manifest_path = Path(settings.registry_url) / "models" / sba3 / "manifest.json"
+    manifest_path = Path(settings.registry.url) / "models" / sba3 / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["data_fingerprint"] = "another"  # ...trained on other data (no keys: an edit)
     manifest_path.write_text(json.dumps(manifest))

@@ -67,7 +67,7 @@ def test_the_reduce_payload_with_a_rewritten_hash_is_refused(tmp_path, keys):
     marker = tmp_path / "pwned"
     _tamper(tmp_path, bad, marker)
     # Without trusted keys the rewritten hash passes: checksums only catch corruption.
-    assert Registry(settings.registry_url).verify(bad)["version"] == bad
+    assert Registry(settings.registry.url).verify(bad)["version"] == bad
     for attempt in (lambda: registry.verify(bad), lambda: load_model(registry, bad),
                     lambda: registry.promote(bad, "attack"),
                     lambda: registry.read_file(bad, "model.joblib")):
@@ -150,8 +150,8 @@ def test_trusted_keys_from_the_environment(tmp_path, keys, monkeypatch):
     monkeypatch.setenv("CREDIT_RISK_TRUSTED_KEYS", f"{keys['a'][1]}, {keys['b'][1]}")
     monkeypatch.setenv("CREDIT_RISK_SIGNING_KEY_FILE", str(keys["a"][0]))
     settings = Settings()
-    assert settings.trusted_keys == (keys["a"][1], keys["b"][1])
-    assert settings.signing_key_file == keys["a"][0]
+    assert settings.signing.trusted_keys == (keys["a"][1], keys["b"][1])
+    assert settings.signing.key_file == keys["a"][0]
 
 
 def test_publishing_needs_a_trusted_signing_key_when_keys_are_trusted(tmp_path, keys):

@@ -99,16 +99,15 @@ class Gunicorn:
 
 @contextmanager
 def gunicorn(registry_url: str, folder: Path, *, reload_interval_s: float = 1.0,
-             workers: int = 2) -> Iterator[Gunicorn]:
+             workers: int = 2, extra_env: dict[str, str] | None = None) -> Iterator[Gunicorn]:
     """gunicorn serving the champion of `registry_url` (decision log, metrics and output under
-    `folder`), ready on every worker it started; stopped on exit."""
+    `folder`; `extra_env` overrides), ready on every worker it started; stopped on exit."""
     port = free_port()
     env = {**os.environ, "CREDIT_RISK_REGISTRY_URL": str(registry_url),
            "CREDIT_RISK_BIND": f"127.0.0.1:{port}", "CREDIT_RISK_WORKERS": str(workers),
            "CREDIT_RISK_DECISION_LOG": str(folder / "decisions.jsonl"),
            "CREDIT_RISK_RELOAD_INTERVAL_S": str(reload_interval_s),
-           "PROMETHEUS_MULTIPROC_DIR": str(folder / "prom")}
-    env.pop("PYTEST_CURRENT_TEST", None)
+           "PROMETHEUS_MULTIPROC_DIR": str(folder / "prom"), **(extra_env or {})}
     log = folder / "gunicorn.log"
     with log.open("wb") as out:  # a file, not a pipe nobody reads: it never fills up
         proc = subprocess.Popen(

@@ -22,12 +22,12 @@ def test_valid_application(client, application, trained):
 
 
 def test_request_id_is_generated_and_decision_logged(client, application, trained):
-    from credit_risk.registry.decisions import DecisionLog
+    from credit_risk.records.backends import decision_log_at
 
     r = client.post("/api/v1/predict", json=application)
     rid = r.json["request_id"]
     assert len(rid) == 32
-    logged = [d for d in DecisionLog(trained[0].decision_log).read() if d["request_id"] == rid]
+    logged = [d for d in decision_log_at(trained[0].decisions.url).read() if d["request_id"] == rid]
     assert logged and logged[0]["inputs"]["age"] == application["age"]
     assert logged[0]["probability_of_default"] == r.json["probability_of_default"]
 
@@ -166,3 +166,27 @@ def test_non_finite_numbers_name_the_field(client, application, literal):
     r = client.post("/api/v1/predict/batch", data=batch, content_type="application/json")
     assert r.status_code == 422
     assert r.json["fields"] == {"1": {"income": "must be a finite number"}}
+
+
+def test_logging_is_the_entry_points_not_the_app_factorys(tmp_path):
+    """create_app leaves the process's logging alone (tests, an embedding app); the WSGI
+    entry point gunicorn loads sets the app's messages at INFO on stderr."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "CREDIT_RISK_REGISTRY_URL": str(tmp_path / "registry"),
+           "CREDIT_RISK_DECISION_LOG": str(tmp_path / "d.jsonl"),
+           "CREDIT_RISK_RELOAD_INTERVAL_S": "0"}
+    probe = ("import logging, sys\n"
+             "root = logging.getLogger()\n"
+             "from serving import create_app\n"
+             "create_app(watch=False)\n"
+             "print(root.handlers == [], root.level == logging.WARNING)\n"
+             "import serving.wsgi\n"
+             "print(len(root.handlers), root.level == logging.INFO)\n")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "True", "1", "True"]

@@ -8,11 +8,13 @@ import errno
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from credit_risk.registry.decisions import DecisionLog, DecisionLogError, JsonlDecisionLog
+from credit_risk.records.backends import decision_log_at
+from credit_risk.records.decisions import DecisionLogError
 from serving import create_app
 from tests.serving.servers import metric
 
@@ -67,7 +69,7 @@ def _decision(i=0):
 
 
 def test_a_short_write_on_a_full_disk_leaves_no_partial_batch(small_disk):
-    log = DecisionLog(small_disk.path / "d.jsonl")
+    log = decision_log_at(small_disk.path / "d.jsonl")
     log.write("first", [{"a": 1}], [_decision()])
     small_disk.fill()  # the log's last page has room for a few lines only: a real short write
     with pytest.raises(DecisionLogError, match="ENOSPC"):
@@ -82,23 +84,27 @@ def test_a_short_write_on_a_full_disk_leaves_no_partial_batch(small_disk):
 
 
 def test_a_failure_after_some_bytes_is_cut_back(tmp_path):
-    class Failing(JsonlDecisionLog):  # the file backend, its writes made to fail
-        budget = 700  # bytes the "disk" takes before it is full
-
-        def _write(self, fd, data):
-            if self.budget <= 0:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            n = JsonlDecisionLog._write(fd, data[:self.budget])
-            self.budget -= n
-            return n
-
-    log = Failing(tmp_path / "d.jsonl")
-    log.write("ok", [{"a": 1}], [_decision()])
-    before = log.path.stat().st_size
-    with pytest.raises(DecisionLogError):
-        log.write("torn", [{"a": 1}, {"a": 2}], [_decision(1), _decision(2)])
-    assert log.path.stat().st_size == before
-    assert [r["request_id"] for r in _lines(log.path)] == ["ok"]
+    """A file-size limit (RLIMIT_FSIZE) lets the kernel take 700 bytes of a batch, then
+    refuses (EFBIG): the batch is refused and the file cut back to whole lines."""
+    path = tmp_path / "d.jsonl"
+    code = f"""
+import json, resource, signal
+from credit_risk.records.decisions import DecisionLogError, JsonlDecisionLog
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+log = JsonlDecisionLog({str(path)!r})
+decision = {_decision()!r}
+log.write("ok", [{{"a": 1}}], [decision])
+resource.setrlimit(resource.RLIMIT_FSIZE, (log.path.stat().st_size + 700, -1))
+try:
+    log.write("torn", [{{"a": 1}}, {{"a": 2}}], [decision, decision])
+except DecisionLogError as exc:
+    print(json.dumps({{"refused": str(exc), "failing": log.failing}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    result = json.loads(out)
+    assert "EFBIG" in result["refused"] and result["failing"]
+    assert [r["request_id"] for r in _lines(path)] == ["ok"]
 
 
 @pytest.fixture
@@ -167,7 +173,7 @@ def test_cli_predict_fails_without_output_when_the_log_cannot_be_written(
         writer = csv.DictWriter(fh, fieldnames=list(application))
         writer.writeheader()
         writer.writerow({k: "" if v is None else v for k, v in application.items()})
-    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", trained[0].registry_url)
+    monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", trained[0].registry.url)
     monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", str(small_disk.path / "d.jsonl"))
     small_disk.read_only(True)
     out = tmp_path / "out.csv"

@@ -1,16 +1,23 @@
 """The Dockerfile (two targets: serving, airflow) and the stand-ins' Dockerfiles in docker/,
 checked statically (hadolint; no Docker engine needed). `make test-stack` builds and runs them."""
 
+import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.serving.image_slice import copy_serving_slice, instructions
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
+# The serving slice of the package (DESIGN.md): whole packages, and single modules.
+SLICE_PACKAGES = ("spec", "scoring", "registry", "records")
 
 
 def _hadolint() -> str | None:
@@ -96,10 +103,11 @@ def test_serving_extra_pulls_xgboost_cpu_not_the_cuda_build():
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert '"xgboost-cpu' in pyproject and '"xgboost>' not in pyproject
     for dockerfile in DOCKERFILES:  # every COPY source exists (the build context is the root)
-        text = (ROOT / dockerfile).read_text()
-        for copied in re.findall(r"^COPY\s+(?!--from=)(.+?)\s+\S+$", text, re.M):
-            for path in copied.split():
-                assert (ROOT / path).exists(), (dockerfile, path)
+        for instruction in instructions((ROOT / dockerfile).read_text()):
+            words = instruction.split()
+            if words[0] == "COPY" and not words[1].startswith("--from="):
+                for path in words[1:-1]:
+                    assert (ROOT / path).exists(), (dockerfile, path)
 
 
 def test_proxy_ca_and_index_come_as_build_secrets_not_layers():
@@ -117,3 +125,61 @@ def test_proxy_ca_and_index_come_as_build_secrets_not_layers():
         for instruction in re.findall(r"^(?:ENV|ARG|COPY|ADD|LABEL)\b.*", text, re.M):
             assert "PIP_CERT" not in instruction and "PIP_INDEX_URL" not in instruction
             assert ".crt" not in instruction and "pip.conf" not in instruction
+
+
+def test_the_serving_image_copies_the_serving_slice_and_nothing_of_the_pipeline(tmp_path):
+    files = copy_serving_slice(tmp_path)
+    for package in SLICE_PACKAGES:  # whole, as in the repository
+        here = {p.relative_to(ROOT).as_posix() for p in (ROOT / "credit_risk" / package).rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts}
+        assert here and here <= set(files), package
+    assert "credit_risk/cli/predict.py" in files and "serving/__init__.py" in files
+    assert "credit_risk/datasets/specs/lauki_synthetic.yaml" in files  # the built-in specs
+    pipeline_side = ("credit_risk/pipeline/", "credit_risk/validation/", "credit_risk/ui.py",
+                     "credit_risk/datasets/synthetic.py", "credit_risk/datasets/data/",
+                     "credit_risk/cli/pipeline.py", "dags/", "plugins/", "great_expectations/")
+    assert not [f for f in files if f.startswith(pipeline_side)]
+
+
+SLICE_IMPORTS = textwrap.dedent("""
+    import importlib, json, pkgutil, sys
+    # Only the copied files: no editable install of the repository behind them.
+    sys.meta_path[:] = [f for f in sys.meta_path
+                        if not getattr(f, "__module__", "").startswith("__editable__")]
+    import credit_risk, serving
+    from serving import create_app
+    import credit_risk.cli.predict
+    for package in (credit_risk, serving):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if ".migrations." not in info.name + "." and info.name != "serving.wsgi":
+                importlib.import_module(info.name)
+    app = create_app(watch=False)
+    from credit_risk.cli import main
+    train = main(["train"])
+    print(json.dumps({
+        "outside": sorted(m.__file__ for n, m in sys.modules.items()
+                          if n.partition(".")[0] in ("credit_risk", "serving")
+                          and getattr(m, "__file__", None)
+                          and not m.__file__.startswith(sys.argv[1])),
+        "modules": sum(n.partition(".")[0] == "credit_risk" for n in sys.modules),
+        "train": train, "ready": app.test_client().get("/health").status_code}))
+""")
+
+
+def test_the_app_and_credit_risk_predict_need_nothing_outside_the_image_files(tmp_path):
+    """Every module of the copied slice imports from those files alone, the app builds, and
+    a pipeline command says it needs the pipeline extra. (Third-party libraries: this venv
+    has every extra; test_serving_slice.py and the import contracts check those.)"""
+    work = tmp_path / "src"
+    copy_serving_slice(work)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CREDIT_RISK_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(PYTHONPATH=str(work), CREDIT_RISK_REGISTRY_URL=str(tmp_path / "registry"),
+               CREDIT_RISK_DECISION_LOG=str(tmp_path / "decisions.jsonl"))
+    result = subprocess.run([sys.executable, "-c", SLICE_IMPORTS, str(work)], cwd=work, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["outside"] == []
+    assert found["modules"] > 20 and found["train"] == 1 and found["ready"] == 200
+    assert "train needs the pipeline extra" in result.stderr

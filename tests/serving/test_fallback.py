@@ -23,7 +23,7 @@ from tests.serving.servers import metric
 def _two_versions(trained_copy):
     """The registry copy with a champion that is a republished twin of the trained version."""
     settings, version = trained_copy
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     champion = republish(registry, version)
     registry.promote(champion, "twin")
     return settings, version, champion
@@ -49,7 +49,7 @@ def _restore(path: Path, original: bytes) -> None:
 
 def test_starting_with_a_corrupt_champion_serves_the_fallback_and_recovers(trained_copy):
     settings, older, champion = _two_versions(trained_copy)
-    path, original = _flip_a_byte(Path(settings.registry_url), champion)
+    path, original = _flip_a_byte(Path(settings.registry.url), champion)
     app = create_app(settings, watch=False)
     client = app.test_client()
     store = app.extensions["credit_risk"]["store"]
@@ -82,11 +82,11 @@ def test_starting_with_a_corrupt_champion_serves_the_fallback_and_recovers(train
 
 def test_champion_is_retried_with_a_growing_bounded_backoff(trained_copy, monkeypatch):
     settings, older, champion = _two_versions(trained_copy)
-    _flip_a_byte(Path(settings.registry_url), champion)
+    _flip_a_byte(Path(settings.registry.url), champion)
     now = [1000.0]  # the store's clock, moved by the test
     monkeypatch.setattr(champion_module, "time", SimpleNamespace(monotonic=lambda: now[0],
                                                                  time=time.time))
-    store = ModelStore(Registry(settings.registry_url), retry_s=1, max_retry_s=4)
+    store = ModelStore(Registry(settings.registry.url), retry_s=1, max_retry_s=4)
     assert not store.refresh() and store.scorer.version == older and store.fallback
     delays = []
     for _ in range(4):
@@ -101,7 +101,7 @@ def test_champion_is_retried_with_a_growing_bounded_backoff(trained_copy, monkey
 
 def test_without_a_fallback_restoring_the_file_recovers_without_a_restart(trained_copy):
     settings, version = trained_copy
-    path, original = _flip_a_byte(Path(settings.registry_url), version)
+    path, original = _flip_a_byte(Path(settings.registry.url), version)
     app = create_app(settings, watch=False)
     client = app.test_client()
     store = app.extensions["credit_risk"]["store"]
@@ -116,11 +116,11 @@ def test_without_a_fallback_restoring_the_file_recovers_without_a_restart(traine
 
 def test_a_new_promotion_ends_the_fallback_at_once(trained_copy):
     settings, older, champion = _two_versions(trained_copy)
-    _flip_a_byte(Path(settings.registry_url), champion)
+    _flip_a_byte(Path(settings.registry.url), champion)
     app = create_app(settings, watch=False)
     store = app.extensions["credit_risk"]["store"]
     assert store.fallback and store.scorer.version == older
-    Registry(settings.registry_url).rollback("the champion is corrupt")
+    Registry(settings.registry.url).rollback("the champion is corrupt")
     assert not store.refresh()  # already serving the version rolled back to
     assert not store.fallback and store.summary()["fallback"] is False
 
@@ -129,8 +129,8 @@ def test_a_new_promotion_ends_the_fallback_at_once(trained_copy):
 @pytest.fixture
 def gunicorn(trained_copy, start_gunicorn):
     settings, older, champion = _two_versions(trained_copy)
-    server = start_gunicorn(settings.registry_url, reload_interval_s=0.5)
-    return server, Path(settings.registry_url), older, champion
+    server = start_gunicorn(settings.registry.url, reload_interval_s=0.5)
+    return server, Path(settings.registry.url), older, champion
 
 
 def _ready_everywhere(server, check, n=12):
@@ -178,7 +178,7 @@ def test_a_fifo_in_the_champion_and_a_bad_history_record_do_not_freeze_a_start(t
     import threading
 
     settings, older, champion = _two_versions(trained_copy)
-    _plant_fifo_and_bad_history(Path(settings.registry_url), champion)
+    _plant_fifo_and_bad_history(Path(settings.registry.url), champion)
     started = {}
     thread = threading.Thread(target=lambda: started.update(app=create_app(settings,
                                                                            watch=False)),

@@ -1,6 +1,6 @@
 """Item 11 of issue 8: the web form's CSRF tokens, Secure session cookie over HTTPS (directly
 or behind a trusted proxy only), server-side session expiry and login throttling; and the
-result page's input warnings."""
+result page's input warnings; no page can be framed (clickjacking)."""
 
 import time
 
@@ -96,7 +96,8 @@ def test_session_lifetime_comes_from_the_settings(monkeypatch):
     monkeypatch.setenv("CREDIT_RISK_LOGIN_FAILURES_PER_CLIENT", "2")
     monkeypatch.setenv("CREDIT_RISK_TRUSTED_PROXIES", "1")
     s = Settings()
-    assert (s.form_session_minutes, s.login_failures_per_client, s.trusted_proxies) == (5, 2, 1)
+    assert (s.serving.form_session_minutes, s.serving.login_failures_per_client,
+            s.serving.trusted_proxies) == (5, 2, 1)
 
 
 # -- login throttling --------------------------------------------------------------------------
@@ -168,3 +169,46 @@ def test_result_page_shows_warnings(app, client, application, csrf):
     assert "0 means missing in the training data: scored as the typical value" in html
     html = client.post("/", data=_form(application, csrf(client))).get_data(as_text=True)
     assert 'id="pd"' in html and 'id="warnings"' not in html
+
+
+# -- clickjacking: no page may be framed ---------------------------------------------------------
+def _pages(client, application, csrf):
+    """Every kind of page the app serves: form, result, invalid form, login, docs, errors."""
+    yield "form", client.get("/")
+    yield "result", client.post("/", data={**{k: str(v) for k, v in application.items()},
+                                           "csrf_token": csrf(client)})
+    yield "invalid form", client.post("/", data={"csrf_token": csrf(client), "age": "x"})
+    yield "expired form", client.post("/", data={"age": "1"})
+    yield "docs", client.get("/docs")
+    yield "api", client.get("/api/v1/model")
+    yield "not found", client.get("/nowhere")
+
+
+def test_no_page_can_be_framed(client, application, csrf):
+    seen = set()
+    for what, r in _pages(client, application, csrf):
+        seen.add(r.mimetype)
+        assert r.headers["X-Frame-Options"] == "DENY", what
+        assert r.headers.getlist("Content-Security-Policy") == ["frame-ancestors 'none'"], what
+    assert "text/html" in seen
+
+
+def test_the_login_page_cannot_be_framed(trained, csrf):
+    client = _app(trained, **KEYS).test_client()
+    for r in (client.get("/login"), client.post("/login", data={
+            "api_key": "wrong", "csrf_token": csrf(client, "/login")})):
+        assert r.mimetype == "text/html" and r.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(("policy", "merged"), [
+    (None, "frame-ancestors 'none'"),
+    ("default-src 'self'", "default-src 'self'; frame-ancestors 'none'"),
+    ("default-src 'self'; frame-ancestors https://a.example;",
+     "default-src 'self'; frame-ancestors 'none'"),
+    ("Frame-Ancestors *; img-src data:", "img-src data:; frame-ancestors 'none'"),
+])
+def test_frame_ancestors_joins_a_policy_a_page_already_has(policy, merged):
+    from serving.security import frame_ancestors_none
+
+    assert frame_ancestors_none(policy) == merged

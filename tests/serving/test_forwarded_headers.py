@@ -25,7 +25,7 @@ def test_gunicorn_trusts_no_forwarded_header_unless_the_app_does(trained, start_
     CREDIT_RISK_TRUSTED_PROXIES=0 an X-Forwarded-Proto from a local client must not make the
     session cookie Secure. Also over gunicorn: a chunked form post over the limit is a 413."""
     monkeypatch.setenv("CREDIT_RISK_TRUSTED_PROXIES", "0")
-    server = start_gunicorn(trained[0].registry_url, workers=1)
+    server = start_gunicorn(trained[0].registry.url, workers=1)
     assert "Secure" not in _cookie(server.base, **{"X-Forwarded-Proto": "https"})
     assert "Secure" not in _cookie(server.base, **{"X-Forwarded-Ssl": "on"})
     for path in ("/", "/login"):
@@ -33,6 +33,6 @@ def test_gunicorn_trusts_no_forwarded_header_unless_the_app_does(trained, start_
     assert servers.chunked_form(server.base, "/", 1) == 400  # under the limit: the CSRF check
     server.stop()
     monkeypatch.setenv("CREDIT_RISK_TRUSTED_PROXIES", "1")
-    trusting = start_gunicorn(trained[0].registry_url, workers=1)
+    trusting = start_gunicorn(trained[0].registry.url, workers=1)
     assert "Secure" in _cookie(trusting.base, **{"X-Forwarded-Proto": "https"})
     assert "Secure" not in _cookie(trusting.base)

@@ -11,7 +11,7 @@ from tests.serving.servers import Gunicorn, metric
 
 @pytest.fixture
 def server(trained, start_gunicorn) -> Gunicorn:
-    return start_gunicorn(trained[0].registry_url, reload_interval_s=1)
+    return start_gunicorn(trained[0].registry.url, reload_interval_s=1)
 
 
 def test_gunicorn_serves_and_aggregates_metrics_over_workers(server, trained):

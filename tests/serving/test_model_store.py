@@ -18,13 +18,13 @@ def test_no_champion_means_not_ready_and_503(tmp_path, trained):
 
 def test_tampered_champion_is_refused_and_last_good_keeps_serving(trained_copy):
     settings, version = trained_copy
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     store = ModelStore(registry)
     assert store.refresh() and store.scorer.version == version
     # A new version whose model file is corrupted after publishing.
     bad = republish(registry, version)
     registry.promote(bad, "test")  # promote verifies: the file goes bad after it
-    (Path(settings.registry_url) / "models" / bad / "model.joblib").write_bytes(b"garbage")
+    (Path(settings.registry.url) / "models" / bad / "model.joblib").write_bytes(b"garbage")
     assert not store.refresh()
     assert store.scorer.version == version
     assert store.reload_failures == 1 and "SHA-256" in store.last_error
@@ -32,7 +32,7 @@ def test_tampered_champion_is_refused_and_last_good_keeps_serving(trained_copy):
 
 def test_new_champion_and_rollback_are_picked_up(trained_copy):
     settings, version = trained_copy
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     newer = republish(registry, version)
     app = create_app(settings, watch=False)
     store = app.extensions["credit_risk"]["store"]
@@ -48,7 +48,7 @@ def test_new_champion_and_rollback_are_picked_up(trained_copy):
 
 def test_artifact_with_good_checksums_that_cannot_score_is_refused(trained_copy):
     settings, version = trained_copy
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     app = create_app(settings, watch=False)
     store = app.extensions["credit_risk"]["store"]
     client = app.test_client()
@@ -73,7 +73,7 @@ def test_background_watcher_swaps_without_failing_requests(trained_copy):
     import time
 
     settings, version = trained_copy
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     newer = republish(registry, version)
     app = create_app(settings.model_copy(update={"reload_interval_s": 0.05}), watch=True)
     store = app.extensions["credit_risk"]["store"]
@@ -115,7 +115,7 @@ def test_a_running_store_keeps_its_model_when_the_alias_record_is_replayed(train
     from credit_risk.registry.store import signing
 
     settings, version = trained
-    source = Registry(settings.registry_url)
+    source = Registry(settings.registry.url)
     manifest = source.verify(version)
     files = {n: source.read_file(version, n, manifest) for n in manifest["files"]}
     body = {k: v for k, v in manifest.items() if k not in ("version", "created_at", "files",

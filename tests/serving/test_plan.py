@@ -13,7 +13,7 @@ import joblib
 import numpy as np
 import pytest
 
-from credit_risk.pipeline import synthetic
+from credit_risk.datasets import synthetic
 from credit_risk.pipeline.bundle import check_plan, compile_bundle, frame_records, plan_of
 from credit_risk.pipeline.ingest import assemble
 from credit_risk.pipeline.steps import load_scorer
@@ -37,8 +37,9 @@ def models(trained, spec):
     import pandas as pd
 
     settings, _ = trained
-    out = {p.stem: joblib.load(p).model for p in settings.runs_dir.glob("*/candidates/*.joblib")}
-    train = pd.read_parquet(next(settings.runs_dir.glob("*/split/train.parquet")))
+    runs = settings.data.runs_dir
+    out = {p.stem: joblib.load(p).model for p in runs.glob("*/candidates/*.joblib")}
+    train = pd.read_parquet(next(settings.data.runs_dir.glob("*/split/train.parquet")))
     out["random_forest"] = train_candidate(
         "random_forest", train.drop(columns=["__target__"]), train["__target__"].to_numpy(),
         spec, settings.model_copy(update={"search_iterations": 1})).model
@@ -167,7 +168,7 @@ def test_serving_and_predict_never_unpickle(trained, tmp_path):
     import shutil
 
     settings, version = trained
-    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    shutil.copytree(settings.registry.url, tmp_path / "reg")
     registry = Registry(str(tmp_path / "reg"))
     marker = tmp_path / "pwned"
     _plant_pickle(registry, version, marker)
@@ -210,7 +211,7 @@ def test_a_version_without_a_plan_is_refused_with_how_to_fix(trained, tmp_path):
     import shutil
 
     settings, version = trained
-    shutil.copytree(settings.registry_url, tmp_path / "reg")
+    shutil.copytree(settings.registry.url, tmp_path / "reg")
     registry = Registry(str(tmp_path / "reg"))
     manifest = registry.manifest(version)
     files = {n: registry.read_file(version, n) for n in manifest["files"]
@@ -242,7 +243,7 @@ def test_the_walk_of_the_trees_gives_xgboosts_margin_bit_for_bit(models, frame):
 
 def test_one_xgboost_row_scores_as_in_a_batch(trained, models, frame):
     settings, version = trained
-    manifest = Registry(settings.registry_url).manifest(version)
+    manifest = Registry(settings.registry.url).manifest(version)
     scorer = Scorer(plan_of(models["xgboost"]), manifest)
     records = [r for r in frame_records(frame[[f["name"] for f in scorer.fields]].head(400))
                if not validate_application(scorer.fields, r)[1]]
@@ -335,3 +336,147 @@ def test_an_unsigned_booster_that_crashes_xgboost_is_refused_not_fatal(models, b
     files = {**compile_bundle(models["xgboost"]), "booster.ubj": booster}
     with pytest.raises(PlanError, match="booster.ubj"):
         ScoringPlan.from_files(files, signed=False)  # loaded in a probe process first
+
+
+# -- every plan is checked when read, signed or not (issue 18, defect 6) -------------------------
+def _parts(model):
+    """A compiled plan as its data: the JSON dict, the arrays and the booster bytes."""
+    files = compile_bundle(model)
+    with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return json.loads(files[PLAN_FILE]), arrays, files.get("booster.ubj")
+
+
+def _decreasing(plan, arrays):
+    arrays["isotonic_y"] = arrays["isotonic_y"][::-1].copy()
+
+
+def _sigmoid_falling(plan, arrays):
+    plan["calibration"] = {"kind": "sigmoid", "slope": -0.5, "intercept": 0.0}
+
+
+def _cap_inverted(plan, arrays):
+    step = plan["features"]["numeric"][0]
+    step["min"], step["max"] = step["max"] + 1, step["min"]
+
+
+def _derived_inverted(plan, arrays):
+    step = plan["features"]["derived"][0]
+    step["min"], step["max"] = step["max"] + 1, step["min"]
+
+
+def _median_nan(plan, arrays):
+    plan["features"]["numeric"][1]["median"] = float("nan")
+
+
+def _name_dropped(plan, arrays):
+    plan["features"]["names"].pop()
+
+
+def _category_dropped(plan, arrays):
+    """Consistent feature steps one column narrower than the model head."""
+    column = plan["features"]["categorical"][-1]
+    gone = column["categories"].pop()
+    plan["features"]["names"].remove(f"{column['name']}={gone}")
+
+
+def _weights_short(plan, arrays):
+    arrays["linear_w"] = arrays["linear_w"][:-1]
+
+
+def _expr_unknown(plan, arrays):
+    plan["features"]["derived"][0]["expr"] = "no_such_input / 2"
+
+
+def _head_missing(plan, arrays):
+    del plan["head"]
+
+
+def _forest_feature_outside(plan, arrays):
+    arrays["forest_feature"][0, 0] = len(plan["features"]["names"])
+
+
+def _forest_share_over_one(plan, arrays):
+    arrays["forest_share"][0, 0] = 1.5
+
+
+TAMPERED = [  # (model, change, what the refusal says)
+    ("logistic_regression", _decreasing, "not an increasing map into .0, 1.: it falls from"),
+    ("logistic_regression", _sigmoid_falling, "slope -0.5 is negative"),
+    ("logistic_regression", _cap_inverted, "range of .* has min .* above max"),
+    ("logistic_regression", _derived_inverted, "range of .* has min .* above max"),
+    ("logistic_regression", _median_nan, "median of .* is nan, not a finite number"),
+    ("logistic_regression", _name_dropped, "shapes do not match"),
+    ("logistic_regression", _category_dropped, "weights for"),
+    ("logistic_regression", _weights_short, "weights for"),
+    ("logistic_regression", _expr_unknown, "uses \\['no_such_input'\\], not numeric inputs"),
+    ("logistic_regression", _head_missing, "malformed scoring plan: KeyError\\('head'\\)"),
+    ("xgboost", _category_dropped, "booster.ubj takes .* features; the plan has"),
+    ("random_forest", _forest_feature_outside, "the forest splits on feature"),
+    ("random_forest", _forest_share_over_one, "leaf shares of defaults are not inside"),
+]
+
+
+@pytest.mark.parametrize(("name", "change", "says"), TAMPERED,
+                         ids=[f"{m}-{c.__name__}" for m, c, _ in TAMPERED])
+def test_a_plan_that_does_not_fit_together_is_refused(models, name, change, says):
+    plan, arrays, booster = _parts(models[name])
+    ScoringPlan(plan, arrays, booster)  # as compiled: loads
+    change(plan, arrays)
+    with pytest.raises(PlanError, match=says):
+        ScoringPlan(plan, arrays, booster)
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda plan, arrays: _decreasing(plan, arrays), "falls from"),
+    (lambda plan, arrays: _cap_inverted(plan, arrays), "above max"),
+    ({"threshold": float("nan")}, "threshold nan is not a PD inside"),
+    ({"threshold": 1.5}, "threshold 1.5 is not a PD inside"),
+    ({"threshold": "0.3"}, "threshold '0.3' is not a PD inside"),
+    ({"threshold": None}, "threshold None is not a PD inside"),
+    ({"score_scaling": {"base_odds": -30}}, "needs base odds > 0"),
+    ({"score_scaling": {"min_score": 900, "max_score": 300}}, "min score <= max score"),
+])
+def test_an_unsigned_version_with_nonsense_numbers_is_refused(trained_copy, edit, says):
+    """Written as the files of a version in a registry without keys: serving and predict's
+    loader refuse it with the reason, and the champion keeps serving."""
+    from credit_risk.scoring.champion import load_champion, registry_for
+    from tests.conftest import republish
+
+    settings, version = trained_copy
+    registry = registry_for(settings)
+    if callable(edit):
+        def rewrite(name, data):
+            if name not in (PLAN_FILE, ARRAYS_FILE):
+                return data
+            plan, arrays, _ = json.loads(files[PLAN_FILE]), dict(base_arrays), None
+            edit(plan, arrays)
+            if name == PLAN_FILE:
+                return json.dumps(plan).encode()
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            return buf.getvalue()
+
+        files = {n: registry.read_file(version, n) for n in (PLAN_FILE, ARRAYS_FILE)}
+        with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as npz:
+            base_arrays = {k: npz[k] for k in npz.files}
+        bad = republish(registry, version, rewrite)
+    else:
+        manifest = registry.manifest(version)
+        meta = {k: v for k, v in manifest.items()
+                if k not in ("version", "created_at", "files", "sizes", "signature")}
+        if "score_scaling" in edit:
+            edit = {"score_scaling": {**meta["score_scaling"], **edit["score_scaling"]}}
+        bad = registry.publish({n: registry.read_file(version, n) for n in manifest["files"]},
+                               {**meta, **edit})
+    assert not registry.trusted_keys
+    with pytest.raises(PlanError, match=says):
+        Scorer.load(registry, bad)
+    with pytest.raises(PlanError, match=says):
+        load_champion(registry, bad)
+    registry.promote(bad, "test: a tampered version")
+    from serving import create_app
+
+    ready = create_app(settings, watch=False).test_client().get("/ready").json
+    assert ready["model_version"] == version and ready["fallback"] is True
+    assert says.split(" ")[0] in (ready["fallback_reason"] or "") + (ready["last_error"] or "")

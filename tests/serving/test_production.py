@@ -174,7 +174,7 @@ def test_api_keys_from_the_environment(monkeypatch):
     monkeypatch.setenv("CREDIT_RISK_API_KEYS", "alpha, beta,")
     monkeypatch.setenv("CREDIT_RISK_FORM_AUTH", "api_key")
     s = Settings()
-    assert s.api_keys == ("alpha", "beta") and s.form_auth == "api_key"
+    assert s.serving.api_keys == ("alpha", "beta") and s.serving.form_auth == "api_key"
 
 
 def test_form_behind_a_login(trained, application, csrf):

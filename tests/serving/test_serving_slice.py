@@ -1,9 +1,10 @@
 """The serving slice in a fresh environment built from the serving extra alone.
 
-`pip install -c constraints.txt '.[serving]'` into a new virtualenv (once per session, from a
-copy of the sources; pip's cache makes it quick), then: the training stack is not there, the
-serving app scores a model the pipeline published, and `credit-risk predict` scores a CSV.
-When the environment cannot be built the tests fail: they never skip.
+`pip install -c constraints.txt '.[serving]'` into a new virtualenv (once per session) from the
+files the serving image copies (the Dockerfile's COPY lines; pip's cache makes it quick), then:
+the training stack is not there, the serving app scores a model the pipeline published, and
+`credit-risk predict` scores a CSV. When the environment cannot be built the tests fail: they
+never skip.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from credit_risk.registry.store import Registry
+from tests.serving.image_slice import copy_serving_slice
 
 ROOT = Path(__file__).parents[2]
 TRAINING_ONLY = {"pandas": "pandas", "sklearn": "scikit-learn", "imblearn": "imbalanced-learn",
@@ -32,10 +34,8 @@ def slice_env(tmp_path_factory) -> Path:
     """A fresh virtualenv with the project installed from its serving extra alone."""
     base = tmp_path_factory.mktemp("serving-slice")
     src = base / "src"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("credit_risk", "serving"):
-        shutil.copytree(ROOT / name, src / name, ignore=ignore)
-    for name in ("pyproject.toml", "README.md", "constraints.txt"):
+    copy_serving_slice(src)  # the files the serving image holds, nothing else
+    for name in ("pyproject.toml", "constraints.txt"):
         shutil.copy2(ROOT / name, src / name)
     env_dir = base / "venv"
     started = time.monotonic()
@@ -61,7 +61,7 @@ def _env(settings, tmp_path: Path) -> dict[str, str]:
     """Only what the slice needs: no PYTHONPATH, no inherited CREDIT_RISK_* settings."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CREDIT_RISK_", "PYTHON", "VIRTUAL_ENV"))}
-    env.update(CREDIT_RISK_REGISTRY_URL=str(settings.registry_url),
+    env.update(CREDIT_RISK_REGISTRY_URL=str(settings.registry.url),
                CREDIT_RISK_DECISION_LOG=str(tmp_path / "decisions.jsonl"),
                CREDIT_RISK_RELOAD_INTERVAL_S="0")
     return env
@@ -121,7 +121,7 @@ def test_the_serving_app_scores_a_published_model(slice_env, trained, tmp_path):
 
 def test_credit_risk_predict_and_models_run_in_the_slice(slice_env, trained, tmp_path):
     settings, version = trained
-    fields = Registry(settings.registry_url).manifest(version)["inputs"]
+    fields = Registry(settings.registry.url).manifest(version)["inputs"]
     typical = {f["name"]: "" if f["default"] is None else f["default"] for f in fields}
     numeric = next(f for f in fields if f["type"] != "category")
     with (tmp_path / "apps.csv").open("w", newline="") as fh:

@@ -10,7 +10,7 @@ from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 
 from credit_risk.registry.store import Registry
-from credit_risk.ui import create_ui, is_report
+from credit_risk_ui import create_ui, is_report
 from tests.conftest import republish
 
 ROOT = Path(__file__).parents[2]
@@ -58,7 +58,7 @@ def test_models_page_card_and_run_outputs(env):
     assert client.get("/runs/fixture-run/..%2F..%2Fetc%2Fpasswd").status_code == 404
     # Reports only: never the raw data, the split or the fitted candidates.
     for private in ("raw/loans.parquet", "split/train.parquet", "candidates/xgboost.joblib"):
-        assert (settings.runs_dir / "fixture-run" / private).exists()
+        assert (settings.data.runs_dir / "fixture-run" / private).exists()
         assert client.get(f"/runs/fixture-run/{private}").status_code == 404
     card = client.get(f"/models/{version}/files/model_card.html")
     assert card.headers["content-security-policy"].startswith("sandbox")
@@ -69,7 +69,7 @@ def test_drift_reports_are_listed_and_served(env, monkeypatch):
     from tests.model.test_monitoring import _log_traffic
 
     settings, _ = env
-    settings = settings.model_copy(update={"decision_log": settings.runs_dir / "d.jsonl"})
+    settings = settings.model_copy(update={"decision_log": settings.data.runs_dir / "d.jsonl"})
     _log_traffic(settings, shift=True)
     drift_step(settings, "daily-1")
     client = TestClient(create_ui(settings, logged_in))
@@ -81,7 +81,7 @@ def test_drift_reports_are_listed_and_served(env, monkeypatch):
 
 def test_tampered_file_is_not_served(env, tmp_path):
     settings, version = env
-    card = Path(settings.registry_url) / "models" / version / "model_card.html"
+    card = Path(settings.registry.url) / "models" / version / "model_card.html"
     card.write_text("<p>forged</p>")
     client = TestClient(create_ui(settings, logged_in))
     assert client.get(f"/models/{version}/files/model_card.html").status_code == 404
@@ -89,7 +89,7 @@ def test_tampered_file_is_not_served(env, tmp_path):
 
 def test_promote_and_rollback_record_the_user(env):
     settings, version = env
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     other = republish(registry, version)
     viewer = TestClient(create_ui(settings, logged_in))
     refused = viewer.post(f"/models/{other}/promote", data={"reason": "x"})
@@ -116,7 +116,7 @@ def test_changes_need_the_pages_own_origin(env):
     """Scheme, host and port of Origin (or, without one, of Referer) must be the pages' own or
     a configured one; a request without either is refused unless it carries a Bearer token."""
     settings, version = env
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     other = republish(registry, version)
     registry.promote(other, "fixture", by="fixture")
     registry.promote(version, "fixture", by="fixture")  # a rollback has somewhere to go
@@ -143,15 +143,21 @@ def test_changes_need_the_pages_own_origin(env):
     assert registry.alias_version("champion") == version  # six rollbacks: back and forth
 
 
-def test_airflow_loads_the_plugin():
-    out = subprocess.run([sys.executable, "-m", "airflow", "plugins", "-o", "json"],
-                         capture_output=True, text=True, cwd=ROOT,
-                         env={**__import__("os").environ,
-                              "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins")})
+def test_airflow_loads_the_plugin_and_nothing_else_from_the_folder():
+    """The plugin loads; the package beside it (credit_risk_ui, listed in .airflowignore) is
+    imported by the plugin, never by Airflow file by file."""
+    script = ("import json\n"
+              "from airflow import plugins_manager as pm\n"
+              "pm.ensure_plugins_loaded()\n"
+              "names = [p['name'] for p in pm.get_plugin_info()]\n"
+              "print(json.dumps({'names': names, 'errors': pm.get_import_errors()}))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=ROOT, env={**__import__("os").environ,
+                                        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins")})
     assert out.returncode == 0, out.stderr[-2000:]
-    listing = out.stdout[out.stdout.index("["):]
-    plugins = {p["name"]: p for p in json.loads(listing)}
-    assert "credit_risk" in plugins, plugins.keys()
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "credit_risk" in loaded["names"], loaded["names"]
+    assert loaded["errors"] == {}
 
 
 @pytest.mark.parametrize(("run", "path", "served"), [
@@ -195,9 +201,9 @@ def test_only_report_files_are_served(run, path, served):
 
 def test_private_files_and_symlinks_are_404(env, tmp_path):
     settings, version = env
-    run = settings.runs_dir / "fixture-run"
+    run = settings.data.runs_dir / "fixture-run"
     (run / "validation" / "copy.json").symlink_to(run / "raw" / "loans.parquet")
-    (settings.runs_dir / "elsewhere").symlink_to(run, target_is_directory=True)
+    (settings.data.runs_dir / "elsewhere").symlink_to(run, target_is_directory=True)
     client = TestClient(create_ui(settings, logged_in))
     for path in ("/runs/fixture-run/validation%2F..%2Fraw%2Floans.parquet",
                  "/runs/fixture-run/validation/%2e%2e/raw/loans.parquet",
@@ -214,7 +220,7 @@ def test_private_files_and_symlinks_are_404(env, tmp_path):
 def test_a_refused_alias_record_is_shown_not_a_server_error(env):
     settings, version = env
     client = TestClient(create_ui(settings, logged_in))
-    (Path(settings.registry_url) / "aliases" / "state.json").write_text("{")
+    (Path(settings.registry.url) / "aliases" / "state.json").write_text("{")
     page = client.get("/")
     assert page.status_code == 200 and "Alias record refused" in page.text
     assert client.get(f"/models/{version}").status_code == 200
@@ -226,7 +232,7 @@ def test_models_page_groups_by_dataset_and_rolls_back_one(env):
     from tests.registry.test_serving_datasets import republish_as
 
     settings, version = env
-    registry = Registry(settings.registry_url)
+    registry = Registry(settings.registry.url)
     sba1, sba2 = republish_as(registry, version, "sba"), republish_as(registry, version, "sba")
     registry.promote(sba1, "first sba")
     registry.promote(sba2, "second sba")

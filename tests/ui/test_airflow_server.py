@@ -47,7 +47,14 @@ class Server:
 
     def request(self, method: str, path: str, role: str | None = "viewer", body: str = "",
                 headers: dict[str, str] | None = None, cookie: bool = False) -> tuple[int, bytes]:
-        """One request with `path` sent exactly as given."""
+        """One request with `path` sent exactly as given: (status, body)."""
+        status, _, data = self.exchange(method, path, role, body, headers, cookie)
+        return status, data
+
+    def exchange(self, method: str, path: str, role: str | None = "viewer", body: str = "",
+                 headers: dict[str, str] | None = None,
+                 cookie: bool = False) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """One request with `path` sent exactly as given: (status, headers, body)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         hdrs = dict(headers or {})
         if role and cookie:
@@ -59,7 +66,7 @@ class Server:
         try:
             conn.request(method, path, body=body or None, headers=hdrs)
             resp = conn.getresponse()
-            return resp.status, resp.read()
+            return resp.status, resp.headers, resp.read()
         finally:
             conn.close()
 
@@ -106,8 +113,8 @@ def _plant(runs: Path, outside: Path) -> None:
 def server(trained, tmp_path_factory):
     settings, version = trained
     base = tmp_path_factory.mktemp("airflow-ui")
-    shutil.copytree(settings.registry_url, base / "registry")
-    shutil.copytree(settings.runs_dir, base / "runs", symlinks=True)
+    shutil.copytree(settings.registry.url, base / "registry")
+    shutil.copytree(settings.data.runs_dir, base / "runs", symlinks=True)
     _plant(base / "runs", base / "outside")
     registry = Registry(str(base / "registry"))
     other = republish(registry, version)
@@ -203,6 +210,75 @@ def test_pages_and_reports_are_served(server):
     assert server.get(f"/credit-risk/runs/{RUN}/comparison.json", cookie=True)[0] == 200
     assert server.get(f"/credit-risk/runs/{RUN}/comparison.json", role=None)[0] == 401
     assert server.get(f"/credit-risk/models/{v}/files/model_card.html", role=None)[0] == 401
+
+
+def test_pages_behind_airflow_refuse_framing_by_other_sites(server):
+    """Mounted in Airflow, each HTML page and stored HTML report still says that only its own
+    origin (Airflow's UI, which shows plugin views in a same-origin iframe) may frame it."""
+    v = server.champion
+    pages = ["/credit-risk/", "/credit-risk/runs", f"/credit-risk/runs/{RUN}",
+             "/credit-risk/monitoring", f"/credit-risk/models/{v}",
+             f"/credit-risk/models/{v}/files/model_card.html",
+             f"/credit-risk/runs/{RUN}/validation/data_docs/index.html",
+             "/credit-risk/runs/monitoring/daily-1/drift_report.html"]
+    for page in pages:
+        status, headers, _ = server.exchange("GET", page)
+        assert status == 200 and headers["content-type"].startswith("text/html"), page
+        assert headers.get_all("x-frame-options") == ["SAMEORIGIN"], page
+        [policy] = headers.get_all("content-security-policy")
+        directives = [d.strip() for d in policy.split(";")]
+        assert [d for d in directives if d.startswith("frame-ancestors")] == \
+            ["frame-ancestors 'self'"], page
+
+
+def _chromium() -> str:
+    """Debian's Chromium, as for the form's browser tests (make browser installs it)."""
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(path):  # a missing install step is a failure, not a skip
+        pytest.fail(f"no Chromium at {path}: run `make browser` (apt-get install chromium)")
+    return path
+
+
+def _shows(frame, text: str) -> bool:
+    try:
+        return text in frame.content()
+    except Exception:  # a frame the browser refused has no document to read
+        return False
+
+
+def test_a_browser_frames_the_pages_in_airflow_only(server):
+    """In Chromium: Airflow's UI shows the models page in its iframe and a model's page shows
+    its card, but a page of another site that frames the models page gets nothing, even with
+    the user's credentials on every request."""
+    from playwright import sync_api
+
+    base, token = f"http://127.0.0.1:{server.port}", server.tokens["viewer"]
+    evil = f"<iframe src='{base}/credit-risk/' style='width:100%;height:20em'></iframe>"
+    with sync_api.sync_playwright() as p:
+        # Local Network Access checks off: only the pages' own headers may refuse the frame.
+        browser = p.chromium.launch(executable_path=_chromium(), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-features=LocalNetworkAccessChecks"])
+        context = browser.new_context(extra_http_headers={"Authorization": f"Bearer {token}"})
+        context.add_cookies([{"name": "_token", "value": token, "url": base}])
+        page = context.new_page()
+        page.goto(f"{base}/plugin/credit-risk-models")
+        framed = page.frame_locator("iframe[title='Credit-risk models']")
+        sync_api.expect(framed.locator("h2")).to_have_text("Credit-risk models", timeout=60_000)
+        page.goto(f"{base}/credit-risk/models/{server.champion}")
+        card = page.frame_locator("iframe").locator("body")
+        sync_api.expect(card).to_contain_text("Model card", timeout=30_000)
+        # Another origin (localhost, not 127.0.0.1) frames the models page: refused.
+        other = f"http://localhost:{server.port}/evil"
+        page.route(other, lambda route: route.fulfill(
+            status=200, content_type="text/html", body=evil))
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        page.goto(other, wait_until="load")
+        assert len(page.frames) == 2
+        assert not any(_shows(frame, "Credit-risk models") for frame in page.frames)
+        assert any("frame-ancestors 'self'" in line for line in console), console
+        browser.close()
 
 
 def test_every_link_on_the_pages_is_served(server):

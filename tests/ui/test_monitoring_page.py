@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from credit_risk.pipeline.monitoring import drift_step, performance_step
-from credit_risk.ui import create_ui
+from credit_risk_ui import create_ui
 from tests.e2e.test_performance_dag import log_matured_batch
 from tests.model.test_monitoring import _log_traffic
 from tests.ui.test_airflow_pages import logged_in
@@ -15,7 +15,7 @@ from tests.ui.test_airflow_pages import logged_in
 def test_monitoring_page_shows_psi_and_performance_plots(trained_copy, tmp_path, monkeypatch):
     settings, _ = trained_copy
     settings = settings.model_copy(update={"decision_log": tmp_path / "d.jsonl"})
-    monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", str(settings.decision_log))
+    monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", str(settings.decisions.url))
     log_matured_batch(settings, tmp_path, shift=True, n=1500)
     _log_traffic(settings, shift=True)
     drift_step(settings, "daily-1")

@@ -6,14 +6,15 @@ import json
 import fsspec
 from fastapi.testclient import TestClient
 
-from credit_risk.ui import create_ui
+from credit_risk_ui import create_ui
 from tests.ui.test_airflow_pages import logged_in
 
 
 def test_run_and_monitoring_pages_on_s3(trained_copy, s3_url):
     settings, _ = trained_copy
     fs = fsspec.filesystem("s3")
-    fs.put(str(settings.runs_dir / "fixture-run"), f"{s3_url}/runs/fixture-run", recursive=True)
+    fs.put(str(settings.data.runs_dir / "fixture-run"), f"{s3_url}/runs/fixture-run",
+           recursive=True)
     fs.pipe(f"{s3_url}/runs/monitoring/daily-1/drift.json",
             json.dumps({"status": "drift", "drift": True, "psi": [{"field": "age", "psi": 0.3}]})
             .encode())

@@ -6,7 +6,7 @@ from credit_risk.errors import CreditRiskError
 from credit_risk.pipeline.features import FeatureTransformer
 from credit_risk.pipeline.ingest import assemble
 from credit_risk.pipeline.train import build_pipeline
-from credit_risk.scoring.plan import FeaturePlan
+from credit_risk.scoring.features import FeaturePlan
 
 
 @pytest.fixture(scope="module")

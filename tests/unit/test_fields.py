@@ -81,3 +81,33 @@ def test_fitted_categories_win_over_the_spec_and_ids_have_no_constraints():
     assert Constraints.of_column(Column(role=Role.ID)) is None
     assert Constraints.of_column(Column(role=Role.IGNORED)) is None
     assert Constraints.of_column(Column(role=Role.IGNORED, max=3)).type == "number"
+
+
+def test_a_category_matches_in_normal_form_nfc_and_is_scored_as_the_model_spells_it():
+    composed, decomposed = "Caf\u00e9", "Cafe\u0301"
+    for categories in ((composed, "Bar"), (decomposed, "Bar")):
+        c = Constraints("category", categories=categories)
+        for sent in (composed, decomposed):
+            assert c.clean(sent) == (categories[0], None)
+        field = {"name": "x", **c.as_field()}
+        assert validate_application([field], {"x": decomposed})[0] == {"x": categories[0]}
+        assert validate_many([field], [{"x": "Bar"}, {"x": composed}])[0] == [
+            {"x": "Bar"}, {"x": categories[0]}]
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("\ud800", "must be valid UTF-8 text (U+D800: a lone surrogate"),
+    ("a\udcff", "must be valid UTF-8 text (U+DCFF"),
+    ("a\x00", "must not contain control characters"),
+    ("\x9b", "must not contain control characters"),
+    ("a\u202eb", "must not contain bidirectional control marks (U+202E)"),
+    ("\u061c", "must not contain bidirectional control marks (U+061C)"),
+    ("x" * 201, "must be at most 200 characters"),
+])
+def test_odd_text_is_refused_with_the_reason(text, why):
+    from credit_risk.spec.fields import shown, text_error
+
+    assert text_error(text).startswith(why)
+    assert Constraints("category", categories=("a",)).error(text).startswith(why)
+    assert shown(text).encode("utf-8").decode("ascii").isprintable()
+    assert text_error("Caf\u00e9 \u05e9\u05dc\u05d5\u05dd \u4e2d") is None  # any script is text

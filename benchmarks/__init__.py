@@ -1,0 +1,1 @@
+"""Reproducible performance measurements (scripts run from the repository root)."""

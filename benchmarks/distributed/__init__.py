@@ -1,0 +1,1 @@
+"""The distributed-training simulation: its DAG bundle and the trial task bodies."""

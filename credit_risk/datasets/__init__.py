@@ -1,0 +1,1 @@
+"""The built-in datasets: their specs, vendored data and the synthetic data generator."""

@@ -1,0 +1,270 @@
+"""The decision log: one record per scored application (inputs, PD, score, model version).
+
+`DecisionLog` is the interface, `Decision` the record every backend writes and reads back
+(validated both ways), `JsonlDecisionLog` the embedded default: one JSON line per decision in a
+local file, a call's decisions appended whole or not at all. The PostgreSQL backend is in
+`decisions_pg`; `backends.open_decision_log` opens the one a setting names.
+
+Fail closed: a write that fails raises `DecisionLogError`, so the caller never returns a decision
+without its audit record. Reads are windowed (`iter_chunks(since, until)`: lists of at most
+`chunk_rows` records, never the whole log in memory; `columns=` cuts each record to the keys a
+reader uses); `prune(before)` enforces retention.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Collection, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from credit_risk.errors import CreditRiskError
+from credit_risk.records.jsonl import JsonlFile, dumps_line, loads_line, why
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 10_000
+
+
+class DecisionLogError(CreditRiskError, RuntimeError):
+    """The decisions could not be logged (nothing of them was kept): do not return them."""
+
+
+class Decision(BaseModel):
+    """One logged decision: when, which request, the inputs as validated, and the answer (the
+    result's keys beside these: reasons, warnings, ...)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    at: AwareDatetime
+    request_id: str = Field(min_length=1)
+    inputs: dict[str, Any]
+    model_version: str | None = None
+    probability_of_default: float | None = None
+    credit_score: int | None = None
+    rating: str | None = None
+    risk: str | None = None
+
+
+def decision(at: datetime | str, request_id: str, inputs: dict[str, Any],
+             result: dict[str, Any]) -> dict[str, Any]:
+    """One decision as every backend reads it back: {"at", "request_id", "inputs", **result},
+    `at` in ISO 8601; ValidationError when it is not a `Decision`."""
+    record = {"at": at if isinstance(at, str) else at.isoformat(), "request_id": request_id,
+              "inputs": inputs, **result}
+    Decision.model_validate(record)
+    return record
+
+
+class Health:
+    """A backend's state for `/ready` and the metrics: `failing` (the last write or check
+    failed), `failures` (count), `last_error` (why, without credentials)."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.failing = False
+        self.last_error: str | None = None
+
+    def failed(self, why_: str, *, count: bool = True) -> None:
+        self.failures += count
+        self.failing = True
+        self.last_error = why_
+
+
+class DecisionLog:
+    """Where decisions are recorded; the backends subclass it."""
+
+    probe_interval_s = 1.0  # while failing, `ok()` checks the backend at most this often
+
+    def __init__(self) -> None:
+        self.health = Health()
+
+    @property
+    def failing(self) -> bool:
+        return self.health.failing
+
+    @property
+    def failures(self) -> int:
+        return self.health.failures
+
+    @property
+    def last_error(self) -> str | None:
+        return self.health.last_error
+
+    def write(self, request_id: str, inputs: Sequence[dict[str, Any]],
+              results: Sequence[dict[str, Any]]) -> None:
+        """Record one decision per (inputs, result), all of them durably before returning,
+        or none: DecisionLogError."""
+        raise NotImplementedError
+
+    def ok(self, min_interval_s: float | None = None) -> bool:
+        """Whether decisions can be recorded; while failing, re-checked at most once per
+        `min_interval_s` (default `probe_interval_s`) without recording anything."""
+        raise NotImplementedError
+
+    def iter_chunks(self, since: datetime | None = None, until: datetime | None = None, *,
+                    model_versions: Collection[str] | None = None,
+                    chunk_rows: int = CHUNK_ROWS,
+                    columns: Sequence[str] | None = None) -> Iterator[list[dict[str, Any]]]:
+        """The decisions recorded in [since, until) (by versions in `model_versions`, if
+        given), in lists of at most `chunk_rows`, oldest first.
+
+        `columns`: only these keys of each record, in this order (None for a key the record
+        lacks), e.g. `("inputs", "model_version")` for drift."""
+        raise NotImplementedError
+
+    def prune(self, before: datetime) -> int:
+        """Delete the decisions recorded before `before`; the number deleted."""
+        raise NotImplementedError
+
+    def count(self, since: datetime | None = None, until: datetime | None = None) -> int:
+        """How many decisions were recorded in [since, until)."""
+        return sum(len(chunk) for chunk in self.iter_chunks(since, until))
+
+    def migrate(self) -> str | None:
+        """Create or upgrade the storage (a database schema); the schema revision, if any."""
+        return None
+
+    def describe(self) -> str:
+        """Where the decisions go (no credentials)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections and threads (pending writes are finished first)."""
+
+    def read(self, since: datetime | None = None,
+             until: datetime | None = None) -> list[dict[str, Any]]:
+        """All decisions of a window as one list: for small windows and tests."""
+        return [r for chunk in self.iter_chunks(since, until) for r in chunk]
+
+    def __enter__(self) -> DecisionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def columns_of(columns: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The record keys an `iter_chunks(columns=...)` asked for (None: whole records)."""
+    if columns is None:
+        return None
+    if isinstance(columns, str):  # ("inputs") is a string, not one column
+        raise TypeError("columns: a sequence of record keys, not a string")
+    keys = tuple(dict.fromkeys(columns))
+    if not all(isinstance(k, str) and k for k in keys):
+        raise TypeError(f"columns: record keys are non-empty strings, not {columns!r}")
+    return keys
+
+
+def aware(t: datetime | None) -> datetime | None:
+    """Naive times are UTC."""
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
+class JsonlDecisionLog(DecisionLog):
+    """JSON lines appended whole under an exclusive lock, so several workers can share one
+    file. Not fsynced: a power loss can drop the last acknowledged lines."""
+
+    def __init__(self, path: Path | str):
+        super().__init__()
+        self.file = JsonlFile(path)
+        self.path = self.file.path
+        self._lock = threading.Lock()
+        self._last_probe = 0.0
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def write(self, request_id: str, inputs: Sequence[dict[str, Any]],
+              results: Sequence[dict[str, Any]]) -> None:
+        """Append one line per decision, all of them or none; DecisionLogError if none."""
+        now = datetime.now(UTC).isoformat()
+        try:
+            lines = b"".join(dumps_line(decision(now, request_id, i, r))
+                             for i, r in zip(inputs, results, strict=True))
+        except ValidationError as exc:
+            raise DecisionLogError(f"decision log {self.path}: not a decision record: "
+                                   f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
+        with self._lock:
+            try:
+                self.file.append(lines)
+            except OSError as exc:
+                self.health.failed(why(exc))
+                log.error("decision log %s cannot be written: %s", self.path, self.last_error)
+                raise DecisionLogError(f"decision log {self.path}: {why(exc)}") from exc
+            self.health.failing = False
+
+    def ok(self, min_interval_s: float | None = None) -> bool:
+        """While failing, at most once per `min_interval_s`: the log opens for appending and
+        a few KB fit beside it (nothing is added to it)."""
+        if not self.failing:
+            return True
+        interval = self.probe_interval_s if min_interval_s is None else min_interval_s
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last_probe < interval:
+                return not self.failing
+            self._last_probe = now
+            try:
+                self.file.probe()
+            except OSError as exc:
+                self.health.last_error = why(exc)
+                return False
+            self.health.failing = False
+            log.info("decision log %s is writable again", self.path)
+            return True
+
+    def iter_chunks(self, since: datetime | None = None, until: datetime | None = None, *,
+                    model_versions: Collection[str] | None = None,
+                    chunk_rows: int = CHUNK_ROWS,
+                    columns: Sequence[str] | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Streams the file once; a line that is not a `Decision` is skipped with a warning.
+        With `columns`, each line is still parsed and checked whole, then cut to those keys."""
+        keys = columns_of(columns)
+        since, until = aware(since), aware(until)
+        versions = None if model_versions is None else set(model_versions)
+        chunk: list[dict[str, Any]] = []
+        bad = 0
+        for line in self.file.lines():
+            try:
+                rec = loads_line(line)
+                at = Decision.model_validate(rec).at
+            except (ValueError, TypeError):  # ValidationError is a ValueError
+                bad += 1
+                continue
+            if ((since is not None and at < since) or (until is not None and at >= until)
+                    or (versions is not None and rec.get("model_version") not in versions)):
+                continue
+            chunk.append(rec if keys is None else {k: rec.get(k) for k in keys})
+            if len(chunk) >= chunk_rows:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+        if bad:
+            log.warning("%s: skipped %d unreadable lines", self.path, bad)
+
+    def prune(self, before: datetime) -> int:
+        """Rewrite the file without the lines recorded before `before`, atomically (see
+        `JsonlFile.rewrite`). Lines that do not parse cannot be dated and are kept."""
+        before_ = aware(before)
+        assert before_ is not None
+
+        def keep(line: bytes) -> bool:
+            try:
+                at = aware(datetime.fromisoformat(loads_line(line)["at"]))
+            except (ValueError, KeyError, TypeError):
+                return True
+            assert at is not None
+            return at >= before_
+
+        with self._lock:
+            try:
+                return self.file.rewrite(keep)
+            except OSError as exc:
+                raise DecisionLogError(f"cannot prune {self.path}: {why(exc)}") from exc

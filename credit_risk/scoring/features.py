@@ -1,0 +1,218 @@
+"""The feature steps of a scoring plan: raw applications to the model's numeric matrix.
+
+Imputation and capping are written once, in `FeaturePlan.impute_and_cap`, on a matrix of raw
+numeric inputs: a training frame's columns (`credit_risk.pipeline.features`), one record or a
+batch of records (serving) and the reasons' typical applicant all go through it, and the
+warnings (an input imputed or capped) are read from what it returns. The steps are checked
+when the plan is read: a plan whose numbers or shapes do not fit together is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from credit_risk.errors import CreditRiskError
+from credit_risk.spec.expressions import parse_expression
+
+UNKNOWN = -2  # a raw categorical value not seen at fit time, before cleaning
+
+
+class PlanError(CreditRiskError, ValueError):
+    """A scoring plan that cannot be loaded or used."""
+
+
+def cap(x: Any, lo: Any, hi: Any) -> np.ndarray:
+    """Values within the training range [lo, hi] (numbers, or arrays of them per column);
+    NaN (e.g. log1p of -2) becomes 0 first, an infinity the range's end."""
+    x = np.asarray(x, dtype=float)
+    return np.minimum(np.maximum(np.where(np.isnan(x), 0.0, x), lo), hi)
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def _finite(what: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
+        raise PlanError(f"the scoring plan's {what} is {value!r}, not a finite number")
+    return float(value)
+
+
+def _range(what: str, step: Mapping[str, Any]) -> tuple[float, float]:
+    lo, hi = _finite(f"{what} min", step["min"]), _finite(f"{what} max", step["max"])
+    if lo > hi:
+        raise PlanError(f"the scoring plan's {what} has min {lo:g} above max {hi:g}")
+    return lo, hi
+
+
+class FeaturePlan:
+    """Fitted feature steps as data: raw applications to the model's numeric matrix."""
+
+    def __init__(self, plan: Mapping[str, Any]):
+        try:
+            self._read(plan)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise PlanError(f"malformed feature steps in the scoring plan: {exc!r}") from exc
+
+    def _read(self, plan: Mapping[str, Any]) -> None:
+        numeric = plan["numeric"]
+        self.inputs: list[str] = [str(c["name"]) for c in numeric]
+        self.medians = np.array([_finite(f"median of {c['name']}", c["median"])
+                                 for c in numeric], dtype=float)
+        ranges = [_range(f"range of {c['name']}", c) for c in numeric]
+        self.lows = np.array([lo for lo, _ in ranges], dtype=float)
+        self.highs = np.array([hi for _, hi in ranges], dtype=float)
+        self.missing_codes = [
+            (j, np.array([_finite(f"missing code of {c['name']}", m) for m in c["missing"]]))
+            for j, c in enumerate(numeric) if c["missing"]]
+        self.features: list[str] = list(plan["features"])
+        unknown = [f for f in self.features if f not in self.inputs]
+        if unknown:
+            raise PlanError(f"the scoring plan's features {unknown} are not numeric inputs")
+        self._feature_columns = np.array([self.inputs.index(f) for f in self.features],
+                                         dtype=np.intp)
+        self.derived = []
+        for d in plan["derived"]:
+            try:
+                expression = parse_expression(d["expr"])
+            except ValueError as exc:
+                raise PlanError(f"the scoring plan's derived feature {d['name']}: {exc}") from exc
+            unknown = [n for n in expression.names if n not in self.inputs]
+            if unknown:
+                raise PlanError(f"the scoring plan's derived feature {d['name']} uses {unknown}, "
+                                "not numeric inputs")
+            lo, hi = _range(f"range of {d['name']}", d)
+            self.derived.append((str(d["name"]), expression.evaluate, lo, hi))
+        self._evaluate = [evaluate for _, evaluate, _, _ in self.derived]
+        self._derived_lows = np.array([lo for _, _, lo, _ in self.derived], dtype=float)
+        self._derived_highs = np.array([hi for _, _, _, hi in self.derived], dtype=float)
+        self.categorical = []
+        for c in plan["categorical"]:
+            if not all(isinstance(v, str) for v in [*c["categories"], *c["replace"].values()]):
+                raise PlanError(f"the scoring plan's categories of {c['name']} are not text")
+            position = {cat: i for i, cat in enumerate(c["categories"])}
+            known = {raw: position.get(self._clean(c, raw), -1)
+                     for raw in {*c["categories"], *c["replace"]}}
+            self.categorical.append((c, position, known))
+        sizes = [len(c["categories"]) for c, _, _ in self.categorical]
+        self._one_hot_offsets = np.cumsum([0, *sizes[:-1]], dtype=np.intp)
+        self.names: list[str] = list(plan["names"])
+        self.width = len(self.names)
+        expected = [*self.features, *(d[0] for d in self.derived),
+                    *(f"{c['name']}={v}" for c, _, _ in self.categorical for v in c["categories"])]
+        if self.names != expected:
+            raise PlanError(f"the scoring plan names {self.width} features, its steps make "
+                            f"{len(expected)} (or in another order): its shapes do not match")
+
+    @staticmethod
+    def _clean(column: Mapping[str, Any], value: Any) -> Any:
+        """A raw category as the training data was cleaned: stripped, replaced, or the mode."""
+        if _is_missing(value):
+            return column["mode"]
+        s = str(value).strip()
+        s = column["replace"].get(s, s)
+        return column["mode"] if s in {str(m) for m in column["missing"]} else s
+
+    def position(self, index: int, value: Any) -> int:
+        """The one-hot position of a raw value of categorical column `index` (-1: none)."""
+        column, position, known = self.categorical[index]
+        hit = known.get(value) if not _is_missing(value) else None
+        return hit if hit is not None else position.get(self._clean(column, value), -1)
+
+    # -- the one implementation of imputation and capping, derived features and encoding ------
+    def impute_and_cap(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, inputs) raw numeric inputs (NaN: missing) -> (the values scored, and which were
+        imputed): a missing value or missing code is the training median, and every value is
+        capped to the training range."""
+        x = np.array(raw, dtype=float)
+        absent = np.isnan(x)
+        for j, codes in self.missing_codes:
+            for code in codes:
+                absent[:, j] |= x[:, j] == code
+        return np.minimum(np.maximum(np.where(absent, self.medians, x), self.lows),
+                          self.highs), absent
+
+    def encode(self, raw: np.ndarray, positions: Sequence[np.ndarray]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features (n, width), numeric inputs as scored, imputed mask) from raw numeric inputs
+        and each categorical column's one-hot positions (-1: none)."""
+        n = len(raw)
+        used, absent = self.impute_and_cap(raw)
+        out = np.zeros((n, self.width), dtype=float)
+        j = len(self.features)
+        out[:, :j] = used.take(self._feature_columns, axis=1)
+        # One application's derived features from floats (the same expressions, cheaper than
+        # arrays of one); a batch's from columns.
+        env = dict(zip(self.inputs, used[0].tolist(), strict=True)) if n == 1 else \
+            {name: used[:, k] for k, name in enumerate(self.inputs)}
+        derived = np.empty((n, len(self.derived)), dtype=float)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for k, evaluate in enumerate(self._evaluate):
+                derived[:, k] = evaluate(env)
+        out[:, j:j + len(self.derived)] = cap(derived, self._derived_lows, self._derived_highs)
+        j += len(self.derived)
+        if self.categorical:  # every one-hot column at once: offset + position, where known
+            pos = np.column_stack([np.asarray(p, dtype=np.intp) for p in positions])
+            hit = pos >= 0
+            out[np.nonzero(hit)[0], (self._one_hot_offsets + j + pos)[hit]] = 1.0
+        return out, used, absent
+
+    def assemble(self, numeric: Mapping[str, np.ndarray], positions: Sequence[np.ndarray],
+                 n: int) -> np.ndarray:
+        """(n, width) features from raw numeric columns by name (a training frame's)."""
+        raw = np.empty((n, len(self.inputs)), dtype=float)
+        for k, name in enumerate(self.inputs):
+            raw[:, k] = numeric[name]
+        return self.encode(raw, positions)[0]
+
+    def prepare(self, records: Sequence[Mapping[str, Any]]
+                ) -> tuple[np.ndarray, list[list[dict[str, Any]]]]:
+        """Feature rows of applications (dicts of raw values) and, per application, the inputs
+        not scored as given: missing (imputed) or beyond the training range (capped)."""
+        n = len(records)
+        raw = np.array([[r.get(name) for name in self.inputs] for r in records],
+                       dtype=float).reshape(n, len(self.inputs))  # None: NaN
+        positions = []
+        for i, (column, _, known) in enumerate(self.categorical):
+            hits = [known.get(r.get(column["name"]), UNKNOWN) for r in records]
+            if UNKNOWN in hits:
+                hits = [self.position(i, r.get(column["name"])) if h == UNKNOWN else h
+                        for h, r in zip(hits, records, strict=True)]
+            positions.append(np.array(hits, dtype=np.intp))
+        out, used, absent = self.encode(raw, positions)
+        warnings: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+        for i, k in zip(*np.nonzero(absent | (used != raw)), strict=True):
+            name, value = self.inputs[k], records[i].get(self.inputs[k])
+            warnings[i].append(
+                _imputed(name, value, float(used[i, k])) if absent[i, k] else
+                _capped(name, value, float(used[i, k]), self.lows[k], self.highs[k]))
+        for column, _, _ in self.categorical:
+            name = column["name"]
+            for i in [i for i, r in enumerate(records) if _is_missing(r.get(name))]:
+                warnings[i].append(_imputed(name, None, column["mode"]))
+        return out, warnings
+
+    def matrix(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Applications (dicts of raw values) to an (n, width) matrix."""
+        return self.prepare(records)[0]
+
+    def row(self, record: Mapping[str, Any]) -> np.ndarray:
+        """One application to a (1, width) row."""
+        return self.prepare([record])[0]
+
+
+def _capped(name: str, value: Any, used: float, lo: float, hi: float) -> dict[str, Any]:
+    return {"field": name, "value": value, "used": used,
+            "message": f"outside the training range [{lo:g}, {hi:g}]: scored as {used:g}"}
+
+
+def _imputed(name: str, value: Any, used: Any) -> dict[str, Any]:
+    said = "missing" if _is_missing(value) else f"{value:g} means missing in the training data"
+    shown = f"{used:g}" if isinstance(used, float) else repr(used)
+    return {"field": name, "value": None if _is_missing(value) else value, "used": used,
+            "message": f"{said}: scored as the typical value {shown}"}
