@@ -36,6 +36,14 @@ PATHS = {
     "tests/dags/test_dag_integrity.py::test_dag_files_import_without_heavy_libraries":
         "integration",
     "tests/dags/test_dag_integrity.py::test_ruff_airflow_rules_pass": "integration",
+    "tests/dags/test_task_bodies.py::test_the_module_loads_no_training_or_monitoring_library":
+        "integration",
+    "tests/serving/test_api.py::test_logging_is_the_entry_points_not_the_app_factorys":
+        "integration",
+    "tests/serving/test_decision_log.py::test_a_failure_after_some_bytes_is_cut_back":
+        "integration",
+    "tests/serving/test_dockerfile.py::test_the_app_and_credit_risk_predict_need_nothing_outside":
+        "integration",
     "tests/registry/test_bounded_reads.py::test_a_special_file_is_refused_quickly": "integration",
     "tests/records/test_decisions_pg.py::test_the_default_file_log_imports_no_database_code":
         "integration",
