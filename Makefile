@@ -7,11 +7,15 @@ export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export SCARF_ANALYTICS := false
 
-.PHONY: help install run test lint typecheck unit constraints clean bench-german bench-training
+.PHONY: help install run test test-fast test-integration test-slow lint typecheck constraints \
+	clean bench-german bench-training
 
 help:
 	@echo "make run        install, generate data, start Airflow, train, serve"
-	@echo "make test       install and run lint, type checks, the docs build and the whole test suite"
+	@echo "make test       install and run lint, type checks, the docs build and every test tier"
+	@echo "make test-fast  the unit tier (in-process, no servers; under 2 minutes): run it between edits"
+	@echo "make test-integration  PostgreSQL, S3 on moto, Airflow, browser, Docker, subprocesses"
+	@echo "make test-slow  the DAGs end to end and other long runs"
 	@echo "make install    create $(VENV) with the pinned dependencies"
 	@echo "make docs       build the documentation site into site/ (make docs-serve: live)"
 	@echo "make bench-serving  serving latency and throughput (writes benchmarks/RESULTS.md)"
@@ -39,8 +43,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install browser deploy-tools
-	$(BIN)/pytest -m "not e2e"
+# Test tiers (tests/tiers.py gives every test one): unit, integration, slow.
+test-fast: install
+	$(BIN)/pytest -m unit
+
+test-integration: install browser deploy-tools
+	$(BIN)/pytest -m "integration and not slow"
+
+test-slow: install
+	$(BIN)/pytest -m slow
 
 test: lint typecheck docs browser deploy-tools
 	$(BIN)/pytest
@@ -97,6 +108,11 @@ bench-train-cost: install
 .PHONY: bench-distributed
 bench-distributed: install
 	$(BIN)/python benchmarks/bench_distributed.py $(BENCH_ARGS)
+
+# Bring your own data at scale: 200,000 SBA-like rows trained by their spec (a few minutes).
+.PHONY: bench-byod-scale
+bench-byod-scale: install
+	$(BIN)/python benchmarks/bench_byod_scale.py
 
 # Data validation: the validate step's time on the default 50k dataset (about a minute).
 .PHONY: bench-validation gx-suites

@@ -24,8 +24,31 @@ import pytest  # noqa: E402
 from credit_risk.config import Settings  # noqa: E402
 from credit_risk.datasets import synthetic  # noqa: E402
 from credit_risk.spec.dataset import load_spec  # noqa: E402
+from tests import tiers  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
+GUARD = tiers.UnitGuard()
+
+
+def pytest_configure(config):
+    GUARD.install()
+
+
+def pytest_collection_modifyitems(items):
+    """Each test's tier: unit, integration or slow (tests/tiers.py)."""
+    tiers.assign(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with GUARD.watching(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with GUARD.watching(item):
+        return (yield)
 
 
 def small_settings(base: Path, **overrides) -> Settings:

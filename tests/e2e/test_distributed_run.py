@@ -29,7 +29,7 @@ from credit_risk.pipeline.run_paths import RunPaths
 from tests.conftest import small_settings
 from tests.e2e import celery_cluster as harness
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[2]
 DAG_ID = "credit_risk_training"

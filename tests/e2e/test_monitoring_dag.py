@@ -9,7 +9,7 @@ import pytest
 from tests.dags.bundle import get_dag
 from tests.model.test_monitoring import _log_traffic
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from tests.e2e.test_monitoring_dag import _drift_events, _run, _setup
 from tests.model.test_performance import batch
 from tests.records import pg
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.slow
 pg_server, schema = pg.pg_server, pg.schema  # the decision log tests' fixtures
 airflow_db = monitoring.airflow_db
 

@@ -9,7 +9,7 @@ from credit_risk.pipeline import steps as pipeline
 from credit_risk.registry import Registry
 from tests.conftest import generate_data, small_settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.slow
 
 
 def test_a_run_with_relative_folders_publishes(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from credit_risk.pipeline.run_paths import RunPaths
 from credit_risk.registry import Registry
 from tests.conftest import generate_data, small_settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.slow
 
 
 def test_a_run_on_s3_publishes_and_keeps_every_step_in_its_folder(s3_url, tmp_path):

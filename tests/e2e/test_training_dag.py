@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import generate_data, small_settings
 from tests.dags.bundle import get_dag
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

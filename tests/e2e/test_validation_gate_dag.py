@@ -10,7 +10,7 @@ from credit_risk.datasets import synthetic
 from tests.conftest import small_settings
 from tests.dags.bundle import get_dag
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,6 @@
 """Bring your own data at scale: a generated 200,000-row single table with SBA-like column
-names and dirty categories, trained by its spec alone (XGBoost, the default search settings)
-within 5 minutes, and checked for what it learned."""
-
-import time
+names and dirty categories, trained by its spec alone (XGBoost, the default search settings),
+and checked for what it learned. Its time: benchmarks/bench_byod_scale.py."""
 
 import joblib
 import numpy as np
@@ -116,18 +114,12 @@ def sba_run(tmp_path_factory):
     (base / "sba.yaml").write_text(SPEC.format(csv=base / "sba.csv"))
     settings = small_settings(base, dataset_spec=str(base / "sba.yaml"), models=("xgboost",),
                               search_iterations=4)  # the default search, on XGBoost alone
-    start, cpu = time.perf_counter(), time.process_time()
     version = pipeline.run_all(settings, "sba")
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print(f"\n200,000-row BYOD run: {seconds:.1f} s wall, {cpu:.1f} s CPU (all threads)")
-    return settings, version, frame, p, cpu
+    return settings, version, frame, p
 
 
-def test_two_hundred_thousand_rows_train_within_five_minutes(sba_run):
-    """Within 5 minutes of CPU time, all threads counted: on an idle machine the wall time is
-    at most that; on a shared one, waiting for a core is not the pipeline's cost."""
-    settings, version, frame, _, cpu_seconds = sba_run
-    assert cpu_seconds < 300
+def test_two_hundred_thousand_rows_train_and_publish(sba_run):
+    settings, version, *_ = sba_run
     manifest = Registry(settings.registry.url).manifest(version)
     assert manifest["dataset"] == "sba_like" and manifest["model"] == "xgboost"
     split = manifest["comparison"][0]["test"]
@@ -135,7 +127,7 @@ def test_two_hundred_thousand_rows_train_within_five_minutes(sba_run):
 
 
 def test_it_learns_nearly_what_the_generator_knows(sba_run):
-    settings, version, frame, p, _ = sba_run
+    settings, version, frame, p = sba_run
     manifest = Registry(settings.registry.url).manifest(version)
     test = pd.read_parquet(next(settings.data.runs_dir.glob("*/split/test.parquet")))
     truth = pd.Series(p, index=frame["LoanNr_ChkDgt"]).loc[test["LoanNr_ChkDgt"]].to_numpy()

@@ -93,7 +93,7 @@ def test_saabas_trees_equal_xgboosts_approx_contribs(scorers, models, tables, sp
     from credit_risk.scoring.reasons import SaabasTrees
 
     scorer = scorers["xgboost"]
-    booster = scorer.explainer._booster
+    booster = plan_of(models["xgboost"]).booster
     frame = assemble(spec, tables).head(200)
     rows = models["xgboost"].features.transform(frame)
     rows[:20, 0] = np.nan  # missing values take each split's default branch

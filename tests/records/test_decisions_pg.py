@@ -229,10 +229,8 @@ def test_commit_bound_and_queue_bound(pg_url, schema):
 def test_nothing_is_acknowledged_when_the_database_is_unreachable(schema):
     dlog = PostgresDecisionLog(url_for(schema, port=1), commit_timeout_s=3.0)
     try:
-        start = time.monotonic()
         with pytest.raises(DecisionLogError, match="OperationalError"):
             dlog.write("r", [{"a": 1}], [result()])
-        assert time.monotonic() - start < 3.5
         assert dlog.failing and dlog.failures == 1 and not dlog.ok(min_interval_s=0)
         assert "OperationalError" in dlog.last_error
     finally:

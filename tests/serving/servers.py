@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.client import HTTPConnection
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,21 @@ def in_thread(app) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=10)
+
+
+def chunked_form(base: str, path: str, mib: int) -> int:
+    """POST `mib` MiB of form body chunked to `path`: the status, -1 if the server hung up."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = HTTPConnection(host, int(port), timeout=60)
+    chunk = b"a=" + b"b" * (1 << 20)
+    try:
+        conn.request("POST", path, body=iter([chunk] * mib), encode_chunked=True,
+                     headers={"Content-Type": "application/x-www-form-urlencoded",
+                              "Transfer-Encoding": "chunked"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except (ConnectionError, OSError):  # the server may stop reading after the 413
+        return -1
+    finally:
+        conn.close()

@@ -8,10 +8,12 @@ import os
 import signal
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from credit_risk.registry import Registry
+from credit_risk.registry import champion as champion_module
 from credit_risk.registry.champion import ModelStore
 from serving import create_app
 from tests.conftest import republish
@@ -78,17 +80,22 @@ def test_starting_with_a_corrupt_champion_serves_the_fallback_and_recovers(train
     assert client.post("/api/v1/predict", json=application).json["model_version"] == champion
 
 
-def test_champion_is_retried_with_a_growing_bounded_backoff(trained_copy):
+def test_champion_is_retried_with_a_growing_bounded_backoff(trained_copy, monkeypatch):
     settings, older, champion = _two_versions(trained_copy)
     _flip_a_byte(Path(settings.registry.url), champion)
-    store = ModelStore(Registry(settings.registry.url), retry_s=0.05, max_retry_s=0.2)
+    now = [1000.0]  # the store's clock, moved by the test
+    monkeypatch.setattr(champion_module, "time", SimpleNamespace(monotonic=lambda: now[0],
+                                                                 time=time.time))
+    store = ModelStore(Registry(settings.registry.url), retry_s=1, max_retry_s=4)
     assert not store.refresh() and store.scorer.version == older and store.fallback
     delays = []
     for _ in range(4):
-        delays.append(store._retry.delay_s)
-        time.sleep(store._retry.delay_s + 0.01)
+        delays.append(store.summary()["champion_retry_in_s"])
+        now[0] += delays[-1] - 0.5
+        assert not store.refresh() and store.reload_failures == len(delays)  # not yet due
+        now[0] += 0.5
         assert not store.refresh()
-    assert delays == [0.05, 0.1, 0.2, 0.2]
+    assert delays == [1, 2, 4, 4]
     assert store.reload_failures == 5
 
 

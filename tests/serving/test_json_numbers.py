@@ -1,0 +1,35 @@
+"""Numbers in JSON bodies beyond 64 bits: a huge integer names its field (422), a finite one is
+checked against the field's range, malformed JSON stays a 400."""
+
+import json
+
+import pytest
+
+
+def _post(client, path, raw: bytes):
+    return client.post(path, data=raw, content_type="application/json")
+
+
+@pytest.mark.parametrize("number", ["9" * 5000, "-" + "9" * 5000, "1" + "0" * 400])
+def test_a_huge_integer_names_its_field(client, application, number):
+    body = json.dumps({**application, "income": 0}).replace('"income": 0', f'"income": {number}')
+    r = _post(client, "/api/v1/predict", body.encode())
+    assert r.status_code == 422, r.json
+    assert r.json["fields"] == {"income": "must be a finite number"}
+    batch = _post(client, "/api/v1/predict/batch",
+                  b'{"applications": [' + body.encode() + b"]}")
+    assert batch.status_code == 422 and batch.json["fields"] == {
+        "0": {"income": "must be a finite number"}}
+
+
+def test_an_integer_beyond_64_bits_but_finite_is_checked_against_the_range(client, application):
+    body = json.dumps({**application, "income": 0}).replace('"income": 0',
+                                                            '"income": 123456789012345678901234')
+    r = _post(client, "/api/v1/predict", body.encode())
+    assert r.status_code == 422 and r.json["fields"]["income"].startswith("must be at most")
+
+
+def test_malformed_json_is_still_400(client):
+    for raw in (b'{"income": 99999999999999999999999', b"{'a': 1}", b"[" * 100_000):
+        r = _post(client, "/api/v1/predict", raw)
+        assert r.status_code == 400 and r.json["error"] == "malformed JSON body"
