@@ -19,7 +19,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
 from bench_pipeline import machine  # noqa: E402
 
 from credit_risk.pipeline import steps as pipeline  # noqa: E402
-from credit_risk.registry.store import Registry  # noqa: E402
+from credit_risk.registry import Registry  # noqa: E402
 from tests.conftest import small_settings  # noqa: E402
 from tests.model.test_byod_scale import ROWS, SPEC, sba_like  # noqa: E402
 
