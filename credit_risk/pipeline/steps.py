@@ -229,6 +229,8 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
             log.warning("approved version %s was never promoted (the first attempt stopped "
                         "before it): promote it with `credit-risk models promote`", existing)
         return existing
+    if comparison["approved"]:
+        registry.check_can_change_aliases()  # a promote that would fail writes nothing first
     version = registry.new_version_id()
     manifest = {
         "version": version,

@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from credit_risk.registry import signing
-from credit_risk.registry.errors import AliasStateError, RegistryError
+from credit_risk.registry.errors import AliasStateError, RegistryError, SignatureError
 from credit_risk.registry.records import (
     REPROMOTE,
     AliasEntry,
@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 LEGACY = (STATE_FILE, "champion.json", "previous.json")  # without history: earlier layouts
 MAX_RECORD_BYTES = 1 << 20
+UNTRUSTED = "not signed by a trusted key"
 ATTEMPTS = 50  # an alias change against concurrent writers
 SLOT = re.compile(r"^(\d{10,18})\.json$")
 Aliases = dict[str, AliasEntry]
@@ -84,6 +85,7 @@ class ChainView:
     rejected: tuple[Rejected, ...]
     last_slot: int
     vouched: frozenset[str] = frozenset()  # digests on the chain no trusted key signed
+    foreign: int = 0  # records off the chain signed by a key that is not trusted
 
     def trusted(self, record: AliasRecord) -> bool:
         """Whether a trusted key signed this record of the chain (else a trusted record after
@@ -166,7 +168,7 @@ class AliasChain:
             try:
                 signing.verify(record.body(), trusted, signing.ALIASES_FORMAT)
             except signing.SigningError as exc:
-                self._untrusted_reason[record.digest()] = f"not signed by a trusted key: {exc}"
+                self._untrusted_reason[record.digest()] = f"{UNTRUSTED}: {exc}"
                 return record, False
         return record, True
 
@@ -194,6 +196,8 @@ class AliasChain:
                 parsed.append(cached[1])
         chain, vouched = _chain_of(parsed)
         on_chain = {r.digest() for r in chain}
+        foreign = sum(1 for r, ok in parsed if not ok and r.signature is not None
+                      and r.digest() not in on_chain)
         for record, _ in parsed:
             if record.digest() not in on_chain:
                 why = self._untrusted_reason.get(record.digest()) or (
@@ -205,7 +209,7 @@ class AliasChain:
                 self._warned.add(item.name)
                 log.warning("registry %s: history record %s rejected: %s", self.storage.url,
                             item.name, item.reason)
-        return ChainView(tuple(chain), tuple(rejected), last, frozenset(vouched))
+        return ChainView(tuple(chain), tuple(rejected), last, frozenset(vouched), foreign)
 
     def _from_state(self) -> ChainView | None:
         """The end of the chain read cheaply: the state.json copy, if it is the record of its
@@ -252,6 +256,20 @@ class AliasChain:
         self.seen_seq = seq
         return view
 
+    def check_can_extend(self, view: ChainView | None = None) -> None:
+        """SignatureError when this signer would start the aliases afresh over records that
+        another key signed: a signer that trusts no key but its own (a worker given the wrong
+        key). Unsigned records do not count: signing is being turned on. With trusted keys configured, starting afresh
+        over untrusted records is allowed: it is how a leaked key is retired."""
+        if self.keys.signing_key is None or self.keys.trusted:
+            return
+        view = view or self.read()
+        if view.head is None and view.foreign:
+            raise SignatureError(
+                f"registry {self.storage.url}: its alias records are signed by another key than "
+                "this signing key, and no trusted keys are configured here: refusing to start "
+                "the aliases afresh (set CREDIT_RISK_TRUSTED_KEYS, or use the right key)")
+
     def change(self, action: str, dataset: str | None, choose: Callable[[ChainView], str],
                plan: Callable[[Aliases, str], Plan], by: str | None) -> Any:
         """Move aliases of one dataset in one record. `choose(view)` names the dataset when
@@ -262,6 +280,8 @@ class AliasChain:
                 self.storage.clean_leftovers(self.storage.path(folder))
             for attempt in range(ATTEMPTS):
                 view = self._from_state() or self.read()
+                if view.head is None:
+                    self.check_can_extend(view)
                 target = dataset if dataset is not None else choose(view)
                 groups = view.datasets()
                 current = groups.get(target, {})

@@ -159,6 +159,12 @@ class Registry:
 
         return self.chain.change(action, dataset, choose, plan, by)
 
+    def check_can_change_aliases(self) -> None:
+        """SignatureError when a promote or rollback made here would be refused: before work
+        that ends in one (publishing an approved model), so that nothing is written."""
+        check_can_sign(self.keys, "promote and rollback need the signing key where they run")
+        self.chain.check_can_extend()
+
     def set_alias(self, name: str, version: str, reason: str, by: str | None = None) -> None:
         """Point one alias of the version's dataset at it (checked first)."""
         check_can_sign(self.keys, "promote and rollback need the signing key where they run")

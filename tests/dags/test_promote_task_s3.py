@@ -182,9 +182,6 @@ def test_a_wrong_key_on_a_worker_without_trusted_keys_fails_and_verifiers_see_no
     assert deployment.snapshot()[1:] == before  # versions, aliases, history as verified
 
 
-@pytest.mark.xfail(strict=True, reason="publish_step publishes the version (signed by the wrong "
-                   "key, listed by no verifier) before its promote finds that the key cannot "
-                   "extend the signed alias chain; the registry has no public check to run first")
 def test_a_wrong_key_on_a_worker_without_trusted_keys_writes_no_object(
         deployment, rogue_worker_without_trusted_keys):
     before = deployment.objects()

@@ -228,3 +228,17 @@ def test_promote_and_rollback_need_the_signing_key_where_they_run(store, keys):
         with pytest.raises(SignatureError, match="need the signing key where they run"):
             attempt()
     assert verifier.alias_version("champion") == v2
+
+
+def test_a_wrong_key_without_trusted_keys_starts_no_chain_of_its_own(store, keys, tmp_path):
+    """A worker given another key and no trusted keys finds only records it cannot verify:
+    promote refuses (and the check publish runs first refuses) instead of starting afresh."""
+    v1, v2, v3 = _three(Registry(store.url, signing_key=signing.load_private_key(keys[0])))
+    other, _, _ = signing.generate(tmp_path / "other")
+    rogue = Registry(store.url, signing_key=signing.load_private_key(other))
+    before = sorted(store.names("history"))
+    for attempt in (rogue.check_can_change_aliases, lambda: rogue.promote(v3, "rogue")):
+        with pytest.raises(SignatureError, match="signed by another key"):
+            attempt()
+    assert sorted(store.names("history")) == before
+    assert _aliases(_signed(store.url, keys, sign=False)) == (v2, v1)
