@@ -178,7 +178,7 @@ def rogue_worker_without_trusted_keys(deployment, env):
 def test_a_wrong_key_on_a_worker_without_trusted_keys_fails_and_verifiers_see_no_change(
         deployment, rogue_worker_without_trusted_keys):
     before = deployment.snapshot()[1:]
-    assert "not signed by a trusted key" in _publish_fails(deployment)
+    assert "signed by another key than this signing key" in _publish_fails(deployment)
     assert deployment.snapshot()[1:] == before  # versions, aliases, history as verified
 
 
