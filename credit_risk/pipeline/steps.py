@@ -122,8 +122,8 @@ def _load_candidate(path: str) -> Candidate:
     return candidate
 
 
-def champion_on_test_set(settings: Settings, spec: DatasetSpec, info: dict[str, Any], X: pd.DataFrame,
-                 y: np.ndarray):
+def champion_on_test_set(settings: Settings, spec: DatasetSpec, info: dict[str, Any],
+                         X: pd.DataFrame, y: np.ndarray):
     """The metrics on this test set of the current champion of the spec's dataset (None when
     that dataset has none: the candidate stands on its own merits), or why it cannot be
     compared: it must never have trained on these test rows (same split rule; same data if the

@@ -259,8 +259,9 @@ class AliasChain:
     def check_can_extend(self, view: ChainView | None = None) -> None:
         """SignatureError when this signer would start the aliases afresh over records that
         another key signed: a signer that trusts no key but its own (a worker given the wrong
-        key). Unsigned records do not count: signing is being turned on. With trusted keys configured, starting afresh
-        over untrusted records is allowed: it is how a leaked key is retired."""
+        key). Unsigned records do not count: signing is being turned on. With trusted keys
+        configured, starting afresh over untrusted records is allowed: it is how a leaked key
+        is retired."""
         if self.keys.signing_key is None or self.keys.trusted:
             return
         view = view or self.read()
