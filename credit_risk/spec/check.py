@@ -77,7 +77,7 @@ def _target(spec: DatasetSpec, s: pd.Series) -> list[str]:
     if s.isna().any():
         problems.append(f"{name} (target): missing in {_rows(int(s.isna().sum()))}")
     values = s.dropna()
-    distinct = values.map(category_text).unique()
+    distinct = sorted(values.map(category_text).unique())
     if len(distinct) != 2:
         problems.append(f"{name} (target): {len(distinct)} distinct values "
                         f"({', '.join(map(repr, distinct[:EXAMPLES]))}); a target has two")
