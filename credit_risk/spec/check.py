@@ -15,7 +15,7 @@ import pandas as pd
 
 from credit_risk.spec.codes import category_text
 from credit_risk.spec.dataset import Column, DatasetSpec, Role
-from credit_risk.spec.draft import read_data
+from credit_risk.spec.draft import as_text, read_data
 
 EXAMPLES = 5  # bad values quoted per problem
 
@@ -35,7 +35,7 @@ def _missing(s: pd.Series, col: Column) -> pd.Series:
     miss = s.isna()
     if col.missing_values:
         codes = {category_text(v) for v in col.missing_values}
-        miss |= s.map(category_text, na_action="ignore").isin(codes)
+        miss |= as_text(s).isin(codes)
     return miss
 
 
@@ -61,7 +61,7 @@ def _numeric(name: str, s: pd.Series, col: Column) -> list[str]:
 def _categorical(name: str, s: pd.Series, col: Column) -> list[str]:
     if not col.categories:
         return []
-    text = s.map(category_text, na_action="ignore").dropna()
+    text = as_text(s).dropna()
     if col.replace:
         text = text.replace(col.replace)
     allowed = {*col.categories, *(category_text(v) for v in col.missing_values)}
@@ -77,7 +77,7 @@ def _target(spec: DatasetSpec, s: pd.Series) -> list[str]:
     if s.isna().any():
         problems.append(f"{name} (target): missing in {_rows(int(s.isna().sum()))}")
     values = s.dropna()
-    distinct = sorted(values.map(category_text).unique())
+    distinct = sorted(as_text(values).unique())
     if len(distinct) != 2:
         problems.append(f"{name} (target): {len(distinct)} distinct values "
                         f"({', '.join(map(repr, distinct[:EXAMPLES]))}); a target has two")

@@ -51,6 +51,14 @@ def snake(name: str) -> str:
     return name.strip("_").lower()
 
 
+def as_text(s: pd.Series) -> pd.Series:
+    """Each value's category text (`category_text`), missing values kept missing: computed
+    once per distinct value, not once per row."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    texts = np.array([category_text(u) for u in uniques] + [None], dtype=object)
+    return pd.Series(texts[codes], index=s.index, dtype=object)  # code -1 picks None
+
+
 def read_data(path: Path) -> pd.DataFrame:
     """A CSV or Parquet file as a frame, with a clear error when it cannot be read."""
     if not path.is_file():
@@ -76,7 +84,7 @@ def auc(score: np.ndarray, positive: np.ndarray) -> float:
 def separation(values: pd.Series, positive: np.ndarray, categorical: bool) -> float:
     """How well one column alone separates the outcome: max(AUC, 1 - AUC)."""
     if categorical:  # each category scored by its default rate (missing is one category)
-        keys = values.map(category_text, na_action="ignore").fillna("\0missing")
+        keys = as_text(values).fillna("\0missing")
         score = pd.Series(positive, index=values.index).groupby(keys).transform("mean")
         x = score.to_numpy(dtype=float)
     else:
@@ -152,7 +160,8 @@ def profile_column(name: str, s: pd.Series, rows: int) -> ColumnDraft:
     missing = float(s.isna().mean()) if rows else 0.0
     col = ColumnDraft(name, "ignored", missing)
     nonnull = s.dropna()
-    distinct = nonnull.map(category_text).nunique() if len(nonnull) else 0
+    text = as_text(nonnull)
+    distinct = text.nunique()
     key = snake(name)
     col.protected = bool(PROTECTED_NAME.search(key))
     if distinct == 0:
@@ -184,7 +193,7 @@ def profile_column(name: str, s: pd.Series, rows: int) -> ColumnDraft:
         col.warnings.append(f"has {distinct} distinct values: free text or an id? (ignored)")
         return col
     col.role = "categorical"
-    counts = nonnull.map(category_text).value_counts()
+    counts = text.value_counts()
     col.counts = [(str(k), int(v)) for k, v in counts.items()]
     if numbers is not None:
         col.notes.append("numeric codes read as categories (make it numeric if it counts)")
@@ -199,7 +208,7 @@ def draft_spec(path: Path, target: str, name: str | None = None) -> Draft:
                         f"{', '.join(map(str, df.columns[:20]))})")
     y = df[target]
     positive = _scalar(_positive(y.dropna()))
-    is_default = (y.map(category_text, na_action="ignore") == category_text(positive)).to_numpy()
+    is_default = (as_text(y) == category_text(positive)).to_numpy()
     labelled = y.notna().to_numpy()
     columns: list[ColumnDraft] = []
     for col_name in df.columns:
