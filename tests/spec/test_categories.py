@@ -110,3 +110,12 @@ def test_training_and_serving_read_codes_alike(tmp_path):
     # fitted on floats (a coded column with blanks), the categories are the codes still
     with_blank = as_floats.assign(code=[0.0, 1.0, 2.0, None, 1.0, 2.0])
     assert FeatureTransformer(spec).fit(with_blank, y).categories_["code"] == ["0", "1", "2"]
+
+
+def test_drift_reads_codes_as_the_model_spells_them():
+    """The reference (a training file's codes 0/1/2) vs the log (the model's "0"/"1"/"2")."""
+    from credit_risk.pipeline.monitoring import psi_categorical
+
+    reference = pd.Series([0, 1, 2, 1] * 50)
+    assert psi_categorical(reference, pd.Series(["0", "1", "2", "1"] * 20)) == pytest.approx(0)
+    assert psi_categorical(reference.astype(float), reference) == pytest.approx(0)
