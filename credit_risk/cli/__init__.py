@@ -5,7 +5,8 @@
 `decisions` (`credit_risk.cli.decisions`) and `outcomes` (`credit_risk.cli.outcomes`) need
 only the serving slice (config, errors, spec, scoring, registry) and so work in an install of
 the serving extra (on PostgreSQL they also need the postgres extra); `train`, `generate-data`,
-`validate` and `drift` (`credit_risk.cli.pipeline`) and `performance` need the pipeline extra.
+`validate` and `drift` (`credit_risk.cli.pipeline`), `spec` (`credit_risk.cli.spec`) and
+`performance` need the pipeline extra.
 The import-linter contracts in pyproject.toml keep it so.
 
 Errors: a `CreditRiskError` (bad input, data, configuration or artifact) prints its message
@@ -30,7 +31,7 @@ PIPELINE_EXTRA = frozenset({"pandas", "pyarrow", "scipy", "sklearn", "imblearn",
                             "markdown_it"})
 # The package's pipeline side, which the serving image does not hold (Dockerfile).
 PIPELINE_MODULES = ("credit_risk.cli.pipeline", "credit_risk.pipeline", "credit_risk.validation",
-                    "credit_risk.datasets")
+                    "credit_risk.datasets", "credit_risk.cli.spec")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--as-of", default=None, metavar="DATE", help="default: now")
     pf.add_argument("--run-id", default=None, help="the monitoring run folder's name")
     pf.set_defaults(command="outcomes:cmd_performance")
+
+    sp = sub.add_parser("spec", help="dataset specs: draft one from a file, check a file")
+    ssub = sp.add_subparsers(dest="spec_cmd", required=True)
+    si = ssub.add_parser("init", help="write a draft spec from a CSV or Parquet file")
+    si.add_argument("data", help="the data file (CSV or Parquet), one row per application")
+    si.add_argument("--target", required=True, help="the column of the outcome (default or not)")
+    si.add_argument("--out", default=None, metavar="SPEC.yaml", help="default: standard output")
+    si.add_argument("--name", default=None, help="the dataset's name (default: the file's)")
+    si.add_argument("--force", action="store_true", help="replace --out if it exists")
+    sc = ssub.add_parser("check", help="what in a data file does not fit a spec; exit 0 when "
+                         "it fits, 1 when it does not, 2 on a usage error")
+    sc.add_argument("spec", help="built-in spec name or YAML path")
+    sc.add_argument("data", help="the data file (CSV or Parquet)")
+    sp.set_defaults(command="spec:cmd_spec")
 
     v = sub.add_parser("validate", help="run the data validation gate on a dataset")
     v.add_argument("--spec", default=None, help="built-in spec name or YAML path")

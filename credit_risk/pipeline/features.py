@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from credit_risk.errors import CreditRiskError
 from credit_risk.scoring.features import FeaturePlan, cap
+from credit_risk.spec.codes import category_text
 from credit_risk.spec.dataset import DatasetSpec
 from credit_risk.spec.expressions import parse_expression
 
@@ -51,11 +52,11 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
     def _clean_values(self, name: str, values: np.ndarray) -> np.ndarray:
         col = self.spec.columns[name]
         s = pd.Series(values, dtype=object)
-        s = s.where(s.isna(), s.astype(str).str.strip())
+        s = s.where(s.isna(), s.map(category_text))  # 1, 1.0 and "1.0" are the code "1"
         if col.replace:
             s = s.replace(col.replace)
         if col.missing_values:
-            s = s.where(~s.isin([str(v) for v in col.missing_values]))
+            s = s.where(~s.isin([category_text(v) for v in col.missing_values]))
         return s.to_numpy(dtype=object)
 
     # -- fit / transform ----------------------------------------------------------
@@ -116,7 +117,8 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
                          "max": self.derived_ranges_[d][1]} for d, e in self.derived_.items()],
             "categorical": [{"name": c, "categories": list(self.categories_[c]),
                              "mode": self.modes_[c], "replace": dict(spec.columns[c].replace),
-                             "missing": [str(m) for m in spec.columns[c].missing_values]}
+                             "missing": [category_text(m)
+                                         for m in spec.columns[c].missing_values]}
                             for c in self.categorical_],
         }
 

@@ -38,6 +38,7 @@ from credit_risk.records.backends import decision_log_at, open_decision_log, ope
 from credit_risk.records.decisions import CHUNK_ROWS, DecisionLog
 from credit_risk.registry import RegistryError
 from credit_risk.registry.champion import registry_for
+from credit_risk.spec.codes import category_text
 
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference.parquet"
@@ -74,7 +75,11 @@ def psi_numeric(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> f
 
 
 def _categories(values: pd.Series) -> pd.Series:
-    return values.astype(object).fillna(MISSING)
+    """Each value's category as the model spells it (training files may hold the code 1 where
+    the log holds "1"), missing values as one more category."""
+    codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
+    texts = np.array([category_text(u) for u in uniques] + [MISSING], dtype=object)
+    return pd.Series(texts[codes], index=values.index, dtype=object)  # code -1: MISSING
 
 
 def psi_categorical(reference: pd.Series, current: pd.Series) -> float:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from credit_risk.errors import CreditRiskError
+from credit_risk.spec.codes import category_text
 from credit_risk.spec.expressions import parse_expression
 
 UNKNOWN = -2  # a raw categorical value not seen at fit time, before cleaning
@@ -95,7 +96,10 @@ class FeaturePlan:
         for c in plan["categorical"]:
             if not all(isinstance(v, str) for v in [*c["categories"], *c["replace"].values()]):
                 raise PlanError(f"the scoring plan's categories of {c['name']} are not text")
-            position = {cat: i for i, cat in enumerate(c["categories"])}
+            # a category by its spelling and as a code (1, "1.0": the category "1")
+            position = {category_text(cat): i for i, cat in reversed(
+                list(enumerate(c["categories"])))}
+            position.update({cat: i for i, cat in enumerate(c["categories"])})
             known = {raw: position.get(self._clean(c, raw), -1)
                      for raw in {*c["categories"], *c["replace"]}}
             self.categorical.append((c, position, known))
@@ -111,10 +115,11 @@ class FeaturePlan:
 
     @staticmethod
     def _clean(column: Mapping[str, Any], value: Any) -> Any:
-        """A raw category as the training data was cleaned: stripped, replaced, or the mode."""
+        """A raw category as the training data was cleaned: stripped (a number as its code),
+        replaced, or the mode."""
         if _is_missing(value):
             return column["mode"]
-        s = str(value).strip()
+        s = category_text(value)
         s = column["replace"].get(s, s)
         return column["mode"] if s in {str(m) for m in column["missing"]} else s
 

@@ -6,9 +6,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -16,8 +16,10 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from ruamel.yaml import YAML, YAMLError
 
 from credit_risk.errors import CreditRiskError
+from credit_risk.spec.codes import spec_category
 from credit_risk.spec.expressions import parse_expression
 
 SPECS_DIR = Path(__file__).parents[1] / "datasets" / "specs"
@@ -105,6 +107,11 @@ class Join(Strict):
     key: str  # the column both tables share
 
 
+# A category in a spec: text, or a number that is a code (1 and "1" are the category "1"); a
+# YAML boolean (`true`) is refused, since a category value never is one.
+Category = Annotated[str, BeforeValidator(spec_category)]
+
+
 class Column(Strict):
     role: Role
     table: str | None = None  # which table holds it (default: the first that has it)
@@ -116,9 +123,9 @@ class Column(Strict):
     min: float | None = None
     max: float | None = None
     integer: bool = False
-    categories: list[str] | None = None
+    categories: list[Category] | None = None
     default: Any = None  # the web form's starting value
-    replace: dict[str, str] = Field(default_factory=dict)  # cleaning: raw value -> value
+    replace: dict[Category, Category] = Field(default_factory=dict)  # cleaning: raw -> value
     missing_values: list[Any] = Field(default_factory=list)  # cleaning: treated as missing
     max_null_rate: float = Field(0.0, ge=0, le=1)
     monotone: Literal["increasing", "decreasing"] | None = None
@@ -251,9 +258,9 @@ def load_spec(name_or_path: str | Path) -> DatasetSpec:
     if not path.is_file():
         builtin = ", ".join(sorted(p.stem for p in SPECS_DIR.glob("*.yaml")))
         raise SpecError(f"no dataset spec at {path} (built-in specs: {builtin})")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+    try:  # YAML 1.2: `yes`, `no`, `on`, `off`, `Y`, `N` are text; a key given twice is refused
+        raw = YAML(typ="safe", pure=True).load(path.read_text())
+    except YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a spec is a YAML mapping")

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Protocol
 import numpy as np
 from pydantic import BeforeValidator, Field
 
+from credit_risk.spec.codes import category_text
 from credit_risk.spec.dataset import Column, DatasetSpec, Role
 from credit_risk.spec.expressions import parse_expression
 
@@ -113,19 +114,24 @@ class Constraints:
 
     def clean(self, value: Any) -> tuple[Any, str | None]:
         """(the value as scored, None) or (None, why it is refused). A category sent in another
-        Unicode normal form than the model's spelling is that category."""
+        Unicode normal form than the model's spelling is that category, and so is a numeric
+        code in any spelling (1, 1.0, "1" and "1.0" are the category "1")."""
         if self.type == "category" and value is not None:
-            if value in self.categories:
+            if isinstance(value, str) and value in self.categories:
                 return value, None
-            if not isinstance(value, str):
+            if isinstance(value, bool):
+                return None, f"must be a category, not a boolean ({str(value).lower()})"
+            if isinstance(value, str):
+                why = text_error(value, max(MAX_TEXT_CHARS, *map(len, self.categories)))
+                if why:
+                    return None, why
+                value = nfc(value)
+            elif not isinstance(value, int | float):
                 return None, "must be a string"
-            why = text_error(value, max(MAX_TEXT_CHARS, *map(len, self.categories)))
-            if why:
-                return None, why
-            canonical = nfc(value)
-            for category in self.categories:
-                if nfc(category) == canonical:
-                    return category, None
+            spelled = {nfc(category_text(c)): c for c in reversed(self.categories)}
+            category = spelled.get(category_text(value))
+            if category is not None:
+                return category, None
             return None, f"must be one of: {', '.join(self.categories)}"
         why = self._number_error(value)
         return (None, why) if why else (value, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -201,8 +202,10 @@ def _column_checks(table: str, name: str, col: Column, settings_null_warning: fl
         # raw data also carries what cleaning maps onto a category or reads as missing
         allowed = list(dict.fromkeys([*c.categories, *col.replace,
                                       *(str(v) for v in col.missing_values)]))
+        # a numeric code is also read as a number (a column of 0/1/2, or 1.0 beside blanks)
+        codes = [int(v) for v in allowed if re.fullmatch(r"[+-]?\d{1,18}", v)]
         checks.append(Check(table, "categories", "expect_column_values_to_be_in_set",
-                            {"column": name, "value_set": allowed},
+                            {"column": name, "value_set": [*allowed, *codes]},
                             "values in {" + ", ".join(allowed) + "}", sev))
     if ignored:
         return checks

@@ -39,7 +39,9 @@ def test_request_id_is_generated_and_decision_logged(client, application, traine
     ({"income": -5}, "income", "at least 0"),
     ({"credit_utilization_ratio": 150}, "credit_utilization_ratio", "at most 100"),
     ({"loan_purpose": "Boat"}, "loan_purpose", "must be one of"),
-    ({"loan_purpose": 3}, "loan_purpose", "must be a string"),
+    ({"loan_purpose": 3}, "loan_purpose", "must be one of"),  # a code, not one of these
+    ({"loan_purpose": ["Home"]}, "loan_purpose", "must be a string"),
+    ({"loan_purpose": True}, "loan_purpose", "not a boolean"),
     ({"employment_status": None}, "employment_status", "must not be null"),
     ({"age": True}, "age", "must be a number"),
     ({"colour": "red"}, "colour", "unknown field"),

@@ -18,7 +18,7 @@ def test_unknown_spec_lists_the_builtin_ones():
 
 @pytest.mark.parametrize("body,message", [
     ("name: x\n", "tables"),
-    (": : :", "not valid YAML"),
+    ("name: [x", "not valid YAML"),
     ("- a\n- b\n", "mapping"),
     ("name: x\ntables: {t: {source: t.csv}}\nbase: u\ntarget: {column: y, positive: 1}\n"
      "columns: {y: {role: target}}\n", "base table"),
