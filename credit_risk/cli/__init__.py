@@ -81,12 +81,34 @@ def configure_logging(level: int) -> None:
         logging.getLogger(name).setLevel(logging.NOTSET if level >= 2 else logging.ERROR)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above 0 (anything else is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not above 0")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number above 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="credit-risk", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
     g = sub.add_parser("generate-data", help="write the synthetic source tables")
-    g.add_argument("--customers", type=int, default=None)
+    g.add_argument("--customers", type=positive_int, default=None)
     g.add_argument("--seed", type=int, default=None, help="default: CREDIT_RISK_DATA_SEED")
     g.add_argument("--shift", action="store_true", help="a drifted batch")
     g.add_argument("--spec", default=None)
@@ -107,8 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="the model registry")
     msub = m.add_subparsers(dest="models_cmd", required=True)
     listing = msub.add_parser("list", help="versions, grouped by dataset, with their aliases")
-    show = msub.add_parser("show")
+    show = msub.add_parser("show", help="a version: what it is, its metrics, its inputs")
     show.add_argument("version")
+    for cmd in (listing, show):
+        cmd.add_argument("--json", action="store_true",
+                         help="JSON for machines (default: tables for people)")
     promote = msub.add_parser("promote", help="make a version the champion of its dataset")
     promote.add_argument("version")
     rollback = msub.add_parser("rollback", help="swap a dataset's champion and previous")
@@ -138,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(command="registry:cmd_keys")
 
     d = sub.add_parser("drift", help="recent traffic vs the champion's training data")
-    d.add_argument("--window-days", type=float, default=None)
+    d.add_argument("--window-days", type=positive_float, default=None)
     d.set_defaults(command="pipeline:cmd_drift")
 
     pr = sub.add_parser("predict", help="score a CSV of applications")
@@ -153,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = dl.add_subparsers(dest="decisions_cmd", required=True)
     dsub.add_parser("migrate", help="create or upgrade the database schema (PostgreSQL)")
     prune = dsub.add_parser("prune", help="delete decisions older than the retention")
-    prune.add_argument("--days", type=float, default=None,
+    prune.add_argument("--days", type=positive_float, default=None,
                        help="default: CREDIT_RISK_DECISION_RETENTION_DAYS")
     dsub.add_parser("status", help="where decisions go, whether they can be written, how many")
     dl.set_defaults(command="decisions:cmd_decisions")

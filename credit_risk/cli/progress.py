@@ -10,6 +10,7 @@ Elsewhere (Airflow's task logs, a file) it prints a plain line at the start, at 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -113,8 +114,10 @@ class Bar(Progress):
     def __enter__(self) -> Bar:
         from tqdm import tqdm  # only on a terminal: the plain lines need no import
 
+        sized = _columns(self.stream) > 0  # a terminal that says no width (0): 80 columns
         self._bar: Any = tqdm(total=self.total, desc=self.what, unit=f" {self.unit}",
-                              file=self.stream, dynamic_ncols=True, leave=True)
+                              file=self.stream, dynamic_ncols=sized,
+                              ncols=None if sized else 80, leave=True)
         self._started = self.clock()
         return self
 
@@ -146,6 +149,13 @@ def progress(what: str, total: int | None = None, unit: str = "rows", *,
     kind: type[Progress] = Silent if _VERBOSITY[0] < 0 else \
         Bar if _isatty(out) else Progress
     return kind(what, total, unit, out, every_s, clock)
+
+
+def _columns(stream: IO[str]) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 def _isatty(stream: IO[str]) -> bool:
