@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from credit_risk.spec.labels import label_of
-from credit_risk.tables import text_table
+from credit_risk.tables import label_of, text_table
 
 METRICS = {"n": "Rows", "roc_auc": "ROC AUC", "gini": "Gini", "ks": "KS", "pr_auc": "PR AUC",
            "brier": "Brier score", "ece": "Calibration error (ECE)", "threshold": "Threshold",

@@ -20,7 +20,7 @@ import xgboost as xgb
 
 from credit_risk.scoring.plan import ScoringPlan
 from credit_risk.scoring.trees import TreeEnsemble
-from credit_risk.spec.labels import label_of, singular
+from credit_risk.tables import label_of, singular
 
 SaabasTrees = TreeEnsemble  # the former name: the same contributions as approx_contribs
 

@@ -25,7 +25,7 @@ from pydantic import BeforeValidator, Field
 
 from credit_risk.spec.dataset import Column, DatasetSpec, Role
 from credit_risk.spec.expressions import parse_expression
-from credit_risk.spec.labels import label_of
+from credit_risk.tables import label_of
 
 Kind = Literal["number", "integer", "category"]
 _NUMBER_TYPES = frozenset({int, float})

@@ -4,7 +4,7 @@ import pytest
 
 from credit_risk.spec.dataset import load_spec
 from credit_risk.spec.fields import input_fields
-from credit_risk.spec.labels import label_of, singular
+from credit_risk.tables import label_of, singular
 
 
 @pytest.mark.parametrize(("name", "label"), [
