@@ -57,6 +57,7 @@ COPY credit_risk/registry ./credit_risk/registry
 COPY credit_risk/records ./credit_risk/records
 COPY credit_risk/datasets/specs ./credit_risk/datasets/specs
 COPY credit_risk/cli/__init__.py credit_risk/cli/predict.py credit_risk/cli/registry.py \
+     credit_risk/cli/progress.py credit_risk/cli/usage.py credit_risk/cli/views.py \
      credit_risk/cli/decisions.py credit_risk/cli/outcomes.py ./credit_risk/cli/
 COPY serving ./serving
 RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \

@@ -9,17 +9,20 @@ the serving extra (on PostgreSQL they also need the postgres extra); `train`, `g
 `performance` need the pipeline extra.
 The import-linter contracts in pyproject.toml keep it so.
 
-Errors: a `CreditRiskError` (bad input, data, configuration or artifact) prints its message
-and exits 1; anything else is a bug and shows its traceback.
+Exit codes (`credit_risk.cli.usage`): 0 the work was done; 1 it failed (a `CreditRiskError`:
+bad input, data, configuration or artifact; the message on stderr); 2 the command line is wrong
+(argparse, or a `UsageError`). Anything else is a bug and shows its traceback.
+`-v`/`-q` are accepted before or after any subcommand; they add up (`-v -v` is `-vv`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from credit_risk.config import Settings
@@ -34,13 +37,79 @@ PIPELINE_MODULES = ("credit_risk.cli.pipeline", "credit_risk.pipeline", "credit_
                     "credit_risk.datasets", "credit_risk.cli.spec")
 
 
+# Loggers of libraries that flood a terminal at INFO (Great Expectations, Evidently, Alembic...):
+# errors only, unless -vv. `py.warnings`: Python warnings (deprecations inside those libraries).
+THIRD_PARTY = ("great_expectations", "evidently", "alembic", "numexpr", "matplotlib", "PIL",
+               "urllib3", "botocore", "s3fs", "fsspec", "sqlalchemy", "airflow", "py.warnings")
+
+
+class Parser(argparse.ArgumentParser):
+    """A parser whose every subcommand takes -v/-q too: each level counts into its own dest
+    (a subcommand's namespace replaces its parent's values), `verbosity` adds them up."""
+
+    def __init__(self, *args: Any, depth: int = 0, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.depth = depth
+        default = 0 if depth == 0 else argparse.SUPPRESS
+        self.add_argument("-v", "--verbose", action="count", default=default,
+                          dest=f"verbose_{depth}",
+                          help="more output: -v the steps (INFO), -vv debug and other "
+                               "libraries' logs")
+        self.add_argument("-q", "--quiet", action="count", default=default,
+                          dest=f"quiet_{depth}", help="less output: no progress, errors only")
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("parser_class", functools.partial(Parser, depth=self.depth + 1))
+        return super().add_subparsers(**kwargs)
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    """The -v count minus the -q count, wherever on the command line they were given."""
+    counts = vars(args)
+    return sum(n for k, n in counts.items() if k.startswith("verbose_")) - \
+        sum(n for k, n in counts.items() if k.startswith("quiet_"))
+
+
+def configure_logging(level: int) -> None:
+    """Our logs at WARNING (-q: ERROR, -v: INFO, -vv: DEBUG); other libraries' at ERROR
+    unless -vv."""
+    ours = logging.ERROR if level < 0 else logging.WARNING if level == 0 else \
+        logging.INFO if level == 1 else logging.DEBUG
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # once
+    logging.getLogger().setLevel(ours)
+    logging.captureWarnings(True)
+    for name in THIRD_PARTY:
+        logging.getLogger(name).setLevel(logging.NOTSET if level >= 2 else logging.ERROR)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above 0 (anything else is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not above 0")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number above 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="credit-risk", description=__doc__.split("\n\n")[0])
-    p.add_argument("-v", "--verbose", action="store_true")
+    p = Parser(prog="credit-risk", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
     g = sub.add_parser("generate-data", help="write the synthetic source tables")
-    g.add_argument("--customers", type=int, default=None)
+    g.add_argument("--customers", type=positive_int, default=None)
     g.add_argument("--seed", type=int, default=None, help="default: CREDIT_RISK_DATA_SEED")
     g.add_argument("--shift", action="store_true", help="a drifted batch")
     g.add_argument("--spec", default=None)
@@ -61,8 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="the model registry")
     msub = m.add_subparsers(dest="models_cmd", required=True)
     listing = msub.add_parser("list", help="versions, grouped by dataset, with their aliases")
-    show = msub.add_parser("show")
+    show = msub.add_parser("show", help="a version: what it is, its metrics, its inputs")
     show.add_argument("version")
+    for cmd in (listing, show):
+        cmd.add_argument("--json", action="store_true",
+                         help="JSON for machines (default: tables for people)")
     promote = msub.add_parser("promote", help="make a version the champion of its dataset")
     promote.add_argument("version")
     rollback = msub.add_parser("rollback", help="swap a dataset's champion and previous")
@@ -92,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(command="registry:cmd_keys")
 
     d = sub.add_parser("drift", help="recent traffic vs the champion's training data")
-    d.add_argument("--window-days", type=float, default=None)
+    d.add_argument("--window-days", type=positive_float, default=None)
     d.set_defaults(command="pipeline:cmd_drift")
 
     pr = sub.add_parser("predict", help="score a CSV of applications")
@@ -107,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = dl.add_subparsers(dest="decisions_cmd", required=True)
     dsub.add_parser("migrate", help="create or upgrade the database schema (PostgreSQL)")
     prune = dsub.add_parser("prune", help="delete decisions older than the retention")
-    prune.add_argument("--days", type=float, default=None,
+    prune.add_argument("--days", type=positive_float, default=None,
                        help="default: CREDIT_RISK_DECISION_RETENTION_DAYS")
     dsub.add_parser("status", help="where decisions go, whether they can be written, how many")
     dl.set_defaults(command="decisions:cmd_decisions")
@@ -168,18 +240,25 @@ def _settings() -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)  # a usage error exits 2 here
+    level = verbosity(args)
+    configure_logging(level)
+    from credit_risk.cli import progress, usage
     from credit_risk.errors import CreditRiskError
 
+    progress.set_verbosity(level)
     module, name = args.command.split(":")
     try:
         command = getattr(importlib.import_module(f"{__name__}.{module}"), name)
         return int(command(args, _settings()))
+    except usage.UsageError as exc:
+        print(f"credit-risk {args.cmd}: error: {exc}\n(see credit-risk {args.cmd} --help)",
+              file=sys.stderr)
+        return usage.USAGE
     except CreditRiskError as exc:
         print(f"credit-risk: error: {exc}", file=sys.stderr)
-        return 1
+        return usage.FAILED
     except ModuleNotFoundError as exc:  # e.g. `train` in an install of the serving extra
         missing = exc.name or ""
         if missing.partition(".")[0] not in PIPELINE_EXTRA and not any(
@@ -188,5 +267,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"credit-risk: error: {args.cmd} needs the pipeline extra (no module named "
               f"{exc.name!r}): pip install -c constraints.txt 'credit-risk[pipeline]'",
               file=sys.stderr)
-        return 1
+        return usage.FAILED
 

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Iterator
 
+from credit_risk.cli.usage import UsageError
 from credit_risk.config import Settings
 from credit_risk.errors import CreditRiskError
 from credit_risk.records.backends import open_outcomes
@@ -21,11 +22,11 @@ from credit_risk.records.outcomes import Observation, read_csv, read_sql
 
 def _source(args: argparse.Namespace) -> tuple[str, Iterator[list[Observation]]]:
     if bool(args.file) == bool(args.sql):
-        raise CreditRiskError("outcomes load: give a CSV file or --sql (one of them)")
+        raise UsageError("outcomes load: give a CSV file or --sql (one of them)")
     if args.file:
         return args.file, read_csv(args.file)
     if not args.url_env:
-        raise CreditRiskError("outcomes load --sql: --url-env VAR names the environment "
+        raise UsageError("outcomes load --sql: --url-env VAR names the environment "
                               "variable holding the database URL")
     url = os.environ.get(args.url_env, "").strip()
     if not url:
@@ -66,7 +67,7 @@ def cmd_performance(args: argparse.Namespace, settings: Settings) -> int:
         try:
             as_of = datetime.fromisoformat(args.as_of)
         except ValueError:
-            raise CreditRiskError(f"--as-of {args.as_of!r}: not an ISO date "
+            raise UsageError(f"--as-of {args.as_of!r}: not an ISO date "
                                   "(YYYY-MM-DD)") from None
     run_id = args.run_id or f"cli-performance-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     path = performance_step(settings, run_id, as_of)

@@ -11,8 +11,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from credit_risk.cli.progress import progress
+from credit_risk.cli.usage import UsageError
 from credit_risk.config import Settings
-from credit_risk.errors import CreditRiskError
 from credit_risk.pipeline.reports import comparison_table
 
 
@@ -22,8 +23,8 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
     spec = load_spec(args.spec or settings.data.spec)
     if spec.generator != "lauki_synthetic":
-        print(f"dataset {spec.name} has no generator", file=sys.stderr)
-        return 2
+        raise UsageError(f"dataset {spec.name} has no generator: its tables come from its "
+                         "sources")
     seed = settings.data.seed if args.seed is None else args.seed
     tables = synthetic.generate(args.customers or settings.data.n_customers, seed, args.shift)
     if args.applications or args.outcomes:  # files for predict and monitoring, no tables
@@ -40,7 +41,9 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
                   f"defaulted) -> {args.outcomes}")
         return 0
     out = Path(args.out) if args.out else settings.data.dir / spec.name
-    for name, path in synthetic.write(tables, out).items():
+    with progress("writing tables", sum(len(t) for t in tables.values()), "rows") as bar:
+        paths = synthetic.write(tables, out, progress=bar.update)
+    for name, path in paths.items():
         print(f"{name}: {len(tables[name])} rows -> {path}")
     return 0
 
@@ -54,10 +57,11 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"models": tuple(args.models.split(","))})
     unknown = [m for m in settings.training.models if m not in CANDIDATES]
     if unknown:  # before any work: a typo in --models or CREDIT_RISK_MODELS
-        raise CreditRiskError(f"unknown model {', '.join(map(repr, unknown))} (choose from "
+        raise UsageError(f"unknown model {', '.join(map(repr, unknown))} (choose from "
                               f"{', '.join(CANDIDATES)})")
     run_id = args.run_id or datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%SZ")
-    version = pipeline.run_all(settings, run_id, args.spec)
+    with progress("training", len(settings.training.models), "candidates") as bar:
+        version = pipeline.run_all(settings, run_id, args.spec, progress=bar.update)
     manifest = Registry.from_settings(settings).manifest(version)
     print(f"Test set: {manifest['metrics']['n']} rows, the same for every candidate.")
     print(comparison_table(manifest["comparison"]))
@@ -85,8 +89,10 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else settings.data.dir
     out = Path(args.out) if args.out else RunPaths.for_local_run(
         settings, datetime.now(UTC).strftime("validate-%Y%m%dT%H%M%SZ")).validation
-    report = validate_tables(spec, read_tables(spec, data_dir), out, settings,
-                             {"data_dir": str(data_dir)})
+    frames = read_tables(spec, data_dir)
+    with progress("validating", None, "tables") as bar:
+        report = validate_tables(spec, frames, out, settings, {"data_dir": str(data_dir)},
+                                 progress=bar.update)
     print(report.message(), file=sys.stdout if report.success else sys.stderr)
     print(report.summary())
     return 0 if report.success else 1

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from credit_risk.cli.views import manifest_text
 from credit_risk.config import Settings
 from credit_risk.registry import Registry, RegistryError, dataset_of, valid_dataset
 from credit_risk.tables import text_table
@@ -21,10 +22,15 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     registry = Registry.from_settings(settings)
     dataset = getattr(args, "dataset", None)
     if args.models_cmd == "list":
-        return _list(registry, dataset, settings)
+        return _list(registry, dataset, settings, args.json)
     if args.models_cmd == "show":
         manifest = registry.manifest(args.version)
-        print(json.dumps({k: v for k, v in manifest.items() if k != "spec"}, indent=2))
+        if args.json:
+            print(json.dumps({k: v for k, v in manifest.items() if k != "spec"}, indent=2))
+        else:
+            held = registry.aliases().get(str(manifest.get("dataset")), {})
+            named = [a for a, rec in held.items() if (rec or {}).get("version") == args.version]
+            print(manifest_text(manifest, named))
     elif args.models_cmd == "promote":  # verifies checksums and signature first
         registry.promote(args.version, args.reason, by=args.by, dataset=dataset)
         own = dataset_of(args.version, registry.manifest(args.version))
@@ -60,8 +66,9 @@ def _shown(dataset: str) -> str:
     return dataset if valid_dataset(dataset) else f"(invalid name {dataset[:60]!r})"
 
 
-def _list(registry: Registry, only: str | None, settings: Settings) -> int:
-    """Versions grouped by dataset, oldest first, each group headed by its aliases."""
+def _list(registry: Registry, only: str | None, settings: Settings, as_json: bool) -> int:
+    """Versions grouped by dataset, oldest first, each group headed by its aliases (`as_json`:
+    the same as one JSON document)."""
     aliases = registry.aliases()
     groups: dict[str, list[dict[str, object]]] = {d: [] for d in aliases}
     for v, m in registry.listing():  # parsed and, with trusted keys, signed manifests
@@ -73,15 +80,19 @@ def _list(registry: Registry, only: str | None, settings: Settings) -> int:
             "status": m.get("status")})
     if only is not None:
         groups = {d: rows for d, rows in groups.items() if d == only}
-    if not groups:
+    if not groups and not as_json:
         print(f"no models{f' of dataset {only!r}' if only else ''} in {settings.registry.url}")
         return 0
+    document = []
     for dataset in sorted(groups):
         own = aliases.get(dataset, {})
         named = {a: (own.get(a) or {}).get("version") for a in ("champion", "previous")}
         rows = groups[dataset]
         for row in rows:
             row["alias"] = next((a for a, v in named.items() if v == row["version"]), "")
+        if as_json:
+            document.append({"dataset": dataset, **named, "versions": rows})
+            continue
         print(f"dataset {_shown(dataset)}: champion {named['champion'] or '-'}, previous "
               f"{named['previous'] or '-'}")
         listed = {row["version"] for row in rows}
@@ -90,8 +101,11 @@ def _list(registry: Registry, only: str | None, settings: Settings) -> int:
                 print(f"  ! {alias} names {version}, not a listed model of this dataset "
                       "(serving refuses it)")
         if rows:
-            print(text_table(rows, ["version", "model", "roc_auc", "status", "alias"]))
+            print(text_table([{**r, "ROC AUC": r["roc_auc"]} for r in rows],
+                             ["version", "model", "ROC AUC", "status", "alias"]))
         print()
+    if as_json:
+        print(json.dumps(document, indent=2))
     return 0
 
 

@@ -47,6 +47,7 @@ discriminating on it. The unshifted tables are the same, draw for draw, as befor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -247,10 +248,13 @@ def outcomes(tables: dict[str, pd.DataFrame], seed: int = 42,
                          "observed_at": pd.DatetimeIndex(observed).date})
 
 
-def write(tables: dict[str, pd.DataFrame], out_dir: Path, fmt: str = "csv") -> dict[str, Path]:
-    """Write the tables as files, the way any other source would arrive."""
+def write(tables: dict[str, pd.DataFrame], out_dir: Path, fmt: str = "csv",
+          progress: Callable[[int, int | None], None] | None = None) -> dict[str, Path]:
+    """Write the tables as files, the way any other source would arrive; `progress(rows
+    written, rows in all)` is told each table written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
+    total, done = sum(len(df) for df in tables.values()), 0
     for name, df in tables.items():
         path = out_dir / f"{name}.{fmt}"
         tmp = path.with_suffix(f".{fmt}.tmp")
@@ -260,6 +264,9 @@ def write(tables: dict[str, pd.DataFrame], out_dir: Path, fmt: str = "csv") -> d
             df.to_parquet(tmp, index=False)
         tmp.replace(path)
         paths[name] = path
+        done += len(df)
+        if progress is not None:
+            progress(done, total)
     return paths
 
 

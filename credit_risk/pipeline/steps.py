@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import joblib
@@ -289,12 +290,24 @@ def threshold_policy(settings: Settings) -> dict[str, Any]:
             "cost_rejected_good": settings.training.cost_rejected_good}
 
 
-def run_all(settings: Settings, run_id: str, spec_name: str | None = None) -> str:
-    """The whole pipeline in-process (what `credit-risk train` runs); return the version."""
+def run_all(settings: Settings, run_id: str, spec_name: str | None = None,
+            progress: Callable[[int, int | None], None] | None = None) -> str:
+    """The whole pipeline in-process (what `credit-risk train` runs); return the version.
+    `progress(done, total)` is told each candidate trained."""
+    log.info("run %s: ingest", run_id)
     snapshot = ingest_step(settings, run_id, spec_name)
+    log.info("run %s: validate", run_id)
     validate_step(settings, snapshot, spec_name)
+    log.info("run %s: prepare the split", run_id)
     split_dir = prepare_step(settings, snapshot, spec_name)
-    paths = [train_step(settings, split_dir, m) for m in settings.training.models]
+    models = settings.training.models
+    paths = []
+    for model in models:
+        log.info("run %s: train %s", run_id, model)
+        paths.append(train_step(settings, split_dir, model))
+        if progress is not None:
+            progress(len(paths), len(models))
+    log.info("run %s: evaluate and publish", run_id)
     return publish_step(settings, evaluate_step(settings, split_dir, paths))
 
 

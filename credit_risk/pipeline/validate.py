@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,12 @@ def feature_table(spec: DatasetSpec, frames: dict[str, pd.DataFrame]) -> pd.Data
 
 
 def validate_tables(spec: DatasetSpec, frames: dict[str, pd.DataFrame], out_dir: Path,
-                    settings: Settings, info: dict[str, Any] | None = None) -> Report:
-    """Validate a dataset's tables and their feature table; the result goes to out_dir."""
-    return validate_frames(spec, frames, out_dir, settings, info, features=feature_table)
+                    settings: Settings, info: dict[str, Any] | None = None,
+                    progress: Callable[[int, int | None], None] | None = None) -> Report:
+    """Validate a dataset's tables and their feature table; the result goes to out_dir.
+    `progress(done, total)` is told each table validated."""
+    return validate_frames(spec, frames, out_dir, settings, info, features=feature_table,
+                           progress=progress)
 
 
 def validate_snapshot(spec: DatasetSpec, snapshot: Path | str, settings: Settings,

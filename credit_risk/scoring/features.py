@@ -77,6 +77,9 @@ class FeaturePlan:
             raise PlanError(f"the scoring plan's features {unknown} are not numeric inputs")
         self._feature_columns = np.array([self.inputs.index(f) for f in self.features],
                                          dtype=np.intp)
+        self._missing_of: dict[str, set[Any]] = {
+            str(c["name"]): {float(m) for m in c["missing"]} for c in numeric}
+        self.derived_inputs: dict[str, tuple[str, ...]] = {}
         self.derived = []
         for d in plan["derived"]:
             try:
@@ -89,6 +92,7 @@ class FeaturePlan:
                                 "not numeric inputs")
             lo, hi = _range(f"range of {d['name']}", d)
             self.derived.append((str(d["name"]), expression.evaluate, lo, hi))
+            self.derived_inputs[str(d["name"])] = tuple(expression.names)
         self._evaluate = [evaluate for _, evaluate, _, _ in self.derived]
         self._derived_lows = np.array([lo for _, _, lo, _ in self.derived], dtype=float)
         self._derived_highs = np.array([hi for _, _, _, hi in self.derived], dtype=float)
@@ -96,6 +100,7 @@ class FeaturePlan:
         for c in plan["categorical"]:
             if not all(isinstance(v, str) for v in [*c["categories"], *c["replace"].values()]):
                 raise PlanError(f"the scoring plan's categories of {c['name']} are not text")
+            self._missing_of[str(c["name"])] = {str(m) for m in c["missing"]}
             # a category by its spelling and as a code (1, "1.0": the category "1")
             position = {category_text(cat): i for i, cat in reversed(
                 list(enumerate(c["categories"])))}
@@ -128,6 +133,17 @@ class FeaturePlan:
         column, position, known = self.categorical[index]
         hit = known.get(value) if not _is_missing(value) else None
         return hit if hit is not None else position.get(self._clean(column, value), -1)
+
+    def not_given(self, name: str, record: Mapping[str, Any]) -> list[str]:
+        """The inputs behind feature `name` (itself, or a derived feature's inputs) that
+        `record` lacks: missing, or a value that means missing (both scored as imputed)."""
+        out = []
+        for n in self.derived_inputs.get(name, (name,)):
+            v = record.get(n)
+            if _is_missing(v) or (v if isinstance(v, int | float) and not isinstance(v, bool)
+                                  else str(v).strip()) in self._missing_of.get(n, ()):
+                out.append(n)
+        return out
 
     # -- the one implementation of imputation and capping, derived features and encoding ------
     def impute_and_cap(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

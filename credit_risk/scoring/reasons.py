@@ -20,6 +20,7 @@ import xgboost as xgb
 
 from credit_risk.scoring.plan import ScoringPlan
 from credit_risk.scoring.trees import TreeEnsemble
+from credit_risk.tables import label_of, singular
 
 SaabasTrees = TreeEnsemble  # the former name: the same contributions as approx_contribs
 
@@ -38,9 +39,9 @@ class ReasonExplainer:
         self._to_group = np.zeros((len(names), len(self.group_names)))
         for j, g in enumerate(self.groups):
             self._to_group[j, index[g]] = 1.0
-        self.labels = {g: labels.get(g, g.replace("_", " ").capitalize()) for g in self.group_names}
-        self._suffix = {g: "%" if units.get(g) == "%" else f" {units[g]}" if units.get(g) else ""
-                        for g in self.group_names}
+        self.labels = {g: labels.get(g) or label_of(g) for g in self.group_names}
+        self._labels_in = {**labels}  # derived features' inputs are named by their labels too
+        self._units = {g: units.get(g) or "" for g in self.group_names}
         self.reference = plan.features.row({})[0]  # medians and modes
         self._booster = plan.booster
         self._trees = plan.trees
@@ -95,20 +96,38 @@ class ReasonExplainer:
                 if impact <= 0:
                     break
                 g = groups[k]
-                value = derived[g][i] if g in derived else record.get(g)
+                absent = self.plan.features.not_given(g, record)
+                value = None if absent else derived[g][i] if g in derived else record.get(g)
                 reasons.append({"feature": g, "label": labels[g], "value": value,
-                                "impact": impact, "text": self._text(g, value)})
+                                "impact": impact, "text": self._text(g, value, absent)})
             out.append(reasons)
         return out
 
-    def _text(self, group: str, value: Any) -> str:
+    def _text(self, group: str, value: Any, absent: Sequence[str] = ()) -> str:
+        """`Age (1 year) raises the risk`; a value the applicant did not give (scored as the
+        typical one) is `not provided`, never the number that stood in for it."""
         label = self.labels[group]
+        if absent:
+            inputs = [self._label_of_input(n) for n in absent if n != group]
+            said = f"{', '.join(inputs)} not provided" if inputs else "not provided"
+            return f"{label} ({said}) raises the risk"
         if value is None:
             return f"{label} raises the risk"
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            shown = str(value)
-        elif float(value).is_integer():
-            shown = f"{int(value):,}"
-        else:
-            shown = f"{value:,.2f}"
-        return f"{label} ({shown}{self._suffix[group]}) raises the risk"
+        return f"{label} ({_quantity(value, self._units[group])}) raises the risk"
+
+    def _label_of_input(self, name: str) -> str:
+        label = self._labels_in.get(name) or label_of(name)
+        return label if label[1:2].isupper() else label[:1].lower() + label[1:]
+
+
+def _quantity(value: Any, unit: str) -> str:
+    """A value with its unit: `95%`, `3% of disposable income`, `1 year`, `2 years`,
+    `1,200,000 INR`, `0.42`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    number = f"{int(value):,}" if float(value).is_integer() else f"{value:,.2f}"
+    if not unit:
+        return number
+    if unit.startswith("%"):
+        return f"{number}{unit}"
+    return f"{number} {singular(unit) if abs(value) == 1 else unit}"

@@ -26,6 +26,7 @@ from pydantic import BeforeValidator, Field
 from credit_risk.spec.codes import category_text
 from credit_risk.spec.dataset import Column, DatasetSpec, Role
 from credit_risk.spec.expressions import parse_expression
+from credit_risk.tables import label_of
 
 Kind = Literal["number", "integer", "category"]
 _NUMBER_TYPES = frozenset({int, float})
@@ -222,7 +223,7 @@ def input_fields(spec: DatasetSpec, features: FittedFeatures) -> list[dict[str, 
         assert constraints is not None  # an input column is numeric or categorical
         field: dict[str, Any] = {
             "name": name,
-            "label": col.label or name.replace("_", " ").capitalize(),
+            "label": col.label or label_of(name),
             "description": col.description,
             **constraints.as_field(),
         }

@@ -90,7 +90,8 @@ def _blocking(found: list[Outcome]) -> bool:
 
 
 def _run_batches(spec: DatasetSpec, suites: Suites, frames: dict[str, pd.DataFrame],
-                 checkpoints: dict[str, Any], features: FeatureBuilder
+                 checkpoints: dict[str, Any], features: FeatureBuilder,
+                 progress: Callable[[int, int | None], None] | None = None
                  ) -> tuple[dict[str, Any], list[Outcome], dict[str, str]]:
     """Raw tables, then references, then the feature table: GX results, failures, not run."""
     from credit_risk.validation import gx_run
@@ -98,10 +99,18 @@ def _run_batches(spec: DatasetSpec, suites: Suites, frames: dict[str, pd.DataFra
     results: dict[str, Any] = {}
     found: list[Outcome] = []
     skipped: dict[str, str] = {}
+    total = len(spec.tables) + len(suites.references) + 1
+    done = [0]
+
+    def tick() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
 
     def run(batch: str, frame: pd.DataFrame, params: dict[str, Any] | None = None) -> None:
         results[batch] = gx_run.run_checkpoint(checkpoints[batch], frame, params)
         found.extend(outcomes(batch, results[batch]))
+        tick()
 
     for table in spec.tables:
         run(table, frames[table])
@@ -109,6 +118,7 @@ def _run_batches(spec: DatasetSpec, suites: Suites, frames: dict[str, pd.DataFra
         frame = reference_frame(ref, frames)
         if frame is None:
             skipped[ref.batch] = f"{ref.key} is missing from {ref.child} or {ref.parent}"
+            tick()
         else:
             run(ref.batch, frame)
     try:
@@ -120,6 +130,7 @@ def _run_batches(spec: DatasetSpec, suites: Suites, frames: dict[str, pd.DataFra
             found.append(Outcome(f"{FEATURES}.table.build", FEATURES, None, "build", "",
                                  "a feature table", "blocking", "spec",
                                  f"it cannot be built: {exc}", evaluated=False))
+        tick()
     else:
         run(FEATURES, table, {"base_rows": len(frames[spec.base])})
     return results, found, skipped
@@ -127,9 +138,11 @@ def _run_batches(spec: DatasetSpec, suites: Suites, frames: dict[str, pd.DataFra
 
 def validate_frames(spec: DatasetSpec, frames: dict[str, pd.DataFrame], out_dir: Path,
                     settings: Settings, info: dict[str, Any] | None = None, *,
-                    features: FeatureBuilder) -> Report:
+                    features: FeatureBuilder,
+                    progress: Callable[[int, int | None], None] | None = None) -> Report:
     """Validate the tables of a dataset and the feature table `features` builds from them;
-    write the result and Data Docs to the local folder out_dir."""
+    write the result and Data Docs to the local folder out_dir; `progress(done, total)` is
+    told each table (raw, reference and feature batch) checked."""
     from credit_risk.validation import gx_run
 
     started = time.perf_counter()
@@ -142,7 +155,8 @@ def validate_frames(spec: DatasetSpec, frames: dict[str, pd.DataFrame], out_dir:
     try:
         context = gx_run.ephemeral_context(work / DOCS_DIR)
         checkpoints = gx_run.register(context, suites)
-        results, found, skipped = _run_batches(spec, suites, frames, checkpoints, features)
+        results, found, skipped = _run_batches(spec, suites, frames, checkpoints, features,
+                                               progress)
         docs = gx_run.build_docs(context, work / DOCS_DIR)
         report = Report(
             dataset=spec.name,

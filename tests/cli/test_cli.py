@@ -39,7 +39,7 @@ def test_generate_train_list_show_predict(env, capsys):
     version = listing.splitlines()[3].split()[0]
     assert "champion" in listing
 
-    assert main(["models", "show", version]) == 0
+    assert main(["models", "show", version, "--json"]) == 0
     assert f'"version": "{version}"' in capsys.readouterr().out
 
     # predict: the joined application columns in, PD columns out; a bad row gets an error.

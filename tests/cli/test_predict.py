@@ -124,7 +124,7 @@ def test_invalid_settings_are_a_user_error(monkeypatch, capsys):
 
 def test_an_unknown_model_is_a_user_error_before_any_work(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CREDIT_RISK_DATA_DIR", str(tmp_path / "no-data"))
-    assert main(["train", "--models", "xgboost,gpt"]) == 1
+    assert main(["train", "--models", "xgboost,gpt"]) == 2  # a usage error
     assert "unknown model 'gpt' (choose from" in capsys.readouterr().err
 
 

@@ -107,3 +107,61 @@ def test_saabas_trees_equal_xgboosts_approx_contribs(scorers, models, tables, sp
     assert [[r["feature"] for r in x] for x in one] == [[r["feature"] for r in x] for x in batch]
     np.testing.assert_allclose([r["impact"] for x in one for r in x],
                                [r["impact"] for x in batch for r in x], atol=2e-4)
+
+
+def _reason_for(scorer, feature, record):
+    """The reason the linear model gives when only `feature` differs from a typical applicant
+    (raising the PD), for an application `record` as it was sent."""
+    explainer = scorer.explainer
+    names = scorer.plan.features.names
+    j = names.index(feature)
+    row = explainer.reference.copy()
+    row[j] += 1 / scorer.plan.linear_w[j]  # away from typical: +1 on the log-odds
+    [reasons] = explainer.explain(row[None], [record], top=1)
+    assert reasons and reasons[0]["feature"] == feature, reasons
+    return reasons[0]
+
+
+def test_reasons_say_units_in_the_singular_for_one(scorers):
+    scorer = scorers["logistic_regression"]
+    one = _reason_for(scorer, "years_at_current_address", {"years_at_current_address": 1})
+    assert one["text"] == "Years at current address (1 year) raises the risk"
+    two = _reason_for(scorer, "years_at_current_address", {"years_at_current_address": 2})
+    assert two["text"] == "Years at current address (2 years) raises the risk"
+    money = _reason_for(scorer, "bank_balance_at_application",
+                        {"bank_balance_at_application": 1_250_000.5})
+    assert money["text"] == "Bank balance at application (1,250,000.50 INR) raises the risk"
+
+
+def test_a_value_not_given_is_not_provided_never_the_typical_value(scorers):
+    scorer = scorers["logistic_regression"]
+    missing = _reason_for(scorer, "income", {"income": None})
+    assert missing["text"] == "Annual income (not provided) raises the risk"
+    assert missing["value"] is None
+    code = _reason_for(scorer, "income", {"income": 0})  # the spec's missing code
+    assert code["text"] == "Annual income (not provided) raises the risk"
+    derived = _reason_for(scorer, "loan_to_income", {"income": None, "loan_amount": 2e6})
+    assert derived["text"] == "Loan to income (annual income not provided) raises the risk"
+    assert derived["value"] is None
+    given = _reason_for(scorer, "loan_to_income", {"income": 1e6, "loan_amount": 2e6})
+    assert given["text"].startswith("Loan to income (") and "not provided" not in given["text"]
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "xgboost"])
+def test_one_application_and_a_batch_get_the_same_words(scorers, name):
+    import copy
+
+    scorer = copy.copy(scorers[name])
+    scorer.n_reasons = 30  # every feature raising the PD
+    typical = {f["name"]: f["default"] for f in scorer.fields}
+    records = [{**typical, "income": None, "loan_amount": 5e7}, {**_risky(scorer), "income": 0},
+               {**typical, "years_at_current_address": 1, "credit_utilization_ratio": 90},
+               {**typical, "residence_type": None, "delinquent_months": 30, "total_dpd": 900}]
+    batch = scorer.score_records(records)
+    single = [scorer.score_records([r])[0] for r in records]
+    assert [[x["text"] for x in r["reasons"]] for r in single] == \
+        [[x["text"] for x in r["reasons"]] for r in batch]
+    texts = [x["text"] for x in batch[0]["reasons"]]
+    assert "Loan to income (annual income not provided) raises the risk" in texts, texts
+    assert not any(t.startswith("Annual income (") and "not provided" not in t
+                   for r in batch[:2] for t in (x["text"] for x in r["reasons"]))

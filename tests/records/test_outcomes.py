@@ -99,11 +99,12 @@ def test_load_from_a_sql_query(store_env, schema, monkeypatch, capsys):
          "the query failed: UndefinedTable"),
         (["--sql", "SELECT 1", "--url-env", "NO_SUCH_VARIABLE"],
          "environment variable NO_SUCH_VARIABLE is not set"),
-        (["--sql", "SELECT 1"], "--url-env VAR"),
     ]:
         capsys.readouterr()
         assert main(["outcomes", "load", *args]) == 1
         assert message in capsys.readouterr().err
+    assert main(["outcomes", "load", "--sql", "SELECT 1"]) == 2  # a usage error
+    assert "--url-env VAR" in capsys.readouterr().err
     with open_outcomes(Settings()) as store:
         assert store.count() == 2
 
