@@ -15,6 +15,7 @@ import numpy as np
 from credit_risk.scoring.bands import rating
 from credit_risk.scoring.plan import ARRAYS_FILE, BOOSTER_FILE, PLAN_FILE, PlanError, ScoringPlan
 from credit_risk.scoring.reasons import ReasonExplainer
+from credit_risk.spec.fields import with_cleaning
 
 
 class VersionFiles(Protocol):
@@ -79,7 +80,8 @@ class Scorer:
             self.scaling = ScoreScaling(**manifest["score_scaling"])
         except (KeyError, TypeError) as exc:
             raise PlanError(f"version {self.version}: no usable score scaling ({exc})") from exc
-        self.fields: list[dict[str, Any]] = manifest["inputs"]
+        # with the spec's cleaning rules: the API, the form and `predict` clean as training did
+        self.fields: list[dict[str, Any]] = with_cleaning(manifest["inputs"], manifest["spec"])
         self.rules: list[dict[str, Any]] = manifest["spec"].get("rules", [])
         self.n_reasons = n_reasons
         spec = manifest["spec"]
