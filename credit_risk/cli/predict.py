@@ -37,6 +37,7 @@ from credit_risk.cli.predict_io import (
     MISSING,
     PredictInputError,
     Writer,
+    is_parquet,
     numbers,
     read_chunks,
     texts,
@@ -73,7 +74,8 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
         errors_path.unlink(missing_ok=True)  # a former run's, which would mislead
     part = None if out is None else out.with_name(f".{out.name}.part-{os.getpid()}")
     sys.stdout.flush()
-    writer = Writer(sys.stdout.buffer if part is None else str(part))
+    writer = Writer(sys.stdout.buffer if part is None else str(part),
+                    parquet=out is not None and is_parquet(str(out)))
     batch = Batch(scorer, log, request_id)
     try:
         for chunk in read_chunks(Path(args.input), chunk_rows):

@@ -147,10 +147,10 @@ def numbers(column: pa.Array) -> list[Any] | None:
 class Writer:
     """The output, a CSV or Parquet file (or CSV on a stream), written one chunk at a time."""
 
-    def __init__(self, target: str | IO[bytes]):
+    def __init__(self, target: str | IO[bytes], parquet: bool = False):
         self.target = target
         self._writer: Any = None
-        self.parquet = isinstance(target, str) and is_parquet(target)
+        self.parquet = parquet
 
     def write(self, batch: pa.RecordBatch, results: dict[str, list[Any]]) -> None:
         """The input's columns as read, then the result columns."""
