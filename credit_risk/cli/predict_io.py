@@ -114,12 +114,12 @@ def texts(column: pa.Array) -> list[str | None]:
     """A column's cells as text (a byte that is not UTF-8 as a lone surrogate; None: null)."""
     if pa.types.is_binary(column.type):
         try:
-            return column.cast(pa.string()).to_pylist()  # type: ignore[no-any-return]
+            return column.cast(pa.string()).to_pylist()
         except pa.ArrowInvalid:  # not UTF-8
             return [None if b is None else b.decode("utf-8", "surrogateescape")
                     for b in column.to_pylist()]
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        return column.to_pylist()  # type: ignore[no-any-return]
+        return column.to_pylist()
     return [None if v is None else str(v) for v in column.to_pylist()]
 
 
@@ -139,7 +139,7 @@ def numbers(column: pa.Array) -> list[Any] | None:
         if not pc.all(pc.fill_null(pc.match_substring_regex(
                 cells, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"), True)).as_py():
             return None
-        return pc.cast(cells, pa.float64()).to_pylist()  # type: ignore[no-any-return]
+        return pc.cast(cells, pa.float64()).to_pylist()
     except pa.ArrowInvalid:
         return None
 

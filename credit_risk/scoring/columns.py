@@ -47,6 +47,25 @@ def validate_columns(fields: Sequence[Mapping[str, Any]], columns: Mapping[str, 
     return clean, errors
 
 
+def _decided(scorer: Scorer, clean: Mapping[str, Sequence[Any]], valid: Sequence[int],
+             ids: Sequence[str | None] | None, log: DecisionLog, request_id: str
+             ) -> dict[str, list[Any]]:
+    """The valid rows decided and recorded in `log` (credit_risk.scoring.decide), as columns."""
+    names = [f["name"] for f in scorer.fields]
+    records = [{name: clean[name][i] for name in names} for i in valid]
+    if ids is not None:
+        records = [{**r, "application_id": ids[i]} if ids[i] else r
+                   for i, r in zip(valid, records, strict=True)]
+    results = decide(scorer, records, log, request_id)
+    out: dict[str, list[Any]] = {
+        c: [r[c] for r in results]
+        for c in ("probability_of_default", "risk", "credit_score", "rating", "model_version")}
+    out["reasons"] = ["; ".join(x["text"] for x in r["reasons"]) for r in results]
+    out["warnings"] = ["; ".join(f"{w['field']} {w['message']}" for w in r["warnings"])
+                       for r in results]
+    return out
+
+
 def score_columns(scorer: Scorer, columns: Mapping[str, Sequence[Any]], n: int,
                   ids: Sequence[str | None] | None = None,
                   id_errors: Mapping[int, dict[str, str]] | None = None,
@@ -58,23 +77,21 @@ def score_columns(scorer: Scorer, columns: Mapping[str, Sequence[Any]], n: int,
     clean, errors = validate_columns(scorer.fields, columns, scorer.rules, n)
     for i, why in (id_errors or {}).items():
         errors[i] = {**errors.get(i, {}), **why}
-    names = [f["name"] for f in scorer.fields]
     valid = [i for i in range(n) if i not in errors]
-    rows = list(zip(*(clean[name] for name in names), strict=True)) if names else [()] * n
-    records = [dict(zip(names, rows[i], strict=True)) for i in valid]
-    if log is not None and ids is not None:
-        inputs = [{**r, "application_id": ids[i]} if ids[i] else r
-                  for i, r in zip(valid, records, strict=True)]
-    else:
-        inputs = records
-    results = decide(scorer, inputs, log, request_id) if records else []
     out: dict[str, list[Any]] = {c: [None] * n for c in RESULT_COLUMNS}
     for i, why in errors.items():
         out["error"][i] = "; ".join(f"{k} {v}" for k, v in why.items())
-    for i, result in zip(valid, results, strict=True):
-        for c in ("probability_of_default", "risk", "credit_score", "rating", "model_version"):
-            out[c][i] = result[c]
-        out["reasons"][i] = "; ".join(r["text"] for r in result["reasons"])
-        out["warnings"][i] = "; ".join(f"{w['field']} {w['message']}"
-                                       for w in result["warnings"])
+    if not valid:
+        return out
+    if log is None:  # by columns, the whole way
+        taken = clean if len(valid) == n else {k: [v[i] for i in valid] for k, v in clean.items()}
+        results = scorer.score_columns(taken, len(valid))
+    else:  # one decision record per row
+        results = _decided(scorer, clean, valid, ids, log, request_id)
+    if len(valid) == n:
+        return {**out, **results}
+    for c, values in results.items():
+        column = out[c]
+        for i, v in zip(valid, values, strict=True):
+            column[i] = v
     return out

@@ -101,6 +101,34 @@ class ReasonExplainer:
             out.append(reasons)
         return out
 
+    def explain_texts(self, rows: np.ndarray, values: Mapping[str, Sequence[Any]], top: int
+                      ) -> list[str]:
+        """Each row's reasons as `explain` words them, joined by "; ", computed by columns:
+        each (feature, value) worded once. `values`: the applications' fields as columns."""
+        n = len(rows)
+        if top <= 0 or n == 0:
+            return [""] * n
+        contrib = self.contributions(rows)
+        order = np.argsort(-contrib, axis=1)[:, :top]
+        raises = np.round(np.take_along_axis(contrib, order, axis=1), 4) > 0
+        slots = []
+        for s in range(order.shape[1]):
+            texts = np.full(n, None, dtype=object)
+            for k in np.unique(order[raises[:, s], s]).tolist():
+                g = self.group_names[k]
+                where = np.flatnonzero((order[:, s] == k) & raises[:, s])
+                if g in self._derived_index:
+                    picked = rows[where, self._derived_index[g]].tolist()
+                else:
+                    column = values.get(g)
+                    picked = [None] * len(where) if column is None else \
+                        [column[i] for i in where.tolist()]
+                memo: dict[Any, str] = {}
+                texts[where] = [memo[v] if v in memo else memo.setdefault(v, self._text(g, v))
+                                for v in picked]
+            slots.append(texts.tolist())
+        return ["; ".join(t for t in row if t is not None) for row in zip(*slots, strict=True)]
+
     def _text(self, group: str, value: Any) -> str:
         label = self.labels[group]
         if value is None:

@@ -113,6 +113,26 @@ class Scorer:
         reasons = self.explainer.explain(rows, records, self.n_reasons, per_feature)
         return self._results(self.plan.calibrate(raw), reasons, warnings)
 
+    def score_columns(self, columns: Mapping[str, Sequence[Any]], n: int) -> dict[str, list[Any]]:
+        """Score `n` validated applications given as columns: `score_records`' results as
+        columns, the reasons and warnings as text ("; "-joined), for files."""
+        rows, warned = self.plan.features.prepare_columns(columns, n)
+        pd_ = self.plan.calibrate(self.plan.predict_raw(rows)) if n else np.empty(0)
+        scores = self.scaling.score(pd_)
+        bands = {s: rating(s) for s in set(scores.tolist())}
+        warnings = [""] * n
+        for i, said in warned.items():
+            warnings[i] = "; ".join(f"{w['field']} {w['message']}" for w in said)
+        return {
+            "probability_of_default": pd_.tolist(),
+            "risk": np.where(pd_ >= self.threshold, "High", "Low").tolist(),
+            "credit_score": scores.tolist(),
+            "rating": [bands[s] for s in scores.tolist()],
+            "reasons": self.explainer.explain_texts(rows, columns, self.n_reasons),
+            "warnings": warnings,
+            "model_version": [self.version] * n,
+        }
+
     def _results(self, pd_: np.ndarray, reasons: list[list[dict[str, Any]]],
                  warnings: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         scores = self.scaling.score(pd_)

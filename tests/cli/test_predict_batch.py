@@ -94,6 +94,21 @@ def test_decisions_are_logged_only_when_asked(env, applications, monkeypatch):
     assert len(log.read_text().splitlines()) == 10
 
 
+def test_logged_or_not_the_output_is_the_same(env, applications):
+    """Logged, rows are scored as decision records; not logged, by columns: the same answers."""
+    tmp, _, _ = env
+    applications.loc[applications.index[:3], "bank_balance_at_application"] = 1e10  # capped
+    applications.loc[applications.index[3], "income"] = "lots"  # not scored
+    applications.to_csv(tmp / "in.csv", index=False)
+    assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "plain.csv")]) == EXIT_PARTIAL
+    assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "logged.csv"),
+                 "--log"]) == EXIT_PARTIAL
+    assert (tmp / "plain.csv").read_bytes() == (tmp / "logged.csv").read_bytes()
+    rows = _rows(tmp / "plain.csv")
+    assert rows[0]["warnings"].startswith("bank_balance_at_application outside the training")
+    assert rows[3]["error"] == "income must be a number" and rows[4]["error"] == ""
+
+
 def test_chunks_change_nothing_in_the_output(env, applications):
     """Chunks of 7 rows (boundaries everywhere, a short last one) give the bytes of one chunk;
     Parquet in and out gives the same values; the row order is kept."""
