@@ -60,6 +60,8 @@ MAX_REPORTED = 20  # bad rows listed on stderr; the errors file has every one
 
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     scorer = load_scorer(settings, args.version, getattr(args, "dataset", None))
+    if scorer.plan.booster is not None:  # a batch job: the booster on every core
+        scorer.plan.booster.set_param({"nthread": os.cpu_count() or 1})
     log = None
     if getattr(args, "log", False) or settings.decisions.predict_log:
         log = open_decision_log(settings)
@@ -160,7 +162,9 @@ def field_values(field: dict[str, Any], column: pa.Array) -> list[Any]:
         parsed = numbers(column)
         if parsed is not None:
             return parsed
-    return [parse_cell(field, cell) for cell in texts(column)]
+    memo: dict[str | None, Any] = {}  # categories repeat: each distinct cell read once
+    return [memo[cell] if cell in memo else memo.setdefault(cell, parse_cell(field, cell))
+            for cell in texts(column)]
 
 
 def parse_cell(field: dict[str, Any], cell: str | None) -> Any:

@@ -128,7 +128,9 @@ class Scorer:
             "risk": np.where(pd_ >= self.threshold, "High", "Low").tolist(),
             "credit_score": scores.tolist(),
             "rating": [bands[s] for s in scores.tolist()],
-            "reasons": self.explainer.explain_texts(rows, columns, self.n_reasons),
+            # rows with an imputed or capped input worded one by one, as `explain` does
+            "reasons": self.explainer.explain_texts(rows, columns, self.n_reasons,
+                                                    careful=sorted(warned)),
             "warnings": warnings,
             "model_version": [self.version] * n,
         }

@@ -99,6 +99,7 @@ def test_logged_or_not_the_output_is_the_same(env, applications):
     tmp, _, _ = env
     applications.loc[applications.index[:3], "bank_balance_at_application"] = 1e10  # capped
     applications.loc[applications.index[3], "income"] = "lots"  # not scored
+    applications.loc[applications.index[5:8], "residence_type"] = None  # imputed
     applications.to_csv(tmp / "in.csv", index=False)
     assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "plain.csv")]) == EXIT_PARTIAL
     assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "logged.csv"),
@@ -107,6 +108,7 @@ def test_logged_or_not_the_output_is_the_same(env, applications):
     rows = _rows(tmp / "plain.csv")
     assert rows[0]["warnings"].startswith("bank_balance_at_application outside the training")
     assert rows[3]["error"] == "income must be a number" and rows[4]["error"] == ""
+    assert rows[5]["warnings"].startswith("residence_type missing")
 
 
 def test_chunks_change_nothing_in_the_output(env, applications):
