@@ -2,8 +2,9 @@
 
 The serving slice only (config, errors, spec, scoring, registry, records; pyarrow, no pandas),
 so it runs in an install of the serving extra. The input is read, scored and written in chunks
-(`--chunk-rows`), so memory stays flat however long the file. Every input column is kept as it
-was read and the result columns are appended: `probability_of_default`, `risk`,
+(`--chunk-rows`), so memory stays flat however long the file; progress goes to stderr
+(`credit_risk.cli.progress`: a bar on a terminal, plain lines in logs). Every input column is
+kept as it was read and the result columns are appended: `probability_of_default`, `risk`,
 `credit_score`, `rating`, `reasons`, `warnings`, `model_version`, and `error` (which field is
 bad and why) for a row that fails validation, which gets no PD. The spec's cleaning rules
 (`replace:`, `missing_values:`) apply as in training. The output is written to a temporary
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import os
 import sys
 from collections.abc import Sequence
@@ -37,11 +39,13 @@ from credit_risk.cli.predict_io import (
     MISSING,
     PredictInputError,
     Writer,
+    count_rows,
     is_parquet,
     numbers,
     read_chunks,
     texts,
 )
+from credit_risk.cli.progress import progress
 from credit_risk.config import Settings
 from credit_risk.records.backends import open_decision_log
 from credit_risk.records.decisions import DecisionLog
@@ -79,11 +83,14 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     writer = Writer(sys.stdout.buffer if part is None else str(part),
                     parquet=out is not None and is_parquet(str(out)))
     batch = Batch(scorer, log, request_id)
+    chunks = read_chunks(Path(args.input), chunk_rows)
+    first = next(chunks)  # the input's faults as a whole before any progress or output
+    check_header(scorer, first.schema.names)
     try:
-        for chunk in read_chunks(Path(args.input), chunk_rows):
-            writer.write(chunk, batch.score(chunk))
-            print(f"predict: {batch.rows:,} rows read, {batch.failed:,} not scored",
-                  file=sys.stderr)
+        with progress("predict", count_rows(Path(args.input)), "rows") as shown:
+            for chunk in itertools.chain([first], chunks):
+                writer.write(chunk, batch.score(chunk))
+                shown.advance(chunk.num_rows)
         writer.close()
     except BaseException:
         writer.close()

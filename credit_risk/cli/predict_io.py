@@ -35,6 +35,16 @@ def is_parquet(path: str) -> bool:
     return Path(path).suffix.lower() in (".parquet", ".pq")
 
 
+def count_rows(path: Path) -> int | None:
+    """The number of rows when the file says it cheaply (Parquet's metadata), else None."""
+    if not is_parquet(str(path)):
+        return None
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except (OSError, pa.ArrowException):
+        return None  # read_chunks says why
+
+
 def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.RecordBatch]:
     """The input's rows in batches of at most `chunk_rows`, in order."""
     batches = _parquet(path, chunk_rows) if is_parquet(str(path)) else _csv(path, chunk_rows)
