@@ -56,9 +56,9 @@ COPY credit_risk/scoring ./credit_risk/scoring
 COPY credit_risk/registry ./credit_risk/registry
 COPY credit_risk/records ./credit_risk/records
 COPY credit_risk/datasets/specs ./credit_risk/datasets/specs
-COPY credit_risk/cli/__init__.py credit_risk/cli/predict.py credit_risk/cli/predict_io.py \
-     credit_risk/cli/registry.py credit_risk/cli/decisions.py credit_risk/cli/outcomes.py \
-     ./credit_risk/cli/
+COPY credit_risk/cli/__init__.py credit_risk/cli/predict.py credit_risk/cli/registry.py \
+     credit_risk/cli/decisions.py credit_risk/cli/outcomes.py ./credit_risk/cli/
+COPY credit_risk/cli/predict_io.py ./credit_risk/cli/
 COPY serving ./serving
 RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
     --mount=type=cache,target=/root/.cache/pip \
