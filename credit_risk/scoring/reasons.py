@@ -78,32 +78,6 @@ class ReasonExplainer:
             out[:, k] = base - raw(changed)
         return out
 
-    def explain(self, rows: np.ndarray, records: Sequence[Mapping[str, Any]], top: int,
-                per_feature: np.ndarray | None = None, contributions: np.ndarray | None = None
-                ) -> list[list[dict[str, Any]]]:
-        """The top features raising each row's PD, most important first (`contributions`:
-        the rows' `contributions`, when computed already)."""
-        if top <= 0:
-            return [[] for _ in records]
-        contrib = self.contributions(rows, per_feature) if contributions is None \
-            else contributions
-        order = np.argsort(-contrib, axis=1)[:, :top]
-        impacts = np.round(np.take_along_axis(contrib, order, axis=1), 4).tolist()
-        derived = {g: rows[:, j].tolist() for g, j in self._derived_index.items()}
-        groups, labels = self.group_names, self.labels
-        out = []
-        for i, (record, ks) in enumerate(zip(records, order.tolist(), strict=True)):
-            reasons = []
-            for k, impact in zip(ks, impacts[i], strict=True):
-                if impact <= 0:
-                    break
-                g = groups[k]
-                value = derived[g][i] if g in derived else record.get(g)
-                reasons.append({"feature": g, "label": labels[g], "value": value,
-                                "impact": impact, "text": self._text(g, value)})
-            out.append(reasons)
-        return out
-
     def explain_texts(self, rows: np.ndarray, values: Mapping[str, Sequence[Any]], top: int,
                       careful: Sequence[int] = ()) -> list[str]:
         """Each row's reasons as `explain` words them, joined by "; ", computed by columns:
@@ -141,6 +115,32 @@ class ReasonExplainer:
                                 contributions=contrib[picked_rows])
             for i, reasons in zip(picked_rows.tolist(), said, strict=True):
                 out[i] = "; ".join(r["text"] for r in reasons)
+        return out
+
+    def explain(self, rows: np.ndarray, records: Sequence[Mapping[str, Any]], top: int,
+                per_feature: np.ndarray | None = None, contributions: np.ndarray | None = None
+                ) -> list[list[dict[str, Any]]]:
+        """The top features raising each row's PD, most important first (`contributions`:
+        the rows' `contributions`, when computed already)."""
+        if top <= 0:
+            return [[] for _ in records]
+        contrib = self.contributions(rows, per_feature) if contributions is None \
+            else contributions
+        order = np.argsort(-contrib, axis=1)[:, :top]
+        impacts = np.round(np.take_along_axis(contrib, order, axis=1), 4).tolist()
+        derived = {g: rows[:, j].tolist() for g, j in self._derived_index.items()}
+        groups, labels = self.group_names, self.labels
+        out = []
+        for i, (record, ks) in enumerate(zip(records, order.tolist(), strict=True)):
+            reasons = []
+            for k, impact in zip(ks, impacts[i], strict=True):
+                if impact <= 0:
+                    break
+                g = groups[k]
+                value = derived[g][i] if g in derived else record.get(g)
+                reasons.append({"feature": g, "label": labels[g], "value": value,
+                                "impact": impact, "text": self._text(g, value)})
+            out.append(reasons)
         return out
 
     def _text(self, group: str, value: Any) -> str:
