@@ -33,17 +33,6 @@ PIPELINE_MODULES = ("credit_risk.cli.pipeline", "credit_risk.pipeline", "credit_
                     "credit_risk.datasets")
 
 
-def _positive(text: str) -> int:
-    """A whole number above 0 (argparse: a usage error otherwise)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number above 0, not {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="credit-risk", description=__doc__.split("\n\n")[0])
     p.add_argument("-v", "--verbose", action="store_true")
@@ -154,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the spec's suites and checkpoints into the GX folder, then exit")
     v.set_defaults(command="pipeline:cmd_validate")
     return p
+
+
+def _positive(text: str) -> int:
+    """A whole number above 0 (argparse: a usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number above 0, not {text!r}")
+    return value
 
 
 def _settings() -> Settings:
