@@ -59,6 +59,7 @@ COPY credit_risk/datasets/specs ./credit_risk/datasets/specs
 COPY credit_risk/cli/__init__.py credit_risk/cli/predict.py credit_risk/cli/registry.py \
      credit_risk/cli/progress.py credit_risk/cli/usage.py credit_risk/cli/views.py \
      credit_risk/cli/decisions.py credit_risk/cli/outcomes.py ./credit_risk/cli/
+COPY credit_risk/cli/predict_io.py ./credit_risk/cli/
 COPY serving ./serving
 RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
     --mount=type=cache,target=/root/.cache/pip \

@@ -80,6 +80,12 @@ wrk:
 bench-serving: install wrk
 	$(BIN)/python benchmarks/bench_serving.py
 
+# `credit-risk predict` on 1,000,000 generated applications vs the floor (pyarrow read_csv +
+# a bare inplace_predict): time, peak RSS, start-up (benchmarks/predict.md; a few minutes).
+.PHONY: bench-predict
+bench-predict: install
+	$(BIN)/python benchmarks/bench_predict.py $(BENCH_ARGS)
+
 # German credit: the champion's test ROC-AUC over split seeds (a few minutes).
 bench-german: install
 	$(BIN)/python benchmarks/bench_german_credit.py

@@ -287,6 +287,11 @@ class DecisionLogSettings(Group):
                                     description="PostgreSQL: a request waits this long for its "
                                                 "commit (then 503; the server cancels a "
                                                 "statement after half of it).")
+    predict_log: bool = Field(
+        False, alias=env("predict_log"),
+        description="`credit-risk predict` records its decisions in the decision log (as "
+                    "`--log` does); off: a batch run leaves no trace beyond its output. The API "
+                    "and the form always record theirs.")
     retention_days: float | None = Field(
         None, gt=0, alias=env("decision_retention_days"),
         description="Decisions older than this are pruned; unset: keep everything.")

@@ -40,6 +40,7 @@ BENCHMARKS = {
     "drift.md": "python benchmarks/bench_drift.py",
     "validation_scale.md": "python benchmarks/bench_validation.py --customers 1000000",
     "serving_image.md": "python benchmarks/bench_image.py",
+    "predict.md": "make bench-predict",
 }
 BENCHMARK_ASSETS = ("pipeline.png",)
 

@@ -167,9 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--window-days", type=positive_float, default=None)
     d.set_defaults(command="pipeline:cmd_drift")
 
-    pr = sub.add_parser("predict", help="score a CSV of applications")
-    pr.add_argument("input")
-    pr.add_argument("-o", "--output", default="-")
+    pr = sub.add_parser("predict", help="score a file of applications (CSV or Parquet); exit 0 "
+                        "all rows scored, 3 some not, 4 none (see OUTPUT.errors.csv)")
+    pr.add_argument("input", help="a CSV or Parquet (.parquet, .pq) file")
+    pr.add_argument("-o", "--output", default="-",
+                    help="CSV or Parquet (by its extension); default: CSV on stdout")
+    pr.add_argument("--log", action="store_true", help="record the decisions in the decision "
+                    "log (default: CREDIT_RISK_PREDICT_LOG, else not)")
+    pr.add_argument("--chunk-rows", type=_positive, default=None, metavar="N",
+                    help="rows read, scored and written at a time (default: 100,000)")
     pr.add_argument("--version", default=None, help="default: the champion")
     pr.add_argument("--dataset", default=None, help="whose champion (default: "
                     "CREDIT_RISK_DATASET, else the registry's only dataset, else the spec's)")
@@ -224,6 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the spec's suites and checkpoints into the GX folder, then exit")
     v.set_defaults(command="pipeline:cmd_validate")
     return p
+
+
+def _positive(text: str) -> int:
+    """A whole number above 0 (argparse: a usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number above 0, not {text!r}")
+    return value
 
 
 def _settings() -> Settings:

@@ -1,78 +1,111 @@
-"""`credit-risk predict`: score a CSV of applications with a published model.
+"""`credit-risk predict`: score a file of applications (CSV or Parquet) with a published model.
 
-The serving slice only (config, errors, spec, scoring, registry; the `csv` module, no pandas),
-so it runs in an install of the serving extra. Every input column is kept as it was read and
-the result columns are appended: `probability_of_default`, `risk`, `credit_score`, `rating`,
-`reasons`, `warnings`, `model_version`, and `error` (which field is bad and why) for a row
-that fails validation, which gets no PD. The scored rows are appended to the decision log in
-one write before any output is written: when they cannot be logged, nothing is written and the
-command fails. The application id (the column named by the dataset's base table key, e.g.
-`loan_id`), when the input has it, is recorded with each decision as `inputs.application_id`,
-so that observed outcomes can be joined to decisions later; it is not a model input, and is
-checked as the API checks it.
+The serving slice only (config, errors, spec, scoring, registry, records; pyarrow, no pandas),
+so it runs in an install of the serving extra. The input is read, scored and written in chunks
+(`--chunk-rows`), so memory stays flat however long the file; progress goes to stderr
+(`credit_risk.cli.progress`: a bar on a terminal, plain lines in logs). Every input column is
+kept as it was read and the result columns are appended: `probability_of_default`, `risk`,
+`credit_score`, `rating`, `reasons`, `warnings`, `model_version`, and `error` (which field is
+bad and why) for a row that fails validation, which gets no PD. The spec's cleaning rules
+(`replace:`, `missing_values:`) apply as in training. The output is written to a temporary
+file beside it and renamed when complete; the rows not scored are also listed, by row number
+(1: the first row after the header) and reason, in `OUTPUT.errors.csv`.
 
-Odd text is a bad row, never a failed command: a byte that is not UTF-8 is read as a lone
-surrogate (``surrogateescape``) and written back unchanged, so a cell of a model field that
-holds one, a control character or a bidi mark fails validation like any other bad value. The
-rows not scored are listed on stderr by row number (1: the first row after the header).
+Decisions are recorded in the decision log only with `--log` (or CREDIT_RISK_PREDICT_LOG): a
+what-if run leaves no trace beyond its output. The application id (the column named by the
+dataset's base table key, e.g. `loan_id`), when the input has it, is recorded with each decision
+as `inputs.application_id`; it is not a model input, and is checked as the API checks it.
+
+Exit codes: 0 every row scored (or none to score), 3 some rows not scored, 4 no row scored,
+1 the input, the model or the log failed (nothing is written), 2 a usage error.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import io
+import itertools
+import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import pyarrow as pa
+
+from credit_risk.cli.predict_io import (
+    CHUNK_ROWS,
+    MISSING,
+    PredictInputError,
+    Writer,
+    count_rows,
+    is_parquet,
+    numbers,
+    read_chunks,
+    texts,
+)
+from credit_risk.cli.progress import progress
 from credit_risk.config import Settings
-from credit_risk.errors import CreditRiskError
 from credit_risk.records.backends import open_decision_log
 from credit_risk.records.decisions import DecisionLog
 from credit_risk.registry.champion import load_champion, registry_for
-from credit_risk.scoring.decide import decide
+from credit_risk.scoring.columns import RESULT_COLUMNS, score_columns
 from credit_risk.scoring.request import application_id_error, value_from_text
 from credit_risk.scoring.scorer import Scorer
-from credit_risk.spec.fields import shown, validate_application
+from credit_risk.spec.fields import shown
 
-RESULT_COLUMNS = ("probability_of_default", "risk", "credit_score", "rating", "reasons",
-                  "warnings", "model_version", "error")
-# Cells that mean "no value" (pandas' defaults, which `predict` used to read CSVs with).
-MISSING = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
-                     "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
-                     "nan", "null"})
+__all__ = ["EXIT_NONE", "EXIT_PARTIAL", "RESULT_COLUMNS", "PredictInputError", "cmd_predict"]
 
-
-class PredictInputError(CreditRiskError, ValueError):
-    """The input CSV cannot be scored as a whole (unreadable, columns missing or clashing)."""
+EXIT_PARTIAL = 3  # some rows not scored
+EXIT_NONE = 4  # rows to score, none scored
+MAX_REPORTED = 20  # bad rows listed on stderr; the errors file has every one
 
 
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     scorer = load_scorer(settings, args.version, getattr(args, "dataset", None))
-    header, rows = read_csv(Path(args.input))
-    log = open_decision_log(settings)
-    out_rows = score_rows(scorer, header, rows, log)  # logged whole before any output
-    columns = [*header, *RESULT_COLUMNS]
-    report_bad_rows(out_rows)
-    if args.output == "-":
-        sys.stdout.flush()
-        stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="",
-                                  errors="surrogateescape", write_through=True)
-        write_csv(stdout, columns, out_rows)
-        stdout.detach()  # stdout itself stays open
-    else:
-        try:
-            with open(args.output, "w", newline="", encoding="utf-8",
-                      errors="surrogateescape") as fh:
-                write_csv(fh, columns, out_rows)
-        except OSError as exc:
-            raise PredictInputError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
-        print(f"scored {len(out_rows)} rows with {scorer.version} -> {args.output}",
-              file=sys.stderr)
-    return 0
+    if scorer.plan.booster is not None:  # a batch job: the booster on every core
+        scorer.plan.booster.set_param({"nthread": os.cpu_count() or 1})
+    log = None
+    if getattr(args, "log", False) or settings.decisions.predict_log:
+        log = open_decision_log(settings)
+        if log is None:
+            raise PredictInputError("--log: no decision log is configured "
+                                    "(CREDIT_RISK_DECISION_LOG is none)")
+    chunk_rows = getattr(args, "chunk_rows", None) or CHUNK_ROWS
+    request_id = f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    out = None if args.output == "-" else Path(args.output)
+    errors_path = None if out is None else out.with_name(out.name + ".errors.csv")
+    if errors_path is not None:
+        errors_path.unlink(missing_ok=True)  # a former run's, which would mislead
+    part = None if out is None else out.with_name(f".{out.name}.part-{os.getpid()}")
+    sys.stdout.flush()
+    writer = Writer(sys.stdout.buffer if part is None else str(part),
+                    parquet=out is not None and is_parquet(str(out)))
+    batch = Batch(scorer, log, request_id)
+    chunks = read_chunks(Path(args.input), chunk_rows)
+    first = next(chunks)  # the input's faults as a whole before any progress or output
+    check_header(scorer, first.schema.names)
+    try:
+        with progress("predict", count_rows(Path(args.input)), "rows") as shown:
+            for chunk in itertools.chain([first], chunks):
+                writer.write(chunk, batch.score(chunk))
+                shown.advance(chunk.num_rows)
+        writer.close()
+    except BaseException:
+        writer.close()
+        if part is not None:
+            part.unlink(missing_ok=True)
+        raise
+    if part is not None and out is not None:
+        part.replace(out)
+    report_bad_rows(batch.errors, errors_path)
+    if out is not None:
+        print(f"scored {batch.rows - batch.failed} of {batch.rows} rows with {scorer.version} "
+              f"-> {out}", file=sys.stderr)
+    if batch.failed == 0:
+        return 0
+    return EXIT_NONE if batch.failed == batch.rows else EXIT_PARTIAL
 
 
 def load_scorer(settings: Settings, version: str | None,
@@ -82,92 +115,92 @@ def load_scorer(settings: Settings, version: str | None,
     return load_champion(registry_for(settings), version, dataset)
 
 
-MAX_REPORTED = 20  # bad rows listed on stderr; the error column has every one
+class Batch:
+    """Scores an input's chunks in order; counts the rows and keeps the errors."""
+
+    def __init__(self, scorer: Scorer, log: DecisionLog | None, request_id: str):
+        self.scorer, self.log, self.request_id = scorer, log, request_id
+        self.rows = 0
+        self.failed = 0
+        self.errors: list[tuple[int, str]] = []  # (row number, why)
+        self._checked = False
+
+    def score(self, chunk: pa.RecordBatch) -> dict[str, list[Any]]:
+        """The result columns of one chunk."""
+        header = chunk.schema.names
+        if not self._checked:
+            check_header(self.scorer, header)
+            self._checked = True
+        n = chunk.num_rows
+        columns = {f["name"]: field_values(f, chunk.column(f["name"]))
+                   for f in self.scorer.fields}
+        id_column = application_id_column(self.scorer, header)
+        ids: list[str | None] | None = None
+        id_errors: dict[int, dict[str, str]] = {}
+        if id_column is not None:
+            ids = [i or None for i in texts(chunk.column(id_column))]
+            for i, app_id in enumerate(ids):
+                why = application_id_error(app_id)
+                if why:
+                    id_errors[i] = {id_column: why}
+        out = score_columns(self.scorer, columns, n, ids, id_errors, self.log, self.request_id)
+        for i, why in enumerate(out["error"]):
+            if why is not None:
+                self.errors.append((self.rows + i + 1, why))
+        self.failed += sum(e is not None for e in out["error"])
+        self.rows += n
+        return out
 
 
-def report_bad_rows(rows: Sequence[Mapping[str, Any]]) -> None:
-    """The rows not scored, on stderr: their row number (1: the first after the header) and why."""
-    bad = [(i + 1, row["error"]) for i, row in enumerate(rows) if row.get("error")]
-    for number, why in bad[:MAX_REPORTED]:
-        print(f"row {number}: {shown(why)}", file=sys.stderr)
-    if len(bad) > MAX_REPORTED:
-        print(f"... and {len(bad) - MAX_REPORTED} more rows not scored (see the error column)",
-              file=sys.stderr)
-
-
-def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """The header and the rows (cells as read; a byte that is not UTF-8 as a lone surrogate)
-    of a CSV file with a header line."""
-    reader: Any = None
-    try:
-        with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if not header:
-                raise PredictInputError(f"{path}: no header line")
-            doubled = sorted({c for c in header if header.count(c) > 1})
-            if doubled:
-                raise PredictInputError(f"{path}: columns named twice: {', '.join(doubled)}")
-            rows = []
-            for cells in reader:
-                if not cells:
-                    continue  # a blank line
-                if len(cells) > len(header):
-                    raise PredictInputError(f"{path}, line {reader.line_num}: {len(cells)} "
-                                            f"values for {len(header)} columns")
-                rows.append(dict(zip(header, cells, strict=False)))
-    except OSError as exc:
-        raise PredictInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except csv.Error as exc:
-        where = f", line {reader.line_num}" if reader is not None else ""
-        raise PredictInputError(f"{path}{where}: not a valid CSV file: {exc}") from exc
-    return header, rows
-
-
-def parse_cell(field: Mapping[str, Any], cell: str | None) -> Any:
-    """A cell as an application value: None when missing, a number for a numeric field
-    (the text as it was when it is not one: validation then says so), else the text."""
-    if cell is None or cell in MISSING or not cell.strip():
-        return None
-    return cell if field["type"] == "category" else value_from_text(field, cell)
-
-
-def score_rows(scorer: Scorer, header: Sequence[str], rows: Sequence[Mapping[str, str]],
-               log: DecisionLog | None = None) -> list[dict[str, Any]]:
-    """The output rows: the input cells and the result columns, the decisions recorded in
-    `log` first (credit_risk.scoring.decide). A row that fails validation gets `error`, no PD."""
-    names = [f["name"] for f in scorer.fields]
-    missing = [n for n in names if n not in header]
+def check_header(scorer: Scorer, header: Sequence[str]) -> None:
+    """PredictInputError when the input lacks a model field or has a result column."""
+    missing = [f["name"] for f in scorer.fields if f["name"] not in header]
     if missing:
         raise PredictInputError(f"columns missing from the input: {', '.join(missing)}")
     clash = [c for c in RESULT_COLUMNS if c in header]
     if clash:
         raise PredictInputError(f"the input has result columns already: {', '.join(clash)}")
-    out: list[dict[str, Any]] = [dict(row) for row in rows]
-    valid: list[int] = []
-    inputs: list[dict[str, Any]] = []
-    id_column = application_id_column(scorer, header)
-    for i, row in enumerate(rows):
-        record = {f["name"]: parse_cell(f, row.get(f["name"])) for f in scorer.fields}
-        clean, errors = validate_application(scorer.fields, record, scorer.rules)
-        app_id = row.get(id_column) if id_column is not None else None
-        why = application_id_error(app_id) if app_id else None
-        if why:
-            errors = {**errors, str(id_column): why}
-        if errors:
-            out[i]["error"] = "; ".join(f"{k} {v}" for k, v in errors.items())
-        else:
-            valid.append(i)
-            if app_id:
-                clean = {**clean, "application_id": app_id}  # recorded, not scored
-            inputs.append(clean)
-    decisions = decide(scorer, inputs, log, f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
-    for i, result in zip(valid, decisions, strict=True):
-        out[i].update({c: result[c] for c in RESULT_COLUMNS if c in result},
-                      reasons="; ".join(r["text"] for r in result["reasons"]),
-                      warnings="; ".join(f"{w['field']} {w['message']}"
-                                         for w in result["warnings"]))
-    return out
+
+
+def field_values(field: dict[str, Any], column: pa.Array) -> list[Any]:
+    """A field's cells as application values: None when missing, a number for a numeric field
+    (the text as it was when it is not one: validation then says so), else the text."""
+    if field["type"] != "category":
+        parsed = numbers(column)
+        if parsed is not None:
+            return parsed
+    memo: dict[str | None, Any] = {}  # categories repeat: each distinct cell read once
+    return [memo[cell] if cell in memo else memo.setdefault(cell, parse_cell(field, cell))
+            for cell in texts(column)]
+
+
+def parse_cell(field: dict[str, Any], cell: str | None) -> Any:
+    """A cell as an application value (see `field_values`)."""
+    if cell is None or cell in MISSING or not cell.strip():
+        return None
+    return cell if field["type"] == "category" else value_from_text(field, cell)
+
+
+def report_bad_rows(errors: Sequence[tuple[int, str]], path: Path | None) -> None:
+    """The rows not scored: the first on stderr, every one in the errors file (when given)."""
+    for number, why in errors[:MAX_REPORTED]:
+        print(f"row {number}: {shown(why)}", file=sys.stderr)
+    if len(errors) > MAX_REPORTED:
+        print(f"... and {len(errors) - MAX_REPORTED} more rows not scored"
+              + (f" (see {path})" if path else " (see the error column)"), file=sys.stderr)
+    if path is None or not errors:
+        return
+    try:
+        with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
+            write_errors(fh, errors)
+    except OSError as exc:
+        raise PredictInputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def write_errors(fh: IO[str], errors: Sequence[tuple[int, str]]) -> None:
+    writer = csv.writer(fh, lineterminator="\n")
+    writer.writerow(["row", "error"])
+    writer.writerows(errors)
 
 
 def application_id_column(scorer: Scorer, header: Sequence[str]) -> str | None:
@@ -176,9 +209,3 @@ def application_id_column(scorer: Scorer, header: Sequence[str]) -> str | None:
     key = (spec.get("tables") or {}).get(spec.get("base"), {}).get("key")
     names = {f["name"] for f in scorer.fields}
     return key if key in header and key not in names else None
-
-
-def write_csv(fh: IO[str], columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-    writer = csv.DictWriter(fh, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)

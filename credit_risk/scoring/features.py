@@ -218,6 +218,33 @@ class FeaturePlan:
                 warnings[i].append(_imputed(name, None, column["mode"]))
         return out, warnings
 
+    def prepare_columns(self, columns: Mapping[str, Sequence[Any]], n: int
+                        ) -> tuple[np.ndarray, dict[int, list[dict[str, Any]]]]:
+        """`prepare` of `n` applications given as columns ({field: values}): the feature rows
+        and the warnings of the rows that have any ({row: warnings}, in `prepare`'s order)."""
+        raw = np.empty((n, len(self.inputs)), dtype=float)
+        for k, name in enumerate(self.inputs):
+            raw[:, k] = np.array(columns[name], dtype=float)  # None: NaN
+        positions = []
+        for i, (column, _, _) in enumerate(self.categorical):
+            distinct: dict[Any, int] = {}
+            codes = [distinct.setdefault(v, len(distinct)) for v in columns[column["name"]]]
+            known = np.array([self.position(i, v) for v in distinct], dtype=np.intp)
+            positions.append(known[np.array(codes, dtype=np.intp)] if n else known[:0])
+        out, used, absent = self.encode(raw, positions)
+        warnings: dict[int, list[dict[str, Any]]] = {}
+        for i, k in zip(*np.nonzero(absent | (used != raw)), strict=True):
+            name, value = self.inputs[k], columns[self.inputs[k]][i]
+            warnings.setdefault(int(i), []).append(
+                _imputed(name, value, float(used[i, k])) if absent[i, k] else
+                _capped(name, value, float(used[i, k]), self.lows[k], self.highs[k]))
+        for column, _, _ in self.categorical:
+            name = column["name"]
+            for i, v in enumerate(columns[name]):
+                if _is_missing(v):
+                    warnings.setdefault(i, []).append(_imputed(name, None, column["mode"]))
+        return out, warnings
+
     def matrix(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Applications (dicts of raw values) to an (n, width) matrix."""
         return self.prepare(records)[0]

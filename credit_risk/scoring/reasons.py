@@ -79,12 +79,54 @@ class ReasonExplainer:
             out[:, k] = base - raw(changed)
         return out
 
+    def explain_texts(self, rows: np.ndarray, values: Mapping[str, Sequence[Any]], top: int,
+                      careful: Sequence[int] = ()) -> list[str]:
+        """Each row's reasons as `explain` words them, joined by "; ", computed by columns:
+        each (feature, value) worded once. `values`: the applications' fields as columns;
+        `careful`: rows worded by `explain` itself (e.g. those with an imputed input)."""
+        n = len(rows)
+        if top <= 0 or n == 0:
+            return [""] * n
+        contrib = self.contributions(rows)
+        order = np.argsort(-contrib, axis=1)[:, :top]
+        raises = np.round(np.take_along_axis(contrib, order, axis=1), 4) > 0
+        picked_rows = np.asarray(careful, dtype=np.intp)
+        raises[picked_rows] = False
+        slots = []
+        for s in range(order.shape[1]):
+            texts = np.full(n, None, dtype=object)
+            for k in np.unique(order[raises[:, s], s]).tolist():
+                g = self.group_names[k]
+                where = np.flatnonzero((order[:, s] == k) & raises[:, s])
+                if g in self._derived_index:
+                    picked = rows[where, self._derived_index[g]].tolist()
+                else:
+                    column = values.get(g)
+                    picked = [None] * len(where) if column is None else \
+                        [column[i] for i in where.tolist()]
+                memo: dict[Any, str] = {}
+                texts[where] = [memo[v] if v in memo else memo.setdefault(v, self._text(g, v))
+                                for v in picked]
+            slots.append(texts.tolist())
+        out = ["; ".join(t for t in row if t is not None) for row in zip(*slots, strict=True)]
+        if len(picked_rows):
+            records = [{name: column[i] for name, column in values.items()}
+                       for i in picked_rows.tolist()]
+            said = self.explain(rows[picked_rows], records, top,
+                                contributions=contrib[picked_rows])
+            for i, reasons in zip(picked_rows.tolist(), said, strict=True):
+                out[i] = "; ".join(r["text"] for r in reasons)
+        return out
+
     def explain(self, rows: np.ndarray, records: Sequence[Mapping[str, Any]], top: int,
-                per_feature: np.ndarray | None = None) -> list[list[dict[str, Any]]]:
-        """The top features raising each row's PD, most important first."""
+                per_feature: np.ndarray | None = None, contributions: np.ndarray | None = None
+                ) -> list[list[dict[str, Any]]]:
+        """The top features raising each row's PD, most important first (`contributions`:
+        the rows' `contributions`, when computed already)."""
         if top <= 0:
             return [[] for _ in records]
-        contrib = self.contributions(rows, per_feature)
+        contrib = self.contributions(rows, per_feature) if contributions is None \
+            else contributions
         order = np.argsort(-contrib, axis=1)[:, :top]
         impacts = np.round(np.take_along_axis(contrib, order, axis=1), 4).tolist()
         derived = {g: rows[:, j].tolist() for g, j in self._derived_index.items()}

@@ -15,6 +15,7 @@ import numpy as np
 from credit_risk.scoring.bands import rating
 from credit_risk.scoring.plan import ARRAYS_FILE, BOOSTER_FILE, PLAN_FILE, PlanError, ScoringPlan
 from credit_risk.scoring.reasons import ReasonExplainer
+from credit_risk.spec.fields import with_cleaning
 
 
 class VersionFiles(Protocol):
@@ -79,7 +80,8 @@ class Scorer:
             self.scaling = ScoreScaling(**manifest["score_scaling"])
         except (KeyError, TypeError) as exc:
             raise PlanError(f"version {self.version}: no usable score scaling ({exc})") from exc
-        self.fields: list[dict[str, Any]] = manifest["inputs"]
+        # with the spec's cleaning rules: the API, the form and `predict` clean as training did
+        self.fields: list[dict[str, Any]] = with_cleaning(manifest["inputs"], manifest["spec"])
         self.rules: list[dict[str, Any]] = manifest["spec"].get("rules", [])
         self.n_reasons = n_reasons
         spec = manifest["spec"]
@@ -110,6 +112,28 @@ class Scorer:
         raw, per_feature = self.plan.raw_with_contributions(rows)
         reasons = self.explainer.explain(rows, records, self.n_reasons, per_feature)
         return self._results(self.plan.calibrate(raw), reasons, warnings)
+
+    def score_columns(self, columns: Mapping[str, Sequence[Any]], n: int) -> dict[str, list[Any]]:
+        """Score `n` validated applications given as columns: `score_records`' results as
+        columns, the reasons and warnings as text ("; "-joined), for files."""
+        rows, warned = self.plan.features.prepare_columns(columns, n)
+        pd_ = self.plan.calibrate(self.plan.predict_raw(rows)) if n else np.empty(0)
+        scores = self.scaling.score(pd_)
+        bands = {s: rating(s) for s in set(scores.tolist())}
+        warnings = [""] * n
+        for i, said in warned.items():
+            warnings[i] = "; ".join(f"{w['field']} {w['message']}" for w in said)
+        return {
+            "probability_of_default": pd_.tolist(),
+            "risk": np.where(pd_ >= self.threshold, "High", "Low").tolist(),
+            "credit_score": scores.tolist(),
+            "rating": [bands[s] for s in scores.tolist()],
+            # rows with an imputed or capped input worded one by one, as `explain` does
+            "reasons": self.explainer.explain_texts(rows, columns, self.n_reasons,
+                                                    careful=sorted(warned)),
+            "warnings": warnings,
+            "model_version": [self.version] * n,
+        }
 
     def _results(self, pd_: np.ndarray, reasons: list[list[dict[str, Any]]],
                  warnings: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -71,6 +71,10 @@ class Constraints:
     min: float | None = None
     max: float | None = None
     categories: tuple[str, ...] = ()
+    # The spec's cleaning rules, as training applies them: raw value -> category, and the
+    # raw values that mean missing (scored as the typical value).
+    replace: tuple[tuple[str, str], ...] = ()
+    missing: tuple[str, ...] = ()
 
     @classmethod
     def of_column(cls, col: Column, categories: Sequence[str] | None = None
@@ -80,18 +84,22 @@ class Constraints:
         nullable = col.max_null_rate > 0
         if col.role == Role.CATEGORICAL:
             cats = categories if categories is not None else col.categories or ()
-            return cls("category", nullable, categories=tuple(cats))
+            return cls("category", nullable, categories=tuple(cats),
+                       **cleaning(col.replace, col.missing_values))
         if col.role == Role.NUMERIC or (
                 col.role == Role.IGNORED and (col.min is not None or col.max is not None)):
-            return cls("integer" if col.integer else "number", nullable, col.min, col.max)
+            return cls("integer" if col.integer else "number", nullable, col.min, col.max,
+                       **cleaning({}, col.missing_values))
         return None
 
     @classmethod
     def of_field(cls, field: Mapping[str, Any]) -> Constraints:
         """The constraints of an input field (an entry of a manifest's ``inputs``)."""
+        rules = cleaning(field.get("replace") or {}, field.get("missing") or ())
         if field["type"] == "category":
-            return cls("category", field["nullable"], categories=tuple(field["categories"]))
-        return cls(field["type"], field["nullable"], field.get("min"), field.get("max"))
+            return cls("category", field["nullable"], categories=tuple(field["categories"]),
+                       **rules)
+        return cls(field["type"], field["nullable"], field.get("min"), field.get("max"), **rules)
 
     def as_field(self) -> dict[str, Any]:
         """The keys an input field carries for these constraints."""
@@ -129,11 +137,18 @@ class Constraints:
                 value = nfc(value)
             elif not isinstance(value, int | float):
                 return None, "must be a string"
+            text = category_text(value)  # stripped, as training cleans it; a code as digits
+            text = dict(self.replace).get(text, text)
+            if text in self.missing:
+                return None, None  # means missing: scored as the typical value
             spelled = {nfc(category_text(c)): c for c in reversed(self.categories)}
-            category = spelled.get(category_text(value))
+            category = spelled.get(text)
             if category is not None:
                 return category, None
             return None, f"must be one of: {', '.join(self.categories)}"
+        if self.missing and isinstance(value, int | float) and not isinstance(value, bool) \
+                and any(value == float(m) for m in self.missing):
+            return value, None  # a missing code: the plan scores it as the training median
         why = self._number_error(value)
         return (None, why) if why else (value, None)
 
@@ -192,6 +207,26 @@ class Constraints:
             base = Annotated[int if self.integer else float,
                              Field(allow_inf_nan=False, **bounds), BeforeValidator(_a_number)]
         return base | None if self.nullable else base
+
+
+def cleaning(replace: Mapping[str, str], missing: Sequence[Any]) -> dict[str, Any]:
+    """`Constraints`' cleaning keywords from a spec column's `replace` and `missing_values`."""
+    return {"replace": tuple((str(k), str(v)) for k, v in replace.items()),
+            "missing": tuple(str(m) for m in missing)}
+
+
+def with_cleaning(fields: Sequence[Mapping[str, Any]], spec: Mapping[str, Any]
+                  ) -> list[dict[str, Any]]:
+    """A model's input fields, each with its spec column's cleaning rules (`replace`,
+    `missing`), so that every scoring path cleans a value as training did."""
+    columns = spec.get("columns") or {}
+    out = []
+    for field in fields:
+        col = columns.get(field["name"]) or {}
+        rules = {k: v for k, v in (("replace", col.get("replace")),
+                                   ("missing", col.get("missing_values"))) if v}
+        out.append({**field, **rules} if rules else dict(field))
+    return out
 
 
 def _a_number(value: Any) -> Any:
@@ -256,15 +291,24 @@ def rule_violations(rules: Sequence[Mapping[str, Any]], items: Sequence[Mapping[
                     ) -> list[dict[str, str]]:
     """The spec's cross-field rules on valid applications, column by column: per application,
     {field: why} of each rule it breaks. A missing (None) value breaks none: it is imputed."""
-    out: list[dict[str, str]] = [{} for _ in items]
+    names = {n for rule in rules for n in parse_expression(rule["check"]).names}
+    columns = {n: [item.get(n) for item in items] for n in names}
+    return column_rule_violations(rules, columns, len(items))
+
+
+def column_rule_violations(rules: Sequence[Mapping[str, Any]],
+                           columns: Mapping[str, Sequence[Any]], n: int
+                           ) -> list[dict[str, str]]:
+    """`rule_violations` of `n` valid applications given as columns ({field: values})."""
+    out: list[dict[str, str]] = [{} for _ in range(n)]
     for rule in rules:
         expr = parse_expression(rule["check"])
-        env = {n: np.array([item.get(n) for item in items], dtype=float) for n in expr.names}
-        missing = np.zeros(len(items), dtype=bool)
+        env = {name: np.array(columns[name], dtype=float) for name in expr.names}
+        missing = np.zeros(n, dtype=bool)
         for x in env.values():
             missing |= np.isnan(x)
         with np.errstate(invalid="ignore"):
-            holds = np.broadcast_to(expr.evaluate(env), (len(items),))
+            holds = np.broadcast_to(expr.evaluate(env), (n,))
         field = rule.get("field") or expr.names[0]
         why = rule.get("message") or f"must satisfy {rule['check']}"
         for i in np.flatnonzero(~(holds | missing)).tolist():

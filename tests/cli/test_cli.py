@@ -53,7 +53,7 @@ def test_generate_train_list_show_predict(env, capsys):
     apps.loc[3, "credit_utilization_ratio"] = 250
     apps.loc[5, "bank_balance_at_application"] = 1e10  # beyond the training range: capped
     apps.to_csv(env / "apps.csv", index=False)
-    assert main(["predict", str(env / "apps.csv"), "-o", str(env / "out.csv")]) == 0
+    assert main(["predict", str(env / "apps.csv"), "-o", str(env / "out.csv"), "--log"]) == 3
     rows = list(csv.DictReader(open(env / "out.csv")))
     assert len(rows) == 20
     assert rows[0]["model_version"] == version and float(rows[0]["probability_of_default"]) > 0
@@ -62,7 +62,7 @@ def test_generate_train_list_show_predict(env, capsys):
     assert pd.read_csv(env / "out.csv")["rating"].notna().sum() == 19
     assert "raises the risk" in " ".join(r["reasons"] for r in rows)
     assert rows[5]["warnings"].startswith("bank_balance_at_application outside the training")
-    # Every scored row is a logged decision (the monitoring DAG reads them).
+    # With --log every scored row is a logged decision (the monitoring DAG reads them).
     from credit_risk.records.backends import decision_log_at
 
     logged = decision_log_at(env / "decisions.jsonl").read()

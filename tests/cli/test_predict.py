@@ -43,8 +43,8 @@ def test_predict_keeps_the_input_and_appends_the_results(env, capsys):
     bad = [*good]
     bad[numeric] = "many"
     _write(tmp / "in.csv", ["ref", *names], [["a", *written], ["b", *bad], ["c", *good]])
-    assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "out.csv")]) == 0
-    assert f"scored 3 rows with {version}" in capsys.readouterr().err
+    assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "out.csv"), "--log"]) == 3
+    assert f"scored 2 of 3 rows with {version}" in capsys.readouterr().err
 
     with (tmp / "out.csv").open(newline="") as fh:
         reader = csv.DictReader(fh)
@@ -174,7 +174,7 @@ def test_odd_text_is_a_bad_row_reported_by_number_never_a_crash(env, capsys):
     data += b"good3,L10," + ",".join(good).encode().replace(good[category].encode(), b"\xff", 1)
     data += b"\n"
     (tmp / "in.csv").write_bytes(data)
-    assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "out.csv")]) == 0
+    assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "out.csv"), "--log"]) == 3
     err = capsys.readouterr().err
     assert "Traceback" not in err
 
@@ -193,7 +193,7 @@ def test_odd_text_is_a_bad_row_reported_by_number_never_a_crash(env, capsys):
     assert errors["good3"].startswith(f"{c} must be valid UTF-8 text (U+DCFF")
     for number, ref in enumerate([r["ref"] for r in out], start=1):
         assert (f"row {number}: " in err) == bool(errors[ref]), (number, ref, err)
-    assert (tmp / "out.csv").read_bytes().splitlines()[9].startswith(b'bytes\xff,L9,')
+    assert (tmp / "out.csv").read_bytes().splitlines()[9].startswith(b'"bytes\xff","L9",')
     logged = [json.loads(x) for x in (tmp / "decisions.jsonl").read_text().splitlines()]
     assert [d["inputs"]["application_id"] for d in logged] == ["L1", "L1", "L9"]
 
@@ -205,13 +205,15 @@ def test_odd_text_to_stdout_keeps_the_input_bytes(env, capfdbinary):
                                  + b"\n\xfe\xff," + good + b"\n")
     assert main(["predict", str(tmp / "in.csv")]) == 0
     out = capfdbinary.readouterr().out
-    assert out.splitlines()[1].startswith(b"\xfe\xff," + good)
+    quoted = b",".join(b'"' + c + b'"' for c in good.split(b","))
+    assert out.splitlines()[1].startswith(b'"\xfe\xff",' + quoted)
 
 
-def test_a_cell_beyond_the_csv_limit_names_its_line(env, capsys):
+def test_a_row_with_too_few_values_is_an_input_error(env, capsys):
     tmp, _, fields = env
     (tmp / "in.csv").write_text(",".join(f["name"] for f in fields) + "\n"
                                 + ",".join(_typical(fields)) + "\n" + "x" * 200_000 + "\n")
     assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "out.csv")]) == 1
     err = capsys.readouterr().err
-    assert "line 3: not a valid CSV file" in err and "Traceback" not in err
+    assert "a row has 1 values for" in err and "Traceback" not in err
+    assert not (tmp / "out.csv").exists()

@@ -5,6 +5,7 @@ one does not. On the JSONL backends and once with decisions and outcomes in Post
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -14,7 +15,6 @@ import psycopg
 import pytest
 
 from credit_risk.cli import main
-from credit_risk.cli.predict import read_csv
 from credit_risk.config import Settings
 from credit_risk.pipeline.run_paths import monitoring_dir
 from credit_risk.records.backends import decision_log_at, open_decision_log
@@ -44,12 +44,13 @@ def log_matured_batch(settings: Settings, tmp_path, shift: bool, n: int = 3000) 
     scorer = Scorer.load(registry, registry.alias_version("champion"))
     apps, outcomes = batch(tmp_path, n, 31 + shift, shift, (months_ago(18), months_ago(17)),
                            "S" if shift else "R")
-    header, rows = read_csv(apps)
+    with apps.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
     by_day: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         record = {f["name"]: _cell(f, row[f["name"]]) for f in scorer.fields}
         clean, errors = validate_application(scorer.fields, record, scorer.rules)
-        if not errors:  # (the generator's "Personaal" typos are refused)
+        if not errors:
             by_day[row["disbursal_date"]].append({**clean, "application_id": row["loan_id"]})
     dlog = open_decision_log(settings)
     assert dlog is not None

@@ -177,6 +177,6 @@ def test_cli_predict_fails_without_output_when_the_log_cannot_be_written(
     monkeypatch.setenv("CREDIT_RISK_DECISION_LOG", str(small_disk.path / "d.jsonl"))
     small_disk.read_only(True)
     out = tmp_path / "out.csv"
-    assert main(["predict", str(apps), "-o", str(out)]) == 1
+    assert main(["predict", str(apps), "-o", str(out), "--log"]) == 1
     assert not out.exists()  # no decision without its record
     assert "decision log" in capsys.readouterr().err

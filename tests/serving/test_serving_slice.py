@@ -131,8 +131,10 @@ def test_credit_risk_predict_and_models_run_in_the_slice(slice_env, trained, tmp
         writer.writerow({"ref": "b", **typical, numeric["name"]: "not a number"})
     env = _env(settings, tmp_path)
     cli = str(slice_env / "bin" / "credit-risk")
-    _run([cli, "predict", "apps.csv", "-o", "out.csv"], "run credit-risk predict",
-         cwd=tmp_path, env=env)
+    done = subprocess.run([cli, "predict", "apps.csv", "-o", "out.csv", "--log"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 3, done.stderr  # some rows not scored
+    assert (tmp_path / "out.csv.errors.csv").read_text().splitlines()[1].startswith("2,")
     rows = list(csv.DictReader((tmp_path / "out.csv").open(newline="")))
     assert [r["ref"] for r in rows] == ["a", "b"]
     assert rows[0]["model_version"] == version and float(rows[0]["probability_of_default"]) > 0

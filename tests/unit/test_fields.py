@@ -69,8 +69,13 @@ def test_a_spec_column_drives_the_field_the_api_schema_and_the_suite():
 def test_categories_in_the_suite_also_allow_raw_spellings_cleaning_maps():
     spec = _spec(role="categorical", categories=["Home", "Auto"],
                  replace={"Hom": "Home"}, missing_values=["?"])
-    assert Constraints.of_column(spec.columns["x"]) == Constraints(
-        "category", categories=("Home", "Auto"))
+    constraints = Constraints.of_column(spec.columns["x"])
+    assert constraints == Constraints("category", categories=("Home", "Auto"),
+                                      replace=(("Hom", "Home"),), missing=("?",))
+    # validation cleans as training does: the raw spelling is the category, "?" is missing
+    assert constraints.clean(" Hom ") == ("Home", None)
+    assert constraints.clean("?") == (None, None)
+    assert constraints.clean("Hmm") == (None, "must be one of: Home, Auto")
     (check,) = [ch for ch in build_suites(spec).checks["t"] if ch.name == "categories"]
     assert check.kwargs["value_set"] == ["Home", "Auto", "Hom", "?"]
 

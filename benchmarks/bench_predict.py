@@ -1,0 +1,178 @@
+"""`credit-risk predict` benchmark (`make bench-predict`): writes benchmarks/predict.json and .md.
+
+1. Trains an XGBoost champion on 20,000 generated customers into a private registry (reused on
+   later runs; --retrain to train again), as the tests do.
+2. Generates --rows applications with the project's synthetic generator (CSV, reused).
+3. The floor, in this process: pyarrow's `read_csv` of the file, then a bare XGBoost
+   `inplace_predict` on a float32 matrix of the same rows and the model's width.
+4. `credit-risk predict` in a subprocess on the whole file (3 reasons, the default): wall
+   time and peak RSS; and its start-up: the same command on a one-row file.
+
+Goals (issue 22): 1,000,000 rows in at most 30 s and 1.5 GB peak RSS; start-up under 1 s; at
+most 2x the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from credit_risk.config import Settings  # noqa: E402
+
+WORK = ROOT / "var" / "bench-predict"
+
+
+def prepare_model(retrain: bool) -> Settings:
+    from credit_risk.datasets import synthetic
+    from credit_risk.pipeline.steps import run_all
+    from credit_risk.registry.champion import registry_for
+    from credit_risk.registry.signing import PRIVATE_FILE, PUBLIC_FILE, generate
+
+    keys = WORK / "keys"
+    if not (keys / PRIVATE_FILE).exists():
+        generate(keys)
+    # Signed, as in production (an unsigned booster is first loaded in a subprocess, ~1 s).
+    settings = Settings(data_dir=WORK / "data", runs_dir=WORK / "runs",
+                        registry_url=str(WORK / "registry-signed"), models=("xgboost",),
+                        decision_log=None, n_customers=20_000, cv_folds=3, search_iterations=1,
+                        signing_key_file=keys / PRIVATE_FILE, trusted_keys=(keys / PUBLIC_FILE,))
+    registry = registry_for(settings)
+    if retrain or registry.alias_version("champion") is None:
+        synthetic.ensure_for(settings)
+        version = run_all(settings, "bench-predict")
+        if registry.alias_version("champion") != version:
+            registry.promote(version, "benchmark model", by="bench_predict")
+    return settings
+
+
+def prepare_input(rows: int) -> Path:
+    from credit_risk.datasets import synthetic
+    from credit_risk.pipeline.ingest import assemble
+    from credit_risk.spec.dataset import load_spec
+
+    path = WORK / f"applications-{rows}.csv"
+    if not path.exists():
+        spec = load_spec("lauki_synthetic")
+        apps = assemble(spec, synthetic.generate(rows, seed=11))
+        apps.drop(columns=[spec.target.column]).head(rows).to_csv(path, index=False)
+    return path
+
+
+def floor(settings: Settings, path: Path) -> dict[str, float]:
+    """pyarrow read_csv, then a bare inplace_predict of the same rows at the model's width."""
+    import numpy as np
+    import pyarrow.csv as pacsv
+
+    from credit_risk.registry.champion import load_champion, registry_for
+
+    scorer = load_champion(registry_for(settings), None)
+    booster = scorer.plan.booster
+    assert booster is not None
+    booster.set_param({"nthread": os.cpu_count() or 1})  # a bare booster's default: every core
+    started = time.perf_counter()
+    table = pacsv.read_csv(path)
+    read_s = time.perf_counter() - started
+    import pyarrow as pa
+
+    numeric = [c for c in table.column_names
+               if pa.types.is_integer(table.schema.field(c).type)
+               or pa.types.is_floating(table.schema.field(c).type)]
+    x = np.zeros((table.num_rows, booster.num_features()), dtype=np.float32)
+    for j, name in enumerate(numeric[:booster.num_features()]):
+        x[:, j] = table.column(name).to_numpy()
+    started = time.perf_counter()
+    booster.inplace_predict(x)
+    predict_s = time.perf_counter() - started
+    return {"read_csv_s": read_s, "inplace_predict_s": predict_s, "floor_s": read_s + predict_s}
+
+
+def run_predict(settings: Settings, path: Path, out: Path) -> dict[str, float]:
+    env = {**os.environ, "CREDIT_RISK_REGISTRY_URL": str(settings.registry.url),
+           "CREDIT_RISK_TRUSTED_KEYS": ",".join(map(str, settings.signing.trusted_keys)),
+           "CREDIT_RISK_DECISION_LOG": "none", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-c", "import sys; from credit_risk.cli import main; "
+           "sys.exit(main(sys.argv[1:]))", "predict", str(path), "-o", str(out)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - started
+    if done.returncode not in (0, 3):
+        raise SystemExit(f"predict failed ({done.returncode}): {done.stderr[-2000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"wall_s": wall, "peak_rss_mb": max(peak, before) / 1024, "exit": done.returncode}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--retrain", action="store_true")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="train the model and write the input, measure nothing")
+    args = p.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    settings = prepare_model(args.retrain)
+    path = prepare_input(args.rows)
+    if args.prepare_only:
+        return
+    one = WORK / "one.csv"
+    with path.open() as fh:
+        one.write_text(fh.readline() + fh.readline())
+    load = os.getloadavg()
+    startup = run_predict(settings, one, WORK / "one-out.csv")
+    whole = run_predict(settings, path, WORK / "out.csv")
+    base = floor(settings, path)
+    result = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+              "python": platform.python_version(), "rows": args.rows,
+              "load_average_at_start": [round(x, 2) for x in load],
+              "command": "make bench-predict", "startup": startup, "predict": whole,
+              "floor": base, "x_floor": whole["wall_s"] / base["floor_s"],
+              "rows_per_s": args.rows / whole["wall_s"]}
+    (ROOT / "benchmarks" / "predict.json").write_text(json.dumps(result, indent=2) + "\n")
+    (ROOT / "benchmarks" / "predict.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def markdown(r: dict) -> str:
+    def ok(met: bool) -> str:
+        return "met" if met else "not met"
+
+    run, up, base = r["predict"], r["startup"], r["floor"]
+    rows = [
+        (f"predict, {r['rows']:,} rows, 3 reasons",
+         f"{run['wall_s']:.1f} s ({r['rows_per_s']:,.0f} rows/s)",
+         f"at most 30 s: {ok(run['wall_s'] <= 30)}"),
+        ("peak RSS", f"{run['peak_rss_mb']:,.0f} MB",
+         f"at most 1,536 MB: {ok(run['peak_rss_mb'] <= 1536)}"),
+        ("start-up (a one-row file; the model loaded and verified)", f"{up['wall_s']:.2f} s",
+         f"under 1 s: {ok(up['wall_s'] < 1)}"),
+        ("floor: pyarrow `read_csv` + a bare `inplace_predict`",
+         f"{base['floor_s']:.1f} s ({base['read_csv_s']:.1f} + {base['inplace_predict_s']:.1f})",
+         ""),
+        ("predict / floor", f"{r['x_floor']:.1f}x", f"at most 2x: {ok(r['x_floor'] <= 2)}"),
+    ]
+    table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    return f"""# `credit-risk predict` on {r['rows']:,} rows
+
+{r['date']}, {r['machine']}, Python {r['python']}; load average at the start
+{', '.join(map(str, r['load_average_at_start']))} (a shared machine). Command: `{r['command']}`.
+
+| what | figure | goal |
+|---|---|---|
+{table}
+"""
+
+
+if __name__ == "__main__":
+    main()
