@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CSV or Parquet (by its extension); default: CSV on stdout")
     pr.add_argument("--log", action="store_true", help="record the decisions in the decision "
                     "log (default: CREDIT_RISK_PREDICT_LOG, else not)")
-    pr.add_argument("--chunk-rows", type=_positive, default=None, metavar="N",
+    pr.add_argument("--chunk-rows", type=positive_int, default=None, metavar="N",
                     help="rows read, scored and written at a time (default: 100,000)")
     pr.add_argument("--version", default=None, help="default: the champion")
     pr.add_argument("--dataset", default=None, help="whose champion (default: "
@@ -231,16 +231,6 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(command="pipeline:cmd_validate")
     return p
 
-
-def _positive(text: str) -> int:
-    """A whole number above 0 (argparse: a usage error otherwise)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number above 0, not {text!r}")
-    return value
 
 
 def _settings() -> Settings:
