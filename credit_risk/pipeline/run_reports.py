@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from credit_risk.report_model import ReportError, ReportModel
 
@@ -30,10 +30,10 @@ R = TypeVar("R", bound=ReportModel)
 
 def read_report(kind: type[R], path: Path | str) -> R:
     """A report file (a local path or a URL) as `kind`; ReportError when absent or malformed."""
-    from credit_risk.pipeline.run_paths import local_or_url, read_text
+    from credit_risk.pipeline.run_paths import local_or_url, read_bytes
 
     try:
-        text = read_text(local_or_url(str(path)))
+        text = read_bytes(local_or_url(str(path)))
     except FileNotFoundError:
         raise ReportError(f"{path}: no such {kind.KIND}") from None
     return kind.loads(text, str(path))
@@ -133,8 +133,16 @@ class IncomparableChampion(ReportModel):
     note: str
 
 
-Champion = Annotated[ComparableChampion | IncomparableChampion,
-                     Field(discriminator="comparable")]
+def _champion_kind(raw: Any) -> str:
+    comparable = raw.get("comparable") if isinstance(raw, dict) else getattr(raw, "comparable",
+                                                                             None)
+    return "comparable" if comparable is True else "incomparable"
+
+
+# Errors name the branch: champion.comparable.roc_auc, champion.incomparable.note.
+Champion = Annotated[Annotated[ComparableChampion, Tag("comparable")]
+                     | Annotated[IncomparableChampion, Tag("incomparable")],
+                     Discriminator(_champion_kind)]
 
 
 class SplitRule(ReportModel):
