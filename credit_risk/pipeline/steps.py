@@ -135,8 +135,8 @@ def _load_candidate(path: str) -> Candidate:
     return candidate
 
 
-def _champion_on(settings: Settings, spec: DatasetSpec, info: SplitRecord, X: pd.DataFrame,
-                 y: np.ndarray) -> Champion | None:
+def champion_on_test_set(settings: Settings, spec: DatasetSpec, info: SplitRecord,
+                         X: pd.DataFrame, y: np.ndarray) -> Champion | None:
     """The metrics on this test set of the current champion of the spec's dataset (None when
     that dataset has none: the candidate stands on its own merits), or why it cannot be
     compared: it must never have trained on these test rows (same split rule; same data if the
@@ -188,7 +188,7 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
                                     fit_seconds=c.fit_seconds, threshold=c.threshold,
                                     test=metrics))
     best = max(rows, key=lambda r: r.cv_roc_auc)
-    champion = _champion_on(settings, spec, info, X, y)
+    champion = champion_on_test_set(settings, spec, info, X, y)
     limits = gate_thresholds(settings, spec)
     pd_, raw_pd = pds[best.model]
     fairness = fairness_report(X, pd_, best.threshold, spec, limits.min_approval_ratio,

@@ -6,6 +6,7 @@ import json
 import fsspec
 from fastapi.testclient import TestClient
 
+from credit_risk.pipeline.run_reports import Comparison
 from credit_risk_ui import create_ui
 from tests.ui.conftest import drift_report
 from tests.ui.test_airflow_pages import logged_in
@@ -24,7 +25,8 @@ def test_run_and_monitoring_pages_on_s3(trained_copy, s3_url):
     assert "fixture-run" in client.get("/runs").text
     assert "comparison.json" in client.get("/runs/fixture-run").text
     comparison = client.get("/runs/fixture-run/comparison.json")
-    assert comparison.status_code == 200 and json.loads(comparison.text)["selected"]
+    assert comparison.status_code == 200
+    assert Comparison.loads(comparison.content, "the served comparison.json").selected
     assert client.get("/runs/fixture-run/validation/validation.json").status_code == 200
     for private in ("split/train.parquet", "raw/manifest.json", "..%2Fmonitoring%2Fx",
                     "candidates/xgboost.joblib"):
