@@ -31,7 +31,7 @@ def field_errors(exc: ValidationError, limit: int = 5) -> str:
 class ReportModel(BaseModel):
     """A JSON report: `loads` validates what is read, `dumps` what is written."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
+    model_config = ConfigDict(extra="forbid", frozen=True)
     KIND: ClassVar[str] = "report"
 
     @classmethod
@@ -52,9 +52,11 @@ class ReportModel(BaseModel):
             raise ReportError(f"{where}: not a valid {cls.KIND}: {field_errors(exc)}") from None
 
     def dumps(self) -> str:
-        """The report as its file holds it: indented JSON, unset fields left out."""
-        return self.model_dump_json(indent=2, exclude_unset=True)
+        """The report as its file holds it: indented JSON (see `to_dict`)."""
+        return json.dumps(self.to_dict(), indent=2)
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as JSON data (what `dumps` writes)."""
-        return self.model_dump(mode="json", exclude_unset=True)
+        """The report as JSON data: its own fields that were not set left out (nested reports
+        whole, defaults included)."""
+        data = self.model_dump(mode="json")
+        return {k: v for k, v in data.items() if k in self.model_fields_set}

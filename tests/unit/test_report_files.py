@@ -222,3 +222,15 @@ def test_reports_are_frozen():
     report = DriftReport.model_validate(drift())
     with pytest.raises(ValueError, match="frozen"):
         report.drift = False  # type: ignore[misc]
+
+
+def test_nested_defaults_are_written_whole_and_a_nan_reads_back(tmp_path):
+    data = performance()
+    data["versions"][0]["calibration_gap"] = float("nan")
+    report = PerformanceReport.model_validate({**data, "thresholds": Thresholds()})
+    path = write_report(report, tmp_path / "performance.json")
+    written = json.loads((tmp_path / "performance.json").read_text())
+    assert written["thresholds"] == Thresholds().model_dump() and written["thresholds"]
+    again = read_report(PerformanceReport, path)
+    assert again.thresholds == Thresholds()
+    assert again.versions[0].calibration_gap != again.versions[0].calibration_gap  # NaN
