@@ -119,15 +119,17 @@ def measure_step(settings: Any, target: str, run_id: str,
     if proc.returncode != 0:
         raise RuntimeError(f"drift step failed: {err[-3000:]}")
     info = json.loads(out.strip().splitlines()[-1])
-    result = json.loads(Path(info["path"]).read_text())
+    from credit_risk.pipeline.run_reports import DriftReport, read_report
+
+    result = read_report(DriftReport, info["path"])
     return {"process_seconds": round(wall, 1), "step_seconds": round(info["seconds"], 1),
             "peak_rss_gb": round(sampler.peak / GB, 3),
             "process_maxrss_gb": round(info["maxrss"] / GB, 3),
-            "status": result["status"], "drift": result["drift"],
-            "current_rows": result.get("current_rows"), "psi_rows": result.get("psi_rows"),
-            "evidently_sample_rows": result.get("evidently_sample_rows"),
-            "drifted_fields": result.get("drifted_fields"),
-            "psi_top": result.get("psi", [])[:3]}
+            "status": result.status, "drift": result.drift,
+            "current_rows": result.current_rows, "psi_rows": result.psi_rows,
+            "evidently_sample_rows": result.evidently_sample_rows,
+            "drifted_fields": result.drifted_fields,
+            "psi_top": [p.model_dump() for p in result.psi[:3]]}
 
 
 def breakdown(settings: Any, target: str) -> dict[str, float]:

@@ -24,6 +24,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks"
@@ -102,6 +103,7 @@ def main() -> None:
     from credit_risk.config import Settings
     from credit_risk.datasets import synthetic
     from credit_risk.pipeline import steps as pipeline
+    from credit_risk.validation.result import ValidationResult
 
     with tempfile.TemporaryDirectory() as tmp:
         s = Settings(data_dir=Path(tmp) / "data", runs_dir=Path(tmp) / "runs")
@@ -117,15 +119,15 @@ def main() -> None:
             walls.append({"process": time.perf_counter() - t,
                           "in_process": float(proc.stdout.strip().splitlines()[-1])})
         result_path = snapshot.parent.parent / "validation" / "validation.json"
-        result = json.loads(result_path.read_text())
+        result = ValidationResult.read(result_path)
         parts = breakdown(snapshot, s)
     wall = statistics.median(w["process"] for w in walls)
     load = os.getloadavg()[0]
-    body = {
+    body: dict[str, Any] = {
         "date": datetime.now(UTC).date().isoformat(), "machine": machine(),
         "n_customers": s.data.n_customers, "rows": {n: t["rows"] for n, t in rows.items()},
-        "expectations": sum(v["evaluated_expectations"] for v in result["statistics"].values()),
-        "batches": len(result["statistics"]), "success": result["success"],
+        "expectations": sum(v.evaluated_expectations for v in result.statistics.values()),
+        "batches": len(result.statistics), "success": result.success,
         "validate_step_seconds": {"median": round(wall, 2),
                                   "runs": [round(w["process"], 2) for w in walls],
                                   "in_process": [round(w["in_process"], 2) for w in walls]},
@@ -169,12 +171,14 @@ def run_step(s, snapshot: Path) -> dict[str, float]:  # noqa: ANN001
     out, err = proc.communicate()
     wall = time.perf_counter() - t
     sampler.stop()
-    result = json.loads((snapshot.parent.parent / "validation" / "validation.json").read_text())
+    from credit_risk.validation.result import ValidationResult
+
+    result = ValidationResult.read(snapshot.parent.parent / "validation" / "validation.json")
     return {"process": round(wall, 1),
             "in_process": round(float(out.strip().splitlines()[-1]), 1) if proc.returncode == 0
             else None, "peak_rss_gb": round(sampler.peak / GB, 2),
-            "exit_status": proc.returncode, "success": result["success"],
-            "failures": [f["id"] for f in result["blocking_failures"]],
+            "exit_status": proc.returncode, "success": result.success,
+            "failures": [f.id for f in result.blocking_failures],
             "error": err.strip().splitlines()[-1] if proc.returncode else None}
 
 

@@ -60,7 +60,7 @@ def cmd_performance(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
     from credit_risk.pipeline.monitoring import performance_step
-    from credit_risk.pipeline.run_paths import read_text
+    from credit_risk.pipeline.run_reports import PerformanceReport, read_report
 
     as_of = None
     if args.as_of:
@@ -71,9 +71,9 @@ def cmd_performance(args: argparse.Namespace, settings: Settings) -> int:
                                   "(YYYY-MM-DD)") from None
     run_id = args.run_id or f"cli-performance-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     path = performance_step(settings, run_id, as_of)
-    result = json.loads(read_text(path))
-    print(json.dumps({"report": path, "status": result["status"], "alert": result["alert"],
-                      "alerts": [a["message"] if a.get("vintage") is None else
-                                 f"{a['model_version']} {a['vintage']}: {a['message']}"
-                                 for a in result["alerts"]]}, indent=2))
+    result = read_report(PerformanceReport, path)
+    print(json.dumps({"report": path, "status": result.status, "alert": result.alert,
+                      "alerts": [a.message if a.vintage is None else
+                                 f"{a.model_version} {a.vintage}: {a.message}"
+                                 for a in result.alerts]}, indent=2))
     return 0

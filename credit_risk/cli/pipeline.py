@@ -6,7 +6,6 @@ The training side: these need the pipeline extra (pandas, scikit-learn, GX, Evid
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,8 +49,9 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from credit_risk.pipeline import steps as pipeline
+    from credit_risk.pipeline.run_paths import RunPaths
+    from credit_risk.pipeline.run_reports import ComparableChampion, Comparison, read_report
     from credit_risk.pipeline.train import CANDIDATES
-    from credit_risk.registry import Registry
 
     if args.models:
         settings = settings.model_copy(update={"models": tuple(args.models.split(","))})
@@ -62,15 +62,15 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     run_id = args.run_id or datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%SZ")
     with progress("training", len(settings.training.models), "candidates") as bar:
         version = pipeline.run_all(settings, run_id, args.spec, progress=bar.update)
-    manifest = Registry.from_settings(settings).manifest(version)
-    print(f"Test set: {manifest['metrics']['n']} rows, the same for every candidate.")
-    print(comparison_table(manifest["comparison"]))
-    champion = manifest["champion_at_training"]
-    if champion and champion["comparable"]:
-        print(f"champion before this run: {champion['version']} roc_auc={champion['roc_auc']:.4f}")
-    status = "promoted to champion" if manifest["approved"] else (
-        "NOT promoted: " + "; ".join(manifest["rejection_reasons"]))
-    print(f"published {version} ({manifest['model']}): {status}")
+    comparison = read_report(Comparison, RunPaths.for_run(settings, run_id).comparison)
+    print(f"Test set: {comparison.test_rows} rows, the same for every candidate.")
+    print(comparison_table(comparison.candidates))
+    champion = comparison.champion
+    if isinstance(champion, ComparableChampion):
+        print(f"champion before this run: {champion.version} roc_auc={champion.roc_auc:.4f}")
+    status = "promoted to champion" if comparison.approved else (
+        "NOT promoted: " + "; ".join(comparison.rejection_reasons))
+    print(f"published {version} ({comparison.selected}): {status}")
     return 0
 
 
@@ -104,13 +104,14 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     if args.window_days:
         settings = settings.model_copy(update={"drift_window_days": args.window_days})
     run_id = datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%SZ")
-    from credit_risk.pipeline.run_paths import join, monitoring_dir, read_text
+    from credit_risk.pipeline.run_paths import join, monitoring_dir
+    from credit_risk.pipeline.run_reports import DriftReport, read_report
 
-    result = json.loads(read_text(drift_step(settings, run_id)))
-    print(f"{result['status']}; drift: {result['drift']}")
-    for row in result.get("psi", []):
-        flag = "DRIFT" if row["psi"] >= result["psi_threshold"] else ""
-        print(f"  {row['field']:<40} PSI {row['psi']:.4f} {flag}")
-    if result.get("report"):
-        print(f"report: {join(monitoring_dir(settings, run_id), result['report'])}")
+    result = read_report(DriftReport, drift_step(settings, run_id))
+    print(f"{result.status}; drift: {result.drift}")
+    for row in result.psi:
+        flag = "DRIFT" if row.psi >= result.psi_threshold else ""
+        print(f"  {row.field:<40} PSI {row.psi:.4f} {flag}")
+    if result.report:
+        print(f"report: {join(monitoring_dir(settings, run_id), result.report)}")
     return 0

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
+from credit_risk.pipeline.run_reports import Fairness, FairnessAttribute, FairnessGroup
 from credit_risk.spec.dataset import DatasetSpec, Role
 
 
@@ -25,7 +24,7 @@ def protected_groups(values: pd.Series, numeric: bool, bins: int = 4) -> pd.Seri
 def fairness_report(
     X: pd.DataFrame, pd_: np.ndarray, threshold: float, spec: DatasetSpec,
     min_ratio: float, min_group_size: int,
-) -> dict[str, Any]:
+) -> Fairness:
     """Approval (Low risk) rate per group; the lowest/highest rate ratio per attribute."""
     approved = np.asarray(pd_) < threshold
     attributes = {}
@@ -35,11 +34,12 @@ def fairness_report(
         groups = protected_groups(X[name], spec.columns[name].role == Role.NUMERIC)
         table = (pd.DataFrame({"group": groups.to_numpy(), "approved": approved})
                  .groupby("group")["approved"].agg(["size", "mean"]))
-        rows = [{"group": g, "n": int(r["size"]), "approval_rate": float(r["mean"]),
-                 "counted": bool(r["size"] >= min_group_size)} for g, r in table.iterrows()]
-        rates = [r["approval_rate"] for r in rows if r["counted"]]
+        rows = [FairnessGroup(group=str(g), n=int(r["size"]), approval_rate=float(r["mean"]),
+                              counted=bool(r["size"] >= min_group_size))
+                for g, r in table.iterrows()]
+        rates = [r.approval_rate for r in rows if r.counted]
         ratio = (min(rates) / max(rates) if max(rates) > 0 else 1.0) if len(rates) >= 2 else None
-        attributes[name] = {"groups": rows, "ratio": ratio,
-                            "passed": ratio is None or ratio >= min_ratio}
-    return {"min_ratio": min_ratio, "min_group_size": min_group_size, "attributes": attributes,
-            "passed": all(a["passed"] for a in attributes.values())}
+        attributes[name] = FairnessAttribute(groups=rows, ratio=ratio,
+                                             passed=ratio is None or ratio >= min_ratio)
+    return Fairness(min_ratio=min_ratio, min_group_size=min_group_size, attributes=attributes,
+                    passed=all(a.passed for a in attributes.values()))

@@ -7,6 +7,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
+from credit_risk.pipeline.run_reports import ComparableChampion, Comparison, SplitInfo
 from credit_risk.scoring import bands
 
 METRICS = ("roc_auc", "gini", "ks", "pr_auc", "brier", "brier_uncalibrated", "ece",
@@ -22,11 +23,12 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def model_card_markdown(manifest: dict[str, Any], comparison: dict[str, Any]) -> str:
-    spec, split = manifest["spec"], comparison["split"]
-    m = manifest["metrics"]
-    status = "**approved** (promoted to champion)" if manifest["approved"] else (
-        "**rejected** (published, not promoted): " + "; ".join(manifest["rejection_reasons"]))
+def model_card_markdown(manifest: dict[str, Any], comparison: Comparison) -> str:
+    """The card of a version: its manifest, and the comparison of the run that trained it."""
+    spec, split = manifest["spec"], comparison.split
+    m = comparison.selected_candidate.test
+    status = "**approved** (promoted to champion)" if comparison.approved else (
+        "**rejected** (published, not promoted): " + "; ".join(comparison.rejection_reasons))
     protected = [n for n, c in spec["columns"].items() if c.get("protected")]
     derived = [f"`{n} = {d['expr']}`" for n, d in spec.get("derived", {}).items()]
     out = [
@@ -43,9 +45,9 @@ def model_card_markdown(manifest: dict[str, Any], comparison: dict[str, Any]) ->
         "for the fairness check below.",
         "## Data",
         f"Dataset `{manifest['dataset']}`, fingerprint `{manifest['data_fingerprint'][:16]}…`. "
-        f"One split ({_split_rule(split)}): {split['train_rows']} training rows (default rate "
-        f"{split['train_default_rate']:.2%}), {split['test_rows']} test rows (default rate "
-        f"{split['test_default_rate']:.2%}). The test rows are used only for the figures below.",
+        f"One split ({_split_rule(split)}): {split.train_rows} training rows (default rate "
+        f"{split.train_default_rate:.2%}), {split.test_rows} test rows (default rate "
+        f"{split.test_default_rate:.2%}). The test rows are used only for the figures below.",
         "## Data validation",
         f"Great Expectations gate passed on the run's snapshot: {_validation(manifest)} "
         "The result and the Data Docs are stored with this version (`validation.json`, "
@@ -55,56 +57,56 @@ def model_card_markdown(manifest: dict[str, Any], comparison: dict[str, Any]) ->
         ("Derived: " + "; ".join(derived) + "." if derived else ""),
         "## Candidates on the same test set",
         _table(["model", "cv_roc_auc", *METRICS, "threshold"],
-               [[r["model"], r["cv_roc_auc"], *(r["test"][k] for k in METRICS),
-                 r["test"]["threshold"]] for r in manifest["comparison"]]),
+               [[r.model, r.cv_roc_auc, *(getattr(r.test, k) for k in METRICS),
+                 r.test.threshold] for r in comparison.candidates]),
         f"Selected by cross-validated ROC-AUC: **{manifest['model']}** with "
         f"`{manifest['params']}`.",
     ]
-    champion = manifest.get("champion_at_training")
-    if champion and champion["comparable"]:
-        out.append(f"Champion at training time, `{champion['version']}`, on the same test set: "
-                   f"ROC-AUC {champion['roc_auc']:.4f}, ECE {champion['ece']:.4f}.")
+    champion = comparison.champion
+    if isinstance(champion, ComparableChampion):
+        out.append(f"Champion at training time, `{champion.version}`, on the same test set: "
+                   f"ROC-AUC {champion.roc_auc:.4f}, ECE {champion.ece:.4f}.")
     out += [
         "## Calibration",
         "SMOTE distorts probabilities; PDs are calibrated on out-of-fold predictions (data the "
-        f"fold models did not train on). Test ECE {m['ece_uncalibrated']:.4f} before and "
-        f"{m['ece']:.4f} after calibration; Brier score {m['brier_uncalibrated']:.4f} before, "
-        f"{m['brier']:.4f} after.",
+        f"fold models did not train on). Test ECE {m.ece_uncalibrated:.4f} before and "
+        f"{m.ece:.4f} after calibration; Brier score {m.brier_uncalibrated:.4f} before, "
+        f"{m.brier:.4f} after.",
         "![reliability diagram](reliability.png)",
         _table(["PD bin", "n", "mean PD", "observed default rate"],
-               [[r["bin"], r["n"], r["mean_pd"], r["default_rate"]]
-                for r in comparison["reliability"]["calibrated"]]),
+               [[r.bin, r.n, r.mean_pd, r.default_rate]
+                for r in comparison.reliability.calibrated]),
         "## Decision threshold",
         f"High risk when PD >= {manifest['threshold']:.4f}. Policy: "
         + ", ".join(f"{k} = {v}" for k, v in manifest["threshold_policy"].items())
-        + f". On the test set: precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
-        f"F1 {m['f1']:.3f}, {m['flagged_rate']:.1%} of applications flagged.",
+        + f". On the test set: precision {m.precision:.3f}, recall {m.recall:.3f}, "
+        f"F1 {m.f1:.3f}, {m.flagged_rate:.1%} of applications flagged.",
         "## Credit score",
         "score = offset + factor x ln(good:bad odds), "
         + ", ".join(f"{k} = {v}" for k, v in manifest["score_scaling"].items())
         + f". Bands: {bands.describe()}.",
         "## Fairness",
         f"Approval (Low risk) rate per group on the test set; the gate requires the lowest/highest "
-        f"ratio to be at least {manifest['fairness']['min_ratio']:.2f} for groups of at least "
-        f"{manifest['fairness']['min_group_size']} applications.",
+        f"ratio to be at least {comparison.fairness.min_ratio:.2f} for groups of at least "
+        f"{comparison.fairness.min_group_size} applications.",
     ]
-    for name, attr in manifest["fairness"]["attributes"].items():
-        ratio = "n/a" if attr["ratio"] is None else f"{attr['ratio']:.3f}"
-        out.append(f"**{name}**: ratio {ratio}, {'passed' if attr['passed'] else 'FAILED'}.")
+    for name, attr in comparison.fairness.attributes.items():
+        ratio = "n/a" if attr.ratio is None else f"{attr.ratio:.3f}"
+        out.append(f"**{name}**: ratio {ratio}, {'passed' if attr.passed else 'FAILED'}.")
         out.append(_table(["group", "n", "approval rate", "judged"],
-                          [[g["group"], g["n"], g["approval_rate"], "yes" if g["counted"] else
-                            "no (small)"] for g in attr["groups"]]))
+                          [[g.group, g.n, g.approval_rate, "yes" if g.counted else
+                            "no (small)"] for g in attr.groups]))
     out += ["## Provenance",
             ", ".join(f"{k} {v}" for k, v in manifest["libraries"].items()) + "."]
     return "\n\n".join(part for part in out if part) + "\n"
 
 
-def _split_rule(split: dict[str, Any]) -> str:
-    rule = split["split_rule"]
-    if rule["key"]:
-        return (f"by a seeded hash of `{rule['key']}`, so a row keeps its side in later "
-                f"snapshots; test share {rule['test_size']}")
-    return f"stratified, random, seed {rule['seed']}, test share {rule['test_size']}"
+def _split_rule(split: SplitInfo) -> str:
+    rule = split.split_rule
+    if rule.key:
+        return (f"by a seeded hash of `{rule.key}`, so a row keeps its side in later "
+                f"snapshots; test share {rule.test_size}")
+    return f"stratified, random, seed {rule.seed}, test share {rule.test_size}"
 
 
 def _validation(manifest: dict[str, Any]) -> str:

@@ -15,7 +15,6 @@ drift Asset.
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -32,8 +31,8 @@ from credit_risk.pipeline.run_paths import (
     makedirs,
     monitoring_dir,
     write_bytes,
-    write_text,
 )
+from credit_risk.pipeline.run_reports import DriftReport, PerformanceReport, write_report
 from credit_risk.records.backends import decision_log_at, open_decision_log, open_outcomes
 from credit_risk.records.decisions import CHUNK_ROWS, DecisionLog
 from credit_risk.registry import RegistryError
@@ -43,6 +42,7 @@ from credit_risk.spec.codes import category_text
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference.parquet"
 PSI_PLOT = "psi.png"
+DRIFT_FILE = "drift.json"
 PERFORMANCE_FILE = "performance.json"
 PERFORMANCE_PLOT = "performance.png"
 _EPS = 1e-4
@@ -282,20 +282,18 @@ def drift_step(settings: Settings, run_id: str,
     """
     out = monitoring_dir(settings, run_id)
     makedirs(out)
-    result: dict[str, Any] = {"run_id": run_id, "at": datetime.now(UTC).isoformat(),
-                              "psi_threshold": settings.monitoring.drift_psi_threshold,
-                              "drift": False}
+    head: dict[str, Any] = {"run_id": run_id, "at": datetime.now(UTC).isoformat(),
+                            "psi_threshold": settings.monitoring.drift_psi_threshold,
+                            "drift": False}
     registry = registry_for(settings)  # the dataset serving serves
     champion = registry.alias_version("champion")
     if champion is None:
-        result["status"] = "no champion"
-        return _write(out, result)
+        return _write(out, DriftReport(**head, status="no champion"))
     manifest = registry.manifest(champion)
     try:
         reference = pd.read_parquet(io.BytesIO(registry.read_file(champion, REFERENCE_FILE)))
     except RegistryError as exc:
-        result["status"] = f"no reference data: {exc}"
-        return _write(out, result)
+        return _write(out, DriftReport(**head, status=f"no reference data: {exc}"))
     same_dataset = {v for v in registry.versions()
                     if registry.manifest(v).get("dataset") == manifest["dataset"]}
     until = datetime.now(UTC)
@@ -312,13 +310,13 @@ def drift_step(settings: Settings, run_id: str,
     finally:
         if dlog is not None:
             dlog.close()
-    result.update(champion=champion, dataset=manifest["dataset"], reference_rows=len(reference),
-                  current_rows=acc.rows, window_days=settings.monitoring.drift_window_days)
+    head.update(champion=champion, dataset=manifest["dataset"], reference_rows=len(reference),
+                current_rows=acc.rows, window_days=settings.monitoring.drift_window_days)
     if acc.rows < settings.monitoring.drift_min_rows:
-        result["status"] = (f"too little traffic: {acc.rows} decisions in "
-                            f"{settings.monitoring.drift_window_days} days "
-                            f"(< {settings.monitoring.drift_min_rows})")
-        return _write(out, result)
+        return _write(out, DriftReport(
+            **head, status=f"too little traffic: {acc.rows} decisions in "
+                           f"{settings.monitoring.drift_window_days} days "
+                           f"(< {settings.monitoring.drift_min_rows})"))
     table = acc.psi_table()
     sample = acc.sample()
     evidently = evidently_report(reference[names], sample, join(out, "drift_report.html"))
@@ -326,19 +324,18 @@ def drift_step(settings: Settings, run_id: str,
     from credit_risk.pipeline.monitoring_plots import psi_plot
 
     write_bytes(join(out, PSI_PLOT), psi_plot(table, settings.monitoring.drift_psi_threshold))
-    result.update(status="ok", drift=bool(drifted), drifted_fields=drifted, psi=table,
-                  psi_rows=acc.rows, evidently_sample_rows=len(sample),
-                  evidently=evidently["metrics"][0]["value"], report="drift_report.html",
-                  plot=PSI_PLOT)
-    return _write(out, result)
+    head.update(drift=bool(drifted))
+    return _write(out, DriftReport(
+        **head, status="ok", drifted_fields=drifted, psi=table, psi_rows=acc.rows,
+        evidently_sample_rows=len(sample), evidently=evidently["metrics"][0]["value"],
+        report="drift_report.html", plot=PSI_PLOT))
 
 
-def _write(out: Path | str, result: dict[str, Any]) -> str:
-    path = join(out, "drift.json")
-    write_text(path, json.dumps(result, indent=2, default=str))
-    log.info("drift check: %s; drift=%s %s", result["status"], result["drift"],
-             result.get("drifted_fields", ""))
-    return str(path)
+def _write(out: Path | str, report: DriftReport) -> str:
+    path = write_report(report, join(out, DRIFT_FILE))
+    log.info("drift check: %s; drift=%s %s", report.status, report.drift,
+             report.drifted_fields or "")
+    return path
 
 
 def _months_before(t: datetime, months: int) -> datetime:
@@ -406,23 +403,23 @@ def performance_step(settings: Settings, run_id: str, as_of: datetime | None = N
     limits = Thresholds.from_settings(settings)
     until = _months_before(as_of, limits.months_on_book)
     since = _months_before(until, settings.monitoring.performance_window_months)
-    result: dict[str, Any] = {"run_id": run_id, "at": datetime.now(UTC).isoformat(),
-                              "decided_since": since.isoformat(),
-                              "decided_until": until.isoformat(), "alert": False,
-                              "alerts": [], "versions": []}
+    head: dict[str, Any] = {"run_id": run_id, "at": datetime.now(UTC).isoformat(),
+                            "decided_since": since.isoformat(),
+                            "decided_until": until.isoformat()}
     dlog = open_decision_log(settings)
     if dlog is None:
-        result["status"] = "no decision log"
-        return _write_json(out, PERFORMANCE_FILE, result)
+        return write_report(PerformanceReport(**head, alert=False, alerts=[], versions=[],
+                                              status="no decision log"),
+                            join(out, PERFORMANCE_FILE))
     try:
         decisions = matured_decisions(dlog, since, until)
-        result["decisions_log"] = dlog.describe()
+        decisions_log = dlog.describe()
     finally:
         dlog.close()
     with open_outcomes(settings) as store:
         outcomes = pd.DataFrame(store.read(since, as_of + timedelta(days=1)),
                                 columns=["application_id", "defaulted", "observed_at"])
-        result["outcomes"] = store.describe()
+        outcomes_store = store.describe()
     registry = registry_for(settings)  # the dataset serving serves
     training: dict[str, Any] = {}
     for version in sorted(set(decisions["model_version"].astype(str))):
@@ -430,18 +427,16 @@ def performance_step(settings: Settings, run_id: str, as_of: datetime | None = N
             training[version] = registry.manifest(version)
         except RegistryError as exc:  # a deleted or refused version: judged without figures
             log.warning("performance: no training figures for %s: %s", version, exc)
-    report = performance_report(decisions, outcomes, as_of, training, limits)
-    result.update(report, run_id=run_id, decisions=len(decisions), outcomes_read=len(outcomes),
-                  status="ok" if report["versions"] else
-                  "no matured decisions with a known outcome", plot=PERFORMANCE_PLOT)
-    write_bytes(join(out, PERFORMANCE_PLOT), performance_plot(report))
-    path = _write_json(out, PERFORMANCE_FILE, result)
-    log.info("performance: %s; alert=%s (%d alerts)", result["status"], result["alert"],
-             len(result["alerts"]))
+    figures = performance_report(decisions, outcomes, as_of, training, limits)
+    report = PerformanceReport(
+        **head, alert=figures.alert, alerts=figures.alerts, versions=figures.versions,
+        status="ok" if figures.versions else "no matured decisions with a known outcome",
+        decisions_log=decisions_log, outcomes=outcomes_store, as_of=figures.as_of,
+        thresholds=figures.thresholds, matured_with_outcome=figures.matured_with_outcome,
+        matured_without_outcome=figures.matured_without_outcome, decisions=len(decisions),
+        outcomes_read=len(outcomes), plot=PERFORMANCE_PLOT)
+    write_bytes(join(out, PERFORMANCE_PLOT), performance_plot(figures))
+    path = write_report(report, join(out, PERFORMANCE_FILE))
+    log.info("performance: %s; alert=%s (%d alerts)", report.status, report.alert,
+             len(report.alerts))
     return path
-
-
-def _write_json(out: Path | str, name: str, result: dict[str, Any]) -> str:
-    path = join(out, name)
-    write_text(path, json.dumps(result, indent=2, default=str))
-    return str(path)

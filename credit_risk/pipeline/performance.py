@@ -1,9 +1,9 @@
 """Performance on matured loans: decisions joined with observed outcomes, per model version
 and monthly vintage, against the figures recorded at training time.
 
-Pure functions: they take decisions and outcomes as records or DataFrames and return plain
-dicts (JSON-ready); reading the decision log, loading outcomes and emitting the alert live
-with the callers.
+Pure functions: they take decisions and outcomes as records or DataFrames and return the
+figures (`PerformanceFigures`, see run_reports); reading the decision log, loading outcomes
+and emitting the alert live with the callers.
 
 - A decision (application_id, decided_at, model_version, probability_of_default, rating)
   counts once it is `months_on_book` months old at `as_of` (matured); its outcome is "bad"
@@ -23,19 +23,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from credit_risk.errors import CreditRiskError
 from credit_risk.pipeline.evaluate import classification_metrics
+from credit_risk.pipeline.run_reports import PerformanceFigures, Thresholds
 from credit_risk.scoring.bands import NAMES
 
-if TYPE_CHECKING:
-    from credit_risk.config import Settings
+__all__ = ["PerformanceDataError", "Thresholds", "performance_report", "group_metrics",
+           "alerts_for", "decisions_frame", "matured"]
 
 DECISION_COLUMNS = ("application_id", "decided_at", "model_version", "probability_of_default",
                     "rating")
@@ -46,24 +46,6 @@ FALSE = frozenset({"0", "false", "f", "no", "n"})
 
 class PerformanceDataError(CreditRiskError, ValueError):
     """Decisions or outcomes lack a column or hold a value that cannot be read."""
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """When a group is judged and when it alerts (the `performance_*` settings)."""
-
-    months_on_book: int = 12
-    min_loans: int = 500
-    min_defaults: int = 30
-    max_roc_auc_drop: float = 0.05
-    max_ks_drop: float = 0.10
-    max_calibration_gap: float = 0.02
-    calibration_z: float = 3.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Thresholds:
-        return cls(**{name: getattr(settings.monitoring, f"performance_{name}")
-                      for name in cls.__dataclass_fields__})
 
 
 def decisions_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -211,11 +193,11 @@ def performance_report(decisions: pd.DataFrame | Iterable[Mapping[str, Any]],
                        outcomes: pd.DataFrame | Iterable[Mapping[str, Any]],
                        as_of: datetime,
                        training: Mapping[str, Mapping[str, Any]],
-                       limits: Thresholds | None = None) -> dict[str, Any]:
+                       limits: Thresholds | None = None) -> PerformanceFigures:
     """Figures and alerts per model version and per vintage of each version.
 
     `training` maps a model version to its manifest (its `metrics` and `threshold` are used)
-    or directly to its metrics. Returns a JSON-ready dict: `versions` (each with `vintages`),
+    or directly to its metrics. Returns the figures: `versions` (each with `vintages`),
     `alerts` (each naming its version and vintage, None for the version as a whole), `alert`.
     """
     limits = limits or Thresholds()
@@ -248,9 +230,10 @@ def performance_report(decisions: pd.DataFrame | Iterable[Mapping[str, Any]],
                          "alerts": [a for a in fired if a["vintage"] is None],
                          "vintages": vintages})
         alerts += fired
-    return {"as_of": pd.Timestamp(as_of).isoformat(), "thresholds": asdict(limits),
-            "matured_with_outcome": len(joined), "matured_without_outcome": without,
-            "versions": versions, "alerts": alerts, "alert": bool(alerts)}
+    return PerformanceFigures(
+        as_of=pd.Timestamp(as_of).isoformat(), thresholds=limits,
+        matured_with_outcome=len(joined), matured_without_outcome=without,
+        versions=versions, alerts=alerts, alert=bool(alerts))
 
 
 def _figures(group: pd.DataFrame, threshold: float) -> dict[str, Any]:

@@ -30,7 +30,19 @@ from credit_risk.pipeline.run_paths import (
     read_bytes,
     read_text,
     write_bytes,
-    write_text,
+)
+from credit_risk.pipeline.run_reports import (
+    CandidateMetrics,
+    CandidateResult,
+    Champion,
+    ComparableChampion,
+    Comparison,
+    IncomparableChampion,
+    Reliability,
+    SplitRecord,
+    SplitRule,
+    read_report,
+    write_report,
 )
 from credit_risk.pipeline.train import Candidate, split, train_candidate
 from credit_risk.pipeline.validate import run_validation_files, validate_snapshot
@@ -80,14 +92,15 @@ def prepare_step(settings: Settings, snapshot: str, spec_name: str | None = None
     makedirs(out)
     X_train.assign(**{TARGET: y_train}).to_parquet(join(out, "train.parquet"), index=False)
     X_test.assign(**{TARGET: y_test}).to_parquet(join(out, "test.parquet"), index=False)
-    info = {"dataset": spec.name, "spec": spec.model_dump(mode="json"),
-            "data_fingerprint": manifest["fingerprint"],
-            "train_rows": len(y_train), "test_rows": len(y_test),
-            "train_default_rate": float(y_train.mean()), "test_default_rate": float(y_test.mean()),
-            "split_rule": {"key": key, "seed": settings.training.seed,
-                           "test_size": settings.training.test_size},
-            "test_fingerprint": frame_fingerprint(X_test)}
-    write_text(join(out, "split.json"), json.dumps(info, indent=2))
+    info = SplitRecord(
+        dataset=spec.name, spec=spec.model_dump(mode="json"),
+        data_fingerprint=manifest["fingerprint"],
+        train_rows=len(y_train), test_rows=len(y_test),
+        train_default_rate=float(y_train.mean()), test_default_rate=float(y_test.mean()),
+        split_rule=SplitRule(key=key, seed=settings.training.seed,
+                             test_size=settings.training.test_size),
+        test_fingerprint=frame_fingerprint(X_test))
+    write_report(info, join(out, "split.json"))
     return str(out)
 
 
@@ -97,10 +110,10 @@ def load_part(split_dir: str, part: str) -> tuple[pd.DataFrame, np.ndarray]:
     return df.drop(columns=[TARGET]), df[TARGET].to_numpy(dtype=int)
 
 
-def split_spec(split_dir: str) -> tuple[DatasetSpec, dict[str, Any]]:
+def split_spec(split_dir: str) -> tuple[DatasetSpec, SplitRecord]:
     """The dataset spec the split was made with, and the split's record (split.json)."""
-    info = json.loads(read_text(join(local_or_url(split_dir), "split.json")))
-    return DatasetSpec.model_validate(info["spec"]), info
+    info = read_report(SplitRecord, join(local_or_url(split_dir), "split.json"))
+    return DatasetSpec.model_validate(info.spec), info
 
 
 def train_step(settings: Settings, split_dir: str, model_name: str) -> str:
@@ -123,8 +136,8 @@ def _load_candidate(path: str) -> Candidate:
     return candidate
 
 
-def champion_on_test_set(settings: Settings, spec: DatasetSpec, info: dict[str, Any],
-                         X: pd.DataFrame, y: np.ndarray):
+def champion_on_test_set(settings: Settings, spec: DatasetSpec, info: SplitRecord,
+                         X: pd.DataFrame, y: np.ndarray) -> Champion | None:
     """The metrics on this test set of the current champion of the spec's dataset (None when
     that dataset has none: the candidate stands on its own merits), or why it cannot be
     compared: it must never have trained on these test rows (same split rule; same data if the
@@ -134,7 +147,7 @@ def champion_on_test_set(settings: Settings, spec: DatasetSpec, info: dict[str, 
         version = registry.alias_version("champion", spec.name)  # its own dataset's only
     except RegistryError as exc:  # a refused alias record, a dataset name that is a path
         log.warning("the champion of %r cannot be read: %s", spec.name, exc)
-        return {"version": None, "comparable": False, "note": str(exc)}
+        return IncomparableChampion(version=None, comparable=False, note=str(exc))
     if version is None:
         return None
     try:
@@ -142,19 +155,19 @@ def champion_on_test_set(settings: Settings, spec: DatasetSpec, info: dict[str, 
         manifest = scorer.manifest
         if manifest.get("dataset") != spec.name:
             raise ValueError(f"it serves another dataset, {manifest.get('dataset')!r}")
-        rule = info["split_rule"]
-        if manifest.get("split_rule") != rule:
+        rule = info.split_rule
+        if manifest.get("split_rule") != rule.model_dump():
             raise ValueError(f"it was split by another rule, {manifest.get('split_rule')}, so "
                              "it may have trained on this test set")
-        if rule["key"] is None and manifest["data_fingerprint"] != info["data_fingerprint"]:
+        if rule.key is None and manifest["data_fingerprint"] != info.data_fingerprint:
             raise ValueError("the data changed and the split is random, so it may have trained "
                              "on this test set")
         pd_ = scorer.plan.predict_records(frame_records(X))
     except Exception as exc:  # any failure means "not comparable", never a crash
         log.warning("champion %s cannot be compared: %s", version, exc)
-        return {"version": version, "comparable": False, "note": str(exc)}
-    return {"version": version, "comparable": True,
-            **classification_metrics(y, pd_, manifest["threshold"])}
+        return IncomparableChampion(version=version, comparable=False, note=str(exc))
+    return ComparableChampion(version=version, comparable=True,
+                              **classification_metrics(y, pd_, manifest["threshold"]))
 
 
 def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]) -> str:
@@ -162,51 +175,50 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
     spec, info = split_spec(split_dir)
     X, y = load_part(split_dir, "test")
     run = RunPaths.of(split_dir)
-    rows: list[dict[str, Any]] = []
+    rows: list[CandidateResult] = []
     pds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for path in candidate_paths:
         c: Candidate = _load_candidate(path)
         pd_, raw_pd = c.model.predict_pd(X), c.model.predict_raw(X)
-        metrics = classification_metrics(y, pd_, c.threshold)
         raw = classification_metrics(y, raw_pd, c.threshold)
-        metrics.update(ece_uncalibrated=raw["ece"], brier_uncalibrated=raw["brier"])
+        metrics = CandidateMetrics(**classification_metrics(y, pd_, c.threshold),
+                                   ece_uncalibrated=raw["ece"], brier_uncalibrated=raw["brier"])
         pds[c.name] = (pd_, raw_pd)
-        rows.append({"model": c.name, "path": path, "cv_roc_auc": c.cv_roc_auc,
-                     "params": c.params, "validation": c.validation, "search": c.search,
-                     "fit_seconds": c.fit_seconds, "threshold": c.threshold, "test": metrics})
-    best = max(rows, key=lambda r: r["cv_roc_auc"])
+        rows.append(CandidateResult(model=c.name, path=path, cv_roc_auc=c.cv_roc_auc,
+                                    params=c.params, validation=c.validation, search=c.search,
+                                    fit_seconds=c.fit_seconds, threshold=c.threshold,
+                                    test=metrics))
+    best = max(rows, key=lambda r: r.cv_roc_auc)
     champion = champion_on_test_set(settings, spec, info, X, y)
     limits = gate_thresholds(settings, spec)
-    pd_, raw_pd = pds[best["model"]]
-    fairness = fairness_report(X, pd_, best["threshold"], spec, limits["min_approval_ratio"],
+    pd_, raw_pd = pds[best.model]
+    fairness = fairness_report(X, pd_, best.threshold, spec, limits.min_approval_ratio,
                                settings.gate.fairness_min_group_size)
-    reasons = rejection_reasons(best["test"], champion, fairness, limits)
+    reasons = rejection_reasons(best.test, champion, fairness, limits)
     write_bytes(run.reliability, reliability_png(
-        y, {f"{best['model']} calibrated": pd_, f"{best['model']} uncalibrated": raw_pd},
+        y, {f"{best.model} calibrated": pd_, f"{best.model} uncalibrated": raw_pd},
         f"Reliability on the test set ({len(y)} rows)"))
-    comparison = {"dataset": spec.name, "data_fingerprint": info["data_fingerprint"],
-                  "test_rows": info["test_rows"], "split": {k: v for k, v in info.items()
-                                                             if k != "spec"},
-                  "candidates": rows, "selected": best["model"], "champion": champion,
-                  "fairness": fairness, "gate": limits,
-                  "reliability": {"calibrated": reliability_table(y, pd_),
-                                  "uncalibrated": reliability_table(y, raw_pd)},
-                  "approved": not reasons, "rejection_reasons": reasons}
-    out = run.comparison
-    write_text(out, json.dumps(comparison, indent=2))
+    comparison = Comparison(
+        dataset=spec.name, data_fingerprint=info.data_fingerprint, test_rows=info.test_rows,
+        split=info.info(), candidates=rows, selected=best.model, champion=champion,
+        fairness=fairness, gate=limits,
+        reliability=Reliability(calibrated=reliability_table(y, pd_),
+                                uncalibrated=reliability_table(y, raw_pd)),
+        approved=not reasons, rejection_reasons=reasons)
+    out = write_report(comparison, run.comparison)
     log.info("candidates on the same %d-row test set:\n%s", len(y), comparison_table(rows))
-    if champion and champion["comparable"]:
-        log.info("champion %s on this test set: roc_auc=%.4f ece=%.4f", champion["version"],
-                 champion["roc_auc"], champion["ece"])
+    if isinstance(champion, ComparableChampion):
+        log.info("champion %s on this test set: roc_auc=%.4f ece=%.4f", champion.version,
+                 champion.roc_auc, champion.ece)
     log.info("gate: %s", "approved" if not reasons else "rejected: " + "; ".join(reasons))
-    return str(out)
+    return out
 
 
 def publish_step(settings: Settings, comparison_path: str) -> str:
     """Publish the selected candidate as a new version; promote it if the gate approved it."""
-    comparison = json.loads(read_text(comparison_path))
-    selected = next(r for r in comparison["candidates"] if r["model"] == comparison["selected"])
-    candidate: Candidate = _load_candidate(selected["path"])
+    comparison = read_report(Comparison, comparison_path)
+    selected = comparison.selected_candidate
+    candidate: Candidate = _load_candidate(selected.path)
     run = RunPaths.of(comparison_path)
     split_dir = str(run.split)
     spec, info = split_spec(split_dir)
@@ -226,36 +238,36 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     if existing:  # a retried or cleared publish task: the run's version exists already
         # Aliases are left alone: an operator may have rolled back since the first attempt.
         log.info("run %s already published %s; aliases unchanged", run.name, existing)
-        if comparison["approved"] and existing not in {h["version"] for h in registry.history()}:
+        if comparison.approved and existing not in {h["version"] for h in registry.history()}:
             log.warning("approved version %s was never promoted (the first attempt stopped "
                         "before it): promote it with `credit-risk models promote`", existing)
         return existing
-    if comparison["approved"]:
+    if comparison.approved:
         registry.check_can_change_aliases()  # a promote that would fail writes nothing first
     version = registry.new_version_id()
-    manifest = {
+    inputs = input_fields(spec, candidate.model.features)
+    manifest: dict[str, Any] = {
         "version": version,
         "run": run.name,
         "dataset": spec.name,
-        "spec": info["spec"],
-        "data_fingerprint": comparison["data_fingerprint"],
-        "split_rule": info["split_rule"],
+        "spec": info.spec,
+        "data_fingerprint": comparison.data_fingerprint,
+        "split_rule": info.split_rule.model_dump(),
         "model": candidate.name,
         "params": candidate.params,
         "threshold": candidate.threshold,
         "threshold_policy": threshold_policy(settings),
         "score_scaling": scaling.__dict__,
-        "metrics": selected["test"],
+        "metrics": selected.test.to_dict(),
         "cv_roc_auc": candidate.cv_roc_auc,
-        "comparison": [{k: r[k] for k in ("model", "cv_roc_auc", "test")}
-                       for r in comparison["candidates"]],
-        "champion_at_training": comparison["champion"],
-        "approved": comparison["approved"],
-        "rejection_reasons": comparison["rejection_reasons"],
-        "status": "approved" if comparison["approved"] else "rejected",
-        "fairness": comparison["fairness"],
-        "gate": comparison["gate"],
-        "inputs": input_fields(spec, candidate.model.features),
+        "comparison": [r.summary().to_dict() for r in comparison.candidates],
+        "champion_at_training": comparison.champion.to_dict() if comparison.champion else None,
+        "approved": comparison.approved,
+        "rejection_reasons": comparison.rejection_reasons,
+        "status": "approved" if comparison.approved else "rejected",
+        "fairness": comparison.fairness.to_dict(),
+        "gate": comparison.gate.to_dict(),
+        "inputs": inputs,
         "features": list(candidate.model.features.feature_names_out_),
         "code_version": code_version(),
         "libraries": library_versions(),
@@ -269,15 +281,15 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
              "comparison.json": read_bytes(run.comparison),
              "reliability.png": read_bytes(run.reliability),
              "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode(),
-             REFERENCE_FILE: reference_sample(X_train, manifest["inputs"],
+             REFERENCE_FILE: reference_sample(X_train, inputs,
                                               seed=settings.training.seed),
              **validation_files}
     registry.publish(files, manifest, version)
-    if comparison["approved"]:
+    if comparison.approved:
         registry.promote(version, "approved by the training gate", by="credit-risk pipeline")
     else:
         log.warning("version %s published but not promoted: %s", version,
-                    "; ".join(comparison["rejection_reasons"]))
+                    "; ".join(comparison.rejection_reasons))
     return version
 
 

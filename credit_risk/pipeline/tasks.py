@@ -9,11 +9,8 @@ monitoring task never loads the training libraries and a DAG file parses without
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-from credit_risk.pipeline.run_paths import read_text
 
 if TYPE_CHECKING:
     from credit_risk.config import Settings
@@ -110,13 +107,13 @@ def prune_decisions(settings: Settings) -> dict[str, Any]:
 
 def drifted(result: str) -> bool:
     """Whether a drift result (drift.json) reports drift over the threshold."""
-    return _flag(result, "drift")
+    from credit_risk.pipeline.run_reports import DriftReport, read_report
+
+    return read_report(DriftReport, result).drift
 
 
 def performance_alert(result: str) -> bool:
-    """Whether a performance result raises an alert."""
-    return _flag(result, "alert")
+    """Whether a performance result (performance.json) raises an alert."""
+    from credit_risk.pipeline.run_reports import PerformanceReport, read_report
 
-
-def _flag(result: str, key: str) -> bool:
-    return bool(json.loads(read_text(result))[key])
+    return read_report(PerformanceReport, result).alert

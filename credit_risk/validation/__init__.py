@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from credit_risk.config import Settings
+from credit_risk.report_model import ReportError
 from credit_risk.spec.dataset import DatasetSpec
 from credit_risk.validation.report import (
     DataValidationError,
@@ -28,6 +29,7 @@ from credit_risk.validation.report import (
     outcomes,
     summary_html,
 )
+from credit_risk.validation.result import ValidationResult
 from credit_risk.validation.suites import (
     FEATURES,
     Check,
@@ -38,9 +40,9 @@ from credit_risk.validation.suites import (
     load_overrides,
 )
 
-__all__ = ["DataValidationError", "Report", "Suites", "Check", "Overrides", "FeatureBuilder",
-           "build_suites", "load_overrides", "suites_for", "validate_frames", "resolve_gx_dir",
-           "export_suites", "published_files", "RESULT_FILE", "DOCS_DIR"]
+__all__ = ["DataValidationError", "Report", "ValidationResult", "Suites", "Check", "Overrides",
+           "FeatureBuilder", "build_suites", "load_overrides", "suites_for", "validate_frames",
+           "resolve_gx_dir", "export_suites", "published_files", "RESULT_FILE", "DOCS_DIR"]
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -192,25 +194,25 @@ def _write(work: Path, report: Report, results: dict[str, Any], suites: Suites,
         (work / RESULTS_DIR / name).write_text(
             json.dumps(json_safe(result.to_json_dict()), indent=1, default=str))
         files[batch] = f"{RESULTS_DIR}/{name}"
-    body = {
-        "dataset": report.dataset,
-        "success": report.success,
-        "validated_at": datetime.now(UTC).isoformat(),
+    result = ValidationResult(
+        dataset=report.dataset,
+        success=report.success,
+        validated_at=datetime.now(UTC).isoformat(),
         **info,
-        "summary": report.summary(),
-        "blocking_failures": json_safe([dataclasses.asdict(o) for o in report.failures]),
-        "warnings": json_safe([dataclasses.asdict(o) for o in report.warnings]),
-        "not_run": report.skipped,
-        "statistics": report.statistics,
-        "checks": {b: [{"id": c.id, "type": c.type, "expected": c.text,
-                        "severity": c.severity, "source": c.source} for c in checks]
-                   for b, checks in suites.checks.items()},
-        "gx_results": files,
-        "data_docs": f"{DOCS_DIR}/index.html",
-        "great_expectations_version": _gx_version(),
-        "seconds": round(seconds, 2),
-    }
-    (work / RESULT_FILE).write_text(json.dumps(body, indent=2, default=str, allow_nan=False))
+        summary=report.summary(),
+        blocking_failures=json_safe([dataclasses.asdict(o) for o in report.failures]),
+        warnings=json_safe([dataclasses.asdict(o) for o in report.warnings]),
+        not_run=report.skipped,
+        statistics=report.statistics,
+        checks={b: [{"id": c.id, "type": c.type, "expected": c.text,
+                     "severity": c.severity, "source": c.source} for c in checks]
+                for b, checks in suites.checks.items()},
+        gx_results=files,
+        data_docs=f"{DOCS_DIR}/index.html",
+        great_expectations_version=_gx_version(),
+        seconds=round(seconds, 2),
+    )
+    (work / RESULT_FILE).write_text(result.dumps())
 
 
 def _gx_version() -> str:
@@ -232,16 +234,18 @@ def published_files(folder: Path, run: Path | str) -> tuple[dict[str, bytes], di
         shown = path if isinstance(run, Path) else f"{run}/validation/{RESULT_FILE}"
         raise DataValidationError(f"run {run} has no validation result ({shown}): validate "
                                   "first")
-    result = json.loads(path.read_text())
-    if not result["success"]:
-        raise DataValidationError(f"run {run} failed data validation: {result['summary']}")
+    try:
+        result = ValidationResult.read(path)
+    except ReportError as exc:
+        raise DataValidationError(f"run {run}: {exc}") from None
+    if not result.success:
+        raise DataValidationError(f"run {run} failed data validation: {result.summary}")
     files = {RESULT_FILE: path.read_bytes()}
     if (folder / DOCS_DIR).is_dir():
         with tempfile.TemporaryDirectory() as tmp:
             files["data_docs.zip"] = zip_dir(folder / DOCS_DIR, Path(tmp) / "docs.zip").read_bytes()
-    summary = {"success": True, "summary": result["summary"],
-               "validated_at": result["validated_at"],
-               "warnings": [w["id"] for w in result["warnings"]], "files": sorted(files)}
+    summary = {"success": True, "summary": result.summary, "validated_at": result.validated_at,
+               "warnings": [w.id for w in result.warnings], "files": sorted(files)}
     return files, summary
 
 

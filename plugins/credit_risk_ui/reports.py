@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from credit_risk.pipeline.run_paths import MONITORING
+from credit_risk.pipeline.run_reports import DriftReport, PerformanceReport, ReportError
 
 from .files import (
     COMPARISON,
@@ -18,6 +18,7 @@ from .files import (
     is_report,
 )
 
+DRIFT, PERFORMANCE = "drift.json", "performance.json"
 RUNS_SHOWN = 50
 MONITORING_SHOWN = 20
 OUTPUTS = (COMPARISON, RELIABILITY, VALIDATION_RESULT, DATA_DOCS_INDEX)
@@ -27,10 +28,10 @@ OUTPUTS = (COMPARISON, RELIABILITY, VALIDATION_RESULT, DATA_DOCS_INDEX)
 class Drift:
     """A drift report: status, PSI per field, whether the Evidently report exists."""
 
-    status: Any
-    drift: Any
+    status: str
+    drift: bool
     drifted_fields: list[str]
-    psi: list[tuple[Any, float]]
+    psi: list[tuple[str, float]]
     has_report: bool
 
 
@@ -38,12 +39,12 @@ class Drift:
 class Performance:
     """Performance on matured loans: one row per version and vintage, and the alerts."""
 
-    status: Any
+    status: str
     alert: bool
     since: str
     until: str
     rows: list[tuple[Any, ...]]
-    alerts: list[tuple[Any, Any, Any]]
+    alerts: list[tuple[str, str, str]]
 
 
 @dataclass(frozen=True)
@@ -69,56 +70,55 @@ def run_outputs(folder: RunsFolder, run: str) -> list[str]:
             if is_report(run, path) and folder.is_file(run, *path.split("/"))]
 
 
-def _read_json(folder: RunsFolder, run: str, name: str) -> dict[str, Any] | None:
-    """A monitoring report's JSON object, or None when absent or not servable."""
+def _read(folder: RunsFolder, run: str, name: str) -> bytes | None:
+    """A monitoring report's bytes, or None when absent or not servable."""
     if not is_report(MONITORING, f"{run}/{name}"):
         return None
     try:
-        data = json.loads(folder.read(MONITORING, run, name))
-    except (NotServed, ValueError, OSError):
+        return folder.read(MONITORING, run, name)
+    except (NotServed, OSError):
         return None
-    return data if isinstance(data, dict) else None
 
 
-def drift(r: dict[str, Any]) -> Drift:
-    """A drift.json as shown; KeyError, TypeError or ValueError when malformed."""
-    psi = [(p["field"], float(p["psi"])) for p in r.get("psi") or []]
-    fields = [str(f) for f in r.get("drifted_fields") or []]
-    return Drift(r["status"], r["drift"], fields, psi, bool(r.get("report")))
+def drift(r: DriftReport) -> Drift:
+    """A drift report as shown."""
+    return Drift(r.status, r.drift, r.drifted_fields, [(p.field, p.psi) for p in r.psi],
+                 bool(r.report))
 
 
-def performance(r: dict[str, Any]) -> Performance:
-    """A performance.json as shown; KeyError, TypeError or ValueError when malformed."""
-    rows = []
-    for v in r.get("versions") or []:
-        at_training = (v.get("training") or {}).get("roc_auc")
-        for x in [v, *v.get("vintages", [])]:
-            rows.append((v["model_version"], x.get("vintage", "all"), x["n"], x["defaults"],
-                         x["roc_auc"], at_training, x["ks"], x["brier"], x["mean_pd"],
-                         x["default_rate"]))
-    alerts = [(a["model_version"], a.get("vintage") or "all", a["message"])
-              for a in r.get("alerts") or []]
-    return Performance(r["status"], bool(r["alert"]), str(r.get("decided_since", ""))[:10],
-                       str(r.get("decided_until", ""))[:10], rows, alerts)
+def performance(r: PerformanceReport) -> Performance:
+    """A performance report as shown: a row per version and per vintage of each."""
+    rows: list[tuple[Any, ...]] = []
+    for v in r.versions:
+        for vintage, x in [("all", v), *((x.vintage, x) for x in v.vintages)]:
+            rows.append((v.model_version, vintage, x.n, x.defaults, x.roc_auc,
+                         v.training.roc_auc, x.ks, x.brier, x.mean_pd, x.default_rate))
+    alerts = [(a.model_version, a.vintage or "all", a.message) for a in r.alerts]
+    return Performance(r.status, r.alert, r.decided_since[:10], r.decided_until[:10], rows,
+                       alerts)
 
 
 def monitoring_run(folder: RunsFolder, run: str) -> MonitoringRun | None:
     """One monitoring run's reports, or None when it has neither drift nor performance."""
-    raw = {name: _read_json(folder, run, name) for name in ("drift.json", "performance.json")}
-    if all(data is None for data in raw.values()):
+    drift_raw, performance_raw = (_read(folder, run, n) for n in (DRIFT, PERFORMANCE))
+    if drift_raw is None and performance_raw is None:
         return None
-    parsed: dict[str, Any] = {}
     unreadable = set()
-    for (name, data), parse in zip(raw.items(), (drift, performance), strict=True):
-        parsed[name] = None
-        try:
-            parsed[name] = parse(data) if data is not None else None
-        except (KeyError, TypeError, ValueError, AttributeError):
-            unreadable.add(name)
+    shown_drift = shown_performance = None
+    try:
+        if drift_raw is not None:
+            shown_drift = drift(DriftReport.loads(drift_raw, f"{run}/{DRIFT}"))
+    except ReportError:
+        unreadable.add(DRIFT)
+    try:
+        if performance_raw is not None:
+            shown_performance = performance(
+                PerformanceReport.loads(performance_raw, f"{run}/{PERFORMANCE}"))
+    except ReportError:
+        unreadable.add(PERFORMANCE)
     images = {n for n in ("psi.png", "performance.png")
               if is_report(MONITORING, f"{run}/{n}") and folder.is_file(MONITORING, run, n)}
-    return MonitoringRun(run, parsed["drift.json"], parsed["performance.json"], images,
-                         unreadable)
+    return MonitoringRun(run, shown_drift, shown_performance, images, unreadable)
 
 
 def monitoring_runs(folder: RunsFolder) -> list[MonitoringRun]:

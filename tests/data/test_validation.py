@@ -25,6 +25,7 @@ from credit_risk.validation import (
     load_overrides,
     suites_for,
 )
+from credit_risk.validation.result import ValidationResult
 from credit_risk.validation.suites import derived_range
 from tests.conftest import ROOT, small_settings
 
@@ -186,9 +187,9 @@ def test_each_fault_is_a_blocking_failure_naming_check_column_and_examples(fault
     for text in lines:
         assert text in message, message
     # The failing result is kept: the JSON (the same failures) and its Data Docs.
-    result = json.loads(report.path.read_text())
-    assert result["success"] is False
-    assert {f["id"] for f in result["blocking_failures"]} == set(failures)
+    result = ValidationResult.read(report.path)
+    assert result.success is False
+    assert {f.id for f in result.blocking_failures} == set(failures)
     assert report.docs.is_file() and report.docs.name == "index.html"
 
 
@@ -209,9 +210,9 @@ def test_a_bad_batch_stops_the_run_at_the_gate(tables, base):
     run = settings.data.runs_dir / "bad-run"
     assert not (run / "split").exists() and not (run / "candidates").exists()
     assert Registry(settings.registry.url).versions() == []
-    result = json.loads((run / "validation" / "validation.json").read_text())
-    assert result["success"] is False
-    assert [f["id"] for f in result["blocking_failures"]] == [
+    result = ValidationResult.read(run / "validation" / "validation.json")
+    assert result.success is False
+    assert [f.id for f in result.blocking_failures] == [
         "bureau.credit_utilization_ratio.range"]
     assert (run / "validation" / "data_docs" / "index.html").is_file()
 
@@ -221,12 +222,12 @@ def test_good_batch_passes_and_writes_result_and_data_docs(tables, base):
     synthetic.write(tables, settings.data.dir / "lauki_synthetic")
     snapshot = pipeline.ingest_step(settings, "good-run")
     path = Path(pipeline.validate_step(settings, snapshot))
-    result = json.loads(path.read_text())
-    assert result["success"] is True and result["blocking_failures"] == []
-    assert set(result["statistics"]) == {"customers", "loans", "bureau", "features",
+    result = ValidationResult.read(path)
+    assert result.success is True and result.blocking_failures == []
+    assert set(result.statistics) == {"customers", "loans", "bureau", "features",
                                          "references_loans_customers",
                                          "references_bureau_customers"}
-    assert all(s["success"] for s in result["statistics"].values())
+    assert all(s.success for s in result.statistics.values())
     docs = path.parent / "data_docs"
     pages = [p.name for p in docs.rglob("*.html")]
     assert "index.html" in pages and any("features" in p for p in pages)
@@ -235,7 +236,7 @@ def test_good_batch_passes_and_writes_result_and_data_docs(tables, base):
         docs / "index.html").read_text()
     linked = re.findall(r'href="([^"]+)"', summary)
     assert len(linked) == 13 and all((docs / href).is_file() for href in linked)
-    assert result["data_fingerprint"] == json.loads(Path(snapshot).read_text())["fingerprint"]
+    assert result.data_fingerprint == json.loads(Path(snapshot).read_text())["fingerprint"]
 
 
 def test_warning_is_recorded_but_does_not_stop(tables, base):
@@ -246,8 +247,8 @@ def test_warning_is_recorded_but_does_not_stop(tables, base):
     report = validate_tables(load_spec("lauki_synthetic"), t, base / "warning" / "v", settings)
     assert report.success
     assert [w.id for w in report.warnings] == ["customers.residence_type.nulls_warning"]
-    stored = json.loads(report.path.read_text())
-    assert stored["success"] and stored["warnings"][0]["severity"] == "warning"
+    stored = ValidationResult.read(report.path)
+    assert stored.success and stored.warnings[0].severity == "warning"
     assert "warnings (recorded, not blocking): 1" in report.message()
 
     # Severity is configurable: by check-id pattern in the settings (or the overrides file).
@@ -361,8 +362,8 @@ def test_published_version_carries_the_passing_validation(trained):
     registry = Registry(settings.registry.url)
     manifest = registry.verify(version)
     assert manifest["validation"]["success"] is True
-    result = json.loads(registry.read_file(version, "validation.json"))
-    assert result["success"] and result["data_fingerprint"] == manifest["data_fingerprint"]
+    result = ValidationResult.loads(registry.read_file(version, "validation.json"), version)
+    assert result.success and result.data_fingerprint == manifest["data_fingerprint"]
     docs = zipfile.ZipFile(__import__("io").BytesIO(registry.read_file(version, "data_docs.zip")))
     assert "index.html" in docs.namelist()
 

@@ -12,7 +12,9 @@ from credit_risk.cli import main
 from credit_risk.config import Settings
 from credit_risk.pipeline import steps as pipeline
 from credit_risk.pipeline.run_paths import RunPaths
+from credit_risk.pipeline.run_reports import Comparison, SplitRecord, read_report
 from credit_risk.registry import Registry
+from credit_risk.validation.result import ValidationResult
 from tests.conftest import generate_data, small_settings
 
 pytestmark = pytest.mark.slow
@@ -43,15 +45,15 @@ def test_a_run_on_s3_publishes_and_keeps_every_step_in_its_folder(s3_url, tmp_pa
             "validation/validation.json", "validation/data_docs/index.html"} <= found, found
     snapshot = json.loads(fs.cat_file(f"{root}/raw/snapshot.json"))
     assert snapshot["fingerprint"] == manifest["data_fingerprint"]
-    comparison = json.loads(fs.cat_file(f"{root}/comparison.json"))
-    assert comparison["selected"] == manifest["model"]
-    assert {c["path"] for c in comparison["candidates"]} == {
+    comparison = read_report(Comparison, run.comparison)
+    assert comparison.selected == manifest["model"]
+    assert {c.path for c in comparison.candidates} == {
         f"{run.root}/candidates/logistic_regression.joblib",
         f"{run.root}/candidates/xgboost.joblib"}  # what tasks hand on: URLs only
-    result = json.loads(fs.cat_file(f"{root}/validation/validation.json"))
-    assert result["success"] and result["snapshot"] == f"{run.root}/raw/snapshot.json"
+    result = ValidationResult.loads(fs.cat_file(f"{root}/validation/validation.json"), root)
+    assert result.success and result.snapshot == f"{run.root}/raw/snapshot.json"
     test = pd.read_parquet(f"{run.root}/split/test.parquet")
-    assert len(test) == json.loads(fs.cat_file(f"{root}/split/split.json"))["test_rows"]
+    assert len(test) == read_report(SplitRecord, f"{run.root}/split/split.json").test_rows
 
     # The same run again (a retried DAG run): the snapshot is kept, the version is not
     # published twice.

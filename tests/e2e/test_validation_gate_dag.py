@@ -1,6 +1,5 @@
 """End to end: a bad batch fails the DAG's validate task; nothing is trained or published."""
 
-import json
 import subprocess
 import sys
 
@@ -41,11 +40,12 @@ def test_bad_batch_stops_the_dag_before_training(airflow_db, tables, tmp_path, m
         assert states[task] != "success", states
 
     from credit_risk.registry import Registry
+    from credit_risk.validation.result import ValidationResult
 
     assert Registry(settings.registry.url).versions() == []
     [result_path] = settings.data.runs_dir.glob("*/validation/validation.json")
-    result = json.loads(result_path.read_text())
-    assert [f["id"] for f in result["blocking_failures"]] == [
+    result = ValidationResult.read(result_path)
+    assert [f.id for f in result.blocking_failures] == [
         "bureau.credit_utilization_ratio.range"]
     assert (result_path.parent / "data_docs" / "index.html").is_file()
     assert not (result_path.parent.parent / "split").exists()

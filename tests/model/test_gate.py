@@ -8,35 +8,53 @@ from credit_risk.config import Settings
 from credit_risk.pipeline.evaluate import recall_threshold
 from credit_risk.pipeline.fairness import fairness_report
 from credit_risk.pipeline.gate import gate_thresholds, rejection_reasons
+from credit_risk.pipeline.run_reports import (
+    ComparableChampion,
+    Comparison,
+    Fairness,
+    GateLimits,
+    IncomparableChampion,
+    Metrics,
+    read_report,
+)
 from credit_risk.registry import Registry
 from credit_risk.spec.dataset import load_spec
 
-LIMITS = {"min_roc_auc": 0.7, "max_ece": 0.05, "min_approval_ratio": 0.8, "champion_margin": 0.0}
-FAIR = {"attributes": {}, "min_ratio": 0.8, "passed": True}
+LIMITS = GateLimits(min_roc_auc=0.7, max_ece=0.05, min_approval_ratio=0.8, champion_margin=0.0)
+FAIR = Fairness(attributes={}, min_ratio=0.8, min_group_size=30, passed=True)
+FIGURES = {"roc_auc": 0.9, "gini": 0.8, "ks": 0.6, "pr_auc": 0.5, "brier": 0.08, "ece": 0.01,
+           "threshold": 0.3, "precision": 0.5, "recall": 0.7, "f1": 0.6, "default_rate": 0.1,
+           "flagged_rate": 0.15, "n": 1000}
+
+
+def metrics(roc_auc: float, ece: float = 0.01) -> Metrics:
+    return Metrics(**{**FIGURES, "roc_auc": roc_auc, "ece": ece})
+
+
+def champion(roc_auc: float) -> ComparableChampion:
+    return ComparableChampion(version="v1", comparable=True, **{**FIGURES, "roc_auc": roc_auc})
 
 
 def test_a_good_model_with_no_champion_is_approved():
-    assert rejection_reasons({"roc_auc": 0.9, "ece": 0.01}, None, FAIR, LIMITS) == []
+    assert rejection_reasons(metrics(0.9), None, FAIR, LIMITS) == []
 
 
-@pytest.mark.parametrize("metrics,champion,why", [
-    ({"roc_auc": 0.65, "ece": 0.01}, None, "below the minimum 0.7000"),
-    ({"roc_auc": 0.90, "ece": 0.08}, None, "ECE 0.0800 is above the maximum"),
-    ({"roc_auc": 0.90, "ece": 0.01}, {"version": "v1", "comparable": True, "roc_auc": 0.91},
-     "does not beat the champion v1"),
-    ({"roc_auc": 0.99, "ece": 0.01}, {"version": "v1", "comparable": False, "note": "other data"},
+@pytest.mark.parametrize("figures,champion,why", [
+    (metrics(0.65), None, "below the minimum 0.7000"),
+    (metrics(0.90, ece=0.08), None, "ECE 0.0800 is above the maximum"),
+    (metrics(0.90), champion(0.91), "does not beat the champion v1"),
+    (metrics(0.99), IncomparableChampion(version="v1", comparable=False, note="other data"),
      "cannot compare with the champion v1: other data"),
 ])
-def test_each_gate_rule_rejects_with_its_reason(metrics, champion, why):
-    reasons = rejection_reasons(metrics, champion, FAIR, LIMITS)
+def test_each_gate_rule_rejects_with_its_reason(figures, champion, why):
+    reasons = rejection_reasons(figures, champion, FAIR, LIMITS)
     assert len(reasons) == 1 and why in reasons[0]
 
 
 def test_margin_over_the_champion_is_required():
-    limits = {**LIMITS, "champion_margin": 0.01}
-    champion = {"version": "v1", "comparable": True, "roc_auc": 0.90}
-    assert rejection_reasons({"roc_auc": 0.905, "ece": 0.01}, champion, FAIR, limits)
-    assert not rejection_reasons({"roc_auc": 0.911, "ece": 0.01}, champion, FAIR, limits)
+    limits = LIMITS.model_copy(update={"champion_margin": 0.01})
+    assert rejection_reasons(metrics(0.905), champion(0.90), FAIR, limits)
+    assert not rejection_reasons(metrics(0.911), champion(0.90), FAIR, limits)
 
 
 def test_fairness_ratio_per_group(spec):
@@ -45,13 +63,13 @@ def test_fairness_ratio_per_group(spec):
     X = pd.DataFrame({"gender": rng.choice(["M", "F"], n), "marital_status": "Single"})
     pd_ = np.where(X["gender"] == "F", 0.6, 0.1) * rng.uniform(0.5, 1.5, n)  # F rejected more
     report = fairness_report(X, pd_, 0.5, spec, min_ratio=0.8, min_group_size=30)
-    gender = report["attributes"]["gender"]
-    rates = {g["group"]: g["approval_rate"] for g in gender["groups"]}
+    gender = report.attributes["gender"]
+    rates = {g.group: g.approval_rate for g in gender.groups}
     assert rates["M"] == 1.0 and rates["F"] < 0.5
-    assert gender["ratio"] == pytest.approx(rates["F"] / rates["M"])
-    assert not gender["passed"] and not report["passed"]
-    assert report["attributes"]["marital_status"]["ratio"] is None  # one group: nothing to judge
-    reasons = rejection_reasons({"roc_auc": 0.9, "ece": 0.01}, None, report, LIMITS)
+    assert gender.ratio == pytest.approx(rates["F"] / rates["M"])
+    assert not gender.passed and not report.passed
+    assert report.attributes["marital_status"].ratio is None  # one group: nothing to judge
+    reasons = rejection_reasons(metrics(0.9), None, report, LIMITS)
     assert reasons and "gender" in reasons[0]
 
 
@@ -62,17 +80,17 @@ def test_numeric_protected_attribute_is_banded_and_small_groups_not_judged():
                       "personal_status_and_sex": "x"})
     pd_ = np.where(X["age_in_years"] < 30, 0.9, 0.1)
     report = fairness_report(X, pd_, 0.5, spec, min_ratio=0.8, min_group_size=30)
-    age = report["attributes"]["age_in_years"]
-    assert len(age["groups"]) == 4 and not age["passed"]
-    assert age["ratio"] == pytest.approx(30 / 130)  # (19.999, 32]: only ages 30-32 approved
-    foreign = report["attributes"]["foreign_worker"]
-    assert [g["counted"] for g in foreign["groups"]] == [False, True] and foreign["passed"]
+    age = report.attributes["age_in_years"]
+    assert len(age.groups) == 4 and not age.passed
+    assert age.ratio == pytest.approx(30 / 130)  # (19.999, 32]: only ages 30-32 approved
+    foreign = report.attributes["foreign_worker"]
+    assert [g.counted for g in foreign.groups] == [False, True] and foreign.passed
 
 
 def test_spec_gate_overrides_settings(spec):
-    assert gate_thresholds(Settings(), spec)["max_ece"] == Settings().gate.max_ece
+    assert gate_thresholds(Settings(), spec).max_ece == Settings().gate.max_ece
     spec2 = spec.model_copy(update={"gate": spec.gate.model_copy(update={"max_ece": 0.2})})
-    assert gate_thresholds(Settings(), spec2)["max_ece"] == 0.2
+    assert gate_thresholds(Settings(), spec2).max_ece == 0.2
 
 
 def test_recall_policy_reaches_the_target():
@@ -115,7 +133,12 @@ def test_a_worse_model_is_published_but_not_promoted(trained_copy):
     run = shutil.copytree(s.data.runs_dir / "fixture-run", s.data.runs_dir / "stricter")
     candidates = sorted(str(p) for p in (run / "candidates").glob("*.joblib"))
     assert len(candidates) == len(s.training.models)
-    new = pipeline.publish_step(s, pipeline.evaluate_step(s, str(run / "split"), candidates))
+    comparison_path = pipeline.evaluate_step(s, str(run / "split"), candidates)
+    comparison = read_report(Comparison, comparison_path)
+    assert not comparison.approved and comparison.gate.min_roc_auc == 0.999
+    assert isinstance(comparison.champion, ComparableChampion)
+    assert comparison.champion.version == version
+    new = pipeline.publish_step(s, comparison_path)
     registry = Registry(s.registry.url)
     assert new != version and registry.versions() == sorted([version, new])
     manifest = registry.manifest(new)

@@ -77,50 +77,50 @@ AS_OF = datetime(2024, 6, 1)
 def test_the_shifted_vintages_alert_and_the_unshifted_do_not(scored):
     decisions, outcomes, training, version = scored
     report = performance_report(decisions, outcomes, AS_OF, training)
-    assert report["matured_with_outcome"] == len(decisions)
-    assert report["matured_without_outcome"] == 0
-    (entry,) = report["versions"]
-    vintages = {v["vintage"]: v for v in entry["vintages"]}
+    assert report.matured_with_outcome == len(decisions)
+    assert report.matured_without_outcome == 0
+    (entry,) = report.versions
+    vintages = {v.vintage: v for v in entry.vintages}
     assert sorted(vintages) == ["2023-01", "2023-02", "2023-03", "2023-04"]
     recorded = training[version]["metrics"]
     for month in ("2023-01", "2023-02"):
         v = vintages[month]
-        assert v["alerts"] == [], v["alerts"]
-        assert abs(v["roc_auc"] - recorded["roc_auc"]) < 0.04
-        assert abs(v["calibration_gap"]) < 0.02
+        assert v.alerts == [], v.alerts
+        assert abs(v.roc_auc - recorded["roc_auc"]) < 0.04
+        assert abs(v.calibration_gap) < 0.02
     for month in ("2023-03", "2023-04"):
         v = vintages[month]
-        fired = {a["metric"] for a in v["alerts"]}
-        assert {"roc_auc", "calibration_gap"} <= fired, v["alerts"]
-        assert v["roc_auc"] < recorded["roc_auc"] - 0.05
-        assert v["calibration_gap"] > 0.03  # more defaults than the model's PDs say
-        assert v["brier"] > recorded["brier"]
-    assert report["alert"] and {a["vintage"] for a in report["alerts"]} >= {"2023-03", "2023-04"}
-    assert not {a["vintage"] for a in report["alerts"]} & {"2023-01", "2023-02"}
+        fired = {a.metric for a in v.alerts}
+        assert {"roc_auc", "calibration_gap"} <= fired, v.alerts
+        assert v.roc_auc < recorded["roc_auc"] - 0.05
+        assert v.calibration_gap > 0.03  # more defaults than the model's PDs say
+        assert v.brier > recorded["brier"]
+    assert report.alert and {a.vintage for a in report.alerts} >= {"2023-03", "2023-04"}
+    assert not {a.vintage for a in report.alerts} & {"2023-01", "2023-02"}
 
 
 def test_each_batch_alone(scored):
     decisions, outcomes, training, _ = scored
     reference = decisions[decisions["application_id"].str.startswith("R")]
     shifted = decisions[decisions["application_id"].str.startswith("S")]
-    assert not performance_report(reference, outcomes, AS_OF, training)["alert"]
+    assert not performance_report(reference, outcomes, AS_OF, training).alert
     report = performance_report(shifted, outcomes, AS_OF, training)
-    (entry,) = report["versions"]
-    assert {a["metric"] for a in entry["alerts"]} >= {"roc_auc", "calibration_gap"}
+    (entry,) = report.versions
+    assert {a.metric for a in entry.alerts} >= {"roc_auc", "calibration_gap"}
 
 
 def test_bands_and_maturity(scored):
     decisions, outcomes, training, _ = scored
     # On 2024-03-31 the April vintage (decided 2023-04-01..28) has not been on book 12 months.
     report = performance_report(decisions, outcomes, datetime(2024, 3, 31), training)
-    (entry,) = report["versions"]
-    assert [v["vintage"] for v in entry["vintages"]] == ["2023-01", "2023-02", "2023-03"]
+    (entry,) = report.versions
+    assert [v.vintage for v in entry.vintages] == ["2023-01", "2023-02", "2023-03"]
     early = decisions["decided_at"] < "2023-04-01"
-    assert entry["n"] == sum(v["n"] for v in entry["vintages"]) == early.sum()
-    bands = {b["rating"]: b for b in entry["vintages"][0]["bands"]}
+    assert entry.n == sum(v.n for v in entry.vintages) == early.sum()
+    bands = {b.rating: b for b in entry.vintages[0].bands}
     assert list(bands) == list(NAMES)
-    assert sum(b["n"] for b in bands.values()) == entry["vintages"][0]["n"]
-    rates = [bands[n]["default_rate"] for n in NAMES if bands[n]["n"] >= 50]
+    assert sum(b.n for b in bands.values()) == entry.vintages[0].n
+    rates = [bands[n].default_rate for n in NAMES if bands[n].n >= 50]
     assert rates == sorted(rates, reverse=True)  # Poor defaults most, Excellent least
 
 
@@ -139,14 +139,14 @@ def test_window_duplicates_and_unknown_outcomes():
     })
     report = performance_report(decisions, outcomes, datetime(2024, 6, 1), {},
                                 Thresholds(min_loans=1, min_defaults=1))
-    (entry,) = report["versions"]
+    (entry,) = report.versions
     # a: latest decision (2023-01-10) kept, its default (2023-05-01) wins over an earlier
     # good record; b: defaulted after its 12-month window: good; c: good; d: matured without
     # an outcome; e: decided 2024-01-01, not matured.
-    assert entry["n"] == 3 and entry["defaults"] == 1
-    assert report["matured_without_outcome"] == 1
-    assert entry["roc_auc"] == 1.0 and entry["alerts"] == []  # no training figures: no drop
-    assert entry["mean_pd"] == pytest.approx(0.4)
+    assert entry.n == 3 and entry.defaults == 1
+    assert report.matured_without_outcome == 1
+    assert entry.roc_auc == 1.0 and entry.alerts == []  # no training figures: no drop
+    assert entry.mean_pd == pytest.approx(0.4)
 
 
 def test_small_groups_are_not_judged_and_bad_data_is_named():
@@ -157,7 +157,7 @@ def test_small_groups_are_not_judged_and_bad_data_is_named():
                              "observed_at": ["2020-02-01"] * 2})
     report = performance_report(decisions, outcomes, datetime(2022, 1, 1),
                                 {"v1": {"roc_auc": 0.9, "ks": 0.7}})
-    assert report["versions"][0]["calibration_gap"] > 0.9 and not report["alert"]
+    assert report.versions[0].calibration_gap > 0.9 and not report.alert
     with pytest.raises(PerformanceDataError, match="outcomes: no column defaulted"):
         performance_report(decisions, outcomes.drop(columns="defaulted"), datetime(2022, 1, 1),
                            {})

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from credit_risk.pipeline import steps as pipeline
+from credit_risk.pipeline.run_reports import IncomparableChampion
 from credit_risk.registry import (
     Registry,
     RegistryError,
@@ -91,12 +92,12 @@ def test_the_champion_comparison_refuses_a_tampered_champion(trained, tmp_path):
     spec, info = pipeline.split_spec(str(split_dir))
     X, y = pipeline.load_part(str(split_dir), "test")
     ok = pipeline.champion_on_test_set(settings, spec, info, X, y)
-    assert ok["comparable"] is True and ok["version"] == good
+    assert ok is not None and ok.comparable is True and ok.version == good
 
     marker = tmp_path / "pwned"
     _tamper(tmp_path, good, marker)
     refused = pipeline.champion_on_test_set(settings, spec, info, X, y)
-    assert refused["comparable"] is False and "signature" in refused["note"]
+    assert isinstance(refused, IncomparableChampion) and "signature" in refused.note
     assert not marker.exists()
 
 

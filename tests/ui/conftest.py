@@ -6,9 +6,34 @@ from pathlib import Path
 import pytest
 
 from credit_risk.config import Settings
+from credit_risk.pipeline.run_reports import DriftReport, PerformanceReport
 from credit_risk.registry import Registry
 
 FIELDS = {"model": "lr", "metrics": {"roc_auc": 0.9, "ece": 0.01}, "status": "approved"}
+AT = "2026-12-01T00:00:00+00:00"
+
+
+def drift_report(**fields) -> dict:
+    """A valid drift.json (a run without a champion), with `fields` over it."""
+    base = {"run_id": "daily-1", "at": AT, "psi_threshold": 0.25, "drift": False,
+            "status": "no champion"}
+    return DriftReport.model_validate({**base, **fields}).to_dict()
+
+
+def figures(**fields) -> dict:
+    """A group's figures in a performance report, with `fields` over them."""
+    base = {"n": 10, "defaults": 1, "default_rate": 0.1, "mean_pd": 0.1,
+            "calibration_gap": 0.0, "calibration_z": 0.0, "roc_auc": 0.8, "gini": 0.6,
+            "ks": 0.4, "pr_auc": 0.3, "brier": 0.1, "bands": []}
+    return {**base, **fields}
+
+
+def performance_report(**fields) -> dict:
+    """A valid performance.json (no versions), with `fields` over it."""
+    base = {"run_id": "daily-1", "at": AT, "decided_since": "2025-01-01T00:00:00+00:00",
+            "decided_until": "2025-02-01T00:00:00+00:00", "alert": False, "alerts": [],
+            "versions": [], "status": "ok"}
+    return PerformanceReport.model_validate({**base, **fields}).to_dict()
 
 
 def write(path: Path, data: str | bytes) -> None:
@@ -39,7 +64,7 @@ def small_site(base: Path, manifest: dict, reason: str, by: str,
 @pytest.fixture
 def site(tmp_path):
     """The small site with plain contents."""
-    drift = {"status": "ok", "drift": False, "report": True,
-             "psi": [{"field": "income", "psi": 0.01}]}
-    performance = {"status": "ok", "alert": False, "versions": [], "alerts": []}
+    drift = drift_report(status="ok", report="drift_report.html",
+                         psi=[{"field": "income", "psi": 0.01}])
+    performance = performance_report()
     return small_site(tmp_path, {"dataset": "lauki"}, "first", "ml-engineer", drift, performance)

@@ -9,6 +9,7 @@ import pytest
 from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 
+from credit_risk.pipeline.run_reports import Comparison
 from credit_risk.registry import Registry
 from credit_risk_ui import create_ui, is_report
 from tests.conftest import republish
@@ -52,7 +53,8 @@ def test_models_page_card_and_run_outputs(env):
     runs = client.get("/runs").text
     assert "fixture-run" in runs and "comparison.json" in runs
     comparison = client.get("/runs/fixture-run/comparison.json")
-    assert comparison.status_code == 200 and json.loads(comparison.text)["selected"]
+    assert comparison.status_code == 200
+    assert Comparison.loads(comparison.content, "the served comparison.json").selected
     assert "comparison.json" in client.get("/runs/fixture-run").text
     assert client.get("/runs/nope").status_code == 404
     assert client.get("/runs/fixture-run/..%2F..%2Fetc%2Fpasswd").status_code == 404

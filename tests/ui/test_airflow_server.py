@@ -25,6 +25,7 @@ import pytest
 
 from credit_risk.registry import Registry
 from tests.conftest import republish
+from tests.ui.conftest import drift_report
 
 ROOT = Path(__file__).parents[2]
 ROLES = ("viewer", "user", "op", "admin")
@@ -94,8 +95,8 @@ def _plant(runs: Path, outside: Path) -> None:
     # A monitoring run: its reports, a private file, and a symlinked report.
     daily = runs / "monitoring" / "daily-1"
     daily.mkdir(parents=True)
-    (daily / "drift.json").write_text(json.dumps(
-        {"status": "ok", "drift": True, "drifted_fields": ["income"], "report": True}))
+    (daily / "drift.json").write_text(json.dumps(drift_report(
+        status="ok", drift=True, drifted_fields=["income"], report="drift_report.html")))
     (daily / "drift_report.html").write_text("<html><body>Evidently drift report</body></html>")
     (daily / "recent.parquet").write_bytes(b"PAR1" + SECRET.encode())
     scheduled = runs / "monitoring" / SCHEDULED  # named by the monitoring DAG's run id

@@ -9,6 +9,7 @@ from credit_risk.pipeline.monitoring import drift_step, performance_step
 from credit_risk_ui import create_ui
 from tests.e2e.test_performance_dag import log_matured_batch
 from tests.model.test_monitoring import _log_traffic
+from tests.ui.conftest import drift_report, performance_report, small_site
 from tests.ui.test_airflow_pages import logged_in
 
 
@@ -32,3 +33,15 @@ def test_monitoring_page_shows_psi_and_performance_plots(trained_copy, tmp_path,
         assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
     assert client.get("/runs/monitoring/daily-1/performance.json").json()["alert"] is True
     assert client.get("/runs/monitoring/daily-1/recent.parquet").status_code == 404
+
+
+def test_a_hand_edited_report_is_marked_unreadable_and_the_other_still_shown(tmp_path):
+    settings, _, _ = small_site(
+        tmp_path, {"dataset": "lauki"}, "first", "ml-engineer",
+        {**drift_report(status="ok"), "drift": "perhaps"},  # not a flag: unreadable
+        performance_report(status="all matured"))
+    page = TestClient(create_ui(settings, logged_in)).get("/monitoring")
+    assert page.status_code == 200
+    assert "Unreadable drift report." in page.text
+    assert "Unreadable performance report." not in page.text
+    assert "all matured" in page.text

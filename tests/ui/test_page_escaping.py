@@ -1,11 +1,12 @@
 """Whatever the registry and the run folders hold is shown as text, never run as markup."""
 
+import json
 from html.parser import HTMLParser
 
 from fastapi.testclient import TestClient
 
 from credit_risk_ui import create_ui
-from tests.ui.conftest import small_site, write
+from tests.ui.conftest import drift_report, figures, performance_report, small_site, write
 
 SCRIPT = "<script>alert(1)</script>"
 BREAKOUT = "x' onmouseover='alert(1)"  # out of a single-quoted attribute
@@ -19,15 +20,17 @@ def logged_in() -> str:
 def _hostile_site(tmp_path):
     manifest = {"dataset": IMG, "model": SCRIPT, "status": BREAKOUT,
                 "metrics": {"roc_auc": SCRIPT, "ece": BREAKOUT}}
-    drift = {"status": SCRIPT, "drift": SCRIPT, "drifted_fields": [SCRIPT, BREAKOUT],
-             "report": True, "psi": [{"field": SCRIPT, "psi": 0.5}]}
-    version = {"model_version": SCRIPT, "n": 10, "defaults": 1, "roc_auc": 0.8, "ks": 0.4,
-               "brier": 0.1, "mean_pd": 0.1, "default_rate": 0.1,
-               "vintages": [{"vintage": BREAKOUT, "n": 5, "defaults": 1, "roc_auc": 0.7,
-                             "ks": 0.3, "brier": 0.1, "mean_pd": 0.1, "default_rate": 0.2}]}
-    performance = {"status": SCRIPT, "alert": True, "decided_since": SCRIPT,
-                   "versions": [version],
-                   "alerts": [{"model_version": SCRIPT, "vintage": IMG, "message": SCRIPT}]}
+    drift = drift_report(status=SCRIPT, drift=True, drifted_fields=[SCRIPT, BREAKOUT],
+                         report="drift_report.html", psi=[{"field": SCRIPT, "psi": 0.5}])
+    version = {"model_version": SCRIPT, **figures(),
+               "training": {"roc_auc": 0.8, "ks": 0.4, "brier": 0.1, "default_rate": 0.1},
+               "alerts": [],
+               "vintages": [{"vintage": BREAKOUT, **figures(n=5, roc_auc=0.7, ks=0.3,
+                                                            default_rate=0.2), "alerts": []}]}
+    alert = {"model_version": SCRIPT, "vintage": IMG, "metric": SCRIPT, "value": 0.7,
+             "training": 0.8, "limit": 0.05, "message": SCRIPT}
+    performance = performance_report(status=SCRIPT, alert=True, decided_since=SCRIPT,
+                                     versions=[version], alerts=[alert])
     return small_site(tmp_path, manifest, SCRIPT, BREAKOUT, drift, performance)
 
 
@@ -75,7 +78,7 @@ def test_a_run_named_with_markup_is_never_listed_nor_echoed(tmp_path):
     settings, _, _ = _hostile_site(tmp_path)
     runs = settings.data.runs_dir
     write(runs / "<script>alert(1)" / "comparison.json", "{}")
-    write(runs / "monitoring" / IMG / "drift.json", '{"status": "ok", "drift": false}')
+    write(runs / "monitoring" / IMG / "drift.json", json.dumps(drift_report()))
     client = TestClient(create_ui(settings, logged_in))
     listing = client.get("/runs").text
     assert "run-1" in listing
