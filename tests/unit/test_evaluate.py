@@ -56,6 +56,6 @@ def test_ece_and_the_reliability_table_share_one_binning():
     assert [b["low"] for b in bins] == [0.0, 0.1, 0.2, 0.3, 0.9]  # non-empty bins only
     assert sum(b["n"] for b in bins) == p.size  # 1.0 falls in the last bin
     table = reliability_table(y, p)
-    assert [r["bin"] for r in table] == ["0.0-0.1", "0.1-0.2", "0.2-0.3", "0.3-0.4", "0.9-1.0"]
+    assert [r.bin for r in table] == ["0.0-0.1", "0.1-0.2", "0.2-0.3", "0.3-0.4", "0.9-1.0"]
     assert expected_calibration_error(y, p) == pytest.approx(
-        sum(r["n"] * abs(r["default_rate"] - r["mean_pd"]) for r in table) / p.size)
+        sum(r.n * abs(r.default_rate - r.mean_pd) for r in table) / p.size)
