@@ -21,9 +21,10 @@ from bench_pipeline import machine  # noqa: E402
 from credit_risk.pipeline import steps as pipeline  # noqa: E402
 from credit_risk.registry import Registry  # noqa: E402
 from tests.conftest import small_settings  # noqa: E402
-from tests.model.test_byod_scale import ROWS, SPEC, sba_like  # noqa: E402
+from tests.model.test_byod_scale import SPEC, sba_like  # noqa: E402
 
 OUT = Path(__file__).parent
+ROWS = 200_000
 GOAL_CPU_S = 300
 
 
