@@ -271,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         if missing.partition(".")[0] not in PIPELINE_EXTRA and not any(
                 missing == m or missing.startswith(f"{m}.") for m in PIPELINE_MODULES):
             raise
-        print(f"credit-risk: error: {args.cmd} needs the pipeline extra (no module named "
-              f"{exc.name!r}): pip install -c constraints.txt 'credit-risk[pipeline]'",
+        extra = "batch" if args.cmd == "predict" and missing.startswith("pyarrow") else "pipeline"
+        print(f"credit-risk: error: {args.cmd} needs the {extra} extra (no module named "
+              f"{exc.name!r}): pip install -c constraints.txt 'credit-risk[{extra}]'",
               file=sys.stderr)
         return usage.FAILED
 

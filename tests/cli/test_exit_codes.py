@@ -146,3 +146,17 @@ def two_versions(env, trained_copy, monkeypatch):
     settings, version = trained_copy
     monkeypatch.setenv("CREDIT_RISK_REGISTRY_URL", settings.registry.url)
     return version, republish(Registry(settings.registry.url), version)
+
+
+def test_predict_without_pyarrow_names_the_batch_extra(env, monkeypatch, tmp_path, capsys):
+    """An install of the serving extra alone (the serving image) has no pyarrow: predict says
+    which extra it needs instead of a traceback."""
+    import sys
+
+    for name in [m for m in sys.modules if m == "pyarrow" or m.startswith(("pyarrow.",
+                 "credit_risk.cli.predict"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow: ModuleNotFoundError
+    (tmp_path / "apps.csv").write_text("a\n1\n")
+    assert main(["predict", str(tmp_path / "apps.csv")]) == 1
+    assert "predict needs the batch extra" in capsys.readouterr().err

@@ -1,7 +1,7 @@
-"""The serving slice in a fresh environment built from the serving extra alone.
+"""The serving slice in a fresh environment built from the serving and batch extras alone.
 
-`pip install -c constraints.txt '.[serving]'` into a new virtualenv (once per session) from the
-files the serving image copies (the Dockerfile's COPY lines; pip's cache makes it quick), then:
+`pip install -c constraints.txt '.[serving,batch]'` into a new virtualenv (once per session)
+from the files the serving image copies (the Dockerfile's COPY lines; pip's cache makes it quick), then:
 the training stack is not there, the serving app scores a model the pipeline published, and
 `credit-risk predict` scores a CSV. When the environment cannot be built the tests fail: they
 never skip.
@@ -43,8 +43,8 @@ def slice_env(tmp_path_factory) -> Path:
     _run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], "create the virtualenv")
     _run([sys.executable, "-m", "pip", "--python", str(env_dir / "bin" / "python"), "install",
           "--quiet", "--disable-pip-version-check", "--no-compile",
-          "-c", str(src / "constraints.txt"), f"{src}[serving]"],
-         "install the serving extra")
+          "-c", str(src / "constraints.txt"), f"{src}[serving,batch]"],
+         "install the serving and batch extras")
     print(f"serving-slice env built in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return env_dir
 
