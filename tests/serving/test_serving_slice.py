@@ -1,9 +1,9 @@
 """The serving slice in a fresh environment built from the serving and batch extras alone.
 
 `pip install -c constraints.txt '.[serving,batch]'` into a new virtualenv (once per session)
-from the files the serving image copies (the Dockerfile's COPY lines; pip's cache makes it quick), then:
-the training stack is not there, the serving app scores a model the pipeline published, and
-`credit-risk predict` scores a CSV. When the environment cannot be built the tests fail: they
+from the files the serving image copies (the Dockerfile's COPY lines; pip's cache makes it
+quick), then: the training stack is not there, the serving app scores a model the pipeline
+published, and `credit-risk predict` scores a CSV. When the environment cannot be built the tests fail: they
 never skip.
 """
 
