@@ -3,8 +3,8 @@
 `pip install -c constraints.txt '.[serving,batch]'` into a new virtualenv (once per session)
 from the files the serving image copies (the Dockerfile's COPY lines; pip's cache makes it
 quick), then: the training stack is not there, the serving app scores a model the pipeline
-published, and `credit-risk predict` scores a CSV. When the environment cannot be built the tests fail: they
-never skip.
+published, and `credit-risk predict` scores a CSV. When the environment cannot be built the
+tests fail: they never skip.
 """
 
 from __future__ import annotations
