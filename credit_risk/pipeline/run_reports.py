@@ -105,24 +105,11 @@ class CandidateResult(CandidateSummary):
         return CandidateSummary(model=self.model, cv_roc_auc=self.cv_roc_auc, test=self.test)
 
 
-class ComparableChampion(ReportModel):
+class ComparableChampion(Metrics):
     """The champion's metrics on this run's test set."""
 
     version: str
     comparable: Literal[True]
-    roc_auc: float
-    gini: float
-    ks: float
-    pr_auc: float
-    brier: float
-    ece: float
-    threshold: float
-    precision: float
-    recall: float
-    f1: float
-    default_rate: float
-    flagged_rate: float
-    n: int
 
 
 class IncomparableChampion(ReportModel):
