@@ -49,8 +49,8 @@ RUN --mount=type=secret,id=ca --mount=type=secret,id=pip_index_url \
 # built-in specs and the CLI's serving-side commands (tests/serving/test_dockerfile.py imports
 # the app and `credit-risk predict` from exactly these files).
 COPY README.md ./
-COPY credit_risk/__init__.py credit_risk/config.py credit_risk/errors.py credit_risk/tables.py \
-     ./credit_risk/
+COPY credit_risk/__init__.py credit_risk/errors.py credit_risk/tables.py ./credit_risk/
+COPY credit_risk/config ./credit_risk/config
 COPY credit_risk/spec ./credit_risk/spec
 COPY credit_risk/scoring ./credit_risk/scoring
 COPY credit_risk/registry ./credit_risk/registry

@@ -195,7 +195,7 @@ def configuration_page() -> str:
     from credit_risk.config import Settings
 
     out = ["# Configuration reference", "",
-           "Generated from `credit_risk/config.py` at every docs build. Every setting is an "
+           "Generated from `credit_risk/config/` at every docs build. Every setting is an "
            "environment variable (or a line of a `.env` file); a list is comma-separated, a "
            "JSON object is written as JSON. Relative paths are relative to the working "
            "directory. Code reads a setting from its group (the Attribute column, under "
