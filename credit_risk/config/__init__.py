@@ -26,17 +26,19 @@ from credit_risk.config.modelling import (
     ValidationSettings,
 )
 from credit_risk.config.operations import DecisionLogSettings, MonitoringSettings, ServingSettings
+from credit_risk.config.validation_report import ValidationReportSettings
 
 __all__ = ["DEFAULT_MODELS", "FLAT", "GROUPS", "PREFIX", "DataSettings", "DecisionLogSettings",
            "GateSettings", "Group", "MonitoringSettings", "RegistrySettings", "ScoreSettings",
            "ServingSettings", "Settings", "SigningSettings", "TrainingSettings",
-           "ValidationSettings", "env"]
+           "ValidationReportSettings", "ValidationSettings", "env"]
 
 GROUPS: dict[str, type[Group]] = {
     "data": DataSettings, "registry": RegistrySettings, "signing": SigningSettings,
     "training": TrainingSettings, "score": ScoreSettings, "validation": ValidationSettings,
     "gate": GateSettings, "monitoring": MonitoringSettings,
     "decisions": DecisionLogSettings, "serving": ServingSettings,
+    "validation_report": ValidationReportSettings,
 }
 
 
@@ -68,6 +70,7 @@ class Settings(BaseModel):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     decisions: DecisionLogSettings = Field(default_factory=DecisionLogSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    validation_report: ValidationReportSettings = Field(default_factory=ValidationReportSettings)
 
     @model_validator(mode="before")
     @classmethod

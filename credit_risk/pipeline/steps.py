@@ -46,6 +46,8 @@ from credit_risk.pipeline.run_reports import (
 )
 from credit_risk.pipeline.train import Candidate, split, train_candidate
 from credit_risk.pipeline.validate import run_validation_files, validate_snapshot
+from credit_risk.pipeline.validation_report.build import report_files, validation_report
+from credit_risk.pipeline.validation_report.card import validation_markdown
 from credit_risk.pipeline.versions import code_version, library_versions
 from credit_risk.registry import MODEL_FILE, Registry, RegistryError
 from credit_risk.registry.champion import load_champion, registry_for
@@ -273,14 +275,17 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
         "libraries": library_versions(),
     }
     validation_files, manifest["validation"] = run_validation_files(run.root)  # refuses unvalidated
-    card = model_card_markdown(manifest, comparison)
     X_train, _ = load_part(split_dir, "train")
-    X_test, _ = load_part(split_dir, "test")
+    X_test, y_test = load_part(split_dir, "test")
+    report = validation_report(candidate.name, candidate.model, spec, X_train, X_test, y_test,
+                               settings)
+    card = model_card_markdown(manifest, comparison, [validation_markdown(report)])
     check_plan(candidate.model, X_test)  # the pure-data plan must give the pipeline's PDs
     files = {**compile_bundle(candidate.model), MODEL_FILE: buf.getvalue(),
              "comparison.json": read_bytes(run.comparison),
              "reliability.png": read_bytes(run.reliability),
              "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode(),
+             **report_files(report),
              REFERENCE_FILE: reference_sample(X_train, inputs,
                                               seed=settings.training.seed),
              **validation_files}

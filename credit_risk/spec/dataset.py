@@ -181,6 +181,9 @@ class DatasetSpec(Strict):
     # The column whose values decide train/test membership (e.g. a customer id, to keep all of
     # a customer's loans on one side); default: the base table's key; none: a random split.
     split_key: str | None = None
+    # Columns the validation report shows discrimination for, group by group, besides the
+    # protected ones (numeric columns in quantile bins), e.g. [loan_purpose, income].
+    segments: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
@@ -202,6 +205,11 @@ class DatasetSpec(Strict):
                     raise ValueError(f"rule {rule.check!r} uses {ref!r}, not an application field")
         if self.split_key is not None and self.split_key not in self.columns:
             raise ValueError(f"split_key {self.split_key!r} has no entry in columns")
+        for name in self.segments:
+            role = self.columns[name].role if name in self.columns else None
+            if role not in (Role.NUMERIC, Role.CATEGORICAL, Role.IGNORED):
+                raise ValueError(f"segment {name!r} is not a numeric, categorical or ignored "
+                                 "column")
         for name, col in self.columns.items():
             if col.table is not None and col.table not in self.tables:
                 raise ValueError(f"column {name!r}: unknown table {col.table!r}")
