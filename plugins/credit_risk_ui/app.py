@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 
 from credit_risk.config import Settings
 from credit_risk.pipeline.run_paths import MONITORING, RunPaths
+from credit_risk.report_model import ReportError
 
 from . import catalog, reports
 from .files import MODEL_REPORTS, SEGMENT, NotServed, RunsFolder, is_report
@@ -83,6 +84,19 @@ def _model_routes(app: FastAPI, registry: catalog.Registry, user_dependency: Cal
             raise HTTPException(404, str(exc)) from exc
         title = f"{page.dataset if page.dataset is not None else '(none)'} / {page.model} {version}"
         return render("model.html", title=title, page=page)
+
+    @app.get("/models/{version}/validation", response_class=HTMLResponse)
+    def validation(version: str) -> HTMLResponse:
+        """The version's validation report: its tables with traffic lights, and its figure."""
+        try:
+            report = catalog.validation_report(registry, _version(version))
+        except catalog.RegistryError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except ReportError as exc:
+            return render("validation.html", title=f"Validation report {version}",
+                          version=version, report=None, problem=str(exc))
+        return render("validation.html", title=f"Validation report {version}",
+                      version=version, report=report, problem=None)
 
     @app.get("/models/{version}/files/{name}")
     def model_file(version: str, name: str) -> Response:

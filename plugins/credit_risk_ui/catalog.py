@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from credit_risk.config import Settings
+from credit_risk.pipeline.validation_report.model import REPORT_FILE, ValidationReport
 from credit_risk.registry import Registry, RegistryError, dataset_of
 
 __all__ = ["DatasetModels", "HistoryEntry", "ModelPage", "ModelsPage", "Registry",
-           "RegistryError", "model_page", "models_page", "open_registry"]
+           "RegistryError", "model_page", "models_page", "open_registry", "validation_report"]
 
 ALIASES = ("champion", "previous")
 HISTORY_SHOWN = 20
@@ -78,6 +79,7 @@ class ModelPage:
     dataset: Any
     model: Any
     promotable: bool
+    validation_report: bool = False  # the version holds one (versions before it do not)
 
 
 def open_registry(settings: Settings) -> Registry:
@@ -141,4 +143,14 @@ def model_page(registry: Registry, version: str) -> ModelPage:
     dataset = str(manifest.get("dataset") or "")
     champion = _alias_version(_aliases(registry)[0], dataset, "champion")
     return ModelPage(version, manifest.get("dataset"), manifest.get("model"),
-                     champion != version)
+                     champion != version, REPORT_FILE in (manifest.get("files") or {}))
+
+
+def validation_report(registry: Registry, version: str) -> ValidationReport:
+    """A version's validation report, checksum-verified and parsed; RegistryError when the
+    version or the file is missing or altered, ReportError when it is not a report."""
+    try:
+        data = registry.read_file(version, REPORT_FILE)
+    except FileNotFoundError as exc:
+        raise RegistryError(f"version {version} has no validation report") from exc
+    return ValidationReport.loads(data, f"{version}/{REPORT_FILE}")

@@ -28,7 +28,8 @@ DATA_DOCS_SUFFIXES = {".html", ".css", ".js", ".png", ".jpg", ".gif", ".svg", ".
 DRIFT_REPORTS = {"drift.json", "drift_report.html", "psi.png", "performance.json",
                  "performance.png"}
 MODEL_REPORTS = {"model_card.html", "model_card.md", "reliability.png", "comparison.json",
-                 "validation.json", "data_docs.zip"}
+                 "validation.json", "data_docs.zip", "validation_report.json",
+                 "validation_report.png"}
 # One path segment: the characters of Airflow run ids, version ids and report names; never
 # empty, ".", "..", a hidden name, a separator or an escape.
 SEGMENT = re.compile(r"(?!\.)[A-Za-z0-9_.~:+@=-]+\Z")

@@ -62,9 +62,12 @@ def validation_markdown(report: ValidationReport) -> str:
         _table(["rows", "n", "defaults", "default rate", "ROC-AUC", "Gini", "KS"],
                [["all", *_discrimination(report.discrimination)]]),
     ]
+    if report.segments:
+        out.append("Per group of the protected columns (fairness groups) and of the spec's "
+                   "`segments`; *few*: fewer than 20 defaults or non-defaults, read with care.")
     for seg in report.segments:
         label = "fairness group" if seg.kind == "fairness" else "segment"
-        out.append(f"**{seg.field}** ({label}; *few*: fewer than 20 defaults or non-defaults)")
+        out.append(f"**{seg.field}** ({label})")
         out.append(_table(["group", "n", "defaults", "default rate", "ROC-AUC", "Gini", "KS"],
                           [[g.group + (" *few*" if g.few else ""), *_discrimination(g)]
                            for g in seg.groups]))

@@ -19,7 +19,8 @@ def report_png(report: ValidationReport) -> bytes:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, (cal, shares, imp) = plt.subplots(1, 3, figsize=(16, 5), dpi=90)
+    fig, (cal, shares, imp) = plt.subplots(1, 3, figsize=(16, 5), dpi=90, layout="constrained",
+                                          width_ratios=(1, 1, 1.3))
     grades = [g for g in report.calibration.grades if g.n]
     x = range(len(grades))
     cal.plot(list(x), [g.pd for g in grades], marker="_", markersize=18, linestyle="none",
@@ -31,6 +32,8 @@ def report_png(report: ValidationReport) -> bytes:
                                                    [high - g.observed_rate]],
                      fmt="o", color=COLOURS[g.light], capsize=3)
     cal.set_xticks(list(x), [g.grade for g in grades], rotation=45)
+    cal.set_yscale("symlog", linthresh=0.01)  # low-PD grades stay readable beside high ones
+    cal.set_ylim(0, 1)
     cal.set_ylabel("default rate")
     cal.set_title("Observed default rate (Jeffreys 95%) vs PD")
     cal.legend(loc="upper left")
@@ -52,7 +55,6 @@ def report_png(report: ValidationReport) -> bytes:
     else:
         imp.set_axis_off()
         imp.set_title("No feature importance")
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
