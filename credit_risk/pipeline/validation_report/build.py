@@ -82,7 +82,7 @@ def segments(X: pd.DataFrame, y: np.ndarray, pd_: np.ndarray, spec: DatasetSpec,
             figures = discrimination(y[mask], p[mask])
             few = min(figures.defaults, figures.n - figures.defaults) < MIN_CLASS_ROWS
             rows.append(SegmentGroup(group=str(group), few=few, **figures.model_dump()))
-        out.append(Segment(field=field, kind=kind, groups=rows))  # type: ignore[arg-type]
+        out.append(Segment(field=field, kind=kind, groups=rows))
     return out
 
 
