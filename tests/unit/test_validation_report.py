@@ -168,6 +168,7 @@ def test_segments_follow_the_spec(spec):
                         "residence_type", "age"}
     assert {g.group for g in out["loan_purpose"].groups} == {"Home", "Auto", "unknown"}
     assert len(out["age"].groups) == 3 and sum(g.n for g in out["age"].groups) == n
+    assert out["age"].groups[0].group.startswith("(17.999")  # bins from the youngest up
     home = next(g for g in out["loan_purpose"].groups if g.group == "Home")
     mask = (X["loan_purpose"] == "Home").to_numpy()
     assert home.roc_auc == pytest.approx(roc_auc_score(y[mask], p[mask]))

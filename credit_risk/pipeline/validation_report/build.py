@@ -75,15 +75,24 @@ def segments(X: pd.DataFrame, y: np.ndarray, pd_: np.ndarray, spec: DatasetSpec,
     for field, kind in named:
         if field not in X.columns:
             continue
-        groups = segment_groups(X[field], spec.columns[field].role == Role.NUMERIC, bins)
+        numeric = spec.columns[field].role == Role.NUMERIC
+        groups = segment_groups(X[field], numeric, bins)
         rows = []
-        for group in sorted(groups.unique(), key=str):
+        for group in _ordered(groups, X[field] if numeric else None):
             mask = (groups == group).to_numpy()
             figures = discrimination(y[mask], p[mask])
             few = min(figures.defaults, figures.n - figures.defaults) < MIN_CLASS_ROWS
             rows.append(SegmentGroup(group=str(group), few=few, **figures.model_dump()))
         out.append(Segment(field=field, kind=kind, groups=rows))
     return out
+
+
+def _ordered(groups: pd.Series, numbers: pd.Series | None) -> list[str]:
+    """The groups by name, or numeric bins from the lowest values up ("unknown" last)."""
+    if numbers is None:
+        return sorted(groups.unique(), key=str)
+    lowest = pd.to_numeric(numbers, errors="coerce").groupby(groups.to_numpy()).min()
+    return list(lowest.sort_values(na_position="last").index)
 
 
 def validation_report(model_name: str, model: CalibratedModel, spec: DatasetSpec,
