@@ -124,5 +124,5 @@ def markdown_to_html(markdown: str) -> str:
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Model card</title>"
             "<style>body{font-family:system-ui,sans-serif;max-width:960px;margin:2rem auto;"
             "padding:0 1rem}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-            "padding:.2rem .5rem;text-align:right}img{max-width:480px}</style></head><body>"
+            "padding:.2rem .5rem;text-align:right}img{max-width:100%}</style></head><body>"
             f"{body}</body></html>\n")
