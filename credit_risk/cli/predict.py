@@ -12,9 +12,13 @@ file beside it and renamed when complete; the rows not scored are also listed, b
 (1: the first row after the header) and reason, in `OUTPUT.errors.csv`.
 
 Decisions are recorded in the decision log only with `--log` (or CREDIT_RISK_PREDICT_LOG): a
-what-if run leaves no trace beyond its output. The application id (the column named by the
-dataset's base table key, e.g. `loan_id`), when the input has it, is recorded with each decision
-as `inputs.application_id`; it is not a model input, and is checked as the API checks it.
+what-if run leaves no trace beyond its output. A logged run is ONE batch record (run id, model
+version, time, rows scored and failed, the input's name, size and SHA-256) plus its decisions,
+compressed (`credit_risk.records.batches`), recorded before the output is put in place: when
+the log cannot take it, the command fails (1) and writes no output. The application id (the
+column named by the dataset's base table key, e.g. `loan_id`), when the input has it, is recorded
+with each decision as `inputs.application_id`; it is not a model input, and is checked as the
+API checks it.
 
 Exit codes: 0 every row scored (or none to score), 3 some rows not scored, 4 no row scored,
 1 the input, the model or the log failed (nothing is written), 2 a usage error.
@@ -27,6 +31,7 @@ import csv
 import itertools
 import os
 import sys
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,10 +52,9 @@ from credit_risk.cli.predict_io import (
 )
 from credit_risk.cli.progress import progress
 from credit_risk.config import Settings
-from credit_risk.records.backends import open_decision_log
-from credit_risk.records.decisions import DecisionLog
 from credit_risk.registry.champion import load_champion, registry_for
 from credit_risk.scoring.columns import RESULT_COLUMNS, score_columns
+from credit_risk.scoring.decide import DecisionLog
 from credit_risk.scoring.request import application_id_error, value_from_text
 from credit_risk.scoring.scorer import Scorer
 from credit_risk.spec.fields import shown
@@ -66,14 +70,21 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     scorer = load_scorer(settings, args.version, getattr(args, "dataset", None))
     if scorer.plan.booster is not None:  # a batch job: the booster on every core
         scorer.plan.booster.set_param({"nthread": os.cpu_count() or 1})
-    log = None
+    started = datetime.now(UTC)
+    request_id = f"cli-{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    logged = None
     if getattr(args, "log", False) or settings.decisions.predict_log:
-        log = open_decision_log(settings)
-        if log is None:
-            raise PredictInputError("--log: no decision log is configured "
-                                    "(CREDIT_RISK_DECISION_LOG is none)")
+        logged = Logged.open(settings, request_id, started)
+    try:
+        return _predict(args, scorer, logged, request_id)
+    finally:
+        if logged is not None:
+            logged.close()
+
+
+def _predict(args: argparse.Namespace, scorer: Scorer, logged: Logged | None,
+             request_id: str) -> int:
     chunk_rows = getattr(args, "chunk_rows", None) or CHUNK_ROWS
-    request_id = f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     out = None if args.output == "-" else Path(args.output)
     errors_path = None if out is None else out.with_name(out.name + ".errors.csv")
     if errors_path is not None:
@@ -82,7 +93,7 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     sys.stdout.flush()
     writer = Writer(sys.stdout.buffer if part is None else str(part),
                     parquet=out is not None and is_parquet(str(out)))
-    batch = Batch(scorer, log, request_id)
+    batch = Batch(scorer, None if logged is None else logged.rows, request_id)
     chunks = read_chunks(Path(args.input), chunk_rows)
     first = next(chunks)  # the input's faults as a whole before any progress or output
     check_header(scorer, first.schema.names)
@@ -92,6 +103,8 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
                 writer.write(chunk, batch.score(chunk))
                 shown.advance(chunk.num_rows)
         writer.close()
+        if logged is not None:  # the audit record first: no output without it
+            logged.record(batch.failed, Path(args.input))
     except BaseException:
         writer.close()
         if part is not None:
@@ -106,6 +119,34 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     if batch.failed == 0:
         return 0
     return EXIT_NONE if batch.failed == batch.rows else EXIT_PARTIAL
+
+
+class Logged:
+    """A logged run: its decisions collected as one batch (`records.batches.BatchRows`),
+    recorded in the decision log at the end (`record`)."""
+
+    def __init__(self, log: Any, rows: Any):
+        self.log, self.rows = log, rows
+
+    @classmethod
+    def open(cls, settings: Settings, request_id: str, started: datetime) -> Logged:
+        from credit_risk.records.backends import open_decision_log
+        from credit_risk.records.batches import BatchRows
+
+        log = open_decision_log(settings)
+        if log is None:
+            raise PredictInputError("--log: no decision log is configured "
+                                    "(CREDIT_RISK_DECISION_LOG is none)")
+        return cls(log, BatchRows(request_id, started))
+
+    def record(self, failed: int, input_path: Path) -> None:
+        """The batch record and its rows into the log (DecisionLogError when it fails)."""
+        batch = self.rows.finish(datetime.now(UTC), failed=failed, input_path=input_path)
+        self.log.write_batch(self.rows, batch)
+
+    def close(self) -> None:
+        self.rows.close()
+        self.log.close()
 
 
 def load_scorer(settings: Settings, version: str | None,
