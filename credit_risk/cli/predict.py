@@ -53,6 +53,7 @@ from credit_risk.cli.predict_io import (
 from credit_risk.cli.progress import progress
 from credit_risk.config import Settings
 from credit_risk.registry.champion import load_champion, registry_for
+from credit_risk.registry.registry import Registry
 from credit_risk.scoring.columns import RESULT_COLUMNS, score_columns
 from credit_risk.scoring.decide import DecisionLog
 from credit_risk.scoring.request import application_id_error, value_from_text
@@ -152,8 +153,13 @@ class Logged:
 def load_scorer(settings: Settings, version: str | None,
                 dataset: str | None = None) -> Scorer:
     """The Scorer of a version (default: the champion of `dataset`, else of the dataset
-    serving would serve), every file verified."""
-    return load_champion(registry_for(settings), version, dataset)
+    serving would serve), every file verified. The configured spec is read (YAML) only when
+    it decides: a registry of several datasets, none named."""
+    registry = Registry.from_settings(settings)
+    if version is None and dataset is None and settings.registry.dataset is None \
+            and len(registry.chain.current().datasets()) > 1:
+        registry = registry_for(settings)
+    return load_champion(registry, version, dataset)
 
 
 class Batch:

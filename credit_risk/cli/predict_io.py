@@ -15,7 +15,6 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from credit_risk.errors import CreditRiskError
 
@@ -39,6 +38,8 @@ def count_rows(path: Path) -> int | None:
     """The number of rows when the file says it cheaply (Parquet's metadata), else None."""
     if not is_parquet(str(path)):
         return None
+    import pyarrow.parquet as pq  # only for Parquet: its import costs start-up
+
     try:
         return int(pq.ParquetFile(path).metadata.num_rows)
     except (OSError, pa.ArrowException):
@@ -59,11 +60,15 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.RecordB
 
 def _empty_schema(path: Path) -> pa.Schema:
     if is_parquet(str(path)):
+        import pyarrow.parquet as pq
+
         return pq.ParquetFile(path).schema_arrow
     return pa.schema([(n, pa.binary()) for n in _csv_header(path)])
 
 
 def _parquet(path: Path, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    import pyarrow.parquet as pq
+
     try:
         file = pq.ParquetFile(path)
         names = file.schema_arrow.names
@@ -170,10 +175,14 @@ class Writer:
                        if pa.types.is_binary(c.type) else c for c in batch.columns]
             columns += [pa.array(v, _TYPES.get(k, pa.string())) for k, v in results.items()]
             table = pa.table(columns, names=[*batch.schema.names, *results])
-            if self._writer is None:
-                self._writer = pq.ParquetWriter(self.target, table.schema) if self.parquet \
-                    else pacsv.CSVWriter(self.target, table.schema,
-                                         write_options=pacsv.WriteOptions(quoting_style="needed"))
+            if self._writer is None and self.parquet:
+                import pyarrow.parquet as pq
+
+                self._writer = pq.ParquetWriter(self.target, table.schema)
+            elif self._writer is None:
+                self._writer = pacsv.CSVWriter(
+                    self.target, table.schema,
+                    write_options=pacsv.WriteOptions(quoting_style="needed"))
             self._writer.write_table(table)
         except pa.ArrowInvalid as exc:
             raise PredictInputError(f"cannot write the output: {exc}") from exc
