@@ -47,6 +47,7 @@ from credit_risk.cli.predict_io import (
     count_rows,
     is_parquet,
     numbers,
+    plain_ids,
     read_chunks,
     texts,
 )
@@ -163,7 +164,8 @@ def load_scorer(settings: Settings, version: str | None,
 
 
 class Batch:
-    """Scores an input's chunks in order; counts the rows and keeps the errors."""
+    """Scores an input's chunks in order; counts the rows and keeps the errors. Application
+    ids are read one by one only when they are recorded or need a closer look."""
 
     def __init__(self, scorer: Scorer, log: DecisionLog | None, request_id: str):
         self.scorer, self.log, self.request_id = scorer, log, request_id
@@ -184,7 +186,8 @@ class Batch:
         id_column = application_id_column(self.scorer, header)
         ids: list[str | None] | None = None
         id_errors: dict[int, dict[str, str]] = {}
-        if id_column is not None:
+        if id_column is not None and (self.log is not None
+                                      or not plain_ids(chunk.column(id_column))):
             ids = [i or None for i in texts(chunk.column(id_column))]
             for i, app_id in enumerate(ids):
                 why = application_id_error(app_id)
@@ -209,9 +212,11 @@ def check_header(scorer: Scorer, header: Sequence[str]) -> None:
         raise PredictInputError(f"the input has result columns already: {', '.join(clash)}")
 
 
-def field_values(field: dict[str, Any], column: pa.Array) -> list[Any]:
-    """A field's cells as application values: None when missing, a number for a numeric field
-    (the text as it was when it is not one: validation then says so), else the text."""
+def field_values(field: dict[str, Any], column: pa.Array) -> Any:
+    """A field's cells as application values: for a numeric field whose cells are all numbers
+    or missing, a float64 array (NaN: missing); else a list, None when missing, a number for a
+    numeric field (the text as it was when it is not one: validation then says so), else the
+    text."""
     if field["type"] != "category":
         parsed = numbers(column)
         if parsed is not None:

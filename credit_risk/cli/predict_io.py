@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -138,25 +139,39 @@ def texts(column: pa.Array) -> list[str | None]:
     return [None if v is None else str(v) for v in column.to_pylist()]
 
 
-def numbers(column: pa.Array) -> list[Any] | None:
-    """A column of text as numbers (None: missing), or None when a cell is not plain ASCII
-    decimal notation (then each cell is read on its own, and validation says why)."""
+def numbers(column: pa.Array) -> np.ndarray | None:
+    """A column of text as float64 numbers (NaN: missing), or None when a cell is not plain
+    ASCII decimal notation (then each cell is read on its own, and validation says why)."""
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        values = column.to_pylist()
-        return [None if v is None or v != v else v for v in values]
+        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
     if not pa.types.is_binary(column.type) and not pa.types.is_string(column.type):
         return None
     try:
         text = column.cast(pa.string())
-        missing = pc.fill_null(pc.is_in(text, value_set=_MISSING), True)
-        blank = pc.equal(pc.utf8_trim_whitespace(text), "")
-        cells = pc.if_else(pc.or_(missing, blank), None, pc.utf8_trim_whitespace(text))
+        trimmed = pc.utf8_trim_whitespace(text)
+        # a missing cell (pandas' words, a blank) is null; the rest must be decimal notation
+        missing = pc.or_(pc.fill_null(pc.is_in(text, value_set=_MISSING), True),
+                         pc.equal(trimmed, ""))
+        cells = pc.if_else(missing, None, trimmed)
         if not pc.all(pc.fill_null(pc.match_substring_regex(
                 cells, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"), True)).as_py():
             return None
-        return pc.cast(cells, pa.float64()).to_pylist()
+        return pc.cast(cells, pa.float64()).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:
         return None
+
+
+def plain_ids(column: pa.Array) -> bool:
+    """Whether every cell of an id column is printable ASCII of at most 100 characters (or
+    empty, or null): such ids need no check one by one (no control or bidi mark, NFC)."""
+    if not (pa.types.is_binary(column.type) or pa.types.is_string(column.type)):
+        return False
+    try:
+        text = column.cast(pa.string())
+    except pa.ArrowInvalid:  # not UTF-8
+        return False
+    return bool(pc.all(pc.fill_null(pc.match_substring_regex(text, r"^[ -~]{0,100}$"),
+                                    True)).as_py())
 
 
 class Writer:

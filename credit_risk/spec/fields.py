@@ -195,6 +195,20 @@ class Constraints:
         return (self.min is None or bool((x >= self.min).all())) and \
             (self.max is None or bool((x <= self.max).all()))
 
+    def all_valid_array(self, x: np.ndarray) -> bool:
+        """`all_valid` of a numeric field's float array (NaN: missing)."""
+        if self.type == "category" or x.dtype.kind != "f":
+            return False
+        present = x[~np.isnan(x)]
+        if len(present) < len(x) and not self.nullable:
+            return False
+        if not np.isfinite(present).all():
+            return False
+        if self.integer and not (present == np.floor(present)).all():
+            return False
+        return (self.min is None or bool((present >= self.min).all())) and \
+            (self.max is None or bool((present <= self.max).all()))
+
     # -- the API schema -------------------------------------------------------------------
     def annotation(self) -> Any:
         """The pydantic type of the field: the same rules as `error`."""
