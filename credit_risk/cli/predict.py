@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 
 from credit_risk.cli.predict_io import (
@@ -45,6 +46,7 @@ from credit_risk.cli.predict_io import (
     PredictInputError,
     Writer,
     count_rows,
+    distinct_texts,
     is_parquet,
     numbers,
     plain_ids,
@@ -221,7 +223,12 @@ def field_values(field: dict[str, Any], column: pa.Array) -> Any:
         parsed = numbers(column)
         if parsed is not None:
             return parsed
-    memo: dict[str | None, Any] = {}  # categories repeat: each distinct cell read once
+    coded = distinct_texts(column)
+    if coded is not None:  # categories repeat: each distinct cell read once
+        values, codes = coded
+        return np.array([parse_cell(field, v) for v in values] + [None],
+                        dtype=object)[codes].tolist()
+    memo: dict[str | None, Any] = {}
     return [memo[cell] if cell in memo else memo.setdefault(cell, parse_cell(field, cell))
             for cell in texts(column)]
 

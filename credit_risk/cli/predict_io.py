@@ -139,6 +139,20 @@ def texts(column: pa.Array) -> list[str | None]:
     return [None if v is None else str(v) for v in column.to_pylist()]
 
 
+def distinct_texts(column: pa.Array) -> tuple[list[str], np.ndarray] | None:
+    """A text column as (its distinct cells, each cell's index in them; a null: the index
+    one past the end), or None when it is not UTF-8 text (then `texts` reads it)."""
+    if not (pa.types.is_binary(column.type) or pa.types.is_string(column.type)):
+        return None
+    try:
+        encoded = pc.dictionary_encode(column.cast(pa.string()))
+    except pa.ArrowInvalid:  # not UTF-8
+        return None
+    values = encoded.dictionary.to_pylist()
+    codes = pc.fill_null(encoded.indices, len(values)).to_numpy(zero_copy_only=False)
+    return values, codes
+
+
 def numbers(column: pa.Array) -> np.ndarray | None:
     """A column of text as float64 numbers (NaN: missing), or None when a cell is not plain
     ASCII decimal notation (then each cell is read on its own, and validation says why)."""
@@ -153,12 +167,15 @@ def numbers(column: pa.Array) -> np.ndarray | None:
         missing = pc.or_(pc.fill_null(pc.is_in(text, value_set=_MISSING), True),
                          pc.equal(trimmed, ""))
         cells = pc.if_else(missing, None, trimmed)
-        if not pc.all(pc.fill_null(pc.match_substring_regex(
-                cells, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"), True)).as_py():
-            return None
-        return pc.cast(cells, pa.float64()).to_numpy(zero_copy_only=False)
+        # Arrow's parser reads ASCII decimal notation, and `inf`, `nan`, `1e999`: those are
+        # left to the cell-by-cell path (validation says why), as is anything it refuses.
+        x = pc.cast(cells, pa.float64()).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:
         return None
+    with np.errstate(invalid="ignore"):
+        if np.isinf(x).any() or np.count_nonzero(np.isnan(x)) != cells.null_count:
+            return None
+    return x
 
 
 def plain_ids(column: pa.Array) -> bool:
