@@ -139,7 +139,8 @@ def startup(settings: Settings, one: Path, python: str, runs: int) -> dict[str, 
             "median_cpu_s": statistics.median(cpus)}
 
 
-def log_size(settings: Settings, path: Path, rows: int) -> dict[str, float]:
+def log_size(settings: Settings, path: Path, rows: int,
+             python: str = sys.executable) -> dict[str, float]:
     """`predict --log` of the first `rows` rows: the log's bytes (record and rows file)."""
     sample = WORK / f"applications-{rows}-log.csv"
     with path.open() as src, sample.open("w") as dst:
@@ -148,7 +149,8 @@ def log_size(settings: Settings, path: Path, rows: int) -> dict[str, float]:
     folder = WORK / "log"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
-    run = run_predict(settings, sample, folder / "out.csv", log=folder / "decisions.jsonl")
+    run = run_predict(settings, sample, folder / "out.csv", python,
+                      log=folder / "decisions.jsonl")
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()
                and p.name != "out.csv")
     return {"rows": rows, "bytes": size, "wall_s": run["wall_s"]}
@@ -183,7 +185,8 @@ def main() -> None:
     if args.startup_only:
         print(json.dumps(starts, indent=2))
         return
-    whole = run_predict(settings, path, WORK / "out.csv")
+    python = args.python or sys.executable  # the serving install, when given
+    whole = run_predict(settings, path, WORK / "out.csv", python)
     base = floor(settings, path)
     result = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
@@ -195,7 +198,7 @@ def main() -> None:
               "predict": whole, "floor": base, "x_floor": whole["wall_s"] / base["floor_s"],
               "rows_per_s": args.rows / whole["wall_s"]}
     if args.log_rows:
-        result["log"] = log_size(settings, path, args.log_rows)
+        result["log"] = log_size(settings, path, args.log_rows, python)
     (ROOT / "benchmarks" / "predict.json").write_text(json.dumps(result, indent=2) + "\n")
     (ROOT / "benchmarks" / "predict.md").write_text(markdown(result))
     print(markdown(result))
