@@ -108,7 +108,7 @@ def _predict(args: argparse.Namespace, scorer: Scorer, logged: Logged | None,
                 shown.advance(chunk.num_rows)
         writer.close()
         if logged is not None:  # the audit record first: no output without it
-            logged.record(batch.failed, Path(args.input))
+            logged.record(batch.failed, Path(args.input), scorer.version)
     except BaseException:
         writer.close()
         if part is not None:
@@ -143,9 +143,10 @@ class Logged:
                                     "(CREDIT_RISK_DECISION_LOG is none)")
         return cls(log, BatchRows(request_id, started))
 
-    def record(self, failed: int, input_path: Path) -> None:
+    def record(self, failed: int, input_path: Path, model_version: str) -> None:
         """The batch record and its rows into the log (DecisionLogError when it fails)."""
-        batch = self.rows.finish(datetime.now(UTC), failed=failed, input_path=input_path)
+        batch = self.rows.finish(datetime.now(UTC), failed=failed, input_path=input_path,
+                                 model_version=model_version)
         self.log.write_batch(self.rows, batch)
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ import re
 import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -95,8 +95,10 @@ class BatchRows:
         self._gzip.write(b"".join(lines))
         self.rows += len(lines)
 
-    def finish(self, at: datetime, *, failed: int = 0, input_path: Path | None = None) -> Batch:
-        """Close the stream and describe the batch (`input_path`: its name, size, SHA-256)."""
+    def finish(self, at: datetime, *, failed: int = 0, input_path: Path | None = None,
+               model_version: str | None = None) -> Batch:
+        """Close the stream and describe the batch (`input_path`: its name, size, SHA-256;
+        `model_version`: the model's, when no row was scored to tell it)."""
         if len(self.model_versions) > 1:
             raise DecisionLogError(f"one batch, several models: {sorted(self.model_versions)}")
         self._gzip.close()
@@ -112,7 +114,8 @@ class BatchRows:
                              "input_bytes": os.fstat(fh.fileno()).st_size,
                              "input_sha256": sha256_of(fh)}
         return Batch(at=at, request_id=self.request_id, started_at=self.started_at,
-                     model_version=next(iter(self.model_versions), None), rows=self.rows,
+                     model_version=next(iter(self.model_versions), model_version),
+                     rows=self.rows,
                      failed=failed, bytes=size, sha256=digest, **described)
 
     def close(self) -> None:
@@ -146,7 +149,7 @@ def rows_of(batch: Batch, fh: IO[bytes], where: str,
     """The batch's decisions, checked first (`check`), as `iter_chunks` gives decisions:
     whole records, or cut to `keys`."""
     check(batch, fh, where)
-    shared = {"at": batch.at.isoformat(), "request_id": batch.request_id,
+    shared = {"at": batch.at.astimezone(UTC).isoformat(), "request_id": batch.request_id,
               "model_version": batch.model_version}
     try:
         with gzip.GzipFile(fileobj=fh, mode="rb") as rows:
