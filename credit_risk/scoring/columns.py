@@ -16,7 +16,7 @@ import numpy as np
 
 from credit_risk.scoring.decide import DecisionLog, decide
 from credit_risk.scoring.scorer import Scorer
-from credit_risk.spec.fields import column_rule_violations, constraints_of
+from credit_risk.spec.fields import broken_rules, constraints_of
 
 RESULT_COLUMNS = ("probability_of_default", "risk", "credit_score", "rating", "reasons",
                   "warnings", "model_version", "error")
@@ -48,8 +48,8 @@ def validate_columns(fields: Sequence[Mapping[str, Any]], columns: Mapping[str, 
         for i, (_, why) in enumerate(checked):
             if why:
                 errors.setdefault(i, {})[name] = why
-    for i, broken in enumerate(column_rule_violations(rules, clean, n)):
-        if broken and i not in errors:  # rules only on rows whose fields are valid
+    for i, broken in broken_rules(rules, clean, n).items():
+        if i not in errors:  # rules only on rows whose fields are valid
             errors[i] = broken
     return clean, errors
 

@@ -315,6 +315,15 @@ def column_rule_violations(rules: Sequence[Mapping[str, Any]],
                            ) -> list[dict[str, str]]:
     """`rule_violations` of `n` valid applications given as columns ({field: values})."""
     out: list[dict[str, str]] = [{} for _ in range(n)]
+    for i, broken in broken_rules(rules, columns, n).items():
+        out[i] = broken
+    return out
+
+
+def broken_rules(rules: Sequence[Mapping[str, Any]], columns: Mapping[str, Sequence[Any]],
+                 n: int) -> dict[int, dict[str, str]]:
+    """`column_rule_violations` of only the rows that break a rule: {row: {field: why}}."""
+    out: dict[int, dict[str, str]] = {}
     for rule in rules:
         expr = parse_expression(rule["check"])
         env = {name: np.array(columns[name], dtype=float) for name in expr.names}
@@ -326,7 +335,7 @@ def column_rule_violations(rules: Sequence[Mapping[str, Any]],
         field = rule.get("field") or expr.names[0]
         why = rule.get("message") or f"must satisfy {rule['check']}"
         for i in np.flatnonzero(~(holds | missing)).tolist():
-            out[i].setdefault(field, why)
+            out.setdefault(i, {}).setdefault(field, why)
     return out
 
 
