@@ -205,3 +205,16 @@ def test_postgres_retention_and_a_damaged_batch(pg_log, schema, tmp_path, caplog
     assert bad.request_id in caplog.text and "do not match their SHA-256" in caplog.text
     assert pg_log.prune(T0 + timedelta(days=1)) == 30
     assert sql(schema, "SELECT count(*) FROM decision_batches") == [(2,)]
+
+
+def test_a_schema_not_migrated_to_batches_still_reads_and_prunes(pg_url, schema, tmp_path):
+    from credit_risk.records.decisions_pg import PostgresDecisionLog
+
+    with PostgresDecisionLog(pg_url) as dlog:
+        dlog.migrate()
+        _decision(dlog, "api")
+        sql(schema, "DROP TABLE decision_batches")  # as a schema of the release before
+        assert [d["request_id"] for d in dlog.read()] == ["api"] and dlog.count() == 1
+        assert dlog.prune(datetime.now(UTC) + timedelta(seconds=5)) == 1
+        with pytest.raises(DecisionLogError, match="decision_batches"):
+            _batch(dlog, 3, datetime.now(UTC), tmp_path)
