@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -62,6 +62,10 @@ from credit_risk.scoring.decide import DecisionLog
 from credit_risk.scoring.request import application_id_error, value_from_text
 from credit_risk.scoring.scorer import Scorer
 from credit_risk.spec.fields import shown
+
+if TYPE_CHECKING:  # imported with --log only
+    from credit_risk.records.batches import BatchRows
+    from credit_risk.records.decisions import DecisionLog as RecordsLog
 
 __all__ = ["EXIT_NONE", "EXIT_PARTIAL", "RESULT_COLUMNS", "PredictInputError", "cmd_predict"]
 
@@ -129,7 +133,7 @@ class Logged:
     """A logged run: its decisions collected as one batch (`records.batches.BatchRows`),
     recorded in the decision log at the end (`record`)."""
 
-    def __init__(self, log: Any, rows: Any):
+    def __init__(self, log: RecordsLog, rows: BatchRows):
         self.log, self.rows = log, rows
 
     @classmethod
