@@ -12,10 +12,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from credit_risk.errors import CreditRiskError
 
@@ -39,6 +39,8 @@ def count_rows(path: Path) -> int | None:
     """The number of rows when the file says it cheaply (Parquet's metadata), else None."""
     if not is_parquet(str(path)):
         return None
+    import pyarrow.parquet as pq  # only for Parquet: its import costs start-up
+
     try:
         return int(pq.ParquetFile(path).metadata.num_rows)
     except (OSError, pa.ArrowException):
@@ -59,11 +61,15 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.RecordB
 
 def _empty_schema(path: Path) -> pa.Schema:
     if is_parquet(str(path)):
+        import pyarrow.parquet as pq
+
         return pq.ParquetFile(path).schema_arrow
     return pa.schema([(n, pa.binary()) for n in _csv_header(path)])
 
 
 def _parquet(path: Path, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    import pyarrow.parquet as pq
+
     try:
         file = pq.ParquetFile(path)
         names = file.schema_arrow.names
@@ -133,25 +139,56 @@ def texts(column: pa.Array) -> list[str | None]:
     return [None if v is None else str(v) for v in column.to_pylist()]
 
 
-def numbers(column: pa.Array) -> list[Any] | None:
-    """A column of text as numbers (None: missing), or None when a cell is not plain ASCII
-    decimal notation (then each cell is read on its own, and validation says why)."""
+def distinct_texts(column: pa.Array) -> tuple[list[str], np.ndarray] | None:
+    """A text column as (its distinct cells, each cell's index in them; a null: the index
+    one past the end), or None when it is not UTF-8 text (then `texts` reads it)."""
+    if not (pa.types.is_binary(column.type) or pa.types.is_string(column.type)):
+        return None
+    try:
+        encoded = pc.dictionary_encode(column.cast(pa.string()))
+    except pa.ArrowInvalid:  # not UTF-8
+        return None
+    values = encoded.dictionary.to_pylist()
+    codes = pc.fill_null(encoded.indices, len(values)).to_numpy(zero_copy_only=False)
+    return values, codes
+
+
+def numbers(column: pa.Array) -> np.ndarray | None:
+    """A column of text as float64 numbers (NaN: missing), or None when a cell is not plain
+    ASCII decimal notation (then each cell is read on its own, and validation says why)."""
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        values = column.to_pylist()
-        return [None if v is None or v != v else v for v in values]
+        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
     if not pa.types.is_binary(column.type) and not pa.types.is_string(column.type):
         return None
     try:
         text = column.cast(pa.string())
-        missing = pc.fill_null(pc.is_in(text, value_set=_MISSING), True)
-        blank = pc.equal(pc.utf8_trim_whitespace(text), "")
-        cells = pc.if_else(pc.or_(missing, blank), None, pc.utf8_trim_whitespace(text))
-        if not pc.all(pc.fill_null(pc.match_substring_regex(
-                cells, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"), True)).as_py():
-            return None
-        return pc.cast(cells, pa.float64()).to_pylist()
+        trimmed = pc.utf8_trim_whitespace(text)
+        # a missing cell (pandas' words, a blank) is null; the rest must be decimal notation
+        missing = pc.or_(pc.fill_null(pc.is_in(text, value_set=_MISSING), True),
+                         pc.equal(trimmed, ""))
+        cells = pc.if_else(missing, None, trimmed)
+        # Arrow's parser reads ASCII decimal notation, and `inf`, `nan`, `1e999`: those are
+        # left to the cell-by-cell path (validation says why), as is anything it refuses.
+        x = pc.cast(cells, pa.float64()).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:
         return None
+    with np.errstate(invalid="ignore"):
+        if np.isinf(x).any() or np.count_nonzero(np.isnan(x)) != cells.null_count:
+            return None
+    return x
+
+
+def plain_ids(column: pa.Array) -> bool:
+    """Whether every cell of an id column is printable ASCII of at most 100 characters (or
+    empty, or null): such ids need no check one by one (no control or bidi mark, NFC)."""
+    if not (pa.types.is_binary(column.type) or pa.types.is_string(column.type)):
+        return False
+    try:
+        text = column.cast(pa.string())
+    except pa.ArrowInvalid:  # not UTF-8
+        return False
+    return bool(pc.all(pc.fill_null(pc.match_substring_regex(text, r"^[ -~]{0,100}$"),
+                                    True)).as_py())
 
 
 class Writer:
@@ -170,10 +207,14 @@ class Writer:
                        if pa.types.is_binary(c.type) else c for c in batch.columns]
             columns += [pa.array(v, _TYPES.get(k, pa.string())) for k, v in results.items()]
             table = pa.table(columns, names=[*batch.schema.names, *results])
-            if self._writer is None:
-                self._writer = pq.ParquetWriter(self.target, table.schema) if self.parquet \
-                    else pacsv.CSVWriter(self.target, table.schema,
-                                         write_options=pacsv.WriteOptions(quoting_style="needed"))
+            if self._writer is None and self.parquet:
+                import pyarrow.parquet as pq
+
+                self._writer = pq.ParquetWriter(self.target, table.schema)
+            elif self._writer is None:
+                self._writer = pacsv.CSVWriter(
+                    self.target, table.schema,
+                    write_options=pacsv.WriteOptions(quoting_style="needed"))
             self._writer.write_table(table)
         except pa.ArrowInvalid as exc:
             raise PredictInputError(f"cannot write the output: {exc}") from exc

@@ -2,7 +2,9 @@
 
 `DecisionLog` is the interface, `Decision` the record every backend writes and reads back
 (validated both ways), `JsonlDecisionLog` the embedded default: one JSON line per decision in a
-local file, a call's decisions appended whole or not at all. The PostgreSQL backend is in
+local file, a call's decisions appended whole or not at all. A batch (`credit-risk predict
+--log`) is one record plus its rows compressed (`credit_risk.records.batches`); reads give its
+rows as decisions, retention deletes them with their record. The PostgreSQL backend is in
 `decisions_pg`; `backends.open_decision_log` opens the one a setting names.
 
 Fail closed: a write that fails raises `DecisionLogError`, so the caller never returns a decision
@@ -19,12 +21,15 @@ import time
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from credit_risk.errors import CreditRiskError
 from credit_risk.records.jsonl import JsonlFile, dumps_line, loads_line, why
+
+if TYPE_CHECKING:
+    from credit_risk.records.batches import Batch, BatchRows
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +105,11 @@ class DecisionLog:
               results: Sequence[dict[str, Any]]) -> None:
         """Record one decision per (inputs, result), all of them durably before returning,
         or none: DecisionLogError."""
+        raise NotImplementedError
+
+    def write_batch(self, rows: BatchRows, batch: Batch) -> Batch:
+        """Record a batch (`credit_risk.records.batches`): its record and its compressed rows,
+        both durably, or neither (DecisionLogError). The record as stored."""
         raise NotImplementedError
 
     def ok(self, min_interval_s: float | None = None) -> bool:
@@ -199,6 +209,28 @@ class JsonlDecisionLog(DecisionLog):
                 raise DecisionLogError(f"decision log {self.path}: {why(exc)}") from exc
             self.health.failing = False
 
+    def write_batch(self, rows: BatchRows, batch: Batch) -> Batch:
+        """The rows into their side file (`batches.SideFiles`), then the record as one line
+        ({"batch": {...}}); when the line cannot be appended, the side file is removed."""
+        from credit_risk.records.batches import SideFiles
+
+        files = SideFiles(self.path)
+        try:
+            stored = files.store(rows, batch)
+        except OSError as exc:
+            self.health.failed(why(exc))
+            raise DecisionLogError(f"decision log {self.path}: batch rows: {why(exc)}") from exc
+        line = dumps_line({"batch": stored.model_dump(mode="json")})
+        with self._lock:
+            try:
+                self.file.append(line)
+            except OSError as exc:
+                files.remove([stored.file or ""])
+                self.health.failed(why(exc))
+                raise DecisionLogError(f"decision log {self.path}: {why(exc)}") from exc
+            self.health.failing = False
+        return stored
+
     def ok(self, min_interval_s: float | None = None) -> bool:
         """While failing, at most once per `min_interval_s`: the log opens for appending and
         a few KB fit beside it (nothing is added to it)."""
@@ -224,23 +256,41 @@ class JsonlDecisionLog(DecisionLog):
                     chunk_rows: int = CHUNK_ROWS,
                     columns: Sequence[str] | None = None) -> Iterator[list[dict[str, Any]]]:
         """Streams the file once; a line that is not a `Decision` is skipped with a warning.
-        With `columns`, each line is still parsed and checked whole, then cut to those keys."""
+        With `columns`, each line is still parsed and checked whole, then cut to those keys.
+        A batch line gives its rows in its place; a batch whose rows cannot be read (damaged,
+        edited, missing) is skipped with an error naming it, the other records are read."""
+        from credit_risk.records.batches import BatchError, SideFiles, batch_of, rows_of
+
         keys = columns_of(columns)
         since, until = aware(since), aware(until)
         versions = None if model_versions is None else set(model_versions)
+        files = SideFiles(self.path)
         chunk: list[dict[str, Any]] = []
         bad = 0
         for line in self.file.lines():
             try:
                 rec = loads_line(line)
-                at = Decision.model_validate(rec).at
+                batch = batch_of(rec)
+                at = batch.at if batch is not None else Decision.model_validate(rec).at
             except (ValueError, TypeError):  # ValidationError is a ValueError
                 bad += 1
                 continue
+            version = batch.model_version if batch is not None else rec.get("model_version")
             if ((since is not None and at < since) or (until is not None and at >= until)
-                    or (versions is not None and rec.get("model_version") not in versions)):
+                    or (versions is not None and version not in versions)):
                 continue
-            chunk.append(rec if keys is None else {k: rec.get(k) for k in keys})
+            if batch is None:
+                chunk.append(rec if keys is None else {k: rec.get(k) for k in keys})
+            else:
+                try:
+                    with files.open(batch) as fh:
+                        for row in rows_of(batch, fh, str(self.path), keys):
+                            chunk.append(row)
+                            if len(chunk) >= chunk_rows:
+                                yield chunk
+                                chunk = []
+                except BatchError as exc:
+                    log.error("decision log %s: %s", self.path, exc)
             if len(chunk) >= chunk_rows:
                 yield chunk
                 chunk = []
@@ -251,20 +301,39 @@ class JsonlDecisionLog(DecisionLog):
 
     def prune(self, before: datetime) -> int:
         """Rewrite the file without the lines recorded before `before`, atomically (see
-        `JsonlFile.rewrite`). Lines that do not parse cannot be dated and are kept."""
+        `JsonlFile.rewrite`), then delete the rows files of the batches dropped (and those no
+        record names, written before `before`). Lines that do not parse cannot be dated and
+        are kept. The number of decisions deleted (a batch's: its rows)."""
+        from credit_risk.records.batches import SideFiles, batch_of
+
         before_ = aware(before)
         assert before_ is not None
+        files = SideFiles(self.path)
+        dropped: list[str] = []
+        kept: set[str] = set()
+        deleted = [0]
 
         def keep(line: bytes) -> bool:
             try:
-                at = aware(datetime.fromisoformat(loads_line(line)["at"]))
+                rec = loads_line(line)
+                batch = batch_of(rec)
+                at = aware(batch.at if batch is not None else datetime.fromisoformat(rec["at"]))
             except (ValueError, KeyError, TypeError):
                 return True
             assert at is not None
-            return at >= before_
+            if at >= before_:
+                if batch is not None and batch.file:
+                    kept.add(batch.file)
+                return True
+            deleted[0] += batch.rows if batch is not None else 1
+            if batch is not None and batch.file:
+                dropped.append(batch.file)
+            return False
 
         with self._lock:
             try:
-                return self.file.rewrite(keep)
+                self.file.rewrite(keep)
+                files.remove(dropped + files.orphans(kept, before_))
             except OSError as exc:
                 raise DecisionLogError(f"cannot prune {self.path}: {why(exc)}") from exc
+        return deleted[0]

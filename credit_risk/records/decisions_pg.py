@@ -3,13 +3,15 @@ Imported only for such a URL.
 
 Writes go through `group_commit.GroupCommit` (one commit per group of waiting requests, never an
 acknowledgement before the commit). Reads go through a server-side cursor, a chunk per FETCH.
-The schema is the Alembic chain in `credit_risk/records/migrations` (`migrate()`, run by
-`credit-risk decisions migrate`). Tables live in the connection's search_path (e.g.
-`?options=-csearch_path%3Dcredit_risk`).
+A batch (`credit-risk predict --log`) is a `decision_batches` row (`batches_pg`), its
+decisions read back in their place by time. The schema is the Alembic chain in
+`credit_risk/records/migrations` (`migrate()`, run by `credit-risk decisions migrate`). Tables
+live in the connection's search_path (e.g. `?options=-csearch_path%3Dcredit_risk`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -25,6 +27,8 @@ from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL
 
+from credit_risk.records import batches_pg
+from credit_risk.records.batches import Batch, BatchError, BatchRows
 from credit_risk.records.decisions import (
     CHUNK_ROWS,
     DecisionLog,
@@ -35,6 +39,8 @@ from credit_risk.records.decisions import (
 )
 from credit_risk.records.group_commit import GroupCommit
 from credit_risk.records.postgres import DB_ERRORS, Database, head_revision, why
+
+log = logging.getLogger(__name__)
 
 PRUNE_BATCH = 10_000  # rows deleted per transaction: short locks, bounded WAL per step
 
@@ -116,6 +122,17 @@ class PostgresDecisionLog(DecisionLog):
             finally:
                 self._checked = True  # the write's outcome says what `ok()` would
 
+    def write_batch(self, rows: BatchRows, batch: Batch) -> Batch:
+        """The batch record and its compressed rows in one transaction."""
+        try:
+            stored = batches_pg.insert(self.db, rows, batch)
+        except DB_ERRORS as exc:
+            self.health.failed(why(exc))
+            raise DecisionLogError(f"decision log {self.describe()}: batch: {why(exc)}") \
+                from exc
+        self.health.failing = False
+        return stored
+
     def ok(self, min_interval_s: float | None = None) -> bool:
         """Ready when the schema is at the shipped head revision and a row can be inserted
         within the commit bound (a probe row, rolled back): checked once, and again at most
@@ -176,6 +193,37 @@ class PostgresDecisionLog(DecisionLog):
                     model_versions: Collection[str] | None = None,
                     chunk_rows: int = CHUNK_ROWS,
                     columns: Sequence[str] | None = None) -> Iterator[list[dict[str, Any]]]:
+        """The decisions of the window (`_decisions`), each batch's in its place by time: the
+        decisions before it, its rows, and so on. A batch whose rows cannot be read is
+        skipped with an error naming it; the other records are read."""
+        keys = columns_of(columns)
+        since, until = aware(since), aware(until)
+        try:
+            found = batches_pg.heads(self.db, since, until, model_versions)
+        except DB_ERRORS as exc:
+            raise DecisionLogError(f"cannot read {self.describe()}: {why(exc)}") from exc
+        start = since
+        for batch_id, batch in found:
+            yield from self._decisions(start, batch.at, model_versions, chunk_rows, keys)
+            chunk: list[dict[str, Any]] = []
+            try:
+                for row in batches_pg.decisions_of(self.db, batch_id, batch, keys):
+                    chunk.append(row)
+                    if len(chunk) >= chunk_rows:
+                        yield chunk
+                        chunk = []
+            except BatchError as exc:
+                log.error("decision log %s: %s", self.describe(), exc)
+            except DB_ERRORS as exc:
+                raise DecisionLogError(f"cannot read {self.describe()}: {why(exc)}") from exc
+            if chunk:
+                yield chunk
+            start = batch.at
+        yield from self._decisions(start, until, model_versions, chunk_rows, keys)
+
+    def _decisions(self, since: datetime | None, until: datetime | None,
+                   model_versions: Collection[str] | None, chunk_rows: int,
+                   keys: tuple[str, ...] | None) -> Iterator[list[dict[str, Any]]]:
         """One query over the window in (at, id) order, read through a server-side cursor
         `chunk_rows` rows per FETCH (one snapshot; the transaction ends with the last chunk or
         when the iterator is closed). Whole records are checked as `Decision`s.
@@ -183,7 +231,6 @@ class PostgresDecisionLog(DecisionLog):
         `columns`: only these are selected and decoded. `at`, `request_id`, `inputs` and
         `model_version` come from their own columns; any other key of the result as
         `result -> key`, extracted by the server (drift never fetches `result`)."""
-        keys = columns_of(columns)
         select: list[sql.Composable]
         params: list[Any] = []  # a result key is a bound parameter, like the filters
         if keys is None:
@@ -193,7 +240,7 @@ class PostgresDecisionLog(DecisionLog):
                       for k in keys]
             params = [k for k in keys if k not in _KEY_COLUMNS]
         where: list[sql.Composable] = []
-        for clause, value in (("at >= %s", aware(since)), ("at < %s", aware(until)),
+        for clause, value in (("at >= %s", since), ("at < %s", until),
                               ("model_version = ANY(%s)",
                                None if model_versions is None else sorted(model_versions))):
             if value is not None:
@@ -231,12 +278,14 @@ class PostgresDecisionLog(DecisionLog):
             query = query.where(t.c.at < aware(until))
         try:
             with self.db.engine().connect() as conn:
-                return int(conn.execute(query).scalar_one())
+                rows = int(conn.execute(query).scalar_one())
+            return rows + batches_pg.count(self.db, aware(since), aware(until))
         except DB_ERRORS as exc:
             raise DecisionLogError(f"cannot count {self.describe()}: {why(exc)}") from exc
 
     def prune(self, before: datetime) -> int:
-        """Delete decisions recorded before `before`, PRUNE_BATCH rows per transaction."""
+        """Delete decisions recorded before `before`, PRUNE_BATCH rows per transaction, then
+        the batches (`batches_pg.prune`)."""
         t = decisions
         ids = sa.select(t.c.id).where(t.c.at < aware(before)).order_by(t.c.at, t.c.id) \
             .limit(PRUNE_BATCH).scalar_subquery()
@@ -247,7 +296,7 @@ class PostgresDecisionLog(DecisionLog):
                     deleted = conn.execute(sa.delete(t).where(t.c.id.in_(ids))).rowcount
                 total += deleted
                 if deleted < PRUNE_BATCH:
-                    return total
+                    return total + batches_pg.prune(self.db, aware(before) or before)
         except DB_ERRORS as exc:
             raise DecisionLogError(f"cannot prune {self.describe()} ({total} deleted): "
                                    f"{why(exc)}") from exc

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from credit_risk.scoring.decide import DecisionLog, decide
 from credit_risk.scoring.scorer import Scorer
-from credit_risk.spec.fields import column_rule_violations, constraints_of
+from credit_risk.spec.fields import broken_rules, constraints_of
 
 RESULT_COLUMNS = ("probability_of_default", "risk", "credit_score", "rating", "reasons",
                   "warnings", "model_version", "error")
@@ -22,13 +24,18 @@ RESULT_COLUMNS = ("probability_of_default", "risk", "credit_score", "rating", "r
 
 def validate_columns(fields: Sequence[Mapping[str, Any]], columns: Mapping[str, Sequence[Any]],
                      rules: Sequence[Mapping[str, Any]], n: int
-                     ) -> tuple[dict[str, list[Any]], dict[int, dict[str, str]]]:
-    """(clean columns, {row: {field: why}}) of `n` applications given as columns."""
-    clean: dict[str, list[Any]] = {}
+                     ) -> tuple[dict[str, Sequence[Any]], dict[int, dict[str, str]]]:
+    """(clean columns, {row: {field: why}}) of `n` applications given as columns. A numeric
+    column may be a float array (NaN: missing): it stays one when every value is valid."""
+    clean: dict[str, Sequence[Any]] = {}
     errors: dict[int, dict[str, str]] = {}
     for field, constraints in zip(fields, constraints_of(fields), strict=True):
         name = field["name"]
-        column = list(columns[name])
+        given = columns[name]
+        if isinstance(given, np.ndarray) and constraints.all_valid_array(given):
+            clean[name] = given
+            continue
+        column = as_values(given)
         if constraints.all_valid(column):
             clean[name] = column
             continue
@@ -41,10 +48,17 @@ def validate_columns(fields: Sequence[Mapping[str, Any]], columns: Mapping[str, 
         for i, (_, why) in enumerate(checked):
             if why:
                 errors.setdefault(i, {})[name] = why
-    for i, broken in enumerate(column_rule_violations(rules, clean, n)):
-        if broken and i not in errors:  # rules only on rows whose fields are valid
+    for i, broken in broken_rules(rules, clean, n).items():
+        if i not in errors:  # rules only on rows whose fields are valid
             errors[i] = broken
     return clean, errors
+
+
+def as_values(column: Sequence[Any]) -> list[Any]:
+    """A column as a list of application values (a float array's NaN: None)."""
+    if isinstance(column, np.ndarray):
+        return [None if v != v else v for v in column.tolist()]
+    return list(column)
 
 
 def _decided(scorer: Scorer, clean: Mapping[str, Sequence[Any]], valid: Sequence[int],
@@ -52,7 +66,8 @@ def _decided(scorer: Scorer, clean: Mapping[str, Sequence[Any]], valid: Sequence
              ) -> dict[str, list[Any]]:
     """The valid rows decided and recorded in `log` (credit_risk.scoring.decide), as columns."""
     names = [f["name"] for f in scorer.fields]
-    records = [{name: clean[name][i] for name in names} for i in valid]
+    values = {name: as_values(clean[name]) for name in names}
+    records = [{name: values[name][i] for name in names} for i in valid]
     if ids is not None:
         records = [{**r, "application_id": ids[i]} if ids[i] else r
                    for i, r in zip(valid, records, strict=True)]
@@ -84,7 +99,10 @@ def score_columns(scorer: Scorer, columns: Mapping[str, Sequence[Any]], n: int,
     if not valid:
         return out
     if log is None:  # by columns, the whole way
-        taken = clean if len(valid) == n else {k: [v[i] for i in valid] for k, v in clean.items()}
+        rows = np.asarray(valid, dtype=np.intp)
+        taken = clean if len(valid) == n else {
+            k: v[rows] if isinstance(v, np.ndarray) else [v[i] for i in valid]
+            for k, v in clean.items()}
         results = scorer.score_columns(taken, len(valid))
     else:  # one decision record per row
         results = _decided(scorer, clean, valid, ids, log, request_id)

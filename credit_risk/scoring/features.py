@@ -224,25 +224,30 @@ class FeaturePlan:
         and the warnings of the rows that have any ({row: warnings}, in `prepare`'s order)."""
         raw = np.empty((n, len(self.inputs)), dtype=float)
         for k, name in enumerate(self.inputs):
-            raw[:, k] = np.array(columns[name], dtype=float)  # None: NaN
+            raw[:, k] = np.asarray(columns[name], dtype=float)  # None: NaN
         positions = []
+        missing: list[np.ndarray] = []  # per categorical column, its rows without a value
         for i, (column, _, _) in enumerate(self.categorical):
             distinct: dict[Any, int] = {}
-            codes = [distinct.setdefault(v, len(distinct)) for v in columns[column["name"]]]
+            codes = np.array([distinct.setdefault(v, len(distinct))
+                              for v in columns[column["name"]]], dtype=np.intp)
             known = np.array([self.position(i, v) for v in distinct], dtype=np.intp)
-            positions.append(known[np.array(codes, dtype=np.intp)] if n else known[:0])
+            positions.append(known[codes] if n else known[:0])
+            absent_codes = [c for v, c in distinct.items() if _is_missing(v)]
+            missing.append(np.flatnonzero(np.isin(codes, absent_codes)) if absent_codes
+                           else np.empty(0, dtype=np.intp))
         out, used, absent = self.encode(raw, positions)
         warnings: dict[int, list[dict[str, Any]]] = {}
         for i, k in zip(*np.nonzero(absent | (used != raw)), strict=True):
             name, value = self.inputs[k], columns[self.inputs[k]][i]
+            value = None if _is_missing(value) else value.item() \
+                if isinstance(value, np.generic) else value
             warnings.setdefault(int(i), []).append(
                 _imputed(name, value, float(used[i, k])) if absent[i, k] else
                 _capped(name, value, float(used[i, k]), self.lows[k], self.highs[k]))
-        for column, _, _ in self.categorical:
-            name = column["name"]
-            for i, v in enumerate(columns[name]):
-                if _is_missing(v):
-                    warnings.setdefault(i, []).append(_imputed(name, None, column["mode"]))
+        for (column, _, _), rows in zip(self.categorical, missing, strict=True):
+            for i in rows.tolist():
+                warnings.setdefault(i, []).append(_imputed(column["name"], None, column["mode"]))
         return out, warnings
 
     def matrix(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:

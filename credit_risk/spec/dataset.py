@@ -16,7 +16,6 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from ruamel.yaml import YAML, YAMLError
 
 from credit_risk.errors import CreditRiskError
 from credit_risk.spec.codes import spec_category
@@ -266,6 +265,8 @@ def load_spec(name_or_path: str | Path) -> DatasetSpec:
     if not path.is_file():
         builtin = ", ".join(sorted(p.stem for p in SPECS_DIR.glob("*.yaml")))
         raise SpecError(f"no dataset spec at {path} (built-in specs: {builtin})")
+    from ruamel.yaml import YAML, YAMLError  # here: scoring imports this module, not YAML
+
     try:  # YAML 1.2: `yes`, `no`, `on`, `off`, `Y`, `N` are text; a key given twice is refused
         raw = YAML(typ="safe", pure=True).load(path.read_text())
     except YAMLError as exc:

@@ -195,6 +195,20 @@ class Constraints:
         return (self.min is None or bool((x >= self.min).all())) and \
             (self.max is None or bool((x <= self.max).all()))
 
+    def all_valid_array(self, x: np.ndarray) -> bool:
+        """`all_valid` of a numeric field's float array (NaN: missing)."""
+        if self.type == "category" or x.dtype.kind != "f":
+            return False
+        present = x[~np.isnan(x)]
+        if len(present) < len(x) and not self.nullable:
+            return False
+        if not np.isfinite(present).all():
+            return False
+        if self.integer and not (present == np.floor(present)).all():
+            return False
+        return (self.min is None or bool((present >= self.min).all())) and \
+            (self.max is None or bool((present <= self.max).all()))
+
     # -- the API schema -------------------------------------------------------------------
     def annotation(self) -> Any:
         """The pydantic type of the field: the same rules as `error`."""
@@ -301,6 +315,15 @@ def column_rule_violations(rules: Sequence[Mapping[str, Any]],
                            ) -> list[dict[str, str]]:
     """`rule_violations` of `n` valid applications given as columns ({field: values})."""
     out: list[dict[str, str]] = [{} for _ in range(n)]
+    for i, broken in broken_rules(rules, columns, n).items():
+        out[i] = broken
+    return out
+
+
+def broken_rules(rules: Sequence[Mapping[str, Any]], columns: Mapping[str, Sequence[Any]],
+                 n: int) -> dict[int, dict[str, str]]:
+    """`column_rule_violations` of only the rows that break a rule: {row: {field: why}}."""
+    out: dict[int, dict[str, str]] = {}
     for rule in rules:
         expr = parse_expression(rule["check"])
         env = {name: np.array(columns[name], dtype=float) for name in expr.names}
@@ -312,7 +335,7 @@ def column_rule_violations(rules: Sequence[Mapping[str, Any]],
         field = rule.get("field") or expr.names[0]
         why = rule.get("message") or f"must satisfy {rule['check']}"
         for i in np.flatnonzero(~(holds | missing)).tolist():
-            out[i].setdefault(field, why)
+            out.setdefault(i, {}).setdefault(field, why)
     return out
 
 

@@ -2,7 +2,6 @@
 a CreditRiskError is a user error (exit 1, one line), anything else is a bug (a traceback)."""
 
 import csv
-import json
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import pytest
 
 from credit_risk.cli import main
 from credit_risk.cli.predict import RESULT_COLUMNS
+from credit_risk.records.decisions import JsonlDecisionLog
 from credit_risk.registry import Registry
 
 
@@ -58,7 +58,7 @@ def test_predict_keeps_the_input_and_appends_the_results(env, capsys):
     assert "{" not in rows[0]["reasons"]  # readable text, not a Python list
     assert rows[1]["error"] == f"{names[numeric]} must be a number"
     assert all(rows[1][c] == "" for c in RESULT_COLUMNS if c != "error")
-    logged = [json.loads(line) for line in (tmp / "decisions.jsonl").read_text().splitlines()]
+    logged = JsonlDecisionLog(tmp / "decisions.jsonl").read()
     assert len(logged) == 2 and logged[0]["request_id"] == logged[1]["request_id"]
     assert logged[0]["inputs"][names[numeric]] == float(written[numeric])
     assert isinstance(logged[0]["reasons"], list)  # logged whole, not the readable text
@@ -194,7 +194,7 @@ def test_odd_text_is_a_bad_row_reported_by_number_never_a_crash(env, capsys):
     for number, ref in enumerate([r["ref"] for r in out], start=1):
         assert (f"row {number}: " in err) == bool(errors[ref]), (number, ref, err)
     assert (tmp / "out.csv").read_bytes().splitlines()[9].startswith(b'"bytes\xff","L9",')
-    logged = [json.loads(x) for x in (tmp / "decisions.jsonl").read_text().splitlines()]
+    logged = JsonlDecisionLog(tmp / "decisions.jsonl").read()
     assert [d["inputs"]["application_id"] for d in logged] == ["L1", "L1", "L9"]
 
 

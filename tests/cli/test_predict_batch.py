@@ -4,6 +4,8 @@ applied as in training (the `Personaal` typo scores as `Personal` in predict, th
 form)."""
 
 import csv
+import hashlib
+import json
 import re
 
 import pyarrow.parquet as pq
@@ -12,6 +14,7 @@ import pytest
 from credit_risk.cli import main
 from credit_risk.cli.predict import EXIT_NONE, EXIT_PARTIAL
 from credit_risk.pipeline.ingest import assemble
+from credit_risk.records.decisions import JsonlDecisionLog
 from serving import create_app
 
 
@@ -88,10 +91,24 @@ def test_decisions_are_logged_only_when_asked(env, applications, monkeypatch):
     assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "out.csv")]) == 0
     assert not log.exists()  # a what-if run leaves no trace
     assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "out.csv"), "--log"]) == 0
-    assert len(log.read_text().splitlines()) == 5
+    assert len(log.read_text().splitlines()) == 1  # one batch record, its rows compressed
+    assert len(JsonlDecisionLog(log).read()) == 5
     monkeypatch.setenv("CREDIT_RISK_PREDICT_LOG", "true")
     assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "out.csv")]) == 0
-    assert len(log.read_text().splitlines()) == 10
+    decided = JsonlDecisionLog(log).read()
+    assert len(decided) == 10 and len({d["request_id"] for d in decided}) == 2
+    batch = json.loads(log.read_text().splitlines()[1])["batch"]
+    assert batch["rows"] == 5 and batch["failed"] == 0 and batch["input_name"] == "in.csv"
+    assert batch["input_sha256"] == hashlib.sha256((tmp / "in.csv").read_bytes()).hexdigest()
+
+
+def test_when_the_batch_cannot_be_logged_no_output_is_written(env, applications):
+    tmp, _, _ = env
+    applications.head(5).to_csv(tmp / "in.csv", index=False)
+    (tmp / "decisions.jsonl.batches").write_text("a file where the batches' folder goes")
+    assert main(["predict", str(tmp / "in.csv"), "-o", str(tmp / "out.csv"), "--log"]) == 1
+    assert not (tmp / "out.csv").exists() and not (tmp / "decisions.jsonl").exists()
+    assert [p.name for p in tmp.iterdir() if p.name.startswith(".out.csv")] == []
 
 
 def test_logged_or_not_the_output_is_the_same(env, applications):

@@ -116,3 +116,23 @@ def test_odd_text_is_refused_with_the_reason(text, why):
     assert Constraints("category", categories=("a",)).error(text).startswith(why)
     assert shown(text).encode("utf-8").decode("ascii").isprintable()
     assert text_error("Caf\u00e9 \u05e9\u05dc\u05d5\u05dd \u4e2d") is None  # any script is text
+
+
+@pytest.mark.parametrize("values", [
+    [1.0, 2.0, 3.0], [1.0, None, 3.0], [1.5, 2.0, 3.0], [0.0, 2.0, 3.0], [1.0, 2.0, 99.0],
+    [-1.0, 2.0, 3.0]])
+@pytest.mark.parametrize("nullable", [True, False])
+def test_a_float_array_validates_as_the_list_of_its_values(values, nullable):
+    """`credit-risk predict` hands numeric columns over as float arrays (NaN: missing): the
+    same clean values and the same errors as the values one by one."""
+    import numpy as np
+
+    from credit_risk.scoring.columns import as_values, validate_columns
+
+    fields = [{"name": "n", "type": "integer", "min": 1, "max": 10, "nullable": nullable,
+               "missing": ["-1"]}]
+    array = np.array([np.nan if v is None else v for v in values])
+    clean_list, errors_list = validate_columns(fields, {"n": values}, [], len(values))
+    clean_array, errors_array = validate_columns(fields, {"n": array}, [], len(values))
+    assert errors_array == errors_list
+    assert as_values(clean_array["n"]) == as_values(clean_list["n"])
