@@ -26,17 +26,19 @@ from credit_risk.config.modelling import (
     ValidationSettings,
 )
 from credit_risk.config.operations import DecisionLogSettings, MonitoringSettings, ServingSettings
+from credit_risk.config.scorecard import ScorecardSettings
 
 __all__ = ["DEFAULT_MODELS", "FLAT", "GROUPS", "PREFIX", "DataSettings", "DecisionLogSettings",
            "GateSettings", "Group", "MonitoringSettings", "RegistrySettings", "ScoreSettings",
-           "ServingSettings", "Settings", "SigningSettings", "TrainingSettings",
-           "ValidationSettings", "env"]
+           "ScorecardSettings", "ServingSettings", "Settings", "SigningSettings",
+           "TrainingSettings", "ValidationSettings", "env"]
 
 GROUPS: dict[str, type[Group]] = {
     "data": DataSettings, "registry": RegistrySettings, "signing": SigningSettings,
     "training": TrainingSettings, "score": ScoreSettings, "validation": ValidationSettings,
     "gate": GateSettings, "monitoring": MonitoringSettings,
     "decisions": DecisionLogSettings, "serving": ServingSettings,
+    "scorecard": ScorecardSettings,
 }
 
 
@@ -68,6 +70,7 @@ class Settings(BaseModel):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     decisions: DecisionLogSettings = Field(default_factory=DecisionLogSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
 
     @model_validator(mode="before")
     @classmethod
