@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from credit_risk.config.base import DEFAULT_MODELS, PREFIX, Group, env
+from credit_risk.config.base import DEFAULT_MODELS, MODELS, PREFIX, Group, env
 from credit_risk.config.modelling import (
     DataSettings,
     GateSettings,
@@ -28,10 +28,10 @@ from credit_risk.config.modelling import (
 from credit_risk.config.operations import DecisionLogSettings, MonitoringSettings, ServingSettings
 from credit_risk.config.scorecard import ScorecardSettings
 
-__all__ = ["DEFAULT_MODELS", "FLAT", "GROUPS", "PREFIX", "DataSettings", "DecisionLogSettings",
-           "GateSettings", "Group", "MonitoringSettings", "RegistrySettings", "ScoreSettings",
-           "ScorecardSettings", "ServingSettings", "Settings", "SigningSettings",
-           "TrainingSettings", "ValidationSettings", "env"]
+__all__ = ["DEFAULT_MODELS", "FLAT", "GROUPS", "MODELS", "PREFIX", "DataSettings",
+           "DecisionLogSettings", "GateSettings", "Group", "MonitoringSettings",
+           "RegistrySettings", "ScoreSettings", "ScorecardSettings", "ServingSettings",
+           "Settings", "SigningSettings", "TrainingSettings", "ValidationSettings", "env"]
 
 GROUPS: dict[str, type[Group]] = {
     "data": DataSettings, "registry": RegistrySettings, "signing": SigningSettings,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from typing import Any
 
 from markdown_it import MarkdownIt
@@ -23,8 +24,10 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def model_card_markdown(manifest: dict[str, Any], comparison: Comparison) -> str:
-    """The card of a version: its manifest, and the comparison of the run that trained it."""
+def model_card_markdown(manifest: dict[str, Any], comparison: Comparison,
+                        sections: Sequence[str] = ()) -> str:
+    """The card of a version: its manifest, and the comparison of the run that trained it;
+    `sections` (Markdown, e.g. the scorecard's points) go before the provenance."""
     spec, split = manifest["spec"], comparison.split
     m = comparison.selected_candidate.test
     status = "**approved** (promoted to champion)" if comparison.approved else (
@@ -96,7 +99,7 @@ def model_card_markdown(manifest: dict[str, Any], comparison: Comparison) -> str
         out.append(_table(["group", "n", "approval rate", "judged"],
                           [[g.group, g.n, g.approval_rate, "yes" if g.counted else
                             "no (small)"] for g in attr.groups]))
-    out += ["## Provenance",
+    out += [*sections, "## Provenance",
             ", ".join(f"{k} {v}" for k, v in manifest["libraries"].items()) + "."]
     return "\n\n".join(part for part in out if part) + "\n"
 

@@ -44,6 +44,7 @@ from credit_risk.pipeline.run_reports import (
     read_report,
     write_report,
 )
+from credit_risk.pipeline.scorecard_bundle import scorecard_artifacts
 from credit_risk.pipeline.train import Candidate, split, train_candidate
 from credit_risk.pipeline.validate import run_validation_files, validate_snapshot
 from credit_risk.pipeline.versions import code_version, library_versions
@@ -273,7 +274,8 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
         "libraries": library_versions(),
     }
     validation_files, manifest["validation"] = run_validation_files(run.root)  # refuses unvalidated
-    card = model_card_markdown(manifest, comparison)
+    section, scorecard_files = scorecard_artifacts(candidate.model, scaling, settings.scorecard)
+    card = model_card_markdown(manifest, comparison, [section])
     X_train, _ = load_part(split_dir, "train")
     X_test, _ = load_part(split_dir, "test")
     check_plan(candidate.model, X_test)  # the pure-data plan must give the pipeline's PDs
@@ -283,7 +285,7 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
              "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode(),
              REFERENCE_FILE: reference_sample(X_train, inputs,
                                               seed=settings.training.seed),
-             **validation_files}
+             **validation_files, **scorecard_files}
     registry.publish(files, manifest, version)
     if comparison.approved:
         registry.promote(version, "approved by the training gate", by="credit-risk pipeline")
