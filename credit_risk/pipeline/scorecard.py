@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from credit_risk.config import Settings
 from credit_risk.spec.binning import field_trend
-from credit_risk.spec.dataset import DatasetSpec
+from credit_risk.spec.dataset import Column, DatasetSpec, Derived
 
 # optbinning's monotonic_trend of each trend of the spec and the settings
 OPTBINNING_TREND: dict[str, str | None] = {
@@ -57,7 +57,8 @@ def scorecard_fields(spec: DatasetSpec, settings: Settings) -> list[BinnedField]
     the spec's binning or the settings' defaults."""
     card = settings.scorecard
     out: list[BinnedField] = []
-    numeric = [(n, spec.columns[n]) for n in spec.numeric_features()]
+    numeric: list[tuple[str, Column | Derived]] = [
+        (n, spec.columns[n]) for n in spec.numeric_features()]
     numeric += list(spec.derived.items())
     for j, (name, entry) in enumerate(numeric):
         b = entry.binning

@@ -87,8 +87,8 @@ class ScorecardHead:
                 or not math.isfinite(self.intercept):
             raise PlanError("the scorecard's intercept is not a finite number")
         self.fields = [_Field(f, names) for f in spec["fields"]]
-        used = np.concatenate([f.columns for f in self.fields]) if self.fields else []
-        if len(set(map(int, used))) != len(used):
+        used = [int(j) for f in self.fields for j in f.columns]
+        if len(set(used)) != len(used):
             raise PlanError("the scorecard's fields share feature columns")
         if len({f.name for f in self.fields}) != len(self.fields):
             raise PlanError("the scorecard names a field twice")
