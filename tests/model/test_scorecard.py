@@ -66,6 +66,13 @@ def test_bins_keep_the_spec_trends_and_limits(fitted):
     assert "smote" not in candidate.model.pipeline.named_steps  # WoE needs no resampling
 
 
+def test_higher_utilisation_never_lowers_the_pd(fitted):
+    plan = plan_of(fitted[0].model)
+    base = frame_records(fitted[2].head(1))[0]
+    pd_ = plan.predict_records([dict(base, credit_utilization_ratio=u) for u in range(0, 101, 5)])
+    assert (np.diff(pd_) >= 0).all() and pd_[-1] > pd_[0]
+
+
 def test_the_plan_bins_and_scores_as_optbinning_and_the_regression(fitted):
     candidate, _, X_test = fitted
     model = candidate.model
