@@ -16,10 +16,9 @@ from airflow.sdk import (
 )
 from task_errors import fails_fast, settings
 
-from credit_risk.config import DEFAULT_MODELS
+from credit_risk.config import DEFAULT_MODELS, MODELS
 from credit_risk.pipeline import tasks
 
-MODELS = list(DEFAULT_MODELS)
 DRIFT = Asset("credit_risk_drift")  # emitted by credit_risk_monitoring
 
 
@@ -38,8 +37,8 @@ DRIFT = Asset("credit_risk_drift")  # emitted by credit_risk_monitoring
     params={
         "dataset_spec": Param(None, type=["null", "string"],
                               description="built-in spec name or YAML path (default: settings)"),
-        "models": Param(MODELS, type="array", minItems=1, uniqueItems=True,
-                        items={"type": "string", "enum": MODELS},
+        "models": Param(list(DEFAULT_MODELS), type="array", minItems=1, uniqueItems=True,
+                        items={"type": "string", "enum": list(MODELS)},
                         description="subset of candidate models"),
         "force": Param(False, type="boolean",
                        description="retrain even if the data did not change since the champion"),

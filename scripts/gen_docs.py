@@ -227,7 +227,8 @@ def setting_default(env: str) -> str:
 SPEC_SECTIONS = (("DatasetSpec", "The spec file"), ("Table", "tables.<name>"),
                  ("SqlSource", "tables.<name>.source (a SQL query)"), ("Join", "joins[]"),
                  ("Target", "target"), ("Column", "columns.<name>"),
-                 ("Derived", "derived.<name>"), ("Rule", "rules[]"), ("Gate", "gate"))
+                 ("Derived", "derived.<name>"), ("Binning", "columns.<name>.binning, "
+                 "derived.<name>.binning"), ("Rule", "rules[]"), ("Gate", "gate"))
 
 
 def _spec_type(annotation: Any) -> str:

@@ -66,6 +66,7 @@ PATHS = {
     "tests/ui/test_airflow_pages.py::test_drift_reports_are_listed_and_served": "integration",
     "tests/model/test_byod.py": "integration",
     "tests/model/test_trial_tasks.py": "integration",
+    "tests/model/test_scorecard_publish.py": "integration",  # a whole training run
     "tests/model/test_gate.py::test_a_first_model_of_another_dataset": "integration",
     "tests/model/test_monitoring.py::test_evidently_gets_the_sample": "integration",
     "tests/model/test_monitoring.py::test_shifted_traffic_is_detected": "integration",

@@ -135,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd in (listing, show):
         cmd.add_argument("--json", action="store_true",
                          help="JSON for machines (default: tables for people)")
+    card = msub.add_parser("scorecard", help="a scorecard version's points table: field, bin, "
+                           "points, count, event rate, WoE, IV")
+    card.add_argument("version")
+    card.add_argument("--csv", action="store_true",
+                      help="the version's scorecard.csv as it is (full precision)")
     promote = msub.add_parser("promote", help="make a version the champion of its dataset")
     promote.add_argument("version")
     rollback = msub.add_parser("rollback", help="swap a dataset's champion and previous")

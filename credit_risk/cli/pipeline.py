@@ -12,7 +12,7 @@ from pathlib import Path
 
 from credit_risk.cli.progress import progress
 from credit_risk.cli.usage import UsageError
-from credit_risk.config import Settings
+from credit_risk.config import MODELS, Settings
 from credit_risk.pipeline.reports import comparison_table
 
 
@@ -51,14 +51,13 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from credit_risk.pipeline import steps as pipeline
     from credit_risk.pipeline.run_paths import RunPaths
     from credit_risk.pipeline.run_reports import ComparableChampion, Comparison, read_report
-    from credit_risk.pipeline.train import CANDIDATES
 
     if args.models:
         settings = settings.model_copy(update={"models": tuple(args.models.split(","))})
-    unknown = [m for m in settings.training.models if m not in CANDIDATES]
+    unknown = [m for m in settings.training.models if m not in MODELS]
     if unknown:  # before any work: a typo in --models or CREDIT_RISK_MODELS
         raise UsageError(f"unknown model {', '.join(map(repr, unknown))} (choose from "
-                              f"{', '.join(CANDIDATES)})")
+                              f"{', '.join(MODELS)})")
     run_id = args.run_id or datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%SZ")
     with progress("training", len(settings.training.models), "candidates") as bar:
         version = pipeline.run_all(settings, run_id, args.spec, progress=bar.update)

@@ -6,6 +6,8 @@ Imports only registry, config and errors, so it works in a serving-only install.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -23,6 +25,8 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     dataset = getattr(args, "dataset", None)
     if args.models_cmd == "list":
         return _list(registry, dataset, settings, args.json)
+    if args.models_cmd == "scorecard":
+        return _scorecard(registry, args.version, args.csv)
     if args.models_cmd == "show":
         manifest = registry.manifest(args.version)
         if args.json:
@@ -47,6 +51,28 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{rec['set_at']}  {rec['dataset']}  {rec['alias']:<8} -> "
                       f"{rec['version']}  by {rec['by']}: {rec['reason']}{mark}")
         _print_rejected(registry)
+    return 0
+
+
+POINTS_FILE = "scorecard.csv"  # written by credit_risk.pipeline.scorecard_bundle
+
+
+def _scorecard(registry: Registry, version: str, as_csv: bool) -> int:
+    """Print a scorecard version's points table (its scorecard.csv, verified)."""
+    manifest = registry.manifest(version)
+    if POINTS_FILE not in (manifest.get("files") or {}):
+        raise RegistryError(f"version {version} is a {manifest.get('model')!r} model: only a "
+                            "scorecard has a points table")
+    text = registry.read_file(version, POINTS_FILE).decode()
+    if as_csv:
+        sys.stdout.write(text)
+        return 0
+    rows = list(csv.DictReader(io.StringIO(text)))
+    for r in rows:
+        r["points"] = f"{float(r['points']):.1f}"
+        for k in ("event_rate", "woe", "iv"):
+            r[k] = f"{float(r[k]):.4f}" if r[k] else ""
+    print(text_table(rows, ["field", "bin", "points", "count", "event_rate", "woe", "iv"]))
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from credit_risk.config.base import DEFAULT_MODELS, PREFIX, Group, env
+from credit_risk.config.base import DEFAULT_MODELS, MODELS, PREFIX, Group, env
 from credit_risk.config.modelling import (
     DataSettings,
     GateSettings,
@@ -26,12 +26,14 @@ from credit_risk.config.modelling import (
     ValidationSettings,
 )
 from credit_risk.config.operations import DecisionLogSettings, MonitoringSettings, ServingSettings
+from credit_risk.config.scorecard import ScorecardSettings
 from credit_risk.config.validation_report import ValidationReportSettings
 
-__all__ = ["DEFAULT_MODELS", "FLAT", "GROUPS", "PREFIX", "DataSettings", "DecisionLogSettings",
-           "GateSettings", "Group", "MonitoringSettings", "RegistrySettings", "ScoreSettings",
-           "ServingSettings", "Settings", "SigningSettings", "TrainingSettings",
-           "ValidationReportSettings", "ValidationSettings", "env"]
+__all__ = ["DEFAULT_MODELS", "FLAT", "GROUPS", "MODELS", "PREFIX", "DataSettings",
+           "DecisionLogSettings", "GateSettings", "Group", "MonitoringSettings",
+           "RegistrySettings", "ScoreSettings", "ScorecardSettings", "ServingSettings",
+           "Settings", "SigningSettings", "TrainingSettings", "ValidationReportSettings",
+           "ValidationSettings", "env"]
 
 GROUPS: dict[str, type[Group]] = {
     "data": DataSettings, "registry": RegistrySettings, "signing": SigningSettings,
@@ -39,6 +41,7 @@ GROUPS: dict[str, type[Group]] = {
     "gate": GateSettings, "monitoring": MonitoringSettings,
     "decisions": DecisionLogSettings, "serving": ServingSettings,
     "validation_report": ValidationReportSettings,
+    "scorecard": ScorecardSettings,
 }
 
 
@@ -71,6 +74,7 @@ class Settings(BaseModel):
     decisions: DecisionLogSettings = Field(default_factory=DecisionLogSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     validation_report: ValidationReportSettings = Field(default_factory=ValidationReportSettings)
+    scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
 
     @model_validator(mode="before")
     @classmethod

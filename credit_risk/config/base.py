@@ -8,7 +8,9 @@ from typing import ClassVar
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "CREDIT_RISK_"
-DEFAULT_MODELS = ("logistic_regression", "random_forest", "xgboost")
+# Every candidate (`scorecard`: credit_risk.pipeline.scorecard_train), and those trained by default
+MODELS = ("logistic_regression", "random_forest", "xgboost", "scorecard")
+DEFAULT_MODELS = MODELS
 
 
 def env(flat: str) -> str:

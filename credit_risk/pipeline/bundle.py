@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
+from credit_risk.pipeline.scorecard_bundle import is_scorecard, scorecard_head
 from credit_risk.pipeline.train import CalibratedModel
 from credit_risk.scoring.plan import (
     ARRAYS_FILE,
@@ -72,6 +73,8 @@ def _forest(est: RandomForestClassifier) -> tuple[dict[str, Any], dict[str, np.n
 
 
 def _head(model: CalibratedModel) -> tuple[dict[str, Any], dict[str, np.ndarray], bytes | None]:
+    if is_scorecard(model):  # bins to log-odds, in plan.json
+        return scorecard_head(model), {}, None
     steps = [s for _, s in model.pipeline.steps[1:] if not hasattr(s, "fit_resample")]
     *pre, est = steps
     if isinstance(est, LogisticRegression) and est.coef_.shape[0] == 1:

@@ -27,7 +27,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def model_card_markdown(manifest: dict[str, Any], comparison: Comparison,
                         sections: Sequence[str] = ()) -> str:
     """The card of a version: its manifest, the comparison of the run that trained it, and
-    further `sections` (Markdown, e.g. the validation report's) before its provenance."""
+    further `sections` (Markdown: the scorecard's points, the validation report) before its
+    provenance."""
     spec, split = manifest["spec"], comparison.split
     m = comparison.selected_candidate.test
     status = "**approved** (promoted to champion)" if comparison.approved else (

@@ -44,6 +44,7 @@ from credit_risk.pipeline.run_reports import (
     read_report,
     write_report,
 )
+from credit_risk.pipeline.scorecard_bundle import scorecard_artifacts
 from credit_risk.pipeline.train import Candidate, split, train_candidate
 from credit_risk.pipeline.validate import run_validation_files, validate_snapshot
 from credit_risk.pipeline.validation_report.build import report_files, validation_report
@@ -275,11 +276,13 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
         "libraries": library_versions(),
     }
     validation_files, manifest["validation"] = run_validation_files(run.root)  # refuses unvalidated
+    section, scorecard_files = scorecard_artifacts(candidate.model, scaling, settings.scorecard)
     X_train, _ = load_part(split_dir, "train")
     X_test, y_test = load_part(split_dir, "test")
     report = validation_report(candidate.name, candidate.model, spec, X_train, X_test, y_test,
                                settings)
-    card = model_card_markdown(manifest, comparison, [validation_markdown(report)])
+    card = model_card_markdown(manifest, comparison,
+                               [s for s in (section, validation_markdown(report)) if s])
     check_plan(candidate.model, X_test)  # the pure-data plan must give the pipeline's PDs
     files = {**compile_bundle(candidate.model), MODEL_FILE: buf.getvalue(),
              "comparison.json": read_bytes(run.comparison),
@@ -288,7 +291,7 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
              **report_files(report),
              REFERENCE_FILE: reference_sample(X_train, inputs,
                                               seed=settings.training.seed),
-             **validation_files}
+             **validation_files, **scorecard_files}
     registry.publish(files, manifest, version)
     if comparison.approved:
         registry.promote(version, "approved by the training gate", by="credit-risk pipeline")

@@ -403,6 +403,9 @@ def train_candidate(
 ) -> Candidate:
     """Search by CV ROC-AUC (random or successive halving), refit on all training rows,
     calibrate on the chosen trial's out-of-fold PDs, pick the threshold."""
+    if name == "scorecard":  # optimal bins + regression on WoE, on the same folds
+        from credit_risk.pipeline.scorecard_train import train_scorecard
+        return train_scorecard(X, y, spec, settings)
     start = time.perf_counter()
     search, pending = search_setup(name, X, spec, settings)
     records: list[dict[str, Any]] = []

@@ -7,7 +7,7 @@ from importlib import metadata
 from pathlib import Path
 
 LIBRARIES = ("credit-risk", "numpy", "pandas", "scikit-learn", "imbalanced-learn", "xgboost-cpu",
-             "joblib")
+             "joblib", "optbinning")
 
 
 def library_versions() -> dict[str, str | None]:

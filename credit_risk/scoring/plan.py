@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from credit_risk.scoring.features import FeaturePlan, PlanError
+from credit_risk.scoring.scorecard import ScorecardHead
 from credit_risk.scoring.trees import TreeEnsemble
 
 PLAN_FILE = "plan.json"
@@ -124,12 +125,16 @@ class ScoringPlan:
         self.trees: TreeEnsemble | None = None  # XGBoost's trees in NumPy
         self.walk_margin = False  # one row's PD from the walk: it equals XGBoost's own
         self.linear_w: np.ndarray | None = None
+        self.scorecard: ScorecardHead | None = None  # the points scorecard's bins
         width = self.features.width
         if self.kind == "linear":
             self._raw = _linear_head(head, arrays, width)
             self.linear_w = arrays["linear_w"]
         elif self.kind == "forest":
             self._raw = _forest_head(head, arrays, width)
+        elif self.kind == "scorecard":
+            self.scorecard = ScorecardHead(head, self.features.names)
+            self._raw = self.scorecard
         elif self.kind == "xgboost":
             xgb_head = _XGBoostHead(head, booster_bytes, width)
             self._raw, self.booster, self.trees = xgb_head, xgb_head.booster, xgb_head.trees

@@ -5,7 +5,8 @@ XGBoost's own `pred_contribs` (by default its fast path-based approximation,
 `approx_contribs`, about 15x faster than exact TreeSHAP on a batch, and for a few rows
 the same numbers from the trees held in NumPy, 5x faster than a DMatrix round trip;
 `exact=True` for TreeSHAP), the linear model's weight x (value - typical value), and
-for the random forest the drop in PD when a feature is set to its typical value (occlusion).
+for the random forest the drop in PD when a feature is set to its typical value (occlusion),
+for the points scorecard the log-odds (points) a field loses against its best bin.
 Everything comes from the pure-data scoring plan (`credit_risk.scoring.plan`).
 One-hot columns are summed back into the field they encode.
 """
@@ -58,6 +59,8 @@ class ReasonExplainer:
         return per_feature @ self._to_group
 
     def _per_feature(self, rows: np.ndarray) -> np.ndarray | None:
+        if self.plan.scorecard is not None:  # log-odds lost against each field's best bin
+            return self.plan.scorecard.lost(rows)
         if self._trees is not None and not self.exact and len(rows) <= TreeEnsemble.MAX_ROWS:
             return self._trees.contributions(rows)
         if self._booster is not None:

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from credit_risk.errors import CreditRiskError
+from credit_risk.spec.binning import Binning, binning_conflict
 from credit_risk.spec.codes import spec_category
 from credit_risk.spec.expressions import parse_expression
 
@@ -128,6 +129,15 @@ class Column(Strict):
     missing_values: list[Any] = Field(default_factory=list)  # cleaning: treated as missing
     max_null_rate: float = Field(0.0, ge=0, le=1)
     monotone: Literal["increasing", "decreasing"] | None = None
+    binning: Binning | None = None  # the scorecard's bins of this field (default: the settings)
+
+    @model_validator(mode="after")
+    def _binning_fits(self) -> Column:
+        problem = binning_conflict(self.binning, self.monotone, self.role == Role.CATEGORICAL,
+                                   self.is_feature)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @property
     def is_feature(self) -> bool:
@@ -141,6 +151,14 @@ class Derived(Strict):
     label: str | None = None
     description: str | None = None
     monotone: Literal["increasing", "decreasing"] | None = None
+    binning: Binning | None = None  # the scorecard's bins of this feature (default: the settings)
+
+    @model_validator(mode="after")
+    def _binning_fits(self) -> Derived:
+        problem = binning_conflict(self.binning, self.monotone, False, True)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class Rule(Strict):
