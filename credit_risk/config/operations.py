@@ -118,7 +118,9 @@ class ServingSettings(Group):
     bind: str = Field("0.0.0.0:8000", alias=env("bind"), description="gunicorn's address.")
     workers: int | None = Field(None, ge=1, alias=env("workers"),
                                 description="gunicorn workers; unset: one per CPU.")
-    threads: int = Field(1, ge=1, alias=env("threads"), description="Threads per worker.")
+    threads: int = Field(8, ge=1, alias=env("threads"),
+                         description="Threads per worker (more than 1: gthread workers, whose "
+                                     "requests share decision-log commits); 1: sync workers.")
     timeout_s: int = Field(30, ge=1, alias=env("timeout_s"),
                            description="A worker stuck this long is restarted.")
     access_log: str | None = Field(None, alias=env("access_log"),
