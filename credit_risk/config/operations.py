@@ -90,6 +90,12 @@ class DecisionLogSettings(Group):
                                     description="PostgreSQL: a request waits this long for its "
                                                 "commit (then 503; the server cancels a "
                                                 "statement after half of it).")
+    spool: Path | None = Field(
+        None, alias=env("decision_log_spool"),
+        description="PostgreSQL: a folder on the serving host's volume where serving fsyncs "
+                    "each decision before answering; a background shipper moves them to the "
+                    "database (so decisions are answered while it is down). Unset: each "
+                    "decision is committed to the database before the answer.")
     predict_log: bool = Field(
         False, alias=env("predict_log"),
         description="`credit-risk predict` records its decisions in the decision log (as "
@@ -106,6 +112,11 @@ class DecisionLogSettings(Group):
         if isinstance(value, Path) and value.is_dir():
             raise ValueError(f"{value} is a folder: the decision log is a file")
         return value
+
+    @field_validator("spool", mode="before")
+    @classmethod
+    def _spool(cls, value: object) -> object:
+        return _blank_is_none(value, "none")
 
     @field_validator("retention_days", mode="before")
     @classmethod
