@@ -124,6 +124,12 @@ class SpooledDecisionLog(DecisionLog):
             self.health.failing = False
             return True
 
+    def status(self) -> dict[str, Any]:
+        """The spool's backlog and, while shipping fails, why (decisions are still answered
+        meanwhile: this is where an operator sees that they are not reaching the database)."""
+        return {"unshipped_bytes": self.pending_bytes(),
+                "shipping_error": self.target.last_error if self.target.failing else None}
+
     def pending_bytes(self) -> int:
         """Bytes in the spool not yet in the database."""
         return self.shipper.backlog_bytes()

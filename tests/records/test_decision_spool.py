@@ -107,8 +107,11 @@ def test_decisions_are_answered_while_the_database_is_down_and_shipped_after(
         dlog.write(f"down{n}", [{}], [RESULT])  # answered: durable in the spool
     assert dlog.ok() and dlog.pending_bytes() > 0
     assert dlog.shipper.ship_once() is None and dlog.target.failing
+    status = dlog.status()  # what /ready shows: answered, but not in the database yet
+    assert status["unshipped_bytes"] > 0 and "OperationalError" in status["shipping_error"]
     cluster.start()
     assert dlog.flush(timeout_s=30)
+    assert dlog.status() == {"unshipped_bytes": 0, "shipping_error": None}
     rows = dict(cluster.sql("SELECT request_id, count(*) FROM decisions GROUP BY request_id"))
     assert rows == {"before": 1, **{f"down{n}": 1 for n in range(30)}}
     dlog.close()
