@@ -1,9 +1,10 @@
 """gunicorn settings for the serving app: `gunicorn -c serving/gunicorn.conf.py serving.wsgi:app`.
 
 One process per CPU, 8 threads per process (gthread workers): scoring is CPU-bound and each
-worker's NumPy/XGBoost use one thread, but every decision waits for its durable write (a
-PostgreSQL commit, or the JSONL append), and the threads of a worker let requests overlap
-that wait and share one commit (`credit_risk.records.group_commit`). `kill -HUP <master>` reloads
+worker's NumPy/XGBoost use one thread, but every decision waits for its durable write (an
+fdatasync of the spool, a PostgreSQL commit, or the JSONL append), and the threads of a worker
+let requests overlap that wait and share one flush (`credit_risk.records.spool`,
+`credit_risk.records.group_commit`). `kill -HUP <master>` reloads
 gracefully: new workers start, old ones finish their requests first. The address, workers,
 threads, timeout and logs are the serving settings (credit_risk.config.ServingSettings:
 CREDIT_RISK_BIND, CREDIT_RISK_WORKERS, ...); PROMETHEUS_MULTIPROC_DIR defaults to a fresh
@@ -33,9 +34,9 @@ _serving = ServingSettings()  # validated: a bad value stops gunicorn with the s
 bind = _serving.bind
 workers = _serving.workers or _cpus()
 # A sync worker (threads=1) serves one request at a time: with the decision log in PostgreSQL
-# each request waits for a commit of its own (a WAL flush: 0.1 ms on an idle disk, several ms
-# on a busy one) with its CPU idle. gthread workers overlap those waits and the group commit
-# makes one flush for all the requests waiting in a worker (benchmarks/RESULTS.md,
+# each request waits for a flush of its own (a spool fdatasync or a WAL flush: 0.1 ms on an
+# idle disk, several ms on a busy one) with its CPU idle. gthread workers overlap those waits,
+# and one flush covers all the requests waiting in a worker (benchmarks/RESULTS.md,
 # serving-postgres). gthread also keeps HTTP connections alive.
 threads = _serving.threads
 worker_class = "gthread" if threads > 1 else "sync"
