@@ -10,7 +10,10 @@ section of benchmarks/RESULTS.md.
    server: one gthread worker per CPU, 8 threads each, OMP_NUM_THREADS=1) with wrk on
    loopback: our API (single and batch, with and without reasons), the seed-style Flask app,
    and a constant-JSON Flask app (the floor);
-   then our single-row API held at half its maximum rate for the latency there.
+   then our single-row API held at half its maximum rate for the latency there. With
+   --decision-log postgresql+psycopg://..., the production configuration of the image: each
+   decision fsync'd in a spool on this disk and shipped to the database; and, for comparison,
+   the single-row API committing to the database by group commit without a spool.
 
 Installs nothing: needs `wrk` on PATH (`make wrk`). Every request loop is bounded in time and
 only talks to 127.0.0.1.

@@ -131,7 +131,8 @@ class ServingSettings(Group):
                                 description="gunicorn workers; unset: one per CPU.")
     threads: int = Field(8, ge=1, alias=env("threads"),
                          description="Threads per worker (more than 1: gthread workers, whose "
-                                     "requests share decision-log commits); 1: sync workers.")
+                                     "waiting requests share one decision-log flush); 1: "
+                                     "sync workers.")
     timeout_s: int = Field(30, ge=1, alias=env("timeout_s"),
                            description="A worker stuck this long is restarted.")
     access_log: str | None = Field(None, alias=env("access_log"),
