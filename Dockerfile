@@ -131,13 +131,14 @@ ENV PATH=/opt/credit-risk/bin:$PATH \
     CREDIT_RISK_BIND=0.0.0.0:8000 \
     CREDIT_RISK_REGISTRY_URL=/registry \
     CREDIT_RISK_DECISION_LOG=/var/lib/credit-risk/decisions.jsonl \
+    CREDIT_RISK_DECISION_LOG_SPOOL=/var/lib/credit-risk/spool \
     PROMETHEUS_MULTIPROC_DIR=/tmp/credit-risk-metrics
 WORKDIR /app
 COPY --from=build-serving /opt/credit-risk /opt/credit-risk
 COPY serving/gunicorn.conf.py ./serving/gunicorn.conf.py
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app \
-    && mkdir -p /var/lib/credit-risk /registry \
-    && chown 10001:10001 /var/lib/credit-risk
+    && mkdir -p /var/lib/credit-risk/spool /registry \
+    && chown 10001:10001 /var/lib/credit-risk /var/lib/credit-risk/spool
 USER 10001:10001
 EXPOSE 8000
 # Healthy = ready: a verified model serves and decisions can be logged (/health is only alive).

@@ -70,7 +70,7 @@ def _decision_log(settings: Settings) -> DecisionLog | None:
     """The configured backend (the database code is imported only for a database URL). With
     CREDIT_RISK_DECISION_LOG_MIGRATE_ON_START the schema is migrated first; a failure there
     is logged and shows in /ready (not ready), it does not stop the worker."""
-    decisions = open_decision_log(settings)
+    decisions = open_decision_log(settings, spooled=True)
     if decisions is not None and settings.decisions.migrate_on_start:
         try:
             decisions.migrate()

@@ -157,7 +157,7 @@ def ready():
         "reload_failures": summary["reload_failures"], "last_error": summary["last_error"],
         "decision_log": None if log is None else {
             "ok": log_ok, "failures": log.failures,
-            "last_error": None if log_ok else log.last_error}}
+            "last_error": None if log_ok else log.last_error, **log.status()}}
     return jsonify(body), 200 if body["ready"] else 503
 
 

@@ -1,7 +1,10 @@
 """gunicorn settings for the serving app: `gunicorn -c serving/gunicorn.conf.py serving.wsgi:app`.
 
-One process per CPU, one thread per process (scoring is CPU-bound: the workers are the
-parallelism, and each worker's NumPy/XGBoost use one thread). `kill -HUP <master>` reloads
+One process per CPU, 8 threads per process (gthread workers): scoring is CPU-bound and each
+worker's NumPy/XGBoost use one thread, but every decision waits for its durable write (an
+fdatasync of the spool, a PostgreSQL commit, or the JSONL append), and the threads of a worker
+let requests overlap that wait and share one flush (`credit_risk.records.spool`,
+`credit_risk.records.group_commit`). `kill -HUP <master>` reloads
 gracefully: new workers start, old ones finish their requests first. The address, workers,
 threads, timeout and logs are the serving settings (credit_risk.config.ServingSettings:
 CREDIT_RISK_BIND, CREDIT_RISK_WORKERS, ...); PROMETHEUS_MULTIPROC_DIR defaults to a fresh
@@ -30,9 +33,11 @@ def _cpus() -> int:
 _serving = ServingSettings()  # validated: a bad value stops gunicorn with the setting's name
 bind = _serving.bind
 workers = _serving.workers or _cpus()
-# Also with the decision log in PostgreSQL: a request's commit costs ~0.1 ms of CPU and ~0.2 ms
-# of waiting, and measured on 2 CPUs, sync workers served more and with a lower p99 than 8 gthread
-# threads per worker (whose handoffs between the main and the request threads wait on the GIL).
+# A sync worker (threads=1) serves one request at a time: with the decision log in PostgreSQL
+# each request waits for a flush of its own (a spool fdatasync or a WAL flush: 0.1 ms on an
+# idle disk, several ms on a busy one) with its CPU idle. gthread workers overlap those waits,
+# and one flush covers all the requests waiting in a worker (benchmarks/RESULTS.md,
+# serving-postgres). gthread also keeps HTTP connections alive.
 threads = _serving.threads
 worker_class = "gthread" if threads > 1 else "sync"
 timeout = _serving.timeout_s  # a stuck worker is restarted

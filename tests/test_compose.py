@@ -131,7 +131,7 @@ def test_named_volumes_and_two_ports():
             assert not source.startswith((".", "/")), f"bind mount {volume}"
             used.add(source)
     assert used == declared == {"postgres-data", "redis-data", "s3-data", "airflow-logs",
-                                "airflow-data", "airflow-auth"}
+                                "airflow-data", "airflow-auth", "serving-spool"}
     published = {name: s["ports"] for name, s in SERVICES.items() if "ports" in s}
     assert published == {"airflow-apiserver": ["${AIRFLOW_PORT:-8080}:8080"],
                          "serving": ["${SERVING_PORT:-8000}:8000"]}

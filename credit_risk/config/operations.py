@@ -90,6 +90,12 @@ class DecisionLogSettings(Group):
                                     description="PostgreSQL: a request waits this long for its "
                                                 "commit (then 503; the server cancels a "
                                                 "statement after half of it).")
+    spool: Path | None = Field(
+        None, alias=env("decision_log_spool"),
+        description="PostgreSQL: a folder on the serving host's volume where serving fsyncs "
+                    "each decision before answering; a background shipper moves them to the "
+                    "database (so decisions are answered while it is down). Unset: each "
+                    "decision is committed to the database before the answer.")
     predict_log: bool = Field(
         False, alias=env("predict_log"),
         description="`credit-risk predict` records its decisions in the decision log (as "
@@ -107,6 +113,11 @@ class DecisionLogSettings(Group):
             raise ValueError(f"{value} is a folder: the decision log is a file")
         return value
 
+    @field_validator("spool", mode="before")
+    @classmethod
+    def _spool(cls, value: object) -> object:
+        return _blank_is_none(value, "none")
+
     @field_validator("retention_days", mode="before")
     @classmethod
     def _keep(cls, value: object) -> object:
@@ -118,7 +129,10 @@ class ServingSettings(Group):
     bind: str = Field("0.0.0.0:8000", alias=env("bind"), description="gunicorn's address.")
     workers: int | None = Field(None, ge=1, alias=env("workers"),
                                 description="gunicorn workers; unset: one per CPU.")
-    threads: int = Field(1, ge=1, alias=env("threads"), description="Threads per worker.")
+    threads: int = Field(8, ge=1, alias=env("threads"),
+                         description="Threads per worker (more than 1: gthread workers, whose "
+                                     "waiting requests share one decision-log flush); 1: "
+                                     "sync workers.")
     timeout_s: int = Field(30, ge=1, alias=env("timeout_s"),
                            description="A worker stuck this long is restarted.")
     access_log: str | None = Field(None, alias=env("access_log"),

@@ -50,19 +50,27 @@ def decision_log_at(target: Path | str | None, **bounds: Any) -> DecisionLog:
     return PostgresDecisionLog(str(target), **bounds)
 
 
-def open_decision_log(settings: Settings) -> DecisionLog | None:
+def open_decision_log(settings: Settings, *, spooled: bool = False) -> DecisionLog | None:
     """The decision log the settings name (None: decisions are not logged), with the
     settings' bounds for a database (and, with `decision_log_migrate_on_start`, a schema
-    migrated whenever it is found behind the code)."""
+    migrated whenever it is found behind the code). `spooled` (serving): a database log
+    behind the spool folder `decision_log_spool`, when one is set."""
     target = settings.decisions.url
     if target is None:
         return None
     if not is_database_url(target):
         return decision_log_at(target)
-    return decision_log_at(target, queue_rows=settings.decisions.queue_rows,
-                           batch_rows=settings.decisions.batch_rows,
-                           commit_timeout_s=settings.decisions.commit_timeout_s,
-                           migrate=settings.decisions.migrate_on_start)
+    db_log = decision_log_at(target, queue_rows=settings.decisions.queue_rows,
+                             batch_rows=settings.decisions.batch_rows,
+                             commit_timeout_s=settings.decisions.commit_timeout_s,
+                             migrate=settings.decisions.migrate_on_start)
+    if not spooled or settings.decisions.spool is None:
+        return db_log
+    from credit_risk.records.decisions_pg import PostgresDecisionLog
+    from credit_risk.records.decisions_spool import SpooledDecisionLog
+
+    assert isinstance(db_log, PostgresDecisionLog)
+    return SpooledDecisionLog(db_log, settings.decisions.spool)
 
 
 def prune_decisions(settings: Settings, now: datetime | None = None) -> dict[str, Any]:

@@ -144,6 +144,10 @@ class DecisionLog:
         """Where the decisions go (no credentials)."""
         raise NotImplementedError
 
+    def status(self) -> dict[str, Any]:
+        """What `/ready` shows beyond ok and the failures (a spool's backlog)."""
+        return {}
+
     def close(self) -> None:
         """Release connections and threads (pending writes are finished first)."""
 

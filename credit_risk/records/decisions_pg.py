@@ -57,6 +57,7 @@ decisions = sa.Table(
     sa.Column("risk", sa.Text),
     sa.Column("inputs", JSONB, nullable=False),
     sa.Column("result", JSONB, nullable=False),
+    sa.Column("decision_id", sa.Text),  # set by the spool's shipper (unique), else NULL
 )
 
 # The record keys that have a column of their own (`columns=` reads them without `result`).
@@ -112,7 +113,7 @@ class PostgresDecisionLog(DecisionLog):
         """Queue the rows and wait until they are committed (see `group_commit`)."""
         at = datetime.now(UTC)
         try:
-            rows = [_row(at, request_id, i, r) for i, r in zip(inputs, results, strict=True)]
+            rows = [table_row(at, request_id, i, r) for i, r in zip(inputs, results, strict=True)]
         except ValidationError as exc:
             raise DecisionLogError(f"decision log {self.describe()}: not a decision record: "
                                    f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
@@ -165,7 +166,7 @@ class PostgresDecisionLog(DecisionLog):
 
     def _probe_insert(self) -> None:
         """Insert one row and roll it back, under the commit bound: nothing is kept."""
-        probe = _row(datetime.now(UTC), "probe", {}, {})
+        probe = table_row(datetime.now(UTC), "probe", {}, {})
         with self.db.engine().connect() as conn:
             timeout_ms = max(100, int(self.commit_timeout_s * 1000))
             conn.execute(sa.text(f"SET LOCAL statement_timeout = {timeout_ms}"))
@@ -312,8 +313,8 @@ def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat()
 
 
-def _row(at: datetime, request_id: str, inputs: dict[str, Any],
-         result: dict[str, Any]) -> dict[str, Any]:
+def table_row(at: datetime | str, request_id: str, inputs: dict[str, Any],
+              result: dict[str, Any]) -> dict[str, Any]:
     """The table row of a decision (checked as a `Decision` first)."""
     decision(at, request_id, inputs, result)
     return {"at": at, "request_id": request_id,

@@ -91,17 +91,6 @@ class Load:
         pytest.fail(f"no {status} within {timeout} s; statuses {seen}")
 
 
-@pytest.fixture
-def cluster():
-    db = Cluster()
-    db.init()
-    db.start()
-    db.sql("CREATE ROLE app LOGIN")
-    db.sql("GRANT ALL ON SCHEMA public TO app")
-    yield db
-    db.remove()
-
-
 def _app(trained, url: str, **update):
     settings = trained[0].model_copy(update={
         "decision_log": url, "decision_log_commit_timeout_s": COMMIT_TIMEOUT_S, **update})
