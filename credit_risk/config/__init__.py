@@ -29,13 +29,14 @@ from credit_risk.config.operations import DecisionLogSettings, MonitoringSetting
 from credit_risk.config.rating import PDSettings
 
 __all__ = ["DEFAULT_MODELS", "FLAT", "GROUPS", "PREFIX", "DataSettings", "DecisionLogSettings",
-           "GateSettings", "Group", "MonitoringSettings", "PDSettings", "RegistrySettings", "ScoreSettings",
-           "ServingSettings", "Settings", "SigningSettings", "TrainingSettings",
+           "GateSettings", "Group", "MonitoringSettings", "PDSettings", "RegistrySettings",
+           "ScoreSettings", "ServingSettings", "Settings", "SigningSettings", "TrainingSettings",
            "ValidationSettings", "env"]
 
 GROUPS: dict[str, type[Group]] = {
     "data": DataSettings, "registry": RegistrySettings, "signing": SigningSettings,
-    "training": TrainingSettings, "pd": PDSettings, "score": ScoreSettings, "validation": ValidationSettings,
+    "training": TrainingSettings, "pd": PDSettings, "score": ScoreSettings,
+    "validation": ValidationSettings,
     "gate": GateSettings, "monitoring": MonitoringSettings,
     "decisions": DecisionLogSettings, "serving": ServingSettings,
 }

@@ -45,11 +45,13 @@ def master_scale_problem(names: Sequence[object], bounds: Sequence[object]) -> s
                 or not math.isfinite(bound) or not 0 < bound <= 1:
             return f"grade {name}'s upper PD bound {bound!r} is not a number in (0, 1]"
     numbers = [float(b) for b in bounds]  # type: ignore[arg-type]
-    for (a, lo), (b, hi) in zip(zip(names, numbers), zip(names[1:], numbers[1:]), strict=False):
-        if hi <= lo:
-            return f"upper PD bounds do not increase: grade {b} ({hi:g}) after {a} ({lo:g})"
+    for i in range(1, len(numbers)):
+        if numbers[i] <= numbers[i - 1]:
+            return (f"upper PD bounds do not increase: grade {names[i]} ({numbers[i]:g}) after "
+                    f"{names[i - 1]} ({numbers[i - 1]:g})")
     if numbers[-1] != 1.0:
-        return f"the last grade's upper PD bound is {numbers[-1]:g}, not 1: PDs up to 1 need a grade"
+        return (f"the last grade's upper PD bound is {numbers[-1]:g}, not 1: every PD up to 1 "
+                "needs a grade")
     return None
 
 

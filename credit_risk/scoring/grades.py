@@ -60,6 +60,11 @@ class MasterScale:
         """Each grade's lower PD bound (inclusive)."""
         return (0.0, *self.upper[:-1])
 
+    def bounds(self, name: str) -> tuple[float, float]:
+        """A grade's (lower, upper) PD bounds."""
+        i = self.names.index(name)
+        return self.lower()[i], self.upper[i]
+
     def index(self, pd_: Any) -> np.ndarray:
         """The grade number (0: the safest) of each PD."""
         at = np.searchsorted(np.asarray(self.upper), np.asarray(pd_, dtype=float), side="right")

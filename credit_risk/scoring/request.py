@@ -95,6 +95,8 @@ class Prediction(BaseModel):
     risk: Literal["High", "Low"]
     credit_score: int
     rating: Rating
+    grade: str = Field(description="The rating grade of the PD on the model's master scale "
+                                   "(grade 1 the safest on the default scale).")
     reasons: list[Reason | str] | None = Field(
         None, description="The main features raising the PD, most important first.")
     warnings: list[InputWarning] | None = Field(
