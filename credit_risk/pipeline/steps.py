@@ -17,6 +17,7 @@ from credit_risk.pipeline.bundle import check_plan, compile_bundle, frame_record
 from credit_risk.pipeline.evaluate import classification_metrics
 from credit_risk.pipeline.fairness import fairness_report
 from credit_risk.pipeline.gate import gate_thresholds, rejection_reasons
+from credit_risk.pipeline.grading import pd_summary
 from credit_risk.pipeline.ingest import assemble, frame_fingerprint, ingest, load_snapshot
 from credit_risk.pipeline.model_card import markdown_to_html, model_card_markdown
 from credit_risk.pipeline.monitoring import REFERENCE_FILE, reference_sample
@@ -273,9 +274,10 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
         "libraries": library_versions(),
     }
     validation_files, manifest["validation"] = run_validation_files(run.root)  # refuses unvalidated
-    card = model_card_markdown(manifest, comparison)
     X_train, _ = load_part(split_dir, "train")
-    X_test, _ = load_part(split_dir, "test")
+    X_test, y_test = load_part(split_dir, "test")
+    manifest |= pd_summary(candidate.model, X_test, y_test)  # calibration, grades on test
+    card = model_card_markdown(manifest, comparison)
     check_plan(candidate.model, X_test)  # the pure-data plan must give the pipeline's PDs
     files = {**compile_bundle(candidate.model), MODEL_FILE: buf.getvalue(),
              "comparison.json": read_bytes(run.comparison),

@@ -52,7 +52,9 @@ def _linear_head(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray], widt
         raise PlanError(f"the linear model has {w.shape} weights for {width} features")
     if not math.isfinite(w0):
         raise PlanError("the linear model's intercept is not a finite number")
-    return lambda x: expit(x @ w + w0)
+    # row by row, not a matrix product: a BLAS product's last bits depend on the batch's size,
+    # and a row must score the same alone, in a batch or in any chunk of a file
+    return lambda x: expit((np.asarray(x, dtype=np.float64) * w).sum(axis=1) + w0)
 
 
 def _forest_head(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray], width: int) -> Head:
