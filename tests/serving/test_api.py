@@ -21,6 +21,8 @@ def test_valid_application(client, application, trained):
     assert body["rating"] in ("Poor", "Average", "Good", "Excellent")
     # the grade of the PD on the master scale the model was trained with (the default one)
     assert body["grade"] == MasterScale.default().grade(body["probability_of_default"])
+    scale = client.get("/api/v1/model").json["master_scale"]
+    assert scale == MasterScale.default().to_plan()["grades"]
     assert body["model_version"] == trained[1]
     assert body["request_id"] == "abc-1"
 
