@@ -191,7 +191,7 @@ def fit_calibration(raw: np.ndarray, y: np.ndarray, settings: Settings) -> Calib
     raw, y = np.asarray(raw, float), np.asarray(y, int)
     losses = cv_log_losses(raw, y, pd_.floor, pd_.isotonic_max_step_share, training.cv_folds,
                            training.seed)
-    method = pd_.calibration
+    method: str = pd_.calibration
     if method == "auto":
         order = ("sigmoid", "spline", "isotonic")
         method = min(order, key=lambda m: (losses[m], order.index(m))) if losses else "sigmoid"

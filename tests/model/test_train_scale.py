@@ -35,7 +35,8 @@ def data(tables, spec):
 
 
 class _Spy:
-    """Records the labels (and inputs) every fit of a class sees, then fits as usual."""
+    """Records the labels (and inputs) every fit of a class sees on more than one column (the
+    models', not the one-column Platt calibrations'), then fits as usual."""
 
     def __init__(self, monkeypatch, cls, method="fit"):
         self.calls: list[dict] = []
@@ -43,7 +44,9 @@ class _Spy:
         spy = self
 
         def wrapper(est, X, y, *args, **kwargs):
-            spy.calls.append({"X": np.asarray(X).copy(), "y": np.asarray(y).copy(), **kwargs})
+            if np.ndim(X) == 2 and np.shape(X)[1] > 1:
+                spy.calls.append({"X": np.asarray(X).copy(), "y": np.asarray(y).copy(),
+                                  **kwargs})
             return original(est, X, y, *args, **kwargs)
 
         monkeypatch.setattr(cls, method, wrapper)
