@@ -182,6 +182,8 @@ def form():
                            result=result, unavailable=False, version=scorer.version,
                            gauge=gauge(result["credit_score"], scorer.scaling.min_score,
                                        scorer.scaling.max_score) if result else None,
+                           grade_pds=scorer.plan.master_scale.bounds(result["grade"])
+                           if result else None,
                            bands=bands.on_scale(scorer.scaling.min_score,
                                                 scorer.scaling.max_score),
                            logged_in=logged_in, with_application_id=with_id), status

@@ -5,8 +5,9 @@ so it runs in an install of the serving extra. The input is read, scored and wri
 (`--chunk-rows`), so memory stays flat however long the file; progress goes to stderr
 (`credit_risk.cli.progress`: a bar on a terminal, plain lines in logs). Every input column is
 kept as it was read and the result columns are appended: `probability_of_default`, `risk`,
-`credit_score`, `rating`, `reasons`, `warnings`, `model_version`, and `error` (which field is
-bad and why) for a row that fails validation, which gets no PD. The spec's cleaning rules
+`credit_score`, `rating`, `grade` (on the model's master scale), `reasons`, `warnings`,
+`model_version`, and `error` (which field is bad and why) for a row that fails validation,
+which gets no PD. The spec's cleaning rules
 (`replace:`, `missing_values:`) apply as in training. The output is written to a temporary
 file beside it and renamed when complete; the rows not scored are also listed, by row number
 (1: the first row after the header) and reason, in `OUTPUT.errors.csv`.

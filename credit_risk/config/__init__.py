@@ -26,18 +26,20 @@ from credit_risk.config.modelling import (
     ValidationSettings,
 )
 from credit_risk.config.operations import DecisionLogSettings, MonitoringSettings, ServingSettings
+from credit_risk.config.rating import PDSettings
 from credit_risk.config.scorecard import ScorecardSettings
 from credit_risk.config.validation_report import ValidationReportSettings
 
 __all__ = ["DEFAULT_MODELS", "FLAT", "GROUPS", "MODELS", "PREFIX", "DataSettings",
-           "DecisionLogSettings", "GateSettings", "Group", "MonitoringSettings",
+           "DecisionLogSettings", "GateSettings", "Group", "MonitoringSettings", "PDSettings",
            "RegistrySettings", "ScoreSettings", "ScorecardSettings", "ServingSettings",
            "Settings", "SigningSettings", "TrainingSettings", "ValidationReportSettings",
            "ValidationSettings", "env"]
 
 GROUPS: dict[str, type[Group]] = {
     "data": DataSettings, "registry": RegistrySettings, "signing": SigningSettings,
-    "training": TrainingSettings, "score": ScoreSettings, "validation": ValidationSettings,
+    "training": TrainingSettings, "pd": PDSettings, "score": ScoreSettings,
+    "validation": ValidationSettings,
     "gate": GateSettings, "monitoring": MonitoringSettings,
     "decisions": DecisionLogSettings, "serving": ServingSettings,
     "validation_report": ValidationReportSettings,
@@ -67,6 +69,7 @@ class Settings(BaseModel):
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    pd: PDSettings = Field(default_factory=PDSettings)
     score: ScoreSettings = Field(default_factory=ScoreSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     gate: GateSettings = Field(default_factory=GateSettings)

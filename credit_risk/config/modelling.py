@@ -103,11 +103,6 @@ class TrainingSettings(Group):
         description="A random forest tree draws half the rows, at most this many.")
     models: tuple[str, ...] = Field(DEFAULT_MODELS, alias=env("models"),
                                     description="Candidates trained and compared.")
-    calibration: str = Field("isotonic", pattern="^(isotonic|sigmoid)$",
-                             alias=env("calibration"),
-                             description="Calibration of the PDs on out-of-fold predictions.")
-    pd_floor: float = Field(0.0003, ge=0, lt=0.5, alias=env("pd_floor"),
-                            description="No PD below this (0.03%, the Basel floor).")
     threshold_policy: str = Field(
         "cost", pattern="^(cost|recall)$", alias=env("threshold_policy"),
         description="cost: minimise the expected cost of missed defaults and rejected good "

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
@@ -98,24 +97,12 @@ def _head(model: CalibratedModel) -> tuple[dict[str, Any], dict[str, np.ndarray]
     raise PlanError(f"cannot compile a {type(est).__name__} into a scoring plan")
 
 
-def _calibration(calibrator: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    if isinstance(calibrator, IsotonicRegression):
-        return {"kind": "isotonic"}, {
-            "isotonic_x": np.asarray(calibrator.X_thresholds_, dtype=float),
-            "isotonic_y": np.asarray(calibrator.y_thresholds_, dtype=float)}
-    if isinstance(calibrator, LogisticRegression) and calibrator.coef_.shape == (1, 1):
-        sign = 1.0 if _positive_column(calibrator) == 1 else -1.0
-        return {"kind": "sigmoid", "slope": sign * float(calibrator.coef_[0, 0]),
-                "intercept": sign * float(calibrator.intercept_[0])}, {}
-    raise PlanError(f"cannot compile a {type(calibrator).__name__} calibrator")
-
-
 def compile_bundle(model: CalibratedModel) -> dict[str, bytes]:
     """The version files of a fitted model's scoring plan."""
     head, head_arrays, booster = _head(model)
-    calibration, cal_arrays = _calibration(model.calibrator)
+    calibration, cal_arrays = model.calibrator.spec, model.calibrator.arrays
     plan = {"format": FORMAT, "features": model.features.plan_, "head": head,
-            "calibration": calibration}
+            "calibration": calibration, "master_scale": model.master_scale.to_plan()}
     buf = io.BytesIO()
     np.savez(buf, **head_arrays, **cal_arrays)  # type: ignore[arg-type]
     files = {PLAN_FILE: json.dumps(plan, indent=1).encode(), ARRAYS_FILE: buf.getvalue()}

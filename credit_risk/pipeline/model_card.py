@@ -76,10 +76,12 @@ def model_card_markdown(manifest: dict[str, Any], comparison: Comparison,
         f"fold models did not train on). Test ECE {m.ece_uncalibrated:.4f} before and "
         f"{m.ece:.4f} after calibration; Brier score {m.brier_uncalibrated:.4f} before, "
         f"{m.brier:.4f} after.",
+        *_calibration_choice(manifest),
         "![reliability diagram](reliability.png)",
         _table(["PD bin", "n", "mean PD", "observed default rate"],
                [[r.bin, r.n, r.mean_pd, r.default_rate]
                 for r in comparison.reliability.calibrated]),
+        *_master_scale(manifest),
         "## Decision threshold",
         f"High risk when PD >= {manifest['threshold']:.4f}. Policy: "
         + ", ".join(f"{k} = {v}" for k, v in manifest["threshold_policy"].items())
@@ -103,6 +105,40 @@ def model_card_markdown(manifest: dict[str, Any], comparison: Comparison,
     out += [*sections, "## Provenance",
             ", ".join(f"{k} {v}" for k, v in manifest["libraries"].items()) + "."]
     return "\n\n".join(part for part in out if part) + "\n"
+
+
+def _calibration_choice(manifest: dict[str, Any]) -> list[str]:
+    """The calibration chosen and every method's cross-validated log loss."""
+    cal = manifest.get("calibration")
+    if not cal:
+        return []
+    losses = cal.get("cv_log_loss") or {}
+    return [f"Calibration: **{cal['method']}**, PDs floored at {cal['pd_floor']:.2%} (and capped "
+            f"at {1 - cal['pd_floor']:.2%}). "
+            + ("Chosen among these by log loss, cross-validated on the out-of-fold PDs:"
+               if losses else "Too few defaults to cross-validate the choice."),
+            _table(["method", "cv log loss"],
+                   [[m, v] for m, v in sorted(losses.items(), key=lambda kv: kv[1])])
+            if losses else ""]
+
+
+def _master_scale(manifest: dict[str, Any]) -> list[str]:
+    """The master scale: each grade's PD bounds and the test rows it holds."""
+    grades = manifest.get("master_scale")
+    if not grades:
+        return []
+
+    def pct(v: float | None) -> str:  # three significant figures: bounds go down to 0.03%
+        return "-" if v is None else f"{v * 100:.3g}%"
+
+    return ["## Master scale",
+            "Rating grades by PD (a grade holds PDs from its lower bound up to, not including, "
+            "its upper one; the last includes 1), stored with this version; the test rows in "
+            "each grade, their mean PD and observed default rate.",
+            _table(["grade", "PD from", "PD to", "test rows", "share", "mean PD",
+                    "observed default rate"],
+                   [[g["grade"], pct(g["min_pd"]), pct(g["max_pd"]), g["n"], f"{g['share']:.1%}",
+                     pct(g["mean_pd"]), pct(g["default_rate"])] for g in grades])]
 
 
 def _split_rule(split: SplitInfo) -> str:

@@ -109,11 +109,10 @@ def points_table(model: CalibratedModel, scaling: ScoreScaling) -> list[dict[str
     the training rows in it (count, event rate, WoE, IV); a categorical field's last row is
     any category not seen in training."""
     head = scorecard_head(model)
-    calibrator = model.calibrator
-    if not isinstance(calibrator, LogisticRegression):
+    calibration = model.calibrator.spec
+    if calibration["kind"] != "sigmoid":
         raise PlanError("a scorecard's points need its sigmoid calibration")
-    sign = 1.0 if int(np.flatnonzero(np.asarray(calibrator.classes_) == 1)[0]) == 1 else -1.0
-    s, t = sign * float(calibrator.coef_[0, 0]), sign * float(calibrator.intercept_[0])
+    s, t = float(calibration["slope"]), float(calibration["intercept"])
     share = (scaling.offset - scaling.factor * (s * head["intercept"] + t)) / len(head["fields"])
     binning = model.pipeline.named_steps["binning"]
     rows: list[dict[str, Any]] = []

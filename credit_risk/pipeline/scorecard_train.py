@@ -32,6 +32,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import ParameterSampler, StratifiedKFold
 
 from credit_risk.config import Settings
+from credit_risk.pipeline.calibration import Calibration, fit_sigmoid
 from credit_risk.pipeline.evaluate import expected_calibration_error
 from credit_risk.pipeline.features import FeatureTransformer
 from credit_risk.pipeline.scorecard import ScorecardBinning, field_strengths, scorecard_fields
@@ -40,11 +41,11 @@ from credit_risk.pipeline.train import (
     Candidate,
     Fold,
     Trial,
-    _fit_calibrator,
     _fixed_vocabulary,
     choose_threshold,
     ranked,
 )
+from credit_risk.scoring.grades import MasterScale
 from credit_risk.spec.dataset import DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ def train_scorecard(X: pd.DataFrame, y: np.ndarray, spec: DatasetSpec,
     best = ranked(NAME, results, len(y), 0, records)[0]
     since = time.perf_counter()
     model = CalibratedModel(_refit(spec, binning, X, y, best.params),
-                            _fit_calibrator(best.oof, y, "sigmoid", training.pd_floor))
+                            Calibration(*fit_sigmoid(best.oof, y, settings.pd.floor)),
+                            MasterScale.of(settings.pd.master_scale))
     timings["refit"] = time.perf_counter() - since
     calibrated_oof = model.calibrate(best.oof)
     strengths = field_strengths(model.pipeline.named_steps["binning"],

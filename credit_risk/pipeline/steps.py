@@ -17,6 +17,7 @@ from credit_risk.pipeline.bundle import check_plan, compile_bundle, frame_record
 from credit_risk.pipeline.evaluate import classification_metrics
 from credit_risk.pipeline.fairness import fairness_report
 from credit_risk.pipeline.gate import gate_thresholds, rejection_reasons
+from credit_risk.pipeline.grading import pd_summary
 from credit_risk.pipeline.ingest import assemble, frame_fingerprint, ingest, load_snapshot
 from credit_risk.pipeline.model_card import markdown_to_html, model_card_markdown
 from credit_risk.pipeline.monitoring import REFERENCE_FILE, reference_sample
@@ -48,6 +49,7 @@ from credit_risk.pipeline.scorecard_bundle import scorecard_artifacts
 from credit_risk.pipeline.train import Candidate, split, train_candidate
 from credit_risk.pipeline.validate import run_validation_files, validate_snapshot
 from credit_risk.pipeline.validation_report.build import report_files, validation_report
+from credit_risk.pipeline.validation_report.calibration import master_scale_grades
 from credit_risk.pipeline.validation_report.card import validation_markdown
 from credit_risk.pipeline.versions import code_version, library_versions
 from credit_risk.registry import MODEL_FILE, Registry, RegistryError
@@ -279,8 +281,9 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     section, scorecard_files = scorecard_artifacts(candidate.model, scaling, settings.scorecard)
     X_train, _ = load_part(split_dir, "train")
     X_test, y_test = load_part(split_dir, "test")
+    manifest |= pd_summary(candidate.model, X_test, y_test)  # calibration, grades on test
     report = validation_report(candidate.name, candidate.model, spec, X_train, X_test, y_test,
-                               settings)
+                               settings, grades=master_scale_grades(candidate.model.master_scale))
     card = model_card_markdown(manifest, comparison,
                                [s for s in (section, validation_markdown(report)) if s])
     check_plan(candidate.model, X_test)  # the pure-data plan must give the pipeline's PDs

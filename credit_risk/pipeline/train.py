@@ -25,7 +25,6 @@ from imblearn.pipeline import Pipeline
 from scipy.stats import loguniform
 from sklearn.base import clone
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import ParameterSampler, StratifiedKFold, train_test_split
@@ -35,14 +34,15 @@ from xgboost import XGBClassifier
 
 from credit_risk.config import Settings
 from credit_risk.errors import CreditRiskError
+from credit_risk.pipeline.calibration import Calibration, fit_calibration
 from credit_risk.pipeline.evaluate import (
     cost_minimising_threshold,
     expected_calibration_error,
     recall_threshold,
 )
 from credit_risk.pipeline.features import FeatureTransformer
+from credit_risk.scoring.grades import MasterScale
 from credit_risk.scoring.plan import expit
-from credit_risk.scoring.plan import logit as _logit
 from credit_risk.spec.dataset import DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,12 @@ class TrainingError(CreditRiskError, RuntimeError):
 
 @dataclass
 class CalibratedModel:
-    """A fitted feature+model pipeline and the calibrator fitted on its out-of-fold PDs."""
+    """A fitted feature+model pipeline, the calibrator fitted on its out-of-fold PDs and the
+    master scale its PDs are graded on."""
 
     pipeline: Pipeline
-    calibrator: IsotonicRegression | LogisticRegression
+    calibrator: Calibration
+    master_scale: MasterScale = field(default_factory=MasterScale.default)
 
     @property
     def features(self) -> FeatureTransformer:
@@ -67,9 +69,7 @@ class CalibratedModel:
         return raw_pd(self.pipeline, X)
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
-        if isinstance(self.calibrator, IsotonicRegression):
-            return np.asarray(self.calibrator.predict(raw), dtype=float)
-        return self.calibrator.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
+        return self.calibrator.predict(raw)
 
     def predict_pd(self, X: pd.DataFrame) -> np.ndarray:
         return self.calibrate(self.predict_raw(X))
@@ -434,14 +434,14 @@ def finish_search(name: str, search: Search, X: pd.DataFrame, y: np.ndarray, bes
     since = time.perf_counter()
     final = _refit(search, X, y, best.params, trees)
     search.timed("refit", since)
-    calibrator = _fit_calibrator(best.oof, y, settings.training.calibration,
-                                 settings.training.pd_floor)
-    model = CalibratedModel(final, calibrator)
+    calibrator = fit_calibration(best.oof, y, settings)
+    model = CalibratedModel(final, calibrator, MasterScale.of(settings.pd.master_scale))
     calibrated_oof = model.calibrate(best.oof)
     threshold = choose_threshold(y, calibrated_oof, settings)
     validation = {
         "ece_uncalibrated": expected_calibration_error(y, best.oof),
         "ece_calibrated": expected_calibration_error(y, calibrated_oof),
+        **{f"cv_log_loss_{m}": v for m, v in calibrator.cv_log_loss.items()},
     }
     params = _plain(best.params) | ({"n_estimators": trees} if trees else {})
     return Candidate(name, params, best.auc, model, threshold, validation, records,
@@ -477,12 +477,6 @@ def choose_threshold(y: np.ndarray, pd_: np.ndarray, settings: Settings) -> floa
         return recall_threshold(y, pd_, settings.training.target_recall)
     return cost_minimising_threshold(y, pd_, settings.training.cost_missed_default,
                                      settings.training.cost_rejected_good)
-
-
-def _fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str, floor: float):
-    if method == "isotonic":
-        return IsotonicRegression(y_min=floor, y_max=1.0 - floor, out_of_bounds="clip").fit(raw, y)
-    return LogisticRegression().fit(_logit(raw).reshape(-1, 1), y)
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:

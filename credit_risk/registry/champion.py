@@ -309,4 +309,5 @@ class ModelStore:
                 "model": m["model"], "created_at": m["created_at"], "loaded_at": self.loaded_at,
                 "alias": self.alias, "threshold": scorer.threshold,
                 "metrics": m["metrics"], "score_scaling": m["score_scaling"],
+                "master_scale": scorer.plan.master_scale.to_plan()["grades"],
                 "inputs": scorer.fields, **status}

@@ -18,8 +18,8 @@ from credit_risk.scoring.decide import DecisionLog, decide
 from credit_risk.scoring.scorer import Scorer
 from credit_risk.spec.fields import broken_rules, constraints_of
 
-RESULT_COLUMNS = ("probability_of_default", "risk", "credit_score", "rating", "reasons",
-                  "warnings", "model_version", "error")
+RESULT_COLUMNS = ("probability_of_default", "risk", "credit_score", "rating", "grade",
+                  "reasons", "warnings", "model_version", "error")
 
 
 def validate_columns(fields: Sequence[Mapping[str, Any]], columns: Mapping[str, Sequence[Any]],
@@ -74,7 +74,8 @@ def _decided(scorer: Scorer, clean: Mapping[str, Sequence[Any]], valid: Sequence
     results = decide(scorer, records, log, request_id)
     out: dict[str, list[Any]] = {
         c: [r[c] for r in results]
-        for c in ("probability_of_default", "risk", "credit_score", "rating", "model_version")}
+        for c in ("probability_of_default", "risk", "credit_score", "rating", "grade",
+                  "model_version")}
     out["reasons"] = ["; ".join(x["text"] for x in r["reasons"]) for r in results]
     out["warnings"] = ["; ".join(f"{w['field']} {w['message']}" for w in r["warnings"])
                        for r in results]

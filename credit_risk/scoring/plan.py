@@ -2,16 +2,18 @@
 
 A plan is three kinds of file, none of them a pickle: ``plan.json`` (the fitted feature
 steps: imputation values, training-range caps, derived expressions, category encodings;
-the model head; the calibration), ``plan.npz`` (its arrays, read with
-``allow_pickle=False``) and, for XGBoost, ``booster.ubj`` (the booster in XGBoost's own
-format). The same ``FeaturePlan`` (``credit_risk.scoring.features``) computes features for a
-training frame's columns and for serving's records. No pandas, no scikit-learn, no joblib:
+the model head; the calibration and the PD floor; the master scale of rating grades),
+``plan.npz`` (its arrays, read with ``allow_pickle=False``) and, for XGBoost,
+``booster.ubj`` (the booster in XGBoost's own format). The same ``FeaturePlan``
+(``credit_risk.scoring.features``) computes features for a training frame's columns and for
+serving's records. No pandas, no scikit-learn, no joblib:
 this is the serving side.
 
 Every plan is checked when it is read, signed or not: its feature steps (finite values, each
 range's min at most its max, names matching the steps), the head's arrays against the number
-of features, and a calibration that never lowers the PD as the model's score rises, inside
-[0, 1]. A plan that fails is refused with a PlanError naming what is wrong.
+of features, a calibration that never lowers the PD as the model's score rises, inside
+[0, 1], and a master scale whose PD bounds increase to 1. A plan that fails is refused with
+a PlanError naming what is wrong.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from credit_risk.scoring.calibration import calibration_map, expit
+from credit_risk.scoring.calibration import logit as logit  # re-exported for training
 from credit_risk.scoring.features import FeaturePlan, PlanError
+from credit_risk.scoring.grades import MasterScale
 from credit_risk.scoring.scorecard import ScorecardHead
 from credit_risk.scoring.trees import TreeEnsemble
 
@@ -36,16 +41,6 @@ PLAN_FILE = "plan.json"
 ARRAYS_FILE = "plan.npz"
 BOOSTER_FILE = "booster.ubj"
 FORMAT = 1
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
-def expit(z: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-z))
 
 
 # -- model heads: feature rows -> uncalibrated P(default) ------------------------------------
@@ -58,7 +53,9 @@ def _linear_head(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray], widt
         raise PlanError(f"the linear model has {w.shape} weights for {width} features")
     if not math.isfinite(w0):
         raise PlanError("the linear model's intercept is not a finite number")
-    return lambda x: expit(x @ w + w0)
+    # row by row, not a matrix product: a BLAS product's last bits depend on the batch's size,
+    # and a row must score the same alone, in a batch or in any chunk of a file
+    return lambda x: expit((np.asarray(x, dtype=np.float64) * w).sum(axis=1) + w0)
 
 
 def _forest_head(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray], width: int) -> Head:
@@ -143,7 +140,8 @@ class ScoringPlan:
                                                       xgb_head.iterations)
         else:
             raise PlanError(f"unknown model head {self.kind!r}")
-        self._calibrate = _calibration(plan["calibration"], arrays)
+        self._calibrate = calibration_map(plan["calibration"], arrays)
+        self.master_scale = MasterScale.from_plan(plan.get("master_scale"))
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes], signed: bool = True) -> ScoringPlan:
@@ -202,35 +200,6 @@ class ScoringPlan:
 
     def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         return self.predict(self.rows(records)) if records else np.empty(0)
-
-
-def _calibration(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Head:
-    """The calibration map: non-decreasing (a higher score never lowers the PD), into [0, 1]."""
-    if spec["kind"] == "isotonic":
-        xs, ys = arrays["isotonic_x"], arrays["isotonic_y"]
-        if xs.shape != ys.shape or xs.ndim != 1 or not len(xs):
-            raise PlanError(f"the isotonic calibration's points do not pair up ({xs.shape} x, "
-                            f"{ys.shape} y)")
-        if (np.diff(xs) < 0).any():
-            raise PlanError("the isotonic calibration's x are not in increasing order")
-        if (ys < 0).any() or (ys > 1).any():
-            raise PlanError("the isotonic calibration is not an increasing map into [0, 1]: a "
-                            f"PD of {float(ys[(ys < 0) | (ys > 1)][0]):g}")
-        falls = np.flatnonzero(np.diff(ys) < 0)
-        if len(falls):
-            i = int(falls[0])
-            raise PlanError("the isotonic calibration is not an increasing map into [0, 1]: it "
-                            f"falls from {ys[i]:g} to {ys[i + 1]:g} at x = {xs[i + 1]:g}")
-        return lambda raw: np.interp(raw, xs, ys)
-    if spec["kind"] == "sigmoid":
-        slope, intercept = float(spec["slope"]), float(spec["intercept"])
-        if not (math.isfinite(slope) and math.isfinite(intercept)):
-            raise PlanError("the sigmoid calibration's parameters are not finite")
-        if slope < 0:
-            raise PlanError(f"the sigmoid calibration's slope {slope:g} is negative: a higher "
-                            "score would lower the PD")
-        return lambda raw: expit(logit(raw) * slope + intercept)
-    raise PlanError(f"unknown calibration {spec['kind']!r}")
 
 
 class _XGBoostHead:

@@ -95,6 +95,8 @@ class Prediction(BaseModel):
     risk: Literal["High", "Low"]
     credit_score: int
     rating: Rating
+    grade: str = Field(description="The rating grade of the PD on the model's master scale "
+                                   "(grade 1 the safest on the default scale).")
     reasons: list[Reason | str] | None = Field(
         None, description="The main features raising the PD, most important first.")
     warnings: list[InputWarning] | None = Field(
@@ -151,6 +153,10 @@ class ModelSummary(BaseModel):
     loaded: bool
     model_version: str | None = None
     inputs: list[dict[str, Any]] | None = None
+    master_scale: list[dict[str, Any]] | None = Field(
+        None, description="The model's rating grades, safest first, each with its upper PD "
+                          "bound `max_pd` (a grade holds PDs from the previous bound up to its "
+                          "own; the last includes 1).")
     reload_failures: int
     last_error: str | None = None
 

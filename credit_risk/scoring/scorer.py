@@ -1,4 +1,5 @@
-"""Scoring: PD, High/Low risk, credit score and rating for applications, from a published model.
+"""Scoring: PD, High/Low risk, credit score, rating and master-scale grade for applications,
+from a published model.
 
 Serving side: a version's pure-data scoring plan, never a pickle; no pandas or scikit-learn.
 """
@@ -120,6 +121,7 @@ class Scorer:
         pd_ = self.plan.calibrate(self.plan.predict_raw(rows)) if n else np.empty(0)
         scores = self.scaling.score(pd_)
         bands = {s: rating(s) for s in set(scores.tolist())}
+        grades = self.plan.master_scale.grades(pd_)
         warnings = [""] * n
         for i, said in warned.items():
             warnings[i] = "; ".join(f"{w['field']} {w['message']}" for w in said)
@@ -128,6 +130,7 @@ class Scorer:
             "risk": np.where(pd_ >= self.threshold, "High", "Low").tolist(),
             "credit_score": scores.tolist(),
             "rating": [bands[s] for s in scores.tolist()],
+            "grade": grades,
             # rows with an imputed or capped input worded one by one, as `explain` does
             "reasons": self.explainer.explain_texts(rows, columns, self.n_reasons,
                                                     careful=sorted(warned)),
@@ -138,15 +141,18 @@ class Scorer:
     def _results(self, pd_: np.ndarray, reasons: list[list[dict[str, Any]]],
                  warnings: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         scores = self.scaling.score(pd_)
+        grades = self.plan.master_scale.grades(pd_)
         return [
             {
                 "probability_of_default": float(p),
                 "risk": "High" if p >= self.threshold else "Low",
                 "credit_score": int(s),
                 "rating": rating(int(s)),
+                "grade": grade,
                 "reasons": why,
                 "model_version": self.version,
                 "warnings": capped,
             }
-            for p, s, why, capped in zip(pd_, scores, reasons, warnings, strict=True)
+            for p, s, grade, why, capped in zip(pd_, scores, grades, reasons, warnings,
+                                                strict=True)
         ]

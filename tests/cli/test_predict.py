@@ -11,6 +11,7 @@ from credit_risk.cli import main
 from credit_risk.cli.predict import RESULT_COLUMNS
 from credit_risk.records.decisions import JsonlDecisionLog
 from credit_risk.registry import Registry
+from credit_risk.scoring.grades import MasterScale
 
 
 @pytest.fixture
@@ -55,6 +56,8 @@ def test_predict_keeps_the_input_and_appends_the_results(env, capsys):
     assert rows[0]["error"] == "" and rows[0]["model_version"] == version
     assert rows[0]["probability_of_default"] == rows[2]["probability_of_default"] != ""
     assert rows[0]["rating"] and rows[0]["risk"] in ("High", "Low") and rows[0]["reasons"]
+    assert rows[0]["grade"] == MasterScale.default().grade(
+        float(rows[0]["probability_of_default"]))
     assert "{" not in rows[0]["reasons"]  # readable text, not a Python list
     assert rows[1]["error"] == f"{names[numeric]} must be a number"
     assert all(rows[1][c] == "" for c in RESULT_COLUMNS if c != "error")

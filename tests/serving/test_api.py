@@ -2,6 +2,8 @@ import json
 
 import pytest
 
+from credit_risk.scoring.grades import MasterScale
+
 
 def test_health_and_ready(client, trained):
     assert client.get("/health").json == {"status": "ok"}
@@ -17,6 +19,10 @@ def test_valid_application(client, application, trained):
     assert body["risk"] in ("High", "Low")
     assert 300 <= body["credit_score"] <= 900
     assert body["rating"] in ("Poor", "Average", "Good", "Excellent")
+    # the grade of the PD on the master scale the model was trained with (the default one)
+    assert body["grade"] == MasterScale.default().grade(body["probability_of_default"])
+    scale = client.get("/api/v1/model").json["master_scale"]
+    assert scale == MasterScale.default().to_plan()["grades"]
     assert body["model_version"] == trained[1]
     assert body["request_id"] == "abc-1"
 
@@ -102,6 +108,7 @@ def test_batch(client, application):
     results = r.json["results"]
     assert len(results) == 2
     assert results[1]["probability_of_default"] > results[0]["probability_of_default"]
+    assert int(results[1]["grade"]) > int(results[0]["grade"])  # riskier, a worse grade
 
 
 def test_batch_errors_are_indexed(client, application):

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 
@@ -14,6 +16,9 @@ def test_form_submission_shows_result(client, application, csrf):
     html = r.get_data(as_text=True)
     assert r.status_code == 200
     assert 'id="pd"' in html and 'id="rating"' in html
+    grade = re.search(r'id="grade">(\w+) <small>\(master scale: PD ([\d.]+)% to ([\d.]+)%', html)
+    pd_ = float(re.search(r'id="pd">([\d.]+)%', html)[1])
+    assert float(grade[2]) <= pd_ <= float(grade[3])  # the PD lies in its grade's bounds
 
 
 def test_invalid_form_submission_names_the_field(client, application, csrf):

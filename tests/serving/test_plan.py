@@ -302,11 +302,19 @@ def _with_arrays(files, **changes):
     return {**files, ARRAYS_FILE: buf.getvalue()}
 
 
+def _isotonic(files):
+    """The plan with an isotonic calibration of three points."""
+    plan = json.loads(files[PLAN_FILE])
+    plan["calibration"] = {"kind": "isotonic", "pd_floor": 0.0003}
+    files = _with_arrays(files, isotonic_x=np.array([0.1, 0.5, 0.9]),
+                         isotonic_y=np.array([0.01, 0.2, 0.6]))
+    return {**files, PLAN_FILE: json.dumps(plan).encode()}
+
+
 def test_a_calibration_giving_nan_is_refused(models):
-    files = compile_bundle(models["logistic_regression"])
-    with np.load(io.BytesIO(files[ARRAYS_FILE])) as npz:
-        ys = npz["isotonic_y"].copy()
-    ys[-1] = np.nan
+    files = _isotonic(compile_bundle(models["logistic_regression"]))
+    ScoringPlan.from_files(files)  # valid as it is
+    ys = np.array([0.01, 0.2, np.nan])
     with pytest.raises(PlanError, match="not all finite"):
         ScoringPlan.from_files(_with_arrays(files, isotonic_y=ys))
     ys[-1] = 2.0
@@ -349,7 +357,8 @@ def _parts(model):
 
 
 def _decreasing(plan, arrays):
-    arrays["isotonic_y"] = arrays["isotonic_y"][::-1].copy()
+    plan["calibration"] = {"kind": "spline", "pd_floor": 0.0003}
+    arrays["spline_x"], arrays["spline_y"] = np.array([0.1, 0.5]), np.array([0.3, 0.2])
 
 
 def _sigmoid_falling(plan, arrays):
@@ -364,6 +373,26 @@ def _cap_inverted(plan, arrays):
 def _derived_inverted(plan, arrays):
     step = plan["features"]["derived"][0]
     step["min"], step["max"] = step["max"] + 1, step["min"]
+
+
+def _scale_falling(plan, arrays):
+    plan["master_scale"]["grades"][1]["max_pd"] = 0.0001
+
+
+def _scale_short_of_one(plan, arrays):
+    plan["master_scale"]["grades"][-1]["max_pd"] = 0.9
+
+
+def _scale_malformed(plan, arrays):
+    plan["master_scale"] = {"grades": [{"name": "A"}]}
+
+
+def _scale_names_twice(plan, arrays):
+    plan["master_scale"]["grades"][1]["name"] = plan["master_scale"]["grades"][0]["name"]
+
+
+def _floor_outside(plan, arrays):
+    plan["calibration"]["pd_floor"] = 0.7
 
 
 def _median_nan(plan, arrays):
@@ -404,6 +433,12 @@ def _forest_share_over_one(plan, arrays):
 TAMPERED = [  # (model, change, what the refusal says)
     ("logistic_regression", _decreasing, "not an increasing map into .0, 1.: it falls from"),
     ("logistic_regression", _sigmoid_falling, "slope -0.5 is negative"),
+    ("logistic_regression", _scale_falling, "master scale is not valid: upper PD bounds do "
+                                            "not increase: grade 2 .0.0001. after 1"),
+    ("logistic_regression", _scale_short_of_one, "last grade's upper PD bound is 0.9, not 1"),
+    ("logistic_regression", _scale_malformed, "master scale is malformed"),
+    ("logistic_regression", _scale_names_twice, "grade names are not unique"),
+    ("logistic_regression", _floor_outside, "PD floor 0.7 is not a number in"),
     ("logistic_regression", _cap_inverted, "range of .* has min .* above max"),
     ("logistic_regression", _derived_inverted, "range of .* has min .* above max"),
     ("logistic_regression", _median_nan, "median of .* is nan, not a finite number"),

@@ -25,6 +25,7 @@ from credit_risk.pipeline.validation_report.model import (
     Light,
     Stability,
 )
+from credit_risk.scoring.grades import MasterScale
 
 OUTSIDE = "outside the scale"
 
@@ -135,3 +136,9 @@ def grade_stability(train_pd: np.ndarray, test_pd: np.ndarray, grades: Sequence[
     light: Light = "green" if psi < psi_amber else "amber" if psi < psi_red else "red"
     return Stability(psi=psi, psi_amber=psi_amber, psi_red=psi_red, light=light, shares=shares,
                      train_rows=len(train), test_rows=len(test))
+
+
+def master_scale_grades(scale: MasterScale) -> list[GradeBounds]:
+    """The grades of a model's master scale, as the report tests them."""
+    return [GradeBounds(name, lower, upper)
+            for name, lower, upper in zip(scale.names, scale.lower(), scale.upper, strict=True)]
