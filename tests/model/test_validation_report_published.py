@@ -7,6 +7,7 @@ import numpy as np
 from credit_risk.pipeline.steps import load_part, split_spec
 from credit_risk.pipeline.validation_report.model import PLOT_FILE, REPORT_FILE, ValidationReport
 from credit_risk.registry import Registry
+from credit_risk.scoring.grades import MasterScale
 
 
 def test_the_report_is_a_verified_file_of_the_version_and_in_the_card(trained):
@@ -30,7 +31,8 @@ def test_the_report_is_a_verified_file_of_the_version_and_in_the_card(trained):
     cal = report.calibration
     assert sum(g.n for g in cal.grades) + cal.outside_scale == report.test_rows
     assert sum(g.defaults for g in cal.grades) == report.discrimination.defaults
-    assert "no master scale" in cal.grades_from and len(cal.grades) >= 2
+    assert cal.grades_from == "master scale" and cal.outside_scale == 0
+    assert [g.grade for g in cal.grades] == list(MasterScale.default().names)
     assert report.stability.train_rows == info.train_rows
     assert np.isclose(sum(s.test_share for s in report.stability.shares), 1)
     assert report.importance is not None
