@@ -137,13 +137,15 @@ class FeaturePlan:
     def not_given(self, name: str, record: Mapping[str, Any]) -> list[str]:
         """The inputs behind feature `name` (itself, or a derived feature's inputs) that
         `record` lacks: missing, or a value that means missing (both scored as imputed)."""
-        out = []
-        for n in self.derived_inputs.get(name, (name,)):
-            v = record.get(n)
-            if _is_missing(v) or (v if isinstance(v, int | float) and not isinstance(v, bool)
-                                  else str(v).strip()) in self._missing_of.get(n, ()):
-                out.append(n)
-        return out
+        return [n for n in self.derived_inputs.get(name, (name,))
+                if self.is_absent(n, record.get(n))]
+
+    def is_absent(self, name: str, value: Any) -> bool:
+        """Whether `value` of input `name` counts as not given: missing, or a value that means
+        missing (both scored as imputed)."""
+        return _is_missing(value) or (
+            value if isinstance(value, int | float) and not isinstance(value, bool)
+            else str(value).strip()) in self._missing_of.get(name, ())
 
     # -- the one implementation of imputation and capping, derived features and encoding ------
     def impute_and_cap(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ import xgboost as xgb
 
 from credit_risk.scoring.plan import ScoringPlan
 from credit_risk.scoring.trees import TreeEnsemble
-from credit_risk.tables import label_of, singular
+from credit_risk.scoring.wording import Column, Wording
 
 SaabasTrees = TreeEnsemble  # the former name: the same contributions as approx_contribs
 
@@ -39,9 +39,10 @@ class ReasonExplainer:
         self._to_group = np.zeros((len(names), len(self.group_names)))
         for j, g in enumerate(self.groups):
             self._to_group[j, index[g]] = 1.0
-        self.labels = {g: labels.get(g) or label_of(g) for g in self.group_names}
-        self._labels_in = {**labels}  # derived features' inputs are named by their labels too
-        self._units = {g: units.get(g) or "" for g in self.group_names}
+        self.wording = Wording(plan.features, self.group_names, labels, units)
+        self.labels = self.wording.labels
+        self._names = np.array(self.group_names, dtype=object)
+        self._labels = np.array([self.labels[g] for g in self.group_names], dtype=object)
         self.reference = plan.features.row({})[0]  # medians and modes
         self._booster = plan.booster
         self._trees = plan.trees
@@ -79,97 +80,76 @@ class ReasonExplainer:
             out[:, k] = base - raw(changed)
         return out
 
-    def explain_texts(self, rows: np.ndarray, values: Mapping[str, Sequence[Any]], top: int,
-                      careful: Sequence[int] = ()) -> list[str]:
-        """Each row's reasons as `explain` words them, joined by "; ", computed by columns:
-        each (feature, value) worded once. `values`: the applications' fields as columns;
-        `careful`: rows worded by `explain` itself (e.g. those with an imputed input)."""
+    def _picks(self, contrib: np.ndarray, top: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every reason of a batch as (row, feature group, impact), row by row and most
+        important first (NumPy's argsort of the whole matrix: its order of ties), stopping at
+        the first impact that does not raise the PD; and each row's number of reasons."""
+        order = np.argsort(-contrib, axis=1)[:, :top]
+        impacts = np.round(np.take_along_axis(contrib, order, axis=1), 4)
+        kept = np.logical_and.accumulate(~(impacts <= 0), axis=1)
+        rows, slots = np.nonzero(kept)
+        return rows, order[rows, slots], impacts[rows, slots], kept.sum(axis=1)
+
+    def _worded(self, rows: np.ndarray, picked: np.ndarray, groups: np.ndarray,
+                column: Column) -> tuple[list[Any], list[str]]:
+        """(value shown, text) of each pick (`picked` rows, `groups`), worded feature by
+        feature; `column(field, rows)`: the applications' values of a field, as sent."""
+        shown: list[Any] = [None] * len(groups)
+        texts: list[str] = [""] * len(groups)
+        for k in np.unique(groups).tolist():
+            at = np.flatnonzero(groups == k)
+            who = picked[at]
+            g = self.group_names[k]
+            if g in self._derived_index:
+                inputs = [column(n, who.tolist()) for n in self.wording.inputs[g]]
+                said = self.wording.derived(g, rows[who, self._derived_index[g]].tolist(), inputs)
+            else:
+                said = self.wording.given(g, column(g, who.tolist()))
+            for p, v, t in zip(at.tolist(), *said, strict=True):
+                shown[p] = v
+                texts[p] = t
+        return shown, texts
+
+    def explain_texts(self, rows: np.ndarray, values: Mapping[str, Sequence[Any]], top: int
+                      ) -> list[str]:
+        """Each row's reasons as `explain` words them, joined by "; ", for applications given
+        as columns (`values`: {field: values})."""
         n = len(rows)
         if top <= 0 or n == 0:
             return [""] * n
-        contrib = self.contributions(rows)
-        order = np.argsort(-contrib, axis=1)[:, :top]
-        raises = np.round(np.take_along_axis(contrib, order, axis=1), 4) > 0
-        picked_rows = np.asarray(careful, dtype=np.intp)
-        raises[picked_rows] = False
-        slots = []
-        for s in range(order.shape[1]):
-            texts = np.full(n, None, dtype=object)
-            for k in np.unique(order[raises[:, s], s]).tolist():
-                g = self.group_names[k]
-                where = np.flatnonzero((order[:, s] == k) & raises[:, s])
-                if g in self._derived_index:
-                    picked = rows[where, self._derived_index[g]].tolist()
-                else:
-                    column = values.get(g)
-                    picked = [None] * len(where) if column is None else \
-                        [column[i] for i in where.tolist()]
-                memo: dict[Any, str] = {}
-                texts[where] = [memo[v] if v in memo else memo.setdefault(v, self._text(g, v))
-                                for v in picked]
-            slots.append(texts.tolist())
-        out = ["; ".join(t for t in row if t is not None) for row in zip(*slots, strict=True)]
-        if len(picked_rows):
-            records = [{name: column[i] for name, column in values.items()}
-                       for i in picked_rows.tolist()]
-            said = self.explain(rows[picked_rows], records, top,
-                                contributions=contrib[picked_rows])
-            for i, reasons in zip(picked_rows.tolist(), said, strict=True):
-                out[i] = "; ".join(r["text"] for r in reasons)
-        return out
+
+        def column(name: str, at: list[int]) -> list[Any]:
+            values_ = values.get(name)
+            return [None] * len(at) if values_ is None else [values_[i] for i in at]
+
+        picked, groups, _, counts = self._picks(self.contributions(rows), top)
+        texts = self._worded(rows, picked, groups, column)[1]
+        ends = np.cumsum(counts).tolist()
+        return ["; ".join(texts[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
     def explain(self, rows: np.ndarray, records: Sequence[Mapping[str, Any]], top: int,
                 per_feature: np.ndarray | None = None, contributions: np.ndarray | None = None
                 ) -> list[list[dict[str, Any]]]:
         """The top features raising each row's PD, most important first (`contributions`:
-        the rows' `contributions`, when computed already)."""
-        if top <= 0:
+        the rows' `contributions`, when computed already). Ranked and worded for the whole
+        batch at once; only the final dicts are made one by one."""
+        if top <= 0 or not len(records):
             return [[] for _ in records]
         contrib = self.contributions(rows, per_feature) if contributions is None \
             else contributions
-        order = np.argsort(-contrib, axis=1)[:, :top]
-        impacts = np.round(np.take_along_axis(contrib, order, axis=1), 4).tolist()
-        derived = {g: rows[:, j].tolist() for g, j in self._derived_index.items()}
-        groups, labels = self.group_names, self.labels
-        out = []
-        for i, (record, ks) in enumerate(zip(records, order.tolist(), strict=True)):
-            reasons = []
-            for k, impact in zip(ks, impacts[i], strict=True):
-                if impact <= 0:
-                    break
-                g = groups[k]
-                absent = self.plan.features.not_given(g, record)
-                value = None if absent else derived[g][i] if g in derived else record.get(g)
-                reasons.append({"feature": g, "label": labels[g], "value": value,
-                                "impact": impact, "text": self._text(g, value, absent)})
-            out.append(reasons)
-        return out
+
+        def column(name: str, at: list[int]) -> list[Any]:
+            return [records[i].get(name) for i in at]
+
+        picked, groups, impacts, counts = self._picks(contrib, top)
+        shown, texts = self._worded(rows, picked, groups, column)
+        flat = [{"feature": f, "label": lb, "value": v, "impact": m, "text": t}
+                for f, lb, v, m, t in zip(self._names[groups].tolist(),
+                                          self._labels[groups].tolist(), shown,
+                                          impacts.tolist(), texts, strict=True)]
+        ends = np.cumsum(counts).tolist()
+        return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
     def _text(self, group: str, value: Any, absent: Sequence[str] = ()) -> str:
-        """`Age (1 year) raises the risk`; a value the applicant did not give (scored as the
-        typical one) is `not provided`, never the number that stood in for it."""
-        label = self.labels[group]
-        if absent:
-            inputs = [self._label_of_input(n) for n in absent if n != group]
-            said = f"{', '.join(inputs)} not provided" if inputs else "not provided"
-            return f"{label} ({said}) raises the risk"
-        if value is None:
-            return f"{label} raises the risk"
-        return f"{label} ({_quantity(value, self._units[group])}) raises the risk"
-
-    def _label_of_input(self, name: str) -> str:
-        label = self._labels_in.get(name) or label_of(name)
-        return label if label[1:2].isupper() else label[:1].lower() + label[1:]
-
-
-def _quantity(value: Any, unit: str) -> str:
-    """A value with its unit: `95%`, `3% of disposable income`, `1 year`, `2 years`,
-    `1,200,000 INR`, `0.42`."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    number = f"{int(value):,}" if float(value).is_integer() else f"{value:,.2f}"
-    if not unit:
-        return number
-    if unit.startswith("%"):
-        return f"{number}{unit}"
-    return f"{number} {singular(unit) if abs(value) == 1 else unit}"
+        return self.wording.text(group, value, absent)

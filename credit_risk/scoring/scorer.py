@@ -128,9 +128,7 @@ class Scorer:
             "risk": np.where(pd_ >= self.threshold, "High", "Low").tolist(),
             "credit_score": scores.tolist(),
             "rating": [bands[s] for s in scores.tolist()],
-            # rows with an imputed or capped input worded one by one, as `explain` does
-            "reasons": self.explainer.explain_texts(rows, columns, self.n_reasons,
-                                                    careful=sorted(warned)),
+            "reasons": self.explainer.explain_texts(rows, columns, self.n_reasons),
             "warnings": warnings,
             "model_version": [self.version] * n,
         }

@@ -61,11 +61,11 @@ def _text(explainer: Any, group: str, value: Any, absent: Sequence[str] = ()) ->
         return f"{label} ({said}) raises the risk"
     if value is None:
         return f"{label} raises the risk"
-    return f"{label} ({_quantity(value, explainer._units[group])}) raises the risk"
+    return f"{label} ({_quantity(value, explainer.wording.units[group])}) raises the risk"
 
 
 def _label_of_input(explainer: Any, name: str) -> str:
-    label = explainer._labels_in.get(name) or label_of(name)
+    label = explainer.wording._labels_in.get(name) or label_of(name)
     return label if label[1:2].isupper() else label[:1].lower() + label[1:]
 
 
