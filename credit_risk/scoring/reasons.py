@@ -1,26 +1,34 @@
 """Reasons: the features pushing an applicant's PD up, in plain words.
 
 Per-row contributions on the model's own scale, relative to a typical applicant:
-XGBoost's own `pred_contribs` (by default its fast path-based approximation,
-`approx_contribs`, about 15x faster than exact TreeSHAP on a batch, and for a few rows
-the same numbers from the trees held in NumPy, 5x faster than a DMatrix round trip;
-`exact=True` for TreeSHAP), the linear model's weight x (value - typical value), and
-for the random forest the drop in PD when a feature is set to its typical value (occlusion).
-Everything comes from the pure-data scoring plan (`credit_risk.scoring.plan`).
-One-hot columns are summed back into the field they encode.
+for XGBoost its path-based approximation (`approx_contribs`, Saabas; about 15x faster than
+exact TreeSHAP, `exact=True`), for a batch from the path sums held in the leaves of a copy
+of the booster (`credit_risk.scoring.pathsums`, one `inplace_predict` that also gives the
+margin) and for a few rows from the trees held in NumPy, 5x faster than a DMatrix round trip;
+the linear model's weight x (value - typical value); and for the random forest the drop in
+PD when a feature is set to its typical value (occlusion). Everything comes from the
+pure-data scoring plan (`credit_risk.scoring.plan`). One-hot columns are summed back into
+the field they encode.
+
+A batch's reasons are ranked with one argsort of its contribution matrix and worded feature
+by feature (`credit_risk.scoring.wording`): no Python loop per row but the final dicts.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import xgboost as xgb
 
-from credit_risk.scoring.plan import ScoringPlan
+from credit_risk.scoring.pathsums import PathSums
+from credit_risk.scoring.plan import ScoringPlan, expit
 from credit_risk.scoring.trees import TreeEnsemble
 from credit_risk.scoring.wording import Column, Wording
+
+log = logging.getLogger(__name__)
 
 SaabasTrees = TreeEnsemble  # the former name: the same contributions as approx_contribs
 
@@ -47,12 +55,26 @@ class ReasonExplainer:
         self._booster = plan.booster
         self._trees = plan.trees
         self._derived_index = {d: names.index(d) for d, *_ in plan.features.derived}
+        self.path_sums = _path_sums(plan, self._to_group)
+
+    def raw_and_contributions(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """A batch's uncalibrated PDs and contributions from one call of the path sums, when
+        their margins are the booster's own (else None: the PDs are the plan's to compute)."""
+        sums = self.path_sums
+        if sums is None or not sums.margin_exact or self.exact \
+                or len(rows) <= TreeEnsemble.MAX_ROWS:
+            return None
+        margin, contributions = sums(rows)
+        return expit(margin.astype(np.float64)), contributions
 
     def contributions(self, rows: np.ndarray, per_feature: np.ndarray | None = None
                       ) -> np.ndarray:
         """(n_rows, n_groups) contributions; positive raises the PD. `per_feature`: given by
         the plan's walk of the trees for this row (then nothing is computed again)."""
         if per_feature is None or self.exact:
+            if self.path_sums is not None and not self.exact \
+                    and len(rows) > TreeEnsemble.MAX_ROWS:
+                return self.path_sums(rows)[1]
             per_feature = self._per_feature(rows)
         if per_feature is None:
             return self._occlusion(rows)
@@ -153,3 +175,19 @@ class ReasonExplainer:
 
     def _text(self, group: str, value: Any, absent: Sequence[str] = ()) -> str:
         return self.wording.text(group, value, absent)
+
+
+def _path_sums(plan: ScoringPlan, to_group: np.ndarray) -> PathSums | None:
+    """The booster's path sums (credit_risk.scoring.pathsums), checked on the plan's sample
+    rows; None for other models, or when XGBoost cannot build or match them (then its own
+    approx_contribs serve)."""
+    if plan.booster is None or plan.trees is None or not plan.trees.simple:
+        return None
+    iterations = plan.iteration_range
+    try:
+        sums = PathSums(plan.booster, to_group, iterations)
+        sums.check(plan.booster, plan.trees, to_group, plan.sample_rows(), iterations)
+    except (ValueError, KeyError, TypeError, IndexError, xgb.core.XGBoostError) as exc:
+        log.warning("reasons: XGBoost's approx_contribs, not path sums (%s)", exc)
+        return None
+    return sums

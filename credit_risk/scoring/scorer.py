@@ -109,8 +109,14 @@ class Scorer:
         if not records:
             return []
         rows, warnings = self.plan.features.prepare(records)
-        raw, per_feature = self.plan.raw_with_contributions(rows)
-        reasons = self.explainer.explain(rows, records, self.n_reasons, per_feature)
+        both = self.explainer.raw_and_contributions(rows) if self.n_reasons > 0 else None
+        if both is not None:  # a batch: PDs and contributions from one pass over the trees
+            raw, contributions = both
+            reasons = self.explainer.explain(rows, records, self.n_reasons,
+                                             contributions=contributions)
+        else:
+            raw, per_feature = self.plan.raw_with_contributions(rows)
+            reasons = self.explainer.explain(rows, records, self.n_reasons, per_feature)
         return self._results(self.plan.calibrate(raw), reasons, warnings)
 
     def score_columns(self, columns: Mapping[str, Sequence[Any]], n: int) -> dict[str, list[Any]]:

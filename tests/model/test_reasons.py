@@ -214,3 +214,42 @@ def test_batch_reasons_equal_the_row_by_row_wording(scorers, messy, name):
     columns = {k: [r.get(k) for r in records] for k in records[0]}
     assert explainer.explain_texts(rows, columns, 3) == \
         ["; ".join(r["text"] for r in x) for x in expected]
+
+
+def test_path_sums_are_xgboosts_approx_contribs_and_its_margins(scorers, messy):
+    """A batch's contributions come from the path sums (one inplace_predict): XGBoost's own
+    approx_contribs to float32 rounding, and the same PDs as without reasons, bit for bit."""
+    import copy
+
+    import xgboost as xgb
+
+    scorer = scorers["xgboost"]
+    explainer = scorer.explainer
+    assert explainer.path_sums is not None and explainer.path_sums.margin_exact
+    records = [{f["name"]: r.get(f["name"]) for f in scorer.fields} for r in messy]
+    rows = scorer.plan.features.prepare(records)[0]
+    theirs = explainer._booster.predict(xgb.DMatrix(rows.astype(np.float32)), pred_contribs=True,
+                                        approx_contribs=True)[:, :-1] @ explainer._to_group
+    np.testing.assert_allclose(explainer.contributions(rows), theirs, rtol=0, atol=1e-5)
+    plain = copy.copy(scorer)
+    plain.n_reasons = 0
+    assert [r["probability_of_default"] for r in scorer.score_records(records)] == \
+        [r["probability_of_default"] for r in plain.score_records(records)]
+
+
+def test_without_path_sums_the_reasons_are_xgboosts_approx_contribs(scorers, messy, monkeypatch):
+    """When XGBoost cannot build the path sums' booster, its approx_contribs serve."""
+    from credit_risk.scoring import reasons
+    from credit_risk.scoring.reasons import ReasonExplainer
+
+    def refuse(*args, **kwargs):
+        raise ValueError("no vector leaves here")
+
+    monkeypatch.setattr(reasons, "PathSums", refuse)
+    fast = scorers["xgboost"].explainer
+    slow = ReasonExplainer(fast.plan, fast.labels, fast.wording.units)
+    assert slow.path_sums is None
+    records = [{k: r.get(k) for k in fast.plan.features.inputs} for r in messy[:500]]
+    rows = fast.plan.features.prepare(records)[0]
+    assert slow.raw_and_contributions(rows) is None
+    np.testing.assert_allclose(slow.contributions(rows), fast.contributions(rows), atol=1e-5)
