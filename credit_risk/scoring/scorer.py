@@ -141,16 +141,18 @@ class Scorer:
 
     def _results(self, pd_: np.ndarray, reasons: list[list[dict[str, Any]]],
                  warnings: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-        scores = self.scaling.score(pd_)
+        pds, scores = pd_.tolist(), self.scaling.score(pd_).tolist()
+        bands = {s: rating(s) for s in set(scores)}
+        version, threshold = self.version, self.threshold
         return [
             {
-                "probability_of_default": float(p),
-                "risk": "High" if p >= self.threshold else "Low",
-                "credit_score": int(s),
-                "rating": rating(int(s)),
+                "probability_of_default": p,
+                "risk": "High" if p >= threshold else "Low",
+                "credit_score": s,
+                "rating": bands[s],
                 "reasons": why,
-                "model_version": self.version,
+                "model_version": version,
                 "warnings": capped,
             }
-            for p, s, why, capped in zip(pd_, scores, reasons, warnings, strict=True)
+            for p, s, why, capped in zip(pds, scores, reasons, warnings, strict=True)
         ]
