@@ -133,10 +133,10 @@ class ReasonExplainer:
                 texts[p] = t
         return shown, texts
 
-    def explain_texts(self, rows: np.ndarray, values: Mapping[str, Sequence[Any]], top: int
-                      ) -> list[str]:
+    def explain_texts(self, rows: np.ndarray, values: Mapping[str, Sequence[Any]], top: int,
+                      contributions: np.ndarray | None = None) -> list[str]:
         """Each row's reasons as `explain` words them, joined by "; ", for applications given
-        as columns (`values`: {field: values})."""
+        as columns (`values`: {field: values}; `contributions`: when computed already)."""
         n = len(rows)
         if top <= 0 or n == 0:
             return [""] * n
@@ -145,7 +145,8 @@ class ReasonExplainer:
             values_ = values.get(name)
             return [None] * len(at) if values_ is None else [values_[i] for i in at]
 
-        picked, groups, _, counts = self._picks(self.contributions(rows), top)
+        contrib = self.contributions(rows) if contributions is None else contributions
+        picked, groups, _, counts = self._picks(contrib, top)
         texts = self._worded(rows, picked, groups, column)[1]
         ends = np.cumsum(counts).tolist()
         return ["; ".join(texts[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]

@@ -123,7 +123,10 @@ class Scorer:
         """Score `n` validated applications given as columns: `score_records`' results as
         columns, the reasons and warnings as text ("; "-joined), for files."""
         rows, warned = self.plan.features.prepare_columns(columns, n)
-        pd_ = self.plan.calibrate(self.plan.predict_raw(rows)) if n else np.empty(0)
+        both = self.explainer.raw_and_contributions(rows) if self.n_reasons > 0 else None
+        raw, contributions = both if both is not None else (
+            self.plan.predict_raw(rows) if n else np.empty(0), None)
+        pd_ = self.plan.calibrate(raw) if n else np.empty(0)
         scores = self.scaling.score(pd_)
         bands = {s: rating(s) for s in set(scores.tolist())}
         warnings = [""] * n
@@ -134,7 +137,8 @@ class Scorer:
             "risk": np.where(pd_ >= self.threshold, "High", "Low").tolist(),
             "credit_score": scores.tolist(),
             "rating": [bands[s] for s in scores.tolist()],
-            "reasons": self.explainer.explain_texts(rows, columns, self.n_reasons),
+            "reasons": self.explainer.explain_texts(rows, columns, self.n_reasons,
+                                                    contributions),
             "warnings": warnings,
             "model_version": [self.version] * n,
         }
