@@ -29,6 +29,7 @@ class PathSums:
     """Margin and per-group contributions of a binary:logistic booster's rows in one call."""
 
     TOLERANCE = 1e-4  # contributions against the float64 walk, in log-odds
+    MAX_VALUES = 4_000_000  # node vectors' values: beyond, building at load takes seconds
 
     def __init__(self, booster: Any, to_group: np.ndarray,
                  iteration_range: tuple[int, int] = (0, 0)):
@@ -46,6 +47,10 @@ class PathSums:
             raise ValueError("only numeric splits of a binary:logistic gbtree")
         group_of = to_group.argmax(axis=1)
         width = int(to_group.shape[1]) + 1
+        nodes = sum(len(t["left_children"]) for t in trees)
+        if nodes * width > self.MAX_VALUES:
+            raise ValueError(f"{nodes:,} nodes x {width} values is more than the path sums "
+                             f"are built for ({self.MAX_VALUES:,})")
         built = [_vector_tree(t, i, group_of, width) for i, t in enumerate(trees)]
         base = TreeEnsemble(booster, iteration_range).base_margin
         scores = [np.format_float_scientific(np.float32(base), unique=True), *["0E0"] * (width - 1)]

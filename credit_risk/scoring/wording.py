@@ -10,6 +10,7 @@ has it (integer-valued inputs such as ages, counts and months repeat a lot).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from credit_risk.scoring.features import FeaturePlan
@@ -65,7 +66,7 @@ class Wording:
         some of its inputs (`inputs`: each input's values as sent) were not given, None and
         `<those inputs> not provided`."""
         names = self.inputs[group]
-        flags = [_memo(lambda v, n=n: self.features.is_absent(n, v), column)
+        flags = [_memo(partial(self.features.is_absent, n), column)
                  for n, column in zip(names, inputs, strict=True)]
         label, unit = self.labels[group], self.units[group]
         words: dict[Any, tuple[Any, str]] = {}
