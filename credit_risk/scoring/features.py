@@ -144,9 +144,17 @@ class FeaturePlan:
     def is_absent(self, name: str, value: Any) -> bool:
         """Whether `value` of input `name` counts as not given: missing, or a value that means
         missing (both scored as imputed)."""
+        codes = self._missing_of.get(name, ())
+        kind = type(value)
+        if kind is float:  # the common types first, the same answers
+            return value != value or value in codes
+        if kind is int:
+            return value in codes
+        if kind is str:
+            return value.strip() in codes
         return _is_missing(value) or (
             value if isinstance(value, int | float) and not isinstance(value, bool)
-            else str(value).strip()) in self._missing_of.get(name, ())
+            else str(value).strip()) in codes
 
     # -- the one implementation of imputation and capping, derived features and encoding ------
     def impute_and_cap(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

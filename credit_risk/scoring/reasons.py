@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -117,21 +118,29 @@ class ReasonExplainer:
                 column: Column) -> tuple[list[Any], list[str]]:
         """(value shown, text) of each pick (`picked` rows, `groups`), worded feature by
         feature; `column(field, rows)`: the applications' values of a field, as sent."""
-        shown: list[Any] = [None] * len(groups)
-        texts: list[str] = [""] * len(groups)
-        for k in np.unique(groups).tolist():
-            at = np.flatnonzero(groups == k)
+        if not len(groups):
+            return [], []
+        by_group = np.argsort(groups, kind="stable")  # picks feature by feature
+        starts = np.flatnonzero(np.diff(groups[by_group], prepend=-1))
+        shown: list[Any] = []
+        texts: list[str] = []
+        for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(groups)], strict=True):
+            at = by_group[a:b]
             who = picked[at]
-            g = self.group_names[k]
+            g = self.group_names[int(groups[at[0]])]
             if g in self._derived_index:
                 inputs = [column(n, who.tolist()) for n in self.wording.inputs[g]]
                 said = self.wording.derived(g, rows[who, self._derived_index[g]].tolist(), inputs)
             else:
                 said = self.wording.given(g, column(g, who.tolist()))
-            for p, v, t in zip(at.tolist(), *said, strict=True):
-                shown[p] = v
-                texts[p] = t
-        return shown, texts
+            shown += said[0]
+            texts += said[1]
+        back = np.empty_like(by_group)  # from feature by feature back to row by row
+        back[by_group] = np.arange(len(by_group))
+        if len(back) == 1:
+            return shown, texts
+        again = itemgetter(*back.tolist())
+        return list(again(shown)), list(again(texts))
 
     def explain_texts(self, rows: np.ndarray, values: Mapping[str, Sequence[Any]], top: int,
                       contributions: np.ndarray | None = None) -> list[str]:

@@ -82,20 +82,24 @@ class Wording:
         return shown, texts
 
 
+_NONE = object()
+
+
 def _memo(fn: Callable[[Any], Any], values: list[Any]) -> list[Any]:
     """`fn` of each value, computed once per distinct value (True and 1 apart: equal as keys,
-    not in words); an unhashable value on its own."""
+    not in words); with an unhashable value among them, of each value on its own."""
     memo: dict[Any, Any] = {}
+    get = memo.get
     out = []
-    for v in values:
-        key = (bool, v) if type(v) is bool else v
-        try:
-            hit = memo[key]
-        except KeyError:
-            hit = memo[key] = fn(v)
-        except TypeError:
-            hit = fn(v)
-        out.append(hit)
+    try:
+        for v in values:
+            key = (bool, v) if type(v) is bool else v
+            hit = get(key, _NONE)
+            if hit is _NONE:
+                hit = memo[key] = fn(v)
+            out.append(hit)
+    except TypeError:
+        return [fn(v) for v in values]
     return out
 
 
@@ -106,12 +110,14 @@ def _unzip(pairs: list[tuple[Any, str]]) -> tuple[list[Any], list[str]]:
 def quantity(value: Any, unit: str) -> str:
     """A value with its unit: `95%`, `3% of disposable income`, `1 year`, `2 years`,
     `1,200,000 INR`, `0.42`."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if type(value) is float:  # the common case first
+        number = f"{int(value):,}" if value.is_integer() else f"{value:,.2f}"
+    elif isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
-    number = f"{int(value):,}" if float(value).is_integer() else f"{value:,.2f}"
+    else:
+        number = f"{int(value):,}" if float(value).is_integer() else f"{value:,.2f}"
     if not unit:
         return number
     if unit.startswith("%"):
         return f"{number}{unit}"
     return f"{number} {singular(unit) if abs(value) == 1 else unit}"
-
