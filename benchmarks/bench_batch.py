@@ -130,7 +130,12 @@ def markdown(m: dict, version: str, runs: dict, acc: dict | None) -> str:
              f"{m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, XGBoost {m['xgboost']}. "
              f"Model: XGBoost champion `{version}` (default 50,000 customers). One process, "
              "one thread; a 1,000-row batch validated, scored and serialised as the batch API "
-             "does (no HTTP, no decision log); median CPU time of the repeats.", ""]
+             "does (no HTTP, no decision log); median CPU time of the repeats. Load average "
+             "during each run: " + ", ".join(f"{k} {r.get('load_average', 0):.1f}"
+                                             for k, r in runs.items())
+             + " (other work on the machine makes every figure slower, not the ratios "
+             "reliable: re-run on a quiet machine). `before`, when shown: this script on the "
+             "code before issue 21's batch reasons.", ""]
     labels = list(runs)
     lines += ["| | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     for key in ("3 reasons", "no reasons"):
@@ -170,7 +175,7 @@ def main() -> None:
     records = bench_serving.sample_records(settings, scorer, max(args.rows, 3000))
     batch = records[:args.rows]
     run = {"throughput": throughput(scorer, batch, args.reps),
-           "steps": steps(scorer, batch, args.reps)}
+           "steps": steps(scorer, batch, args.reps), "load_average": os.getloadavg()[0]}
     runs = json.loads(args.merge.read_text())["runs"] if args.merge else {}
     runs[args.label] = run
     acc = accuracy(scorer, records[:3000])
