@@ -253,3 +253,21 @@ def test_without_path_sums_the_reasons_are_xgboosts_approx_contribs(scorers, mes
     rows = fast.plan.features.prepare(records)[0]
     assert slow.raw_and_contributions(rows) is None
     np.testing.assert_allclose(slow.contributions(rows), fast.contributions(rows), atol=1e-5)
+
+
+def test_odd_values_are_worded_as_row_by_row(scorers, messy):
+    """Values the API's validation would refuse but `explain` may still see (a bool, a list,
+    a number as text, a padded category, NaN) get the words the row-by-row code gave them."""
+    from tests.model.reasons_reference import reference_explain
+
+    explainer = scorers["logistic_regression"].explainer
+    records = [dict(r) for r in messy[:400]]
+    rows = explainer.plan.features.prepare(records)[0]
+    contrib = explainer.contributions(rows)
+    odd = [True, False, 1, 1.0, [3], "7", " 0 ", float("nan"), None, 0, -1, 2.5e9]
+    for i, r in enumerate(records):
+        for name in ("years_at_current_address", "income", "residence_type", "loan_amount",
+                     "credit_utilization_ratio"):
+            r[name] = odd[(i + len(name)) % len(odd)]
+    assert explainer.explain(rows, records, 30, contributions=contrib) == \
+        reference_explain(explainer, rows, records, 30, contrib)
