@@ -133,7 +133,7 @@ def markdown(m: dict, version: str, runs: dict, acc: dict | None) -> str:
              "does (no HTTP, no decision log); median CPU time of the repeats. Load average "
              "during each run: " + ", ".join(f"{k} {r.get('load_average', 0):.1f}"
                                              for k, r in runs.items())
-             + " (other work on the machine makes every figure slower, not the ratios "
+             + " (other work on the machine makes every figure slower and the ratios less "
              "reliable: re-run on a quiet machine). `before`, when shown: this script on the "
              "code before issue 21's batch reasons.", ""]
     labels = list(runs)
