@@ -19,6 +19,7 @@ help:
 	@echo "make install    create $(VENV) with the pinned dependencies"
 	@echo "make docs       build the documentation site into site/ (make docs-serve: live)"
 	@echo "make bench-serving  serving latency and throughput (writes benchmarks/RESULTS.md)"
+	@echo "make bench-batch    a 1,000-row batch scored in-process, reasons' accuracy (benchmarks/batch.md)"
 	@echo "make bench-pipeline the training DAG on 50k, 200k, 1M customers (benchmarks/pipeline.md)"
 	@echo "make bench-train-cost  a candidate's training vs plain 5-fold CV (benchmarks/train_cost.md)"
 	@echo "make bench-distributed trial tasks under 1 vs 2 Celery workers (benchmarks/distributed.md)"
@@ -79,6 +80,13 @@ wrk:
 # baseline and the HTTP floor (trains a model on the default 50k data first; ~10 minutes).
 bench-serving: install wrk
 	$(BIN)/python benchmarks/bench_serving.py
+
+# In-process batch scoring: rows/s of a 1,000-row batch with and without reasons, where the
+# time goes, and the reasons' contributions against XGBoost's approx_contribs and exact
+# TreeSHAP (benchmarks/batch.md; bench-serving's model, trained on first use).
+.PHONY: bench-batch
+bench-batch: install
+	$(BIN)/python benchmarks/bench_batch.py
 
 # `credit-risk predict` on 1,000,000 generated applications vs the floor (pyarrow read_csv +
 # a bare inplace_predict): time, peak RSS, start-up (benchmarks/predict.md; a few minutes).

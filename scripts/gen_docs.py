@@ -42,6 +42,7 @@ BENCHMARKS = {
     "serving_image.md": "python benchmarks/bench_image.py",
     "predict.md": "make bench-predict",
     "calibration.md": "python benchmarks/bench_calibration.py",
+    "batch.md": "make bench-batch",
 }
 BENCHMARK_ASSETS = ("pipeline.png",)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -137,13 +138,23 @@ class FeaturePlan:
     def not_given(self, name: str, record: Mapping[str, Any]) -> list[str]:
         """The inputs behind feature `name` (itself, or a derived feature's inputs) that
         `record` lacks: missing, or a value that means missing (both scored as imputed)."""
-        out = []
-        for n in self.derived_inputs.get(name, (name,)):
-            v = record.get(n)
-            if _is_missing(v) or (v if isinstance(v, int | float) and not isinstance(v, bool)
-                                  else str(v).strip()) in self._missing_of.get(n, ()):
-                out.append(n)
-        return out
+        return [n for n in self.derived_inputs.get(name, (name,))
+                if self.is_absent(n, record.get(n))]
+
+    def is_absent(self, name: str, value: Any) -> bool:
+        """Whether `value` of input `name` counts as not given: missing, or a value that means
+        missing (both scored as imputed)."""
+        codes = self._missing_of.get(name, ())
+        kind = type(value)
+        if kind is float:  # the common types first, the same answers
+            return value != value or value in codes
+        if kind is int:
+            return value in codes
+        if kind is str:
+            return value.strip() in codes
+        return _is_missing(value) or (
+            value if isinstance(value, int | float) and not isinstance(value, bool)
+            else str(value).strip()) in codes
 
     # -- the one implementation of imputation and capping, derived features and encoding ------
     def impute_and_cap(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -196,14 +207,15 @@ class FeaturePlan:
         """Feature rows of applications (dicts of raw values) and, per application, the inputs
         not scored as given: missing (imputed) or beyond the training range (capped)."""
         n = len(records)
-        raw = np.array([[r.get(name) for name in self.inputs] for r in records],
-                       dtype=float).reshape(n, len(self.inputs))  # None: NaN
-        positions = []
+        raw = np.array(_rows_of(records, self.inputs), dtype=float).reshape(n, len(self.inputs))
+        positions, unknown = [], []
         for i, (column, _, known) in enumerate(self.categorical):
-            hits = [known.get(r.get(column["name"]), UNKNOWN) for r in records]
-            if UNKNOWN in hits:
-                hits = [self.position(i, r.get(column["name"])) if h == UNKNOWN else h
-                        for h, r in zip(hits, records, strict=True)]
+            values = _rows_of(records, [column["name"]])
+            hits = [known.get(v, UNKNOWN) for v in values]  # None: NaN
+            odd = [j for j, h in enumerate(hits) if h == UNKNOWN] if UNKNOWN in hits else []
+            for j in odd:  # not a known spelling: cleaned (the mode when missing)
+                hits[j] = self.position(i, values[j])
+            unknown.append([j for j in odd if _is_missing(values[j])])
             positions.append(np.array(hits, dtype=np.intp))
         out, used, absent = self.encode(raw, positions)
         warnings: list[list[dict[str, Any]]] = [[] for _ in range(n)]
@@ -212,10 +224,9 @@ class FeaturePlan:
             warnings[i].append(
                 _imputed(name, value, float(used[i, k])) if absent[i, k] else
                 _capped(name, value, float(used[i, k]), self.lows[k], self.highs[k]))
-        for column, _, _ in self.categorical:
-            name = column["name"]
-            for i in [i for i, r in enumerate(records) if _is_missing(r.get(name))]:
-                warnings[i].append(_imputed(name, None, column["mode"]))
+        for (column, _, _), missing in zip(self.categorical, unknown, strict=True):
+            for i in missing:
+                warnings[i].append(_imputed(column["name"], None, column["mode"]))
         return out, warnings
 
     def prepare_columns(self, columns: Mapping[str, Sequence[Any]], n: int
@@ -257,6 +268,19 @@ class FeaturePlan:
     def row(self, record: Mapping[str, Any]) -> np.ndarray:
         """One application to a (1, width) row."""
         return self.prepare([record])[0]
+
+
+def _rows_of(records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[Any]:
+    """Each record's values of `names` (a tuple each, or the value for one name); None for
+    a name a record lacks. With itemgetter: several times faster than a dict.get per cell."""
+    if not names:
+        return [()] * len(records)
+    try:
+        return list(map(itemgetter(*names), records))
+    except KeyError:
+        if len(names) == 1:
+            return [r.get(names[0]) for r in records]
+        return [tuple(r.get(name) for name in names) for r in records]
 
 
 def _capped(name: str, value: Any, used: float, lo: float, hi: float) -> dict[str, Any]:

@@ -123,6 +123,7 @@ class ScoringPlan:
         self.walk_margin = False  # one row's PD from the walk: it equals XGBoost's own
         self.linear_w: np.ndarray | None = None
         self.scorecard: ScorecardHead | None = None  # the points scorecard's bins
+        self.iteration_range = (0, 0)  # XGBoost's trees used, (0, 0): all
         width = self.features.width
         if self.kind == "linear":
             self._raw = _linear_head(head, arrays, width)
@@ -135,7 +136,8 @@ class ScoringPlan:
         elif self.kind == "xgboost":
             xgb_head = _XGBoostHead(head, booster_bytes, width)
             self._raw, self.booster, self.trees = xgb_head, xgb_head.booster, xgb_head.trees
-            samples = self._sample_rows()
+            self.iteration_range = xgb_head.iterations
+            samples = self.sample_rows()
             self.walk_margin = xgb_head.trees.matches(xgb_head.booster, samples,
                                                       xgb_head.iterations)
         else:
@@ -164,12 +166,12 @@ class ScoringPlan:
 
     def _check_sample(self) -> None:
         """Refuse a plan that gives anything but a PD in [0, 1] on the sample rows."""
-        pd_ = self.predict(self._sample_rows())
+        pd_ = self.predict(self.sample_rows())
         if not (np.isfinite(pd_).all() and (pd_ >= 0).all() and (pd_ <= 1).all()):
             raise PlanError("the scoring plan gives PDs outside [0, 1] (or not numbers) for "
                             "typical applications")
 
-    def _sample_rows(self) -> np.ndarray:
+    def sample_rows(self) -> np.ndarray:
         """A typical application and each numeric input at both ends of its range."""
         features = self.features
         records: list[dict[str, Any]] = [{}]

@@ -1,27 +1,36 @@
 """Reasons: the features pushing an applicant's PD up, in plain words.
 
 Per-row contributions on the model's own scale, relative to a typical applicant:
-XGBoost's own `pred_contribs` (by default its fast path-based approximation,
-`approx_contribs`, about 15x faster than exact TreeSHAP on a batch, and for a few rows
-the same numbers from the trees held in NumPy, 5x faster than a DMatrix round trip;
-`exact=True` for TreeSHAP), the linear model's weight x (value - typical value), and
-for the random forest the drop in PD when a feature is set to its typical value (occlusion),
-for the points scorecard the log-odds (points) a field loses against its best bin.
-Everything comes from the pure-data scoring plan (`credit_risk.scoring.plan`).
-One-hot columns are summed back into the field they encode.
+for XGBoost its path-based approximation (`approx_contribs`, Saabas; about 15x faster than
+exact TreeSHAP, `exact=True`), for a batch from the path sums held in the leaves of a copy
+of the booster (`credit_risk.scoring.pathsums`, one `inplace_predict` that also gives the
+margin) and for a few rows from the trees held in NumPy, 5x faster than a DMatrix round trip;
+the linear model's weight x (value - typical value); and for the random forest the drop in
+PD when a feature is set to its typical value (occlusion); for the points scorecard the
+log-odds (points) a field loses against its best bin. Everything comes from the
+pure-data scoring plan (`credit_risk.scoring.plan`). One-hot columns are summed back into
+the field they encode.
+
+A batch's reasons are ranked with one argsort of its contribution matrix and worded feature
+by feature (`credit_risk.scoring.wording`): no Python loop per row but the final dicts.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import xgboost as xgb
 
-from credit_risk.scoring.plan import ScoringPlan
+from credit_risk.scoring.pathsums import PathSums
+from credit_risk.scoring.plan import ScoringPlan, expit
 from credit_risk.scoring.trees import TreeEnsemble
-from credit_risk.tables import label_of, singular
+from credit_risk.scoring.wording import Column, Wording
+
+log = logging.getLogger(__name__)
 
 SaabasTrees = TreeEnsemble  # the former name: the same contributions as approx_contribs
 
@@ -40,19 +49,34 @@ class ReasonExplainer:
         self._to_group = np.zeros((len(names), len(self.group_names)))
         for j, g in enumerate(self.groups):
             self._to_group[j, index[g]] = 1.0
-        self.labels = {g: labels.get(g) or label_of(g) for g in self.group_names}
-        self._labels_in = {**labels}  # derived features' inputs are named by their labels too
-        self._units = {g: units.get(g) or "" for g in self.group_names}
+        self.wording = Wording(plan.features, self.group_names, labels, units)
+        self.labels = self.wording.labels
+        self._names = np.array(self.group_names, dtype=object)
+        self._labels = np.array([self.labels[g] for g in self.group_names], dtype=object)
         self.reference = plan.features.row({})[0]  # medians and modes
         self._booster = plan.booster
         self._trees = plan.trees
         self._derived_index = {d: names.index(d) for d, *_ in plan.features.derived}
+        self.path_sums = _path_sums(plan, self._to_group)
+
+    def raw_and_contributions(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """A batch's uncalibrated PDs and contributions from one call of the path sums, when
+        their margins are the booster's own (else None: the PDs are the plan's to compute)."""
+        sums = self.path_sums
+        if sums is None or not sums.margin_exact or self.exact \
+                or len(rows) <= TreeEnsemble.MAX_ROWS:
+            return None
+        margin, contributions = sums(rows)
+        return expit(margin.astype(np.float64)), contributions
 
     def contributions(self, rows: np.ndarray, per_feature: np.ndarray | None = None
                       ) -> np.ndarray:
         """(n_rows, n_groups) contributions; positive raises the PD. `per_feature`: given by
         the plan's walk of the trees for this row (then nothing is computed again)."""
         if per_feature is None or self.exact:
+            if self.path_sums is not None and not self.exact \
+                    and len(rows) > TreeEnsemble.MAX_ROWS:
+                return self.path_sums(rows)[1]
             per_feature = self._per_feature(rows)
         if per_feature is None:
             return self._occlusion(rows)
@@ -82,97 +106,101 @@ class ReasonExplainer:
             out[:, k] = base - raw(changed)
         return out
 
+    def _picks(self, contrib: np.ndarray, top: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every reason of a batch as (row, feature group, impact), row by row and most
+        important first (NumPy's argsort of the whole matrix: its order of ties), stopping at
+        the first impact that does not raise the PD; and each row's number of reasons."""
+        order = np.argsort(-contrib, axis=1)[:, :top]
+        impacts = np.round(np.take_along_axis(contrib, order, axis=1), 4)
+        kept = np.logical_and.accumulate(~(impacts <= 0), axis=1)
+        rows, slots = np.nonzero(kept)
+        return rows, order[rows, slots], impacts[rows, slots], kept.sum(axis=1)
+
+    def _worded(self, rows: np.ndarray, picked: np.ndarray, groups: np.ndarray,
+                column: Column) -> tuple[list[Any], list[str]]:
+        """(value shown, text) of each pick (`picked` rows, `groups`), worded feature by
+        feature; `column(field, rows)`: the applications' values of a field, as sent."""
+        if not len(groups):
+            return [], []
+        by_group = np.argsort(groups, kind="stable")  # picks feature by feature
+        starts = np.flatnonzero(np.diff(groups[by_group], prepend=-1))
+        shown: list[Any] = []
+        texts: list[str] = []
+        for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(groups)], strict=True):
+            at = by_group[a:b]
+            who = picked[at]
+            g = self.group_names[int(groups[at[0]])]
+            if g in self._derived_index:
+                inputs = [column(n, who.tolist()) for n in self.wording.inputs[g]]
+                said = self.wording.derived(g, rows[who, self._derived_index[g]].tolist(), inputs)
+            else:
+                said = self.wording.given(g, column(g, who.tolist()))
+            shown += said[0]
+            texts += said[1]
+        back = np.empty_like(by_group)  # from feature by feature back to row by row
+        back[by_group] = np.arange(len(by_group))
+        if len(back) == 1:
+            return shown, texts
+        again = itemgetter(*back.tolist())
+        return list(again(shown)), list(again(texts))
+
     def explain_texts(self, rows: np.ndarray, values: Mapping[str, Sequence[Any]], top: int,
-                      careful: Sequence[int] = ()) -> list[str]:
-        """Each row's reasons as `explain` words them, joined by "; ", computed by columns:
-        each (feature, value) worded once. `values`: the applications' fields as columns;
-        `careful`: rows worded by `explain` itself (e.g. those with an imputed input)."""
+                      contributions: np.ndarray | None = None) -> list[str]:
+        """Each row's reasons as `explain` words them, joined by "; ", for applications given
+        as columns (`values`: {field: values}; `contributions`: when computed already)."""
         n = len(rows)
         if top <= 0 or n == 0:
             return [""] * n
-        contrib = self.contributions(rows)
-        order = np.argsort(-contrib, axis=1)[:, :top]
-        raises = np.round(np.take_along_axis(contrib, order, axis=1), 4) > 0
-        picked_rows = np.asarray(careful, dtype=np.intp)
-        raises[picked_rows] = False
-        slots = []
-        for s in range(order.shape[1]):
-            texts = np.full(n, None, dtype=object)
-            for k in np.unique(order[raises[:, s], s]).tolist():
-                g = self.group_names[k]
-                where = np.flatnonzero((order[:, s] == k) & raises[:, s])
-                if g in self._derived_index:
-                    picked = rows[where, self._derived_index[g]].tolist()
-                else:
-                    column = values.get(g)
-                    picked = [None] * len(where) if column is None else \
-                        [column[i] for i in where.tolist()]
-                memo: dict[Any, str] = {}
-                texts[where] = [memo[v] if v in memo else memo.setdefault(v, self._text(g, v))
-                                for v in picked]
-            slots.append(texts.tolist())
-        out = ["; ".join(t for t in row if t is not None) for row in zip(*slots, strict=True)]
-        if len(picked_rows):
-            records = [{name: column[i] for name, column in values.items()}
-                       for i in picked_rows.tolist()]
-            said = self.explain(rows[picked_rows], records, top,
-                                contributions=contrib[picked_rows])
-            for i, reasons in zip(picked_rows.tolist(), said, strict=True):
-                out[i] = "; ".join(r["text"] for r in reasons)
-        return out
+
+        def column(name: str, at: list[int]) -> list[Any]:
+            values_ = values.get(name)
+            return [None] * len(at) if values_ is None else [values_[i] for i in at]
+
+        contrib = self.contributions(rows) if contributions is None else contributions
+        picked, groups, _, counts = self._picks(contrib, top)
+        texts = self._worded(rows, picked, groups, column)[1]
+        ends = np.cumsum(counts).tolist()
+        return ["; ".join(texts[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
     def explain(self, rows: np.ndarray, records: Sequence[Mapping[str, Any]], top: int,
                 per_feature: np.ndarray | None = None, contributions: np.ndarray | None = None
                 ) -> list[list[dict[str, Any]]]:
         """The top features raising each row's PD, most important first (`contributions`:
-        the rows' `contributions`, when computed already)."""
-        if top <= 0:
+        the rows' `contributions`, when computed already). Ranked and worded for the whole
+        batch at once; only the final dicts are made one by one."""
+        if top <= 0 or not len(records):
             return [[] for _ in records]
         contrib = self.contributions(rows, per_feature) if contributions is None \
             else contributions
-        order = np.argsort(-contrib, axis=1)[:, :top]
-        impacts = np.round(np.take_along_axis(contrib, order, axis=1), 4).tolist()
-        derived = {g: rows[:, j].tolist() for g, j in self._derived_index.items()}
-        groups, labels = self.group_names, self.labels
-        out = []
-        for i, (record, ks) in enumerate(zip(records, order.tolist(), strict=True)):
-            reasons = []
-            for k, impact in zip(ks, impacts[i], strict=True):
-                if impact <= 0:
-                    break
-                g = groups[k]
-                absent = self.plan.features.not_given(g, record)
-                value = None if absent else derived[g][i] if g in derived else record.get(g)
-                reasons.append({"feature": g, "label": labels[g], "value": value,
-                                "impact": impact, "text": self._text(g, value, absent)})
-            out.append(reasons)
-        return out
+
+        def column(name: str, at: list[int]) -> list[Any]:
+            return [records[i].get(name) for i in at]
+
+        picked, groups, impacts, counts = self._picks(contrib, top)
+        shown, texts = self._worded(rows, picked, groups, column)
+        flat = [{"feature": f, "label": lb, "value": v, "impact": m, "text": t}
+                for f, lb, v, m, t in zip(self._names[groups].tolist(),
+                                          self._labels[groups].tolist(), shown,
+                                          impacts.tolist(), texts, strict=True)]
+        ends = np.cumsum(counts).tolist()
+        return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
     def _text(self, group: str, value: Any, absent: Sequence[str] = ()) -> str:
-        """`Age (1 year) raises the risk`; a value the applicant did not give (scored as the
-        typical one) is `not provided`, never the number that stood in for it."""
-        label = self.labels[group]
-        if absent:
-            inputs = [self._label_of_input(n) for n in absent if n != group]
-            said = f"{', '.join(inputs)} not provided" if inputs else "not provided"
-            return f"{label} ({said}) raises the risk"
-        if value is None:
-            return f"{label} raises the risk"
-        return f"{label} ({_quantity(value, self._units[group])}) raises the risk"
-
-    def _label_of_input(self, name: str) -> str:
-        label = self._labels_in.get(name) or label_of(name)
-        return label if label[1:2].isupper() else label[:1].lower() + label[1:]
+        return self.wording.text(group, value, absent)
 
 
-def _quantity(value: Any, unit: str) -> str:
-    """A value with its unit: `95%`, `3% of disposable income`, `1 year`, `2 years`,
-    `1,200,000 INR`, `0.42`."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    number = f"{int(value):,}" if float(value).is_integer() else f"{value:,.2f}"
-    if not unit:
-        return number
-    if unit.startswith("%"):
-        return f"{number}{unit}"
-    return f"{number} {singular(unit) if abs(value) == 1 else unit}"
+def _path_sums(plan: ScoringPlan, to_group: np.ndarray) -> PathSums | None:
+    """The booster's path sums (credit_risk.scoring.pathsums), checked on the plan's sample
+    rows; None for other models, or when XGBoost cannot build or match them (then its own
+    approx_contribs serve)."""
+    if plan.booster is None or plan.trees is None or not plan.trees.simple:
+        return None
+    iterations = plan.iteration_range
+    try:
+        sums = PathSums(plan.booster, to_group, iterations)
+        sums.check(plan.booster, plan.trees, to_group, plan.sample_rows(), iterations)
+    except (ValueError, KeyError, TypeError, IndexError, xgb.core.XGBoostError) as exc:
+        log.warning("reasons: XGBoost's approx_contribs, not path sums (%s)", exc)
+        return None
+    return sums

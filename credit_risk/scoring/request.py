@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
 from credit_risk.scoring.bands import Rating
+from credit_risk.spec.expressions import parse_expression
 from credit_risk.spec.fields import (
     Constraints,
+    column_rule_violations,
     constraints_of,
     nfc,
     rule_violations,
@@ -318,14 +321,7 @@ def validate_many(fields: Sequence[Mapping[str, Any]], items: Sequence[Any],
     Column by column with NumPy when every application is valid (the common case); any doubt
     falls back to `validate_application` per application, which names each bad field.
     """
-    known = {f["name"] for f in fields}
-    with_id = known | {APPLICATION_ID}
-    if all(type(item) is dict and (item.keys() == known or (
-            item.keys() == with_id and type(item[APPLICATION_ID]) is str
-            and application_id_error(item[APPLICATION_ID]) is None)) for item in items) and all(
-            c.all_valid([item[f["name"]] for item in items])
-            for f, c in zip(fields, constraints_of(fields), strict=True)) and not any(
-            rule_violations(rules, items)):
+    if _all_valid(fields, items, rules):
         return list(items), {}
     clean, bad = [], {}
     for i, item in enumerate(items):
@@ -335,3 +331,29 @@ def validate_many(fields: Sequence[Mapping[str, Any]], items: Sequence[Any],
         clean.append(values)
     return clean, bad
 
+
+
+def _all_valid(fields: Sequence[Mapping[str, Any]], items: Sequence[Any],
+               rules: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether every application is a dict of exactly the fields (and maybe a good id) whose
+    values all pass, checked column by column (`Constraints.all_valid`, the rules on columns).
+    False means: ask `validate_one`, which names what is wrong."""
+    names = [f["name"] for f in fields]
+    known = set(names)
+    with_id = known | {APPLICATION_ID}
+    if not all(type(item) is dict and (item.keys() == known or (
+            item.keys() == with_id and type(item[APPLICATION_ID]) is str
+            and application_id_error(item[APPLICATION_ID]) is None)) for item in items):
+        return False
+    if not items or not names:
+        return not any(rule_violations(rules, items))
+    cells = map(itemgetter(*names), items)  # a tuple per application (a value for one field)
+    columns = list(zip(*cells, strict=True)) if len(names) > 1 else [tuple(cells)]
+    if not all(c.all_valid(column)
+               for c, column in zip(constraints_of(fields), columns, strict=True)):
+        return False
+    by_name = dict(zip(names, columns, strict=True))
+    needed = {n for rule in rules for n in parse_expression(rule["check"]).names}
+    nothing = [None] * len(items)
+    return not any(column_rule_violations(
+        rules, {n: by_name.get(n, nothing) for n in needed}, len(items)))

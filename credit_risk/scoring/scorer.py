@@ -110,15 +110,24 @@ class Scorer:
         if not records:
             return []
         rows, warnings = self.plan.features.prepare(records)
-        raw, per_feature = self.plan.raw_with_contributions(rows)
-        reasons = self.explainer.explain(rows, records, self.n_reasons, per_feature)
+        both = self.explainer.raw_and_contributions(rows) if self.n_reasons > 0 else None
+        if both is not None:  # a batch: PDs and contributions from one pass over the trees
+            raw, contributions = both
+            reasons = self.explainer.explain(rows, records, self.n_reasons,
+                                             contributions=contributions)
+        else:
+            raw, per_feature = self.plan.raw_with_contributions(rows)
+            reasons = self.explainer.explain(rows, records, self.n_reasons, per_feature)
         return self._results(self.plan.calibrate(raw), reasons, warnings)
 
     def score_columns(self, columns: Mapping[str, Sequence[Any]], n: int) -> dict[str, list[Any]]:
         """Score `n` validated applications given as columns: `score_records`' results as
         columns, the reasons and warnings as text ("; "-joined), for files."""
         rows, warned = self.plan.features.prepare_columns(columns, n)
-        pd_ = self.plan.calibrate(self.plan.predict_raw(rows)) if n else np.empty(0)
+        both = self.explainer.raw_and_contributions(rows) if self.n_reasons > 0 else None
+        raw, contributions = both if both is not None else (
+            self.plan.predict_raw(rows) if n else np.empty(0), None)
+        pd_ = self.plan.calibrate(raw) if n else np.empty(0)
         scores = self.scaling.score(pd_)
         bands = {s: rating(s) for s in set(scores.tolist())}
         grades = self.plan.master_scale.grades(pd_)
@@ -131,28 +140,29 @@ class Scorer:
             "credit_score": scores.tolist(),
             "rating": [bands[s] for s in scores.tolist()],
             "grade": grades,
-            # rows with an imputed or capped input worded one by one, as `explain` does
             "reasons": self.explainer.explain_texts(rows, columns, self.n_reasons,
-                                                    careful=sorted(warned)),
+                                                    contributions),
             "warnings": warnings,
             "model_version": [self.version] * n,
         }
 
     def _results(self, pd_: np.ndarray, reasons: list[list[dict[str, Any]]],
                  warnings: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-        scores = self.scaling.score(pd_)
+        pds, scores = pd_.tolist(), self.scaling.score(pd_).tolist()
+        bands = {s: rating(s) for s in set(scores)}
         grades = self.plan.master_scale.grades(pd_)
+        version, threshold = self.version, self.threshold
         return [
             {
-                "probability_of_default": float(p),
-                "risk": "High" if p >= self.threshold else "Low",
-                "credit_score": int(s),
-                "rating": rating(int(s)),
+                "probability_of_default": p,
+                "risk": "High" if p >= threshold else "Low",
+                "credit_score": s,
+                "rating": bands[s],
                 "grade": grade,
                 "reasons": why,
-                "model_version": self.version,
+                "model_version": version,
                 "warnings": capped,
             }
-            for p, s, grade, why, capped in zip(pd_, scores, grades, reasons, warnings,
+            for p, s, grade, why, capped in zip(pds, scores, grades, reasons, warnings,
                                                 strict=True)
         ]

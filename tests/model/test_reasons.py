@@ -165,3 +165,109 @@ def test_one_application_and_a_batch_get_the_same_words(scorers, name):
     assert "Loan to income (annual income not provided) raises the risk" in texts, texts
     assert not any(t.startswith("Annual income (") and "not provided" not in t
                    for r in batch[:2] for t in (x["text"] for x in r["reasons"]))
+
+
+@pytest.fixture(scope="module")
+def messy(spec, tables):
+    """3,000 applications of the fixture's data with every kind of value the wording
+    distinguishes: missing (None, NaN, the missing code 0), a unit of one, big numbers."""
+    from credit_risk.pipeline.bundle import frame_records
+    from credit_risk.pipeline.ingest import assemble
+
+    records = frame_records(assemble(spec, tables))
+    for i, r in enumerate(records):
+        if i % 7 == 0:
+            r["income"] = None
+        if i % 11 == 0:
+            r["income"] = 0
+        if i % 13 == 0:
+            r["residence_type"] = None
+        if i % 17 == 0:
+            r["income"] = float("nan")
+        if i % 5 == 0:
+            r["years_at_current_address"] = 1
+        if i % 9 == 0:
+            r["credit_utilization_ratio"] = 99.5
+        if i % 19 == 0:
+            r["delinquent_months"], r["total_dpd"] = 40, 2_000
+    return records
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "xgboost", "random_forest"])
+def test_batch_reasons_equal_the_row_by_row_wording(scorers, messy, name):
+    """The vectorised wording gives today's reasons exactly: the same features, values,
+    impacts and texts in the same order, ties (rounded to 2 decimals: many) included."""
+    from tests.model.reasons_reference import reference_explain
+
+    explainer = scorers[name].explainer
+    records = [{k: v for k, v in r.items() if k in explainer.plan.features.inputs
+                or k in {c["name"] for c, _, _ in explainer.plan.features.categorical}}
+               for r in messy]
+    rows = explainer.plan.features.prepare(records)[0]
+    contrib = explainer.contributions(rows)
+    for c, top in ((contrib, 3), (np.round(contrib, 2), 3), (contrib, 30), (contrib, 1)):
+        expected = reference_explain(explainer, rows, records, top, c)
+        assert explainer.explain(rows, records, top, contributions=c) == expected
+    expected = reference_explain(explainer, rows, records, 3, contrib)
+    assert sum(map(len, expected)) > len(records)  # most rows have reasons
+    assert any("not provided" in r["text"] for x in expected for r in x)
+    columns = {k: [r.get(k) for r in records] for k in records[0]}
+    assert explainer.explain_texts(rows, columns, 3) == \
+        ["; ".join(r["text"] for r in x) for x in expected]
+
+
+def test_path_sums_are_xgboosts_approx_contribs_and_its_margins(scorers, messy):
+    """A batch's contributions come from the path sums (one inplace_predict): XGBoost's own
+    approx_contribs to float32 rounding, and the same PDs as without reasons, bit for bit."""
+    import copy
+
+    import xgboost as xgb
+
+    scorer = scorers["xgboost"]
+    explainer = scorer.explainer
+    assert explainer.path_sums is not None and explainer.path_sums.margin_exact
+    records = [{f["name"]: r.get(f["name"]) for f in scorer.fields} for r in messy]
+    rows = scorer.plan.features.prepare(records)[0]
+    theirs = explainer._booster.predict(xgb.DMatrix(rows.astype(np.float32)), pred_contribs=True,
+                                        approx_contribs=True)[:, :-1] @ explainer._to_group
+    np.testing.assert_allclose(explainer.contributions(rows), theirs, rtol=0, atol=1e-5)
+    plain = copy.copy(scorer)
+    plain.n_reasons = 0
+    assert [r["probability_of_default"] for r in scorer.score_records(records)] == \
+        [r["probability_of_default"] for r in plain.score_records(records)]
+
+
+def test_without_path_sums_the_reasons_are_xgboosts_approx_contribs(scorers, messy, monkeypatch):
+    """When XGBoost cannot build the path sums' booster, its approx_contribs serve."""
+    from credit_risk.scoring import reasons
+    from credit_risk.scoring.reasons import ReasonExplainer
+
+    def refuse(*args, **kwargs):
+        raise ValueError("no vector leaves here")
+
+    monkeypatch.setattr(reasons, "PathSums", refuse)
+    fast = scorers["xgboost"].explainer
+    slow = ReasonExplainer(fast.plan, fast.labels, fast.wording.units)
+    assert slow.path_sums is None
+    records = [{k: r.get(k) for k in fast.plan.features.inputs} for r in messy[:500]]
+    rows = fast.plan.features.prepare(records)[0]
+    assert slow.raw_and_contributions(rows) is None
+    np.testing.assert_allclose(slow.contributions(rows), fast.contributions(rows), atol=1e-5)
+
+
+def test_odd_values_are_worded_as_row_by_row(scorers, messy):
+    """Values the API's validation would refuse but `explain` may still see (a bool, a list,
+    a number as text, a padded category, NaN) get the words the row-by-row code gave them."""
+    from tests.model.reasons_reference import reference_explain
+
+    explainer = scorers["logistic_regression"].explainer
+    records = [dict(r) for r in messy[:400]]
+    rows = explainer.plan.features.prepare(records)[0]
+    contrib = explainer.contributions(rows)
+    odd = [True, False, 1, 1.0, [3], "7", " 0 ", float("nan"), None, 0, -1, 2.5e9]
+    for i, r in enumerate(records):
+        for name in ("years_at_current_address", "income", "residence_type", "loan_amount",
+                     "credit_utilization_ratio"):
+            r[name] = odd[(i + len(name)) % len(odd)]
+    assert explainer.explain(rows, records, 30, contributions=contrib) == \
+        reference_explain(explainer, rows, records, 30, contrib)

@@ -1,0 +1,123 @@
+"""The words of a reason: `Age (1 year) raises the risk`, for a whole batch at a time.
+
+Everything that does not depend on the applicant is worked out once per model version: each
+feature's label and unit, the labels of a derived feature's inputs, what counts as not given
+(missing, or a value that means missing). A batch's reasons are then worded per feature, not
+per row: each distinct value of a feature is worded once and looked up for every other row that
+has it (integer-valued inputs such as ages, counts and months repeat a lot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+from credit_risk.scoring.features import FeaturePlan
+from credit_risk.tables import label_of, singular
+
+RAISES = "raises the risk"
+Column = Callable[[str, list[int]], list[Any]]  # (field, rows) -> the field's values there
+
+
+class Wording:
+    """Reason texts of one model version's features (feature groups: one-hot columns summed)."""
+
+    def __init__(self, features: FeaturePlan, groups: Sequence[str], labels: Mapping[str, str],
+                 units: Mapping[str, str | None]):
+        self.features = features
+        self.labels = {g: labels.get(g) or label_of(g) for g in groups}
+        self._labels_in = {**labels}  # derived features' inputs are named by their labels too
+        self.units = {g: units.get(g) or "" for g in groups}
+        self.inputs = {g: features.derived_inputs.get(g, (g,)) for g in groups}
+
+    def text(self, group: str, value: Any, absent: Sequence[str] = ()) -> str:
+        """`Age (1 year) raises the risk`; a value the applicant did not give (scored as the
+        typical one) is `not provided`, never the number that stood in for it."""
+        label = self.labels[group]
+        if absent:
+            inputs = [self._label_of_input(n) for n in absent if n != group]
+            said = f"{', '.join(inputs)} not provided" if inputs else "not provided"
+            return f"{label} ({said}) {RAISES}"
+        if value is None:
+            return f"{label} {RAISES}"
+        return f"{label} ({quantity(value, self.units[group])}) {RAISES}"
+
+    def _label_of_input(self, name: str) -> str:
+        label = self._labels_in.get(name) or label_of(name)
+        return label if label[1:2].isupper() else label[:1].lower() + label[1:]
+
+    def given(self, group: str, values: list[Any]) -> tuple[list[Any], list[str]]:
+        """(value shown, text) of an input feature for each of `values` (as sent): a value
+        not given is shown as None and worded `not provided`. Each distinct value once."""
+        absent = self.features.is_absent
+        label, unit = self.labels[group], self.units[group]
+
+        def word(v: Any) -> tuple[Any, str]:
+            if absent(group, v):
+                return None, f"{label} (not provided) {RAISES}"
+            return v, f"{label} ({quantity(v, unit)}) {RAISES}"
+
+        return _unzip(_memo(word, values))
+
+    def derived(self, group: str, values: list[float], inputs: Sequence[list[Any]]
+                ) -> tuple[list[Any], list[str]]:
+        """(value shown, text) of a derived feature: its value as scored (`values`), or, when
+        some of its inputs (`inputs`: each input's values as sent) were not given, None and
+        `<those inputs> not provided`."""
+        names = self.inputs[group]
+        flags = [_memo(partial(self.features.is_absent, n), column)
+                 for n, column in zip(names, inputs, strict=True)]
+        label, unit = self.labels[group], self.units[group]
+        words: dict[Any, tuple[Any, str]] = {}
+        shown, texts = [], []
+        for v, *absent in zip(values, *flags, strict=True):
+            key = tuple(n for n, f in zip(names, absent, strict=True) if f) if any(absent) else v
+            hit = words.get(key)
+            if hit is None:
+                hit = words[key] = (None, self.text(group, None, key)) if any(absent) else \
+                    (v, f"{label} ({quantity(v, unit)}) {RAISES}")
+            shown.append(hit[0])
+            texts.append(hit[1])
+        return shown, texts
+
+
+_NONE = object()
+
+
+def _memo(fn: Callable[[Any], Any], values: list[Any]) -> list[Any]:
+    """`fn` of each value, computed once per distinct value (True and 1 apart: equal as keys,
+    not in words); with an unhashable value among them, of each value on its own."""
+    memo: dict[Any, Any] = {}
+    get = memo.get
+    out = []
+    try:
+        for v in values:
+            key = (bool, v) if type(v) is bool else v
+            hit = get(key, _NONE)
+            if hit is _NONE:
+                hit = memo[key] = fn(v)
+            out.append(hit)
+    except TypeError:
+        return [fn(v) for v in values]
+    return out
+
+
+def _unzip(pairs: list[tuple[Any, str]]) -> tuple[list[Any], list[str]]:
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def quantity(value: Any, unit: str) -> str:
+    """A value with its unit: `95%`, `3% of disposable income`, `1 year`, `2 years`,
+    `1,200,000 INR`, `0.42`."""
+    if type(value) is float:  # the common case first
+        number = f"{int(value):,}" if value.is_integer() else f"{value:,.2f}"
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    else:
+        number = f"{int(value):,}" if float(value).is_integer() else f"{value:,.2f}"
+    if not unit:
+        return number
+    if unit.startswith("%"):
+        return f"{number}{unit}"
+    return f"{number} {singular(unit) if abs(value) == 1 else unit}"
