@@ -26,16 +26,17 @@ from credit_risk.config.modelling import (
     ValidationSettings,
 )
 from credit_risk.config.operations import DecisionLogSettings, MonitoringSettings, ServingSettings
+from credit_risk.config.policy import PolicySettings
 
 __all__ = ["DEFAULT_MODELS", "FLAT", "GROUPS", "PREFIX", "DataSettings", "DecisionLogSettings",
-           "GateSettings", "Group", "MonitoringSettings", "RegistrySettings", "ScoreSettings",
-           "ServingSettings", "Settings", "SigningSettings", "TrainingSettings",
+           "GateSettings", "Group", "MonitoringSettings", "PolicySettings", "RegistrySettings",
+           "ScoreSettings", "ServingSettings", "Settings", "SigningSettings", "TrainingSettings",
            "ValidationSettings", "env"]
 
 GROUPS: dict[str, type[Group]] = {
     "data": DataSettings, "registry": RegistrySettings, "signing": SigningSettings,
     "training": TrainingSettings, "score": ScoreSettings, "validation": ValidationSettings,
-    "gate": GateSettings, "monitoring": MonitoringSettings,
+    "gate": GateSettings, "policy": PolicySettings, "monitoring": MonitoringSettings,
     "decisions": DecisionLogSettings, "serving": ServingSettings,
 }
 
@@ -65,6 +66,7 @@ class Settings(BaseModel):
     score: ScoreSettings = Field(default_factory=ScoreSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     decisions: DecisionLogSettings = Field(default_factory=DecisionLogSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)

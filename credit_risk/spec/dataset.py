@@ -181,6 +181,9 @@ class DatasetSpec(Strict):
     # The column whose values decide train/test membership (e.g. a customer id, to keep all of
     # a customer's loans on one side); default: the base table's key; none: a random split.
     split_key: str | None = None
+    # The numeric column holding each loan's exposure at default (e.g. the loan amount): the
+    # expected_loss decision policy weighs loans by it.
+    exposure: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
@@ -200,6 +203,9 @@ class DatasetSpec(Strict):
             for ref in (*names, *([rule.field] if rule.field else [])):
                 if ref not in inputs:
                     raise ValueError(f"rule {rule.check!r} uses {ref!r}, not an application field")
+        if self.exposure is not None and (self.exposure not in self.columns or
+                                          self.columns[self.exposure].role != Role.NUMERIC):
+            raise ValueError(f"exposure {self.exposure!r} is not a numeric column")
         if self.split_key is not None and self.split_key not in self.columns:
             raise ValueError(f"split_key {self.split_key!r} has no entry in columns")
         for name, col in self.columns.items():
