@@ -77,12 +77,13 @@ def spec_without(spec: DatasetSpec, features: list[str]) -> DatasetSpec:
     return DatasetSpec.model_validate(data)
 
 
-def _calibrated_pd(candidate: Candidate, matrix: np.ndarray) -> np.ndarray:
-    """The candidate's PDs of feature rows (its steps after the features and SMOTE)."""
+def _raw_pd(candidate: Candidate, matrix: np.ndarray) -> np.ndarray:
+    """The candidate's uncalibrated PDs of feature rows (its steps after the features and
+    SMOTE): they order the rows as its PDs do, without the calibration's ties."""
     rows: Any = matrix
     for _, step in candidate.model.pipeline.steps[2:-1]:
         rows = step.transform(rows)
-    return candidate.model.calibrate(_raw_of_rows(candidate.model.pipeline.steps[-1][1], rows))
+    return _raw_of_rows(candidate.model.pipeline.steps[-1][1], rows)
 
 
 def _feature_columns(candidate: Candidate) -> dict[str, list[int]]:
@@ -104,14 +105,16 @@ def find_drivers(candidate: Candidate, X: pd.DataFrame, spec: DatasetSpec,
     if len(X) > DRIVER_ROWS:
         X = X.sample(DRIVER_ROWS, random_state=seed)
     matrix = np.asarray(candidate.model.features.transform(X), dtype=float)
-    base = _calibrated_pd(candidate, matrix)
-    rate = float((base < candidate.threshold).mean())
+    base = _raw_pd(candidate, matrix)
+    approved = int((candidate.model.calibrate(base) < candidate.threshold).sum())
 
-    def ratio(p: np.ndarray, threshold: float) -> float | None:
-        return worst_ratio(fairness_report(X, p, threshold, spec, limits.min_approval_ratio,
+    def ratio(p: np.ndarray) -> float | None:
+        """The worst ratio when the `approved` lowest-PD rows are approved."""
+        ranks = np.argsort(np.argsort(p, kind="stable"), kind="stable")
+        return worst_ratio(fairness_report(X, ranks, approved, spec, limits.min_approval_ratio,
                                            min_group))
 
-    base_ratio = ratio(base, candidate.threshold)
+    base_ratio = ratio(base)
     if base_ratio is None:
         return []
     drivers = []
@@ -123,10 +126,7 @@ def find_drivers(candidate: Candidate, X: pd.DataFrame, spec: DatasetSpec,
             typical = cols[int(np.argmax(matrix[:, cols].mean(axis=0)))]
             neutral[:, cols] = 0.0
             neutral[:, typical] = 1.0
-        p = _calibrated_pd(candidate, neutral)
-        threshold = float(np.quantile(p, rate, method="higher")) if 0 < rate < 1 \
-            else candidate.threshold
-        r = ratio(p, threshold)
+        r = ratio(_raw_pd(candidate, neutral))
         if r is not None:
             drivers.append(Driver(feature=name, ratio=r, gain=r - base_ratio))
     return sorted(drivers, key=lambda d: -d.gain)

@@ -105,9 +105,9 @@ def policy_threshold(y: np.ndarray, p: np.ndarray, policy: PolicySettings,
         if not len(ok):
             raise PolicyError(
                 f"no threshold keeps the default rate among the approved at or below "
-                f"max_bad_rate {policy.max_bad_rate:.4f}: approving only the lowest-PD "
-                f"applications already gives {rate[valid[1:]].min():.4f}; raise max_bad_rate "
-                "or choose another policy")
+                f"max_bad_rate {policy.max_bad_rate:.4f}: the lowest it reaches at any "
+                f"threshold is {rate[valid[1:]].min():.4f}; raise max_bad_rate or choose "
+                "another policy")
         k = int(counts[ok[-1]])
     else:  # the settings refuse any other name; a guard for hand-built settings
         raise PolicyError(f"unknown threshold_policy {name!r}")
