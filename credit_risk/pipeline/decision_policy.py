@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from credit_risk.config import Settings
 from credit_risk.config.policy import PolicySettings
 from credit_risk.errors import CreditRiskError
 from credit_risk.pipeline.evaluate import recall_threshold
@@ -25,6 +26,11 @@ CURVE_STEPS = (-0.10, -0.05, -0.02, 0.0, 0.02, 0.05, 0.10)  # approval rates aro
 
 class PolicyError(CreditRiskError, ValueError):
     """The decision policy cannot be applied (no exposure field, an unreachable target)."""
+
+
+def dataset_policy(settings: Settings, spec: DatasetSpec) -> Settings:
+    """The settings with the dataset spec's `policy:` entries over the decision policy's."""
+    return settings.replace(**spec.policy) if spec.policy else settings
 
 
 def check_policy(policy: PolicySettings, spec: DatasetSpec) -> None:

@@ -18,6 +18,7 @@ from credit_risk.pipeline.bundle import check_plan, compile_bundle, frame_record
 from credit_risk.pipeline.decision_policy import (
     OPERATING_PNG,
     check_policy,
+    dataset_policy,
     decision_policy_report,
     describe_policy,
     operating_png,
@@ -128,6 +129,7 @@ def split_spec(split_dir: str) -> tuple[DatasetSpec, SplitRecord]:
 def train_step(settings: Settings, split_dir: str, model_name: str) -> str:
     """Tune, fit and calibrate one candidate on the training part; return its file."""
     spec, _ = split_spec(split_dir)
+    settings = dataset_policy(settings, spec)
     check_policy(settings.policy, spec)  # before the training, not after it
     X, y = load_part(split_dir, "train")
     candidate = train_candidate(model_name, X, y, spec, settings)
@@ -183,6 +185,7 @@ def champion_on_test_set(settings: Settings, spec: DatasetSpec, info: SplitRecor
 def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]) -> str:
     """Every candidate and the champion on the same untouched test set; the gate's decision."""
     spec, info = split_spec(split_dir)
+    settings = dataset_policy(settings, spec)
     X, y = load_part(split_dir, "test")
     run = RunPaths.of(split_dir)
     pds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -261,6 +264,7 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     run = RunPaths.of(comparison_path)
     split_dir = str(run.split)
     spec, info = split_spec(split_dir)
+    settings = dataset_policy(settings, spec)
     spec = spec_without(spec, candidate.params.get("without", []))  # an alternative's fields
     buf = io.BytesIO()
     joblib.dump(candidate.model, buf)

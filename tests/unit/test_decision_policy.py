@@ -9,12 +9,13 @@ from credit_risk.config import Settings
 from credit_risk.pipeline.decision_policy import (
     PolicyError,
     check_policy,
+    dataset_policy,
     describe_policy,
     operating_curve,
     operating_point,
     policy_threshold,
 )
-from credit_risk.spec.dataset import load_spec
+from credit_risk.spec.dataset import DatasetSpec, load_spec
 
 P = np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10])
 Y = np.array([0, 0, 0, 1, 0, 0, 1, 1, 1, 1])
@@ -31,6 +32,21 @@ def test_cost_policy_minimises_the_stated_costs():
                      cost_rejected_good=1) == 0.07
     # a missed default 20x a declined good: decline from the first default on
     assert threshold(Y, P, threshold_policy="cost", cost_missed_default=20) == 0.04
+
+
+def test_cost_policy_beats_every_other_threshold_and_sits_near_bayes():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0, 1, 5000)
+    y = (rng.random(p.size) < p).astype(int)
+    t = threshold(y, p, threshold_policy="cost", cost_missed_default=5)
+
+    def cost(th):
+        pred = p >= th
+        return 5 * np.sum((~pred) & (y == 1)) + np.sum(pred & (y == 0))
+
+    assert all(cost(t) <= cost(th) for th in np.linspace(0, 1, 101))
+    # With calibrated PDs the optimum is near the Bayes threshold 1 / (1 + 5).
+    assert t == pytest.approx(1 / 6, abs=0.05)
 
 
 def test_approval_rate_policy_approves_the_target_share():
@@ -105,3 +121,15 @@ def test_operating_point_and_curve():
     assert describe_policy(Settings(threshold_policy="bad_rate").policy) == {
         "policy": describe_policy(Settings(threshold_policy="bad_rate").policy)["policy"],
         "name": "bad_rate", "max_bad_rate": 0.02}
+
+
+def test_a_spec_sets_its_own_policy_and_a_bad_one_is_refused():
+    german = load_spec("german_credit")  # its own cost matrix, 5:1
+    assert dataset_policy(Settings(), german).policy.cost_missed_default == 5
+    assert dataset_policy(Settings(), load_spec("lauki_synthetic")).policy == Settings().policy
+    for policy, says in [({"max_bad_rate": 2}, "policy: max_bad_rate: Input should be less"),
+                         ({"nope": 1}, "policy: nope: Extra inputs are not permitted")]:
+        with pytest.raises(ValidationError, match=says):
+            DatasetSpec.model_validate({**german.model_dump(), "policy": policy})
+    with pytest.raises(ValidationError, match="exposure 'purpose' is not a numeric column"):
+        DatasetSpec.model_validate({**german.model_dump(), "exposure": "purpose"})
