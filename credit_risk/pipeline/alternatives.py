@@ -159,7 +159,7 @@ def _alternative(c: Candidate, base: str, floor: float, train: tuple, test: tupl
         test_roc_auc=float(roc_auc_score(yt, pt)) if len(np.unique(yt)) == 2 else None,
         test_ratio=test_ratio, test_approval_rate=float((pt < c.threshold).mean()))
     if c.oof is None:
-        return Alternative(**figures, cv_ratio=None, cv_approval_rate=float("nan"),
+        return Alternative(**figures, cv_ratio=None, cv_approval_rate=None,
                            note="trained without out-of-fold PDs kept: not judged")
     return Alternative(**figures, cv_approval_rate=float((c.oof < c.threshold).mean()),
                        cv_ratio=worst_ratio(fairness_report(
@@ -188,8 +188,8 @@ def search_alternatives(settings: Settings, spec: DatasetSpec, trigger: str,
             except Exception as exc:  # a variant that cannot be fitted is reported, not fatal
                 log.warning("alternative %s without %s: %s", c.name, feature, exc)
                 notes.append(Alternative(model=f"{c.name}_without_{feature}", base=c.name,
-                                         without=[feature], cv_roc_auc=float("nan"),
-                                         cv_ratio=None, cv_approval_rate=float("nan"),
+                                         without=[feature], cv_roc_auc=None,
+                                         cv_ratio=None, cv_approval_rate=None,
                                          within_auc=False, note=f"not fitted: {exc}"))
                 continue
             path = run.candidate(variant.name)

@@ -14,7 +14,7 @@ def _cell(v: Any) -> str:
     if v is None:
         return "n/a"
     if isinstance(v, float):
-        return "n/a" if v != v else f"{v:.4f}"
+        return f"{v:.4f}"
     return html.escape(str(v)).replace("|", "\\|")
 
 

@@ -52,9 +52,9 @@ class Alternative(ReportModel):
     model: str
     base: str
     without: list[str]
-    cv_roc_auc: float
+    cv_roc_auc: float | None  # None: not fitted (see note)
     cv_ratio: float | None  # lowest approval-rate ratio over the protected attributes
-    cv_approval_rate: float
+    cv_approval_rate: float | None
     test_roc_auc: float | None = None
     test_ratio: float | None = None
     test_approval_rate: float | None = None
