@@ -11,12 +11,14 @@ benchmarks/policy.md and .json. Run: `make bench-policy` (about 10 minutes on 2 
 from __future__ import annotations
 
 import json
+import os
+import platform
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_german_credit import machine
 from credit_risk.config import Settings
 from credit_risk.datasets.synthetic import generate
 from credit_risk.pipeline.alternatives import spec_without
@@ -42,9 +44,16 @@ POLICIES = {
 }
 
 
-def samples() -> list[tuple[str, str, dict]]:
-    """Per default rate: the training part's out-of-fold PDs, the test part's PDs, both
-    labelled, with their exposures."""
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def samples(cache: Path | None) -> list[tuple[str, str, dict]]:
+    """Per default rate and model: the training part's out-of-fold PDs, the test part's PDs,
+    both labelled, with their exposures. With a cache folder, each is kept there as it is
+    trained and read back on a later run."""
     spec = load_spec("lauki_synthetic")
     df = assemble(spec, generate(50_000, 42))
     y = np.asarray(spec.is_default(df[spec.target.column]), dtype=int)
@@ -60,21 +69,31 @@ def samples() -> list[tuple[str, str, dict]]:
         X, yy = df.iloc[keep].reset_index(drop=True), y[keep]
         Xtr, Xte, ytr, yte = split(X, yy, 0.2, 42, None)
         for model, features in (("full", spec), ("weak", spec_without(spec, WEAK))):
-            c = train_candidate("xgboost", Xtr, ytr, features, Settings(search_iterations=1))
+            path = cache / f"{rate or 'natural'}_{model}.npz" if cache else None
+            if path is None or not path.exists():
+                c = train_candidate("xgboost", Xtr, ytr, features, Settings(search_iterations=1))
+                arrays = {"p_oof": c.oof, "p_test": c.model.predict_pd(Xte),
+                          "cv_roc_auc": c.cv_roc_auc}
+                if path is not None:
+                    np.savez(path, **arrays)
+            else:
+                arrays = dict(np.load(path))
             out.append((f"{yy.mean():.1%}", model, {
-                "oof": (ytr, c.oof, exposure_of(spec, Xtr)),
-                "test": (yte, c.model.predict_pd(Xte), exposure_of(spec, Xte)),
-                "cv_roc_auc": c.cv_roc_auc}))
-            print(out[-1][:2], c.cv_roc_auc, flush=True)
+                "oof": (ytr, arrays["p_oof"], exposure_of(spec, Xtr)),
+                "test": (yte, arrays["p_test"], exposure_of(spec, Xte)),
+                "cv_roc_auc": float(arrays["cv_roc_auc"])}))
+            print(out[-1][:2], out[-1][2]["cv_roc_auc"], flush=True)
     return out
 
 
 def main() -> None:
     rows = []
-    for rate, model, data in samples():
+    cache = Path(sys.argv[1]) if len(sys.argv) > 1 else None  # optional: a cache folder
+    for rate, model, data in samples(cache):
         for label, values in POLICIES.items():
             policy = Settings(**values).policy
-            t = policy_threshold(*data["oof"], policy)
+            y, p, exposure = data["oof"]
+            t = policy_threshold(y, p, policy, exposure)
             point = operating_point(*data["test"][:2], t, policy.lgd, data["test"][2])
             rows.append({"default_rate": rate, "model": model, "policy": label, "threshold": t,
                          "cv_roc_auc": data["cv_roc_auc"], **point.to_dict()})
