@@ -126,3 +126,12 @@ def test_spec_without_drops_the_feature_and_the_rules_on_fields_no_longer_asked(
     assert spec_without(spec, []) is spec
     with pytest.raises(ValueError, match="'nope' is not a feature"):
         spec_without(spec, ["nope"])
+
+
+def test_always_reports_alternatives_and_keeps_a_passing_candidate(tmp_path):
+    comparison = comparison_of(tmp_path, proxy_drives=False, lda_search="always",
+                               min_approval_ratio=0.0)
+    search = comparison.alternatives
+    assert search is not None and search.trigger == "always" and search.chosen is None
+    assert len(search.tried) >= 2  # the candidate and at least one variant
+    assert comparison.approved and comparison.selected == "logistic_regression"
