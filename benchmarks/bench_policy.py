@@ -5,7 +5,7 @@ defaults subsampled to 5%, 3% and 2% (every good loan kept): an XGBoost candidat
 the pipeline's own `train_candidate` (one search trial), the threshold chosen by each policy
 on its calibrated out-of-fold PDs, and the approval rate, default rate among the approved,
 share of defaults declined and expected loss rate on the untouched 20% test part. Writes
-benchmarks/policy.md and .json. Run: `make bench-policy` (about 10 minutes on 2 cores).
+benchmarks/policy.md and .json. Run: `make bench-policy` (5-40 minutes on 2 cores, with the load).
 """
 
 from __future__ import annotations
