@@ -98,6 +98,11 @@ bench-predict: install
 bench-german: install
 	$(BIN)/python benchmarks/bench_german_credit.py
 
+# Decision policies at 8.8%, 5%, 3% and 2% default rates (benchmarks/policy.md; 5-40 min).
+.PHONY: bench-policy
+bench-policy: install
+	$(BIN)/python -m benchmarks.bench_policy
+
 # Default dataset: a full training run's time and metrics (a couple of minutes).
 bench-training: install
 	$(BIN)/python benchmarks/bench_training.py

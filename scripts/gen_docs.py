@@ -43,6 +43,7 @@ BENCHMARKS = {
     "predict.md": "make bench-predict",
     "calibration.md": "python benchmarks/bench_calibration.py",
     "batch.md": "make bench-batch",
+    "policy.md": "make bench-policy",
 }
 BENCHMARK_ASSETS = ("pipeline.png",)
 

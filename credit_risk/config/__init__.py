@@ -26,21 +26,23 @@ from credit_risk.config.modelling import (
     ValidationSettings,
 )
 from credit_risk.config.operations import DecisionLogSettings, MonitoringSettings, ServingSettings
+from credit_risk.config.policy import PolicySettings
 from credit_risk.config.rating import PDSettings
 from credit_risk.config.scorecard import ScorecardSettings
 from credit_risk.config.validation_report import ValidationReportSettings
 
 __all__ = ["DEFAULT_MODELS", "FLAT", "GROUPS", "MODELS", "PREFIX", "DataSettings",
            "DecisionLogSettings", "GateSettings", "Group", "MonitoringSettings", "PDSettings",
-           "RegistrySettings", "ScoreSettings", "ScorecardSettings", "ServingSettings",
-           "Settings", "SigningSettings", "TrainingSettings", "ValidationReportSettings",
+           "PolicySettings", "RegistrySettings", "ScoreSettings", "ScorecardSettings",
+           "ServingSettings", "Settings", "SigningSettings", "TrainingSettings",
+           "ValidationReportSettings",
            "ValidationSettings", "env"]
 
 GROUPS: dict[str, type[Group]] = {
     "data": DataSettings, "registry": RegistrySettings, "signing": SigningSettings,
     "training": TrainingSettings, "pd": PDSettings, "score": ScoreSettings,
-    "validation": ValidationSettings,
-    "gate": GateSettings, "monitoring": MonitoringSettings,
+    "validation": ValidationSettings, "gate": GateSettings, "policy": PolicySettings,
+    "monitoring": MonitoringSettings,
     "decisions": DecisionLogSettings, "serving": ServingSettings,
     "validation_report": ValidationReportSettings,
     "scorecard": ScorecardSettings,
@@ -73,6 +75,7 @@ class Settings(BaseModel):
     score: ScoreSettings = Field(default_factory=ScoreSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     decisions: DecisionLogSettings = Field(default_factory=DecisionLogSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)

@@ -103,16 +103,6 @@ class TrainingSettings(Group):
         description="A random forest tree draws half the rows, at most this many.")
     models: tuple[str, ...] = Field(DEFAULT_MODELS, alias=env("models"),
                                     description="Candidates trained and compared.")
-    threshold_policy: str = Field(
-        "cost", pattern="^(cost|recall)$", alias=env("threshold_policy"),
-        description="cost: minimise the expected cost of missed defaults and rejected good "
-                    "applicants; recall: catch target_recall of the defaults.")
-    cost_missed_default: float = Field(5.0, gt=0, alias=env("cost_missed_default"),
-                                       description="Cost of approving a defaulter.")
-    cost_rejected_good: float = Field(1.0, gt=0, alias=env("cost_rejected_good"),
-                                      description="Cost of rejecting a good applicant.")
-    target_recall: float = Field(0.8, gt=0, le=1, alias=env("target_recall"),
-                                 description="Share of defaults the recall policy catches.")
 
 
 class ScoreSettings(Group):

@@ -66,26 +66,6 @@ def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> di
     }
 
 
-def cost_minimising_threshold(
-    y: np.ndarray, p: np.ndarray, cost_missed_default: float, cost_rejected_good: float
-) -> float:
-    """The threshold with the lowest total cost of missed defaults and rejected good applicants."""
-    y = np.asarray(y).astype(int)
-    p = np.asarray(p, dtype=float)
-    order = np.argsort(-p)
-    p_sorted, y_sorted = p[order], y[order]
-    # Flag the top k: false positives = goods among them, false negatives = defaults below.
-    fp = np.concatenate([[0], np.cumsum(1 - y_sorted)])
-    fn = y.sum() - np.concatenate([[0], np.cumsum(y_sorted)])
-    cost = cost_missed_default * fn + cost_rejected_good * fp
-    # Only cut between distinct PDs, so that the threshold reproduces the chosen split.
-    valid = np.concatenate([[True], p_sorted[:-1] > p_sorted[1:], [True]])
-    k = int(np.argmin(np.where(valid, cost, np.inf)))
-    if k == 0:
-        return float(min(1.0, p_sorted[0] + 1e-9))
-    return float(p_sorted[k - 1])
-
-
 def recall_threshold(y: np.ndarray, p: np.ndarray, target_recall: float) -> float:
     """The highest threshold whose recall (share of defaults flagged) reaches target_recall."""
     y = np.asarray(y).astype(int)

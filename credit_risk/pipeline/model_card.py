@@ -8,6 +8,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
+from credit_risk.pipeline.policy_card import alternative_sections, policy_sections
 from credit_risk.pipeline.run_reports import ComparableChampion, Comparison, SplitInfo
 from credit_risk.scoring import bands
 
@@ -87,6 +88,7 @@ def model_card_markdown(manifest: dict[str, Any], comparison: Comparison,
         + ", ".join(f"{k} = {v}" for k, v in manifest["threshold_policy"].items())
         + f". On the test set: precision {m.precision:.3f}, recall {m.recall:.3f}, "
         f"F1 {m.f1:.3f}, {m.flagged_rate:.1%} of applications flagged.",
+        *policy_sections(comparison.policy),
         "## Credit score",
         "score = offset + factor x ln(good:bad odds), "
         + ", ".join(f"{k} = {v}" for k, v in manifest["score_scaling"].items())
@@ -102,7 +104,7 @@ def model_card_markdown(manifest: dict[str, Any], comparison: Comparison,
         out.append(_table(["group", "n", "approval rate", "judged"],
                           [[g.group, g.n, g.approval_rate, "yes" if g.counted else
                             "no (small)"] for g in attr.groups]))
-    out += [*sections, "## Provenance",
+    out += [*alternative_sections(comparison.alternatives), *sections, "## Provenance",
             ", ".join(f"{k} {v}" for k, v in manifest["libraries"].items()) + "."]
     return "\n\n".join(part for part in out if part) + "\n"
 

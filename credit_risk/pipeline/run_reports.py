@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
+from credit_risk.pipeline.policy_reports import AlternativeSearch, DecisionPolicy
 from credit_risk.report_model import ReportError, ReportModel
 
 if TYPE_CHECKING:
@@ -223,6 +224,8 @@ class Comparison(ReportModel):
     reliability: Reliability
     approved: bool
     rejection_reasons: list[str]
+    policy: DecisionPolicy | None = None  # the threshold's operating point and curve
+    alternatives: AlternativeSearch | None = None  # the less discriminatory alternative search
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -234,7 +237,8 @@ class Comparison(ReportModel):
 
     @property
     def selected_candidate(self) -> CandidateResult:
-        """The candidate the gate judged (the best by cross-validated ROC-AUC)."""
+        """The candidate the gate judged (the best by cross-validated ROC-AUC, or the less
+        discriminatory alternative that replaced it)."""
         return next(c for c in self.candidates if c.model == self.selected)
 
 

@@ -33,6 +33,7 @@ from sklearn.model_selection import ParameterSampler, StratifiedKFold
 
 from credit_risk.config import Settings
 from credit_risk.pipeline.calibration import Calibration, fit_sigmoid
+from credit_risk.pipeline.decision_policy import exposure_of
 from credit_risk.pipeline.evaluate import expected_calibration_error
 from credit_risk.pipeline.features import FeatureTransformer
 from credit_risk.pipeline.scorecard import ScorecardBinning, field_strengths, scorecard_fields
@@ -116,8 +117,9 @@ def train_scorecard(X: pd.DataFrame, y: np.ndarray, spec: DatasetSpec,
     params = {"C": float(best.params["C"]), "max_bins": card.max_bins,
               "min_bin_share": card.min_bin_share, "trend": card.trend,
               "calibration": "sigmoid"}
-    return Candidate(NAME, params, best.auc, model, choose_threshold(y, calibrated_oof, settings),
-                     validation, records, time.perf_counter() - start, timings)
+    threshold = choose_threshold(y, calibrated_oof, settings, exposure_of(spec, X))
+    return Candidate(NAME, params, best.auc, model, threshold, validation, records,
+                     time.perf_counter() - start, timings, oof=calibrated_oof)
 
 
 def _refit(spec: DatasetSpec, binning: ScorecardBinning, X: pd.DataFrame, y: np.ndarray,

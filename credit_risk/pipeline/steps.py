@@ -13,7 +13,16 @@ import numpy as np
 import pandas as pd
 
 from credit_risk.config import Settings
+from credit_risk.pipeline.alternatives import search_alternatives, should_search, spec_without
 from credit_risk.pipeline.bundle import check_plan, compile_bundle, frame_records
+from credit_risk.pipeline.decision_policy import (
+    OPERATING_PNG,
+    check_policy,
+    dataset_policy,
+    decision_policy_report,
+    describe_policy,
+    operating_png,
+)
 from credit_risk.pipeline.evaluate import classification_metrics
 from credit_risk.pipeline.fairness import fairness_report
 from credit_risk.pipeline.gate import gate_thresholds, rejection_reasons
@@ -38,6 +47,7 @@ from credit_risk.pipeline.run_reports import (
     Champion,
     ComparableChampion,
     Comparison,
+    Fairness,
     IncomparableChampion,
     Reliability,
     SplitRecord,
@@ -124,6 +134,8 @@ def split_spec(split_dir: str) -> tuple[DatasetSpec, SplitRecord]:
 def train_step(settings: Settings, split_dir: str, model_name: str) -> str:
     """Tune, fit and calibrate one candidate on the training part; return its file."""
     spec, _ = split_spec(split_dir)
+    settings = dataset_policy(settings, spec)
+    check_policy(settings.policy, spec)  # before the training, not after it
     X, y = load_part(split_dir, "train")
     candidate = train_candidate(model_name, X, y, spec, settings)
     run = RunPaths.of(split_dir)
@@ -178,28 +190,44 @@ def champion_on_test_set(settings: Settings, spec: DatasetSpec, info: SplitRecor
 def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]) -> str:
     """Every candidate and the champion on the same untouched test set; the gate's decision."""
     spec, info = split_spec(split_dir)
+    settings = dataset_policy(settings, spec)
     X, y = load_part(split_dir, "test")
     run = RunPaths.of(split_dir)
-    rows: list[CandidateResult] = []
     pds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for path in candidate_paths:
-        c: Candidate = _load_candidate(path)
-        pd_, raw_pd = c.model.predict_pd(X), c.model.predict_raw(X)
-        raw = classification_metrics(y, raw_pd, c.threshold)
-        metrics = CandidateMetrics(**classification_metrics(y, pd_, c.threshold),
-                                   ece_uncalibrated=raw["ece"], brier_uncalibrated=raw["brier"])
-        pds[c.name] = (pd_, raw_pd)
-        rows.append(CandidateResult(model=c.name, path=path, cv_roc_auc=c.cv_roc_auc,
-                                    params=c.params, validation=c.validation, search=c.search,
-                                    fit_seconds=c.fit_seconds, threshold=c.threshold,
-                                    test=metrics))
+    loaded = {c.name: c for c in map(_load_candidate, candidate_paths)}
+    rows = [_tested(c, path, X, y, pds) for c, path in zip(loaded.values(), candidate_paths,
+                                                             strict=True)]
     best = max(rows, key=lambda r: r.cv_roc_auc)
     champion = champion_on_test_set(settings, spec, info, X, y)
     limits = gate_thresholds(settings, spec)
+
+    def judge(best: CandidateResult) -> tuple[Fairness, list[str]]:
+        fairness = fairness_report(X, pds[best.model][0], best.threshold, spec,
+                                   limits.min_approval_ratio,
+                                   settings.gate.fairness_min_group_size)
+        return fairness, rejection_reasons(best.test, champion, fairness, limits)
+
+    fairness, reasons = judge(best)
+    X_train, y_train = load_part(split_dir, "train")
+    alternatives, trigger = None, should_search(settings, fairness)
+    if trigger:  # the least discriminatory alternative
+        alternatives, saved = search_alternatives(settings, spec, trigger, loaded, best.model,
+                                                  (X_train, y_train), (X, y), limits, run)
+        if alternatives.chosen:
+            loaded[alternatives.chosen] = _load_candidate(saved[alternatives.chosen])
+            best = _tested(loaded[alternatives.chosen], saved[alternatives.chosen], X, y, pds)
+            rows.append(best)
+            fairness, reasons = judge(best)
+        elif trigger != "always":
+            reasons.append(f"least discriminatory alternative: {alternatives.outcome}")
     pd_, raw_pd = pds[best.model]
-    fairness = fairness_report(X, pd_, best.threshold, spec, limits.min_approval_ratio,
-                               settings.gate.fairness_min_group_size)
-    reasons = rejection_reasons(best.test, champion, fairness, limits)
+    oof = loaded[best.model].oof
+    policy = decision_policy_report(
+        settings.policy, spec, best.threshold,
+        (X_train, y_train, oof) if oof is not None and len(oof) == len(y_train) else None,
+        (X, y, pd_))
+    write_bytes(join(run.root, OPERATING_PNG), operating_png(
+        y, pd_, best.threshold, f"{best.model} on the test set ({len(y)} rows)"))
     write_bytes(run.reliability, reliability_png(
         y, {f"{best.model} calibrated": pd_, f"{best.model} uncalibrated": raw_pd},
         f"Reliability on the test set ({len(y)} rows)"))
@@ -209,7 +237,8 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
         fairness=fairness, gate=limits,
         reliability=Reliability(calibrated=reliability_table(y, pd_),
                                 uncalibrated=reliability_table(y, raw_pd)),
-        approved=not reasons, rejection_reasons=reasons)
+        approved=not reasons, rejection_reasons=reasons, policy=policy,
+        alternatives=alternatives)
     out = write_report(comparison, run.comparison)
     log.info("candidates on the same %d-row test set:\n%s", len(y), comparison_table(rows))
     if isinstance(champion, ComparableChampion):
@@ -217,6 +246,19 @@ def evaluate_step(settings: Settings, split_dir: str, candidate_paths: list[str]
                  champion.roc_auc, champion.ece)
     log.info("gate: %s", "approved" if not reasons else "rejected: " + "; ".join(reasons))
     return out
+
+
+def _tested(c: Candidate, path: str, X: pd.DataFrame, y: np.ndarray,
+            pds: dict[str, tuple[np.ndarray, np.ndarray]]) -> CandidateResult:
+    """A candidate's figures on the test set; its calibrated and raw PDs kept in `pds`."""
+    pd_, raw_pd = c.model.predict_pd(X), c.model.predict_raw(X)
+    raw = classification_metrics(y, raw_pd, c.threshold)
+    metrics = CandidateMetrics(**classification_metrics(y, pd_, c.threshold),
+                               ece_uncalibrated=raw["ece"], brier_uncalibrated=raw["brier"])
+    pds[c.name] = (pd_, raw_pd)
+    return CandidateResult(model=c.name, path=path, cv_roc_auc=c.cv_roc_auc, params=c.params,
+                           validation=c.validation, search=c.search, fit_seconds=c.fit_seconds,
+                           threshold=c.threshold, test=metrics)
 
 
 def publish_step(settings: Settings, comparison_path: str) -> str:
@@ -227,6 +269,8 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     run = RunPaths.of(comparison_path)
     split_dir = str(run.split)
     spec, info = split_spec(split_dir)
+    settings = dataset_policy(settings, spec)
+    spec = spec_without(spec, candidate.params.get("without", []))  # an alternative's fields
     buf = io.BytesIO()
     joblib.dump(candidate.model, buf)
     scaling = ScoreScaling(settings.score.base, settings.score.base_odds, settings.score.pdo,
@@ -255,13 +299,13 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
         "version": version,
         "run": run.name,
         "dataset": spec.name,
-        "spec": info.spec,
+        "spec": spec.model_dump(mode="json"),
         "data_fingerprint": comparison.data_fingerprint,
         "split_rule": info.split_rule.model_dump(),
         "model": candidate.name,
         "params": candidate.params,
         "threshold": candidate.threshold,
-        "threshold_policy": threshold_policy(settings),
+        "threshold_policy": describe_policy(settings.policy),
         "score_scaling": scaling.__dict__,
         "metrics": selected.test.to_dict(),
         "cv_roc_auc": candidate.cv_roc_auc,
@@ -290,6 +334,7 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     files = {**compile_bundle(candidate.model), MODEL_FILE: buf.getvalue(),
              "comparison.json": read_bytes(run.comparison),
              "reliability.png": read_bytes(run.reliability),
+             **_if_present(run, OPERATING_PNG),
              "model_card.md": card.encode(), "model_card.html": markdown_to_html(card).encode(),
              **report_files(report),
              REFERENCE_FILE: reference_sample(X_train, inputs,
@@ -304,13 +349,12 @@ def publish_step(settings: Settings, comparison_path: str) -> str:
     return version
 
 
-def threshold_policy(settings: Settings) -> dict[str, Any]:
-    if settings.training.threshold_policy == "recall":
-        return {"policy": "highest threshold reaching the target recall on out-of-fold PDs",
-                "target_recall": settings.training.target_recall}
-    return {"policy": "minimum expected cost on out-of-fold PDs",
-            "cost_missed_default": settings.training.cost_missed_default,
-            "cost_rejected_good": settings.training.cost_rejected_good}
+def _if_present(run: RunPaths[Any], name: str) -> dict[str, bytes]:
+    """{name: bytes} of a file of the run folder, or nothing (a run from before it)."""
+    try:
+        return {name: read_bytes(join(run.root, name))}
+    except FileNotFoundError:
+        return {}
 
 
 def run_all(settings: Settings, run_id: str, spec_name: str | None = None,

@@ -35,11 +35,8 @@ from xgboost import XGBClassifier
 from credit_risk.config import Settings
 from credit_risk.errors import CreditRiskError
 from credit_risk.pipeline.calibration import Calibration, fit_calibration
-from credit_risk.pipeline.evaluate import (
-    cost_minimising_threshold,
-    expected_calibration_error,
-    recall_threshold,
-)
+from credit_risk.pipeline.decision_policy import exposure_of, policy_threshold
+from credit_risk.pipeline.evaluate import expected_calibration_error
 from credit_risk.pipeline.features import FeatureTransformer
 from credit_risk.scoring.grades import MasterScale
 from credit_risk.scoring.plan import expit
@@ -110,6 +107,7 @@ class Candidate:
     fit_seconds: float = 0.0
     # where fit_seconds went: the folds' features and SMOTE, the trials' fits, the refit
     timings: dict[str, float] = field(default_factory=dict)
+    oof: np.ndarray | None = None  # calibrated out-of-fold PDs of the training rows, in order
 
 
 # -- candidates: estimator factory and bounded search space ----------------------------
@@ -437,7 +435,8 @@ def finish_search(name: str, search: Search, X: pd.DataFrame, y: np.ndarray, bes
     calibrator = fit_calibration(best.oof, y, settings)
     model = CalibratedModel(final, calibrator, MasterScale.of(settings.pd.master_scale))
     calibrated_oof = model.calibrate(best.oof)
-    threshold = choose_threshold(y, calibrated_oof, settings)
+    exposure = exposure_of(search.pipe.named_steps["features"].spec, X)
+    threshold = choose_threshold(y, calibrated_oof, settings, exposure)
     validation = {
         "ece_uncalibrated": expected_calibration_error(y, best.oof),
         "ece_calibrated": expected_calibration_error(y, calibrated_oof),
@@ -445,7 +444,7 @@ def finish_search(name: str, search: Search, X: pd.DataFrame, y: np.ndarray, bes
     }
     params = _plain(best.params) | ({"n_estimators": trees} if trees else {})
     return Candidate(name, params, best.auc, model, threshold, validation, records,
-                     time.perf_counter() - start, search.timings)
+                     time.perf_counter() - start, search.timings, calibrated_oof)
 
 
 def _refit(search: Search, X: pd.DataFrame, y: np.ndarray, params: dict[str, Any],
@@ -471,12 +470,10 @@ def _fixed_vocabulary(spec: DatasetSpec, X: pd.DataFrame) -> tuple[DatasetSpec, 
     return spec.model_copy(update={"columns": columns}), fitted.monotone_constraints()
 
 
-def choose_threshold(y: np.ndarray, pd_: np.ndarray, settings: Settings) -> float:
-    """The High/Low threshold by the configured policy, on validation PDs."""
-    if settings.training.threshold_policy == "recall":
-        return recall_threshold(y, pd_, settings.training.target_recall)
-    return cost_minimising_threshold(y, pd_, settings.training.cost_missed_default,
-                                     settings.training.cost_rejected_good)
+def choose_threshold(y: np.ndarray, pd_: np.ndarray, settings: Settings,
+                     exposure: np.ndarray | None = None) -> float:
+    """The High/Low threshold by the configured decision policy, on validation PDs."""
+    return policy_threshold(y, pd_, settings.policy, exposure)
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from credit_risk.config.base import PREFIX, env
+from credit_risk.config.policy import PolicySettings
 from credit_risk.errors import CreditRiskError
 from credit_risk.spec.binning import Binning, binning_conflict
 from credit_risk.spec.codes import spec_category
@@ -201,6 +203,12 @@ class DatasetSpec(Strict):
     # Columns the validation report shows discrimination for, group by group, besides the
     # protected ones (numeric columns in quantile bins), e.g. [loan_purpose, income].
     segments: list[str] = Field(default_factory=list)
+    # The numeric column holding each loan's exposure at default (e.g. the loan amount): the
+    # expected_loss decision policy weighs loans by it.
+    exposure: str | None = None
+    # Decision policy settings of this dataset (flat names, e.g. cost_missed_default), over
+    # the settings' (as `gate:` is for the gate's limits).
+    policy: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
@@ -220,6 +228,16 @@ class DatasetSpec(Strict):
             for ref in (*names, *([rule.field] if rule.field else [])):
                 if ref not in inputs:
                     raise ValueError(f"rule {rule.check!r} uses {ref!r}, not an application field")
+        if self.policy:
+            try:
+                PolicySettings(**{env(k): v for k, v in self.policy.items()})
+            except ValidationError as exc:
+                raise ValueError("policy: " + "; ".join(
+                    f"{str(e['loc'][0]).removeprefix(PREFIX).lower() if e['loc'] else ''}: "
+                    f"{e['msg']}" for e in exc.errors())) from None
+        if self.exposure is not None and (self.exposure not in self.columns or
+                                          self.columns[self.exposure].role != Role.NUMERIC):
+            raise ValueError(f"exposure {self.exposure!r} is not a numeric column")
         if self.split_key is not None and self.split_key not in self.columns:
             raise ValueError(f"split_key {self.split_key!r} has no entry in columns")
         for name in self.segments:

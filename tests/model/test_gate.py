@@ -118,6 +118,10 @@ def test_published_version_carries_card_plot_and_gate(trained):
     for model in settings.training.models:
         assert f"| {model} |" in card
     assert registry.read_file(version, "reliability.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    assert registry.read_file(version, "operating_curve.png")[:4] == b"\x89PNG"
+    assert manifest["threshold_policy"]["name"] == "cost"
+    assert "Operating point (LGD 0.45): on the out-of-fold PDs" in card
+    assert "(in `loan_amount`)" in card and "| **chosen** |" in card
     assert "<table>" in registry.read_file(version, "model_card.html").decode()
 
 

@@ -3,7 +3,6 @@ import pytest
 
 from credit_risk.pipeline.evaluate import (
     classification_metrics,
-    cost_minimising_threshold,
     expected_calibration_error,
     ks_statistic,
 )
@@ -28,21 +27,6 @@ def test_metrics_at_threshold():
     m = classification_metrics(y, np.array([0.1, 0.6, 0.4, 0.9]), 0.5)
     assert m["roc_auc"] == 0.75 and m["gini"] == 0.5
     assert m["precision"] == 0.5 and m["recall"] == 0.5
-
-
-def test_cost_threshold_minimises_the_stated_cost():
-    rng = np.random.default_rng(1)
-    p = rng.uniform(0, 1, 5000)
-    y = (rng.random(p.size) < p).astype(int)
-    t = cost_minimising_threshold(y, p, cost_missed_default=5, cost_rejected_good=1)
-
-    def cost(th):
-        pred = p >= th
-        return 5 * np.sum((~pred) & (y == 1)) + np.sum(pred & (y == 0))
-
-    assert all(cost(t) <= cost(th) for th in np.linspace(0, 1, 101))
-    # With calibrated PDs the optimum is near the Bayes threshold 1 / (1 + 5).
-    assert t == pytest.approx(1 / 6, abs=0.05)
 
 
 def test_ece_and_the_reliability_table_share_one_binning():
