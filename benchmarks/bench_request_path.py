@@ -6,12 +6,13 @@ tables for benchmarks/request_path.md).
 1. The XGBoost champion of `make bench-serving` (trained on first use, benchmarks/bench_serving.py).
 2. The app as gunicorn runs it: `serving.create_app`, the JSONL decision log on tmpfs,
    Prometheus in multi-process mode (PROMETHEUS_MULTIPROC_DIR, as serving/gunicorn.conf.py).
-3. Requests per CPU second through the WSGI callable (a WSGI environ per call, as a server builds it):
-   GET /health (constant JSON, the in-process floor), POST /api/v1/predict with 3 reasons,
-   without reasons, and with an API key configured.
-4. Each step of the default request alone, p50 in microseconds: JSON parse, validation,
-   features, model, reasons, results, decision-log write, metrics, response JSON. The request
-   minus the steps is Flask's own work (routing, contexts, hooks: auth, CSRF, headers).
+3. Requests per CPU second through the WSGI callable (a WSGI environ per call, as a server
+   builds it): GET /health (constant JSON, the in-process floor), POST /api/v1/predict with
+   3 reasons, without reasons, and with an API key configured.
+4. Where the default request's time goes: CPU microseconds per request in each step, timed
+   inside running requests (JSON body, validation, features, model, calibration, reasons,
+   results, decision-log write, metrics, request id, response JSON, each request hook: auth,
+   body limit, CSRF, metrics, framing headers; the session). The rest is Flask's own work.
 
 Times are CPU time of the benchmark's thread (time.thread_time), so that waiting for a CPU
 on a shared machine does not count; caches shared with other work still slow it. The medians
@@ -43,7 +44,6 @@ _METRICS_DIR = tempfile.mkdtemp(prefix="credit-risk-bench-metrics-")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _METRICS_DIR
 
 import numpy as np  # noqa: E402
-import orjson  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -52,7 +52,6 @@ from bench_serving import cpu_busy, machine, prepare_model, sample_records  # no
 
 from credit_risk.config import Settings  # noqa: E402
 from credit_risk.registry import Registry  # noqa: E402
-from credit_risk.scoring.request import validate_one  # noqa: E402
 from credit_risk.scoring.scorer import Scorer  # noqa: E402
 
 PREDICT = "/api/v1/predict"
@@ -154,57 +153,104 @@ def throughput(settings: Settings, bodies: list[bytes], log: Path, seconds: floa
     }
 
 
+# The steps of a request, timed where they run (a CPU clock around each call), by where the
+# code lives: (label, module, attribute). None of them runs inside another.
+STEPS = [
+    ("JSON body, query, scorer", "serving.api", "_body_and_scorer"),
+    ("validation (fields, rules)", "serving.api", "validate_one"),
+    ("features (impute, cap, derive, one-hot)", "credit_risk.scoring.features",
+     "FeaturePlan.prepare"),
+    ("model (tree walk: margin and contributions)", "credit_risk.scoring.plan",
+     "ScoringPlan.raw_with_contributions"),
+    ("calibration", "credit_risk.scoring.plan", "ScoringPlan.calibrate"),
+    ("reasons (rank 3, word them)", "credit_risk.scoring.reasons", "ReasonExplainer.explain"),
+    ("results (score, band, risk)", "credit_risk.scoring.scorer", "Scorer._results"),
+    ("decision log write (JSONL on tmpfs)", "credit_risk.records.decisions",
+     "JsonlDecisionLog.write"),
+    ("metrics: predictions by band", "serving.metrics", "count_predictions"),
+    ("request id", "serving.context", "request_id"),
+    ("response JSON (jsonify)", "serving.api", "jsonify"),
+]
+
+
+class StepClock:
+    """CPU time spent in named functions while requests run (wrapped in place, restored)."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, int] = {}
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def timed(self, label: str, fn: Callable) -> Callable:
+        spent, clock = self.spent, CLOCK
+        spent.setdefault(label, 0)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[label] += clock() - t0
+
+        return wrapper
+
+    def wrap(self, label: str, module: str, attribute: str) -> None:
+        import importlib
+
+        owner: Any = importlib.import_module(module)
+        *outer, name = attribute.split(".")
+        for part in outer:
+            owner = getattr(owner, part)
+        original = owner.__dict__[name]
+        self._undo.append((owner, name, original))
+        setattr(owner, name, self.timed(label, original))
+
+    def wrap_hooks(self, app: Any) -> None:
+        """The app's before- and after-request hooks and its session interface."""
+        for hooks, kind in ((app.before_request_funcs, "before"),
+                            (app.after_request_funcs, "after")):
+            for key, fns in hooks.items():
+                hooks[key] = [self.timed(f"hook: {kind} {f.__name__}", f) for f in fns]
+        sessions = app.session_interface
+        for name in ("open_session", "save_session"):
+            setattr(sessions, name, self.timed("session open and save",
+                                               getattr(sessions, name)))
+
+    def restore(self) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+        self._undo.clear()
+
+
 def steps(settings: Settings, bodies: list[bytes], log: Path, calls: int) -> dict[str, float]:
-    """p50 us of each step of the default request, alone, and of the whole request."""
-    from serving import metrics
-    from serving.context import decide  # noqa: F401  (the app's own modules, loaded)
-
-    app = _app(settings, log)
-    client = WsgiClient(app)
-    scorer = app.extensions["credit_risk"]["store"].scorer
-    decisions = app.extensions["credit_risk"]["decisions"]
-    plan, fields, rules = scorer.plan, scorer.fields, scorer.rules
-    k = len(bodies)
-    parsed = [orjson.loads(b) for b in bodies]
-    clean = [validate_one(fields, p, rules)[0] for p in parsed]
-    prepared = [plan.features.prepare([c]) for c in clean]
-    walked = [plan.raw_with_contributions(rows) for rows, _ in prepared]
-    pds = [plan.calibrate(raw) for raw, _ in walked]
-    reasons = [scorer.explainer.explain(prepared[i][0], [clean[i]], scorer.n_reasons,
-                                        walked[i][1]) for i in range(k)]
-    results = [scorer._results(pds[i], reasons[i], prepared[i][1]) for i in range(k)]
-
-    def count(i: int) -> None:  # what the app does per request in Prometheus
-        metrics.count_predictions(results[i % k])
-        child = metrics.REQUESTS.labels(PREDICT, "POST", "200")
-        child.inc()
-        metrics.LATENCY.labels(PREDICT, "POST", "200").observe(0.0004)
-
-    out = {
-        "parse JSON (orjson)": p50_us(lambda i: orjson.loads(bodies[i % k]), calls),
-        "validate (fields and rules)": p50_us(
-            lambda i: validate_one(fields, parsed[i % k], rules), calls),
-        "features (impute, cap, derive, one-hot)": p50_us(
-            lambda i: plan.features.prepare([clean[i % k]]), calls),
-        "model (tree walk + calibration)": p50_us(
-            lambda i: plan.calibrate(plan.raw_with_contributions(prepared[i % k][0])[0]), calls),
-        "reasons (rank 3, word them)": p50_us(
-            lambda i: scorer.explainer.explain(prepared[i % k][0], [clean[i % k]], 3,
-                                               walked[i % k][1]), calls),
-        "results (score, band, risk)": p50_us(
-            lambda i: scorer._results(pds[i % k], reasons[i % k], prepared[i % k][1]), calls),
-        "decision log write (JSONL, tmpfs)": p50_us(
-            lambda i: decisions.write("bench", [clean[i % k]], results[i % k]), calls),
-        "metrics (Prometheus, multi-process)": p50_us(count, calls),
-        "response JSON (orjson)": p50_us(
-            lambda i: orjson.dumps({**results[i % k][0], "request_id": "x" * 32},
-                                   option=orjson.OPT_SERIALIZE_NUMPY), calls),
-    }
-    whole = p50_us(lambda i: client.call(PREDICT, bodies[i % k]), calls)
-    health = p50_us(lambda i: client.call("/health"), calls)
-    out["Flask, auth, CSRF, headers, request id (the rest)"] = whole - sum(out.values())
-    out["whole request: POST /api/v1/predict"] = whole
-    out["GET /health (for comparison)"] = health
+    """Mean CPU us per default request of each step, measured inside the running requests;
+    the rest is Flask's own work (routing, request and app contexts, the response object)
+    and the glue between the steps."""
+    clock = StepClock()
+    for label, module, attribute in STEPS:
+        clock.wrap(label, module, attribute)
+    try:
+        app = _app(settings, log)
+        clock.wrap_hooks(app)
+        client = WsgiClient(app)
+        k = len(bodies)
+        for i in range(200):
+            client.call(PREDICT, bodies[i % k])
+        assert client.status.startswith("200"), client.status
+        for label in clock.spent:
+            clock.spent[label] = 0
+        t0 = CLOCK()
+        for i in range(calls):
+            client.call(PREDICT, bodies[i % k])
+        whole = (CLOCK() - t0) / calls / 1000
+    finally:
+        clock.restore()
+    out = {label: ns / calls / 1000 for label, ns in clock.spent.items()}
+    out["Flask itself and the glue (the rest)"] = whole - sum(out.values())
+    out["whole request, steps timed (timers included)"] = whole
+    bare = WsgiClient(_app(settings, log))
+    out["whole request, untimed (p50)"] = p50_us(lambda i: bare.call(PREDICT, bodies[i % k]),
+                                                 calls)
+    out["GET /health, untimed (p50)"] = p50_us(lambda i: bare.call("/health"), calls)
     return out
 
 
@@ -234,7 +280,7 @@ def markdown(result: dict) -> str:
              f"Medians of {result['repeats']} runs.", "",
              "| request (WSGI, in process) | req per CPU s | vs GET /health |", "|---|---:|---:|"]
     lines += [f"| {k} | {v:,.0f} | {v / health:.2f} |" for k, v in t.items()]
-    lines += ["", "| step of the default request (alone) | p50 CPU us |", "|---|---:|"]
+    lines += ["", "| step of the default request (in the request) | CPU us |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in s.items()]
     return "\n".join(lines) + "\n"
 
@@ -248,6 +294,7 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also cProfile N default requests")
     parser.add_argument("--label", default="", help="a name for this run in the JSON")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "request_path.json")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     settings, version = prepare_model(args.work, retrain=False)
@@ -271,7 +318,7 @@ def main() -> None:
     print(text)
     if args.profile:
         print(profile(settings, bodies, log, args.profile))
-    out = ROOT / "benchmarks" / "request_path.json"
+    out = args.out
     saved = json.loads(out.read_text()) if out.exists() else {}
     saved[args.label or datetime.now(UTC).strftime("%Y%m%dT%H%M")] = result
     out.write_text(json.dumps(saved, indent=2) + "\n")
