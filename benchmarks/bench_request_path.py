@@ -9,15 +9,15 @@ tables for benchmarks/request_path.md).
 3. Requests per CPU second through the WSGI callable (a WSGI environ per call, as a server
    builds it): GET /health (constant JSON, the in-process floor), POST /api/v1/predict with
    3 reasons, without reasons, and with an API key configured.
-4. Where the default request's time goes: CPU microseconds per request in each step, timed
-   inside running requests (JSON body, validation, features, model, calibration, reasons,
+4. Where the default request's time goes: the median microseconds per request of each step,
+   timed inside running requests (JSON body, validation, features, model, calibration, reasons,
    results, decision-log write, metrics, request id, response JSON, each request hook: auth,
    body limit, CSRF, metrics, framing headers; the session). The rest is Flask's own work.
 
-Times are CPU time of the benchmark's thread (time.thread_time), so that waiting for a CPU
-on a shared machine does not count; caches shared with other work still slow it. The medians
-of `--repeats` runs are kept. `--profile N`: also cProfile N requests and print the functions
-with the most own time.
+Rates are per CPU second of the benchmark's thread (time.thread_time), so that waiting for a
+CPU on a shared machine does not count; caches shared with other work still slow it. Steps
+are medians of wall time per request. The medians of `--repeats` runs are kept.
+`--profile N`: also cProfile N requests and print the functions with the most own time.
 """
 
 from __future__ import annotations
@@ -100,9 +100,11 @@ def _app(settings: Settings, log: Path, api_key: str | None = None) -> Callable:
     return create_app(Settings(**values), watch=False)
 
 
-# CPU time of this thread, not wall time: on a machine shared with other work, time spent
-# waiting for a CPU is not the code's. One process on one thread, as a sync gunicorn worker.
+# Rates in CPU time of this thread, not wall time: on a machine shared with other work, time
+# spent waiting for a CPU is not the code's. One process on one thread, as a sync gunicorn
+# worker. Single calls in wall time, as medians.
 CLOCK = time.thread_time_ns
+WALL = time.perf_counter_ns  # cheap (no system call): per call, medians
 
 
 def rate(fn: Callable[[int], Any], seconds: float) -> float:
@@ -121,11 +123,12 @@ def rate(fn: Callable[[int], Any], seconds: float) -> float:
 
 
 def p50_us(fn: Callable[[int], Any], calls: int) -> float:
-    """The median CPU time of one `fn(i)` call, in microseconds."""
+    """The median time of one `fn(i)` call, in microseconds (wall time: a median is not
+    moved by the calls another process preempted)."""
     for i in range(200):
         fn(i)
     out = np.empty(calls)
-    clock = CLOCK
+    clock = WALL
     for i in range(calls):
         t0 = clock()
         fn(i)
@@ -174,24 +177,35 @@ STEPS = [
 
 
 class StepClock:
-    """CPU time spent in named functions while requests run (wrapped in place, restored)."""
+    """Time spent in named functions while requests run (wrapped in place, restored): per
+    request, the sum of each label's calls; `medians()` over the requests."""
 
     def __init__(self) -> None:
-        self.spent: dict[str, int] = {}
+        self.current: dict[str, int] = {}
+        self.per_request: dict[str, list[int]] = {}
         self._undo: list[tuple[Any, str, Any]] = []
 
     def timed(self, label: str, fn: Callable) -> Callable:
-        spent, clock = self.spent, CLOCK
-        spent.setdefault(label, 0)
+        current, clock = self.current, WALL
+        current.setdefault(label, 0)
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             t0 = clock()
             try:
                 return fn(*args, **kwargs)
             finally:
-                spent[label] += clock() - t0
+                current[label] += clock() - t0
 
         return wrapper
+
+    def next_request(self) -> None:
+        for label, ns in self.current.items():
+            self.per_request.setdefault(label, []).append(ns)
+            self.current[label] = 0
+
+    def medians(self) -> dict[str, float]:
+        """Median us per request of each label."""
+        return {label: float(np.median(ns)) / 1000 for label, ns in self.per_request.items()}
 
     def wrap(self, label: str, module: str, attribute: str) -> None:
         import importlib
@@ -222,9 +236,10 @@ class StepClock:
 
 
 def steps(settings: Settings, bodies: list[bytes], log: Path, calls: int) -> dict[str, float]:
-    """Mean CPU us per default request of each step, measured inside the running requests;
-    the rest is Flask's own work (routing, request and app contexts, the response object)
-    and the glue between the steps."""
+    """Median us per default request of each step, timed inside the running requests (wall
+    time per call: a CPU clock costs a system call, more than some steps); the rest is
+    Flask's own work (routing, request and app contexts, the response object) and the glue
+    between the steps."""
     clock = StepClock()
     for label, module, attribute in STEPS:
         clock.wrap(label, module, attribute)
@@ -236,17 +251,21 @@ def steps(settings: Settings, bodies: list[bytes], log: Path, calls: int) -> dic
         for i in range(200):
             client.call(PREDICT, bodies[i % k])
         assert client.status.startswith("200"), client.status
-        for label in clock.spent:
-            clock.spent[label] = 0
-        t0 = CLOCK()
+        clock.per_request.clear()
+        clock.next_request()
+        clock.per_request.clear()
+        whole = np.empty(calls)
         for i in range(calls):
+            t0 = WALL()
             client.call(PREDICT, bodies[i % k])
-        whole = (CLOCK() - t0) / calls / 1000
+            whole[i] = WALL() - t0
+            clock.next_request()
     finally:
         clock.restore()
-    out = {label: ns / calls / 1000 for label, ns in clock.spent.items()}
-    out["Flask itself and the glue (the rest)"] = whole - sum(out.values())
-    out["whole request, steps timed (timers included)"] = whole
+    out = clock.medians()
+    timed = float(np.median(whole)) / 1000
+    out["Flask itself and the glue (the rest)"] = timed - sum(out.values())
+    out["whole request, steps timed (p50)"] = timed
     bare = WsgiClient(_app(settings, log))
     out["whole request, untimed (p50)"] = p50_us(lambda i: bare.call(PREDICT, bodies[i % k]),
                                                  calls)
@@ -280,7 +299,7 @@ def markdown(result: dict) -> str:
              f"Medians of {result['repeats']} runs.", "",
              "| request (WSGI, in process) | req per CPU s | vs GET /health |", "|---|---:|---:|"]
     lines += [f"| {k} | {v:,.0f} | {v / health:.2f} |" for k, v in t.items()]
-    lines += ["", "| step of the default request (in the request) | CPU us |", "|---|---:|"]
+    lines += ["", "| step of the default request (in the request) | p50 us |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in s.items()]
     return "\n".join(lines) + "\n"
 

@@ -41,6 +41,7 @@ BENCHMARKS = {
     "validation_scale.md": "python benchmarks/bench_validation.py --customers 1000000",
     "serving_image.md": "python benchmarks/bench_image.py",
     "predict.md": "make bench-predict",
+    "request_path.md": "make bench-request-path",
 }
 BENCHMARK_ASSETS = ("pipeline.png",)
 
