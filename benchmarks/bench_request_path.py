@@ -339,7 +339,7 @@ def main() -> None:
         print(profile(settings, bodies, log, args.profile))
     out = args.out
     saved = json.loads(out.read_text()) if out.exists() else {}
-    saved[args.label or datetime.now(UTC).strftime("%Y%m%dT%H%M")] = result
+    saved.setdefault("runs", {})[args.label or datetime.now(UTC).strftime("%Y%m%dT%H%M")] = result
     out.write_text(json.dumps(saved, indent=2) + "\n")
     log.unlink(missing_ok=True)
     folder.rmdir()
