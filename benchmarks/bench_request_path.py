@@ -16,7 +16,7 @@ tables for benchmarks/request_path.md).
 
 Rates are per CPU second of the benchmark's thread (time.thread_time), so that waiting for a
 CPU on a shared machine does not count; caches shared with other work still slow it. Steps
-are medians of wall time per request. The medians of `--repeats` runs are kept.
+inside a request are medians of wall time per request. The medians of `--repeats` runs are kept.
 `--profile N`: also cProfile N requests and print the functions with the most own time.
 """
 
@@ -100,9 +100,9 @@ def _app(settings: Settings, log: Path, api_key: str | None = None) -> Callable:
     return create_app(Settings(**values), watch=False)
 
 
-# Rates in CPU time of this thread, not wall time: on a machine shared with other work, time
-# spent waiting for a CPU is not the code's. One process on one thread, as a sync gunicorn
-# worker. Single calls in wall time, as medians.
+# CPU time of this thread, not wall time: on a machine shared with other work, time spent
+# waiting for a CPU is not the code's. One process on one thread, as a sync gunicorn worker.
+# The steps inside a request in wall time (a CPU clock is a system call), as medians.
 CLOCK = time.thread_time_ns
 WALL = time.perf_counter_ns  # cheap (no system call): per call, medians
 
@@ -123,12 +123,11 @@ def rate(fn: Callable[[int], Any], seconds: float) -> float:
 
 
 def p50_us(fn: Callable[[int], Any], calls: int) -> float:
-    """The median time of one `fn(i)` call, in microseconds (wall time: a median is not
-    moved by the calls another process preempted)."""
+    """The median CPU time of one `fn(i)` call, in microseconds."""
     for i in range(200):
         fn(i)
     out = np.empty(calls)
-    clock = WALL
+    clock = CLOCK
     for i in range(calls):
         t0 = clock()
         fn(i)
@@ -267,9 +266,9 @@ def steps(settings: Settings, bodies: list[bytes], log: Path, calls: int) -> dic
     out["Flask itself and the glue (the rest)"] = timed - sum(out.values())
     out["whole request, steps timed (p50)"] = timed
     bare = WsgiClient(_app(settings, log))
-    out["whole request, untimed (p50)"] = p50_us(lambda i: bare.call(PREDICT, bodies[i % k]),
+    out["whole request, untimed (p50 CPU)"] = p50_us(lambda i: bare.call(PREDICT, bodies[i % k]),
                                                  calls)
-    out["GET /health, untimed (p50)"] = p50_us(lambda i: bare.call("/health"), calls)
+    out["GET /health, untimed (p50 CPU)"] = p50_us(lambda i: bare.call("/health"), calls)
     return out
 
 
