@@ -20,6 +20,7 @@ help:
 	@echo "make docs       build the documentation site into site/ (make docs-serve: live)"
 	@echo "make bench-serving  serving latency and throughput (writes benchmarks/RESULTS.md)"
 	@echo "make bench-batch    a 1,000-row batch scored in-process, reasons' accuracy (benchmarks/batch.md)"
+	@echo "make bench-request-path  where one API request's time goes (benchmarks/request_path.md)"
 	@echo "make bench-pipeline the training DAG on 50k, 200k, 1M customers (benchmarks/pipeline.md)"
 	@echo "make bench-train-cost  a candidate's training vs plain 5-fold CV (benchmarks/train_cost.md)"
 	@echo "make bench-distributed trial tasks under 1 vs 2 Celery workers (benchmarks/distributed.md)"
@@ -87,6 +88,13 @@ bench-serving: install wrk
 .PHONY: bench-batch
 bench-batch: install
 	$(BIN)/python benchmarks/bench_batch.py
+
+# The single-row request path in process: requests per CPU second through the WSGI app and
+# where one request's time goes, step by step (benchmarks/request_path.md; a minute or two,
+# trains the bench-serving model first if there is none).
+.PHONY: bench-request-path
+bench-request-path: install
+	$(BIN)/python benchmarks/bench_request_path.py $(BENCH_ARGS)
 
 # `credit-risk predict` on 1,000,000 generated applications vs the floor (pyarrow read_csv +
 # a bare inplace_predict): time, peak RSS, start-up (benchmarks/predict.md; a few minutes).

@@ -44,6 +44,7 @@ BENCHMARKS = {
     "calibration.md": "python benchmarks/bench_calibration.py",
     "batch.md": "make bench-batch",
     "policy.md": "make bench-policy",
+    "request_path.md": "make bench-request-path",
 }
 BENCHMARK_ASSETS = ("pipeline.png",)
 

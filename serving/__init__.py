@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, jsonify
 
@@ -17,11 +19,33 @@ from serving.auth import KeyChecker
 RETRY_AFTER_S = 30  # what a client is told to wait on a 503
 
 
+class ServingFlask(Flask):
+    """Flask with `ensure_sync`'s answer kept per function: Flask asks it of every hook and
+    view on every request (an `inspect` call each time), and the answer never changes."""
+
+    MAX_KEPT = 1000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_of: dict[Any, Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        try:
+            return self._sync_of[func]
+        except KeyError:
+            sync = super().ensure_sync(func)
+            if len(self._sync_of) < self.MAX_KEPT:
+                self._sync_of[func] = sync
+            return sync
+        except TypeError:  # an unhashable callable
+            return super().ensure_sync(func)
+
+
 def create_app(settings: Settings | None = None, watch: bool | None = None) -> Flask:
     """Build the app; load the champion now and, if `watch`, poll for a new one. Logging is
     the process's to configure (serving/wsgi.py does), not the factory's."""
     settings = settings or Settings()
-    app = Flask(__name__)
+    app = ServingFlask(__name__)
     jsonio.install(app)
     app.config.update(MAX_CONTENT_LENGTH=settings.serving.max_request_bytes)
     keys = KeyChecker(settings.serving.api_keys)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -70,9 +70,40 @@ def decision_log_failed() -> None:
     DECISION_LOG_FAILURES.inc()
 
 
-def count_predictions(results: Iterable[dict[str, Any]]) -> None:
+# Labelled children, looked up once: `labels()` takes a lock and checks the values on every
+# call. At most MAX_CHILDREN kept (the method and path of a request are the client's to choose).
+MAX_CHILDREN = 1000
+_bands: dict[tuple[str, str], Any] = {}
+_requests: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+
+def _band(rating: str, risk: str) -> Any:
+    child = _bands.get((rating, risk))
+    if child is None:
+        child = PREDICTIONS.labels(rating, risk)
+        if len(_bands) < MAX_CHILDREN:
+            _bands[rating, risk] = child
+    return child
+
+
+def count_predictions(results: Sequence[dict[str, Any]]) -> None:
+    if len(results) == 1:  # the single-row API: no tally
+        _band(results[0]["rating"], results[0]["risk"]).inc()
+        return
     for (band, risk), n in Tally((r["rating"], r["risk"]) for r in results).items():
-        PREDICTIONS.labels(band, risk).inc(n)
+        _band(band, risk).inc(n)
+
+
+def count_request(rule: str, method: str, status: str, seconds: float) -> None:
+    """One answered request: counted, and its latency observed."""
+    key = (rule, method, status)
+    pair = _requests.get(key)
+    if pair is None:
+        pair = (REQUESTS.labels(*key), LATENCY.labels(*key))
+        if len(_requests) < MAX_CHILDREN:
+            _requests[key] = pair
+    pair[0].inc()
+    pair[1].observe(seconds)
 
 
 def _start() -> None:
@@ -82,10 +113,9 @@ def _start() -> None:
 def _finish(response: Response) -> Response:
     started = g.pop("started", None)
     if started is not None:
-        rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-        status = str(response.status_code)
-        REQUESTS.labels(rule, request.method, status).inc()
-        LATENCY.labels(rule, request.method, status).observe(time.perf_counter() - started)
+        url_rule = request.url_rule
+        count_request("<unmatched>" if url_rule is None else url_rule.rule, request.method,
+                      str(response.status_code), time.perf_counter() - started)
     return response
 
 

@@ -12,10 +12,12 @@ import threading
 import time
 from collections import deque
 from datetime import timedelta
+from typing import Any
 
-from flask import Flask, Response, jsonify, request
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask, Request, Response, jsonify, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from flask_wtf.csrf import CSRFProtect
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -29,10 +31,29 @@ csrf = CSRFProtect()
 
 
 class SessionInterface(SecureCookieSessionInterface):
-    """The session cookie is `Secure` whenever the request came over HTTPS."""
+    """The session cookie is `Secure` whenever the request came over HTTPS. The signing
+    serializer is built once per secret (Flask's builds one on every request, the API's too)."""
+
+    _serializer: tuple[tuple[Any, ...], URLSafeTimedSerializer | None] | None = None
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if app.secret_key and "HTTP_COOKIE" not in request.environ:
+            return self.session_class()  # no cookie (an API call): Flask's answer, sooner
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if session or session.modified or session.accessed:  # else Flask's would do nothing
+            super().save_session(app, session, response)
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        secrets_ = (app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        cached = self._serializer
+        if cached is None or cached[0] != secrets_:
+            cached = self._serializer = (secrets_, super().get_signing_serializer(app))
+        return cached[1]
 
 
 def session_secret(settings: Settings, keys: KeyChecker) -> bytes:
@@ -86,8 +107,8 @@ def install(app: Flask, settings: Settings, keys: KeyChecker) -> LoginThrottle:
         """A chunked body (no Content-Length) is cut at the limit when it is read; one that
         reaches the limit was too large: 413, before CSRF or JSON parsing see a cut body."""
         limit = app.config.get("MAX_CONTENT_LENGTH")
-        if (limit is not None and request.content_length is None
-                and "wsgi.input_terminated" in request.environ
+        if (limit is not None and "wsgi.input_terminated" in request.environ
+                and request.content_length is None
                 and len(request.get_data(cache=True)) >= limit):
             raise RequestEntityTooLarge()
         return None
@@ -106,12 +127,17 @@ def install(app: Flask, settings: Settings, keys: KeyChecker) -> LoginThrottle:
     return throttle
 
 
+NO_FRAMING = "frame-ancestors 'none'"
+
+
 def forbid_framing(response: Response) -> Response:
     """No page of this app may be framed by another site (clickjacking): the modern header and
     the one older browsers read."""
-    response.headers["Content-Security-Policy"] = frame_ancestors_none(
-        response.headers.get("Content-Security-Policy"))
-    response.headers["X-Frame-Options"] = "DENY"
+    headers = response.headers
+    policy = headers.get("Content-Security-Policy")
+    headers["Content-Security-Policy"] = NO_FRAMING if policy is None else \
+        frame_ancestors_none(policy)
+    headers["X-Frame-Options"] = "DENY"
     return response
 
 
@@ -120,7 +146,7 @@ def frame_ancestors_none(policy: str | None) -> str:
     kept (a frame-ancestors it had is replaced)."""
     kept = [d.strip() for d in (policy or "").split(";")
             if d.strip() and d.split()[0].lower() != "frame-ancestors"]
-    return "; ".join([*kept, "frame-ancestors 'none'"])
+    return "; ".join([*kept, NO_FRAMING])
 
 
 class LoginThrottle:

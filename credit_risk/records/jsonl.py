@@ -68,7 +68,13 @@ class JsonlFile:
         """The file open and exclusively locked: the file at the path, not one a rewrite has
         just replaced (other processes neither append nor rewrite while it is held)."""
         for _ in range(100):
-            fd = os.open(self.path, flags, 0o644)
+            try:
+                fd = os.open(self.path, flags, 0o644)
+            except FileNotFoundError:  # no folder yet: made when the file is to be created
+                if not flags & os.O_CREAT:
+                    raise
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, flags, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 st = os.fstat(fd)
@@ -93,7 +99,6 @@ class JsonlFile:
         """Append whole lines under the lock (or on `fd`, already locked); on any error the
         file is cut back to its size before, so no half line stays."""
         if fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.locked(os.O_WRONLY | os.O_APPEND | os.O_CREAT) as locked:
                 self.append(data, locked)
             return

@@ -180,15 +180,22 @@ class FeaturePlan:
         out[:, :j] = used.take(self._feature_columns, axis=1)
         # One application's derived features from floats (the same expressions, cheaper than
         # arrays of one); a batch's from columns.
-        env = dict(zip(self.inputs, used[0].tolist(), strict=True)) if n == 1 else \
-            {name: used[:, k] for k, name in enumerate(self.inputs)}
-        derived = np.empty((n, len(self.derived)), dtype=float)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for k, evaluate in enumerate(self._evaluate):
-                derived[:, k] = evaluate(env)
+            if n == 1:
+                env = dict(zip(self.inputs, used[0].tolist(), strict=True))
+                derived = np.array([[evaluate(env) for evaluate in self._evaluate]], dtype=float)
+            else:
+                env = {name: used[:, k] for k, name in enumerate(self.inputs)}
+                derived = np.empty((n, len(self.derived)), dtype=float)
+                for k, evaluate in enumerate(self._evaluate):
+                    derived[:, k] = evaluate(env)
         out[:, j:j + len(self.derived)] = cap(derived, self._derived_lows, self._derived_highs)
         j += len(self.derived)
-        if self.categorical:  # every one-hot column at once: offset + position, where known
+        if self.categorical and n == 1:  # one application: its known positions, one by one
+            for offset, p in zip(self._one_hot_offsets.tolist(), positions, strict=True):
+                if (k := int(p[0])) >= 0:
+                    out[0, j + offset + k] = 1.0
+        elif self.categorical:  # every one-hot column at once: offset + position, where known
             pos = np.column_stack([np.asarray(p, dtype=np.intp) for p in positions])
             hit = pos >= 0
             out[np.nonzero(hit)[0], (self._one_hot_offsets + j + pos)[hit]] = 1.0

@@ -29,7 +29,7 @@ Interval = tuple[float, float, bool]  # low, high (may be infinite), whole numbe
 
 def safe_divide(a: Value, b: Value) -> Value:
     """a / b, and 0 where b is 0."""
-    if np.ndim(a) == 0 and np.ndim(b) == 0:
+    if (type(a) is float or np.ndim(a) == 0) and (type(b) is float or np.ndim(b) == 0):
         return float(a) / float(b) if b != 0 else 0.0
     a, b = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
     out = np.zeros(a.shape, dtype=float)

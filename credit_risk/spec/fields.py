@@ -340,8 +340,27 @@ def broken_rules(rules: Sequence[Mapping[str, Any]], columns: Mapping[str, Seque
 
 
 def check_rules(rules: Sequence[Mapping[str, Any]], values: Mapping[str, Any]) -> dict[str, str]:
-    """The spec's cross-field rules on one application's valid values: {field: why}."""
-    return rule_violations(rules, [values])[0] if rules else {}
+    """The spec's cross-field rules on one application's valid values: {field: why}.
+    `rule_violations` of one application, evaluated on floats rather than arrays of one (the
+    same IEEE arithmetic, a few times faster); anything else goes through `rule_violations`."""
+    out: dict[str, str] = {}
+    for rule in rules:
+        expr = parse_expression(rule["check"])
+        try:
+            env = {name: math.nan if (v := values.get(name)) is None else float(v)
+                   for name in expr.names}
+        except (TypeError, ValueError, OverflowError):
+            return rule_violations(rules, [values])[0]
+        if any(x != x for x in env.values()):  # a missing value breaks no rule: it is imputed
+            continue
+        with np.errstate(invalid="ignore"):
+            holds = expr.evaluate(env)
+        if not isinstance(holds, bool | np.bool_):
+            return rule_violations(rules, [values])[0]
+        if not holds:
+            out.setdefault(rule.get("field") or expr.names[0],
+                           rule.get("message") or f"must satisfy {rule['check']}")
+    return out
 
 
 def validate_application(
