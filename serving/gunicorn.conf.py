@@ -1,14 +1,15 @@
 """gunicorn settings for the serving app: `gunicorn -c serving/gunicorn.conf.py serving.wsgi:app`.
 
-One process per CPU, 8 threads per process (gthread workers): scoring is CPU-bound and each
-worker's NumPy/XGBoost use one thread, but every decision waits for its durable write (an
-fdatasync of the spool, a PostgreSQL commit, or the JSONL append), and the threads of a worker
-let requests overlap that wait and share one flush (`credit_risk.records.spool`,
-`credit_risk.records.group_commit`). `kill -HUP <master>` reloads
-gracefully: new workers start, old ones finish their requests first. The address, workers,
-threads, timeout and logs are the serving settings (credit_risk.config.ServingSettings:
-CREDIT_RISK_BIND, CREDIT_RISK_WORKERS, ...); PROMETHEUS_MULTIPROC_DIR defaults to a fresh
-temporary folder.
+One process per CPU. Scoring is CPU-bound and each worker's NumPy/XGBoost use one thread:
+with the JSONL file log, sync workers (CREDIT_RISK_THREADS=1, the default) are the fastest;
+threads in one process contend for the GIL (benchmarks/RESULTS.md). With PostgreSQL every
+decision waits for a durable write (a spool fdatasync or a commit), and gthread workers
+(CREDIT_RISK_THREADS=8, as the serving image sets) let requests overlap that wait and share
+one flush (`credit_risk.records.spool`, `credit_risk.records.group_commit`).
+`kill -HUP <master>` reloads gracefully: new workers start, old ones finish their requests
+first. The address, workers, threads, timeout and logs are the serving settings
+(credit_risk.config.ServingSettings: CREDIT_RISK_BIND, CREDIT_RISK_WORKERS, ...);
+PROMETHEUS_MULTIPROC_DIR defaults to a fresh temporary folder.
 """
 
 import os

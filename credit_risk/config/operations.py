@@ -129,10 +129,11 @@ class ServingSettings(Group):
     bind: str = Field("0.0.0.0:8000", alias=env("bind"), description="gunicorn's address.")
     workers: int | None = Field(None, ge=1, alias=env("workers"),
                                 description="gunicorn workers; unset: one per CPU.")
-    threads: int = Field(8, ge=1, alias=env("threads"),
-                         description="Threads per worker (more than 1: gthread workers, whose "
-                                     "waiting requests share one decision-log flush); 1: "
-                                     "sync workers.")
+    threads: int = Field(1, ge=1, alias=env("threads"),
+                         description="Threads per worker. 1: sync workers, the fastest with "
+                                     "the JSONL file log; more than 1 (the serving image sets "
+                                     "8): gthread workers, whose waiting requests share one "
+                                     "PostgreSQL or spool flush.")
     timeout_s: int = Field(30, ge=1, alias=env("timeout_s"),
                            description="A worker stuck this long is restarted.")
     access_log: str | None = Field(None, alias=env("access_log"),

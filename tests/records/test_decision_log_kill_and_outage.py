@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from credit_risk.config import ServingSettings
 from credit_risk.records.backends import decision_log_at
 from credit_risk.records.decisions_pg import PostgresDecisionLog
 from credit_risk.records.decisions_spool import SpooledDecisionLog
@@ -120,12 +119,11 @@ def in_table(db: Cluster) -> dict[str, int]:
 @pytest.mark.parametrize("mode", ["spool", pytest.param("group-commit", marks=pytest.mark.slow)])
 def test_answered_decisions_survive_a_killed_worker_a_database_crash_and_a_killed_server(
         mode, trained, cluster: Cluster, tmp_path):
-    assert ServingSettings().threads > 1  # the production default: gthread workers
     url = cluster.url("app")
     _migrate(url)
     spool = tmp_path / "spool"
     with gunicorn(trained[0].registry.url, tmp_path, reload_interval_s=0, extra_env={
-            "CREDIT_RISK_DECISION_LOG": url,
+            "CREDIT_RISK_DECISION_LOG": url, "CREDIT_RISK_THREADS": "8",  # as the image
             "CREDIT_RISK_DECISION_LOG_SPOOL": str(spool) if mode == "spool" else "none",
             "CREDIT_RISK_DECISION_LOG_COMMIT_TIMEOUT_S": str(COMMIT_TIMEOUT_S)}) as server:
         body = json.dumps(server.application()).encode()
