@@ -24,11 +24,11 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,17 +117,18 @@ def run_predict(settings: Settings, path: Path, out: Path, python: str = sys.exe
     cmd = [python, "-c", "import sys; from credit_risk.cli import main; "
            "sys.exit(main(sys.argv[1:]))", "predict", str(path), "-o", str(out), "-q"]
     cmd += ["--log"] if log else []
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - started
-    if done.returncode not in (0, 3):
-        raise SystemExit(f"predict failed ({done.returncode}): {done.stderr[-2000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": max(after.ru_maxrss,
-                                                             before.ru_maxrss) / 1024,
-            "exit": done.returncode}
+    with tempfile.TemporaryFile() as err:  # wait4: this child's own CPU and peak RSS
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        code = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    if code not in (0, 3):
+        raise SystemExit(f"predict failed ({code}): {stderr[-2000:]}")
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mb": usage.ru_maxrss / 1024, "exit": code}
 
 
 def startup(settings: Settings, one: Path, python: str, runs: int) -> dict[str, object]:
