@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 
 from credit_risk.records.decisions import DecisionLogError, Health
-from credit_risk.records.postgres import Database, dumps, why
+from credit_risk.records.postgres import Database, close_quietly, dumps, why
 
 log = logging.getLogger(__name__)
 
@@ -234,11 +234,7 @@ class GroupCommit:
 
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except psycopg.Error:
-                pass
+        close_quietly(conn)
 
     def close(self, wait_s: float) -> None:
         """Refuse new writes, wait (at most `wait_s`) for a running commit, close the

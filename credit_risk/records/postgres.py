@@ -64,6 +64,15 @@ def why(exc: BaseException) -> str:
     return f"{type(inner).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def close_quietly(conn: psycopg.Connection[Any] | None) -> None:
+    """Close a connection that may already be broken (its error tells nothing more)."""
+    if conn is not None:
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass
+
+
 def alembic_config() -> Any:
     from alembic.config import Config
 

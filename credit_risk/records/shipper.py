@@ -27,7 +27,7 @@ from credit_risk.records.decisions import Health
 from credit_risk.records.decisions_pg import table_row
 from credit_risk.records.group_commit import COLUMNS, data_error
 from credit_risk.records.jsonl import loads_line
-from credit_risk.records.postgres import Database, dumps, why
+from credit_risk.records.postgres import Database, close_quietly, dumps, why
 from credit_risk.records.spool import PREFIX, SUFFIX, SpoolWriter
 
 log = logging.getLogger(__name__)
@@ -228,11 +228,7 @@ class Shipper:
 
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except psycopg.Error:
-                pass
+        close_quietly(conn)
 
     def _done(self, path: Path) -> None:
         self._offsets.pop(path, None)

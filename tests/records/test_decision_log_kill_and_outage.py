@@ -13,12 +13,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -26,76 +22,12 @@ from credit_risk.records.backends import decision_log_at
 from credit_risk.records.decisions_pg import PostgresDecisionLog
 from credit_risk.records.decisions_spool import SpooledDecisionLog
 from tests.records.cluster import Cluster
+from tests.records.load import DROPPED, Load
 from tests.records.test_decision_log_under_database_faults import COMMIT_TIMEOUT_S, _migrate
 from tests.serving.servers import gunicorn
 
 pytestmark = [pytest.mark.integration]
 
-DROPPED = 0  # the status of a call whose connection closed without an answer
-
-
-@dataclass
-class Call:
-    at: float
-    status: int
-    retry_after: str | None
-    request_id: str | None
-
-
-def post(url: str, body: bytes) -> Call:
-    at = time.monotonic()
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return Call(at, r.status, r.headers.get("Retry-After"),
-                        json.loads(r.read())["request_id"])
-    except urllib.error.HTTPError as e:
-        return Call(at, e.code, e.headers.get("Retry-After"), None)
-    except (urllib.error.URLError, ConnectionError, OSError):  # the worker was killed
-        return Call(at, DROPPED, None, None)
-
-
-@dataclass
-class Load:
-    """`threads` clients posting one application each, until stopped (more clients than
-    one worker has threads, so that requests share commits)."""
-
-    url: str
-    body: bytes
-    threads: int = 12
-    calls: list[Call] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._workers = [threading.Thread(target=self._run) for _ in range(self.threads)]
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            call = post(self.url, self.body)
-            self.calls.append(call)
-            if call.status != 200:
-                time.sleep(0.02)
-
-    def __enter__(self) -> Load:
-        for t in self._workers:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._workers:
-            t.join()
-
-    def wait_for(self, status: int, after: float, timeout: float = 60.0) -> float:
-        """The time of the first call started after `after` that got `status`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            hits = [c.at for c in list(self.calls) if c.at >= after and c.status == status]
-            if hits:
-                return min(hits)
-            time.sleep(0.05)
-        pytest.fail(f"no {status} within {timeout} s; statuses "
-                    f"{Counter(c.status for c in self.calls)}")
 
 
 def workers_of(master: int) -> list[int]:
@@ -127,7 +59,7 @@ def test_answered_decisions_survive_a_killed_worker_a_database_crash_and_a_kille
             "CREDIT_RISK_DECISION_LOG_SPOOL": str(spool) if mode == "spool" else "none",
             "CREDIT_RISK_DECISION_LOG_COMMIT_TIMEOUT_S": str(COMMIT_TIMEOUT_S)}) as server:
         body = json.dumps(server.application()).encode()
-        with Load(server.base + "/api/v1/predict", body) as load:
+        with Load(server.base + "/api/v1/predict", body, threads=12) as load:
             load.wait_for(200, after=0)
             time.sleep(1.0)
             victim = workers_of(server.proc.pid)[0]

@@ -8,12 +8,8 @@ by itself when the database is back. Each test prints its figures (run with -s).
 from __future__ import annotations
 
 import json
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from dataclasses import dataclass, field
 
 import psycopg
 import pytest
@@ -22,73 +18,12 @@ from credit_risk.records.backends import decision_log_at
 from credit_risk.records.decisions import DecisionLogError
 from serving import create_app
 from tests.records.cluster import Cluster
+from tests.records.load import Call, predict_load
 from tests.serving.servers import gunicorn, in_thread
 
 pytestmark = [pytest.mark.integration]
 
 COMMIT_TIMEOUT_S = 1.0
-
-
-@dataclass
-class Call:
-    at: float
-    status: int
-    retry_after: str | None
-    request_id: str | None
-
-
-def post(url: str, body: dict) -> Call:
-    at = time.monotonic()
-    req = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return Call(at, r.status, r.headers.get("Retry-After"),
-                        json.loads(r.read())["request_id"])
-    except urllib.error.HTTPError as e:
-        return Call(at, e.code, e.headers.get("Retry-After"), None)
-
-
-@dataclass
-class Load:
-    """Client threads posting one application each, until stopped."""
-
-    base: str
-    application: dict
-    threads: int = 4
-    calls: list[Call] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._workers = [threading.Thread(target=self._run) for _ in range(self.threads)]
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            call = post(f"{self.base}/api/v1/predict", self.application)
-            self.calls.append(call)
-            if call.status != 200:
-                time.sleep(0.02)  # a client that does not wait the Retry-After, nearly
-
-    def __enter__(self) -> Load:
-        for t in self._workers:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._workers:
-            t.join()
-
-    def wait_for(self, status: int, after: float, timeout: float = 60.0) -> float:
-        """The time of the first call started after `after` that got `status`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            hits = [c.at for c in list(self.calls) if c.at >= after and c.status == status]
-            if hits:
-                return min(hits)
-            time.sleep(0.05)
-        seen = Counter(c.status for c in self.calls)
-        pytest.fail(f"no {status} within {timeout} s; statuses {seen}")
 
 
 def _app(trained, url: str, **update):
@@ -130,7 +65,7 @@ def test_server_stopped_and_restarted_during_load(trained, cluster):
     client = app.test_client()
     application = {f["name"]: f["default"]
                    for f in client.get("/api/v1/model").json["inputs"]}
-    with in_thread(app) as base, Load(base, application) as load:
+    with in_thread(app) as base, predict_load(base, application) as load:
         load.wait_for(200, after=0)
         time.sleep(1.0)
         stopping = time.monotonic()
@@ -163,7 +98,7 @@ def test_gunicorn_workers_survive_a_restart_under_load(trained, cluster, tmp_pat
     with gunicorn(trained[0].registry.url, tmp_path, reload_interval_s=0, extra_env={
             "CREDIT_RISK_DECISION_LOG": url,
             "CREDIT_RISK_DECISION_LOG_COMMIT_TIMEOUT_S": str(COMMIT_TIMEOUT_S)}) as server:
-        with Load(server.base, server.application()) as load:
+        with predict_load(server.base, server.application()) as load:
             load.wait_for(200, after=0)
             time.sleep(1.0)
             stopping = time.monotonic()
@@ -254,7 +189,7 @@ def test_connection_slots_exhausted(trained, cluster):
         return hogs[0].execute("SELECT count(*) FROM pg_stat_activity WHERE "
                                "application_name = 'credit-risk-app'").fetchone()[0]
 
-    with in_thread(app) as base, Load(base, application, threads=2) as load:
+    with in_thread(app) as base, predict_load(base, application, threads=2) as load:
         load.wait_for(200, after=0)
         fill()
         for _ in range(50):  # kill the app's connections; it races us for the freed slots
@@ -322,7 +257,7 @@ def test_statement_timeout_under_load(trained, cluster):
     client = app.test_client()
     application = {f["name"]: f["default"]
                    for f in client.get("/api/v1/model").json["inputs"]}
-    with in_thread(app) as base, Load(base, application) as load:
+    with in_thread(app) as base, predict_load(base, application) as load:
         load.wait_for(200, after=0)
         lock = psycopg.connect(cluster.conninfo)
         lock.execute("LOCK TABLE decisions IN ACCESS EXCLUSIVE MODE")
