@@ -46,7 +46,8 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _METRICS_DIR
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
+# The repository first: benchmarks/serving (the stand-in apps) must not shadow the `serving` app.
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from bench_serving import cpu_busy, machine, prepare_model, sample_records  # noqa: E402
 

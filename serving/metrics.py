@@ -1,5 +1,6 @@
-"""Prometheus metrics: requests and latency by endpoint and status, predictions by band,
-the loaded model version, reload failures, serving a fallback, decision-log failures.
+"""Prometheus metrics: requests and latency by endpoint, method and status, predictions by band,
+the loaded model version, reload failures, serving a fallback, decision-log failures and the
+spool's unshipped backlog.
 Multi-process safe under gunicorn (PROMETHEUS_MULTIPROC_DIR, set by serving/gunicorn.conf.py)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections import Counter as Tally
 from collections.abc import Sequence
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -41,6 +42,10 @@ RELOAD_FAILURES = Counter("credit_risk_model_reload_failures_total",
 MODEL_FALLBACK = Gauge("credit_risk_model_fallback",
                        "1 while this worker serves a version other than the champion (the "
                        "champion could not be loaded)", multiprocess_mode="liveall")
+DECISION_LOG_UNSHIPPED = Gauge("credit_risk_decision_log_unshipped_bytes",
+                               "Decisions answered and durable in the spool but not yet in "
+                               "PostgreSQL (bytes; read when scraped)",
+                               multiprocess_mode="mostrecent")
 DECISION_LOG_FAILURES = Counter("credit_risk_decision_log_failures_total",
                                 "Decision-log writes that failed (the decisions were not "
                                 "returned: 503)")
@@ -68,6 +73,15 @@ def fallback_changed(active: bool) -> None:
 
 def decision_log_failed() -> None:
     DECISION_LOG_FAILURES.inc()
+
+
+# The methods counted by name; any other (a client may send any token) is counted as "other",
+# so a client cannot create series at will.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
 
 
 # Labelled children, looked up once: `labels()` takes a lock and checks the values on every
@@ -114,13 +128,23 @@ def _finish(response: Response) -> Response:
     started = g.pop("started", None)
     if started is not None:
         url_rule = request.url_rule
-        count_request("<unmatched>" if url_rule is None else url_rule.rule, request.method,
+        count_request("<unmatched>" if url_rule is None else url_rule.rule,
+                      method_label(request.method),
                       str(response.status_code), time.perf_counter() - started)
     return response
 
 
+def _unshipped() -> None:
+    """The spool's backlog as the scrape sees it (a decision log without a spool: none)."""
+    dlog = current_app.extensions.get("credit_risk", {}).get("decisions")
+    pending = getattr(dlog, "pending_bytes", None)
+    if pending is not None:
+        DECISION_LOG_UNSHIPPED.set(pending())
+
+
 def exposition() -> Response:
     """The metrics of every worker (multi-process) or of this process."""
+    _unshipped()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

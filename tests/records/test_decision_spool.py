@@ -146,3 +146,27 @@ def test_a_decision_the_database_cannot_store_is_refused_before_the_answer(pg_ur
     with pytest.raises(DecisionLogError, match="NUL"):
         dlog.write("r", [{"name": "a\x00b"}], [RESULT])
     dlog.close()
+
+
+def test_the_unshipped_backlog_is_a_metric(trained, pg_url, tmp_path):
+    """What the spool holds for the database shows in /metrics, and drops to 0 once shipped."""
+    decision_log_at(pg_url).migrate()
+    settings = trained[0].model_copy(update={"decision_log": pg_url,
+                                             "decision_log_spool": tmp_path / "spool"})
+    app = create_app(settings, watch=False)
+    client = app.test_client()
+    dlog = app.extensions["credit_risk"]["decisions"]
+    dlog.shipper.stop(5)  # nothing shipped until the test asks
+
+    def unshipped() -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        line = next(x for x in text.splitlines()
+                    if x.startswith("credit_risk_decision_log_unshipped_bytes"))
+        return float(line.split()[-1])
+
+    application = {f["name"]: f["default"] for f in client.get("/api/v1/model").json["inputs"]}
+    assert client.post("/api/v1/predict", json=application).status_code == 200
+    assert unshipped() == dlog.pending_bytes() > 0
+    assert dlog.flush()
+    assert unshipped() == 0
+    dlog.close()

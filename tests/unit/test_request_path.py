@@ -124,6 +124,25 @@ def test_metric_children_are_kept_up_to_a_bound(monkeypatch):
                                          {**labels, "method": f"M{i}"}) == pytest.approx(0.003)
 
 
+def test_a_method_nobody_serves_is_counted_as_other():
+    """A client chooses the method: an unknown one must not become a series of its own."""
+    app = Flask(__name__)
+    metrics.install(app)
+    client = app.test_client()
+    labels = {"endpoint": "<unmatched>", "status": "404"}
+
+    def count(method: str) -> float:
+        return REGISTRY.get_sample_value("credit_risk_http_requests_total",
+                                         {**labels, "method": method}) or 0
+
+    before = count("other"), count("GET")
+    for n in range(5):
+        client.open("/nowhere", method=f"BREW{n}")
+    client.get("/nowhere")
+    assert (count("other"), count("GET")) == (before[0] + 5, before[1] + 1)
+    assert count("BREW0") == 0
+
+
 def test_predictions_are_counted_by_band_one_or_many(monkeypatch):
     def value(rating, risk):
         return REGISTRY.get_sample_value("credit_risk_predictions_total",
