@@ -73,7 +73,9 @@ def model_card_markdown(manifest: dict[str, Any], comparison: Comparison,
                    f"ROC-AUC {champion.roc_auc:.4f}, ECE {champion.ece:.4f}.")
     out += [
         "## Calibration",
-        "SMOTE distorts probabilities; PDs are calibrated on out-of-fold predictions (data the "
+        ("A scorecard is trained without SMOTE (it would shift each bin's default rate); "
+         if manifest["model"] == "scorecard" else "SMOTE distorts probabilities; ")
+        + "PDs are calibrated on out-of-fold predictions (data the "
         f"fold models did not train on). Test ECE {m.ece_uncalibrated:.4f} before and "
         f"{m.ece:.4f} after calibration; Brier score {m.brier_uncalibrated:.4f} before, "
         f"{m.brier:.4f} after.",

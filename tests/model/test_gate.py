@@ -117,6 +117,7 @@ def test_published_version_carries_card_plot_and_gate(trained):
         assert section in card
     for model in settings.training.models:
         assert f"| {model} |" in card
+    assert ("trained without SMOTE" in card) == (manifest["model"] == "scorecard")
     assert registry.read_file(version, "reliability.png")[:8] == b"\x89PNG\r\n\x1a\n"
     assert registry.read_file(version, "operating_curve.png")[:4] == b"\x89PNG"
     assert manifest["threshold_policy"]["name"] == "cost"

@@ -19,6 +19,7 @@ def test_a_scorecard_is_published_served_and_exported(tmp_path, monkeypatch, cap
     card = registry.read_file(version, "model_card.md").decode()
     assert "## Scorecard" in card and "### Points" in card
     assert card.index("## Scorecard") < card.index("## Provenance")
+    assert "trained without SMOTE" in card and "SMOTE distorts" not in card
     table = registry.read_file(version, "scorecard.csv").decode()
 
     from serving import create_app
