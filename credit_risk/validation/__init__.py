@@ -5,7 +5,6 @@ the run. The pipeline supplies the tables, the feature table builder and the run
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
@@ -129,9 +128,10 @@ def _run_batches(spec: DatasetSpec, suites: Suites, frames: dict[str, pd.DataFra
         if _blocking(found):
             skipped[FEATURES] = f"the feature table cannot be built from these tables: {exc}"
         else:
-            found.append(Outcome(f"{FEATURES}.table.build", FEATURES, None, "build", "",
-                                 "a feature table", "blocking", "spec",
-                                 f"it cannot be built: {exc}", evaluated=False))
+            found.append(Outcome(id=f"{FEATURES}.table.build", batch=FEATURES, column=None,
+                                 check="build", type="", expected="a feature table",
+                                 severity="blocking", source="spec",
+                                 observed=f"it cannot be built: {exc}", evaluated=False))
         tick()
     else:
         run(FEATURES, table, {"base_rows": len(frames[spec.base])})
@@ -200,8 +200,8 @@ def _write(work: Path, report: Report, results: dict[str, Any], suites: Suites,
         validated_at=datetime.now(UTC).isoformat(),
         **info,
         summary=report.summary(),
-        blocking_failures=json_safe([dataclasses.asdict(o) for o in report.failures]),
-        warnings=json_safe([dataclasses.asdict(o) for o in report.warnings]),
+        blocking_failures=json_safe([o.model_dump() for o in report.failures]),
+        warnings=json_safe([o.model_dump() for o in report.warnings]),
         not_run=report.skipped,
         statistics=report.statistics,
         checks={b: [{"id": c.id, "type": c.type, "expected": c.text,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from credit_risk.errors import CreditRiskError
+from credit_risk.validation.result import OutcomeRecord
 
 MAX_EXAMPLES = 5
 
@@ -17,24 +18,8 @@ class DataValidationError(CreditRiskError, ValueError):
     """Blocking data expectations failed: the run stops before training."""
 
 
-@dataclass
-class Outcome:
+class Outcome(OutcomeRecord):
     """One failed (or not evaluated) expectation, ready for the log and the JSON result."""
-
-    id: str
-    batch: str
-    column: str | None
-    check: str
-    type: str
-    expected: str
-    severity: str
-    source: str
-    observed: str
-    examples: list[Any] = field(default_factory=list)
-    examples_label: str = "e.g."
-    unexpected_count: int | None = None
-    element_count: int | None = None
-    evaluated: bool = True
 
     def line(self) -> str:
         where = f"{self.batch}.{self.column}" if self.column else self.batch

@@ -11,7 +11,8 @@ from credit_risk.report_model import ReportError, ReportModel
 
 
 class OutcomeRecord(ReportModel):
-    """A failed (or not evaluated) expectation as the result records it (see report.Outcome)."""
+    """A failed (or not evaluated) expectation as the result records it; `report.Outcome` adds
+    its log line."""
 
     id: str
     batch: str
@@ -22,11 +23,11 @@ class OutcomeRecord(ReportModel):
     severity: str
     source: str
     observed: str
-    examples: list[Any]
-    examples_label: str
-    unexpected_count: int | None
-    element_count: int | None
-    evaluated: bool
+    examples: list[Any] = []
+    examples_label: str = "e.g."
+    unexpected_count: int | None = None
+    element_count: int | None = None
+    evaluated: bool = True
 
 
 class BatchStatistics(ReportModel):
