@@ -173,6 +173,8 @@ class ReasonExplainer:
             return [[] for _ in records]
         contrib = self.contributions(rows, per_feature) if contributions is None \
             else contributions
+        if len(records) == 1:
+            return [self._explain_one(rows[0], records[0], top, contrib[0])]
 
         def column(name: str, at: list[int]) -> list[Any]:
             return [records[i].get(name) for i in at]
@@ -185,6 +187,26 @@ class ReasonExplainer:
                                           impacts.tolist(), texts, strict=True)]
         ends = np.cumsum(counts).tolist()
         return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+    def _explain_one(self, row: np.ndarray, record: Mapping[str, Any], top: int,
+                     contrib: np.ndarray) -> list[dict[str, Any]]:
+        """`explain` of one application, without the batch's machinery: the same argsort of
+        the row (so the same order of ties), rounding and words, each pick worded directly."""
+        impacts = np.round(contrib, 4).tolist()
+        reasons = []
+        for k in np.argsort(-contrib)[:top].tolist():
+            impact = impacts[k]
+            if impact <= 0:
+                break
+            g = self.group_names[k]
+            if g in self._derived_index:
+                shown, text = self.wording.derived_one(
+                    g, float(row[self._derived_index[g]]), record)
+            else:
+                shown, text = self.wording.given_one(g, record.get(g))
+            reasons.append({"feature": g, "label": self.labels[g], "value": shown,
+                            "impact": impact, "text": text})
+        return reasons
 
     def _text(self, group: str, value: Any, absent: Sequence[str] = ()) -> str:
         return self.wording.text(group, value, absent)

@@ -68,28 +68,40 @@ class TreeEnsemble:
                        and learner["objective"]["name"] == "binary:logistic"
                        and all(int(t.get("tree_param", {}).get("size_leaf_vector", 1)) <= 1
                                for t in trees))
+        self._edges(total)
+
+    def _edges(self, total: int) -> None:
+        """The walk's steps as edges: node n goes to `_child[2n]` (left) or `_child[2n + 1]`
+        (right), and an edge carries its parent's feature and its change of the node mean (a
+        leaf's two edges lead back to it: feature 0, change 0)."""
+        self._child = np.stack([self.left, self.right], axis=1).reshape(-1)
+        self._edge_feature = np.repeat(self.feature, 2)
+        self._edge_delta = self.mean[self._child] - np.repeat(self.mean, 2)
+        self._twice = 2 * np.arange(total, dtype=np.intp)
+        self._missing_right = self.missing != self.left
 
     def walk(self, row: np.ndarray) -> tuple[float, np.ndarray]:
         """One row's margin (float32, as XGBoost) and per-feature contributions (no bias)."""
         x = np.asarray(row, dtype=np.float32)
         node = self.roots
-        features, deltas = [], []
+        edges = []
         nan = bool(np.isnan(x).any())
+        feature, threshold, twice, child = self.feature, self.threshold, self._twice, self._child
         for _ in range(self.depth):
-            f = self.feature[node]
-            v = x[f]
-            nxt = np.where(v < self.threshold[node], self.left[node], self.right[node])
+            v = x[feature[node]]
+            right = v >= threshold[node]  # left when v < threshold
             if nan:
-                nxt = np.where(np.isnan(v), self.missing[node], nxt)
-            features.append(f)
-            deltas.append(self.mean[nxt] - self.mean[node])  # 0 once at a leaf
-            node = nxt
+                right = np.where(np.isnan(v), self._missing_right[node], right)
+            edge = twice[node] + right
+            edges.append(edge)
+            node = child[edge]
         leaves = np.concatenate(([self.base_margin], self.value[node]))
         margin = float(np.add.accumulate(leaves, dtype=np.float32)[-1])  # XGBoost's order
-        contributions = np.bincount(np.concatenate(features), weights=np.concatenate(deltas),
-                                    minlength=self.n_features) if features else \
-            np.zeros(self.n_features)
-        return margin, contributions
+        if not edges:
+            return margin, np.zeros(self.n_features)
+        taken = np.concatenate(edges)  # level by level, tree by tree: the sums' order
+        return margin, np.bincount(self._edge_feature[taken], weights=self._edge_delta[taken],
+                                   minlength=self.n_features)
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         """(n_rows, n_features) contributions in margin (log-odds) units, without the bias."""

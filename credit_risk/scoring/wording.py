@@ -47,18 +47,25 @@ class Wording:
         label = self._labels_in.get(name) or label_of(name)
         return label if label[1:2].isupper() else label[:1].lower() + label[1:]
 
+    def given_one(self, group: str, value: Any) -> tuple[Any, str]:
+        """(value shown, text) of an input feature's value as sent: a value not given is
+        shown as None and worded `not provided`."""
+        if self.features.is_absent(group, value):
+            return None, f"{self.labels[group]} (not provided) {RAISES}"
+        return value, f"{self.labels[group]} ({quantity(value, self.units[group])}) {RAISES}"
+
     def given(self, group: str, values: list[Any]) -> tuple[list[Any], list[str]]:
-        """(value shown, text) of an input feature for each of `values` (as sent): a value
-        not given is shown as None and worded `not provided`. Each distinct value once."""
-        absent = self.features.is_absent
-        label, unit = self.labels[group], self.units[group]
+        """`given_one` of each of `values` (as sent), each distinct value once."""
+        return _unzip(_memo(partial(self.given_one, group), values))
 
-        def word(v: Any) -> tuple[Any, str]:
-            if absent(group, v):
-                return None, f"{label} (not provided) {RAISES}"
-            return v, f"{label} ({quantity(v, unit)}) {RAISES}"
-
-        return _unzip(_memo(word, values))
+    def derived_one(self, group: str, value: float, record: Mapping[str, Any]
+                    ) -> tuple[Any, str]:
+        """`derived` of one application (`record`: its values as sent)."""
+        is_absent = self.features.is_absent
+        absent = tuple(n for n in self.inputs[group] if is_absent(n, record.get(n)))
+        if absent:
+            return None, self.text(group, None, absent)
+        return value, f"{self.labels[group]} ({quantity(value, self.units[group])}) {RAISES}"
 
     def derived(self, group: str, values: list[float], inputs: Sequence[list[Any]]
                 ) -> tuple[list[Any], list[str]]:
