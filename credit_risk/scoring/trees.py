@@ -68,38 +68,38 @@ class TreeEnsemble:
                        and learner["objective"]["name"] == "binary:logistic"
                        and all(int(t.get("tree_param", {}).get("size_leaf_vector", 1)) <= 1
                                for t in trees))
-        self._edges(total)
+        self._edges()
 
-    def _edges(self, total: int) -> None:
-        """The walk's steps as edges: node n goes to `_child[2n]` (left) or `_child[2n + 1]`
-        (right), and an edge carries its parent's feature and its change of the node mean (a
-        leaf's two edges lead back to it: feature 0, change 0)."""
-        self._child = np.stack([self.left, self.right], axis=1).reshape(-1)
+    def _edges(self) -> None:
+        """The walk's steps as edges, node n's left edge 2n and its right edge 2n + 1, and every
+        node array repeated for both edges: a walk keeps each tree's current node as its left
+        edge. An edge carries its parent's feature and its change of the node mean (a leaf's
+        two edges lead back to it: feature 0, change 0)."""
+        child = np.stack([self.left, self.right], axis=1).reshape(-1)
+        self._first_edges = 2 * self.roots
+        self._child_edge = 2 * child  # the left edge of the node an edge leads to
         self._edge_feature = np.repeat(self.feature, 2)
-        self._edge_delta = self.mean[self._child] - np.repeat(self.mean, 2)
-        self._twice = 2 * np.arange(total, dtype=np.intp)
-        self._missing_right = self.missing != self.left
+        self._edge_threshold = np.repeat(self.threshold, 2)
+        self._edge_value = np.repeat(self.value, 2)
+        self._edge_missing_right = np.repeat(self.missing != self.left, 2)
+        self._edge_delta = self.mean[child] - np.repeat(self.mean, 2)
 
     def walk(self, row: np.ndarray) -> tuple[float, np.ndarray]:
         """One row's margin (float32, as XGBoost) and per-feature contributions (no bias)."""
         x = np.asarray(row, dtype=np.float32)
-        node = self.roots
-        edges = []
         nan = bool(np.isnan(x).any())
-        feature, threshold, twice, child = self.feature, self.threshold, self._twice, self._child
-        for _ in range(self.depth):
-            v = x[feature[node]]
-            right = v >= threshold[node]  # left when v < threshold
+        feature, threshold = self._edge_feature, self._edge_threshold
+        at = self._first_edges
+        taken = np.empty((self.depth, len(at)), dtype=np.intp)  # the edges, level by level
+        for level in range(self.depth):
+            v = x[feature[at]]
+            right = v >= threshold[at]  # left when v < threshold
             if nan:
-                right = np.where(np.isnan(v), self._missing_right[node], right)
-            edge = twice[node] + right
-            edges.append(edge)
-            node = child[edge]
-        leaves = np.concatenate(([self.base_margin], self.value[node]))
+                right = np.where(np.isnan(v), self._edge_missing_right[at], right)
+            at = self._child_edge[np.add(at, right, out=taken[level])]
+        leaves = np.concatenate(([self.base_margin], self._edge_value[at]))
         margin = float(np.add.accumulate(leaves, dtype=np.float32)[-1])  # XGBoost's order
-        if not edges:
-            return margin, np.zeros(self.n_features)
-        taken = np.concatenate(edges)  # level by level, tree by tree: the sums' order
+        taken = taken.reshape(-1)  # level by level, tree by tree: the sums' order
         return margin, np.bincount(self._edge_feature[taken], weights=self._edge_delta[taken],
                                    minlength=self.n_features)
 
