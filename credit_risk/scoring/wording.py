@@ -4,7 +4,8 @@ Everything that does not depend on the applicant is worked out once per model ve
 feature's label and unit, the labels of a derived feature's inputs, what counts as not given
 (missing, or a value that means missing). A batch's reasons are then worded per feature, not
 per row: each distinct value of a feature is worded once and looked up for every other row that
-has it (integer-valued inputs such as ages, counts and months repeat a lot).
+has it (integer-valued inputs such as ages, counts and months repeat a lot). One application's
+reasons are worded directly (`given_one`, `derived_one`): the same words.
 """
 
 from __future__ import annotations
@@ -55,8 +56,17 @@ class Wording:
         return value, f"{self.labels[group]} ({quantity(value, self.units[group])}) {RAISES}"
 
     def given(self, group: str, values: list[Any]) -> tuple[list[Any], list[str]]:
-        """`given_one` of each of `values` (as sent), each distinct value once."""
-        return _unzip(_memo(partial(self.given_one, group), values))
+        """`given_one` of each of `values` (as sent), each distinct value once (its words
+        bound to the feature once: a batch words many)."""
+        absent = self.features.is_absent
+        label, unit = self.labels[group], self.units[group]
+
+        def word(v: Any) -> tuple[Any, str]:
+            if absent(group, v):
+                return None, f"{label} (not provided) {RAISES}"
+            return v, f"{label} ({quantity(v, unit)}) {RAISES}"
+
+        return _unzip(_memo(word, values))
 
     def derived_one(self, group: str, value: float, record: Mapping[str, Any]
                     ) -> tuple[Any, str]:
