@@ -1,12 +1,13 @@
 """The feature steps of a scoring plan: raw applications to the model's numeric matrix.
 
 Imputation and capping are written once, in `FeaturePlan.impute_and_cap`, on a matrix of raw
-numeric inputs: a training frame's columns (`credit_risk.pipeline.features`), one record or a
-batch of records (serving) and the reasons' typical applicant all go through it, and the
-warnings (an input imputed or capped) are read from what it returns. One application of plain
-numbers (the API's default request) takes a shortcut in Python floats that gives the same row
-and warnings (`FeaturePlan._prepare_one`). The steps are checked
-when the plan is read: a plan whose numbers or shapes do not fit together is refused.
+numeric inputs: a training frame's columns (`credit_risk.pipeline.features`), a batch of
+records (serving) and the reasons' typical applicant all go through it, and the warnings (an
+input imputed or capped) are read from what it returns. One application of plain numbers (the
+API's default request) is prepared in Python floats instead, to the same row, bit for bit, and
+the same warnings (`FeaturePlan._prepare_one`; NumPy's overhead would be most of its time).
+The steps are checked when the plan is read: a plan whose numbers or shapes do not fit
+together is refused.
 """
 
 from __future__ import annotations
