@@ -357,3 +357,18 @@ def test_the_walk_gives_the_sums_of_the_walk_node_by_node(scorers, messy):
         margin, contributions = trees.walk(row)
         theirs = reference_walk(trees, row)
         assert margin == theirs[0] and contributions.tobytes() == theirs[1].tobytes()
+
+
+def test_a_forests_occlusion_of_a_few_rows_in_one_call_is_the_group_by_group_one(
+        scorers, messy, monkeypatch):
+    """A few rows' occlusion (every group's copy through the forest at once) gives the
+    contributions of one call of the forest per group, to the bit."""
+    from credit_risk.scoring import reasons
+
+    explainer = scorers["random_forest"].explainer
+    rows = explainer.plan.features.prepare(_fields_of(scorers["random_forest"], messy[:40]))[0]
+    at_once = [explainer.contributions(rows[i:i + n]) for i, n in ((0, 1), (1, 5), (6, 16))]
+    monkeypatch.setattr(reasons, "OCCLUDED_ROWS", 0)
+    one_by_one = [explainer.contributions(rows[i:i + n]) for i, n in ((0, 1), (1, 5), (6, 16))]
+    assert [c.tobytes() for c in at_once] == [c.tobytes() for c in one_by_one]
+    assert all(c.shape[1] == len(explainer.group_names) and (c != 0).any() for c in at_once)
