@@ -257,10 +257,10 @@ class FeaturePlan:
         for name, median, lo, hi, codes in self._numeric_one:
             v = record.get(name)
             kind = type(v)
-            if kind is float:
-                x = v
-            elif v is None:
+            if v is None:
                 x = math.nan
+            elif kind is float:
+                x = v
             elif kind is int and -_EXACT <= v <= _EXACT:
                 x = float(v)
             else:
@@ -278,10 +278,11 @@ class FeaturePlan:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             derived = [float(evaluate(env)) for evaluate in self._evaluate]
         row = [used[k] for k in self._feature_columns.tolist()]
-        for d, (_, _, lo, hi) in zip(derived, self.derived, strict=True):
+        for d, low, high in zip(derived, self._derived_lows.tolist(),
+                                self._derived_highs.tolist(), strict=True):
             d = 0.0 if d != d else d  # cap(): NaN is 0, then the training range
-            d = d if d > lo else lo
-            row.append(d if d < hi else hi)
+            d = d if d > low else low
+            row.append(d if d < high else high)
         one_hot = [0.0] * (self.width - len(row))
         for i, ((column, _, known), offset) in enumerate(zip(
                 self.categorical, self._one_hot_offsets.tolist(), strict=True)):

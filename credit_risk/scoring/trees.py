@@ -99,8 +99,8 @@ class TreeEnsemble:
             at = self._child_edge[np.add(at, right, out=taken[level])]
         leaves = np.concatenate(([self.base_margin], self._edge_value[at]))
         margin = float(np.add.accumulate(leaves, dtype=np.float32)[-1])  # XGBoost's order
-        taken = taken.reshape(-1)  # level by level, tree by tree: the sums' order
-        return margin, np.bincount(self._edge_feature[taken], weights=self._edge_delta[taken],
+        edges = taken.reshape(-1)  # level by level, tree by tree: the sums' order
+        return margin, np.bincount(self._edge_feature[edges], weights=self._edge_delta[edges],
                                    minlength=self.n_features)
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
