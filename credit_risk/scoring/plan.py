@@ -182,12 +182,16 @@ class ScoringPlan:
     def rows(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         return self.features.matrix(records)
 
-    def raw_with_contributions(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Uncalibrated PDs and, when one walk of the trees gives them, the per-feature
-        contributions (one XGBoost row); else None and the reasons compute their own."""
+    def raw_with_contributions(self, rows: np.ndarray, reasons: bool = True
+                               ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Uncalibrated PDs and, when the same pass gives them, the per-feature contributions
+        (one XGBoost row: a walk of its trees; the scorecard's rows, when `reasons`: one
+        binning); else None and the reasons compute their own."""
         if self.walk_margin and self.trees is not None and len(rows) == 1:
             margin, contributions = self.trees.walk(rows[0])
             return expit(np.array([margin], dtype=np.float64)), contributions[None, :]
+        if self.scorecard is not None and reasons:
+            return self.scorecard.pd_and_lost(rows)
         return self.predict_raw(rows), None
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:

@@ -12,7 +12,9 @@ pure-data scoring plan (`credit_risk.scoring.plan`). One-hot columns are summed 
 the field they encode.
 
 A batch's reasons are ranked with one argsort of its contribution matrix and worded feature
-by feature (`credit_risk.scoring.wording`): no Python loop per row but the final dicts.
+by feature (`credit_risk.scoring.wording`): no Python loop per row but the final dicts. One
+application (the API's default request) skips that machinery: the same argsort of its row,
+then each pick worded directly.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from credit_risk.scoring.wording import Column, Wording
 
 log = logging.getLogger(__name__)
 
+OCCLUDED_ROWS = 1024  # a random forest's occlusion: at most this many rows in one call
 SaabasTrees = TreeEnsemble  # the former name: the same contributions as approx_contribs
 
 
@@ -58,6 +61,8 @@ class ReasonExplainer:
         self._trees = plan.trees
         self._derived_index = {d: names.index(d) for d, *_ in plan.features.derived}
         self.path_sums = _path_sums(plan, self._to_group)
+        self._group_columns = [[j for j, name in enumerate(self.groups) if name == g]
+                               for g in self.group_names]
 
     def raw_and_contributions(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """A batch's uncalibrated PDs and contributions from one call of the path sums, when
@@ -96,11 +101,20 @@ class ReasonExplainer:
         return None  # the forest: occlusion
 
     def _occlusion(self, rows: np.ndarray) -> np.ndarray:
+        """The drop in PD when each feature group is set to its typical value. A few rows
+        (up to OCCLUDED_ROWS copies): every copy through the head in one call, not one call
+        per group (the head scores a row the same whatever the rows around it)."""
         raw = self.plan.predict_raw
+        n, columns = len(rows), self._group_columns
+        if n * (len(columns) + 1) <= OCCLUDED_ROWS:
+            changed = np.tile(rows, (len(columns) + 1, 1))  # the rows, then a copy per group
+            for k, cols in enumerate(columns, start=1):
+                changed[k * n:(k + 1) * n, cols] = self.reference[cols]
+            pd_ = raw(changed).reshape(len(columns) + 1, n)
+            return pd_[0][:, None] - pd_[1:].T
         base = raw(rows)
-        out = np.zeros((len(rows), len(self.group_names)))
-        for k, g in enumerate(self.group_names):
-            cols = [j for j, name in enumerate(self.groups) if name == g]
+        out = np.zeros((n, len(columns)))
+        for k, cols in enumerate(columns):
             changed = rows.copy()
             changed[:, cols] = self.reference[cols]
             out[:, k] = base - raw(changed)
@@ -173,6 +187,8 @@ class ReasonExplainer:
             return [[] for _ in records]
         contrib = self.contributions(rows, per_feature) if contributions is None \
             else contributions
+        if len(records) == 1:
+            return [self._explain_one(rows[0], records[0], top, contrib[0])]
 
         def column(name: str, at: list[int]) -> list[Any]:
             return [records[i].get(name) for i in at]
@@ -185,6 +201,26 @@ class ReasonExplainer:
                                           impacts.tolist(), texts, strict=True)]
         ends = np.cumsum(counts).tolist()
         return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+    def _explain_one(self, row: np.ndarray, record: Mapping[str, Any], top: int,
+                     contrib: np.ndarray) -> list[dict[str, Any]]:
+        """`explain` of one application, without the batch's machinery: the same argsort of
+        the row (so the same order of ties), rounding and words, each pick worded directly."""
+        impacts = np.round(contrib, 4).tolist()
+        reasons = []
+        for k in np.argsort(-contrib)[:top].tolist():
+            impact = impacts[k]
+            if impact <= 0:
+                break
+            g = self.group_names[k]
+            if g in self._derived_index:
+                shown, text = self.wording.derived_one(
+                    g, float(row[self._derived_index[g]]), record)
+            else:
+                shown, text = self.wording.given_one(g, record.get(g))
+            reasons.append({"feature": g, "label": self.labels[g], "value": shown,
+                            "impact": impact, "text": text})
+        return reasons
 
     def _text(self, group: str, value: Any, absent: Sequence[str] = ()) -> str:
         return self.wording.text(group, value, absent)

@@ -103,14 +103,25 @@ class ScorecardHead:
         return out
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self._pd(self.log_odds(x))
+
+    def _pd(self, log_odds: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
-            return 1.0 / (1.0 + np.exp(-(self.log_odds(x).sum(axis=1) + self.intercept)))
+            return 1.0 / (1.0 + np.exp(-(log_odds.sum(axis=1) + self.intercept)))
 
     def lost(self, x: np.ndarray) -> np.ndarray:
         """(n, width) each field's log-odds above its best bin's, in the field's first column
         (its other one-hot columns 0): what summing per field gives back."""
-        out = np.zeros((len(x), self.width))
-        lost = self.log_odds(x) - np.array([f.best for f in self.fields])
+        return self._lost(self.log_odds(x))
+
+    def _lost(self, log_odds: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(log_odds), self.width))
+        lost = log_odds - np.array([f.best for f in self.fields])
         for k, field in enumerate(self.fields):
             out[:, field.columns[0]] = lost[:, k]
         return out
+
+    def pd_and_lost(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The uncalibrated PDs and `lost`, from one binning of the rows."""
+        log_odds = self.log_odds(x)
+        return self._pd(log_odds), self._lost(log_odds)

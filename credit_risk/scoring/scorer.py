@@ -116,7 +116,7 @@ class Scorer:
             reasons = self.explainer.explain(rows, records, self.n_reasons,
                                              contributions=contributions)
         else:
-            raw, per_feature = self.plan.raw_with_contributions(rows)
+            raw, per_feature = self.plan.raw_with_contributions(rows, self.n_reasons > 0)
             reasons = self.explainer.explain(rows, records, self.n_reasons, per_feature)
         return self._results(self.plan.calibrate(raw), reasons, warnings)
 

@@ -68,28 +68,40 @@ class TreeEnsemble:
                        and learner["objective"]["name"] == "binary:logistic"
                        and all(int(t.get("tree_param", {}).get("size_leaf_vector", 1)) <= 1
                                for t in trees))
+        self._edges()
+
+    def _edges(self) -> None:
+        """The walk's steps as edges, node n's left edge 2n and its right edge 2n + 1, and every
+        node array repeated for both edges: a walk keeps each tree's current node as its left
+        edge. An edge carries its parent's feature and its change of the node mean (a leaf's
+        two edges lead back to it: feature 0, change 0)."""
+        child = np.stack([self.left, self.right], axis=1).reshape(-1)
+        self._first_edges = 2 * self.roots
+        self._child_edge = 2 * child  # the left edge of the node an edge leads to
+        self._edge_feature = np.repeat(self.feature, 2)
+        self._edge_threshold = np.repeat(self.threshold, 2)
+        self._edge_value = np.repeat(self.value, 2)
+        self._edge_missing_right = np.repeat(self.missing != self.left, 2)
+        self._edge_delta = self.mean[child] - np.repeat(self.mean, 2)
 
     def walk(self, row: np.ndarray) -> tuple[float, np.ndarray]:
         """One row's margin (float32, as XGBoost) and per-feature contributions (no bias)."""
         x = np.asarray(row, dtype=np.float32)
-        node = self.roots
-        features, deltas = [], []
         nan = bool(np.isnan(x).any())
-        for _ in range(self.depth):
-            f = self.feature[node]
-            v = x[f]
-            nxt = np.where(v < self.threshold[node], self.left[node], self.right[node])
+        feature, threshold = self._edge_feature, self._edge_threshold
+        at = self._first_edges
+        taken = np.empty((self.depth, len(at)), dtype=np.intp)  # the edges, level by level
+        for level in range(self.depth):
+            v = x[feature[at]]
+            right = v >= threshold[at]  # left when v < threshold
             if nan:
-                nxt = np.where(np.isnan(v), self.missing[node], nxt)
-            features.append(f)
-            deltas.append(self.mean[nxt] - self.mean[node])  # 0 once at a leaf
-            node = nxt
-        leaves = np.concatenate(([self.base_margin], self.value[node]))
+                right = np.where(np.isnan(v), self._edge_missing_right[at], right)
+            at = self._child_edge[np.add(at, right, out=taken[level])]
+        leaves = np.concatenate(([self.base_margin], self._edge_value[at]))
         margin = float(np.add.accumulate(leaves, dtype=np.float32)[-1])  # XGBoost's order
-        contributions = np.bincount(np.concatenate(features), weights=np.concatenate(deltas),
-                                    minlength=self.n_features) if features else \
-            np.zeros(self.n_features)
-        return margin, contributions
+        edges = taken.reshape(-1)  # level by level, tree by tree: the sums' order
+        return margin, np.bincount(self._edge_feature[edges], weights=self._edge_delta[edges],
+                                   minlength=self.n_features)
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         """(n_rows, n_features) contributions in margin (log-odds) units, without the bias."""

@@ -4,7 +4,8 @@ Everything that does not depend on the applicant is worked out once per model ve
 feature's label and unit, the labels of a derived feature's inputs, what counts as not given
 (missing, or a value that means missing). A batch's reasons are then worded per feature, not
 per row: each distinct value of a feature is worded once and looked up for every other row that
-has it (integer-valued inputs such as ages, counts and months repeat a lot).
+has it (integer-valued inputs such as ages, counts and months repeat a lot). One application's
+reasons are worded directly (`given_one`, `derived_one`): the same words.
 """
 
 from __future__ import annotations
@@ -47,9 +48,16 @@ class Wording:
         label = self._labels_in.get(name) or label_of(name)
         return label if label[1:2].isupper() else label[:1].lower() + label[1:]
 
+    def given_one(self, group: str, value: Any) -> tuple[Any, str]:
+        """(value shown, text) of an input feature's value as sent: a value not given is
+        shown as None and worded `not provided`."""
+        if self.features.is_absent(group, value):
+            return None, f"{self.labels[group]} (not provided) {RAISES}"
+        return value, f"{self.labels[group]} ({quantity(value, self.units[group])}) {RAISES}"
+
     def given(self, group: str, values: list[Any]) -> tuple[list[Any], list[str]]:
-        """(value shown, text) of an input feature for each of `values` (as sent): a value
-        not given is shown as None and worded `not provided`. Each distinct value once."""
+        """`given_one` of each of `values` (as sent), each distinct value once (its words
+        bound to the feature once: a batch words many)."""
         absent = self.features.is_absent
         label, unit = self.labels[group], self.units[group]
 
@@ -59,6 +67,15 @@ class Wording:
             return v, f"{label} ({quantity(v, unit)}) {RAISES}"
 
         return _unzip(_memo(word, values))
+
+    def derived_one(self, group: str, value: float, record: Mapping[str, Any]
+                    ) -> tuple[Any, str]:
+        """`derived` of one application (`record`: its values as sent)."""
+        is_absent = self.features.is_absent
+        absent = tuple(n for n in self.inputs[group] if is_absent(n, record.get(n)))
+        if absent:
+            return None, self.text(group, None, absent)
+        return value, f"{self.labels[group]} ({quantity(value, self.units[group])}) {RAISES}"
 
     def derived(self, group: str, values: list[float], inputs: Sequence[list[Any]]
                 ) -> tuple[list[Any], list[str]]:

@@ -1,6 +1,7 @@
 """The reasons as credit-risk worded them row by row before they were vectorised (frozen copy
 of `ReasonExplainer.explain` and its helpers, 2026-12): the parity tests hold today's batch
-wording to it, text for text, value for value and in the same order (ties included)."""
+wording to it, text for text, value for value and in the same order (ties included). And the
+tree walk node by node (frozen copy of `TreeEnsemble.walk`, 2026-12), for the walk by edges."""
 
 from __future__ import annotations
 
@@ -78,3 +79,27 @@ def _quantity(value: Any, unit: str) -> str:
     if unit.startswith("%"):
         return f"{number}{unit}"
     return f"{number} {singular(unit) if abs(value) == 1 else unit}"
+
+
+def reference_walk(trees: Any, row: np.ndarray) -> tuple[float, np.ndarray]:
+    """`TreeEnsemble.walk` node by node, as it was before it walked by edges: one row's margin
+    (float32, summed in tree order) and per-feature contributions (no bias)."""
+    x = np.asarray(row, dtype=np.float32)
+    node = trees.roots
+    features, deltas = [], []
+    nan = bool(np.isnan(x).any())
+    for _ in range(trees.depth):
+        f = trees.feature[node]
+        v = x[f]
+        nxt = np.where(v < trees.threshold[node], trees.left[node], trees.right[node])
+        if nan:
+            nxt = np.where(np.isnan(v), trees.missing[node], nxt)
+        features.append(f)
+        deltas.append(trees.mean[nxt] - trees.mean[node])
+        node = nxt
+    leaves = np.concatenate(([trees.base_margin], trees.value[node]))
+    margin = float(np.add.accumulate(leaves, dtype=np.float32)[-1])
+    contributions = np.bincount(np.concatenate(features), weights=np.concatenate(deltas),
+                                minlength=trees.n_features) if features else \
+        np.zeros(trees.n_features)
+    return margin, contributions

@@ -25,6 +25,10 @@ def models(trained, spec):
     rf = train_candidate("random_forest", train.drop(columns=["__target__"]),
                          train["__target__"].to_numpy(), spec, settings)
     out["random_forest"] = rf.model
+    card = train_candidate("scorecard", train.drop(columns=["__target__"]),
+                           train["__target__"].to_numpy(), spec,
+                           settings.model_copy(update={"scorecard_max_bins": 6}))
+    out["scorecard"] = card.model
     return out
 
 
@@ -271,3 +275,100 @@ def test_odd_values_are_worded_as_row_by_row(scorers, messy):
             r[name] = odd[(i + len(name)) % len(odd)]
     assert explainer.explain(rows, records, 30, contributions=contrib) == \
         reference_explain(explainer, rows, records, 30, contrib)
+
+
+KINDS = ["logistic_regression", "xgboost", "random_forest", "scorecard"]
+
+
+def _fields_of(scorer, records):
+    return [{f["name"]: r.get(f["name"]) for f in scorer.fields} for r in records]
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_one_application_gets_the_reasons_of_its_row_in_a_batch(scorers, messy, name):
+    """`explain` of one row (its own fast path) gives what the batch gives that row: the same
+    features, values, impacts and texts in the same order, ties and values not given included."""
+    explainer = scorers[name].explainer
+    records = _fields_of(scorers[name], messy[:600])
+    rows = explainer.plan.features.prepare(records)[0]
+    contrib = explainer.contributions(rows)
+    tied = np.round(contrib, 2)  # many ties among a row's top features
+    assert any(len(set(r)) < len(r) for r in np.sort(tied, axis=1)[:, -3:].tolist())
+    for c, top in ((contrib, 3), (tied, 3), (contrib, 30), (tied, 1)):
+        batch = explainer.explain(rows, records, top, contributions=c)
+        one = [explainer.explain(rows[i:i + 1], [r], top, contributions=c[i:i + 1])[0]
+               for i, r in enumerate(records)]
+        assert one == batch
+    assert any("not provided" in x["text"] for r in batch for x in r)
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_one_application_scores_as_in_a_batch(scorers, messy, name):
+    """`score_records` of one application (its features, model and reasons on one-row paths)
+    equals its result in a batch: PD, score, grade, reasons and warnings. Batches of up to
+    TreeEnsemble.MAX_ROWS, whose XGBoost contributions come from the same walk of the trees."""
+    from credit_risk.scoring.trees import TreeEnsemble
+
+    scorer = scorers[name]
+    records = _fields_of(scorer, messy[:400])
+    records[1]["income"] = -0.0  # a signed zero: the missing code 0, as in NumPy
+    records[2]["bank_balance_at_application"] = 1e15  # capped to the training range
+    size = TreeEnsemble.MAX_ROWS
+    batch = [x for i in range(0, len(records), size) for x in scorer.score_records(
+        records[i:i + size])]
+    one = [scorer.score_records([r])[0] for r in records]
+    assert one == batch
+    assert any(w["message"].startswith("outside the training range") for w in one[2]["warnings"])
+
+
+def test_one_application_gets_the_feature_row_of_a_batch(scorers, messy):
+    """`prepare` of one application (in Python floats) gives NumPy's row to the bit and the
+    same warnings: missing values and codes, signed zeros, infinities, values beyond the
+    training range, ints, and values NumPy converts (text, bools)."""
+    features = scorers["xgboost"].plan.features
+    numbers = [None, float("nan"), 0, -0.0, 0.0, 1, -5, 1e300, float("inf"), float("-inf"),
+               2**53, 99.5, -1e-300]
+    converted = [True, "7", " 3 ", 2**60, 2**53 + 1]  # NumPy's path: its conversions
+    records = _fields_of(scorers["xgboost"], messy[:500])
+    for i, r in enumerate(records):
+        for k, name in enumerate(features.inputs):
+            if (i + k) % 3 == 0:
+                r[name] = numbers[(i * 7 + k) % len(numbers)]
+        if i % 4 == 0:
+            r[features.inputs[i % len(features.inputs)]] = converted[i % len(converted)]
+    assert sum(features._prepare_one(r) is not None for r in records) > len(records) / 2
+    for r in records:
+        one, warned = features.prepare([r])
+        two, warned_two = features.prepare([r, r])
+        assert one.tobytes() == two[:1].tobytes() and warned == warned_two[:1], r
+
+
+def test_the_walk_gives_the_sums_of_the_walk_node_by_node(scorers, messy):
+    """The tree walk by edges gives the node-by-node walk's margin and contributions to the
+    bit (the same additions in the same order), missing values included."""
+    from tests.model.reasons_reference import reference_walk
+
+    scorer = scorers["xgboost"]
+    trees = scorer.plan.trees
+    rows = scorer.plan.features.prepare(_fields_of(scorer, messy[:300]))[0]
+    rows[::4, 1] = np.nan
+    rows[::9] = np.nan
+    for row in rows:
+        margin, contributions = trees.walk(row)
+        theirs = reference_walk(trees, row)
+        assert margin == theirs[0] and contributions.tobytes() == theirs[1].tobytes()
+
+
+def test_a_forests_occlusion_of_a_few_rows_in_one_call_is_the_group_by_group_one(
+        scorers, messy, monkeypatch):
+    """A few rows' occlusion (every group's copy through the forest at once) gives the
+    contributions of one call of the forest per group, to the bit."""
+    from credit_risk.scoring import reasons
+
+    explainer = scorers["random_forest"].explainer
+    rows = explainer.plan.features.prepare(_fields_of(scorers["random_forest"], messy[:40]))[0]
+    at_once = [explainer.contributions(rows[i:i + n]) for i, n in ((0, 1), (1, 5), (6, 16))]
+    monkeypatch.setattr(reasons, "OCCLUDED_ROWS", 0)
+    one_by_one = [explainer.contributions(rows[i:i + n]) for i, n in ((0, 1), (1, 5), (6, 16))]
+    assert [c.tobytes() for c in at_once] == [c.tobytes() for c in one_by_one]
+    assert all(c.shape[1] == len(explainer.group_names) and (c != 0).any() for c in at_once)
