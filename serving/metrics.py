@@ -8,6 +8,7 @@ import os
 import time
 from collections import Counter as Tally
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -90,7 +91,8 @@ def count_predictions(results: Sequence[dict[str, Any]]) -> None:
     if len(results) == 1:  # the single-row API: no tally
         _band(results[0]["rating"], results[0]["risk"]).inc()
         return
-    for (band, risk), n in Tally((r["rating"], r["risk"]) for r in results).items():
+    pairs = zip(map(itemgetter("rating"), results), map(itemgetter("risk"), results))
+    for (band, risk), n in Tally(pairs).items():
         _band(band, risk).inc(n)
 
 
