@@ -106,10 +106,8 @@ def decision_lines(at: str, request_id: str, inputs: Sequence[dict[str, Any]],
     without `dumps_line`'s options, which fails unless every key is a string: then no row is
     checked on its own."""
     _same_length(inputs, results)
-    if records is None:
-        records = [{"at": at, "request_id": request_id, "inputs": i, **r}
-                   for i, r in zip(inputs, results, strict=True)]
     if results and _alike(inputs, results):
+        records = _records(at, request_id, inputs, results) if records is None else records
         try:
             lines = plain_lines(records)
         except TypeError:
@@ -119,7 +117,13 @@ def decision_lines(at: str, request_id: str, inputs: Sequence[dict[str, Any]],
             return lines
     for i, r in zip(inputs, results, strict=True):
         decision(at, request_id, i, r)
-    return dumps_lines(records)
+    return dumps_lines(_records(at, request_id, inputs, results) if records is None else records)
+
+
+def _records(at: str, request_id: str, inputs: Sequence[dict[str, Any]],
+             results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"at": at, "request_id": request_id, "inputs": i, **r}
+            for i, r in zip(inputs, results, strict=True)]
 
 
 def _same_length(inputs: Sequence[Any], results: Sequence[Any]) -> None:
