@@ -91,7 +91,8 @@ def count_predictions(results: Sequence[dict[str, Any]]) -> None:
     if len(results) == 1:  # the single-row API: no tally
         _band(results[0]["rating"], results[0]["risk"]).inc()
         return
-    pairs = zip(map(itemgetter("rating"), results), map(itemgetter("risk"), results))
+    pairs = zip(map(itemgetter("rating"), results), map(itemgetter("risk"), results),
+                strict=True)
     for (band, risk), n in Tally(pairs).items():
         _band(band, risk).inc(n)
 

@@ -114,11 +114,10 @@ class PostgresDecisionLog(DecisionLog):
         """Queue the rows and wait until they are committed (see `group_commit`)."""
         at = datetime.now(UTC)
         try:
-            check_decisions(at, request_id, inputs, results)
+            rows = table_rows(at, request_id, inputs, results)
         except ValidationError as exc:
             raise DecisionLogError(f"decision log {self.describe()}: not a decision record: "
                                    f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
-        rows = [_columns(at, request_id, i, r) for i, r in zip(inputs, results, strict=True)]
         if rows:
             try:
                 self.writer.write(rows)
@@ -320,6 +319,13 @@ def table_row(at: datetime | str, request_id: str, inputs: dict[str, Any],
     """The table row of a decision (checked as a `Decision` first)."""
     decision(at, request_id, inputs, result)
     return _columns(at, request_id, inputs, result)
+
+
+def table_rows(at: datetime | str, request_id: str, inputs: Sequence[dict[str, Any]],
+               results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`table_row` of each decision of one call, checked together (`check_decisions`)."""
+    check_decisions(at, request_id, inputs, results)
+    return [_columns(at, request_id, i, r) for i, r in zip(inputs, results, strict=True)]
 
 
 def _columns(at: datetime | str, request_id: str, inputs: dict[str, Any],

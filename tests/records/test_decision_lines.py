@@ -31,7 +31,7 @@ class Text(str):
     pass
 
 
-class Code(str, enum.Enum):
+class Code(enum.StrEnum):
     AGE = "age"
 
 
@@ -203,3 +203,25 @@ def test_decide_records_applications_that_are_not_dicts_as_dicts(tmp_path):
     apps = [MappingProxyType(_inputs(0)), _inputs(1)]
     assert decide(Scorer(), apps, dlog, "r") == [_result(0), _result(1)]  # type: ignore[arg-type]
     assert [d["inputs"] for d in dlog.read()] == [_inputs(0), _inputs(1)]
+
+
+def test_the_shipper_reads_spooled_calls_as_line_by_line():
+    """Spool lines of several calls (as the spool writes them) to the staging table's rows:
+    the same as line by line; a line that is not a decision refused the same way."""
+    from credit_risk.records.shipper import _row
+    from credit_risk.records.shipper import _rows as spooled_rows
+
+    lines = []
+    for call, rid in enumerate(["r1", "r2", "r2"]):
+        inputs, results = _rows(4)
+        records = [{"decision_id": f"c{call}-{k}", "at": AT, "request_id": rid, "inputs": i,
+                    "result": r} for k, (i, r) in enumerate(zip(inputs, results, strict=True))]
+        lines += decision_lines(AT, rid, inputs, results, records).splitlines()
+    assert spooled_rows(lines) == [_row(line) for line in lines]
+    bad = loads_line(lines[6])
+    bad["result"]["credit_score"] = "high"
+    lines[6] = dumps_line(bad).rstrip(b"\n")
+    with pytest.raises(ValidationError, match="credit_score"):
+        spooled_rows(lines)
+    with pytest.raises(KeyError):
+        spooled_rows([*lines[:3], b'{"at": "x"}'])

@@ -51,7 +51,8 @@ def test_response_json_writes_what_orjson_needs_options_for():
     jsonio.install(app)
     full = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
     for obj in ({"pd": np.float64(0.25), "rows": np.arange(3)}, {1: "a", "b": [1.5, None]},
-                {"when": date(2026, 1, 2), "set": frozenset({1})}, {"plain": [1, "x", {"y": None}]}):
+                {"when": date(2026, 1, 2), "set": frozenset({1})},
+                {"plain": [1, "x", {"y": None}]}):
         with app.app_context():
             body = app.json.response(obj).get_data()
             text = app.json.dumps(obj)
