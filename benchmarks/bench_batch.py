@@ -184,7 +184,10 @@ def main() -> None:
                                      "accuracy": acc}, indent=1))
     print(json.dumps(run, indent=1))
     if not args.no_write:
-        (HERE / "batch.md").write_text(markdown(m, version, runs, acc))
+        path = HERE / "batch.md"
+        text = path.read_text() if path.exists() else ""
+        cut = text.find("\n## ", 1)  # the sections after this script's own are kept
+        path.write_text(markdown(m, version, runs, acc) + (text[cut:] if cut >= 0 else ""))
 
 
 if __name__ == "__main__":

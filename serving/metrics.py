@@ -9,6 +9,7 @@ import os
 import time
 from collections import Counter as Tally
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
@@ -104,7 +105,9 @@ def count_predictions(results: Sequence[dict[str, Any]]) -> None:
     if len(results) == 1:  # the single-row API: no tally
         _band(results[0]["rating"], results[0]["risk"]).inc()
         return
-    for (band, risk), n in Tally((r["rating"], r["risk"]) for r in results).items():
+    pairs = zip(map(itemgetter("rating"), results), map(itemgetter("risk"), results),
+                strict=True)
+    for (band, risk), n in Tally(pairs).items():
         _band(band, risk).inc(n)
 
 

@@ -29,8 +29,8 @@ from typing import IO, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from credit_risk.records.decisions import DecisionLogError, decision
-from credit_risk.records.jsonl import dumps_line, loads_line
+from credit_risk.records.decisions import DecisionLogError, check_decisions
+from credit_risk.records.jsonl import dumps_lines, loads_line
 
 CODEC = "gzip"
 COMPRESS_LEVEL = 6  # zlib's default: about 10x smaller than the JSON lines
@@ -81,19 +81,17 @@ class BatchRows:
     def write(self, request_id: str, inputs: Sequence[dict[str, Any]],
               results: Sequence[dict[str, Any]]) -> None:
         """Add decisions (each checked as a `Decision`, as the log's own `write` does)."""
-        lines = []
         try:
-            for i, r in zip(inputs, results, strict=True):
-                decision(self.started_at, request_id, i, r)
-                if r.get("model_version") is not None:
-                    self.model_versions.add(str(r["model_version"]))
-                lines.append(dumps_line({"inputs": i, **{k: v for k, v in r.items()
-                                                         if k not in _SHARED}}))
+            check_decisions(self.started_at, request_id, inputs, results)
         except ValidationError as exc:
             raise DecisionLogError(f"not a decision record: {exc.errors()[0]['loc']}: "
                                    f"{exc.errors()[0]['msg']}") from exc
-        self._gzip.write(b"".join(lines))
-        self.rows += len(lines)
+        self.model_versions.update(str(v) for r in results
+                                   if (v := r.get("model_version")) is not None)
+        self._gzip.write(dumps_lines([{"inputs": i, **{k: v for k, v in r.items()
+                                                       if k not in _SHARED}}
+                                      for i, r in zip(inputs, results, strict=True)]))
+        self.rows += len(results)
 
     def finish(self, at: datetime, *, failed: int = 0, input_path: Path | None = None,
                model_version: str | None = None) -> Batch:

@@ -18,15 +18,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import typing
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import chain, repeat
+from operator import contains
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from credit_risk.errors import CreditRiskError
-from credit_risk.records.jsonl import JsonlFile, dumps_line, loads_line, why
+from credit_risk.records.jsonl import (
+    JsonlFile,
+    dumps_line,
+    dumps_lines,
+    loads_line,
+    plain_lines,
+    why,
+)
 
 if TYPE_CHECKING:
     from credit_risk.records.batches import Batch, BatchRows
@@ -64,6 +74,79 @@ def decision(at: datetime | str, request_id: str, inputs: dict[str, Any],
               "inputs": inputs, **result}
     Decision.model_validate(record)
     return record
+
+
+# A record's keys that are the call's, not a result's: a result holding one of them is checked
+# row by row (it would replace the call's value).
+_CALL_KEYS = frozenset({"at", "request_id", "inputs"})
+# A result's `Decision` fields and the types of the values `Decision` takes as they are.
+_RESULT_TYPES = {name: frozenset(typing.get_args(f.annotation) or (f.annotation,))
+                 for name, f in Decision.model_fields.items() if name not in _CALL_KEYS}
+
+
+def check_decisions(at: datetime | str, request_id: str, inputs: Sequence[dict[str, Any]],
+                    results: Sequence[dict[str, Any]]) -> None:
+    """ValidationError, for the first row refused, unless `decision` accepts every (inputs,
+    result) of one call. One pydantic validation per call when the rows are shaped alike (the
+    scorer's are: `_alike`, `_string_keys`), else one per row."""
+    _same_length(inputs, results)
+    if results and _alike(inputs, results) and _string_keys(inputs, results):
+        decision(at, request_id, inputs[0], results[0])  # the call's `at` and id, and row 0
+        return
+    for i, r in zip(inputs, results, strict=True):
+        decision(at, request_id, i, r)
+
+
+def decision_lines(at: str, request_id: str, inputs: Sequence[dict[str, Any]],
+                   results: Sequence[dict[str, Any]],
+                   records: list[dict[str, Any]] | None = None) -> bytes:
+    """The JSON lines of one call's decisions (`records`, each holding its row's inputs and
+    result whole; by default the records of `decision`), once `check_decisions` would pass:
+    ValidationError for the first row refused. The JSON of alike rows (`_alike`) is written
+    without `dumps_line`'s options, which fails unless every key is a string: then no row is
+    checked on its own."""
+    _same_length(inputs, results)
+    if results and _alike(inputs, results):
+        records = _records(at, request_id, inputs, results) if records is None else records
+        try:
+            lines = plain_lines(records)
+        except TypeError:
+            pass
+        else:
+            decision(at, request_id, inputs[0], results[0])
+            return lines
+    for i, r in zip(inputs, results, strict=True):
+        decision(at, request_id, i, r)
+    return dumps_lines(_records(at, request_id, inputs, results) if records is None else records)
+
+
+def _records(at: str, request_id: str, inputs: Sequence[dict[str, Any]],
+             results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"at": at, "request_id": request_id, "inputs": i, **r}
+            for i, r in zip(inputs, results, strict=True)]
+
+
+def _same_length(inputs: Sequence[Any], results: Sequence[Any]) -> None:
+    if len(inputs) != len(results):
+        raise ValueError(f"{len(inputs)} inputs for {len(results)} results")
+
+
+def _alike(inputs: Sequence[Any], results: Sequence[Any]) -> bool:
+    """Whether every row is a `Decision` when the first is, provided all their keys are
+    strings: all inputs and results dicts, no result holding a key of the call's, the values of
+    `Decision`'s fields of exactly the types it names (nothing to convert). Column by column."""
+    if set(map(type, results)) != {dict} or set(map(type, inputs)) != {dict}:
+        return False
+    if any(any(map(contains, results, repeat(key))) for key in _CALL_KEYS):
+        return False
+    return all(set(map(type, map(dict.get, results, repeat(name)))) <= types
+               for name, types in _RESULT_TYPES.items())
+
+
+def _string_keys(inputs: Sequence[dict[str, Any]], results: Sequence[dict[str, Any]]) -> bool:
+    """Whether every key of the inputs and results is a `str`."""
+    return set(map(type, chain(chain.from_iterable(inputs),
+                               chain.from_iterable(results)))) <= {str}
 
 
 class Health:
@@ -199,8 +282,7 @@ class JsonlDecisionLog(DecisionLog):
         """Append one line per decision, all of them or none; DecisionLogError if none."""
         now = datetime.now(UTC).isoformat()
         try:
-            lines = b"".join(dumps_line(decision(now, request_id, i, r))
-                             for i, r in zip(inputs, results, strict=True))
+            lines = decision_lines(now, request_id, inputs, results)
         except ValidationError as exc:
             raise DecisionLogError(f"decision log {self.path}: not a decision record: "
                                    f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc

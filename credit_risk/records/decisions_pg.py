@@ -34,6 +34,7 @@ from credit_risk.records.decisions import (
     DecisionLog,
     DecisionLogError,
     aware,
+    check_decisions,
     columns_of,
     decision,
 )
@@ -113,7 +114,7 @@ class PostgresDecisionLog(DecisionLog):
         """Queue the rows and wait until they are committed (see `group_commit`)."""
         at = datetime.now(UTC)
         try:
-            rows = [table_row(at, request_id, i, r) for i, r in zip(inputs, results, strict=True)]
+            rows = table_rows(at, request_id, inputs, results)
         except ValidationError as exc:
             raise DecisionLogError(f"decision log {self.describe()}: not a decision record: "
                                    f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
@@ -317,6 +318,19 @@ def table_row(at: datetime | str, request_id: str, inputs: dict[str, Any],
               result: dict[str, Any]) -> dict[str, Any]:
     """The table row of a decision (checked as a `Decision` first)."""
     decision(at, request_id, inputs, result)
+    return _columns(at, request_id, inputs, result)
+
+
+def table_rows(at: datetime | str, request_id: str, inputs: Sequence[dict[str, Any]],
+               results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`table_row` of each decision of one call, checked together (`check_decisions`)."""
+    check_decisions(at, request_id, inputs, results)
+    return [_columns(at, request_id, i, r) for i, r in zip(inputs, results, strict=True)]
+
+
+def _columns(at: datetime | str, request_id: str, inputs: dict[str, Any],
+             result: dict[str, Any]) -> dict[str, Any]:
+    """The table row of a checked decision."""
     return {"at": at, "request_id": request_id,
             "model_version": _text(result.get("model_version")),
             "probability_of_default": _number(result.get("probability_of_default"), float),

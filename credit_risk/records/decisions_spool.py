@@ -27,10 +27,10 @@ from credit_risk.records.decisions import (
     CHUNK_ROWS,
     DecisionLog,
     DecisionLogError,
-    decision,
+    decision_lines,
 )
 from credit_risk.records.decisions_pg import PostgresDecisionLog
-from credit_risk.records.jsonl import dumps_line, why
+from credit_risk.records.jsonl import why
 from credit_risk.records.shipper import Shipper
 from credit_risk.records.spool import SpoolWriter, fsync_dir
 
@@ -68,11 +68,10 @@ class SpooledDecisionLog(DecisionLog):
         now = datetime.now(UTC).isoformat()
         call = uuid.uuid4().hex
         try:
-            for i, r in zip(inputs, results, strict=True):
-                decision(now, request_id, i, r)
-            lines = b"".join(dumps_line({"decision_id": f"{call}-{k}", "at": now,
-                                         "request_id": request_id, "inputs": i, "result": r})
-                             for k, (i, r) in enumerate(zip(inputs, results, strict=True)))
+            lines = decision_lines(now, request_id, inputs, results, [
+                {"decision_id": f"{call}-{k}", "at": now, "request_id": request_id,
+                 "inputs": i, "result": r}
+                for k, (i, r) in enumerate(zip(inputs, results, strict=True))])
         except ValidationError as exc:
             raise DecisionLogError(f"decision log {self.describe()}: not a decision record: "
                                    f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc

@@ -18,13 +18,15 @@ import fcntl
 import logging
 import os
 import threading
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from credit_risk.records.decisions import Health
-from credit_risk.records.decisions_pg import table_row
+from credit_risk.records.decisions_pg import table_row, table_rows
 from credit_risk.records.group_commit import COLUMNS, data_error
 from credit_risk.records.jsonl import loads_line
 from credit_risk.records.postgres import Database, close_quietly, dumps, why
@@ -181,7 +183,7 @@ class Shipper:
         return shipped
 
     def _insert(self, lines: list[bytes]) -> None:
-        rows = [_row(line) for line in lines]
+        rows = _rows(lines)
         try:
             self._copy(rows)
         except psycopg.Error as exc:
@@ -245,6 +247,24 @@ class Shipper:
                 continue
             total += max(0, size - self._offsets.get(path, _read_offset(path)))
         return total
+
+
+def _rows(lines: list[bytes]) -> list[tuple[Any, ...]]:
+    """`_row` of each spool line, each call's decisions (a run of lines of one request)
+    checked together. A line that is not a spooled decision: row by row, which says why."""
+    try:
+        records = [loads_line(line) for line in lines]
+        rows: list[tuple[Any, ...]] = []
+        for (at, request_id), call in groupby(records, key=itemgetter("at", "request_id")):
+            done = list(call)
+            table = table_rows(at, request_id, [r["inputs"] for r in done],
+                               [r["result"] for r in done])
+            rows += [(rec["decision_id"], *(row[name] for name in COLUMNS[:7]),
+                      dumps(row["inputs"]), dumps(row["result"]))
+                     for rec, row in zip(done, table, strict=True)]
+        return rows
+    except (KeyError, TypeError, ValueError):  # ValidationError is a ValueError
+        return [_row(line) for line in lines]
 
 
 def _row(line: bytes) -> tuple[Any, ...]:

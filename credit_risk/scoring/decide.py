@@ -4,7 +4,7 @@ API, the web form and `credit-risk predict` take."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from credit_risk.scoring.scorer import Scorer
 
@@ -26,7 +26,14 @@ def decide(scorer: Scorer, applications: Sequence[Mapping[str, Any]],
     no result (fail closed). `on_decided` (e.g. metrics) sees only recorded decisions."""
     results = scorer.score_records(applications)
     if log is not None and results:
-        log.write(request_id, [dict(a) for a in applications], results)
+        log.write(request_id, _dicts(applications), results)
     if on_decided is not None:
         on_decided(results)
     return results
+
+
+def _dicts(applications: Sequence[Mapping[str, Any]]) -> Sequence[dict[str, Any]]:
+    """The applications as dicts, as the log records them: copied only when some are not."""
+    if set(map(type, applications)) == {dict}:
+        return cast(Sequence[dict[str, Any]], applications)
+    return [dict(a) for a in applications]

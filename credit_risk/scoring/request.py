@@ -21,7 +21,7 @@ from credit_risk.scoring.bands import Rating
 from credit_risk.spec.expressions import parse_expression
 from credit_risk.spec.fields import (
     Constraints,
-    column_rule_violations,
+    broken_rules,
     constraints_of,
     nfc,
     rule_violations,
@@ -339,21 +339,37 @@ def _all_valid(fields: Sequence[Mapping[str, Any]], items: Sequence[Any],
     values all pass, checked column by column (`Constraints.all_valid`, the rules on columns).
     False means: ask `validate_one`, which names what is wrong."""
     names = [f["name"] for f in fields]
-    known = set(names)
-    with_id = known | {APPLICATION_ID}
-    if not all(type(item) is dict and (item.keys() == known or (
-            item.keys() == with_id and type(item[APPLICATION_ID]) is str
-            and application_id_error(item[APPLICATION_ID]) is None)) for item in items):
+    if not _exactly_the_fields(names, items):
         return False
     if not items or not names:
         return not any(rule_violations(rules, items))
-    cells = map(itemgetter(*names), items)  # a tuple per application (a value for one field)
-    columns = list(zip(*cells, strict=True)) if len(names) > 1 else [tuple(cells)]
+    # a tuple per application (a value for one field); a KeyError: a field is missing
+    cells = map(itemgetter(*names), items)
+    try:
+        columns = list(zip(*cells, strict=True)) if len(names) > 1 else [tuple(cells)]
+    except KeyError:
+        return False
     if not all(c.all_valid(column)
                for c, column in zip(constraints_of(fields), columns, strict=True)):
         return False
     by_name = dict(zip(names, columns, strict=True))
     needed = {n for rule in rules for n in parse_expression(rule["check"]).names}
     nothing = [None] * len(items)
-    return not any(column_rule_violations(
-        rules, {n: by_name.get(n, nothing) for n in needed}, len(items)))
+    return not broken_rules(rules, {n: by_name.get(n, nothing) for n in needed}, len(items))
+
+
+def _exactly_the_fields(names: Sequence[str], items: Sequence[Any]) -> bool:
+    """Whether every application is a dict of as many keys as there are fields, or one more
+    that is a good application_id (together with `_all_valid`'s KeyError for a missing field:
+    exactly the fields). By length and type, in C; the ids row by row."""
+    if set(map(type, items)) - {dict}:
+        return False
+    n = len(names)
+    sizes = set(map(len, items))
+    if sizes <= {n}:
+        return True
+    if APPLICATION_ID in names or not sizes <= {n, n + 1}:
+        return False
+    return all(len(item) == n or (type(item.get(APPLICATION_ID)) is str
+                                  and application_id_error(item[APPLICATION_ID]) is None)
+               for item in items)

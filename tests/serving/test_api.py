@@ -111,6 +111,25 @@ def test_batch(client, application):
     assert int(results[1]["grade"]) > int(results[0]["grade"])  # riskier, a worse grade
 
 
+@pytest.mark.parametrize("reasons", ["true", "false"])
+def test_a_batch_is_logged_as_answered(client, application, trained, reasons):
+    """Each application of a batch (with its id or without) recorded with the request's id,
+    the inputs as sent and the result as answered, in order."""
+    from credit_risk.records.backends import decision_log_at
+
+    apps = [{**application, "age": 20 + k} for k in range(30)]
+    apps[4]["application_id"] = "L-4"
+    r = client.post(f"/api/v1/predict/batch?reasons={reasons}", json={"applications": apps},
+                    headers={"X-Request-ID": f"batch-logged-{reasons}"})
+    assert r.status_code == 200
+    logged = [d for d in decision_log_at(trained[0].decisions.url).read()
+              if d["request_id"] == f"batch-logged-{reasons}"]
+    assert [d["inputs"] for d in logged] == apps
+    assert [{k: v for k, v in d.items() if k not in ("at", "request_id", "inputs")}
+            for d in logged] == r.json["results"]
+    assert len({d["at"] for d in logged}) == 1
+
+
 def test_batch_errors_are_indexed(client, application):
     r = client.post("/api/v1/predict/batch",
                     json={"applications": [application, {**application, "age": -1}]})

@@ -33,3 +33,28 @@ def test_malformed_json_is_still_400(client):
     for raw in (b'{"income": 99999999999999999999999', b"{'a': 1}", b"[" * 100_000):
         r = _post(client, "/api/v1/predict", raw)
         assert r.status_code == 400 and r.json["error"] == "malformed JSON body"
+
+
+@pytest.mark.unit
+def test_response_json_writes_what_orjson_needs_options_for():
+    """NumPy values, non-string keys and other objects in a response: as with orjson's options
+    and `default=str`; plain JSON the same bytes without them."""
+    from datetime import date
+
+    import numpy as np
+    import orjson
+    from flask import Flask
+
+    from serving import jsonio
+
+    app = Flask(__name__)
+    jsonio.install(app)
+    full = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    for obj in ({"pd": np.float64(0.25), "rows": np.arange(3)}, {1: "a", "b": [1.5, None]},
+                {"when": date(2026, 1, 2), "set": frozenset({1})},
+                {"plain": [1, "x", {"y": None}]}):
+        with app.app_context():
+            body = app.json.response(obj).get_data()
+            text = app.json.dumps(obj)
+        assert body == orjson.dumps(obj, default=str, option=full)
+        assert text == body.decode()

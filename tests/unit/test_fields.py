@@ -136,3 +136,33 @@ def test_a_float_array_validates_as_the_list_of_its_values(values, nullable):
     clean_array, errors_array = validate_columns(fields, {"n": array}, [], len(values))
     assert errors_array == errors_list
     assert as_values(clean_array["n"]) == as_values(clean_list["n"])
+
+
+_TWO = [{"name": "x", **Constraints("integer", min=0, max=10).as_field()},
+        {"name": "y", **Constraints("category", nullable=True, categories=("a", "b")).as_field()}]
+_GOOD = {"x": 1, "y": "a"}
+
+
+@pytest.mark.parametrize("odd", [
+    None, {"x": 1}, {"x": 1, "z": "a"}, {"x": 1, "y": "a", "z": 2}, {"y": "a", "z": 1},
+    {"x": 1, "y": "a", "application_id": "L1"}, {"x": 1, "y": "a", "application_id": ""},
+    {"x": 1, "y": "a", "application_id": 7}, {"x": 1, "y": "a", "application_id": None},
+    {"x": 1, "y": "a", "application_id": "L\u0301"}, {"x": 1, "application_id": "L1"},
+    {"x": 1, "z": 2, "application_id": "L1"}, {"x": 1, "y": "a", "z": 2, "application_id": "L1"},
+    {"x": 11, "y": "a"}, {"x": 1, "y": "c", "application_id": "L1"}, [1, "a"], "x", {},
+], ids=repr)
+@pytest.mark.parametrize("where", [0, 2])
+def test_a_batch_is_validated_as_each_application_alone(odd, where):
+    """The batch fast path accepts exactly what `validate_one` accepts, application by
+    application (an odd one first or last among good ones, with and without ids)."""
+    from credit_risk.scoring.request import validate_one
+
+    items = [dict(_GOOD), {**_GOOD, "application_id": "L0"}]
+    items.insert(where, odd)
+    alone = [validate_one(_TWO, item) for item in items]
+    expected = ([clean for clean, _ in alone],
+                {str(i): why for i, (_, why) in enumerate(alone) if why})
+    assert validate_many(_TWO, items) == expected
+    assert validate_many(_TWO, [items[1]] * 3) == ([validate_one(_TWO, items[1])[0]] * 3,
+                                                   {"0": alone[1][1], "1": alone[1][1],
+                                                    "2": alone[1][1]} if alone[1][1] else {})
