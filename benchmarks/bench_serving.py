@@ -303,18 +303,73 @@ def post(url: str, body: bytes) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
+# -- CPU per request ---------------------------------------------------------------------------
+# Where a request's CPU goes, from /proc: the server's processes (gunicorn's process group),
+# PostgreSQL's, wrk's and the whole machine's (the kernel's own threads included).
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[str, int, int]]:
+    """{pid: (command, process group, CPU ticks)} of every process."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = open(f"/proc/{entry}/stat").read()
+        except OSError:
+            continue
+        name, rest = raw[raw.index("(") + 1:raw.rindex(")")], raw[raw.rindex(")") + 2:].split()
+        out[int(entry)] = (name, int(rest[2]), int(rest[11]) + int(rest[12]))
+    return out
+
+
+def _machine_busy() -> int:
+    values = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    return sum(values) - values[3] - values[4]  # all but idle and iowait
+
+
+class CpuMeter:
+    """CPU seconds spent during a run by a server's processes, PostgreSQL's, wrk and the
+    machine (processes that started during the run count from 0)."""
+
+    def __init__(self, group: int | None):
+        self.group = group
+        self.before = _processes()
+        self.busy = _machine_busy()
+        self.children = os.times().children_user + os.times().children_system
+
+    def _spent(self, now: dict, keep) -> float:
+        return sum(t - self.before.get(pid, ("", 0, 0))[2]
+                   for pid, (name, pgrp, t) in now.items() if keep(name, pgrp)) / TICK
+
+    def stop(self, requests: int) -> dict[str, float]:
+        """Microseconds of CPU per request."""
+        now = _processes()
+        times = os.times()
+        per = 1e6 / max(1, requests)
+        return {
+            "server": self._spent(now, lambda _n, pgrp: pgrp == self.group) * per,
+            "postgres": self._spent(now, lambda n, _p: n.startswith("postgres")) * per,
+            "wrk": (times.children_user + times.children_system - self.children) * per,
+            "machine": (_machine_busy() - self.busy) / TICK * per,
+        }
+
+
 def wrk(url: str, body_file: Path, seconds: float, connections: int,
-        delay_ms: float = 0.0, method: str = "POST") -> dict:
+        delay_ms: float = 0.0, method: str = "POST", server: Server | None = None) -> dict:
     wait_for_quiet()  # the server is idle now: any load is someone else's
     env = {**os.environ, "BODY_FILE": str(body_file), "DELAY_MS": f"{delay_ms:.3f}",
            "METHOD": method}
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "10s",
            "-s", str(HERE / "post.lua"), url]
+    meter = CpuMeter(server.proc.pid if server else None)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
     line = next((x for x in out.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
     r = json.loads(line.removeprefix("WRK_JSON "))
+    r["cpu_us_per_request"] = meter.stop(r["requests"])
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
     r["connections"] = connections
     r["delay_ms"] = delay_ms
@@ -322,9 +377,9 @@ def wrk(url: str, body_file: Path, seconds: float, connections: int,
 
 
 def wrk_median(url: str, body_file: Path, seconds: float, connections: int,
-               repeats: int, method: str = "POST") -> dict:
+               repeats: int, method: str = "POST", server: Server | None = None) -> dict:
     """The run with the median throughput of `repeats` runs (this VM's noise is large)."""
-    runs = sorted((wrk(url, body_file, seconds, connections, method=method)
+    runs = sorted((wrk(url, body_file, seconds, connections, method=method, server=server)
                    for _ in range(repeats)), key=lambda r: r["rps"])
     best = dict(runs[len(runs) // 2])
     best["rps_runs"] = [round(r["rps"], 1) for r in runs]
@@ -395,14 +450,16 @@ def http(settings: Settings, records: list[dict], baseline: Path, work: Path, se
     floor = Server("floor", "floor_app:app", {}, HERE)
     try:
         floor.wait("/predict", b"{}")
-        results["floor"] = wrk_median(floor.base + "/predict", single, seconds, c, repeats)
+        results["floor"] = wrk_median(floor.base + "/predict", single, seconds, c, repeats,
+                                      server=floor)
         _show("constant-JSON Flask (HTTP floor)", results["floor"])
     finally:
         floor.stop()
     seed = Server("seed", "seed_app:app", {"BASELINE_ARTIFACT": str(baseline)}, HERE)
     try:
         seed.wait("/predict", single.read_bytes())
-        results["seed"] = wrk_median(seed.base + "/predict", single, seconds, c, repeats)
+        results["seed"] = wrk_median(seed.base + "/predict", single, seconds, c, repeats,
+                                     server=seed)
         _show("seed-style Flask (DataFrame + sklearn)", results["seed"])
     finally:
         seed.stop()
@@ -410,13 +467,13 @@ def http(settings: Settings, records: list[dict], baseline: Path, work: Path, se
     try:
         ours.wait("/api/v1/predict", single.read_bytes())
         results["health"] = wrk_median(ours.base + "/health", single, seconds, c, repeats,
-                                       method="GET")
+                                       method="GET", server=ours)
         _show("ours GET /health (constant JSON, same app)", results["health"])
         url = ours.base + "/api/v1/predict"
-        results["single"] = wrk_median(url, single, seconds, c, repeats)
+        results["single"] = wrk_median(url, single, seconds, c, repeats, server=ours)
         _show("ours /api/v1/predict (with reasons)", results["single"])
         results["single_plain"] = wrk_median(url + "?reasons=false", single, seconds, c,
-                                             repeats)
+                                             repeats, server=ours)
         _show("ours /api/v1/predict?reasons=false", results["single_plain"])
         low = wrk(url, single, 3, 1)  # one connection: the latency without queueing
         results["half_load"] = half_load(url, single, results["single"]["rps"], seconds, c,
@@ -430,9 +487,10 @@ def http(settings: Settings, records: list[dict], baseline: Path, work: Path, se
         burl = ours.base + "/api/v1/predict/batch"
         status, body = post(burl + "?reasons=false", batch.read_bytes())
         assert status == 200 and len(json.loads(body)["results"]) == batch_rows, body[:300]
-        results["batch_plain"] = wrk_median(burl + "?reasons=false", batch, seconds, 4, repeats)
+        results["batch_plain"] = wrk_median(burl + "?reasons=false", batch, seconds, 4, repeats,
+                                            server=ours)
         _show(f"ours batch of {batch_rows} (no reasons)", results["batch_plain"], batch_rows)
-        results["batch"] = wrk_median(burl, batch, seconds, 4, repeats)
+        results["batch"] = wrk_median(burl, batch, seconds, 4, repeats, server=ours)
         _show(f"ours batch of {batch_rows} (with reasons)", results["batch"], batch_rows)
         for k in ("batch", "batch_plain"):
             results[k]["rows_per_s"] = results[k]["rps"] * batch_rows
@@ -446,7 +504,7 @@ def http(settings: Settings, records: list[dict], baseline: Path, work: Path, se
         try:
             plain.wait("/api/v1/predict", single.read_bytes())
             results["single_group_commit"] = wrk_median(plain.base + "/api/v1/predict", single,
-                                                        seconds, c, repeats)
+                                                        seconds, c, repeats, server=plain)
             _show("ours /api/v1/predict, group commit, no spool", results["single_group_commit"])
         finally:
             plain.stop()
@@ -577,6 +635,7 @@ def markdown(m: dict, version: str, inproc: dict, web: dict, seconds: float,
         rate = f"{r['rps']:,.0f}" + (f" ({spread[0]:,.0f}-{spread[-1]:,.0f})" if spread else "")
         lines.append(f"| {name} | {r['connections']} | {rate} | {r['rps'] * rows:,.0f} "
                      f"| {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | {r['non_2xx']} |")
+    lines += cpu_table(web, labels)
     if "single_group_commit" in web:
         gc = web["single_group_commit"]["rps"]
         lines += ["", f"Without the spool (group commit), the default response is "
@@ -603,6 +662,29 @@ def markdown(m: dict, version: str, inproc: dict, web: dict, seconds: float,
         "",
     ]
     return "\n".join(lines)
+
+
+def cpu_table(web: dict, labels: dict[str, str]) -> list[str]:
+    """Where each run's CPU went, per request (per row for the batch API)."""
+    lines = ["", "CPU per request during the runs above (from /proc; per row for the batch API; "
+             "the machine column adds the kernel's own threads and anything else running):", "",
+             "| Server and load | server processes (us) | PostgreSQL (us) | wrk (us) "
+             "| whole machine (us) |", "|---|---|---|---|---|"]
+    for key, label in labels.items():
+        cpu = web.get(key, {}).get("cpu_us_per_request")
+        if not cpu:
+            continue
+        rows = web[key].get("rows_per_call", 1)
+        lines.append(f"| {label} | " + " | ".join(f"{cpu[k] / rows:,.1f}" for k in
+                                                 ("server", "postgres", "wrk", "machine"))
+                     + " |")
+    health, single = (web.get(k, {}).get("cpu_us_per_request") for k in ("health", "single"))
+    if health and single:
+        lines += ["", f"By CPU alone the default response costs the machine "
+                  f"{single['machine']:,.0f} us against {health['machine']:,.0f} us for "
+                  f"`/health`: a ratio of {health['machine'] / single['machine']:.2f} if the "
+                  "CPUs were all that limited either."]
+    return lines
 
 
 def write_section(text: str, key: str = "serving") -> Path:
