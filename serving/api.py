@@ -117,7 +117,14 @@ def _body_bytes() -> bytes:
     length = request.content_length
     if not length:
         return request.get_data(cache=True)
-    return request.stream.read(length)
+    stream = request.stream
+    data = stream.read(length)
+    if len(data) < length:  # a server whose input hands the body over in pieces
+        parts = [data]
+        while length > (got := sum(map(len, parts))) and (more := stream.read(length - got)):
+            parts.append(more)
+        data = b"".join(parts)
+    return data
 
 
 def _json_body() -> tuple[Any, Any]:

@@ -5,6 +5,7 @@ Multi-process safe under gunicorn (PROMETHEUS_MULTIPROC_DIR, set by serving/guni
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter as Tally
@@ -24,6 +25,8 @@ from prometheus_client import (
 )
 
 from credit_risk.scoring.scorer import Scorer
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -141,8 +144,12 @@ def _unshipped() -> None:
     """The spool's backlog as the scrape sees it (a decision log without a spool: none)."""
     dlog = current_app.extensions.get("credit_risk", {}).get("decisions")
     pending = getattr(dlog, "pending_bytes", None)
-    if pending is not None:
+    if pending is None:
+        return
+    try:
         DECISION_LOG_UNSHIPPED.set(pending())
+    except OSError as exc:  # the scrape goes on with the last value; /ready names the error
+        log.warning("metrics: the spool's backlog cannot be read: %s", exc)
 
 
 def exposition() -> Response:

@@ -79,9 +79,21 @@ def decision(at: datetime | str, request_id: str, inputs: dict[str, Any],
 # A record's keys that are the call's, not a result's: a result holding one of them is checked
 # row by row (it would replace the call's value).
 _CALL_KEYS = frozenset({"at", "request_id", "inputs"})
-# A result's `Decision` fields and the types of the values `Decision` takes as they are.
-_RESULT_TYPES = {name: frozenset(typing.get_args(f.annotation) or (f.annotation,))
-                 for name, f in Decision.model_fields.items() if name not in _CALL_KEYS}
+def result_types(model: type[BaseModel]) -> dict[str, frozenset[Any]]:
+    """A result's fields of `model` (`Decision`) and the types of the values it takes as they
+    are. Rows after a call's first are checked by these types alone, so a result field with a
+    constraint or a validator of its own is a TypeError here, not a gap there."""
+    types = {name: frozenset(typing.get_args(f.annotation) or (f.annotation,))
+             for name, f in model.model_fields.items() if name not in _CALL_KEYS}
+    decorators = model.__pydantic_decorators__
+    if any(model.model_fields[name].metadata for name in types) \
+            or decorators.field_validators or decorators.model_validators:
+        raise TypeError(f"{model.__name__}'s result fields may only have types: rows after a "
+                        "call's first are checked by type alone (check_decisions)")
+    return types
+
+
+_RESULT_TYPES = result_types(Decision)
 
 
 def check_decisions(at: datetime | str, request_id: str, inputs: Sequence[dict[str, Any]],

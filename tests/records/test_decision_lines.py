@@ -225,3 +225,26 @@ def test_the_shipper_reads_spooled_calls_as_line_by_line():
         spooled_rows(lines)
     with pytest.raises(KeyError):
         spooled_rows([*lines[:3], b'{"at": "x"}'])
+
+
+def test_a_result_field_with_a_constraint_cannot_take_the_type_only_path():
+    """Rows after a call's first are checked by type alone: a constraint on a result field
+    must stop the module, not go unchecked."""
+    from pydantic import Field, field_validator
+
+    from credit_risk.records.decisions import Decision, result_types
+
+    assert "probability_of_default" in result_types(Decision)
+
+    class Bounded(Decision):
+        probability_of_default: float | None = Field(default=None, ge=0, le=1)
+
+    class Checked(Decision):
+        @field_validator("rating")
+        @classmethod
+        def known(cls, v: str | None) -> str | None:
+            return v
+
+    for model in (Bounded, Checked):
+        with pytest.raises(TypeError, match="may only have types"):
+            result_types(model)

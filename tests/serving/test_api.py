@@ -1,3 +1,4 @@
+import io
 import json
 
 import pytest
@@ -218,3 +219,35 @@ def test_logging_is_the_entry_points_not_the_app_factorys(tmp_path):
                          timeout=120, cwd=Path(__file__).parents[2])
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "True", "1", "True"]
+
+
+class Trickle(io.RawIOBase):
+    """A server's input that hands the body over at most 100 bytes per read."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(100, len(buffer), len(self.data))
+        buffer[:n], self.data = self.data[:n], self.data[n:]
+        return n
+
+
+def test_a_body_handed_over_in_pieces_is_read_whole(client, application):
+    body = json.dumps({"applications": [application] * 3}).encode()
+    r = client.post("/api/v1/predict/batch", data=body, content_type="application/json",
+                    environ_overrides={"wsgi.input": Trickle(body),
+                                       "wsgi.input_terminated": True})
+    assert r.status_code == 200 and len(r.json["results"]) == 3
+
+
+def test_a_body_shorter_than_its_length_is_refused(client, application):
+    """A client that announces more than it sends (the server does not end the input)."""
+    body = json.dumps(application).encode()
+    r = client.post("/api/v1/predict", data=body, content_type="application/json",
+                    environ_overrides={"wsgi.input": Trickle(body),
+                                       "CONTENT_LENGTH": str(len(body) + 100)})
+    assert r.status_code == 400

@@ -171,3 +171,15 @@ def test_ensure_sync_answers_are_kept():
     assert view in app._sync_of
     odd = Unhashable()
     assert app.ensure_sync(odd) is odd
+
+
+def test_a_backlog_that_cannot_be_read_does_not_fail_the_scrape():
+    class Unreadable:
+        def pending_bytes(self) -> int:
+            raise PermissionError(13, "Permission denied")
+
+    app = Flask(__name__)
+    metrics.install(app)
+    app.extensions["credit_risk"] = {"decisions": Unreadable()}
+    r = app.test_client().get("/metrics")
+    assert r.status_code == 200 and b"credit_risk_http_requests_total" in r.data
