@@ -79,8 +79,10 @@ wrk:
 
 # Serving: in-process latency, HTTP throughput and latency under gunicorn against a seed-style
 # baseline and the HTTP floor (trains a model on the default 50k data first; ~10 minutes).
+# The production configuration, the decision log in PostgreSQL behind the spool:
+#   make bench-serving BENCH_ARGS=--decision-log=postgresql+psycopg://root@127.0.0.1/test
 bench-serving: install wrk
-	$(BIN)/python benchmarks/bench_serving.py
+	$(BIN)/python benchmarks/bench_serving.py $(BENCH_ARGS)
 
 # In-process batch scoring: rows/s of a 1,000-row batch with and without reasons, where the
 # time goes, and the reasons' contributions against XGBoost's approx_contribs and exact
