@@ -55,18 +55,19 @@ class Wording:
             return None, f"{self.labels[group]} (not provided) {RAISES}"
         return value, f"{self.labels[group]} ({quantity(value, self.units[group])}) {RAISES}"
 
-    def given(self, group: str, values: list[Any]) -> tuple[list[Any], list[str]]:
+    def given(self, group: str, values: list[Any]) -> list[tuple[Any, str]]:
         """`given_one` of each of `values` (as sent), each distinct value once (its words
         bound to the feature once: a batch words many)."""
         absent = self.features.is_absent
         label, unit = self.labels[group], self.units[group]
+        not_given = None, f"{label} (not provided) {RAISES}"
 
         def word(v: Any) -> tuple[Any, str]:
             if absent(group, v):
-                return None, f"{label} (not provided) {RAISES}"
+                return not_given
             return v, f"{label} ({quantity(v, unit)}) {RAISES}"
 
-        return _unzip(_memo(word, values))
+        return _memo(word, values)
 
     def derived_one(self, group: str, value: float, record: Mapping[str, Any]
                     ) -> tuple[Any, str]:
@@ -78,7 +79,7 @@ class Wording:
         return value, f"{self.labels[group]} ({quantity(value, self.units[group])}) {RAISES}"
 
     def derived(self, group: str, values: list[float], inputs: Sequence[list[Any]]
-                ) -> tuple[list[Any], list[str]]:
+                ) -> list[tuple[Any, str]]:
         """(value shown, text) of a derived feature: its value as scored (`values`), or, when
         some of its inputs (`inputs`: each input's values as sent) were not given, None and
         `<those inputs> not provided`."""
@@ -86,42 +87,48 @@ class Wording:
         flags = [_memo(partial(self.features.is_absent, n), column)
                  for n, column in zip(names, inputs, strict=True)]
         label, unit = self.labels[group], self.units[group]
+
+        def word(v: float) -> tuple[Any, str]:
+            return v, f"{label} ({quantity(v, unit)}) {RAISES}"
+
+        if not any(map(any, flags)):  # every input given: the usual batch
+            return _memo(word, values)
         words: dict[Any, tuple[Any, str]] = {}
-        shown, texts = [], []
+        said = []
         for v, *absent in zip(values, *flags, strict=True):
             key = tuple(n for n, f in zip(names, absent, strict=True) if f) if any(absent) else v
             hit = words.get(key)
             if hit is None:
                 hit = words[key] = (None, self.text(group, None, key)) if any(absent) else \
-                    (v, f"{label} ({quantity(v, unit)}) {RAISES}")
-            shown.append(hit[0])
-            texts.append(hit[1])
-        return shown, texts
+                    word(v)
+            said.append(hit)
+        return said
 
 
 _NONE = object()
 
 
 def _memo(fn: Callable[[Any], Any], values: list[Any]) -> list[Any]:
-    """`fn` of each value, computed once per distinct value (True and 1 apart: equal as keys,
-    not in words); with an unhashable value among them, of each value on its own."""
-    memo: dict[Any, Any] = {}
-    get = memo.get
-    out = []
+    """`fn` of each value, computed once per distinct value (for the first of equal values;
+    True and 1 apart: equal as keys, not in words); with an unhashable value among them, of
+    each value on its own."""
     try:
+        if bool not in set(map(type, values)):  # the usual batch: the values are the keys
+            memo = dict.fromkeys(values)  # keeps the first of equal keys
+            for v in memo:
+                memo[v] = fn(v)
+            return list(map(memo.__getitem__, values))
+        memo = {}
+        out = []
         for v in values:
             key = (bool, v) if type(v) is bool else v
-            hit = get(key, _NONE)
+            hit = memo.get(key, _NONE)
             if hit is _NONE:
                 hit = memo[key] = fn(v)
             out.append(hit)
+        return out
     except TypeError:
         return [fn(v) for v in values]
-    return out
-
-
-def _unzip(pairs: list[tuple[Any, str]]) -> tuple[list[Any], list[str]]:
-    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def quantity(value: Any, unit: str) -> str:
