@@ -31,6 +31,7 @@ class Wording:
         self._labels_in = {**labels}  # derived features' inputs are named by their labels too
         self.units = {g: units.get(g) or "" for g in groups}
         self.inputs = {g: features.derived_inputs.get(g, (g,)) for g in groups}
+        self._phrases = {g: _phrase(self.labels[g], self.units[g]) for g in groups}
 
     def text(self, group: str, value: Any, absent: Sequence[str] = ()) -> str:
         """`Age (1 year) raises the risk`; a value the applicant did not give (scored as the
@@ -58,14 +59,11 @@ class Wording:
     def given(self, group: str, values: list[Any]) -> list[tuple[Any, str]]:
         """`given_one` of each of `values` (as sent), each distinct value once (its words
         bound to the feature once: a batch words many)."""
-        absent = self.features.is_absent
-        label, unit = self.labels[group], self.units[group]
-        not_given = None, f"{label} (not provided) {RAISES}"
+        absent, phrase = self.features.is_absent, self._phrases[group]
+        not_given = None, f"{self.labels[group]} (not provided) {RAISES}"
 
         def word(v: Any) -> tuple[Any, str]:
-            if absent(group, v):
-                return not_given
-            return v, f"{label} ({quantity(v, unit)}) {RAISES}"
+            return not_given if absent(group, v) else (v, phrase(v))
 
         return _memo(word, values)
 
@@ -86,10 +84,10 @@ class Wording:
         names = self.inputs[group]
         flags = [_memo(partial(self.features.is_absent, n), column)
                  for n, column in zip(names, inputs, strict=True)]
-        label, unit = self.labels[group], self.units[group]
+        phrase = self._phrases[group]
 
         def word(v: float) -> tuple[Any, str]:
-            return v, f"{label} ({quantity(v, unit)}) {RAISES}"
+            return v, phrase(v)
 
         if not any(map(any, flags)):  # every input given: the usual batch
             return _memo(word, values)
@@ -129,6 +127,30 @@ def _memo(fn: Callable[[Any], Any], values: list[Any]) -> list[Any]:
         return out
     except TypeError:
         return [fn(v) for v in values]
+
+
+def _phrase(label: str, unit: str) -> Callable[[Any], str]:
+    """The text of a value given: `f"{label} ({quantity(value, unit)}) {RAISES}"`, the unit's
+    words bound once and a float or an int (a batch's usual values) formatted here."""
+    head = f"{label} ("
+    if not unit:
+        many = one = f") {RAISES}"
+    elif unit.startswith("%"):
+        many = one = f"{unit}) {RAISES}"
+    else:
+        many, one = f" {unit}) {RAISES}", f" {singular(unit)}) {RAISES}"
+
+    def phrase(value: Any) -> str:
+        kind = type(value)
+        if kind is float:
+            number = f"{int(value):,}" if value.is_integer() else f"{value:,.2f}"
+        elif kind is int and -1e300 < value < 1e300:  # as a float: an integer, no overflow
+            number = f"{value:,}"
+        else:
+            return f"{head}{quantity(value, unit)}) {RAISES}"
+        return f"{head}{number}{one if abs(value) == 1 else many}"
+
+    return phrase
 
 
 def quantity(value: Any, unit: str) -> str:
