@@ -82,14 +82,17 @@ class Wording:
         some of its inputs (`inputs`: each input's values as sent) were not given, None and
         `<those inputs> not provided`."""
         names = self.inputs[group]
-        flags = [_memo(partial(self.features.is_absent, n), column)
-                 for n, column in zip(names, inputs, strict=True)]
         phrase = self._phrases[group]
 
         def word(v: float) -> tuple[Any, str]:
             return v, phrase(v)
 
-        if not any(map(any, flags)):  # every input given: the usual batch
+        none_absent = self.features.none_absent
+        if all(none_absent(n, column) for n, column in zip(names, inputs, strict=True)):
+            return _memo(word, values)  # every input given: the usual batch
+        flags = [_memo(partial(self.features.is_absent, n), column)
+                 for n, column in zip(names, inputs, strict=True)]
+        if not any(map(any, flags)):
             return _memo(word, values)
         words: dict[Any, tuple[Any, str]] = {}
         said = []

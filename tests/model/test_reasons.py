@@ -414,3 +414,18 @@ def test_a_batch_with_one_reason_or_none_at_all(scorers, messy):
     assert [len(r) for r in reasons] == [0, 0, 1, 0]
     assert reasons[2][0]["feature"] == "loan_purpose" and reasons[2][0]["impact"] == 0.5
     assert reasons[2][0]["value"] == records[2]["loan_purpose"]
+
+
+def test_none_absent_agrees_with_is_absent_value_by_value(scorers):
+    """`none_absent` (a column of numbers at once) is True only when no value is absent, and
+    exactly that for ints and floats a float can hold."""
+    features = scorers["xgboost"].plan.features
+    plain = [[1, 2.5, 3], [1, 0], [1.0, 0.0], [7, -0.0], [2.0, float("nan")], [float("inf")],
+             [2**53 + 1, 7], [10**400, 3], []]
+    odd = [[1, None], [1, True], [1, "7"], [1, " 0 "], [np.float64(1.0)], [1.5, 10**400],
+           [[3], 1]]
+    for values in plain + odd:
+        exact = not any(features.is_absent("income", v) for v in values)
+        said = features.none_absent("income", values)
+        assert said == exact if values in plain else not said or exact, values
+    assert features.none_absent("income", [1, 2]) and not features.none_absent("income", [1, 0])
