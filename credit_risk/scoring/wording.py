@@ -62,10 +62,12 @@ class Wording:
         absent, phrase = self.features.is_absent, self._phrases[group]
         not_given = None, f"{self.labels[group]} (not provided) {RAISES}"
 
-        def word(v: Any) -> tuple[Any, str]:
-            return not_given if absent(group, v) else (v, phrase(v))
+        def words(distinct: list[Any]) -> list[tuple[Any, str]]:
+            if self.features.none_absent(group, distinct):  # numbers, all given: at once
+                return list(zip(distinct, map(phrase, distinct), strict=True))
+            return [not_given if absent(group, v) else (v, phrase(v)) for v in distinct]
 
-        return _memo(word, values)
+        return _memo(words, values)
 
     def derived_one(self, group: str, value: float, record: Mapping[str, Any]
                     ) -> tuple[Any, str]:
@@ -84,52 +86,44 @@ class Wording:
         names = self.inputs[group]
         phrase = self._phrases[group]
 
-        def word(v: float) -> tuple[Any, str]:
-            return v, phrase(v)
+        def words(distinct: list[float]) -> list[tuple[Any, str]]:
+            return list(zip(distinct, map(phrase, distinct), strict=True))
 
-        none_absent = self.features.none_absent
+        none_absent, is_absent = self.features.none_absent, self.features.is_absent
         if all(none_absent(n, column) for n, column in zip(names, inputs, strict=True)):
-            return _memo(word, values)  # every input given: the usual batch
-        flags = [_memo(partial(self.features.is_absent, n), column)
+            return _memo(words, values)  # every input given: the usual batch
+        flags = [_memo(lambda distinct, n=n: list(map(partial(is_absent, n), distinct)), column)
                  for n, column in zip(names, inputs, strict=True)]
         if not any(map(any, flags)):
-            return _memo(word, values)
-        words: dict[Any, tuple[Any, str]] = {}
+            return _memo(words, values)
+        seen: dict[Any, tuple[Any, str]] = {}
         said = []
         for v, *absent in zip(values, *flags, strict=True):
             key = tuple(n for n, f in zip(names, absent, strict=True) if f) if any(absent) else v
-            hit = words.get(key)
+            hit = seen.get(key)
             if hit is None:
-                hit = words[key] = (None, self.text(group, None, key)) if any(absent) else \
-                    word(v)
+                hit = seen[key] = (None, self.text(group, None, key)) if any(absent) else \
+                    (v, phrase(v))
             said.append(hit)
         return said
 
 
-_NONE = object()
-
-
-def _memo(fn: Callable[[Any], Any], values: list[Any]) -> list[Any]:
-    """`fn` of each value, computed once per distinct value (for the first of equal values;
-    True and 1 apart: equal as keys, not in words); with an unhashable value among them, of
-    each value on its own."""
+def _memo(fn: Callable[[list[Any]], list[Any]], values: list[Any]) -> list[Any]:
+    """The results of `fn` (of a list of values: a list of as many results) for each value,
+    `fn` given each distinct value once (the first of equal values; True and 1 apart: equal
+    as keys, not in words); with an unhashable value among them, given all the values."""
     try:
         if bool not in set(map(type, values)):  # the usual batch: the values are the keys
-            memo = dict.fromkeys(values)  # keeps the first of equal keys
-            for v in memo:
-                memo[v] = fn(v)
+            distinct = list(dict.fromkeys(values))  # keeps the first of equal keys
+            memo = dict(zip(distinct, fn(distinct), strict=True))
             return list(map(memo.__getitem__, values))
-        memo = {}
-        out = []
+        firsts: dict[Any, Any] = {}
         for v in values:
-            key = (bool, v) if type(v) is bool else v
-            hit = memo.get(key, _NONE)
-            if hit is _NONE:
-                hit = memo[key] = fn(v)
-            out.append(hit)
-        return out
+            firsts.setdefault((bool, v) if type(v) is bool else v, v)
+        memo = dict(zip(firsts, fn(list(firsts.values())), strict=True))
+        return [memo[(bool, v) if type(v) is bool else v] for v in values]
     except TypeError:
-        return [fn(v) for v in values]
+        return fn(values)
 
 
 def _phrase(label: str, unit: str) -> Callable[[Any], str]:

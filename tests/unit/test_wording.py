@@ -25,6 +25,10 @@ def test_a_features_phrase_is_its_label_and_the_quantity(unit):
         quantity(10**400, unit)
 
 
+def _each(fn):
+    return lambda values: [fn(v) for v in values]
+
+
 def test_each_distinct_value_is_worded_once_the_first_of_equal_values():
     calls = []
 
@@ -34,13 +38,13 @@ def test_each_distinct_value_is_worded_once_the_first_of_equal_values():
 
     nan = math.nan
     values = [1, 1.0, 2, 0.0, -0.0, 0, nan, nan, float("nan"), "a", 2]
-    assert _memo(word, values) == ["1", "1", "2", "0.0", "0.0", "0.0", "nan", "nan", "nan",
-                                   "'a'", "2"]
+    assert _memo(_each(word), values) == ["1", "1", "2", "0.0", "0.0", "0.0", "nan", "nan",
+                                          "nan", "'a'", "2"]
     assert len(calls) == 6  # 1, 2, 0.0, nan (the same object twice), the other nan, "a"
 
 
 def test_true_and_1_are_worded_apart_and_unhashable_values_one_by_one():
     values = [1, True, 1.0, False, 0, True, 1]
-    assert _memo(repr, values) == ["1", "True", "1", "False", "0", "True", "1"]
-    assert _memo(repr, [[3], 3, [3], True]) == ["[3]", "3", "[3]", "True"]
-    assert _memo(repr, []) == []
+    assert _memo(_each(repr), values) == ["1", "True", "1", "False", "0", "True", "1"]
+    assert _memo(_each(repr), [[3], 3, [3], True]) == ["[3]", "3", "[3]", "True"]
+    assert _memo(_each(repr), []) == []
