@@ -54,6 +54,8 @@ class ReasonExplainer:
             self._to_group[j, index[g]] = 1.0
         self.wording = Wording(plan.features, self.group_names, labels, units)
         self.labels = self.wording.labels
+        self._names = np.array(self.group_names, dtype=object)
+        self._labels = np.array([self.labels[g] for g in self.group_names], dtype=object)
         self._group_type = np.min_scalar_type(len(self.group_names))  # for a radix sort
         self.reference = plan.features.row({})[0]  # medians and modes
         self._booster = plan.booster
@@ -193,14 +195,17 @@ class ReasonExplainer:
             return [records[i].get(name) for i in at]
 
         picked, groups, impacts, counts = self._picks(contrib, top)
-        flat: list[dict[str, Any]] = []
+        said: list[tuple[Any, str]] = []
         positions = []
-        for k, at, said in self._worded(rows, picked, groups, column):
-            g, label = self.group_names[k], self.labels[self.group_names[k]]
-            flat += [{"feature": g, "label": label, "value": v, "impact": m, "text": t}
-                     for (v, t), m in zip(said, impacts[at].tolist(), strict=True)]
+        for _, at, words in self._worded(rows, picked, groups, column):
+            said += words
             positions.append(at)
-        flat = _in_order(flat, positions)
+        # the dicts made in row order, as they are read (serialised) and freed: nearby in memory
+        flat = [{"feature": f, "label": lb, "value": v, "impact": m, "text": t}
+                for f, lb, (v, t), m in zip(self._names[groups].tolist(),
+                                            self._labels[groups].tolist(),
+                                            _in_order(said, positions), impacts.tolist(),
+                                            strict=True)]
         ends = np.cumsum(counts).tolist()
         return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
