@@ -12,7 +12,8 @@ pure-data scoring plan (`credit_risk.scoring.plan`). One-hot columns are summed 
 the field they encode.
 
 A batch's reasons are ranked with one argsort of its contribution matrix and worded feature
-by feature (`credit_risk.scoring.wording`): no Python loop per row but the final dicts. One
+by feature (`credit_risk.scoring.wording`): no Python loop per row but the final dicts, made
+in row order (as they are serialised and freed: nearby in memory). One
 application (the API's default request) skips that machinery: the same argsort of its row,
 then each pick worded directly.
 """

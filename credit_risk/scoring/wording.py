@@ -1,11 +1,12 @@
 """The words of a reason: `Age (1 year) raises the risk`, for a whole batch at a time.
 
 Everything that does not depend on the applicant is worked out once per model version: each
-feature's label and unit, the labels of a derived feature's inputs, what counts as not given
-(missing, or a value that means missing). A batch's reasons are then worded per feature, not
-per row: each distinct value of a feature is worded once and looked up for every other row that
-has it (integer-valued inputs such as ages, counts and months repeat a lot). One application's
-reasons are worded directly (`given_one`, `derived_one`): the same words.
+feature's label and unit (its phrase, `_phrase`), the labels of a derived feature's inputs,
+what counts as not given (missing, or a value that means missing). A batch's reasons are then
+worded per feature, not per row: each distinct value of a feature is worded once and looked up
+for every other row that has it (integer-valued inputs such as ages, counts and months repeat a
+lot); numbers all given (the usual batch) are checked at once, not value by value. One
+application's reasons are worded directly (`given_one`, `derived_one`): the same words.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class Wording:
         none_absent, is_absent = self.features.none_absent, self.features.is_absent
         if all(none_absent(n, column) for n, column in zip(names, inputs, strict=True)):
             return _memo(words, values)  # every input given: the usual batch
-        flags = [_memo(lambda distinct, n=n: list(map(partial(is_absent, n), distinct)), column)
+        flags = [_memo(_each(partial(is_absent, n)), column)
                  for n, column in zip(names, inputs, strict=True)]
         if not any(map(any, flags)):
             return _memo(words, values)
@@ -106,6 +107,11 @@ class Wording:
                     (v, phrase(v))
             said.append(hit)
         return said
+
+
+def _each(fn: Callable[[Any], Any]) -> Callable[[list[Any]], list[Any]]:
+    """`fn` of each value of a list."""
+    return lambda values: list(map(fn, values))
 
 
 def _memo(fn: Callable[[list[Any]], list[Any]], values: list[Any]) -> list[Any]:
