@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from credit_risk.scoring.bands import BANDS
+from credit_risk.scoring import bands as rating_bands
 from credit_risk.scoring.plan import ARRAYS_FILE, BOOSTER_FILE, PLAN_FILE, PlanError, ScoringPlan
 from credit_risk.scoring.reasons import ReasonExplainer
 from credit_risk.spec.fields import with_cleaning
@@ -61,13 +61,12 @@ class ScoreScaling:
         return np.clip(np.rint(raw), self.min_score, self.max_score).astype(int)
 
 
-_BAND_LOWS = np.array([b.low for b in BANDS[1:]])
-_BAND_NAMES = np.array([b.name for b in BANDS], dtype=object)
-
-
 def ratings(scores: np.ndarray) -> list[str]:
-    """`credit_risk.scoring.bands.rating` of each credit score, at once."""
-    return _BAND_NAMES[np.searchsorted(_BAND_LOWS, scores, side="right")].tolist()
+    """`credit_risk.scoring.bands.rating` of each credit score, at once (the bands as they
+    are defined now)."""
+    defined = rating_bands.BANDS
+    names = np.array([b.name for b in defined], dtype=object)
+    return names[np.searchsorted([b.low for b in defined[1:]], scores, side="right")].tolist()
 
 
 def _threshold(value: Any) -> float:
