@@ -164,6 +164,17 @@ class FeaturePlan:
             value if isinstance(value, int | float) and not isinstance(value, bool)
             else str(value).strip()) in codes
 
+    def none_absent(self, name: str, values: list[Any]) -> bool:
+        """Whether no value of input `name` in `values` counts as not given (`is_absent`),
+        when they are all ints and floats: checked at once (False: some is, or other types)."""
+        kinds = set(map(type, values))
+        if not kinds <= {int, float} or not self._missing_of.get(name, set()).isdisjoint(values):
+            return False
+        try:
+            return kinds == {int} or not any(map(math.isnan, values))
+        except OverflowError:  # an int too large for a float
+            return False
+
     # -- the one implementation of imputation and capping, derived features and encoding ------
     def impute_and_cap(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, inputs) raw numeric inputs (NaN: missing) -> (the values scored, and which were

@@ -72,7 +72,7 @@ class MasterScale:
 
     def grades(self, pd_: Any) -> list[str]:
         """The grade name of each PD."""
-        return [self.names[i] for i in self.index(pd_).tolist()]
+        return np.array(self.names, dtype=object)[self.index(pd_)].tolist()
 
     def grade(self, pd_: float) -> str:
         return self.grades([pd_])[0]

@@ -12,7 +12,8 @@ pure-data scoring plan (`credit_risk.scoring.plan`). One-hot columns are summed 
 the field they encode.
 
 A batch's reasons are ranked with one argsort of its contribution matrix and worded feature
-by feature (`credit_risk.scoring.wording`): no Python loop per row but the final dicts. One
+by feature (`credit_risk.scoring.wording`): no Python loop per row but the final dicts, made
+in row order (as they are serialised and freed: nearby in memory). One
 application (the API's default request) skips that machinery: the same argsort of its row,
 then each pick worded directly.
 """
@@ -20,7 +21,7 @@ then each pick worded directly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -56,6 +57,7 @@ class ReasonExplainer:
         self.labels = self.wording.labels
         self._names = np.array(self.group_names, dtype=object)
         self._labels = np.array([self.labels[g] for g in self.group_names], dtype=object)
+        self._group_type = np.min_scalar_type(len(self.group_names))  # for a radix sort
         self.reference = plan.features.row({})[0]  # medians and modes
         self._booster = plan.booster
         self._trees = plan.trees
@@ -132,32 +134,27 @@ class ReasonExplainer:
         return rows, order[rows, slots], impacts[rows, slots], kept.sum(axis=1)
 
     def _worded(self, rows: np.ndarray, picked: np.ndarray, groups: np.ndarray,
-                column: Column) -> tuple[list[Any], list[str]]:
-        """(value shown, text) of each pick (`picked` rows, `groups`), worded feature by
-        feature; `column(field, rows)`: the applications' values of a field, as sent."""
+                column: Column) -> Iterator[tuple[int, np.ndarray, list[tuple[Any, str]]]]:
+        """The picks (`picked` rows, `groups`) feature group by feature group: each group's
+        index, the picks' positions and their (value shown, text); `column(field, rows)`: the
+        applications' values of a field, as sent."""
         if not len(groups):
-            return [], []
-        by_group = np.argsort(groups, kind="stable")  # picks feature by feature
-        starts = np.flatnonzero(np.diff(groups[by_group], prepend=-1))
-        shown: list[Any] = []
-        texts: list[str] = []
-        for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(groups)], strict=True):
+            return
+        by_group = np.argsort(groups.astype(self._group_type), kind="stable")
+        starts = np.flatnonzero(np.diff(groups[by_group], prepend=-1)).tolist()
+        for a, b in zip(starts, [*starts[1:], len(groups)], strict=True):
             at = by_group[a:b]
-            who = picked[at]
-            g = self.group_names[int(groups[at[0]])]
+            who_at = picked[at]
+            who = who_at.tolist()
+            k = int(groups[at[0]])
+            g = self.group_names[k]
             if g in self._derived_index:
-                inputs = [column(n, who.tolist()) for n in self.wording.inputs[g]]
-                said = self.wording.derived(g, rows[who, self._derived_index[g]].tolist(), inputs)
+                inputs = [column(n, who) for n in self.wording.inputs[g]]
+                said = self.wording.derived(g, rows[who_at, self._derived_index[g]].tolist(),
+                                            inputs)
             else:
-                said = self.wording.given(g, column(g, who.tolist()))
-            shown += said[0]
-            texts += said[1]
-        back = np.empty_like(by_group)  # from feature by feature back to row by row
-        back[by_group] = np.arange(len(by_group))
-        if len(back) == 1:
-            return shown, texts
-        again = itemgetter(*back.tolist())
-        return list(again(shown)), list(again(texts))
+                said = self.wording.given(g, column(g, who))
+            yield k, at, said
 
     def explain_texts(self, rows: np.ndarray, values: Mapping[str, Sequence[Any]], top: int,
                       contributions: np.ndarray | None = None) -> list[str]:
@@ -173,7 +170,12 @@ class ReasonExplainer:
 
         contrib = self.contributions(rows) if contributions is None else contributions
         picked, groups, _, counts = self._picks(contrib, top)
-        texts = self._worded(rows, picked, groups, column)[1]
+        texts: list[str] = []
+        positions = []
+        for _, at, said in self._worded(rows, picked, groups, column):
+            texts += [t for _, t in said]
+            positions.append(at)
+        texts = _in_order(texts, positions)
         ends = np.cumsum(counts).tolist()
         return ["; ".join(texts[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
@@ -182,7 +184,7 @@ class ReasonExplainer:
                 ) -> list[list[dict[str, Any]]]:
         """The top features raising each row's PD, most important first (`contributions`:
         the rows' `contributions`, when computed already). Ranked and worded for the whole
-        batch at once; only the final dicts are made one by one."""
+        batch at once, feature group by feature group: only the final dicts one by one."""
         if top <= 0 or not len(records):
             return [[] for _ in records]
         contrib = self.contributions(rows, per_feature) if contributions is None \
@@ -194,11 +196,17 @@ class ReasonExplainer:
             return [records[i].get(name) for i in at]
 
         picked, groups, impacts, counts = self._picks(contrib, top)
-        shown, texts = self._worded(rows, picked, groups, column)
+        said: list[tuple[Any, str]] = []
+        positions = []
+        for _, at, words in self._worded(rows, picked, groups, column):
+            said += words
+            positions.append(at)
+        # the dicts made in row order, as they are read (serialised) and freed: nearby in memory
         flat = [{"feature": f, "label": lb, "value": v, "impact": m, "text": t}
-                for f, lb, v, m, t in zip(self._names[groups].tolist(),
-                                          self._labels[groups].tolist(), shown,
-                                          impacts.tolist(), texts, strict=True)]
+                for f, lb, (v, t), m in zip(self._names[groups].tolist(),
+                                            self._labels[groups].tolist(),
+                                            _in_order(said, positions), impacts.tolist(),
+                                            strict=True)]
         ends = np.cumsum(counts).tolist()
         return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
@@ -224,6 +232,15 @@ class ReasonExplainer:
 
     def _text(self, group: str, value: Any, absent: Sequence[str] = ()) -> str:
         return self.wording.text(group, value, absent)
+
+
+def _in_order(items: list[Any], positions: list[np.ndarray]) -> list[Any]:
+    """`items`, listed at `positions` (concatenated), put back in the order of the positions."""
+    if len(items) <= 1:
+        return items
+    back = np.empty(len(items), dtype=np.intp)
+    back[np.concatenate(positions)] = np.arange(len(items))
+    return list(itemgetter(*back.tolist())(items))
 
 
 def _path_sums(plan: ScoringPlan, to_group: np.ndarray) -> PathSums | None:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from credit_risk.scoring.bands import rating
+from credit_risk.scoring import bands as rating_bands
 from credit_risk.scoring.plan import ARRAYS_FILE, BOOSTER_FILE, PLAN_FILE, PlanError, ScoringPlan
 from credit_risk.scoring.reasons import ReasonExplainer
 from credit_risk.spec.fields import with_cleaning
@@ -59,6 +59,14 @@ class ScoreScaling:
         p = np.clip(np.asarray(pd_, dtype=float), 1e-9, 1 - 1e-9)
         raw = self.offset + self.factor * np.log((1 - p) / p)
         return np.clip(np.rint(raw), self.min_score, self.max_score).astype(int)
+
+
+def ratings(scores: np.ndarray) -> list[str]:
+    """`credit_risk.scoring.bands.rating` of each credit score, at once (the bands as they
+    are defined now)."""
+    defined = rating_bands.BANDS
+    names = np.array([b.name for b in defined], dtype=object)
+    return names[np.searchsorted([b.low for b in defined[1:]], scores, side="right")].tolist()
 
 
 def _threshold(value: Any) -> float:
@@ -129,7 +137,6 @@ class Scorer:
             self.plan.predict_raw(rows) if n else np.empty(0), None)
         pd_ = self.plan.calibrate(raw) if n else np.empty(0)
         scores = self.scaling.score(pd_)
-        bands = {s: rating(s) for s in set(scores.tolist())}
         grades = self.plan.master_scale.grades(pd_)
         warnings = [""] * n
         for i, said in warned.items():
@@ -138,7 +145,7 @@ class Scorer:
             "probability_of_default": pd_.tolist(),
             "risk": np.where(pd_ >= self.threshold, "High", "Low").tolist(),
             "credit_score": scores.tolist(),
-            "rating": [bands[s] for s in scores.tolist()],
+            "rating": ratings(scores),
             "grade": grades,
             "reasons": self.explainer.explain_texts(rows, columns, self.n_reasons,
                                                     contributions),
@@ -148,8 +155,8 @@ class Scorer:
 
     def _results(self, pd_: np.ndarray, reasons: list[list[dict[str, Any]]],
                  warnings: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-        pds, scores = pd_.tolist(), self.scaling.score(pd_).tolist()
-        bands = {s: rating(s) for s in set(scores)}
+        scores = self.scaling.score(pd_)
+        pds, bands = pd_.tolist(), ratings(scores)
         grades = self.plan.master_scale.grades(pd_)
         version, threshold = self.version, self.threshold
         return [
@@ -157,12 +164,12 @@ class Scorer:
                 "probability_of_default": p,
                 "risk": "High" if p >= threshold else "Low",
                 "credit_score": s,
-                "rating": bands[s],
+                "rating": band,
                 "grade": grade,
                 "reasons": why,
                 "model_version": version,
                 "warnings": capped,
             }
-            for p, s, grade, why, capped in zip(pds, scores, grades, reasons, warnings,
-                                                strict=True)
+            for p, s, band, grade, why, capped in zip(pds, scores.tolist(), bands, grades,
+                                                      reasons, warnings, strict=True)
         ]

@@ -372,3 +372,60 @@ def test_a_forests_occlusion_of_a_few_rows_in_one_call_is_the_group_by_group_one
     one_by_one = [explainer.contributions(rows[i:i + n]) for i, n in ((0, 1), (1, 5), (6, 16))]
     assert [c.tobytes() for c in at_once] == [c.tobytes() for c in one_by_one]
     assert all(c.shape[1] == len(explainer.group_names) and (c != 0).any() for c in at_once)
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "xgboost"])
+def test_batch_reasons_of_applications_giving_every_value_equal_the_row_by_row_wording(
+        scorers, messy, name):
+    """With every input given (derived features worded by value alone) and contributions
+    tied across the top-k boundary (small integers: many equal values in a row), the batch
+    gives the row-by-row reasons; one-hot fields and derived features among them."""
+    from tests.model.reasons_reference import reference_explain
+
+    explainer = scorers[name].explainer
+    features = explainer.plan.features
+    records = [r for r in _fields_of(scorers[name], messy[:1500])
+               if not any(features.is_absent(k, v) for k, v in r.items()
+                          if k in features.inputs)][:500]
+    assert len(records) > 100
+    rows = features.prepare(records)[0]
+    contrib = explainer.contributions(rows)
+    tied = np.random.default_rng(7).integers(-2, 3, size=contrib.shape).astype(float)
+    assert (np.sort(tied, axis=1)[:, -4] == np.sort(tied, axis=1)[:, -3]).mean() > 0.3
+    for c, top in ((contrib, 3), (tied, 3), (tied, 1), (contrib, 30)):
+        expected = reference_explain(explainer, rows, records, top, c)
+        assert explainer.explain(rows, records, top, contributions=c) == expected
+    shown = {r["feature"] for x in expected for r in x}
+    assert shown & set(explainer._derived_index) and "loan_purpose" in shown
+    assert not any("not provided" in r["text"] for x in expected for r in x)
+
+
+def test_a_batch_with_one_reason_or_none_at_all(scorers, messy):
+    """A batch whose contributions give no row a reason, or only one row one reason."""
+    explainer = scorers["xgboost"].explainer
+    records = _fields_of(scorers["xgboost"], messy[:4])
+    rows = explainer.plan.features.prepare(records)[0]
+    none = -np.ones((4, len(explainer.group_names)))
+    assert explainer.explain(rows, records, 3, contributions=none) == [[], [], [], []]
+    assert explainer.explain_texts(rows, {}, 3, contributions=none) == [""] * 4
+    one = none.copy()
+    one[2, explainer.group_names.index("loan_purpose")] = 0.5
+    reasons = explainer.explain(rows, records, 3, contributions=one)
+    assert [len(r) for r in reasons] == [0, 0, 1, 0]
+    assert reasons[2][0]["feature"] == "loan_purpose" and reasons[2][0]["impact"] == 0.5
+    assert reasons[2][0]["value"] == records[2]["loan_purpose"]
+
+
+def test_none_absent_agrees_with_is_absent_value_by_value(scorers):
+    """`none_absent` (a column of numbers at once) is True only when no value is absent, and
+    exactly that for ints and floats a float can hold."""
+    features = scorers["xgboost"].plan.features
+    plain = [[1, 2.5, 3], [1, 0], [1.0, 0.0], [7, -0.0], [2.0, float("nan")], [float("inf")],
+             [2**53 + 1, 7], [10**400, 3], []]
+    odd = [[1, None], [1, True], [1, "7"], [1, " 0 "], [np.float64(1.0)], [1.5, 10**400],
+           [[3], 1]]
+    for values in plain + odd:
+        exact = not any(features.is_absent("income", v) for v in values)
+        said = features.none_absent("income", values)
+        assert said == exact if values in plain else not said or exact, values
+    assert features.none_absent("income", [1, 2]) and not features.none_absent("income", [1, 0])

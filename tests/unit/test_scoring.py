@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from credit_risk.scoring.bands import rating
-from credit_risk.scoring.scorer import ScoreScaling
+from credit_risk.scoring.scorer import ScoreScaling, ratings
 
 
 def test_base_odds_give_base_score_and_pdo_doubles_odds():
@@ -27,6 +27,13 @@ def test_scores_are_clipped_and_monotone():
                                         (750, "Excellent"), (900, "Excellent")])
 def test_bands(score, band):
     assert rating(score) == band
+
+
+def test_a_batch_of_scores_gets_each_scores_band():
+    scores = np.arange(-100, 1200)
+    assert ratings(scores) == [rating(s) for s in scores.tolist()]
+    assert ratings(ScoreScaling().score(np.linspace(0, 1, 501))) == \
+        [rating(s) for s in ScoreScaling().score(np.linspace(0, 1, 501)).tolist()]
 
 
 def test_bands_are_contiguous_and_named_as_the_api_says():
