@@ -132,7 +132,6 @@ ENV PATH=/opt/credit-risk/bin:$PATH \
     CREDIT_RISK_REGISTRY_URL=/registry \
     CREDIT_RISK_DECISION_LOG=/var/lib/credit-risk/decisions.jsonl \
     CREDIT_RISK_DECISION_LOG_SPOOL=/var/lib/credit-risk/spool \
-    CREDIT_RISK_THREADS=8 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/credit-risk-metrics
 WORKDIR /app
 COPY --from=build-serving /opt/credit-risk /opt/credit-risk

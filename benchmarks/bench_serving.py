@@ -732,8 +732,6 @@ def main() -> None:
                         help="the serving app's decision log (default: a JSONL file on tmpfs), "
                              "e.g. postgresql+psycopg://root@127.0.0.1/test")
     args = parser.parse_args()
-    if args.decision_log:  # the serving image's configuration with PostgreSQL: gthread workers
-        os.environ.setdefault("CREDIT_RISK_THREADS", "8")
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: run `make wrk` (apt-get install wrk)")
     args.work.mkdir(parents=True, exist_ok=True)

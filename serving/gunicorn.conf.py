@@ -1,11 +1,13 @@
 """gunicorn settings for the serving app: `gunicorn -c serving/gunicorn.conf.py serving.wsgi:app`.
 
 One process per CPU. Scoring is CPU-bound and each worker's NumPy/XGBoost use one thread:
-with the JSONL file log, sync workers (CREDIT_RISK_THREADS=1, the default) are the fastest;
-threads in one process contend for the GIL (benchmarks/RESULTS.md). With PostgreSQL every
-decision waits for a durable write (a spool fdatasync or a commit), and gthread workers
-(CREDIT_RISK_THREADS=8, as the serving image sets) let requests overlap that wait and share
-one flush (`credit_risk.records.spool`, `credit_risk.records.group_commit`).
+sync workers (CREDIT_RISK_THREADS=1, the default and the image's) are the fastest, with the
+JSONL file log and with the PostgreSQL log behind its spool, where each request waits for its
+own fdatasync (0.2 ms on the benchmark's disk); threads in one process contend for the GIL
+(benchmarks/RESULTS.md). gthread workers (CREDIT_RISK_THREADS > 1) let the requests of a worker
+overlap that wait and share one flush (`credit_risk.records.spool`,
+`credit_risk.records.group_commit`): worth it where a flush is slow (a network disk, or
+PostgreSQL without the spool).
 `kill -HUP <master>` reloads gracefully: new workers start, old ones finish their requests
 first. The address, workers, threads, timeout and logs are the serving settings
 (credit_risk.config.ServingSettings: CREDIT_RISK_BIND, CREDIT_RISK_WORKERS, ...);
@@ -35,10 +37,11 @@ _serving = ServingSettings()  # validated: a bad value stops gunicorn with the s
 bind = _serving.bind
 workers = _serving.workers or _cpus()
 # A sync worker (threads=1) serves one request at a time: with the decision log in PostgreSQL
-# each request waits for a flush of its own (a spool fdatasync or a WAL flush: 0.1 ms on an
-# idle disk, several ms on a busy one) with its CPU idle. gthread workers overlap those waits,
-# and one flush covers all the requests waiting in a worker (benchmarks/RESULTS.md,
-# serving-postgres). gthread also keeps HTTP connections alive.
+# each request waits for a flush of its own (a spool fdatasync or a WAL flush: 0.2 ms on the
+# benchmark's disk, several ms on a busy or network one) with its CPU idle. gthread workers
+# overlap those waits, and one flush covers all the requests waiting in a worker, but their
+# threads take turns on one GIL (benchmarks/RESULTS.md, serving-postgres). gthread also keeps
+# HTTP connections alive; behind a buffering proxy (deploy/deploy.sh's nginx) sync is safe.
 threads = _serving.threads
 worker_class = "gthread" if threads > 1 else "sync"
 timeout = _serving.timeout_s  # a stuck worker is restarted

@@ -1,5 +1,6 @@
-"""Issue 21, the durability promise of the PostgreSQL decision log under gunicorn's defaults
-(gthread workers), with the spool of the image and compose stack and without it (group commit):
+"""Issue 21, the durability promise of the PostgreSQL decision log under gunicorn, with the spool
+of the image and compose stack (sync workers, as they run it, and gthread workers) and without
+it (group commit, gthread workers):
 under load from client threads, one worker is killed with SIGKILL, the database crashes and
 comes back, and at the end the whole server is killed as `docker kill` would (every process at
 once), then started again (with the spool: what it holds is shipped). Then the decisions are
@@ -48,14 +49,17 @@ def in_table(db: Cluster) -> dict[str, int]:
                        "WHERE request_id <> 'probe' GROUP BY request_id"))
 
 
-@pytest.mark.parametrize("mode", ["spool", pytest.param("group-commit", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(("mode", "threads"), [
+    ("spool", "1"),  # the image's and the compose stack's configuration: sync workers
+    pytest.param("spool", "8", marks=pytest.mark.slow),  # gthread: waiting requests share fsyncs
+    pytest.param("group-commit", "8", marks=pytest.mark.slow)])
 def test_answered_decisions_survive_a_killed_worker_a_database_crash_and_a_killed_server(
-        mode, trained, cluster: Cluster, tmp_path):
+        mode, threads, trained, cluster: Cluster, tmp_path):
     url = cluster.url("app")
     _migrate(url)
     spool = tmp_path / "spool"
     with gunicorn(trained[0].registry.url, tmp_path, reload_interval_s=0, extra_env={
-            "CREDIT_RISK_DECISION_LOG": url, "CREDIT_RISK_THREADS": "8",  # as the image
+            "CREDIT_RISK_DECISION_LOG": url, "CREDIT_RISK_THREADS": threads,
             "CREDIT_RISK_DECISION_LOG_SPOOL": str(spool) if mode == "spool" else "none",
             "CREDIT_RISK_DECISION_LOG_COMMIT_TIMEOUT_S": str(COMMIT_TIMEOUT_S)}) as server:
         body = json.dumps(server.application()).encode()
