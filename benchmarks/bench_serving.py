@@ -672,7 +672,7 @@ def cpu_table(web: dict, labels: dict[str, str]) -> list[str]:
              "| whole machine (us) |", "|---|---|---|---|---|"]
     for key, label in labels.items():
         cpu = web.get(key, {}).get("cpu_us_per_request")
-        if not cpu:
+        if not cpu or key.startswith("half_load"):  # paced runs: the server is not measured
             continue
         rows = web[key].get("rows_per_call", 1)
         lines.append(f"| {label} | " + " | ".join(f"{cpu[k] / rows:,.1f}" for k in
