@@ -7,7 +7,8 @@ section of benchmarks/RESULTS.md.
    fast path (features + model + calibration), full scoring with and without reasons, and the
    seed-style path (one-row DataFrame, scikit-learn preprocessor, `predict_proba`).
 3. HTTP under gunicorn (serving/gunicorn.conf.py with its production defaults for every
-   server: one gthread worker per CPU, 8 threads each, OMP_NUM_THREADS=1) with wrk on
+   server: one sync worker per CPU, OMP_NUM_THREADS=1; CREDIT_RISK_THREADS > 1 for
+   gthread workers) with wrk on
    loopback: our API (single and batch, with and without reasons), the seed-style Flask app,
    and a constant-JSON Flask app (the floor);
    then our single-row API held at half its maximum rate for the latency there. With

@@ -131,9 +131,9 @@ class ServingSettings(Group):
                                 description="gunicorn workers; unset: one per CPU.")
     threads: int = Field(1, ge=1, alias=env("threads"),
                          description="Threads per worker. 1: sync workers, the fastest with "
-                                     "the JSONL file log; more than 1 (the serving image sets "
-                                     "8): gthread workers, whose waiting requests share one "
-                                     "PostgreSQL or spool flush.")
+                                     "the JSONL file log and with the spool on a local disk; "
+                                     "more than 1: gthread workers, whose waiting requests "
+                                     "share one PostgreSQL or spool flush (for slow flushes).")
     timeout_s: int = Field(30, ge=1, alias=env("timeout_s"),
                            description="A worker stuck this long is restarted.")
     access_log: str | None = Field(None, alias=env("access_log"),
