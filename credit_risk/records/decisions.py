@@ -79,6 +79,8 @@ def decision(at: datetime | str, request_id: str, inputs: dict[str, Any],
 # A record's keys that are the call's, not a result's: a result holding one of them is checked
 # row by row (it would replace the call's value).
 _CALL_KEYS = frozenset({"at", "request_id", "inputs"})
+
+
 def result_types(model: type[BaseModel]) -> dict[str, frozenset[Any]]:
     """A result's fields of `model` (`Decision`) and the types of the values it takes as they
     are. Rows after a call's first are checked by these types alone, so a result field with a

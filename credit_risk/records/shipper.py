@@ -259,9 +259,7 @@ def _rows(lines: list[bytes]) -> list[tuple[Any, ...]]:
             done = list(call)
             table = table_rows(at, request_id, [r["inputs"] for r in done],
                                [r["result"] for r in done])
-            rows += [(rec["decision_id"], *(row[name] for name in COLUMNS[:7]),
-                      dumps(row["inputs"]), dumps(row["result"]))
-                     for rec, row in zip(done, table, strict=True)]
+            rows += [_staged(rec["decision_id"], row) for rec, row in zip(done, table, strict=True)]
         return rows
     except (KeyError, TypeError, ValueError):  # ValidationError is a ValueError
         return [_row(line) for line in lines]
@@ -270,9 +268,15 @@ def _rows(lines: list[bytes]) -> list[tuple[Any, ...]]:
 def _row(line: bytes) -> tuple[Any, ...]:
     """A spool line as the staging table's row (values as the group commit sends them)."""
     rec = loads_line(line)
-    row = table_row(rec["at"], rec["request_id"], rec["inputs"], rec["result"])
-    return (rec["decision_id"], *(row[name] for name in COLUMNS[:7]),
-            dumps(row["inputs"]), dumps(row["result"]))
+    return _staged(rec["decision_id"],
+                   table_row(rec["at"], rec["request_id"], rec["inputs"], rec["result"]))
+
+
+def _staged(decision_id: str, row: dict[str, Any]) -> tuple[Any, ...]:
+    """A decision's table row as the staging table's row (values as the group commit sends
+    them)."""
+    return (decision_id, *(row[name] for name in COLUMNS[:7]), dumps(row["inputs"]),
+            dumps(row["result"]))
 
 
 def _offset_file(path: Path) -> Path:
