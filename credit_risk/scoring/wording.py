@@ -44,7 +44,7 @@ class Wording:
             return f"{label} ({said}) {RAISES}"
         if value is None:
             return f"{label} {RAISES}"
-        return f"{label} ({quantity(value, self.units[group])}) {RAISES}"
+        return self._phrases[group](value)
 
     def _label_of_input(self, name: str) -> str:
         label = self._labels_in.get(name) or label_of(name)
@@ -54,14 +54,14 @@ class Wording:
         """(value shown, text) of an input feature's value as sent: a value not given is
         shown as None and worded `not provided`."""
         if self.features.is_absent(group, value):
-            return None, f"{self.labels[group]} (not provided) {RAISES}"
-        return value, f"{self.labels[group]} ({quantity(value, self.units[group])}) {RAISES}"
+            return None, self.text(group, None, (group,))
+        return value, self._phrases[group](value)
 
     def given(self, group: str, values: list[Any]) -> list[tuple[Any, str]]:
         """`given_one` of each of `values` (as sent), each distinct value once (its words
         bound to the feature once: a batch words many)."""
         absent, phrase = self.features.is_absent, self._phrases[group]
-        not_given = None, f"{self.labels[group]} (not provided) {RAISES}"
+        not_given = None, self.text(group, None, (group,))
 
         def words(distinct: list[Any]) -> list[tuple[Any, str]]:
             if self.features.none_absent(group, distinct):  # numbers, all given: at once
@@ -77,7 +77,7 @@ class Wording:
         absent = tuple(n for n in self.inputs[group] if is_absent(n, record.get(n)))
         if absent:
             return None, self.text(group, None, absent)
-        return value, f"{self.labels[group]} ({quantity(value, self.units[group])}) {RAISES}"
+        return value, self._phrases[group](value)
 
     def derived(self, group: str, values: list[float], inputs: Sequence[list[Any]]
                 ) -> list[tuple[Any, str]]:
